@@ -1,0 +1,42 @@
+# Set-up and checks. `make test` works on a fresh clone with only Python 3.11+, Node/npm and git.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CLAUDE_VERSION := 2.1.331
+CLAUDE_DIR := .tools/claude
+CLAUDE_BIN := $(CLAUDE_DIR)/node_modules/.bin/claude
+
+.PHONY: dev claude test lint format demo clean-tools
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+dev: $(VENV)/.installed
+
+# Releases from 2.1.200 on declare node >= 22; the native binary does not need node,
+# so the exact version is asked for and the engine warning is expected.
+$(CLAUDE_BIN):
+	mkdir -p $(CLAUDE_DIR)
+	npm install --prefix $(CLAUDE_DIR) --no-audit --no-fund --loglevel=error \
+		@anthropic-ai/claude-code@$(CLAUDE_VERSION)
+	$(CLAUDE_BIN) --version
+
+claude: $(CLAUDE_BIN)
+
+test: dev claude
+	$(PY) -m pytest -q
+
+lint: dev
+	$(VENV)/bin/ruff check autonoma tests bench
+	$(VENV)/bin/ruff format --check autonoma tests bench
+	$(VENV)/bin/mypy
+
+format: dev
+	$(VENV)/bin/ruff check --fix autonoma tests bench
+	$(VENV)/bin/ruff format autonoma tests bench
+
+clean-tools:
+	rm -rf $(VENV) .tools

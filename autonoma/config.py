@@ -1,0 +1,247 @@
+"""Settings: ``AUTONOMA_*`` environment variables, then ``.autonoma/config.toml``, then defaults.
+
+Every option is declared once in `OPTIONS`; the loader, the commented ``config.toml``
+that ``autonoma init`` writes and the README's table all come from it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message is one line naming the variable or file."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration of one Autonoma process."""
+
+    claude_model: str = "claude-opus-4-5-20251101"
+    max_workers: int = 5
+    max_retries: int = 3
+    task_timeout: float = 600.0
+    dangerously_skip_permissions: bool = False
+    restart_intensity: int = 3
+    restart_period: float = 60.0
+    journal_batch_size: int = 256
+    journal_batch_ms: float = 20.0
+    claude_path: str = ""
+    budget_usd: float = 0.0
+    task_budget_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its TOML key, its kind, its lower bound and what it means."""
+
+    key: str
+    kind: type
+    doc: str
+    minimum: float | None = None
+    exclusive_minimum: bool = False
+
+    @property
+    def env(self) -> str:
+        """The environment variable that sets it."""
+        return "AUTONOMA_" + self.key.upper()
+
+    @property
+    def default(self) -> Any:
+        """Its default, from `Settings`."""
+        return getattr(Settings(), self.key)
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("claude_model", str, "Model every agent uses unless its role file names another."),
+    Option("max_workers", int, "Developer agents working at once.", minimum=1),
+    Option("max_retries", int, "Attempts after the first before a task is escalated.", minimum=0),
+    Option(
+        "task_timeout",
+        float,
+        "Seconds one agent turn may run before its process group is stopped.",
+        minimum=0,
+        exclusive_minimum=True,
+    ),
+    Option(
+        "dangerously_skip_permissions",
+        bool,
+        "Pass --dangerously-skip-permissions to claude (off: explicit allowed tools).",
+    ),
+    Option("restart_intensity", int, "Restarts a supervisor allows within the period.", minimum=0),
+    Option(
+        "restart_period",
+        float,
+        "Seconds of the sliding window restarts are counted in.",
+        minimum=0,
+        exclusive_minimum=True,
+    ),
+    Option("journal_batch_size", int, "Messages per journal group commit, at most.", minimum=1),
+    Option(
+        "journal_batch_ms",
+        float,
+        "Milliseconds a journal batch may wait before it is committed.",
+        minimum=0,
+        exclusive_minimum=True,
+    ),
+    Option("claude_path", str, "The claude executable (empty: the project-local install, then PATH)."),
+    Option("budget_usd", float, "Cost cap of a whole run in USD (0: no cap).", minimum=0),
+    Option("task_budget_usd", float, "Cost cap of one task in USD, per claude turn (0: no cap).", minimum=0),
+)
+
+_BY_KEY = {option.key: option for option in OPTIONS}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+assert {f.name for f in fields(Settings)} == set(_BY_KEY), "OPTIONS and Settings disagree"
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _describe(option: Option) -> str:
+    if option.kind is bool:
+        return "true or false"
+    noun = "a whole number" if option.kind is int else "a number"
+    if option.minimum is None:
+        return noun if option.kind is not str else "text"
+    bound = f"> {option.minimum:g}" if option.exclusive_minimum else f">= {option.minimum:g}"
+    return f"{noun} {bound}"
+
+
+def _check_bound(option: Option, value: float) -> bool:
+    if option.minimum is None:
+        return True
+    return value > option.minimum if option.exclusive_minimum else value >= option.minimum
+
+
+def _from_text(option: Option, text: str) -> Any:
+    """Parse an environment variable's text; None when it does not fit."""
+    text = text.strip()
+    if option.kind is str:
+        return text
+    if option.kind is bool:
+        low = text.lower()
+        return True if low in _TRUE else False if low in _FALSE else None
+    try:
+        value: float = int(text) if option.kind is int else float(text)
+    except ValueError:
+        return None
+    return value if not math.isnan(value) and _check_bound(option, value) else None
+
+
+def _from_toml(option: Option, value: Any) -> Any:
+    """Check a TOML value's type and bound; None when it does not fit."""
+    if option.kind is bool or option.kind is str:
+        return value if type(value) is option.kind else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if option.kind is int and not isinstance(value, int):
+        return None
+    return option.kind(value) if _check_bound(option, value) else None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The settings in a config.toml (empty when there is none), checked key by key."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    try:
+        table = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        option = _BY_KEY.get(key)
+        if option is None:
+            raise ConfigError(f"{path}: unknown key '{key}'{_suggest(key, list(_BY_KEY))}")
+        parsed = _from_toml(option, value)
+        if parsed is None:
+            raise ConfigError(f"{path}: '{key}' = {value!r} must be {_describe(option)}")
+        values[key] = parsed
+    return values
+
+
+def read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings given as ``AUTONOMA_*`` variables; an empty variable counts as unset."""
+    by_env = {option.env: option for option in OPTIONS}
+    values: dict[str, Any] = {}
+    for name, text in environ.items():
+        if not name.startswith("AUTONOMA_") or name in _INTERNAL_VARIABLES:
+            continue
+        option = by_env.get(name)
+        if option is None:
+            raise ConfigError(f"unknown variable {name}{_suggest(name, list(by_env))}")
+        if not text.strip():
+            continue
+        parsed = _from_text(option, text)
+        if parsed is None:
+            raise ConfigError(f"{name}={text!r}: must be {_describe(option)}")
+        values[option.key] = parsed
+    return values
+
+
+# Variables Autonoma sets for its own children; they are not settings.
+_INTERNAL_VARIABLES: frozenset[str] = frozenset()
+
+
+def config_path(project_root: Path) -> Path:
+    """Where a project's config.toml lives."""
+    return project_root / ".autonoma" / "config.toml"
+
+
+def load_settings(
+    project_root: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from the environment, then the project's config.toml, then defaults."""
+    merged: dict[str, Any] = {}
+    if project_root is not None:
+        merged.update(read_toml(config_path(project_root)))
+    merged.update(read_environment(os.environ if environ is None else environ))
+    return Settings(**merged)
+
+
+def _toml_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def commented_defaults() -> str:
+    """The text of a config.toml that lists every option, commented out, at its default."""
+    lines = [
+        "# Autonoma settings for this project. Uncomment a line to change it.",
+        "# Environment variables (AUTONOMA_<KEY in upper case>) win over this file.",
+        "",
+    ]
+    for option in OPTIONS:
+        lines.append(f"# {option.doc}")
+        lines.append(f"# {option.key} = {_toml_literal(option.default)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def markdown_table() -> str:
+    """The configuration table of README.md."""
+    rows = ["| Variable | config.toml key | Default | Meaning |", "| --- | --- | --- | --- |"]
+    for option in OPTIONS:
+        default = _toml_literal(option.default)
+        rows.append(f"| `{option.env}` | `{option.key}` | `{default}` | {option.doc} |")
+    return "\n".join(rows)
+

@@ -1,0 +1,275 @@
+"""Every message that Autonoma's actors exchange, and the envelope the journal stores.
+
+Each message is a frozen ``msgspec.Struct`` tagged with its class name in the field
+``type``, so one decoder reads any of them back from the journal. Add new messages
+here, and only here; `MESSAGE_TYPES` lists them all for decoding.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+
+class Message(
+    msgspec.Struct, tag=True, tag_field="type", frozen=True, kw_only=True, omit_defaults=True
+):
+    """Base of every message; the tag is the class name."""
+
+
+# --- the supervisor tree (sender: the supervisor that saw it) ---------------------
+
+ChildKind = Literal["worker", "supervisor"]
+
+
+class ActorStarted(Message, frozen=True):
+    """A child actor started (first start, or a restart when ``restart`` is true)."""
+
+    name: str
+    supervisor: str
+    urn: str
+    kind: ChildKind = "worker"
+    restart: bool = False
+
+
+class ActorExited(Message, frozen=True):
+    """A child ended on its own without an error (``normal``) or with ``shutdown``."""
+
+    name: str
+    supervisor: str
+    reason: Literal["normal", "shutdown"]
+
+
+class ActorCrashed(Message, frozen=True):
+    """A child raised: in a handler, or while starting (``during_start``)."""
+
+    name: str
+    supervisor: str
+    error_type: str
+    error_text: str
+    during_start: bool = False
+
+
+class ActorStopped(Message, frozen=True):
+    """The supervisor ended a child: asked to stop (``shutdown``) or killed."""
+
+    name: str
+    supervisor: str
+    how: Literal["shutdown", "killed"]
+
+
+class SupervisorGaveUp(Message, frozen=True):
+    """Restarts went above the intensity: the supervisor stops its children and exits."""
+
+    name: str
+    restarts: int
+    intensity: int
+    period: float
+    child: str
+    error: str = ""
+
+
+class Escalation(Message, frozen=True):
+    """Something needs a human: a subtree gave up, or a task exhausted its retries."""
+
+    source: str
+    reason: str
+    task_id: str | None = None
+
+
+class WorkPaused(Message, frozen=True):
+    """No new work starts until `WorkResumed`."""
+
+    reason: str
+
+
+class WorkResumed(Message, frozen=True):
+    """New work may start again."""
+
+    reason: str
+
+
+# --- the run -------------------------------------------------------------------
+
+RunOutcome = Literal["done", "failed", "stopped"]
+
+
+class RunStarted(Message, frozen=True):
+    """A run began (or was resumed) for a requirements file."""
+
+    requirements: str
+    project: str
+    max_workers: int
+    resumed: bool = False
+
+
+class RunFinished(Message, frozen=True):
+    """A run ended; ``summary`` is the one-paragraph account shown to the user."""
+
+    outcome: RunOutcome
+    summary: str = ""
+
+
+class PhaseChanged(Message, frozen=True):
+    """The run moved to a phase: planning, decomposition, development, done, ..."""
+
+    phase: str
+
+
+# --- tasks ---------------------------------------------------------------------
+
+
+class TaskDefined(Message, frozen=True):
+    """A task of the DAG, as the Staff Engineer defined it."""
+
+    task_id: str
+    title: str
+    deps: list[str] = []
+    files: list[str] = []
+
+
+TaskState = Literal[
+    "pending", "ready", "running", "review", "merging", "merged", "failed", "escalated", "resolved"
+]
+
+
+class TaskStateChanged(Message, frozen=True):
+    """A task moved to a state; ``reason`` says why (a QA verdict, a conflict, ...)."""
+
+    task_id: str
+    state: TaskState
+    reason: str = ""
+    attempt: int = 0
+
+
+# --- agents --------------------------------------------------------------------
+
+AgentState = Literal["starting", "working", "waiting", "idle", "dead"]
+
+
+class AgentStateChanged(Message, frozen=True):
+    """An agent's state as known from its process and its stream."""
+
+    agent_id: str
+    role: str
+    state: AgentState
+    task_id: str | None = None
+    detail: str = ""
+
+
+class AgentText(Message, frozen=True):
+    """Text an agent's model said."""
+
+    agent_id: str
+    text: str
+    task_id: str | None = None
+
+
+class AgentToolUse(Message, frozen=True):
+    """A tool call an agent's model made."""
+
+    agent_id: str
+    tool_use_id: str
+    tool: str
+    input: dict[str, Any] = {}
+    task_id: str | None = None
+
+
+class AgentToolResult(Message, frozen=True):
+    """What a tool call returned to the agent's model."""
+
+    agent_id: str
+    tool_use_id: str
+    content: str
+    is_error: bool = False
+    task_id: str | None = None
+
+
+class CostReported(Message, frozen=True):
+    """Cost and tokens of one finished agent turn, from claude's ``result`` line."""
+
+    agent_id: str
+    usd: float
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    task_id: str | None = None
+
+
+MESSAGE_TYPES: tuple[type[Message], ...] = (
+    ActorStarted,
+    ActorExited,
+    ActorCrashed,
+    ActorStopped,
+    SupervisorGaveUp,
+    Escalation,
+    WorkPaused,
+    WorkResumed,
+    RunStarted,
+    RunFinished,
+    PhaseChanged,
+    TaskDefined,
+    TaskStateChanged,
+    AgentStateChanged,
+    AgentText,
+    AgentToolUse,
+    AgentToolResult,
+    CostReported,
+)
+
+AnyMessage = (
+    ActorStarted
+    | ActorExited
+    | ActorCrashed
+    | ActorStopped
+    | SupervisorGaveUp
+    | Escalation
+    | WorkPaused
+    | WorkResumed
+    | RunStarted
+    | RunFinished
+    | PhaseChanged
+    | TaskDefined
+    | TaskStateChanged
+    | AgentStateChanged
+    | AgentText
+    | AgentToolUse
+    | AgentToolResult
+    | CostReported
+)
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """A message as journaled: ``seq`` is global and gap-free, ``ts`` is UTC epoch seconds.
+
+    ``seq`` is 0 until the journal assigns it.
+    """
+
+    seq: int
+    ts: float
+    run_id: str
+    sender: str
+    recipient: str
+    message: AnyMessage
+
+
+def message_tag(message: Message) -> str:
+    """The ``type`` tag of a message (its class name)."""
+    return type(message).__name__
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyMessage)
+
+
+def encode_message(message: Message) -> bytes:
+    """The message as JSON, tag included: what the journal stores."""
+    return _encoder.encode(message)
+
+
+def decode_message(body: bytes | str) -> AnyMessage:
+    """Read back a message that `encode_message` wrote."""
+    message: AnyMessage = _decoder.decode(body)
+    return message
