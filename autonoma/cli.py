@@ -1,0 +1,159 @@
+"""The ``autonoma`` command: parse, call, print. The work happens elsewhere."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from autonoma import config, project, report
+from autonoma.journal import reader
+from autonoma.journal.schema import JournalError
+
+# Errors that are the user's to fix: one line, no traceback, and this exit code.
+_USER_ERRORS: dict[type[Exception], int] = {
+    config.ConfigError: 2,
+    project.ProjectError: 1,
+    JournalError: 1,
+}
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``autonoma: message`` on stderr and exit with ``code``."""
+    click.echo(f"autonoma: {message}", err=True)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    """Turns known errors into one line, and unknown ones into one line and a report file."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except tuple(_USER_ERRORS) as err:
+            fail(str(err), _USER_ERRORS[type(err)])
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except Exception as err:
+            fail(f"internal error: {type(err).__name__}: {err} (details in {_crash_report()})")
+
+
+def _crash_report() -> str:
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="autonoma-crash-", suffix=".log", delete=False
+    ) as handle:
+        traceback.print_exc(file=handle)
+        return handle.name
+
+
+def _here() -> Path:
+    return Path.cwd()
+
+
+def _settings(root: Path | None) -> config.Settings:
+    return config.load_settings(root)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="autonoma", prog_name="autonoma")
+def main() -> None:
+    """Autonoma: a software company in a box, run by supervised Claude Code agents."""
+
+
+@main.command()
+@click.option(
+    "--git-init", is_flag=True, help="Create a git repository here first if there is none."
+)
+def init(git_init: bool) -> None:
+    """Create .autonoma/ in this git repository (run twice, it changes nothing)."""
+    proj, created = project.init(_here(), git_init=git_init)
+    _settings(proj.root)
+    if not created:
+        click.echo(f"Already initialised: {proj.dir} (nothing changed)")
+        return
+    click.echo(f"Initialised {proj.dir}")
+    for item in created:
+        click.echo(f"  created {item}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+def status(as_json: bool) -> None:
+    """Show the current run: phase, tasks, agents, escalations, cost."""
+    proj = project.require_initialised(_here())
+    _settings(proj.root)
+    state = reader.replay(proj.state_db, run_id=reader.latest_run(proj.state_db))
+    click.echo(report.state_json(state) if as_json else report.state_text(state))
+
+
+@main.command()
+@click.option(
+    "--agent", "agent", metavar="ID", help="Only what this agent or actor sent or received."
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Last N messages."
+)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new messages as they arrive.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def logs(agent: str | None, limit: int, follow: bool, as_json: bool) -> None:
+    """Print the journal's messages, oldest first."""
+    proj = project.require_initialised(_here())
+    _settings(proj.root)
+    line = report.envelope_json if as_json else report.envelope_text
+    last = reader.last_seq(proj.state_db)
+    for envelope in reader.read(
+        proj.state_db, until_seq=last, sender_or_recipient=agent, limit_last=limit
+    ):
+        click.echo(line(envelope))
+    if not follow:
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        for envelope in reader.follow(proj.state_db, after_seq=last, sender_or_recipient=agent):
+            click.echo(line(envelope))
+
+
+@main.command()
+@click.option(
+    "--at",
+    "at_seq",
+    type=click.IntRange(min=0),
+    metavar="SEQ",
+    help="The state just after message SEQ.",
+)
+@click.option("--run", "run_id", metavar="ID", help="Only this run's messages.")
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+def replay(at_seq: int | None, run_id: str | None, as_json: bool) -> None:
+    """Rebuild the state of a past moment from the journal."""
+    proj = project.require_initialised(_here())
+    _settings(proj.root)
+    last = reader.last_seq(proj.state_db)
+    if at_seq is not None and at_seq > last:
+        fail(f"--at {at_seq}: the journal ends at seq {last}", 2)
+    if run_id is not None and run_id not in reader.run_ids(proj.state_db):
+        fail(f"--run {run_id}: no such run in {proj.state_db}", 2)
+    state = reader.replay(proj.state_db, at_seq=at_seq, run_id=run_id)
+    click.echo(report.state_json(state) if as_json else report.state_text(state))
+
+
+@main.command()
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def clean(yes: bool) -> None:
+    """Remove task worktrees, the journal and logs (settings and roles stay)."""
+    proj = project.require_initialised(_here())
+    if not yes:
+        click.confirm(
+            f"Remove the worktrees, journal and logs under {proj.dir}?", abort=True, err=True
+        )
+    removed = project.clean(proj)
+    if not removed:
+        click.echo("Nothing to clean.")
+        return
+    for item in removed:
+        click.echo(f"  removed {item}")

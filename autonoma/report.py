@@ -1,0 +1,172 @@
+"""How the journal and the folded state read on a terminal and as JSON (no I/O here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import msgspec
+
+from autonoma import protocol as p
+from autonoma.journal.fold import State, Usage
+from autonoma.protocol import Envelope
+
+_MAX_SUMMARY = 160
+
+
+def iso_time(ts: float) -> str:
+    """UTC time of an epoch timestamp, to the millisecond."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def clock_time(ts: float) -> str:
+    """HH:MM:SS.mmm in UTC."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def _short(text: str, limit: int = _MAX_SUMMARY) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def summary(message: p.Message) -> str:
+    """One line saying what a message means."""
+    match message:
+        case p.ActorStarted(name=name, kind=kind, restart=restart):
+            return f"{'restarted' if restart else 'started'} {kind} {name}"
+        case p.ActorCrashed(name=name, error_type=etype, error_text=text, during_start=start):
+            where = " while starting" if start else ""
+            return _short(f"{name} crashed{where}: {etype}: {text}")
+        case p.ActorExited(name=name, reason=reason):
+            return f"{name} exited ({reason})"
+        case p.ActorStopped(name=name, how=how):
+            return f"{name} {'killed after its shutdown timeout' if how == 'killed' else 'stopped'}"
+        case p.SupervisorGaveUp(name=name, restarts=n, period=period, child=child, error=error):
+            return _short(f"{name} gave up: {n} restarts in {period:g} s (last: {child}: {error})")
+        case p.Escalation(source=source, reason=reason, task_id=task):
+            return _short(f"ESCALATION from {source}{f' on {task}' if task else ''}: {reason}")
+        case p.WorkPaused(reason=reason):
+            return _short(f"work paused: {reason}")
+        case p.WorkResumed(reason=reason):
+            return _short(f"work resumed: {reason}")
+        case p.AgentText(text=text):
+            return _short(text)
+        case p.AgentToolUse(tool=tool, input=tool_input):
+            return _short(f"{tool} {msgspec.json.encode(tool_input).decode()}")
+        case p.AgentToolResult(content=content, is_error=is_error):
+            return _short(("error: " if is_error else "") + content)
+        case p.TaskStateChanged(task_id=task, state=state, reason=reason, attempt=attempt):
+            tried = f" (attempt {attempt})" if attempt else ""
+            return _short(f"{task} → {state}{tried}{f': {reason}' if reason else ''}")
+        case p.TaskDefined(task_id=task, title=title, deps=deps):
+            after = f" (after {', '.join(deps)})" if deps else ""
+            return _short(f"{task}: {title}{after}")
+        case p.PhaseChanged(phase=phase):
+            return f"phase {phase}"
+        case p.AgentStateChanged(state=state, task_id=task, detail=detail):
+            return _short(
+                f"{state}{f' on {task}' if task else ''}{f': {detail}' if detail else ''}"
+            )
+        case p.CostReported(usd=usd, input_tokens=tin, output_tokens=tout):
+            return f"${usd:.4f} ({tin} in, {tout} out)"
+    fields = msgspec.structs.asdict(message)
+    return _short(" ".join(f"{key}={value}" for key, value in fields.items()))
+
+
+def envelope_text(envelope: Envelope) -> str:
+    """One line of ``autonoma logs``."""
+    message = envelope.message
+    route = (
+        envelope.sender
+        if envelope.recipient == "*"
+        else f"{envelope.sender} → {envelope.recipient}"
+    )
+    return (
+        f"{envelope.seq:>7} {clock_time(envelope.ts)} {route:<24} "
+        f"{p.message_tag(message):<18} {summary(message)}"
+    )
+
+
+def envelope_json(envelope: Envelope) -> str:
+    """One line of ``autonoma logs --json``: the envelope with an ISO time added."""
+    data: dict[str, Any] = msgspec.to_builtins(envelope)
+    data["time"] = iso_time(envelope.ts)
+    return msgspec.json.encode(data).decode()
+
+
+def _money(usd: float) -> str:
+    return f"${usd:,.4f}" if usd < 1 else f"${usd:,.2f}"
+
+
+def _usage_text(usage: Usage) -> str:
+    return (
+        f"{_money(usage.usd)}, {usage.tokens:,} tokens "
+        f"({usage.input_tokens:,} in, {usage.output_tokens:,} out, "
+        f"{usage.cache_read_tokens + usage.cache_creation_tokens:,} cache)"
+    )
+
+
+def state_text(state: State) -> str:
+    """What ``autonoma status`` and ``autonoma replay`` print."""
+    if state.last_seq == 0:
+        return "No messages in the journal yet: no run has started in this project."
+    lines: list[str] = []
+    run = state.run
+    if run is None:
+        lines.append(f"No run yet; {state.last_seq} messages journaled.")
+    else:
+        where = run.outcome or "running"
+        started = iso_time(run.started) if run.started is not None else "?"
+        lines.append(f"Run {run.run_id}: {where}, phase {run.phase or '-'}, started {started}")
+        lines.append(f"  requirements: {run.requirements}")
+        if run.summary:
+            lines.append(f"  {run.summary}")
+    if state.paused:
+        lines.append(f"PAUSED: {state.pause_reason}")
+    if state.tasks:
+        counts: dict[str, int] = {}
+        for task in state.tasks.values():
+            counts[task.state] = counts.get(task.state, 0) + 1
+        lines.append("Tasks: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        for task in state.tasks.values():
+            notes = [f"attempt {task.attempts}"] if task.attempts > 1 else []
+            notes += [task.reason] if task.reason else []
+            extra = f" ({': '.join(notes)})" if notes else ""
+            lines.append(f"  {task.task_id:<12} {task.state:<10} {task.title}{extra}")
+    if state.agents:
+        lines.append("Agents:")
+        for agent in state.agents.values():
+            action = agent.last_action
+            doing = f" {action.summary}" if action is not None else ""
+            working_on = f" [{agent.task_id}]" if agent.task_id else ""
+            cost = f" {_money(agent.usage.usd)}" if agent.usage.turns else ""
+            lines.append(f"  {agent.name:<14} {agent.state or '-':<9}{working_on}{cost}{doing}")
+    if state.actors:
+        lines.append("Actors:")
+        for actor in state.actors.values():
+            plural = "" if actor.restarts == 1 else "s"
+            restarts = f", {actor.restarts} restart{plural}" if actor.restarts else ""
+            error = f", last error: {actor.last_error}" if actor.last_error else ""
+            lines.append(f"  {actor.name:<14} {actor.status}{restarts}{error}")
+    if state.escalations:
+        lines.append("Escalations:")
+        for esc in state.escalations:
+            on = f" [{esc.task_id}]" if esc.task_id else ""
+            lines.append(f"  #{esc.seq} {clock_time(esc.ts)} {esc.source}{on}: {esc.reason}")
+    crashes = [e for e in state.supervision if e.kind != "restarted"]
+    if crashes:
+        lines.append(f"Crashes, kills and give-ups: {len(crashes)} (latest last)")
+        for event in crashes[-5:]:
+            error = f": {event.error}" if event.error else ""
+            lines.append(
+                f"  #{event.seq} {clock_time(event.ts)} {event.supervisor}/{event.child} "
+                f"{event.kind}{error}"
+            )
+    lines.append(f"Cost: {_usage_text(state.usage)}")
+    lines.append(f"Journal: {state.last_seq} messages, last at {iso_time(state.last_ts)}")
+    return "\n".join(lines)
+
+
+def state_json(state: State) -> str:
+    """What ``--json`` prints: the folded state."""
+    return msgspec.json.encode(state.to_dict()).decode()

@@ -1,0 +1,228 @@
+"""`autonoma status`, `logs` and `replay` read what a run journaled, from another process."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autonoma import protocol as p
+from autonoma.journal.writer import Journal
+from autonoma.runtime.bus import Bus
+from tests.conftest import run_autonoma
+
+
+def publish_run(db: Path) -> None:
+    """A small run as the workflow would journal it."""
+    client = Journal.open(db)
+    bus = Bus(run_id="run-1")
+    bus.attach(client)
+    say = bus.publish
+    say("orchestrator", p.RunStarted(requirements="requirements.md", project="/p", max_workers=2))
+    say("orchestrator", p.PhaseChanged(phase="planning"))
+    say("orchestrator", p.TaskDefined(task_id="t1", title="Parse arguments"))
+    say("orchestrator", p.TaskDefined(task_id="t2", title="Store todos", deps=["t1"]))
+    say("orchestrator", p.PhaseChanged(phase="development"))
+    say("orchestrator", p.TaskStateChanged(task_id="t1", state="running", attempt=1))
+    say("crew", p.ActorStarted(name="developer-1", supervisor="crew", urn="u1"))
+    say(
+        "developer-1",
+        p.AgentStateChanged(
+            agent_id="developer-1", role="developer", state="working", task_id="t1"
+        ),
+    )
+    say(
+        "developer-1",
+        p.AgentToolUse(
+            agent_id="developer-1",
+            tool_use_id="tu1",
+            tool="Write",
+            input={"file_path": "todo/cli.py"},
+        ),
+    )
+    say(
+        "developer-1",
+        p.CostReported(
+            agent_id="developer-1", task_id="t1", usd=0.25, input_tokens=1000, output_tokens=200
+        ),
+    )
+    say(
+        "crew",
+        p.ActorCrashed(
+            name="developer-1",
+            supervisor="crew",
+            error_type="RuntimeError",
+            error_text="pty closed",
+        ),
+    )
+    say("crew", p.ActorStarted(name="developer-1", supervisor="crew", urn="u2", restart=True))
+    say("orchestrator", p.TaskStateChanged(task_id="t1", state="merged", attempt=1))
+    say(
+        "orchestrator",
+        p.TaskStateChanged(
+            task_id="t2", state="escalated", reason="tests fail after 3 retries", attempt=4
+        ),
+    )
+    say(
+        "orchestrator",
+        p.Escalation(source="orchestrator", reason="t2: tests fail after 3 retries", task_id="t2"),
+        durable=True,
+    )
+    client.stop()
+
+
+@pytest.fixture
+def project(git_repo: Path, clean_env: dict[str, str]) -> Path:
+    assert run_autonoma("init", cwd=git_repo, env=clean_env).returncode == 0
+    return git_repo
+
+
+def test_status_on_an_empty_journal(project: Path, clean_env: dict[str, str]) -> None:
+    result = run_autonoma("status", cwd=project, env=clean_env)
+    assert result.returncode == 0, result.stderr
+    assert "no run has started" in result.stdout
+    as_json = json.loads(run_autonoma("status", "--json", cwd=project, env=clean_env).stdout)
+    assert as_json["last_seq"] == 0 and as_json["tasks"] == {}
+    assert run_autonoma("logs", cwd=project, env=clean_env).stdout == ""
+    assert run_autonoma("replay", cwd=project, env=clean_env).returncode == 0
+
+
+def test_status_shows_the_run(project: Path, clean_env: dict[str, str]) -> None:
+    publish_run(project / ".autonoma" / "state.db")
+    result = run_autonoma("status", cwd=project, env=clean_env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Run run-1: running, phase development" in out
+    assert "Tasks: 1 escalated, 1 merged" in out
+    assert "t2" in out and "tests fail after 3 retries" in out
+    assert "developer-1" in out and "Write: todo/cli.py" in out
+    assert "orchestrator [t2]: t2: tests fail after 3 retries" in out
+    assert "crew/developer-1 crashed: RuntimeError: pty closed" in out
+    assert "$0.2500" in out
+
+    state = json.loads(run_autonoma("status", "--json", cwd=project, env=clean_env).stdout)
+    assert state["current_run"] == "run-1"
+    assert state["tasks"]["t1"]["state"] == "merged"
+    assert state["tasks"]["t1"]["usage"]["usd"] == 0.25
+    assert state["agents"]["developer-1"]["restarts"] == 1
+    assert state["escalations"][0]["task_id"] == "t2"
+    assert state["usage"]["input_tokens"] == 1000
+
+
+def test_logs_filters_and_limits(project: Path, clean_env: dict[str, str]) -> None:
+    publish_run(project / ".autonoma" / "state.db")
+    everything = run_autonoma(
+        "logs", "--limit", "100", cwd=project, env=clean_env
+    ).stdout.splitlines()
+    assert len(everything) == 15
+    assert everything[0].split()[0] == "1" and "RunStarted" in everything[0]
+
+    last_two = run_autonoma("logs", "--limit", "2", cwd=project, env=clean_env).stdout.splitlines()
+    assert last_two == everything[-2:]
+
+    agent = run_autonoma("logs", "--agent", "developer-1", cwd=project, env=clean_env).stdout
+    lines = agent.splitlines()
+    assert len(lines) == 3
+    assert all("developer-1" in line for line in lines)
+    assert "Write" in lines[1] and "todo/cli.py" in lines[1]
+
+    rows = [
+        json.loads(line)
+        for line in run_autonoma("logs", "--json", cwd=project, env=clean_env).stdout.splitlines()
+    ]
+    assert [row["seq"] for row in rows] == list(range(1, 16))
+    assert rows[0]["message"]["type"] == "RunStarted"
+    assert rows[0]["run_id"] == "run-1" and rows[0]["time"].endswith("+00:00")
+
+
+def test_replay_rebuilds_a_past_moment(project: Path, clean_env: dict[str, str]) -> None:
+    publish_run(project / ".autonoma" / "state.db")
+    early = json.loads(
+        run_autonoma("replay", "--at", "3", "--json", cwd=project, env=clean_env).stdout
+    )
+    assert early["runs"]["run-1"]["phase"] == "planning"
+    assert list(early["tasks"]) == ["t1"]
+    assert early["last_seq"] == 3
+    text = run_autonoma("replay", "--at", "6", cwd=project, env=clean_env).stdout
+    assert "phase development" in text and "1 running" in text
+    run = json.loads(
+        run_autonoma("replay", "--run", "run-1", "--json", cwd=project, env=clean_env).stdout
+    )
+    assert run["tasks"]["t2"]["state"] == "escalated"
+
+
+def test_replay_refuses_what_is_not_there(project: Path, clean_env: dict[str, str]) -> None:
+    publish_run(project / ".autonoma" / "state.db")
+    beyond = run_autonoma("replay", "--at", "99", cwd=project, env=clean_env)
+    assert beyond.returncode == 2
+    assert beyond.stderr == "autonoma: --at 99: the journal ends at seq 15\n"
+    nope = run_autonoma("replay", "--run", "nope", cwd=project, env=clean_env)
+    assert nope.returncode == 2
+    assert nope.stderr.startswith("autonoma: --run nope: no such run")
+
+
+def test_a_file_that_is_not_a_journal_is_one_line(project: Path, clean_env: dict[str, str]) -> None:
+    db = project / ".autonoma" / "state.db"
+    db.unlink()
+    db.write_text("this is not a database, it is a poem\n" * 200)
+    for command in ("status", "logs", "replay"):
+        result = run_autonoma(command, cwd=project, env=clean_env)
+        assert result.returncode == 1, command
+        assert result.stderr.startswith(f"autonoma: {db}")
+        assert result.stderr.count("\n") == 1
+    assert db.read_text().startswith("this is not a database")  # nothing lost
+
+
+def read_line(process: subprocess.Popen[str], deadline: float) -> str:
+    assert process.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    while time.monotonic() < deadline:
+        if selector.select(timeout=max(0.0, deadline - time.monotonic())):
+            return process.stdout.readline()
+    raise AssertionError("no line before the deadline")
+
+
+def test_logs_follow_sees_new_messages_within_a_fraction_of_a_second(
+    project: Path, clean_env: dict[str, str]
+) -> None:
+    db = project / ".autonoma" / "state.db"
+    publish_run(db)
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "autonoma", "logs", "--follow", "--limit", "1"],
+        cwd=project,
+        env=clean_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = read_line(follow, time.monotonic() + 20)
+        assert "Escalation" in first  # the last message already there
+        client = Journal.open(db)
+        bus = Bus(run_id="run-1")
+        bus.attach(client)
+        for phase in ("review", "merging"):
+            bus.publish("orchestrator", p.PhaseChanged(phase=phase), durable=True, timeout=5)
+            committed = time.monotonic()
+            line = read_line(follow, committed + 2)
+            seen = time.monotonic() - committed
+            assert "PhaseChanged" in line and phase in line
+            assert seen < 1.0, f"took {seen:.2f}s"
+        client.stop()
+        follow.send_signal(signal.SIGINT)
+        _, err = follow.communicate(timeout=10)
+        assert follow.returncode == 0
+        assert "Traceback" not in err
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    assert os.path.exists(db)
