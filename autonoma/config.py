@@ -91,9 +91,16 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0,
         exclusive_minimum=True,
     ),
-    Option("claude_path", str, "The claude executable (empty: the project-local install, then PATH)."),
+    Option(
+        "claude_path", str, "The claude executable (empty: the project-local install, then PATH)."
+    ),
     Option("budget_usd", float, "Cost cap of a whole run in USD (0: no cap).", minimum=0),
-    Option("task_budget_usd", float, "Cost cap of one task in USD, per claude turn (0: no cap).", minimum=0),
+    Option(
+        "task_budget_usd",
+        float,
+        "Cost cap of one task in USD, per claude turn (0: no cap).",
+        minimum=0,
+    ),
 )
 
 _BY_KEY = {option.key: option for option in OPTIONS}
@@ -244,4 +251,3 @@ def markdown_table() -> str:
         default = _toml_literal(option.default)
         rows.append(f"| `{option.env}` | `{option.key}` | `{default}` | {option.doc} |")
     return "\n".join(rows)
-

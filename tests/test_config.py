@@ -61,7 +61,11 @@ def test_an_empty_variable_counts_as_unset() -> None:
         ("AUTONOMA_TASK_TIMEOUT", "0", "AUTONOMA_TASK_TIMEOUT='0': must be a number > 0"),
         ("AUTONOMA_TASK_TIMEOUT", "nan", "must be a number > 0"),
         ("AUTONOMA_DANGEROUSLY_SKIP_PERMISSIONS", "maybe", "must be true or false"),
-        ("AUTONOMA_MAX_WORKER", "3", "unknown variable AUTONOMA_MAX_WORKER (did you mean AUTONOMA_MAX_WORKERS?)"),
+        (
+            "AUTONOMA_MAX_WORKER",
+            "3",
+            "unknown variable AUTONOMA_MAX_WORKER (did you mean AUTONOMA_MAX_WORKERS?)",
+        ),
     ],
 )
 def test_bad_environment_values_name_the_variable(name: str, value: str, message: str) -> None:

@@ -1,0 +1,658 @@
+"""State is a fold over messages: the one function behind status, logs, replay and recovery.
+
+Pure: no I/O, no clock. `apply` adds one envelope to a `State` (mutating it in place
+and returning it); `fold` folds many envelopes; `fold_rows` folds journal rows
+``(seq, ts, run_id, sender, recipient, type, body)`` as the reader yields them, without
+building envelopes. The two paths give the same state.
+
+Speed matters (a long run has millions of messages), so:
+- handlers are found by the ``type`` column in a dict and mutate the state in place;
+- most messages are what agents say and do (`AgentText`, `AgentToolUse`,
+  `AgentToolResult`), and the fold only needs to know which agent acted last and
+  how; their bodies are not decoded while folding, only the agent id is read from
+  the front of the JSON, and the last one per agent is decoded when someone asks
+  (`Agent.last_action`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from autonoma.protocol import (
+    MESSAGE_TYPES,
+    ActorCrashed,
+    ActorExited,
+    ActorStarted,
+    ActorStopped,
+    AgentStateChanged,
+    AgentText,
+    AgentToolResult,
+    AgentToolUse,
+    AnyMessage,
+    CostReported,
+    Envelope,
+    Escalation,
+    PhaseChanged,
+    RunFinished,
+    RunStarted,
+    SupervisorGaveUp,
+    TaskDefined,
+    TaskStateChanged,
+    WorkPaused,
+    WorkResumed,
+)
+
+Row = tuple[int, float, str, str, str, str, str]
+"""A journal row: ``(seq, ts, run_id, sender, recipient, type, body)``."""
+
+SUMMARY_CHARS = 160
+"""How much of an agent's last text, command or tool output `Activity.summary` keeps."""
+
+
+@dataclass(slots=True)
+class Usage:
+    """Money and tokens spent, summed from `CostReported` messages."""
+
+    usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    turns: int = 0
+
+    @property
+    def tokens(self) -> int:
+        """All tokens: input, output and cache."""
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_read_tokens
+            + self.cache_creation_tokens
+        )
+
+    def add(self, cost: CostReported) -> None:
+        """Add one agent turn's cost."""
+        self.usd += cost.usd
+        self.input_tokens += cost.input_tokens
+        self.output_tokens += cost.output_tokens
+        self.cache_read_tokens += cost.cache_read_tokens
+        self.cache_creation_tokens += cost.cache_creation_tokens
+        self.turns += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "usd": self.usd,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_creation_tokens": self.cache_creation_tokens,
+            "tokens": self.tokens,
+            "turns": self.turns,
+        }
+
+
+@dataclass(slots=True)
+class Run:
+    """One run: what it was asked, where it is, how it ended, what it cost."""
+
+    run_id: str
+    requirements: str = ""
+    project: str = ""
+    max_workers: int = 0
+    phase: str = ""
+    outcome: str | None = None
+    """None while the run goes on (or if it died without a `RunFinished`)."""
+    summary: str = ""
+    started: float | None = None
+    ended: float | None = None
+    resumes: int = 0
+    usage: Usage = field(default_factory=Usage)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "run_id": self.run_id,
+            "requirements": self.requirements,
+            "project": self.project,
+            "max_workers": self.max_workers,
+            "phase": self.phase,
+            "outcome": self.outcome,
+            "summary": self.summary,
+            "started": self.started,
+            "ended": self.ended,
+            "resumes": self.resumes,
+            "usage": self.usage.to_dict(),
+        }
+
+
+class Activity:
+    """An agent's last action (what it said, a tool it called, a tool's result).
+
+    Made on demand from the stored row or envelope: the message is decoded only here.
+    """
+
+    __slots__ = ("_message", "seq", "ts", "type")
+
+    def __init__(self, seq: int, ts: float, type: str, message: AnyMessage) -> None:
+        self.seq = seq
+        self.ts = ts
+        self.type = type
+        self._message = message
+
+    @classmethod
+    def of(cls, source: Row | Envelope) -> Activity:
+        """The activity of a journal row or an envelope."""
+        if isinstance(source, Envelope):
+            message = source.message
+            return cls(source.seq, source.ts, type(message).__name__, message)
+        seq, ts, _run_id, _sender, _recipient, tag, body = source
+        return cls(seq, ts, tag, _DECODERS[tag].decode(body))
+
+    @property
+    def message(self) -> AnyMessage:
+        """The full message."""
+        return self._message
+
+    @property
+    def summary(self) -> str:
+        """One short line: the start of the text, the tool and its main argument, the result."""
+        message = self._message
+        if isinstance(message, AgentText):
+            return _first_line(message.text)
+        if isinstance(message, AgentToolUse):
+            for key in ("command", "file_path", "path", "pattern", "url", "description"):
+                value = message.input.get(key)
+                if isinstance(value, str) and value:
+                    return _first_line(f"{message.tool}: {value}")
+            return message.tool
+        if isinstance(message, AgentToolResult):
+            text = _first_line(message.content)
+            return f"error: {text}" if message.is_error else text
+        return self.type
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {"seq": self.seq, "ts": self.ts, "type": self.type, "summary": self.summary}
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().split("\n", 1)[0].strip()
+    return line if len(line) <= SUMMARY_CHARS else line[: SUMMARY_CHARS - 1] + "…"
+
+
+@dataclass(slots=True)
+class Agent:
+    """An agent, as known from its state messages, its supervisor and its stream."""
+
+    name: str
+    role: str = ""
+    state: str = ""
+    """The last `AgentStateChanged` state; empty before the first one."""
+    task_id: str | None = None
+    detail: str = ""
+    since: float = 0.0
+    """When it entered ``state``."""
+    restarts: int = 0
+    crashes: int = 0
+    last_error: str = ""
+    usage: Usage = field(default_factory=Usage)
+    # The row or envelope of its last AgentText/AgentToolUse/AgentToolResult, kept
+    # undecoded: `last_action` decodes it when asked. Not compared: a row and an
+    # envelope of the same message are the same activity.
+    last: Row | Envelope | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def last_action(self) -> Activity | None:
+        """Its last action, decoded now."""
+        return None if self.last is None else Activity.of(self.last)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        action = self.last_action
+        return {
+            "name": self.name,
+            "role": self.role,
+            "state": self.state,
+            "task_id": self.task_id,
+            "detail": self.detail,
+            "since": self.since,
+            "restarts": self.restarts,
+            "crashes": self.crashes,
+            "last_error": self.last_error,
+            "usage": self.usage.to_dict(),
+            "last_action": None if action is None else action.to_dict(),
+        }
+
+
+@dataclass(slots=True)
+class ActorInfo:
+    """Any supervised actor (agents included), as its supervisor reported it."""
+
+    name: str
+    supervisor: str = ""
+    kind: str = "worker"
+    status: str = "running"
+    """running, exited, crashed, shutdown or killed."""
+    since: float = 0.0
+    starts: int = 0
+    restarts: int = 0
+    crashes: int = 0
+    last_error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "name": self.name,
+            "supervisor": self.supervisor,
+            "kind": self.kind,
+            "status": self.status,
+            "since": self.since,
+            "starts": self.starts,
+            "restarts": self.restarts,
+            "crashes": self.crashes,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass(slots=True)
+class Task:
+    """A task of the DAG and where it stands."""
+
+    task_id: str
+    title: str = ""
+    deps: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    state: str = "pending"
+    attempts: int = 0
+    reason: str = ""
+    """Why it is in ``state`` (a QA verdict, a conflict, ...), as last reported."""
+    agent: str | None = None
+    """The agent that last worked on it."""
+    since: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "task_id": self.task_id,
+            "title": self.title,
+            "deps": list(self.deps),
+            "files": list(self.files),
+            "state": self.state,
+            "attempts": self.attempts,
+            "reason": self.reason,
+            "agent": self.agent,
+            "since": self.since,
+            "usage": self.usage.to_dict(),
+        }
+
+
+@dataclass(slots=True)
+class EscalationRecord:
+    """Something that needs a human, and why."""
+
+    seq: int
+    ts: float
+    run_id: str
+    source: str
+    reason: str
+    task_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "seq": self.seq,
+            "ts": self.ts,
+            "run_id": self.run_id,
+            "source": self.source,
+            "reason": self.reason,
+            "task_id": self.task_id,
+        }
+
+
+@dataclass(slots=True)
+class SupervisionEvent:
+    """A crash, a restart, a kill or a supervisor giving up."""
+
+    seq: int
+    ts: float
+    kind: str
+    """crashed, restarted, killed or gave_up."""
+    supervisor: str
+    child: str
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "seq": self.seq,
+            "ts": self.ts,
+            "kind": self.kind,
+            "supervisor": self.supervisor,
+            "child": self.child,
+            "error": self.error,
+        }
+
+
+@dataclass(slots=True)
+class State:
+    """Everything known from the messages folded so far."""
+
+    runs: dict[str, Run] = field(default_factory=dict)
+    current_run: str | None = None
+    """The run of the last `RunStarted`."""
+    agents: dict[str, Agent] = field(default_factory=dict)
+    actors: dict[str, ActorInfo] = field(default_factory=dict)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    escalations: list[EscalationRecord] = field(default_factory=list)
+    supervision: list[SupervisionEvent] = field(default_factory=list)
+    paused: bool = False
+    pause_reason: str = ""
+    usage: Usage = field(default_factory=Usage)
+    """Total cost and tokens."""
+    last_seq: int = 0
+    last_ts: float = 0.0
+    unknown: int = 0
+    """Rows of a message type this version does not know (written by a newer one)."""
+
+    @property
+    def run(self) -> Run | None:
+        """The current run, if any."""
+        return None if self.current_run is None else self.runs.get(self.current_run)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (``json.dumps`` takes it as is): what ``status --json`` prints."""
+        return {
+            "last_seq": self.last_seq,
+            "last_ts": self.last_ts,
+            "current_run": self.current_run,
+            "runs": {k: v.to_dict() for k, v in self.runs.items()},
+            "paused": self.paused,
+            "pause_reason": self.pause_reason,
+            "usage": self.usage.to_dict(),
+            "agents": {k: v.to_dict() for k, v in self.agents.items()},
+            "actors": {k: v.to_dict() for k, v in self.actors.items()},
+            "tasks": {k: v.to_dict() for k, v in self.tasks.items()},
+            "escalations": [e.to_dict() for e in self.escalations],
+            "supervision": [e.to_dict() for e in self.supervision],
+            "unknown": self.unknown,
+        }
+
+
+# --- handlers: (state, seq, ts, run_id, message) -> None, mutating state ----------------
+
+
+def _run(state: State, run_id: str) -> Run:
+    run = state.runs.get(run_id)
+    if run is None:
+        run = state.runs[run_id] = Run(run_id)
+    return run
+
+
+def _agent(state: State, name: str) -> Agent:
+    agent = state.agents.get(name)
+    if agent is None:
+        # An agent is supervised under its own name: start from what its actor went through.
+        actor = state.actors.get(name)
+        agent = state.agents[name] = Agent(name)
+        if actor is not None:
+            agent.restarts, agent.crashes, agent.last_error = (
+                actor.restarts,
+                actor.crashes,
+                actor.last_error,
+            )
+    return agent
+
+
+def _task(state: State, task_id: str) -> Task:
+    task = state.tasks.get(task_id)
+    if task is None:
+        task = state.tasks[task_id] = Task(task_id)
+    return task
+
+
+def _actor(state: State, name: str, supervisor: str) -> ActorInfo:
+    actor = state.actors.get(name)
+    if actor is None:
+        actor = state.actors[name] = ActorInfo(name, supervisor)
+    return actor
+
+
+def _actor_started(state: State, seq: int, ts: float, run_id: str, m: ActorStarted) -> None:
+    actor = _actor(state, m.name, m.supervisor)
+    actor.supervisor, actor.kind, actor.status, actor.since = m.supervisor, m.kind, "running", ts
+    actor.starts += 1
+    if m.restart:
+        actor.restarts += 1
+        state.supervision.append(SupervisionEvent(seq, ts, "restarted", m.supervisor, m.name))
+        agent = state.agents.get(m.name)
+        if agent is not None:
+            agent.restarts += 1
+
+
+def _actor_exited(state: State, seq: int, ts: float, run_id: str, m: ActorExited) -> None:
+    actor = _actor(state, m.name, m.supervisor)
+    actor.status, actor.since = "exited" if m.reason == "normal" else "shutdown", ts
+
+
+def _actor_crashed(state: State, seq: int, ts: float, run_id: str, m: ActorCrashed) -> None:
+    error = f"{m.error_type}: {m.error_text}" if m.error_text else m.error_type
+    actor = _actor(state, m.name, m.supervisor)
+    actor.status, actor.since, actor.last_error = "crashed", ts, error
+    actor.crashes += 1
+    state.supervision.append(SupervisionEvent(seq, ts, "crashed", m.supervisor, m.name, error))
+    agent = state.agents.get(m.name)
+    if agent is not None:
+        agent.crashes += 1
+        agent.last_error = error
+
+
+def _actor_stopped(state: State, seq: int, ts: float, run_id: str, m: ActorStopped) -> None:
+    actor = _actor(state, m.name, m.supervisor)
+    actor.status, actor.since = m.how, ts
+    if m.how == "killed":
+        state.supervision.append(SupervisionEvent(seq, ts, "killed", m.supervisor, m.name))
+
+
+def _supervisor_gave_up(
+    state: State, seq: int, ts: float, run_id: str, m: SupervisorGaveUp
+) -> None:
+    why = f"{m.restarts} restarts within {m.period:g} s (intensity {m.intensity})"
+    error = f"{why}: {m.error}" if m.error else why
+    state.supervision.append(SupervisionEvent(seq, ts, "gave_up", m.name, m.child, error))
+
+
+def _escalation(state: State, seq: int, ts: float, run_id: str, m: Escalation) -> None:
+    state.escalations.append(EscalationRecord(seq, ts, run_id, m.source, m.reason, m.task_id))
+
+
+def _work_paused(state: State, seq: int, ts: float, run_id: str, m: WorkPaused) -> None:
+    state.paused, state.pause_reason = True, m.reason
+
+
+def _work_resumed(state: State, seq: int, ts: float, run_id: str, m: WorkResumed) -> None:
+    state.paused, state.pause_reason = False, ""
+
+
+def _run_started(state: State, seq: int, ts: float, run_id: str, m: RunStarted) -> None:
+    run = _run(state, run_id)
+    if m.resumed and run.started is not None:
+        run.resumes += 1
+    if run.started is None:
+        run.started = ts
+    run.requirements, run.project, run.max_workers = m.requirements, m.project, m.max_workers
+    run.outcome, run.summary, run.ended = None, "", None
+    state.current_run = run_id
+
+
+def _run_finished(state: State, seq: int, ts: float, run_id: str, m: RunFinished) -> None:
+    run = _run(state, run_id)
+    run.outcome, run.summary, run.ended = m.outcome, m.summary, ts
+
+
+def _phase_changed(state: State, seq: int, ts: float, run_id: str, m: PhaseChanged) -> None:
+    _run(state, run_id).phase = m.phase
+
+
+def _task_defined(state: State, seq: int, ts: float, run_id: str, m: TaskDefined) -> None:
+    task = _task(state, m.task_id)
+    task.title, task.deps, task.files = m.title, list(m.deps), list(m.files)
+    if not task.since:
+        task.since = ts
+
+
+def _task_state_changed(
+    state: State, seq: int, ts: float, run_id: str, m: TaskStateChanged
+) -> None:
+    task = _task(state, m.task_id)
+    task.state, task.reason, task.since = m.state, m.reason, ts
+    if m.attempt > task.attempts:
+        task.attempts = m.attempt
+
+
+def _agent_state_changed(
+    state: State, seq: int, ts: float, run_id: str, m: AgentStateChanged
+) -> None:
+    agent = _agent(state, m.agent_id)
+    if agent.state != m.state:
+        agent.since = ts
+    agent.role, agent.state, agent.task_id, agent.detail = m.role, m.state, m.task_id, m.detail
+    if m.task_id is not None:
+        _task(state, m.task_id).agent = m.agent_id
+
+
+def _cost_reported(state: State, seq: int, ts: float, run_id: str, m: CostReported) -> None:
+    _agent(state, m.agent_id).usage.add(m)
+    if m.task_id is not None:
+        _task(state, m.task_id).usage.add(m)
+    _run(state, run_id).usage.add(m)
+    state.usage.add(m)
+
+
+_Handler = Callable[[State, int, float, str, Any], None]
+
+_HANDLERS: dict[str, _Handler] = {
+    "ActorStarted": _actor_started,
+    "ActorExited": _actor_exited,
+    "ActorCrashed": _actor_crashed,
+    "ActorStopped": _actor_stopped,
+    "SupervisorGaveUp": _supervisor_gave_up,
+    "Escalation": _escalation,
+    "WorkPaused": _work_paused,
+    "WorkResumed": _work_resumed,
+    "RunStarted": _run_started,
+    "RunFinished": _run_finished,
+    "PhaseChanged": _phase_changed,
+    "TaskDefined": _task_defined,
+    "TaskStateChanged": _task_state_changed,
+    "AgentStateChanged": _agent_state_changed,
+    "CostReported": _cost_reported,
+}
+
+# Messages that only make an agent's last action. The encoder writes the tag, then the
+# fields in declaration order, and `agent_id` is declared first in all three; so the
+# agent is read straight from the front of the body. Anything else (an id with an
+# escape, a body written differently) falls back to decoding.
+_ACTIVITY: dict[str, str] = {
+    cls.__name__: f'{{"type":"{cls.__name__}","agent_id":"'
+    for cls in (AgentText, AgentToolUse, AgentToolResult)
+}
+
+_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+    cls.__name__: msgspec.json.Decoder(cls) for cls in MESSAGE_TYPES
+}
+
+HANDLED_TYPES = frozenset(_HANDLERS) | frozenset(_ACTIVITY)
+"""Every message type the fold understands (all of `autonoma.protocol.MESSAGE_TYPES`)."""
+
+
+def _agent_id_of(tag: str, prefix: str, body: str) -> str:
+    if body.startswith(prefix):
+        start = len(prefix)
+        end = body.find('"', start)
+        if end >= 0:
+            agent_id = body[start:end]
+            if "\\" not in agent_id:
+                return agent_id
+    agent_id = _DECODERS[tag].decode(body).agent_id
+    assert isinstance(agent_id, str)
+    return agent_id
+
+
+# --- the fold ------------------------------------------------------------------------
+
+
+def apply(state: State, envelope: Envelope) -> State:
+    """Fold one envelope into ``state`` (in place); returns ``state``."""
+    message = envelope.message
+    if isinstance(message, AgentText | AgentToolUse | AgentToolResult):
+        _agent(state, message.agent_id).last = envelope
+    else:
+        _HANDLERS[type(message).__name__](
+            state, envelope.seq, envelope.ts, envelope.run_id, message
+        )
+    state.last_seq, state.last_ts = envelope.seq, envelope.ts
+    return state
+
+
+def fold(envelopes: Iterable[Envelope], state: State | None = None) -> State:
+    """Fold ``envelopes`` in order into ``state`` (a new `State` if None); returns it."""
+    if state is None:
+        state = State()
+    for envelope in envelopes:
+        apply(state, envelope)
+    return state
+
+
+def apply_row(state: State, row: Row) -> State:
+    """Fold one journal row into ``state`` (in place); returns ``state``."""
+    return fold_rows((row,), state)
+
+
+def fold_rows(rows: Iterable[Row], state: State | None = None) -> State:
+    """Fold journal rows ``(seq, ts, run_id, sender, recipient, type, body)`` in seq order.
+
+    Same result as `fold` over the same messages as envelopes, faster. Rows of a type
+    this version does not know are counted in `State.unknown` and skipped. Raises
+    `ValueError` (naming the seq) for a body that does not decode.
+    """
+    if state is None:
+        state = State()
+    handlers = _HANDLERS
+    decoders = _DECODERS
+    activity = _ACTIVITY
+    agents = state.agents
+    seq, ts = state.last_seq, state.last_ts
+    tag = ""
+    try:
+        for row in rows:
+            seq, ts, run_id, _sender, _recipient, tag, body = row
+            prefix = activity.get(tag)
+            if prefix is not None:
+                # Inlined `_agent_id_of` fast path: this branch is most of the rows.
+                if body.startswith(prefix):
+                    end = body.find('"', len(prefix))
+                    agent_id = body[len(prefix) : end]
+                    if end < 0 or "\\" in agent_id:
+                        agent_id = _agent_id_of(tag, prefix, body)
+                else:
+                    agent_id = _agent_id_of(tag, prefix, body)
+                agent = agents.get(agent_id)
+                if agent is None:
+                    agent = _agent(state, agent_id)
+                agent.last = row
+                continue
+            handler = handlers.get(tag)
+            if handler is None:
+                state.unknown += 1
+                continue
+            handler(state, seq, ts, run_id, decoders[tag].decode(body))
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"seq {seq}: cannot read the {tag} message: {exc}") from exc
+    state.last_seq, state.last_ts = seq, ts
+    return state

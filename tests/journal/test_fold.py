@@ -1,0 +1,369 @@
+"""The fold: one test per message type, and the envelope and row paths agreeing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from autonoma.journal.fold import (
+    HANDLED_TYPES,
+    State,
+    apply,
+    apply_row,
+    fold,
+    fold_rows,
+)
+from autonoma.protocol import (
+    MESSAGE_TYPES,
+    ActorCrashed,
+    ActorExited,
+    ActorStarted,
+    ActorStopped,
+    AgentStateChanged,
+    AgentText,
+    AgentToolResult,
+    AgentToolUse,
+    AnyMessage,
+    CostReported,
+    Envelope,
+    Escalation,
+    PhaseChanged,
+    RunFinished,
+    RunStarted,
+    SupervisorGaveUp,
+    TaskDefined,
+    TaskStateChanged,
+    WorkPaused,
+    WorkResumed,
+)
+
+from .testlib import env, numbered, row_of
+
+
+def folded(*messages: AnyMessage, run_id: str = "r1") -> State:
+    """Fold the messages both ways, check both agree, return the state."""
+    envelopes = numbered(env(m, run_id=run_id) for m in messages)
+    envelopes = [
+        Envelope(
+            seq=e.seq,
+            ts=100.0 + e.seq,
+            run_id=e.run_id,
+            sender="s",
+            recipient="*",
+            message=e.message,
+        )
+        for e in envelopes
+    ]
+    by_envelope = fold(envelopes)
+    by_row = fold_rows(row_of(e) for e in envelopes)
+    assert by_envelope.to_dict() == by_row.to_dict()
+    assert by_envelope == by_row
+    json.dumps(by_row.to_dict())  # status --json prints it as is
+    assert by_row.last_seq == len(messages)
+    return by_row
+
+
+def test_every_message_type_is_handled() -> None:
+    assert {cls.__name__ for cls in MESSAGE_TYPES} == HANDLED_TYPES
+
+
+def test_empty_state() -> None:
+    state = State()
+    assert state.run is None and state.last_seq == 0
+    assert json.loads(json.dumps(state.to_dict()))["runs"] == {}
+
+
+def test_actor_started_and_restarted() -> None:
+    state = folded(
+        ActorStarted(name="developer-1", supervisor="crew", urn="u1"),
+        ActorStarted(name="developer-1", supervisor="crew", urn="u2", restart=True),
+    )
+    actor = state.actors["developer-1"]
+    assert (actor.supervisor, actor.status, actor.starts, actor.restarts) == (
+        "crew",
+        "running",
+        2,
+        1,
+    )
+    [event] = state.supervision
+    assert (event.seq, event.kind, event.supervisor, event.child) == (
+        2,
+        "restarted",
+        "crew",
+        "developer-1",
+    )
+
+
+def test_actor_exited() -> None:
+    state = folded(
+        ActorStarted(name="a", supervisor="root", urn="u"),
+        ActorExited(name="a", supervisor="root", reason="normal"),
+        ActorStarted(name="b", supervisor="root", urn="u", kind="supervisor"),
+        ActorExited(name="b", supervisor="root", reason="shutdown"),
+    )
+    assert state.actors["a"].status == "exited"
+    assert (state.actors["b"].status, state.actors["b"].kind) == ("shutdown", "supervisor")
+    assert state.supervision == []
+
+
+def test_actor_crashed() -> None:
+    state = folded(
+        ActorStarted(name="gateway", supervisor="root", urn="u"),
+        ActorCrashed(
+            name="gateway", supervisor="root", error_type="OSError", error_text="port busy"
+        ),
+    )
+    actor = state.actors["gateway"]
+    assert (actor.status, actor.crashes, actor.last_error) == ("crashed", 1, "OSError: port busy")
+    [event] = state.supervision
+    assert (event.kind, event.child, event.error) == ("crashed", "gateway", "OSError: port busy")
+
+
+def test_actor_stopped() -> None:
+    state = folded(
+        ActorStopped(name="a", supervisor="root", how="shutdown"),
+        ActorStopped(name="b", supervisor="root", how="killed"),
+    )
+    assert state.actors["a"].status == "shutdown"
+    assert state.actors["b"].status == "killed"
+    assert [(e.kind, e.child) for e in state.supervision] == [("killed", "b")]
+
+
+def test_supervisor_gave_up() -> None:
+    state = folded(
+        SupervisorGaveUp(
+            name="crew", restarts=4, intensity=3, period=5.0, child="developer-2", error="boom"
+        )
+    )
+    [event] = state.supervision
+    assert (event.kind, event.supervisor, event.child) == ("gave_up", "crew", "developer-2")
+    assert event.error == "4 restarts within 5 s (intensity 3): boom"
+
+
+def test_escalation() -> None:
+    state = folded(
+        Escalation(source="crew", reason="gave up"),
+        Escalation(source="orchestrator", reason="3 failed attempts", task_id="t2"),
+    )
+    assert [(e.seq, e.source, e.reason, e.task_id, e.run_id) for e in state.escalations] == [
+        (1, "crew", "gave up", None, "r1"),
+        (2, "orchestrator", "3 failed attempts", "t2", "r1"),
+    ]
+
+
+def test_work_paused_and_resumed() -> None:
+    state = folded(WorkPaused(reason="rate limited until 12:00"))
+    assert (state.paused, state.pause_reason) == (True, "rate limited until 12:00")
+    state = folded(WorkPaused(reason="x"), WorkResumed(reason="limit reset"))
+    assert (state.paused, state.pause_reason) == (False, "")
+
+
+def test_run_started_finished_resumed() -> None:
+    state = folded(
+        RunStarted(requirements="req.md", project="/p", max_workers=3),
+        PhaseChanged(phase="planning"),
+        RunFinished(outcome="stopped", summary="user stopped it"),
+    )
+    run = state.runs["r1"]
+    assert state.current_run == "r1" and state.run is run
+    assert (run.requirements, run.project, run.max_workers) == ("req.md", "/p", 3)
+    assert (run.phase, run.outcome, run.summary) == ("planning", "stopped", "user stopped it")
+    assert (run.started, run.ended, run.resumes) == (101.0, 103.0, 0)
+
+    state = folded(
+        RunStarted(requirements="req.md", project="/p", max_workers=3),
+        RunFinished(outcome="stopped"),
+        RunStarted(requirements="req.md", project="/p", max_workers=5, resumed=True),
+    )
+    run = state.runs["r1"]
+    assert (run.started, run.ended, run.outcome, run.resumes, run.max_workers) == (
+        101.0,
+        None,
+        None,
+        1,
+        5,
+    )
+
+
+def test_phase_changed() -> None:
+    state = folded(PhaseChanged(phase="planning"), PhaseChanged(phase="development"))
+    assert state.runs["r1"].phase == "development"
+
+
+def test_tasks() -> None:
+    state = folded(
+        TaskDefined(task_id="t1", title="models", files=["a.py"]),
+        TaskDefined(task_id="t2", title="api", deps=["t1"]),
+        TaskStateChanged(task_id="t2", state="running", attempt=1),
+        TaskStateChanged(task_id="t2", state="failed", reason="QA: no tests", attempt=1),
+        TaskStateChanged(task_id="t2", state="running", attempt=2),
+        TaskStateChanged(task_id="t2", state="review"),
+    )
+    t1, t2 = state.tasks["t1"], state.tasks["t2"]
+    assert (t1.title, t1.deps, t1.files, t1.state, t1.attempts) == (
+        "models",
+        [],
+        ["a.py"],
+        "pending",
+        0,
+    )
+    assert (t2.title, t2.deps, t2.state, t2.attempts, t2.since) == (
+        "api",
+        ["t1"],
+        "review",
+        2,
+        106.0,
+    )
+    assert t2.reason == ""
+
+
+def test_agent_state_changed() -> None:
+    state = folded(
+        AgentStateChanged(agent_id="developer-1", role="developer", state="starting"),
+        AgentStateChanged(agent_id="developer-1", role="developer", state="working", task_id="t3"),
+        AgentStateChanged(
+            agent_id="developer-1", role="developer", state="working", task_id="t3", detail="tests"
+        ),
+    )
+    agent = state.agents["developer-1"]
+    assert (agent.role, agent.state, agent.task_id, agent.detail) == (
+        "developer",
+        "working",
+        "t3",
+        "tests",
+    )
+    assert agent.since == 102.0  # entered "working" at seq 2
+    assert state.tasks["t3"].agent == "developer-1"
+
+
+def test_agent_restarts_and_errors_come_from_its_supervisor() -> None:
+    state = folded(
+        ActorStarted(name="developer-1", supervisor="crew", urn="u"),
+        ActorCrashed(
+            name="developer-1", supervisor="crew", error_type="PtyError", error_text="eof"
+        ),
+        ActorStarted(name="developer-1", supervisor="crew", urn="u", restart=True),
+        AgentStateChanged(agent_id="developer-1", role="developer", state="working"),
+        ActorCrashed(name="developer-1", supervisor="crew", error_type="KeyError", error_text=""),
+        ActorStarted(name="developer-1", supervisor="crew", urn="u", restart=True),
+    )
+    agent = state.agents["developer-1"]
+    assert (agent.restarts, agent.crashes, agent.last_error) == (2, 2, "KeyError")
+
+
+@pytest.mark.parametrize(
+    ("message", "summary"),
+    [
+        (
+            AgentText(agent_id="dev", text="\n  Running the tests now.\nThen commit."),
+            "Running the tests now.",
+        ),
+        (AgentText(agent_id="dev", text="x" * 500), "x" * 159 + "…"),
+        (
+            AgentToolUse(
+                agent_id="dev", tool_use_id="u", tool="Bash", input={"command": "pytest -q"}
+            ),
+            "Bash: pytest -q",
+        ),
+        (
+            AgentToolUse(agent_id="dev", tool_use_id="u", tool="Edit", input={"file_path": "a.py"}),
+            "Edit: a.py",
+        ),
+        (AgentToolUse(agent_id="dev", tool_use_id="u", tool="TodoWrite"), "TodoWrite"),
+        (AgentToolResult(agent_id="dev", tool_use_id="u", content="3 passed\n"), "3 passed"),
+        (
+            AgentToolResult(agent_id="dev", tool_use_id="u", content="boom", is_error=True),
+            "error: boom",
+        ),
+    ],
+)
+def test_agent_last_action(message: AnyMessage, summary: str) -> None:
+    state = folded(AgentText(agent_id="dev", text="earlier"), message)
+    action = state.agents["dev"].last_action
+    assert action is not None
+    assert (action.seq, action.ts, action.type, action.summary) == (
+        2,
+        102.0,
+        type(message).__name__,
+        summary,
+    )
+    assert action.message == message
+    assert state.to_dict()["agents"]["dev"]["last_action"]["summary"] == summary
+
+
+def test_agent_id_that_needs_escaping() -> None:
+    state = folded(
+        AgentText(agent_id='we"ird\\name', text="hi"),
+        AgentToolResult(agent_id="ünïcode", tool_use_id="u", content="ok"),
+    )
+    assert set(state.agents) == {'we"ird\\name', "ünïcode"}
+
+
+def test_costs_per_agent_task_run_and_total() -> None:
+    state = folded(
+        CostReported(agent_id="dev-1", usd=0.5, input_tokens=10, output_tokens=5, task_id="t1"),
+        CostReported(agent_id="dev-1", usd=0.25, cache_read_tokens=100, task_id="t2"),
+        CostReported(agent_id="ceo", usd=1.0, cache_creation_tokens=7),
+    )
+    assert state.agents["dev-1"].usage.usd == 0.75
+    assert state.agents["dev-1"].usage.tokens == 115
+    assert state.agents["ceo"].usage.turns == 1
+    assert state.tasks["t1"].usage.usd == 0.5 and state.tasks["t2"].usage.usd == 0.25
+    assert state.runs["r1"].usage.usd == 1.75
+    usage = state.usage
+    assert (usage.usd, usage.input_tokens, usage.output_tokens) == (1.75, 10, 5)
+    assert (usage.cache_read_tokens, usage.cache_creation_tokens, usage.tokens, usage.turns) == (
+        100,
+        7,
+        122,
+        3,
+    )
+
+
+def test_apply_mutates_and_returns_the_state() -> None:
+    state = State()
+    envelope = env(PhaseChanged(phase="x"), 7)
+    assert apply(state, envelope) is state
+    assert apply_row(state, row_of(env(PhaseChanged(phase="y"), 8))) is state
+    assert (state.last_seq, state.runs["r1"].phase) == (8, "y")
+
+
+def test_fold_continues_from_a_state() -> None:
+    first = [env(TaskDefined(task_id="t1", title="a"), 1)]
+    second = [env(TaskStateChanged(task_id="t1", state="merged"), 2)]
+    state = fold(second, fold(first))
+    assert state.tasks["t1"].state == "merged" and state.last_seq == 2
+
+
+def test_unknown_types_are_counted_and_skipped() -> None:
+    rows = [
+        (1, 1.0, "r1", "s", "*", "FromTheFuture", '{"type":"FromTheFuture"}'),
+        row_of(env(PhaseChanged(phase="p"), 2)),
+    ]
+    state = fold_rows(rows)
+    assert (state.unknown, state.last_seq, state.runs["r1"].phase) == (1, 2, "p")
+
+
+def test_a_body_that_does_not_decode() -> None:
+    rows = [(5, 1.0, "r1", "s", "*", "PhaseChanged", '{"type":"PhaseChanged"}')]
+    with pytest.raises(ValueError, match="seq 5: cannot read the PhaseChanged message"):
+        fold_rows(rows)
+
+
+def test_runs_are_kept_apart() -> None:
+    envelopes = numbered(
+        [
+            env(RunStarted(requirements="a.md", project=".", max_workers=1), run_id="a"),
+            env(CostReported(agent_id="x", usd=1.0), run_id="a"),
+            env(RunStarted(requirements="b.md", project=".", max_workers=1), run_id="b"),
+            env(CostReported(agent_id="x", usd=2.0), run_id="b"),
+        ]
+    )
+    state = fold(envelopes)
+    assert state.current_run == "b"
+    assert (state.runs["a"].usage.usd, state.runs["b"].usage.usd, state.usage.usd) == (
+        1.0,
+        2.0,
+        3.0,
+    )
