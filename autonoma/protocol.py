@@ -186,6 +186,99 @@ class AgentToolResult(Message, frozen=True):
     task_id: str | None = None
 
 
+class AgentTurnStarting(Message, frozen=True):
+    """A claude turn is about to be spawned; journaled (durably) before the spawn.
+
+    ``session_id`` is chosen by Autonoma: ``--session-id`` for a first turn,
+    ``--resume`` when ``resume`` is true (a follow-up turn, or after a crash).
+    """
+
+    agent_id: str
+    role: str
+    session_id: str
+    cwd: str
+    argv: list[str]
+    resume: bool = False
+    task_id: str | None = None
+
+
+class AgentProcessStarted(Message, frozen=True):
+    """The claude process of a turn is running (its own session and process group)."""
+
+    agent_id: str
+    pid: int
+    task_id: str | None = None
+
+
+class AgentSessionStarted(Message, frozen=True):
+    """claude's ``system/init`` line: the session as the CLI sees it."""
+
+    agent_id: str
+    session_id: str
+    model: str = ""
+    cwd: str = ""
+    tools: list[str] = []
+    permission_mode: str = ""
+    claude_version: str = ""
+    task_id: str | None = None
+
+
+class AgentApiRetry(Message, frozen=True):
+    """claude's ``system/api_retry`` line: it is retrying an API error itself."""
+
+    agent_id: str
+    attempt: int
+    max_retries: int
+    retry_delay_ms: float
+    error_status: int | None = None
+    error: str = ""
+    task_id: str | None = None
+
+
+class AgentTurnFinished(Message, frozen=True):
+    """claude's ``result`` line. A turn failed when ``is_error`` (never read ``subtype`` alone)."""
+
+    agent_id: str
+    session_id: str
+    subtype: str
+    is_error: bool
+    result: str = ""
+    api_error_status: int | None = None
+    api_error: str | None = None
+    terminal_reason: str = ""
+    errors: list[str] = []
+    num_turns: int = 0
+    duration_ms: float = 0.0
+    total_cost_usd: float = 0.0
+    structured_output: Any = None
+    permission_denials: list[dict[str, Any]] = []
+    usage: dict[str, Any] = {}
+    task_id: str | None = None
+
+
+class AgentStreamLine(Message, frozen=True):
+    """A line claude printed that is not a known stream-json event, kept as it was.
+
+    ``kind`` is ``not_json`` (a crash message, a warning) or ``unknown`` (a JSON line
+    of a type this version does not decode).
+    """
+
+    agent_id: str
+    kind: Literal["not_json", "unknown"]
+    text: str
+    task_id: str | None = None
+
+
+class AgentProcessExited(Message, frozen=True):
+    """The claude process of a turn ended: its exit code, or the signal that ended it."""
+
+    agent_id: str
+    exit_code: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    task_id: str | None = None
+
+
 class CostReported(Message, frozen=True):
     """Cost and tokens of one finished agent turn, from claude's ``result`` line."""
 
@@ -216,6 +309,13 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     AgentText,
     AgentToolUse,
     AgentToolResult,
+    AgentTurnStarting,
+    AgentProcessStarted,
+    AgentSessionStarted,
+    AgentApiRetry,
+    AgentTurnFinished,
+    AgentStreamLine,
+    AgentProcessExited,
     CostReported,
 )
 
@@ -237,6 +337,13 @@ AnyMessage = (
     | AgentText
     | AgentToolUse
     | AgentToolResult
+    | AgentTurnStarting
+    | AgentProcessStarted
+    | AgentSessionStarted
+    | AgentApiRetry
+    | AgentTurnFinished
+    | AgentStreamLine
+    | AgentProcessExited
     | CostReported
 )
 

@@ -28,10 +28,17 @@ from autonoma.protocol import (
     ActorExited,
     ActorStarted,
     ActorStopped,
+    AgentApiRetry,
+    AgentProcessExited,
+    AgentProcessStarted,
+    AgentSessionStarted,
     AgentStateChanged,
+    AgentStreamLine,
     AgentText,
     AgentToolResult,
     AgentToolUse,
+    AgentTurnFinished,
+    AgentTurnStarting,
     AnyMessage,
     CostReported,
     Envelope,
@@ -173,6 +180,8 @@ class Activity:
         if isinstance(message, AgentToolResult):
             text = _first_line(message.content)
             return f"error: {text}" if message.is_error else text
+        if isinstance(message, AgentStreamLine):
+            return _first_line(message.text)
         return self.type
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,6 +210,13 @@ class Agent:
     crashes: int = 0
     last_error: str = ""
     usage: Usage = field(default_factory=Usage)
+    session_id: str = ""
+    """The claude session of its current (or last) turn: what ``--resume`` takes."""
+    pid: int | None = None
+    """The claude process of the turn running now; None between turns."""
+    turns: int = 0
+    failed_turns: int = 0
+    api_retries: int = 0
     # The row or envelope of its last AgentText/AgentToolUse/AgentToolResult, kept
     # undecoded: `last_action` decodes it when asked. Not compared: a row and an
     # envelope of the same message are the same activity.
@@ -225,6 +241,11 @@ class Agent:
             "crashes": self.crashes,
             "last_error": self.last_error,
             "usage": self.usage.to_dict(),
+            "session_id": self.session_id,
+            "pid": self.pid,
+            "turns": self.turns,
+            "failed_turns": self.failed_turns,
+            "api_retries": self.api_retries,
             "last_action": None if action is None else action.to_dict(),
         }
 
@@ -534,6 +555,46 @@ def _cost_reported(state: State, seq: int, ts: float, run_id: str, m: CostReport
     state.usage.add(m)
 
 
+def _agent_turn_starting(
+    state: State, seq: int, ts: float, run_id: str, m: AgentTurnStarting
+) -> None:
+    agent = _agent(state, m.agent_id)
+    agent.role, agent.session_id, agent.task_id = m.role, m.session_id, m.task_id
+
+
+def _agent_process_started(
+    state: State, seq: int, ts: float, run_id: str, m: AgentProcessStarted
+) -> None:
+    _agent(state, m.agent_id).pid = m.pid
+
+
+def _agent_session_started(
+    state: State, seq: int, ts: float, run_id: str, m: AgentSessionStarted
+) -> None:
+    _agent(state, m.agent_id).session_id = m.session_id
+
+
+def _agent_api_retry(state: State, seq: int, ts: float, run_id: str, m: AgentApiRetry) -> None:
+    _agent(state, m.agent_id).api_retries += 1
+
+
+def _agent_turn_finished(
+    state: State, seq: int, ts: float, run_id: str, m: AgentTurnFinished
+) -> None:
+    agent = _agent(state, m.agent_id)
+    agent.turns += 1
+    if m.is_error:
+        agent.failed_turns += 1
+        status = f" {m.api_error_status}" if m.api_error_status is not None else ""
+        agent.last_error = f"turn failed ({m.subtype}{status}): {m.result or m.terminal_reason}"
+
+
+def _agent_process_exited(
+    state: State, seq: int, ts: float, run_id: str, m: AgentProcessExited
+) -> None:
+    _agent(state, m.agent_id).pid = None
+
+
 _Handler = Callable[[State, int, float, str, Any], None]
 
 _HANDLERS: dict[str, _Handler] = {
@@ -552,6 +613,12 @@ _HANDLERS: dict[str, _Handler] = {
     "TaskStateChanged": _task_state_changed,
     "AgentStateChanged": _agent_state_changed,
     "CostReported": _cost_reported,
+    "AgentTurnStarting": _agent_turn_starting,
+    "AgentProcessStarted": _agent_process_started,
+    "AgentSessionStarted": _agent_session_started,
+    "AgentApiRetry": _agent_api_retry,
+    "AgentTurnFinished": _agent_turn_finished,
+    "AgentProcessExited": _agent_process_exited,
 }
 
 # Messages that only make an agent's last action. The encoder writes the tag, then the
@@ -560,7 +627,7 @@ _HANDLERS: dict[str, _Handler] = {
 # escape, a body written differently) falls back to decoding.
 _ACTIVITY: dict[str, str] = {
     cls.__name__: f'{{"type":"{cls.__name__}","agent_id":"'
-    for cls in (AgentText, AgentToolUse, AgentToolResult)
+    for cls in (AgentText, AgentToolUse, AgentToolResult, AgentStreamLine)
 }
 
 _DECODERS: dict[str, msgspec.json.Decoder[Any]] = {

@@ -367,3 +367,49 @@ def test_runs_are_kept_apart() -> None:
         2.0,
         3.0,
     )
+
+
+def test_an_agent_turn_from_spawn_to_exit() -> None:
+    from autonoma.protocol import (
+        AgentApiRetry,
+        AgentProcessExited,
+        AgentProcessStarted,
+        AgentSessionStarted,
+        AgentStreamLine,
+        AgentTurnFinished,
+        AgentTurnStarting,
+    )
+
+    argv = ["claude", "-p", "do t1"]
+    starting = AgentTurnStarting(
+        agent_id="dev-1", role="developer", session_id="s-1", cwd="/w", argv=argv, task_id="t1"
+    )
+    state = folded(
+        starting,
+        AgentProcessStarted(agent_id="dev-1", pid=4242, task_id="t1"),
+        AgentSessionStarted(agent_id="dev-1", session_id="s-1", model="m"),
+        AgentApiRetry(agent_id="dev-1", attempt=1, max_retries=3, retry_delay_ms=1000.0),
+        AgentStreamLine(agent_id="dev-1", kind="not_json", text="Warning: something odd"),
+    )
+    agent = state.agents["dev-1"]
+    assert (agent.role, agent.session_id, agent.task_id, agent.pid) == (
+        "developer",
+        "s-1",
+        "t1",
+        4242,
+    )
+    assert agent.api_retries == 1
+    assert agent.last_action is not None and agent.last_action.summary == "Warning: something odd"
+
+    failed = AgentTurnFinished(
+        agent_id="dev-1",
+        session_id="s-1",
+        subtype="success",
+        is_error=True,
+        api_error_status=429,
+        result="API Error: Request rejected (429)",
+    )
+    state = folded(starting, failed, AgentProcessExited(agent_id="dev-1", exit_code=1))
+    agent = state.agents["dev-1"]
+    assert (agent.turns, agent.failed_turns, agent.pid) == (1, 1, None)
+    assert agent.last_error == "turn failed (success 429): API Error: Request rejected (429)"
