@@ -657,7 +657,7 @@ def _agent_id_of(tag: str, prefix: str, body: str) -> str:
 def apply(state: State, envelope: Envelope) -> State:
     """Fold one envelope into ``state`` (in place); returns ``state``."""
     message = envelope.message
-    if isinstance(message, AgentText | AgentToolUse | AgentToolResult):
+    if isinstance(message, AgentText | AgentToolUse | AgentToolResult | AgentStreamLine):
         _agent(state, message.agent_id).last = envelope
     else:
         _HANDLERS[type(message).__name__](
