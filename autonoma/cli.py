@@ -157,3 +157,41 @@ def clean(yes: bool) -> None:
         return
     for item in removed:
         click.echo(f"  removed {item}")
+
+
+@main.command()
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port on 127.0.0.1 (0 picks a free one).",
+)
+@click.option(
+    "--scenario",
+    "scenario_file",
+    required=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Scenario file (TOML).",
+)
+def sim(port: int, scenario_file: Path) -> None:
+    """Serve the simulated Messages API on 127.0.0.1 until Ctrl-C."""
+    from autonoma.sim import ScenarioError, SimServer, load_scenario
+
+    try:
+        server = SimServer(load_scenario(scenario_file), port=port)
+    except ScenarioError as err:
+        fail(str(err), 2)
+    except OSError as err:
+        fail(f"cannot listen on 127.0.0.1:{port}: {err.strerror or err}", 2)
+    click.echo(f"autonoma sim: serving {scenario_file} at {server.url}")
+    click.echo("Point claude at it with:")
+    click.echo(f"  export ANTHROPIC_BASE_URL={server.url}")
+    click.echo("  export ANTHROPIC_API_KEY=sim")
+    click.echo("  export CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1")
+    click.echo("Press Ctrl-C to stop.", nl=True)
+    sys.stdout.flush()
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    click.echo("autonoma sim: stopped")

@@ -1,0 +1,90 @@
+"""The argv of one ``claude`` turn, from the role, the prompt and the settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+from autonoma.agents.roles import Role
+from autonoma.config import Settings
+
+# One argv string may not exceed MAX_ARG_STRLEN (32 pages: 128 KiB) on Linux.
+MAX_PROMPT_BYTES = 120_000
+
+
+class CommandError(Exception):
+    """A turn cannot be started as asked; the message is one line saying what to do."""
+
+
+def role_line(role: str, task_id: str | None) -> str:
+    """The ``--append-system-prompt`` line the simulated model tells requests apart by."""
+    return f"ROLE: {role}" if task_id is None else f"ROLE: {role} TASK: {task_id}"
+
+
+def build_argv(
+    claude: Path,
+    role: Role,
+    prompt: str,
+    *,
+    session_id: str,
+    resume: bool,
+    settings: Settings,
+    task_id: str | None = None,
+    child_env: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The argv of one turn: ``--session-id`` for a first turn, ``--resume`` for a follow-up.
+
+    ``child_env`` is the environment the process will get (``IS_SANDBOX`` is read
+    from it); None means this process's own.
+    """
+    env = os.environ if child_env is None else child_env
+    try:
+        uuid.UUID(session_id)
+    except ValueError:
+        raise CommandError(f"session id {session_id!r} is not a UUID") from None
+    for label, value in (("role", role.name), ("task id", task_id or "x")):
+        if not value or any(c.isspace() for c in value):
+            raise CommandError(f"{label} {value!r} must be one word (no spaces or newlines)")
+    if "\0" in prompt:
+        raise CommandError(f"the prompt of role {role.name} contains a NUL character")
+    if len(prompt.encode("utf-8")) > MAX_PROMPT_BYTES:
+        raise CommandError(
+            f"the prompt of role {role.name} is over {MAX_PROMPT_BYTES} bytes, "
+            "more than one command-line argument may hold: shorten what it includes"
+        )
+
+    skip = settings.dangerously_skip_permissions
+    bypass = skip or role.permission_mode == "bypassPermissions"
+    if bypass and os.geteuid() == 0 and env.get("IS_SANDBOX") != "1":
+        what = (
+            "--dangerously-skip-permissions"
+            if skip
+            else f"permission_mode bypassPermissions (role file {role.path})"
+        )
+        raise CommandError(
+            f"claude refuses {what} when run as root: set IS_SANDBOX=1 if this is a "
+            "disposable sandbox, or turn it off (unset AUTONOMA_DANGEROUSLY_SKIP_PERMISSIONS; "
+            "roles then run with --permission-mode acceptEdits and their allowed tools)"
+        )
+
+    argv = [str(claude), "-p", "--output-format", "stream-json", "--verbose"]
+    argv += ["--resume", session_id] if resume else ["--session-id", session_id]
+    argv += ["--model", role.model_for(settings)]
+    if skip:
+        argv.append("--dangerously-skip-permissions")
+    else:
+        argv += ["--permission-mode", role.permission_mode]
+    argv += ["--max-turns", str(role.max_turns)]
+    if role.schema is not None:
+        argv += ["--json-schema", json.dumps(role.schema, separators=(",", ":"))]
+    argv += ["--append-system-prompt", role_line(role.name, task_id)]
+    if settings.task_budget_usd > 0:
+        argv += ["--max-budget-usd", repr(float(settings.task_budget_usd))]
+    # --allowedTools takes several values, so it comes last among the options,
+    # and "--" ends them: a prompt that starts with "-" stays the prompt.
+    argv += ["--allowedTools", *role.allowed_tools]
+    argv += ["--", prompt]
+    return argv

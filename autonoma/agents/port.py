@@ -1,0 +1,428 @@
+"""The port: one ``claude`` child per agent turn, in a PTY that the port owns.
+
+The child runs in a new session (``setsid``) with the PTY's slave side as its
+controlling terminal, stdin, stdout and stderr. Its pid is therefore its session id
+and its process-group id, and stopping the turn signals that whole tree (the Bash
+tool's children included), never one process only.
+
+How the session is made: ``Popen(start_new_session=True)`` calls ``setsid`` in the
+child, after the slave has been dup'ed onto fds 0-2; a session leader gets no
+controlling terminal from inherited fds, so a tiny ``preexec_fn`` then calls
+``ioctl(0, TIOCSCTTY)``. (``os.login_tty`` would call ``setsid`` a second time;
+opening the slave by name in the child would need a wrapper process.) The
+``preexec_fn`` touches no Python-level lock, which is what makes it safe in a
+process full of actor threads.
+
+The first port makes this process a child subreaper (``prctl``): a grandchild
+orphaned by the child is then reparented here, not to pid 1 (which in some
+containers never reaps), and the port reaps it by pid. Only processes of the
+port's own tree are ever reaped this way.
+
+The slave is put in raw mode before the spawn (``cfmakeraw``: no echo, no
+canonical mode, no signals from keys, and no output processing, so ``\\n`` is not
+turned into ``\\r\\n``): the bytes read from the master are exactly what the child
+wrote.
+
+Nothing blocks the caller: ``start`` spawns and returns the pid, ``stop`` and
+``kill`` send signals and return. Two threads per port do the rest. The reader
+reads the master, splits complete lines (a partial last line is kept until more
+arrives, and delivered at the end) and calls ``on_line(line)`` (the line without
+its ``\\n``); it also appends each raw line to the transcript file. The waiter
+waits for the child's exit without reaping it (``waitid(WNOWAIT)``: the zombie
+keeps the pid, and so the group and session ids, from being reused), clears what
+is left of the tree (SIGTERM, SIGKILL after the grace period, reaping orphans),
+reaps the child, lets the reader drain, and calls
+``on_exit(exit_code, signal, timed_out)`` once, after the last ``on_line``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import termios
+import threading
+import time
+import tty
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from autonoma.agents import process
+
+log = logging.getLogger(__name__)
+
+CLAUDE_NOT_FOUND = (
+    "Claude Code not found: install it with `make test` (project-local) or "
+    "`npm install -g @anthropic-ai/claude-code`, or set AUTONOMA_CLAUDE_PATH"
+)
+
+# How long the waiter waits for the reader to see the end of the output once the
+# whole tree is gone (a process that left the session with setsid can still hold
+# the slave open; its output after that is not the turn's).
+DRAIN_TIMEOUT = 2.0
+# After SIGKILL, how long to wait for the tree to disappear before giving up.
+KILL_TIMEOUT = 5.0
+_POLL_INTERVAL = 0.01
+_READ_SIZE = 65536
+_WINDOW = struct.pack("HHHH", 50, 200, 0, 0)  # rows, columns: roomy, never 0x0
+
+OnLine = Callable[[bytes], None]
+OnExit = Callable[[int | None, int | None, bool], None]
+
+
+class PortError(Exception):
+    """A turn that could not be started, with a one-line message."""
+
+
+class ExecutableNotFound(PortError):
+    """The program to run is missing or not executable."""
+
+
+@dataclass(frozen=True)
+class PortExit:
+    """How a turn ended: an exit code, or the signal that killed it; and whether it timed out."""
+
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+
+
+_subreaper_lock = threading.Lock()
+_subreaper_done = False
+
+
+def _ensure_subreaper() -> None:
+    global _subreaper_done
+    with _subreaper_lock:
+        if not _subreaper_done:
+            if not process.become_subreaper():
+                log.warning("could not become a child subreaper; orphans go to pid 1")
+            _subreaper_done = True
+
+
+def resolve_executable(argv0: str, cwd: Path, env: Mapping[str, str]) -> str:
+    """The absolute path of ``argv0`` as ``exec`` would find it, or `ExecutableNotFound`."""
+    if os.sep in argv0:
+        candidate: str | None = str(cwd / argv0) if not os.path.isabs(argv0) else argv0
+    else:
+        candidate = shutil.which(argv0, path=env.get("PATH", os.defpath))
+    if candidate is None or not os.path.isfile(candidate) or not os.access(candidate, os.X_OK):
+        if Path(argv0).name == "claude":
+            raise ExecutableNotFound(CLAUDE_NOT_FOUND)
+        raise ExecutableNotFound(f"{argv0}: not found or not executable")
+    return candidate
+
+
+def _take_terminal() -> None:
+    """In the child, after setsid: make the PTY on fd 0 the controlling terminal."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class Port:
+    """One child process in a PTY, its output as lines, its end as one event."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        *,
+        on_line: OnLine,
+        on_exit: OnExit,
+        timeout: float | None = None,
+        grace: float = 5.0,
+        transcript: Path | None = None,
+    ) -> None:
+        if not argv:
+            raise PortError("nothing to run: empty command")
+        self.argv = list(argv)
+        self.cwd = Path(cwd)
+        self.env = dict(env)
+        self.timeout = timeout
+        self.grace = grace
+        self.transcript = transcript
+        self._on_line = on_line
+        self._on_exit = on_exit
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+        self._exited = False
+        self._reaped = False
+        self._timed_out = False
+        self._stop_reason: str | None = None
+        self._kill_at: float | None = None
+        self._timers: list[threading.Timer] = []
+        self._result: PortExit | None = None
+        self._master = -1
+        self._wake_r = -1
+        self._wake_w = -1
+        self._reader: threading.Thread | None = None
+        self._waiter: threading.Thread | None = None
+
+    # -- public API --------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid (also its process-group and session id), once started."""
+        return self._pid
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why `stop` was called first, if it was (``"timeout"`` for the turn timeout)."""
+        return self._stop_reason
+
+    @property
+    def result(self) -> PortExit | None:
+        """How the turn ended, once `on_exit` has been called."""
+        return self._result
+
+    def start(self) -> int:
+        """Spawn the child in its PTY and session; return its pid at once."""
+        if self._proc is not None:
+            raise PortError("port already started")
+        executable = resolve_executable(self.argv[0], self.cwd, self.env)
+        _ensure_subreaper()
+        transcript: BinaryIO | None = None
+        master, slave = os.openpty()
+        try:
+            tty.setraw(slave, termios.TCSANOW)  # no echo, no ICANON, no OPOST/ONLCR
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, _WINDOW)
+            if self.transcript is not None:
+                self.transcript.parent.mkdir(parents=True, exist_ok=True)
+                transcript = self.transcript.open("ab")
+            self._proc = subprocess.Popen(
+                self.argv,
+                executable=executable,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                close_fds=True,
+                start_new_session=True,
+                preexec_fn=_take_terminal,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            os.close(master)
+            if transcript is not None:
+                transcript.close()
+            raise PortError(f"could not start {self.argv[0]}: {exc}") from exc
+        finally:
+            os.close(slave)  # only the child holds it now: EOF/EIO when the tree is done
+        self._pid = self._proc.pid
+        self._master = master
+        self._wake_r, self._wake_w = os.pipe()
+        self._reader = threading.Thread(
+            target=self._read_loop, args=(transcript,), name=f"port-reader-{self._pid}"
+        )
+        self._waiter = threading.Thread(target=self._wait_loop, name=f"port-waiter-{self._pid}")
+        self._reader.daemon = self._waiter.daemon = True
+        self._reader.start()
+        self._waiter.start()
+        if self.timeout is not None:
+            self._add_timer(self.timeout, self._on_timeout)
+        return self._pid
+
+    def stop(self, reason: str = "stop") -> None:
+        """SIGTERM to the whole tree; SIGKILL after ``grace`` seconds if anything still runs."""
+        with self._lock:
+            if self._pid is None or self._reaped or self._stop_reason is not None:
+                return
+            self._stop_reason = reason
+            self._kill_at = time.monotonic() + self.grace
+            process.signal_tree(self._pid, signal.SIGTERM)
+        self._add_timer(self.grace, self._escalate)
+
+    def kill(self) -> None:
+        """SIGKILL to the whole tree, now."""
+        with self._lock:
+            if self._pid is None or self._reaped:
+                return
+            if self._stop_reason is None:
+                self._stop_reason = "kill"
+            self._kill_at = time.monotonic()
+            process.signal_tree(self._pid, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> PortExit | None:
+        """Block until `on_exit` has been called (not for actors); None on timeout."""
+        self._done.wait(timeout)
+        return self._result
+
+    # -- internals ---------------------------------------------------------
+
+    def _add_timer(self, delay: float, action: Callable[[], None]) -> None:
+        timer = threading.Timer(delay, action)
+        timer.daemon = True
+        with self._lock:
+            if self._reaped:
+                return
+            self._timers.append(timer)
+        timer.start()
+
+    def _on_timeout(self) -> None:
+        with self._lock:
+            if self._exited or self._stop_reason is not None:
+                return
+            self._timed_out = True
+        self.stop("timeout")
+
+    def _escalate(self) -> None:
+        with self._lock:
+            if self._pid is None or self._reaped:
+                return
+            if any(e.alive for e in process.tree(self._pid)):
+                process.signal_tree(self._pid, signal.SIGKILL)
+
+    def _read_loop(self, transcript: BinaryIO | None) -> None:
+        pending = b""
+        poller = _Poller(self._master, self._wake_r)
+        try:
+            while True:
+                master_ready, woken = poller.wait()
+                if master_ready:
+                    chunk = _read(self._master)
+                    if not chunk:
+                        break
+                    pending = self._split(pending + chunk, transcript)
+                elif woken:
+                    # The tree is gone but someone outside it holds the slave: take
+                    # what is already there and finish.
+                    os.set_blocking(self._master, False)
+                    while chunk := _read(self._master):
+                        pending = self._split(pending + chunk, transcript)
+                    break
+            if pending:
+                self._emit(pending, transcript, newline=False)
+        except Exception:
+            log.exception("port reader for pid %s failed", self._pid)
+        finally:
+            os.close(self._master)
+            os.close(self._wake_r)
+            if transcript is not None:
+                transcript.close()
+
+    def _split(self, data: bytes, transcript: BinaryIO | None) -> bytes:
+        *lines, rest = data.split(b"\n")
+        for line in lines:
+            self._emit(line, transcript, newline=True)
+        return rest
+
+    def _emit(self, line: bytes, transcript: BinaryIO | None, *, newline: bool) -> None:
+        if transcript is not None:
+            transcript.write(line + b"\n" if newline else line)
+            transcript.flush()
+        try:
+            self._on_line(line)
+        except Exception:
+            log.exception("on_line callback failed for pid %s", self._pid)
+
+    def _wait_loop(self) -> None:
+        assert self._proc is not None and self._pid is not None
+        pid = self._pid
+        try:
+            # Wait for the exit but leave the zombie: the pid stays ours until the
+            # tree is cleared, so signalling the group can never hit a stranger.
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            with self._lock:
+                self._exited = True  # a turn timeout from now on is not the turn's
+            self._clear_tree(pid)
+        except Exception:
+            log.exception("port waiter for pid %s failed", pid)
+        with self._lock:
+            returncode = self._proc.wait()
+            self._reaped = True
+            timers, self._timers = self._timers, []
+            timed_out = self._timed_out
+        for timer in timers:
+            timer.cancel()
+        assert self._reader is not None
+        self._reader.join(DRAIN_TIMEOUT)
+        if self._reader.is_alive():
+            os.write(self._wake_w, b"x")
+            self._reader.join()
+        os.close(self._wake_w)
+        if returncode < 0:
+            result = PortExit(exit_code=None, signal=-returncode, timed_out=timed_out)
+        else:
+            result = PortExit(exit_code=returncode, signal=None, timed_out=timed_out)
+        self._result = result
+        try:
+            self._on_exit(result.exit_code, result.signal, result.timed_out)
+        except Exception:
+            log.exception("on_exit callback failed for pid %s", pid)
+        finally:
+            self._done.set()
+
+    def _clear_tree(self, pid: int) -> None:
+        """After the child's exit: end whatever of its tree is left, and reap orphans."""
+        termed = killed = False
+        give_up: float | None = None
+        while True:
+            process.reap_orphans(pid)
+            rest = [e for e in process.tree(pid) if e.pid != pid]
+            if not rest:
+                return
+            now = time.monotonic()
+            with self._lock:
+                if any(e.alive for e in rest):
+                    if self._kill_at is None:
+                        self._kill_at = now + self.grace
+                    if not termed:
+                        process.signal_tree(pid, signal.SIGTERM)
+                        termed = True
+                    if not killed and now >= self._kill_at:
+                        process.signal_tree(pid, signal.SIGKILL)
+                        killed = True
+                        give_up = now + KILL_TIMEOUT
+                elif all(e.ppid != os.getpid() for e in rest):
+                    # Zombies only, and not ours to reap (no subreaper): nothing runs.
+                    log.warning("pid %s: zombies of its tree left to their reaper", pid)
+                    return
+            if give_up is not None and now >= give_up:
+                log.warning("pid %s: processes of its tree remain: %s", pid, rest)
+                return
+            time.sleep(_POLL_INTERVAL)
+
+
+class _Poller:
+    def __init__(self, master: int, wake: int) -> None:
+        self._master = master
+        self._wake = wake
+        self._poll = select.poll()
+        self._poll.register(master, select.POLLIN)
+        self._poll.register(wake, select.POLLIN)
+
+    def wait(self) -> tuple[bool, bool]:
+        events = dict(self._poll.poll())
+        return self._master in events, self._wake in events
+
+
+def _read(fd: int) -> bytes:
+    """Read from the master; b"" at the end (EIO is how Linux says the slave closed)."""
+    try:
+        return os.read(fd, _READ_SIZE)
+    except BlockingIOError:
+        return b""
+    except OSError as exc:
+        if exc.errno == errno.EIO:
+            return b""
+        raise
+
+
+__all__ = [
+    "CLAUDE_NOT_FOUND",
+    "ExecutableNotFound",
+    "Port",
+    "PortError",
+    "PortExit",
+    "resolve_executable",
+]

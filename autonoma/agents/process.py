@@ -1,0 +1,110 @@
+"""Process-group helpers for the port: the process table, signals to a whole tree, reaping.
+
+A port's child is a session leader (its pid is its session id and its process-group
+id). "Its tree" here is every process whose process group or session is that pid:
+the group catches ordinary children and grandchildren, the session also catches
+jobs that a shell moved to a group of their own (``set -m``). Only a process that
+calls ``setsid`` itself escapes both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+@dataclass(frozen=True)
+class ProcEntry:
+    """One row of the process table, from ``/proc/<pid>/stat``."""
+
+    pid: int
+    ppid: int
+    pgid: int
+    sid: int
+    state: str
+
+    @property
+    def alive(self) -> bool:
+        """Whether it still runs (a zombie or a dead entry does not)."""
+        return self.state not in ("Z", "X", "x")
+
+
+def read_entry(pid: int) -> ProcEntry | None:
+    """The process ``pid``, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return None
+    # "pid (comm) state ppid pgrp session ...": comm may hold spaces and ')'.
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    if len(fields) < 4:
+        return None
+    return ProcEntry(
+        pid=pid,
+        ppid=int(fields[1]),
+        pgid=int(fields[2]),
+        sid=int(fields[3]),
+        state=fields[0].decode("ascii", "replace"),
+    )
+
+
+def processes() -> Iterator[ProcEntry]:
+    """Every process in the table."""
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            entry = read_entry(int(name))
+            if entry is not None:
+                yield entry
+
+
+def tree(leader: int) -> list[ProcEntry]:
+    """Every process (zombies included) in the group or the session of ``leader``."""
+    return [e for e in processes() if e.pgid == leader or e.sid == leader]
+
+
+def signal_tree(leader: int, sig: int) -> None:
+    """Send ``sig`` to the group of ``leader`` and to every other process of its session.
+
+    The caller must guarantee that ``leader`` is not reaped yet (a zombie is fine),
+    so that its pid, and hence the group and session ids, cannot have been reused.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(leader, sig)
+    for entry in tree(leader):
+        if entry.pgid != leader and entry.alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(entry.pid, sig)
+
+
+def reap_orphans(leader: int) -> None:
+    """Reap the zombies of ``leader``'s tree that were reparented to this process.
+
+    ``leader`` itself is left alone: its owner reaps it (after the tree is gone).
+    """
+    me = os.getpid()
+    for entry in tree(leader):
+        if entry.pid != leader and entry.ppid == me and not entry.alive:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(entry.pid, os.WNOHANG)
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux ``prctl``).
+
+    Without it, a grandchild orphaned by the port's child goes to pid 1, which in
+    some containers never reaps: its zombie would stay in the table forever.
+    Returns whether it worked.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False

@@ -1,0 +1,136 @@
+"""The environment a claude child gets: against the sim nothing else can be reached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autonoma.agents.environment import SIM_API_KEY, child_env
+
+HOSTILE = {
+    # what the child may keep
+    "PATH": "/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "TERM": "xterm-256color",
+    "TMPDIR": "/tmp/x",
+    "USER": "me",
+    "SHELL": "/bin/bash",
+    "IS_SANDBOX": "1",
+    "GIT_AUTHOR_NAME": "Me",
+    "HOME": "/home/me",
+    # a parent claude session
+    "CLAUDECODE": "1",
+    "CLAUDE_CODE_ENTRYPOINT": "cli",
+    "CLAUDE_CODE_SESSION_ID": "parent-session",
+    "CLAUDE_CODE_CHILD_SESSION": "1",
+    "CLAUDE_CODE_SSE_PORT": "12345",
+    "CLAUDE_PROJECT_DIR": "/home/me/elsewhere",
+    "CLAUDE_AGENT_SDK_VERSION": "0.1",
+    # the user's own claude settings and credentials
+    "CLAUDE_CONFIG_DIR": "/home/me/.claude-work",
+    "CLAUDE_CODE_MAX_RETRIES": "10",
+    "CLAUDE_CODE_OAUTH_TOKEN": "oauth-secret",
+    "CLAUDE_CODE_USE_BEDROCK": "1",
+    "CLAUDE_CODE_USE_VERTEX": "1",
+    "ANTHROPIC_API_KEY": "sk-ant-real",
+    "ANTHROPIC_AUTH_TOKEN": "real-bearer",
+    "ANTHROPIC_BASE_URL": "https://api.anthropic.com",
+    "ANTHROPIC_MODEL": "claude-opus",
+    "ANTHROPIC_CUSTOM_HEADERS": "x: y",
+    "AWS_ACCESS_KEY_ID": "AKIA",
+    "AWS_SECRET_ACCESS_KEY": "secret",
+    "AWS_BEARER_TOKEN_BEDROCK": "tok",
+    "GOOGLE_APPLICATION_CREDENTIALS": "/home/me/gcp.json",
+    "OPENAI_API_KEY": "sk-openai",
+    "GITHUB_TOKEN": "ghp",
+    "MY_SERVICE_SECRET_VALUE": "s",
+    "HTTPS_PROXY": "http://proxy:3128",
+    "NODE_OPTIONS": "--require /tmp/evil.js",
+    "GIT_DIR": "/home/me/other/.git",
+    "GIT_INDEX_FILE": "/home/me/other/.git/index",
+}
+
+
+def test_against_the_sim_the_child_gets_exactly_this(tmp_path: Path) -> None:
+    env = child_env(HOSTILE, sim_url="http://127.0.0.1:8123", config_dir=tmp_path)
+    assert env == {
+        "PATH": "/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TERM": "xterm-256color",
+        "TMPDIR": "/tmp/x",
+        "USER": "me",
+        "SHELL": "/bin/bash",
+        "IS_SANDBOX": "1",
+        "GIT_AUTHOR_NAME": "Me",
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:8123",
+        "ANTHROPIC_API_KEY": SIM_API_KEY,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "HOME": str(tmp_path),
+        "CLAUDE_CONFIG_DIR": str(tmp_path / ".claude"),
+    }
+
+
+def test_retries_only_when_given(tmp_path: Path) -> None:
+    env = child_env(HOSTILE, sim_url="http://localhost:1", config_dir=tmp_path, max_retries=0)
+    assert env["CLAUDE_CODE_MAX_RETRIES"] == "0"
+    real = child_env(HOSTILE, sim_url=None, max_retries=2)
+    assert real["CLAUDE_CODE_MAX_RETRIES"] == "2"
+    with pytest.raises(ValueError):
+        child_env(HOSTILE, sim_url=None, max_retries=-1)
+
+
+def test_against_the_sim_whatever_the_parent(tmp_path: Path) -> None:
+    parent = {f"ANTHROPIC_{n}": "x" for n in ("A", "VERTEX_PROJECT_ID", "BEDROCK_BASE_URL")}
+    parent |= {f"CLAUDE_{n}": "x" for n in ("X", "CODE_API_KEY_HELPER_TTL_MS")}
+    parent |= {"SOMETHING_TOKEN": "t", "X_API_KEY": "k", "PASSWORD": "p", "CLOUD_ML_REGION": "r"}
+    env = child_env(parent, sim_url="http://[::1]:9/", config_dir=tmp_path)
+    assert set(env) == {
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+        "HOME",
+        "CLAUDE_CONFIG_DIR",
+    }
+
+
+@pytest.mark.parametrize(
+    "url", ["https://api.anthropic.com", "http://10.0.0.1:80", "ftp://127.0.0.1/", "127.0.0.1:80"]
+)
+def test_the_sim_must_be_on_loopback(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        child_env({}, sim_url=url, config_dir=tmp_path)
+
+
+def test_the_sim_needs_a_config_dir() -> None:
+    with pytest.raises(ValueError, match="config_dir"):
+        child_env({}, sim_url="http://127.0.0.1:1", config_dir=None)
+
+
+def test_a_real_run_keeps_the_users_auth_and_drops_the_parent_session() -> None:
+    env = child_env(HOSTILE, sim_url=None, config_dir=Path("/ignored"))
+    dropped = {
+        "CLAUDECODE",
+        "CLAUDE_CODE_ENTRYPOINT",
+        "CLAUDE_CODE_SESSION_ID",
+        "CLAUDE_CODE_CHILD_SESSION",
+        "CLAUDE_CODE_SSE_PORT",
+        "CLAUDE_PROJECT_DIR",
+        "CLAUDE_AGENT_SDK_VERSION",
+        "GIT_DIR",
+        "GIT_INDEX_FILE",
+    }
+    assert env == {k: v for k, v in HOSTILE.items() if k not in dropped}
+    assert env["ANTHROPIC_API_KEY"] == "sk-ant-real"
+    assert env["ANTHROPIC_AUTH_TOKEN"] == "real-bearer"
+    assert env["CLAUDE_CONFIG_DIR"] == "/home/me/.claude-work"
+    assert env["HOME"] == "/home/me"
+
+
+def test_the_parent_is_not_changed(tmp_path: Path) -> None:
+    parent = dict(HOSTILE)
+    child_env(parent, sim_url="http://127.0.0.1:1", config_dir=tmp_path, max_retries=1)
+    child_env(parent, sim_url=None)
+    assert parent == HOSTILE
