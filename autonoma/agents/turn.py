@@ -1,0 +1,175 @@
+"""One ``claude`` turn of an agent: the port, the decoding and the journal, together.
+
+`Turn.start` journals `AgentTurnStarting` (durably: the session id is on disk before
+the process exists), spawns the port and publishes `AgentProcessStarted`; then every
+line of output is decoded and published as it comes, from the port's reader thread,
+and `AgentProcessExited` ends the turn. Nothing blocks but `wait`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from autonoma.agents.command import build_argv
+from autonoma.agents.port import Port
+from autonoma.agents.roles import Role
+from autonoma.agents.stream import decode_line, turn_failed
+from autonoma.config import Settings
+from autonoma.protocol import (
+    AgentProcessExited,
+    AgentProcessStarted,
+    AgentTurnFinished,
+    AgentTurnStarting,
+)
+from autonoma.runtime.bus import Bus
+
+# Terminal control sequences (CSI): ``claude`` writes ``ESC[?25h`` (show the cursor)
+# at exit because its stdout is a terminal. A JSON line cannot hold a raw ESC, so
+# removing them never changes a JSON line; a line left blank is dropped. The
+# transcript keeps the raw bytes.
+_CSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]")
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    """How a turn ended."""
+
+    finished: AgentTurnFinished | None
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+    failed: bool
+
+
+class Turn:
+    """One ``claude -p`` process for ``agent_id``, its output published on ``bus``."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        agent_id: str,
+        role: Role,
+        prompt: str,
+        session_id: str,
+        resume: bool,
+        cwd: Path,
+        settings: Settings,
+        env: Mapping[str, str],
+        claude: Path,
+        task_id: str | None = None,
+        transcript: Path | None = None,
+    ) -> None:
+        self.bus = bus
+        self.agent_id = agent_id
+        self.role = role
+        self.session_id = session_id
+        self.resume = resume
+        self.cwd = Path(cwd)
+        self.task_id = task_id
+        self.argv = build_argv(
+            claude,
+            role,
+            prompt,
+            session_id=session_id,
+            resume=resume,
+            settings=settings,
+            task_id=task_id,
+            child_env=env,
+        )
+        self._finished: AgentTurnFinished | None = None
+        self._outcome: TurnOutcome | None = None
+        self._done = threading.Event()
+        self.port = Port(
+            self.argv,
+            self.cwd,
+            env,
+            on_line=self._on_line,
+            on_exit=self._on_exit,
+            timeout=role.timeout_for(settings),
+            transcript=transcript,
+        )
+
+    def start(self) -> int:
+        """Journal the turn, spawn ``claude``; return its pid at once.
+
+        A `PortError` (``claude`` missing, the spawn failed) is raised after
+        `AgentTurnStarting` was journaled; no `AgentProcessExited` follows it.
+        """
+        self.bus.publish(
+            self.agent_id,
+            AgentTurnStarting(
+                agent_id=self.agent_id,
+                role=self.role.name,
+                session_id=self.session_id,
+                cwd=str(self.cwd),
+                argv=self.argv,
+                resume=self.resume,
+                task_id=self.task_id,
+            ),
+            durable=True,
+        )
+        pid = self.port.start()
+        self.bus.publish(
+            self.agent_id,
+            AgentProcessStarted(agent_id=self.agent_id, pid=pid, task_id=self.task_id),
+        )
+        return pid
+
+    def stop(self) -> None:
+        """SIGTERM to the turn's process tree, SIGKILL after the grace period."""
+        self.port.stop()
+
+    def kill(self) -> None:
+        """SIGKILL to the turn's process tree, now."""
+        self.port.kill()
+
+    def wait(self, timeout: float | None = None) -> TurnOutcome | None:
+        """Block until the turn has ended (not for actors); None on timeout."""
+        self._done.wait(timeout)
+        return self._outcome
+
+    @property
+    def outcome(self) -> TurnOutcome | None:
+        """How the turn ended, once it has."""
+        return self._outcome
+
+    def _on_line(self, line: bytes) -> None:
+        if b"\x1b" in line:
+            line = _CSI.sub(b"", line)
+            if not line.strip():
+                return
+        for message in decode_line(line, agent_id=self.agent_id, task_id=self.task_id):
+            if isinstance(message, AgentTurnFinished):
+                self._finished = message
+            self.bus.publish(self.agent_id, message)
+
+    def _on_exit(self, exit_code: int | None, sig: int | None, timed_out: bool) -> None:
+        finished = self._finished
+        self._outcome = TurnOutcome(
+            finished=finished,
+            exit_code=exit_code,
+            signal=sig,
+            timed_out=timed_out,
+            failed=finished is None or turn_failed(finished),
+        )
+        try:
+            self.bus.publish(
+                self.agent_id,
+                AgentProcessExited(
+                    agent_id=self.agent_id,
+                    exit_code=exit_code,
+                    signal=sig,
+                    timed_out=timed_out,
+                    task_id=self.task_id,
+                ),
+            )
+        finally:
+            self._done.set()
+
+
+__all__ = ["Turn", "TurnOutcome"]

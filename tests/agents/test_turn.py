@@ -1,0 +1,336 @@
+"""A `Turn` with the real ``claude`` binary against the sim: journal, kill and resume, timeout."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autonoma.agents import process
+from autonoma.agents.auth import NOT_AUTHENTICATED, AuthError, check_auth
+from autonoma.agents.environment import SIM_API_KEY, child_env
+from autonoma.agents.port import CLAUDE_NOT_FOUND
+from autonoma.agents.roles import Role, load_role
+from autonoma.agents.turn import Turn
+from autonoma.config import Settings
+from autonoma.journal import reader
+from autonoma.journal.writer import Journal
+from autonoma.protocol import (
+    AgentProcessExited,
+    AgentProcessStarted,
+    AgentSessionStarted,
+    AgentToolUse,
+    AgentTurnFinished,
+    AgentTurnStarting,
+    CostReported,
+    Message,
+)
+from autonoma.runtime.bus import Bus
+from autonoma.sim import SimServer, loads_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+CLAUDE = ROOT / ".tools" / "claude" / "node_modules" / ".bin" / "claude"
+
+pytestmark = [pytest.mark.timeout(60)]
+
+HOSTILE = {
+    "ANTHROPIC_API_KEY": "sk-ant-hostile-key",
+    "ANTHROPIC_AUTH_TOKEN": "hostile-token",
+    "ANTHROPIC_BASE_URL": "http://hostile.invalid",
+    "ANTHROPIC_MODEL": "hostile-model",
+    "CLAUDE_CODE_USE_BEDROCK": "1",
+    "CLAUDE_CONFIG_DIR": "/hostile-config",
+}
+
+SCENARIO = """
+usage = { input_tokens = 1000, output_tokens = 20 }
+
+[[rule]]
+name = "write"
+task = "write"
+[[rule.step]]
+text = "Creating it."
+[[rule.step.tool]]
+name = "Write"
+input = { file_path = "{cwd}/hello.txt", content = "hi from the sim\\n" }
+[[rule.step.tool]]
+name = "Bash"
+input = { command = "cat hello.txt", description = "check" }
+[[rule.step]]
+text = "Done."
+
+# A resumed session keeps the system prompt of its first turn (TASK: first), so the
+# follow-up turns are told apart by the model turn: the stalled stream is answered
+# once, the turn after it gets the text. Whether the killed turn's partial answer
+# (its message_start) was saved in the session depends on timing: the turn after
+# it is model turn 2 or 3.
+[[rule]]
+name = "resumed"
+task = "first"
+turn = 2
+[[rule.step]]
+fault = "stall"
+times = 1
+text = "Here again."
+
+[[rule]]
+name = "resumed later"
+task = "first"
+turn = 3
+[[rule.step]]
+text = "Here again."
+
+[[rule]]
+name = "first"
+task = "first"
+[[rule.step]]
+text = "Remembered."
+
+[[rule]]
+name = "sleepy"
+task = "sleepy"
+[[rule.step]]
+[[rule.step.tool]]
+name = "Bash"
+input = { command = "echo waiting; sleep 600", description = "wait" }
+[[rule.step]]
+text = "Woke up."
+"""
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimServer]:
+    with SimServer(loads_scenario(SCENARIO)) as server:
+        yield server
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    git = shutil.which("git")
+    assert git is not None
+    subprocess.run([git, "init", "-q", "-b", "main", str(root)], check=True)
+    return root
+
+
+@pytest.fixture
+def env(sim: SimServer, tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    return child_env({**os.environ, **HOSTILE}, sim_url=sim.url, config_dir=home)
+
+
+class Run:
+    """A bus with a journal in ``tmp_path``; `messages` reads it back once stopped."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.db = tmp_path / "state.db"
+        self.client = Journal.open(self.db, batch_ms=1)
+        self.bus = Bus(run_id="test")
+        self.bus.attach(self.client)
+        self.sessions = threading.Event()
+        self.bus.subscribe(
+            lambda e: self.sessions.set() if isinstance(e.message, AgentSessionStarted) else None
+        )
+
+    def messages(self) -> list[Message]:
+        self.client.stop()
+        return [e.message for e in reader.read(self.db)]
+
+
+def make_turn(
+    run: Run,
+    repo: Path,
+    env: dict[str, str],
+    task: str,
+    session: str,
+    *,
+    resume: bool = False,
+    settings: Settings | None = None,
+    role: Role | None = None,
+) -> Turn:
+    return Turn(
+        run.bus,
+        agent_id="dev-1",
+        role=role or load_role("developer"),
+        prompt=f"Do task {task}",
+        session_id=session,
+        resume=resume,
+        cwd=repo,
+        settings=settings or Settings(),
+        env=env,
+        claude=CLAUDE,
+        task_id=task,
+        transcript=repo.parent / f"{task}.jsonl",
+    )
+
+
+def test_auth_against_the_sim_passes(env: dict[str, str]) -> None:
+    check_auth(CLAUDE, env)
+
+
+def test_auth_without_a_key_fails(tmp_path: Path) -> None:
+    bare = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "CLAUDE_CONFIG_DIR": str(tmp_path / ".claude"),
+    }
+    with pytest.raises(AuthError) as err:
+        check_auth(CLAUDE, bare)
+    assert str(err.value) == NOT_AUTHENTICATED
+
+
+def test_auth_without_claude(tmp_path: Path, env: dict[str, str]) -> None:
+    with pytest.raises(AuthError) as err:
+        check_auth(tmp_path / "missing" / "claude", env)
+    assert str(err.value) == CLAUDE_NOT_FOUND
+
+
+def test_turn_writes_runs_bash_and_is_journaled(
+    sim: SimServer, repo: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    run = Run(tmp_path)
+    session = str(uuid.uuid4())
+    turn = make_turn(run, repo, env, "write", session)
+    turn.start()
+    outcome = turn.wait(40)
+    assert outcome is not None
+    assert outcome.exit_code == 0 and not outcome.failed and not outcome.timed_out
+    assert outcome.finished is not None and outcome.finished.result == "Done."
+    assert (repo / "hello.txt").read_text() == "hi from the sim\n"
+
+    messages = run.messages()
+    kinds = [type(m) for m in messages]
+    assert kinds[:3] == [AgentTurnStarting, AgentProcessStarted, AgentSessionStarted]
+    assert kinds[-3:] == [AgentTurnFinished, CostReported, AgentProcessExited], " ".join(
+        type(m).__name__ for m in messages
+    )
+    starting, started, session_started = messages[:3]
+    assert isinstance(starting, AgentTurnStarting) and starting.session_id == session
+    assert isinstance(started, AgentProcessStarted) and started.pid > 0
+    assert isinstance(session_started, AgentSessionStarted)
+    assert session_started.session_id == session
+    tools = [m.tool for m in messages if isinstance(m, AgentToolUse)]
+    assert tools == ["Write", "Bash"]
+    finished, cost, exited = messages[-3:]
+    assert isinstance(finished, AgentTurnFinished) and finished.is_error is False
+    assert isinstance(cost, CostReported) and cost.usd > 0
+    assert isinstance(exited, AgentProcessExited) and exited.exit_code == 0
+    assert (repo.parent / "write.jsonl").read_bytes().count(b'"type":"result"') == 1
+
+    requests = [r for r in sim.messages_requests if r.session_id == session]
+    assert len(requests) == 2
+    for request in requests:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        assert headers.get("x-api-key") == SIM_API_KEY
+        assert "authorization" not in headers
+        seen = json.dumps(headers) + json.dumps(request.body)
+        for value in HOSTILE.values():
+            assert len(value) < 4 or value not in seen, value
+        assert request.body["model"] != HOSTILE["ANTHROPIC_MODEL"]
+
+
+def test_killed_turn_is_resumed_with_its_history(
+    sim: SimServer, repo: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    run = Run(tmp_path)
+    session = str(uuid.uuid4())
+    first = make_turn(run, repo, env, "first", session)
+    first.start()
+    done = first.wait(30)
+    assert done is not None and not done.failed
+
+    run.sessions.clear()
+    slow = make_turn(run, repo, env, "slow", session, resume=True)
+    slow.start()
+    assert run.sessions.wait(20), "the resumed turn did not start its session"
+
+    def slow_request_arrived() -> bool:
+        return any(r.fault == "stall" for r in sim.messages_requests if r.session_id == session)
+
+    for _ in range(200):
+        if slow_request_arrived():
+            break
+        time.sleep(0.05)
+    assert slow_request_arrived(), [(r.rule, r.session_id, r.status) for r in sim.messages_requests]
+    slow.kill()
+    killed = slow.wait(15)
+    assert killed is not None
+    assert killed.signal == signal.SIGKILL and killed.finished is None and killed.failed
+
+    again = make_turn(run, repo, env, "again", session, resume=True)
+    again.start()
+    resumed = again.wait(30)
+    assert resumed is not None and not resumed.failed, resumed
+    history = [
+        (r.rule, r.step, r.fault, r.info.turn if r.info else None)
+        for r in sim.messages_requests
+        if r.session_id == session
+    ]
+    assert resumed.finished is not None and resumed.finished.result == "Here again.", history
+
+    last = [r for r in sim.messages_requests if r.session_id == session][-1]
+    assert last.rule in ("resumed", "resumed later") and last.fault is None
+    sent = json.dumps(last.body["messages"])
+    assert "Do task first" in sent and "Remembered." in sent
+    exits = [m for m in run.messages() if isinstance(m, AgentProcessExited)]
+    assert [e.signal for e in exits] == [None, signal.SIGKILL, None]
+
+
+def _our_sleepers() -> list[int]:
+    """The ``sleep 600`` processes (or shells running one) among this process's descendants."""
+    entries = {e.pid: e for e in process.processes()}
+    me = os.getpid()
+
+    def ours(pid: int) -> bool:
+        seen: set[int] = set()
+        while pid in entries and pid not in seen and pid > 1:
+            if entries[pid].ppid == me:
+                return True
+            seen.add(pid)
+            pid = entries[pid].ppid
+        return False
+
+    found = []
+    for pid, entry in entries.items():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"sleep 600" in cmdline and entry.alive and ours(pid):
+            found.append(pid)
+    return found
+
+
+def test_timeout_stops_the_whole_tree(
+    sim: SimServer, repo: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    run = Run(tmp_path)
+    role = dataclasses.replace(load_role("developer"), timeout=None)
+    settings = Settings(task_timeout=3.0)
+    turn = make_turn(run, repo, env, "sleepy", str(uuid.uuid4()), settings=settings, role=role)
+    pid = turn.start()
+    deadline = time.monotonic() + 10
+    while not _our_sleepers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _our_sleepers(), "the Bash tool's sleep 600 never ran"
+    outcome = turn.wait(30)
+    assert outcome is not None
+    assert outcome.timed_out and outcome.failed and outcome.finished is None
+    assert process.tree(pid) == []
+    assert _our_sleepers() == []
+    exited = [m for m in run.messages() if isinstance(m, AgentProcessExited)]
+    assert len(exited) == 1 and exited[0].timed_out
+    requests = [r for r in sim.messages_requests if r.rule == "sleepy"]
+    assert [r.step for r in requests] == [0], "the Bash tool was running when the turn stopped"
