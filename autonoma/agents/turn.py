@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +63,10 @@ class Turn:
         claude: Path,
         task_id: str | None = None,
         transcript: Path | None = None,
+        on_end: Callable[[TurnOutcome], None] | None = None,
     ) -> None:
         self.bus = bus
+        self._on_end = on_end
         self.agent_id = agent_id
         self.role = role
         self.session_id = session_id
@@ -170,6 +172,8 @@ class Turn:
             )
         finally:
             self._done.set()
+            if self._on_end is not None:
+                self._on_end(self._outcome)
 
 
 __all__ = ["Turn", "TurnOutcome"]

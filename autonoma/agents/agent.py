@@ -1,0 +1,143 @@
+"""The agent actor: runs one `Turn` at a time for one agent, without ever blocking its mailbox.
+
+A turn's process is owned by its port's threads, so `AgentActor.run_turn` returns as
+soon as ``claude`` is spawned; the end of the turn comes back to the actor as a message.
+The actor's state (starting, working, idle, dead) is published as `AgentStateChanged`,
+known from the process itself, so a dead agent is never taken for a busy one. Stopping
+the actor stops its turn's process tree; a supervisor's kill SIGKILLs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autonoma.agents.roles import load_role
+from autonoma.agents.turn import Turn, TurnOutcome
+from autonoma.config import Settings
+from autonoma.protocol import AgentState, AgentStateChanged
+from autonoma.runtime.actor import Actor, Refusal
+from autonoma.runtime.bus import Bus
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    """What one turn is: the role, the prompt, the session and where it runs."""
+
+    role: str
+    prompt: str
+    session_id: str
+    cwd: Path
+    resume: bool = False
+    task_id: str | None = None
+    transcript: Path | None = None
+
+
+class AgentBusy(Refusal):
+    """A turn is already running for this agent: a second one would double its work."""
+
+
+@dataclass(frozen=True)
+class _TurnEnded:
+    outcome: TurnOutcome
+
+
+class AgentActor(Actor):
+    """One agent (``developer-1``, ``qa``, ...): runs its turns one at a time."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        agent_id: str,
+        *,
+        settings: Settings,
+        env: Mapping[str, str],
+        claude: Path,
+        project_dir: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.bus = bus
+        self.agent_id = agent_id
+        self.settings = settings
+        self.env = dict(env)
+        self.claude = claude
+        self.project_dir = project_dir
+        self._turn: Turn | None = None
+        self._last_outcome: TurnOutcome | None = None
+        self._role = ""
+
+    def run_turn(self, request: TurnRequest) -> int:
+        """Spawn the turn and return its pid at once; `AgentBusy` if one is running."""
+        if self._turn is not None:
+            raise AgentBusy(f"{self.agent_id} is already running a turn")
+        role = load_role(request.role, self.project_dir)
+        ref = self.actor_ref
+        self._role = role.name
+        self._publish("starting", request.task_id)
+        turn = Turn(
+            self.bus,
+            agent_id=self.agent_id,
+            role=role,
+            prompt=request.prompt,
+            session_id=request.session_id,
+            resume=request.resume,
+            cwd=request.cwd,
+            settings=self.settings,
+            env=self.env,
+            claude=self.claude,
+            task_id=request.task_id,
+            transcript=request.transcript,
+            # Called from the port's thread once the process is gone: the actor learns
+            # of it through its mailbox, like of anything else.
+            on_end=lambda outcome: _tell(ref, _TurnEnded(outcome)),
+        )
+        pid = turn.start()
+        self._turn = turn
+        self._publish("working", request.task_id)
+        return pid
+
+    def busy(self) -> bool:
+        """Whether a turn's process is running now."""
+        return self._turn is not None
+
+    def last_outcome(self) -> TurnOutcome | None:
+        """How the last finished turn ended."""
+        return self._last_outcome
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _TurnEnded) and self._turn is not None:
+            task_id = self._turn.task_id
+            self._turn = None
+            self._last_outcome = message.outcome
+            self._publish("idle", task_id)
+        return None
+
+    def on_stop(self) -> None:
+        if self._turn is not None:
+            self._turn.stop()
+            self._publish("dead", self._turn.task_id, "stopped")
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        if self._turn is not None:
+            self._turn.kill()
+            self._publish("dead", self._turn.task_id, f"crashed: {exception_value}")
+
+    def on_kill(self) -> None:
+        if self._turn is not None:
+            self._turn.kill()
+
+    def _publish(self, state: AgentState, task_id: str | None, detail: str = "") -> None:
+        self.bus.publish(
+            self.agent_id,
+            AgentStateChanged(
+                agent_id=self.agent_id, role=self._role, state=state, task_id=task_id, detail=detail
+            ),
+        )
+
+
+def _tell(ref: Any, message: object) -> None:
+    with contextlib.suppress(Exception):  # the actor may be gone: nobody to tell
+        ref.tell(message)
