@@ -26,6 +26,7 @@ from autonoma.config import Settings
 from autonoma.journal import reader
 from autonoma.journal.writer import Journal
 from autonoma.protocol import (
+    AgentApiRetry,
     AgentProcessExited,
     AgentProcessStarted,
     AgentSessionStarted,
@@ -95,6 +96,37 @@ name = "first"
 task = "first"
 [[rule.step]]
 text = "Remembered."
+
+[[rule]]
+name = "verdict"
+task = "verdict"
+[[rule.step]]
+[[rule.step.tool]]
+name = "StructuredOutput"
+[rule.step.tool.input]
+verdict = "changes_requested"
+reasons = ["no test for an empty list"]
+test_command = "pytest -q"
+test_output_summary = "3 passed"
+
+[[rule]]
+name = "busy model"
+task = "turns"
+[[rule.step]]
+[[rule.step.tool]]
+name = "Bash"
+input = { command = "echo one", description = "one" }
+[[rule.step]]
+[[rule.step.tool]]
+name = "Bash"
+input = { command = "echo two", description = "two" }
+
+[[rule]]
+name = "limited"
+task = "limited"
+[[rule.step]]
+fault = "429"
+retry_after = 0
 
 [[rule]]
 name = "sleepy"
@@ -334,3 +366,39 @@ def test_timeout_stops_the_whole_tree(
     assert len(exited) == 1 and exited[0].timed_out
     requests = [r for r in sim.messages_requests if r.rule == "sleepy"]
     assert [r.step for r in requests] == [0], "the Bash tool was running when the turn stopped"
+
+
+def test_structured_answer_and_failures_read_from_is_error(
+    sim: SimServer, tmp_path: Path, repo: Path, env: dict[str, str]
+) -> None:
+    run = Run(tmp_path)
+    qa = load_role("qa")
+    verdict = make_turn(run, repo, env, "verdict", str(uuid.uuid4()), role=qa)
+    verdict.start()
+    outcome = verdict.wait(30)
+    assert outcome is not None and not outcome.failed
+    assert outcome.finished is not None
+    assert outcome.finished.structured_output == {
+        "verdict": "changes_requested",
+        "reasons": ["no test for an empty list"],
+        "test_command": "pytest -q",
+        "test_output_summary": "3 passed",
+    }
+
+    one_turn = dataclasses.replace(load_role("developer"), max_turns=1)
+    turns = make_turn(run, repo, env, "turns", str(uuid.uuid4()), role=one_turn)
+    turns.start()
+    outcome = turns.wait(30)
+    assert outcome is not None and outcome.failed and outcome.exit_code == 1
+    assert outcome.finished is not None and outcome.finished.subtype == "error_max_turns"
+
+    limited_env = {**env, "CLAUDE_CODE_MAX_RETRIES": "1"}
+    limited = make_turn(run, repo, limited_env, "limited", str(uuid.uuid4()))
+    limited.start()
+    outcome = limited.wait(30)
+    assert outcome is not None and outcome.failed
+    assert outcome.finished is not None
+    assert outcome.finished.api_error_status == 429
+    messages = run.messages()
+    retries = [m for m in messages if isinstance(m, AgentApiRetry) and m.task_id == "limited"]
+    assert [(r.attempt, r.error_status) for r in retries] == [(1, 429)]
