@@ -14,6 +14,7 @@ import pytest
 from autonoma.agents import process
 from autonoma.agents.agent import AgentActor, AgentBusy, TurnRequest
 from autonoma.agents.environment import child_env
+from autonoma.agents.executable import LOCAL_INSTALL
 from autonoma.config import Settings
 from autonoma.protocol import AgentStateChanged, AnyMessage
 from autonoma.runtime.bus import Bus
@@ -21,8 +22,7 @@ from autonoma.runtime.supervisor import ChildSpec, Supervisor
 from autonoma.sim import SimServer, loads_scenario
 from tests.journal.testlib import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-CLAUDE = ROOT / ".tools" / "claude" / "node_modules" / ".bin" / "claude"
+CLAUDE = LOCAL_INSTALL / "claude"  # installed by make test
 
 pytestmark = [pytest.mark.timeout(60)]
 

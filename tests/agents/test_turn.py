@@ -19,6 +19,7 @@ import pytest
 from autonoma.agents import process
 from autonoma.agents.auth import NOT_AUTHENTICATED, AuthError, check_auth
 from autonoma.agents.environment import SIM_API_KEY, child_env
+from autonoma.agents.executable import LOCAL_INSTALL
 from autonoma.agents.port import CLAUDE_NOT_FOUND
 from autonoma.agents.roles import Role, load_role
 from autonoma.agents.turn import Turn
@@ -39,8 +40,7 @@ from autonoma.protocol import (
 from autonoma.runtime.bus import Bus
 from autonoma.sim import SimServer, loads_scenario
 
-ROOT = Path(__file__).resolve().parents[2]
-CLAUDE = ROOT / ".tools" / "claude" / "node_modules" / ".bin" / "claude"
+CLAUDE = LOCAL_INSTALL / "claude"  # installed by make test
 
 pytestmark = [pytest.mark.timeout(60)]
 

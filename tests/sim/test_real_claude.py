@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from autonoma.agents.executable import LOCAL_INSTALL
 from autonoma.sim import SimServer, loads_scenario
 
-ROOT = Path(__file__).resolve().parents[2]
-CLAUDE = ROOT / ".tools" / "claude" / "node_modules" / ".bin" / "claude"
+CLAUDE = LOCAL_INSTALL / "claude"  # installed by make test
 
 pytestmark = [
     pytest.mark.timeout(40),
