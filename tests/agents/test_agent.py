@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,14 +52,6 @@ def _stop_actors() -> Iterator[None]:
     pykka.ActorRegistry.stop_all(timeout=10)
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
-    return root
-
-
 class Crew:
     """A one_for_one supervisor with one developer agent; what the bus saw."""
 
@@ -85,15 +76,21 @@ class Crew:
         return [m.state for m in self.seen if isinstance(m, AgentStateChanged)]
 
 
-def request(repo: Path, task: str) -> TurnRequest:
+def request(git_repo: Path, task: str) -> TurnRequest:
     return TurnRequest(
-        role="developer", prompt=f"Do {task}", session_id=str(uuid.uuid4()), cwd=repo, task_id=task
+        role="developer",
+        prompt=f"Do {task}",
+        session_id=str(uuid.uuid4()),
+        cwd=git_repo,
+        task_id=task,
     )
 
 
-def test_a_turn_runs_and_the_agent_goes_idle(sim: SimServer, repo: Path, tmp_path: Path) -> None:
+def test_a_turn_runs_and_the_agent_goes_idle(
+    sim: SimServer, git_repo: Path, tmp_path: Path
+) -> None:
     crew = Crew(sim, tmp_path)
-    crew.agent.run_turn(request(repo, "quick")).get(timeout=10)
+    crew.agent.run_turn(request(git_repo, "quick")).get(timeout=10)
     wait_for(lambda: "idle" in crew.states(), timeout=30)
     assert crew.states() == ["starting", "working", "idle"]
     outcome = crew.agent.last_outcome().get(timeout=5)
@@ -102,14 +99,14 @@ def test_a_turn_runs_and_the_agent_goes_idle(sim: SimServer, repo: Path, tmp_pat
 
 
 def test_the_mailbox_stays_free_and_a_kill_leaves_no_process(
-    sim: SimServer, repo: Path, tmp_path: Path
+    sim: SimServer, git_repo: Path, tmp_path: Path
 ) -> None:
     crew = Crew(sim, tmp_path)
-    pid = crew.agent.run_turn(request(repo, "stuck")).get(timeout=10)
+    pid = crew.agent.run_turn(request(git_repo, "stuck")).get(timeout=10)
     # The model's stream stalls: the turn goes on, yet the actor answers at once.
     assert crew.agent.busy().get(timeout=2) is True
     with pytest.raises(AgentBusy):  # never a duplicate turn for the same agent
-        crew.agent.run_turn(request(repo, "stuck")).get(timeout=5)
+        crew.agent.run_turn(request(git_repo, "stuck")).get(timeout=5)
     assert process.tree(pid)
     crew.sup.proxy().terminate_child("developer-1").get(timeout=10)  # brutal_kill
     wait_for(lambda: not process.tree(pid), timeout=10)

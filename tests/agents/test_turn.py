@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -147,16 +145,6 @@ def sim() -> Iterator[SimServer]:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    git = shutil.which("git")
-    assert git is not None
-    subprocess.run([git, "init", "-q", "-b", "main", str(root)], check=True)
-    return root
-
-
-@pytest.fixture
 def env(sim: SimServer, tmp_path: Path) -> dict[str, str]:
     home = tmp_path / "home"
     home.mkdir()
@@ -183,7 +171,7 @@ class Run:
 
 def make_turn(
     run: Run,
-    repo: Path,
+    git_repo: Path,
     env: dict[str, str],
     task: str,
     session: str,
@@ -199,12 +187,12 @@ def make_turn(
         prompt=f"Do task {task}",
         session_id=session,
         resume=resume,
-        cwd=repo,
+        cwd=git_repo,
         settings=settings or Settings(),
         env=env,
         claude=CLAUDE,
         task_id=task,
-        transcript=repo.parent / f"{task}.jsonl",
+        transcript=git_repo.parent / f"{task}.jsonl",
     )
 
 
@@ -230,17 +218,17 @@ def test_auth_without_claude(tmp_path: Path, env: dict[str, str]) -> None:
 
 
 def test_turn_writes_runs_bash_and_is_journaled(
-    sim: SimServer, repo: Path, env: dict[str, str], tmp_path: Path
+    sim: SimServer, git_repo: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
     run = Run(tmp_path)
     session = str(uuid.uuid4())
-    turn = make_turn(run, repo, env, "write", session)
+    turn = make_turn(run, git_repo, env, "write", session)
     turn.start()
     outcome = turn.wait(40)
     assert outcome is not None
     assert outcome.exit_code == 0 and not outcome.failed and not outcome.timed_out
     assert outcome.finished is not None and outcome.finished.result == "Done."
-    assert (repo / "hello.txt").read_text() == "hi from the sim\n"
+    assert (git_repo / "hello.txt").read_text() == "hi from the sim\n"
 
     messages = run.messages()
     kinds = [type(m) for m in messages]
@@ -259,7 +247,7 @@ def test_turn_writes_runs_bash_and_is_journaled(
     assert isinstance(finished, AgentTurnFinished) and finished.is_error is False
     assert isinstance(cost, CostReported) and cost.usd > 0
     assert isinstance(exited, AgentProcessExited) and exited.exit_code == 0
-    assert (repo.parent / "write.jsonl").read_bytes().count(b'"type":"result"') == 1
+    assert (git_repo.parent / "write.jsonl").read_bytes().count(b'"type":"result"') == 1
 
     requests = [r for r in sim.messages_requests if r.session_id == session]
     assert len(requests) == 2
@@ -274,17 +262,17 @@ def test_turn_writes_runs_bash_and_is_journaled(
 
 
 def test_killed_turn_is_resumed_with_its_history(
-    sim: SimServer, repo: Path, env: dict[str, str], tmp_path: Path
+    sim: SimServer, git_repo: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
     run = Run(tmp_path)
     session = str(uuid.uuid4())
-    first = make_turn(run, repo, env, "first", session)
+    first = make_turn(run, git_repo, env, "first", session)
     first.start()
     done = first.wait(30)
     assert done is not None and not done.failed
 
     run.sessions.clear()
-    slow = make_turn(run, repo, env, "slow", session, resume=True)
+    slow = make_turn(run, git_repo, env, "slow", session, resume=True)
     slow.start()
     assert run.sessions.wait(20), "the resumed turn did not start its session"
 
@@ -301,7 +289,7 @@ def test_killed_turn_is_resumed_with_its_history(
     assert killed is not None
     assert killed.signal == signal.SIGKILL and killed.finished is None and killed.failed
 
-    again = make_turn(run, repo, env, "again", session, resume=True)
+    again = make_turn(run, git_repo, env, "again", session, resume=True)
     again.start()
     resumed = again.wait(30)
     assert resumed is not None and not resumed.failed, resumed
@@ -346,12 +334,12 @@ def _our_sleepers() -> list[int]:
 
 
 def test_timeout_stops_the_whole_tree(
-    sim: SimServer, repo: Path, env: dict[str, str], tmp_path: Path
+    sim: SimServer, git_repo: Path, env: dict[str, str], tmp_path: Path
 ) -> None:
     run = Run(tmp_path)
     role = dataclasses.replace(load_role("developer"), timeout=None)
     settings = Settings(task_timeout=3.0)
-    turn = make_turn(run, repo, env, "sleepy", str(uuid.uuid4()), settings=settings, role=role)
+    turn = make_turn(run, git_repo, env, "sleepy", str(uuid.uuid4()), settings=settings, role=role)
     pid = turn.start()
     deadline = time.monotonic() + 10
     while not _our_sleepers() and time.monotonic() < deadline:
@@ -369,11 +357,11 @@ def test_timeout_stops_the_whole_tree(
 
 
 def test_structured_answer_and_failures_read_from_is_error(
-    sim: SimServer, tmp_path: Path, repo: Path, env: dict[str, str]
+    sim: SimServer, tmp_path: Path, git_repo: Path, env: dict[str, str]
 ) -> None:
     run = Run(tmp_path)
     qa = load_role("qa")
-    verdict = make_turn(run, repo, env, "verdict", str(uuid.uuid4()), role=qa)
+    verdict = make_turn(run, git_repo, env, "verdict", str(uuid.uuid4()), role=qa)
     verdict.start()
     outcome = verdict.wait(30)
     assert outcome is not None and not outcome.failed
@@ -386,14 +374,14 @@ def test_structured_answer_and_failures_read_from_is_error(
     }
 
     one_turn = dataclasses.replace(load_role("developer"), max_turns=1)
-    turns = make_turn(run, repo, env, "turns", str(uuid.uuid4()), role=one_turn)
+    turns = make_turn(run, git_repo, env, "turns", str(uuid.uuid4()), role=one_turn)
     turns.start()
     outcome = turns.wait(30)
     assert outcome is not None and outcome.failed and outcome.exit_code == 1
     assert outcome.finished is not None and outcome.finished.subtype == "error_max_turns"
 
     limited_env = {**env, "CLAUDE_CODE_MAX_RETRIES": "1"}
-    limited = make_turn(run, repo, limited_env, "limited", str(uuid.uuid4()))
+    limited = make_turn(run, git_repo, limited_env, "limited", str(uuid.uuid4()))
     limited.start()
     outcome = limited.wait(30)
     assert outcome is not None and outcome.failed

@@ -1,10 +1,9 @@
-"""The real ``claude`` binary against the simulated Messages API, in a scratch git repo."""
+"""The real ``claude`` binary against the simulated Messages API, in a scratch git git_repo."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -106,7 +105,7 @@ text = "Remembered."
 
 
 def run_claude(
-    sim: SimServer, home: Path, repo: Path, *args: str, extra_env: dict[str, str] | None = None
+    sim: SimServer, home: Path, git_repo: Path, *args: str, extra_env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -119,7 +118,7 @@ def run_claude(
     }
     proc = subprocess.run(
         [str(CLAUDE), *args, "--output-format", "stream-json", "--verbose"],
-        cwd=repo,
+        cwd=git_repo,
         env=env,
         capture_output=True,
         text=True,
@@ -136,16 +135,6 @@ def sim() -> Any:
         yield server
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    root.mkdir()
-    git = shutil.which("git")
-    assert git is not None
-    subprocess.run([git, "init", "-q", "-b", "main", str(root)], check=True)
-    return root
-
-
 def result_of(lines: list[dict[str, Any]]) -> dict[str, Any]:
     results = [line for line in lines if line.get("type") == "result"]
     assert results, lines
@@ -156,11 +145,11 @@ def session_requests(sim: SimServer, session: str) -> list[Any]:
     return [r for r in sim.messages_requests if r.session_id == session]
 
 
-def test_write_and_bash(sim: SimServer, repo: Path, tmp_path: Path) -> None:
+def test_write_and_bash(sim: SimServer, git_repo: Path, tmp_path: Path) -> None:
     proc, lines = run_claude(
         sim,
         tmp_path,
-        repo,
+        git_repo,
         "-p",
         "Create hello.txt",
         "--permission-mode",
@@ -172,7 +161,7 @@ def test_write_and_bash(sim: SimServer, repo: Path, tmp_path: Path) -> None:
         DEV,
     )
     assert proc.returncode == 0, proc.stderr
-    assert (repo / "hello.txt").read_text() == "hi from the sim\n"
+    assert (git_repo / "hello.txt").read_text() == "hi from the sim\n"
     result = result_of(lines)
     assert result["subtype"] == "success" and result["is_error"] is False
     assert result["result"] == "Done."
@@ -191,20 +180,20 @@ def test_write_and_bash(sim: SimServer, repo: Path, tmp_path: Path) -> None:
         ("write and check", 0, "developer", "t1"),
         ("write and check", 1, "developer", "t1"),
     ]
-    assert requests[0].info is not None and requests[0].info.cwd == str(repo.resolve())
+    assert requests[0].info is not None and requests[0].info.cwd == str(git_repo.resolve())
     assert requests[0].headers["x-app"] == "cli"
     last = requests[1].body["messages"][-1]["content"]
     assert {block["type"] for block in last} == {"tool_result"}
 
 
-def test_structured_answer(sim: SimServer, repo: Path, tmp_path: Path) -> None:
+def test_structured_answer(sim: SimServer, git_repo: Path, tmp_path: Path) -> None:
     schema = {
         "type": "object",
         "properties": {"milestones": {"type": "array", "items": {"type": "string"}}},
         "required": ["milestones"],
     }
     proc, lines = run_claude(
-        sim, tmp_path, repo, "-p", "Plan it", "--json-schema", json.dumps(schema)
+        sim, tmp_path, git_repo, "-p", "Plan it", "--json-schema", json.dumps(schema)
     )
     assert proc.returncode == 0, proc.stderr
     result = result_of(lines)
@@ -216,11 +205,11 @@ def test_structured_answer(sim: SimServer, repo: Path, tmp_path: Path) -> None:
     assert any(t["name"] == "StructuredOutput" for t in requests[0].body["tools"])
 
 
-def test_max_turns_reached(sim: SimServer, repo: Path, tmp_path: Path) -> None:
+def test_max_turns_reached(sim: SimServer, git_repo: Path, tmp_path: Path) -> None:
     proc, lines = run_claude(
         sim,
         tmp_path,
-        repo,
+        git_repo,
         "-p",
         "Keep going",
         "--max-turns",
@@ -235,11 +224,13 @@ def test_max_turns_reached(sim: SimServer, repo: Path, tmp_path: Path) -> None:
     assert proc.returncode != 0 or result["is_error"] is True
 
 
-def test_rate_limit_until_retries_are_exhausted(sim: SimServer, repo: Path, tmp_path: Path) -> None:
+def test_rate_limit_until_retries_are_exhausted(
+    sim: SimServer, git_repo: Path, tmp_path: Path
+) -> None:
     _proc, lines = run_claude(
         sim,
         tmp_path,
-        repo,
+        git_repo,
         "-p",
         "Rate limit me",
         extra_env={"CLAUDE_CODE_MAX_RETRIES": "1"},
@@ -258,14 +249,16 @@ def test_rate_limit_until_retries_are_exhausted(sim: SimServer, repo: Path, tmp_
     assert all(r.fault == "429" for r in requests)
 
 
-def test_resumed_session_resends_earlier_turns(sim: SimServer, repo: Path, tmp_path: Path) -> None:
+def test_resumed_session_resends_earlier_turns(
+    sim: SimServer, git_repo: Path, tmp_path: Path
+) -> None:
     session = str(uuid.uuid4())
     first, _ = run_claude(
-        sim, tmp_path, repo, "-p", "Please remember the word apple", "--session-id", session
+        sim, tmp_path, git_repo, "-p", "Please remember the word apple", "--session-id", session
     )
     assert first.returncode == 0, first.stderr
     second, lines = run_claude(
-        sim, tmp_path, repo, "-p", "What did I ask you to remember?", "--resume", session
+        sim, tmp_path, git_repo, "-p", "What did I ask you to remember?", "--resume", session
     )
     assert second.returncode == 0, second.stderr
     assert result_of(lines)["is_error"] is False
@@ -279,12 +272,12 @@ def test_resumed_session_resends_earlier_turns(sim: SimServer, repo: Path, tmp_p
 
 @pytest.mark.parametrize(("prompt", "kind"), [("Drop me", "drop"), ("Hang me", "hang")])
 def test_dropped_or_hung_answer_is_retried(
-    sim: SimServer, repo: Path, tmp_path: Path, prompt: str, kind: str
+    sim: SimServer, git_repo: Path, tmp_path: Path, prompt: str, kind: str
 ) -> None:
     proc, lines = run_claude(
         sim,
         tmp_path,
-        repo,
+        git_repo,
         "-p",
         prompt,
         extra_env={"CLAUDE_CODE_MAX_RETRIES": "2", "API_TIMEOUT_MS": "2000"},
@@ -298,9 +291,9 @@ def test_dropped_or_hung_answer_is_retried(
 
 
 def test_malformed_tool_input_comes_back_as_a_tool_error(
-    sim: SimServer, repo: Path, tmp_path: Path
+    sim: SimServer, git_repo: Path, tmp_path: Path
 ) -> None:
-    proc, lines = run_claude(sim, tmp_path, repo, "-p", "Garble me", "--allowedTools", "Bash")
+    proc, lines = run_claude(sim, tmp_path, git_repo, "-p", "Garble me", "--allowedTools", "Bash")
     assert proc.returncode == 0, proc.stderr
     result = result_of(lines)
     requests = session_requests(sim, result["session_id"])
