@@ -120,13 +120,22 @@ class PhaseChanged(Message, frozen=True):
 # --- tasks ---------------------------------------------------------------------
 
 
+class PlanWritten(Message, frozen=True):
+    """The CEO's plan, accepted and saved to ``path`` (``.autonoma/plan.json``)."""
+
+    plan: dict[str, Any]
+    path: str = ""
+
+
 class TaskDefined(Message, frozen=True):
-    """A task of the DAG, as the Staff Engineer defined it."""
+    """A task of the DAG, as the Staff Engineer defined it (and as a resumed run reads it)."""
 
     task_id: str
     title: str
     deps: list[str] = []
     files: list[str] = []
+    spec: str = ""
+    acceptance: list[str] = []
 
 
 TaskState = Literal[
@@ -141,6 +150,92 @@ class TaskStateChanged(Message, frozen=True):
     state: TaskState
     reason: str = ""
     attempt: int = 0
+
+
+class TaskWorkspace(Message, frozen=True):
+    """A task's branch and worktree, made from the integration head ``base`` (a commit id)."""
+
+    task_id: str
+    branch: str
+    worktree: str
+    base: str
+
+
+class WorkCommittedForAgent(Message, frozen=True):
+    """A turn ended with uncommitted changes in the worktree: Autonoma committed them."""
+
+    task_id: str
+    agent_id: str
+    commit: str
+    files: list[str] = []
+
+
+class ReviewVerdict(Message, frozen=True):
+    """QA's verdict on one attempt of a task."""
+
+    task_id: str
+    agent_id: str
+    verdict: Literal["approve", "changes_requested"]
+    reasons: list[str] = []
+    test_command: str = ""
+    test_output_summary: str = ""
+    attempt: int = 0
+
+
+class MergeFailed(Message, frozen=True):
+    """An approved branch did not merge: it conflicted, or the merged result's tests failed."""
+
+    task_id: str
+    kind: Literal["conflict", "tests_failed"]
+    files: list[str] = []
+    output: str = ""
+
+
+class TaskMerged(Message, frozen=True):
+    """A task's branch is merged onto the integration branch and its tests passed there.
+
+    ``main_moved`` is false when ``main`` could not be moved safely (``detail`` says why).
+    """
+
+    task_id: str
+    commit: str
+    main_moved: bool = True
+    detail: str = ""
+
+
+class RetryRequested(Message, frozen=True):
+    """A human sends an escalated task back to work, with added context in ``note``."""
+
+    task_id: str
+    note: str = ""
+
+
+class ResolveRequested(Message, frozen=True):
+    """A human finished an escalated task by hand: its dependents may run."""
+
+    task_id: str
+    note: str = ""
+
+
+# --- the governor ----------------------------------------------------------------
+
+
+class SpawnsHeld(Message, frozen=True):
+    """An agent saw a rate limit: no new agent turn starts before ``until`` (epoch seconds)."""
+
+    until: float
+    delay: float
+    reason: str
+    level: int = 1
+
+
+class BudgetReached(Message, frozen=True):
+    """A budget cap in USD is reached: no new work starts (for the run, or for the task)."""
+
+    scope: Literal["run", "task"]
+    limit_usd: float
+    spent_usd: float
+    task_id: str | None = None
 
 
 # --- agents --------------------------------------------------------------------
@@ -303,8 +398,18 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     RunStarted,
     RunFinished,
     PhaseChanged,
+    PlanWritten,
     TaskDefined,
     TaskStateChanged,
+    TaskWorkspace,
+    WorkCommittedForAgent,
+    ReviewVerdict,
+    MergeFailed,
+    TaskMerged,
+    RetryRequested,
+    ResolveRequested,
+    SpawnsHeld,
+    BudgetReached,
     AgentStateChanged,
     AgentText,
     AgentToolUse,
@@ -331,8 +436,18 @@ AnyMessage = (
     | RunStarted
     | RunFinished
     | PhaseChanged
+    | PlanWritten
     | TaskDefined
     | TaskStateChanged
+    | TaskWorkspace
+    | WorkCommittedForAgent
+    | ReviewVerdict
+    | MergeFailed
+    | TaskMerged
+    | RetryRequested
+    | ResolveRequested
+    | SpawnsHeld
+    | BudgetReached
     | AgentStateChanged
     | AgentText
     | AgentToolUse

@@ -40,15 +40,25 @@ from autonoma.protocol import (
     AgentTurnFinished,
     AgentTurnStarting,
     AnyMessage,
+    BudgetReached,
     CostReported,
     Envelope,
     Escalation,
+    MergeFailed,
     PhaseChanged,
+    PlanWritten,
+    ResolveRequested,
+    RetryRequested,
+    ReviewVerdict,
+    SpawnsHeld,
     RunFinished,
     RunStarted,
     SupervisorGaveUp,
     TaskDefined,
+    TaskMerged,
     TaskStateChanged,
+    TaskWorkspace,
+    WorkCommittedForAgent,
     WorkPaused,
     WorkResumed,
 )
@@ -296,6 +306,22 @@ class Task:
     """The agent that last worked on it."""
     since: float = 0.0
     usage: Usage = field(default_factory=Usage)
+    spec: str = ""
+    acceptance: list[str] = field(default_factory=list)
+    branch: str = ""
+    worktree: str = ""
+    base: str = ""
+    """The integration commit its branch was made from."""
+    session_id: str = ""
+    """Its developer's claude session: what a follow-up or a recovered turn resumes."""
+    session_turns: int = 0
+    """Developer turns started in that session (0: the next turn starts it)."""
+    commit: str = ""
+    """The integration commit that merged it."""
+    history: list[TaskEvent] = field(default_factory=list)
+    """Every state it went through, with why: what an escalation shows."""
+    notes: list[str] = field(default_factory=list)
+    """What humans added with ``autonoma retry --note``."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -310,6 +336,36 @@ class Task:
             "agent": self.agent,
             "since": self.since,
             "usage": self.usage.to_dict(),
+            "spec": self.spec,
+            "acceptance": list(self.acceptance),
+            "branch": self.branch,
+            "worktree": self.worktree,
+            "base": self.base,
+            "session_id": self.session_id,
+            "commit": self.commit,
+            "history": [e.to_dict() for e in self.history],
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(slots=True)
+class TaskEvent:
+    """One step of a task's history."""
+
+    seq: int
+    ts: float
+    state: str
+    reason: str = ""
+    attempt: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "seq": self.seq,
+            "ts": self.ts,
+            "state": self.state,
+            "reason": self.reason,
+            "attempt": self.attempt,
         }
 
 
@@ -376,6 +432,13 @@ class State:
     pause_reason: str = ""
     usage: Usage = field(default_factory=Usage)
     """Total cost and tokens."""
+    plan: dict[str, Any] | None = None
+    """The CEO's accepted plan."""
+    held_until: float = 0.0
+    """No new agent turn starts before this time (epoch seconds): the governor's backoff."""
+    hold_reason: str = ""
+    budget: str = ""
+    """Set when a run budget was reached: why no new work starts."""
     last_seq: int = 0
     last_ts: float = 0.0
     unknown: int = 0
@@ -395,6 +458,10 @@ class State:
             "runs": {k: v.to_dict() for k, v in self.runs.items()},
             "paused": self.paused,
             "pause_reason": self.pause_reason,
+            "plan": self.plan,
+            "held_until": self.held_until,
+            "hold_reason": self.hold_reason,
+            "budget": self.budget,
             "usage": self.usage.to_dict(),
             "agents": {k: v.to_dict() for k, v in self.agents.items()},
             "actors": {k: v.to_dict() for k, v in self.actors.items()},
@@ -523,6 +590,7 @@ def _phase_changed(state: State, seq: int, ts: float, run_id: str, m: PhaseChang
 def _task_defined(state: State, seq: int, ts: float, run_id: str, m: TaskDefined) -> None:
     task = _task(state, m.task_id)
     task.title, task.deps, task.files = m.title, list(m.deps), list(m.files)
+    task.spec, task.acceptance = m.spec, list(m.acceptance)
     if not task.since:
         task.since = ts
 
@@ -534,6 +602,57 @@ def _task_state_changed(
     task.state, task.reason, task.since = m.state, m.reason, ts
     if m.attempt > task.attempts:
         task.attempts = m.attempt
+    task.history.append(TaskEvent(seq, ts, m.state, m.reason, m.attempt))
+
+
+def _plan_written(state: State, seq: int, ts: float, run_id: str, m: PlanWritten) -> None:
+    state.plan = m.plan
+
+
+def _task_workspace(state: State, seq: int, ts: float, run_id: str, m: TaskWorkspace) -> None:
+    task = _task(state, m.task_id)
+    task.branch, task.worktree, task.base = m.branch, m.worktree, m.base
+
+
+def _work_committed(
+    state: State, seq: int, ts: float, run_id: str, m: WorkCommittedForAgent
+) -> None:
+    _task(state, m.task_id)
+
+
+def _review_verdict(state: State, seq: int, ts: float, run_id: str, m: ReviewVerdict) -> None:
+    _task(state, m.task_id)
+
+
+def _merge_failed(state: State, seq: int, ts: float, run_id: str, m: MergeFailed) -> None:
+    _task(state, m.task_id)
+
+
+def _task_merged(state: State, seq: int, ts: float, run_id: str, m: TaskMerged) -> None:
+    _task(state, m.task_id).commit = m.commit
+
+
+def _retry_requested(state: State, seq: int, ts: float, run_id: str, m: RetryRequested) -> None:
+    task = _task(state, m.task_id)
+    if m.note:
+        task.notes.append(m.note)
+
+
+def _resolve_requested(
+    state: State, seq: int, ts: float, run_id: str, m: ResolveRequested
+) -> None:
+    task = _task(state, m.task_id)
+    if m.note:
+        task.notes.append(m.note)
+
+
+def _spawns_held(state: State, seq: int, ts: float, run_id: str, m: SpawnsHeld) -> None:
+    state.held_until, state.hold_reason = max(state.held_until, m.until), m.reason
+
+
+def _budget_reached(state: State, seq: int, ts: float, run_id: str, m: BudgetReached) -> None:
+    if m.scope == "run":
+        state.budget = f"run budget ${m.limit_usd:.2f} reached (${m.spent_usd:.2f} spent)"
 
 
 def _agent_state_changed(
@@ -560,6 +679,11 @@ def _agent_turn_starting(
 ) -> None:
     agent = _agent(state, m.agent_id)
     agent.role, agent.session_id, agent.task_id = m.role, m.session_id, m.task_id
+    if m.task_id is not None and m.role == "developer":
+        task = _task(state, m.task_id)
+        if task.session_id != m.session_id:
+            task.session_id, task.session_turns = m.session_id, 0
+        task.session_turns += 1
 
 
 def _agent_process_started(
@@ -611,6 +735,16 @@ _HANDLERS: dict[str, _Handler] = {
     "PhaseChanged": _phase_changed,
     "TaskDefined": _task_defined,
     "TaskStateChanged": _task_state_changed,
+    "PlanWritten": _plan_written,
+    "TaskWorkspace": _task_workspace,
+    "WorkCommittedForAgent": _work_committed,
+    "ReviewVerdict": _review_verdict,
+    "MergeFailed": _merge_failed,
+    "TaskMerged": _task_merged,
+    "RetryRequested": _retry_requested,
+    "ResolveRequested": _resolve_requested,
+    "SpawnsHeld": _spawns_held,
+    "BudgetReached": _budget_reached,
     "AgentStateChanged": _agent_state_changed,
     "CostReported": _cost_reported,
     "AgentTurnStarting": _agent_turn_starting,

@@ -148,13 +148,12 @@ def describe_request(body: dict[str, Any]) -> RequestInfo:
     tail = main.rsplit("\n\n", 1)[-1] if "\n\n" in main else ""
     role_m, task_m = _ROLE_RE.search(tail), _TASK_RE.search(tail)
     messages = body.get("messages") or []
-    prompt = ""
-    if messages:
-        first = _texts(messages[0].get("content") if isinstance(messages[0], dict) else None)
-        prompt = first[-1] if first else ""
     assistants = [m for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
-    # The step restarts at each user message that is a prompt (not a tool result).
+    # The step and the prompt restart at each user message that is a prompt (not a tool
+    # result): after --resume the request holds every earlier turn, and the prompt that
+    # matters is the newest one.
     step = 0
+    prompt = ""
     for message in messages:
         if not isinstance(message, dict):
             continue
@@ -162,6 +161,8 @@ def describe_request(body: dict[str, Any]) -> RequestInfo:
             step += 1
         elif message.get("role") == "user" and not _is_tool_result_message(message):
             step = 0
+            texts = _texts(message.get("content"))
+            prompt = texts[-1] if texts else ""
     session_id = None
     user_id = (body.get("metadata") or {}).get("user_id")
     if isinstance(user_id, str):
