@@ -7,7 +7,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import click
 
@@ -38,7 +38,8 @@ class _Group(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except tuple(_USER_ERRORS) as err:
-            fail(str(err), _USER_ERRORS[type(err)])
+            # By isinstance: a subclass (RunActiveError, HumanCommandError) is one line too.
+            fail(str(err), next(c for t, c in _USER_ERRORS.items() if isinstance(err, t)))
         except KeyboardInterrupt:
             fail("interrupted", 130)
         except Exception as err:
@@ -81,6 +82,118 @@ def init(git_init: bool) -> None:
     click.echo(f"Initialised {proj.dir}")
     for item in created:
         click.echo(f"  created {item}")
+
+
+_WORKERS = click.option(
+    "--max-workers",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Developer agents working at once (default: the max_workers setting).",
+)
+
+
+def _run_company(proj: project.Project, options: Any) -> None:
+    """Prepare, run with the live progress view, print the end; exit 0 only when done."""
+    from autonoma.progress import Progress
+    from autonoma.workflow import run
+
+    prepared = run.prepare(proj, options)
+    verb = "Resuming" if prepared.resumed else "Starting"
+    click.echo(
+        f"{verb} run {prepared.run_id} in {proj.root} with {prepared.settings.max_workers} "
+        f"developers{' against the simulated model' if prepared.sim is not None else ''}"
+    )
+    progress = Progress(click.echo, color=sys.stdout.isatty())
+    result = run.execute(prepared, listener=progress.feed)
+    click.echo(f"Run {result.run_id}: {result.outcome}. {result.summary}")
+    if result.outcome != "done":
+        click.echo("Details: autonoma status; the journal: autonoma logs")
+        sys.exit(130 if result.outcome == "stopped" else 1)
+
+
+@main.command()
+@click.argument("requirements", type=click.Path(path_type=Path, dir_okay=True))
+@click.option(
+    "--tui/--no-tui",
+    default=False,
+    help="The full-screen view (not built yet) or a live progress log (the default for now).",
+)
+@_WORKERS
+@click.option("--new", is_flag=True, help="Start a new run even if the last one did not finish.")
+@click.option(
+    "--scenario",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Play this simulated-model scenario instead of a real model (offline; see the demo).",
+)
+def start(
+    requirements: Path, tui: bool, max_workers: int | None, new: bool, scenario: Path | None
+) -> None:
+    """Build what REQUIREMENTS asks for: plan, split, implement, review, merge into main.
+
+    An unfinished run of this project (interrupted, or with escalated tasks) is
+    resumed where it stopped; Ctrl-C stops it cleanly.
+    """
+    from autonoma.workflow.run import RunOptions
+
+    if tui:
+        fail("the TUI is not built yet: use --no-tui", 2)
+    proj, _ = project.init(_here())
+    _run_company(
+        proj,
+        RunOptions(
+            requirements=requirements.absolute(),
+            max_workers=max_workers,
+            scenario=None if scenario is None else scenario.absolute(),
+            new=new,
+        ),
+    )
+
+
+@main.command()
+@click.option("--sample", default="todo", show_default=True, help="Which of examples/ to run.")
+@click.option(
+    "--dir",
+    "where",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="An empty folder for the result (default: a new temporary one).",
+)
+@click.option(
+    "--max-workers",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="Developer agents working at once.",
+)
+def demo(sample: str, where: Path | None, max_workers: int) -> None:
+    """Run the whole company offline on a sample project (simulated model, real claude)."""
+    from autonoma import demo as demo_mod
+    from autonoma.workflow.run import RunOptions
+
+    folder = demo_mod.sample_dir(sample)
+    root = demo_mod.make_repository(folder, None if where is None else where.absolute())
+    click.echo(f"Demo project: {root} (a copy of {folder}; the model is simulated: no network)")
+    with contextlib.chdir(root):
+        proj = project.find(root)
+        try:
+            _run_company(
+                proj,
+                RunOptions(
+                    requirements=root / "requirements.md",
+                    max_workers=max_workers,
+                    scenario=folder / "scenario.toml",
+                    path_prefix=(demo_mod.python_bin(),),
+                ),
+            )
+        finally:
+            click.echo(
+                f"The result: {root}\n  cd {root} && git log --oneline --graph main && "
+                "python3 -m unittest discover -s tests -t . && autonoma status"
+            )
 
 
 @main.command()
@@ -140,6 +253,35 @@ def replay(at_seq: int | None, run_id: str | None, as_json: bool) -> None:
         fail(f"--run {run_id}: no such run in {proj.state_db}", 2)
     state = reader.replay(proj.state_db, at_seq=at_seq, run_id=run_id)
     click.echo(report.state_json(state) if as_json else report.state_text(state))
+
+
+_NOTE = click.option(
+    "--note", default="", metavar="TEXT", help="Context for the agent or the record."
+)
+
+
+def _human_request(kind: Literal["retry", "resolve"], task_id: str, note: str) -> None:
+    from autonoma.workflow import human
+
+    proj = project.require_initialised(_here())
+    _settings(proj.root)
+    click.echo(human.request(proj, kind, task_id, note))
+
+
+@main.command()
+@click.argument("task_id", metavar="TASK")
+@_NOTE
+def retry(task_id: str, note: str) -> None:
+    """Send an escalated or failed task back to work, with --note as added context."""
+    _human_request("retry", task_id, note)
+
+
+@main.command()
+@click.argument("task_id", metavar="TASK")
+@_NOTE
+def resolve(task_id: str, note: str) -> None:
+    """Mark a task done by hand, so that the tasks after it may run."""
+    _human_request("resolve", task_id, note)
 
 
 @main.command()

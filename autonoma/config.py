@@ -36,6 +36,7 @@ class Settings:
     claude_path: str = ""
     budget_usd: float = 0.0
     task_budget_usd: float = 0.0
+    test_command: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,15 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "task_budget_usd",
         float,
-        "Cost cap of one task in USD, per claude turn (0: no cap).",
+        "Cost cap of one task in USD over all its turns; each turn gets what is left "
+        "as --max-budget-usd (0: no cap).",
         minimum=0,
+    ),
+    Option(
+        "test_command",
+        str,
+        "Shell command that runs the project's tests on each merged result "
+        "(empty: the command QA ran when it approved).",
     ),
 )
 

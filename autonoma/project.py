@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 from autonoma import config
 from autonoma.journal import schema
@@ -35,6 +40,17 @@ this project is built; keep it short and concrete.
 
 class ProjectError(Exception):
     """The project cannot be used as asked; the message is one line."""
+
+
+class RunActiveError(ProjectError):
+    """Another process holds the project's run lock; ``pid`` is that process."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(
+            f"a run is already active in this project (pid {pid}): "
+            "wait for it to end, or stop it with Ctrl-C"
+        )
+        self.pid = pid
 
 
 @dataclass(frozen=True)
@@ -79,9 +95,120 @@ class Project:
         return config.config_path(self.root)
 
     @property
+    def run_lock(self) -> Path:
+        """Held (flock) by the one process running this project's workflow."""
+        return self.dir / "run.lock"
+
+    @property
+    def inbox(self) -> Path:
+        """Commands from other processes (``retry``, ``resolve``) for the active run."""
+        return self.dir / "inbox"
+
+    @property
     def initialised(self) -> bool:
         """Whether ``autonoma init`` has run here."""
         return self.state_db.exists()
+
+
+# The holder's record is written over the old one in place, fixed width and in one
+# write, never truncated first: a prober never reads an empty file while it is held.
+_HOLDER_WIDTH = 64
+
+# A prober holds the lock for a few microseconds; an acquirer that meets one tries again
+# for this long before it reports the run as active.
+_ACQUIRE_PATIENCE = 0.25
+
+
+class RunLock:
+    """The project's run lock, held until `release` or the death of the process.
+
+    An exclusive flock(2) on ``.autonoma/run.lock``: the kernel drops it when the process
+    dies, even by SIGKILL, so a killed run never leaves a stale lock. The file holds the
+    holder's pid and start time for others to name it.
+    """
+
+    def __init__(self, path: Path, fd: int, started: float) -> None:
+        self.path = path
+        self.pid = os.getpid()
+        self.started = started
+        self._fd: int | None = fd
+
+    @property
+    def held(self) -> bool:
+        """Whether this object still holds the lock."""
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Let go of the lock (again: nothing happens)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def acquire_run_lock(project: Project) -> RunLock:
+    """Take the project's run lock, or raise `RunActiveError` naming the process holding it."""
+    path = project.run_lock
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # os.open makes the descriptor non-inheritable: claude children never hold the lock.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + _ACQUIRE_PATIENCE
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                pid = _holder_pid(fd)
+                os.close(fd)
+                raise RunActiveError(pid) from None
+            time.sleep(0.01)
+        except BaseException:
+            os.close(fd)
+            raise
+    started = time.time()
+    record = f"{os.getpid()} {started:.3f}".ljust(_HOLDER_WIDTH - 1) + "\n"
+    try:
+        os.pwrite(fd, record.encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return RunLock(path, fd, started)
+
+
+def active_run(project: Project) -> int | None:
+    """The pid of the process holding the project's run lock; None if no run is active."""
+    try:
+        fd = os.open(project.run_lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            # Shared: two probes never get in each other's way.
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder_pid(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _holder_pid(fd: int) -> int:
+    """The pid in a held lock's record (0 if it cannot be read, which should not happen)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(os.pread(fd, _HOLDER_WIDTH, 0).split()[0])
+    return 0
 
 
 def find(start: Path) -> Project:
@@ -135,9 +262,16 @@ def init(start: Path, git_init: bool = False) -> tuple[Project, list[str]]:
 
 def clean(project: Project) -> list[str]:
     """Remove worktrees, journal and logs; settings, CLAUDE.md and roles stay. What went."""
+    # Held throughout, so a run neither is active nor starts while its files go.
+    with acquire_run_lock(project):
+        return _clean(project)
+
+
+def _clean(project: Project) -> list[str]:
     removed: list[str] = []
     repo.remove_worktrees_under(project.root, project.worktrees)
-    for folder in (project.worktrees, project.logs):
+    # Commands left in the inbox were for the run whose journal goes now.
+    for folder in (project.worktrees, project.logs, project.inbox):
         if folder.exists() and any(folder.iterdir()):
             shutil.rmtree(folder)
             folder.mkdir()

@@ -372,6 +372,7 @@ class AgentProcessExited(Message, frozen=True):
     signal: int | None = None
     timed_out: bool = False
     task_id: str | None = None
+    pid: int | None = None
 
 
 class CostReported(Message, frozen=True):

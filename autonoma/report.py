@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from autonoma import protocol as p
-from autonoma.journal.fold import State, Usage
+from autonoma.journal.fold import State, Task, Usage
 from autonoma.protocol import Envelope
 
 _MAX_SUMMARY = 160
@@ -106,6 +106,69 @@ def _usage_text(usage: Usage) -> str:
     )
 
 
+# Tasks are listed in this order of their states: what needs a human first, then the
+# work in flight, then what is waiting, then what is finished.
+_TASK_ORDER = (
+    "escalated",
+    "failed",
+    "running",
+    "review",
+    "merging",
+    "ready",
+    "pending",
+    "merged",
+    "resolved",
+)
+_HISTORY_REASON = 200
+_HISTORY_EVENTS = 20
+
+
+def _hhmmss(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%H:%M:%S")
+
+
+def _plan_text(plan: dict[str, Any] | None) -> str:
+    if not plan:
+        return ""
+    text = _short(str(plan.get("summary") or ""), 300)
+    milestones = plan.get("milestones")
+    count = len(milestones) if isinstance(milestones, list) else 0
+    if not count:
+        return text
+    noun = f"{count} milestone{'' if count == 1 else 's'}"
+    return f"{text} ({noun})" if text else noun
+
+
+def _task_columns(task: Task) -> tuple[str, str, str, str, str]:
+    """A task's id, state, attempts, agent and cost, as shown."""
+    attempts = f"attempt {task.attempts}" if task.attempts else "-"
+    cost = _money(task.usage.usd) if task.usage.turns else "-"
+    return task.task_id, task.state, attempts, task.agent or "-", cost
+
+
+def _task_lines(task: Task, widths: list[int]) -> list[str]:
+    columns = _task_columns(task)
+    # The cost is aligned right, the rest left; the title and reason end the line.
+    cells = [c.ljust(w) for c, w in zip(columns[:-1], widths, strict=False)]
+    cells.append(columns[-1].rjust(widths[-1]))
+    reason = f": {_short(task.reason)}" if task.reason else ""
+    lines = [f"    {'  '.join(cells)}  {task.title}{reason}"]
+    pad = " " * 6
+    if task.state == "escalated" and task.history:
+        lines.append(f"{pad}history (latest last):")
+        earlier = len(task.history) - _HISTORY_EVENTS
+        if earlier > 0:
+            lines.append(f"{pad}  … {earlier} earlier")
+        for event in task.history[-_HISTORY_EVENTS:]:
+            tried = f" (attempt {event.attempt})" if event.attempt else ""
+            why = f": {_short(event.reason, _HISTORY_REASON)}" if event.reason else ""
+            lines.append(f"{pad}  #{event.seq} {_hhmmss(event.ts)} {event.state}{tried}{why}")
+    lines += [f"{pad}note: {_short(note, _HISTORY_REASON)}" for note in task.notes]
+    if task.requested:
+        lines.append(f"{pad}{task.requested} requested: the run has not acted on it yet")
+    return lines
+
+
 def state_text(state: State) -> str:
     """What ``autonoma status`` and ``autonoma replay`` print."""
     if state.last_seq == 0:
@@ -117,22 +180,41 @@ def state_text(state: State) -> str:
     else:
         where = run.outcome or "running"
         started = iso_time(run.started) if run.started is not None else "?"
-        lines.append(f"Run {run.run_id}: {where}, phase {run.phase or '-'}, started {started}")
+        ended = f", ended {iso_time(run.ended)}" if run.ended is not None else ""
+        resumed = f", resumed {run.resumes}x" if run.resumes else ""
+        lines.append(
+            f"Run {run.run_id}: {where}, phase {run.phase or '-'}, "
+            f"started {started}{ended}{resumed}"
+        )
         lines.append(f"  requirements: {run.requirements}")
         if run.summary:
             lines.append(f"  {run.summary}")
+    plan = _plan_text(state.plan)
+    if plan:
+        lines.append(f"Plan: {plan}")
     if state.paused:
         lines.append(f"PAUSED: {state.pause_reason}")
+    # Against the last message, not the clock: the fold has no clock, and a replay shows
+    # what held then.
+    if state.held_until > state.last_ts:
+        lines.append(
+            f"Governor: spawns held until {_hhmmss(state.held_until)}: {state.hold_reason}"
+        )
+    if state.budget:
+        lines.append(f"BUDGET: {state.budget}: no new work starts")
     if state.tasks:
-        counts: dict[str, int] = {}
+        groups: dict[str, list[Task]] = {}
         for task in state.tasks.values():
-            counts[task.state] = counts.get(task.state, 0) + 1
-        lines.append("Tasks: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-        for task in state.tasks.values():
-            notes = [f"attempt {task.attempts}"] if task.attempts > 1 else []
-            notes += [task.reason] if task.reason else []
-            extra = f" ({': '.join(notes)})" if notes else ""
-            lines.append(f"  {task.task_id:<12} {task.state:<10} {task.title}{extra}")
+            groups.setdefault(task.state, []).append(task)
+        order = {name: i for i, name in enumerate(_TASK_ORDER)}
+        ordered = sorted(groups.items(), key=lambda g: (order.get(g[0], len(order)), g[0]))
+        lines.append("Tasks: " + ", ".join(f"{len(tasks)} {name}" for name, tasks in ordered))
+        table = [_task_columns(task) for task in state.tasks.values()]
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        for name, tasks in ordered:
+            lines.append(f"  {name} ({len(tasks)}):")
+            for task in tasks:
+                lines += _task_lines(task, widths)
     if state.agents:
         lines.append("Agents:")
         for agent in state.agents.values():
@@ -140,7 +222,12 @@ def state_text(state: State) -> str:
             doing = f" {action.summary}" if action is not None else ""
             working_on = f" [{agent.task_id}]" if agent.task_id else ""
             cost = f" {_money(agent.usage.usd)}" if agent.usage.turns else ""
-            lines.append(f"  {agent.name:<14} {agent.state or '-':<9}{working_on}{cost}{doing}")
+            why = ""
+            if agent.state in ("dead", "waiting") and (agent.detail or agent.last_error):
+                why = f" ({_short(agent.detail or agent.last_error)})"
+            lines.append(
+                f"  {agent.name:<14} {agent.state or '-':<9}{working_on}{cost}{why}{doing}"
+            )
     if state.actors:
         lines.append("Actors:")
         for actor in state.actors.values():
@@ -163,6 +250,8 @@ def state_text(state: State) -> str:
                 f"{event.kind}{error}"
             )
     lines.append(f"Cost: {_usage_text(state.usage)}")
+    if state.unknown:
+        lines.append(f"Skipped {state.unknown} messages of a type this version does not know")
     lines.append(f"Journal: {state.last_seq} messages, last at {iso_time(state.last_ts)}")
     return "\n".join(lines)
 

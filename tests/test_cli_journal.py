@@ -226,3 +226,127 @@ def test_logs_follow_sees_new_messages_within_a_fraction_of_a_second(
             follow.kill()
             follow.wait()
     assert os.path.exists(db)
+
+
+def publish_busy_run(db: Path) -> None:
+    """A run in development: a plan, work in flight, the governor holding, a budget, a pause."""
+    t0 = 1_700_000_000.0  # 22:13:20 UTC
+    clock = iter(t0 + n for n in range(100))
+    client = Journal.open(db)
+    bus = Bus(run_id="run-2", clock=lambda: next(clock))
+    bus.attach(client)
+    say = bus.publish
+    say("orchestrator", p.RunStarted(requirements="todo.md", project="/p", max_workers=3))
+    say("orchestrator", p.PhaseChanged(phase="development"))
+    plan = {
+        "summary": "A todo CLI backed by a JSON file",
+        "milestones": [{"id": "m1"}, {"id": "m2"}],
+    }
+    say("orchestrator", p.PlanWritten(plan=plan, path=".autonoma/plan.json"))
+    for task, title in (("t1", "Parse arguments"), ("t2", "Store todos"), ("t3", "Report")):
+        say("orchestrator", p.TaskDefined(task_id=task, title=title))
+    say("orchestrator", p.TaskStateChanged(task_id="t1", state="running", attempt=2))
+    say(
+        "developer-1",
+        p.AgentStateChanged(
+            agent_id="developer-1", role="developer", state="working", task_id="t1"
+        ),
+    )
+    say(
+        "developer-1",
+        p.AgentToolUse(
+            agent_id="developer-1",
+            tool_use_id="tu1",
+            tool="Bash",
+            input={"command": "python3 -m unittest"},
+            task_id="t1",
+        ),
+    )
+    say(
+        "developer-1",
+        p.CostReported(
+            agent_id="developer-1", task_id="t1", usd=1.5, input_tokens=10, output_tokens=5
+        ),
+    )
+    say(
+        "developer-2",
+        p.AgentStateChanged(
+            agent_id="developer-2",
+            role="developer",
+            state="dead",
+            task_id="t2",
+            detail="claude exited with signal 9",
+        ),
+    )
+    long_reason = "QA: " + "the store loses todos on concurrent writes " * 10
+    for attempt in (1, 2):
+        say("orchestrator", p.TaskStateChanged(task_id="t2", state="running", attempt=attempt))
+        say(
+            "orchestrator",
+            p.TaskStateChanged(task_id="t2", state="failed", attempt=attempt, reason=long_reason),
+        )
+    say(
+        "orchestrator",
+        p.TaskStateChanged(task_id="t2", state="escalated", attempt=2, reason="2 attempts failed"),
+    )
+    say("human", p.RetryRequested(task_id="t2", note="use sqlite"))
+    say("governor", p.SpawnsHeld(until=t0 + 100, delay=80.0, reason="API 429 seen by developer-1"))
+    say("governor", p.BudgetReached(scope="run", limit_usd=1.0, spent_usd=1.5))
+    say("root", p.WorkPaused(reason="the crew supervisor gave up"), durable=True)
+    client.stop()
+
+
+def test_status_shows_what_a_user_needs(project: Path, clean_env: dict[str, str]) -> None:
+    publish_busy_run(project / ".autonoma" / "state.db")
+    result = run_autonoma("status", cwd=project, env=clean_env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Run run-2: running, phase development, started ")
+    assert "Plan: A todo CLI backed by a JSON file (2 milestones)" in lines
+    assert "PAUSED: the crew supervisor gave up" in lines
+    assert "Governor: spawns held until 22:15:00: API 429 seen by developer-1" in lines
+    assert "BUDGET: run budget $1.00 reached ($1.50 spent): no new work starts" in lines
+    assert "Tasks: 1 escalated, 1 running, 1 pending" in lines
+    # Grouped, what needs a human first; each line: id, state, attempts, agent, cost, title.
+    escalated = lines.index("  escalated (1):")
+    running = lines.index("  running (1):")
+    pending = lines.index("  pending (1):")
+    assert escalated < running < pending
+    assert lines[running + 1].split() == [
+        "t1", "running", "attempt", "2", "developer-1", "$1.50", "Parse", "arguments",
+    ]  # fmt: skip
+    assert lines[pending + 1].split() == ["t3", "pending", "-", "-", "-", "Report"]
+    t2 = lines[escalated + 1].split()
+    assert t2[:5] == ["t2", "escalated", "attempt", "2", "developer-2"]
+    assert lines[escalated + 1].endswith("Store todos: 2 attempts failed")
+    # Its history, latest last, long reasons cut; then the human's note and request.
+    history = lines[escalated + 2 : running]
+    assert history[0] == "      history (latest last):"
+    states = [line.split()[2] for line in history[1:6]]
+    assert states == ["running", "failed", "running", "failed", "escalated"]
+    assert history[2].endswith("…") and len(history[2]) < 250
+    assert history[6:] == [
+        "      note: use sqlite",
+        "      retry requested: the run has not acted on it yet",
+    ]
+    agents = lines.index("Agents:")
+    assert lines[agents + 1].split()[:5] == [
+        "developer-1", "working", "[t1]", "$1.50", "Bash:",
+    ]  # fmt: skip
+    assert lines[agents + 2].split()[:3] == ["developer-2", "dead", "[t2]"]
+    assert "(claude exited with signal 9)" in lines[agents + 2]
+    assert any(line.startswith("Cost: $1.50, 15 tokens") for line in lines)
+
+
+def test_status_after_the_hold_has_passed(project: Path, clean_env: dict[str, str]) -> None:
+    db = project / ".autonoma" / "state.db"
+    client = Journal.open(db)
+    bus = Bus(run_id="run-3")
+    bus.attach(client)
+    bus.publish("o", p.RunStarted(requirements="r.md", project="/p", max_workers=1))
+    bus.publish("g", p.SpawnsHeld(until=time.time() - 5, delay=1.0, reason="API 529"))
+    bus.publish("o", p.PlanWritten(plan={"milestones": []}), durable=True)
+    client.stop()
+    out = run_autonoma("status", cwd=project, env=clean_env).stdout
+    assert "held" not in out and "Plan:" not in out and "BUDGET" not in out
+    assert "PAUSED" not in out

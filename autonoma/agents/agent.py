@@ -34,6 +34,8 @@ class TurnRequest:
     resume: bool = False
     task_id: str | None = None
     transcript: Path | None = None
+    budget_usd: float | None = None
+    """This turn's ``--max-budget-usd``; None: the configured per-task cap."""
 
 
 class AgentBusy(Refusal):
@@ -90,6 +92,7 @@ class AgentActor(Actor):
             claude=self.claude,
             task_id=request.task_id,
             transcript=request.transcript,
+            budget_usd=request.budget_usd,
             # Called from the port's thread once the process is gone: the actor learns
             # of it through its mailbox, like of anything else.
             on_end=lambda outcome: _tell(ref, _TurnEnded(outcome)),

@@ -34,11 +34,14 @@ def build_argv(
     settings: Settings,
     task_id: str | None = None,
     child_env: Mapping[str, str] | None = None,
+    budget_usd: float | None = None,
 ) -> list[str]:
     """The argv of one turn: ``--session-id`` for a first turn, ``--resume`` for a follow-up.
 
     ``child_env`` is the environment the process will get (``IS_SANDBOX`` is read
-    from it); None means this process's own.
+    from it); None means this process's own. ``budget_usd`` is this turn's
+    ``--max-budget-usd`` (what is left of the task's budget); None means
+    ``settings.task_budget_usd`` (0: no cap).
     """
     env = os.environ if child_env is None else child_env
     try:
@@ -81,8 +84,9 @@ def build_argv(
     if role.schema is not None:
         argv += ["--json-schema", json.dumps(role.schema, separators=(",", ":"))]
     argv += ["--append-system-prompt", role_line(role.name, task_id)]
-    if settings.task_budget_usd > 0:
-        argv += ["--max-budget-usd", repr(float(settings.task_budget_usd))]
+    budget = settings.task_budget_usd if budget_usd is None else budget_usd
+    if budget > 0:
+        argv += ["--max-budget-usd", repr(round(float(budget), 4))]
     # --allowedTools takes several values, so it comes last among the options,
     # and "--" ends them: a prompt that starts with "-" stays the prompt.
     argv += ["--allowedTools", *role.allowed_tools]

@@ -64,6 +64,7 @@ class Turn:
         task_id: str | None = None,
         transcript: Path | None = None,
         on_end: Callable[[TurnOutcome], None] | None = None,
+        budget_usd: float | None = None,
     ) -> None:
         self.bus = bus
         self._on_end = on_end
@@ -82,10 +83,12 @@ class Turn:
             settings=settings,
             task_id=task_id,
             child_env=env,
+            budget_usd=budget_usd,
         )
         self._finished: AgentTurnFinished | None = None
         self._outcome: TurnOutcome | None = None
         self._done = threading.Event()
+        self._pid: int | None = None
         self.port = Port(
             self.argv,
             self.cwd,
@@ -115,7 +118,7 @@ class Turn:
             ),
             durable=True,
         )
-        pid = self.port.start()
+        pid = self._pid = self.port.start()
         self.bus.publish(
             self.agent_id,
             AgentProcessStarted(agent_id=self.agent_id, pid=pid, task_id=self.task_id),
@@ -168,6 +171,7 @@ class Turn:
                     signal=sig,
                     timed_out=timed_out,
                     task_id=self.task_id,
+                    pid=self._pid,
                 ),
             )
         finally:

@@ -50,9 +50,9 @@ from autonoma.protocol import (
     ResolveRequested,
     RetryRequested,
     ReviewVerdict,
-    SpawnsHeld,
     RunFinished,
     RunStarted,
+    SpawnsHeld,
     SupervisorGaveUp,
     TaskDefined,
     TaskMerged,
@@ -316,12 +316,20 @@ class Task:
     """Its developer's claude session: what a follow-up or a recovered turn resumes."""
     session_turns: int = 0
     """Developer turns started in that session (0: the next turn starts it)."""
+    session_started: bool = False
+    """claude reported that session (``system/init``): ``--resume`` can find it."""
     commit: str = ""
     """The integration commit that merged it."""
     history: list[TaskEvent] = field(default_factory=list)
     """Every state it went through, with why: what an escalation shows."""
     notes: list[str] = field(default_factory=list)
     """What humans added with ``autonoma retry --note``."""
+    requested: str = ""
+    """``retry`` or ``resolve`` when a human asked for it and the run has not acted yet."""
+    reviews: int = 0
+    """QA verdicts given on it so far."""
+    test_command: str = ""
+    """The command QA ran when it approved: what the merge queue runs on the merged result."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -345,6 +353,9 @@ class Task:
             "commit": self.commit,
             "history": [e.to_dict() for e in self.history],
             "notes": list(self.notes),
+            "requested": self.requested,
+            "reviews": self.reviews,
+            "test_command": self.test_command,
         }
 
 
@@ -521,11 +532,22 @@ def _actor_started(state: State, seq: int, ts: float, run_id: str, m: ActorStart
         agent = state.agents.get(m.name)
         if agent is not None:
             agent.restarts += 1
+    agent = state.agents.get(m.name)
+    if agent is not None and agent.state == "dead":
+        agent.state, agent.detail, agent.since, agent.pid = "idle", "restarted", ts, None
 
 
 def _actor_exited(state: State, seq: int, ts: float, run_id: str, m: ActorExited) -> None:
     actor = _actor(state, m.name, m.supervisor)
     actor.status, actor.since = "exited" if m.reason == "normal" else "shutdown", ts
+    _agent_gone(state, m.name, ts, actor.status)
+
+
+def _agent_gone(state: State, name: str, ts: float, why: str) -> None:
+    """An agent's actor ended: whatever its stream said last, it is dead now."""
+    agent = state.agents.get(name)
+    if agent is not None and agent.state != "dead":
+        agent.state, agent.detail, agent.since, agent.pid = "dead", why, ts, None
 
 
 def _actor_crashed(state: State, seq: int, ts: float, run_id: str, m: ActorCrashed) -> None:
@@ -538,11 +560,13 @@ def _actor_crashed(state: State, seq: int, ts: float, run_id: str, m: ActorCrash
     if agent is not None:
         agent.crashes += 1
         agent.last_error = error
+    _agent_gone(state, m.name, ts, f"crashed: {error}")
 
 
 def _actor_stopped(state: State, seq: int, ts: float, run_id: str, m: ActorStopped) -> None:
     actor = _actor(state, m.name, m.supervisor)
     actor.status, actor.since = m.how, ts
+    _agent_gone(state, m.name, ts, "stopped" if m.how == "shutdown" else "killed")
     if m.how == "killed":
         state.supervision.append(SupervisionEvent(seq, ts, "killed", m.supervisor, m.name))
 
@@ -600,9 +624,11 @@ def _task_state_changed(
 ) -> None:
     task = _task(state, m.task_id)
     task.state, task.reason, task.since = m.state, m.reason, ts
-    if m.attempt > task.attempts:
+    if m.attempt:
+        # A human's retry starts the count again from 1.
         task.attempts = m.attempt
     task.history.append(TaskEvent(seq, ts, m.state, m.reason, m.attempt))
+    task.requested = ""
 
 
 def _plan_written(state: State, seq: int, ts: float, run_id: str, m: PlanWritten) -> None:
@@ -621,7 +647,10 @@ def _work_committed(
 
 
 def _review_verdict(state: State, seq: int, ts: float, run_id: str, m: ReviewVerdict) -> None:
-    _task(state, m.task_id)
+    task = _task(state, m.task_id)
+    task.reviews += 1
+    if m.verdict == "approve":
+        task.test_command = m.test_command
 
 
 def _merge_failed(state: State, seq: int, ts: float, run_id: str, m: MergeFailed) -> None:
@@ -634,14 +663,14 @@ def _task_merged(state: State, seq: int, ts: float, run_id: str, m: TaskMerged) 
 
 def _retry_requested(state: State, seq: int, ts: float, run_id: str, m: RetryRequested) -> None:
     task = _task(state, m.task_id)
+    task.requested = "retry"
     if m.note:
         task.notes.append(m.note)
 
 
-def _resolve_requested(
-    state: State, seq: int, ts: float, run_id: str, m: ResolveRequested
-) -> None:
+def _resolve_requested(state: State, seq: int, ts: float, run_id: str, m: ResolveRequested) -> None:
     task = _task(state, m.task_id)
+    task.requested = "resolve"
     if m.note:
         task.notes.append(m.note)
 
@@ -682,7 +711,7 @@ def _agent_turn_starting(
     if m.task_id is not None and m.role == "developer":
         task = _task(state, m.task_id)
         if task.session_id != m.session_id:
-            task.session_id, task.session_turns = m.session_id, 0
+            task.session_id, task.session_turns, task.session_started = m.session_id, 0, False
         task.session_turns += 1
 
 
@@ -696,6 +725,10 @@ def _agent_session_started(
     state: State, seq: int, ts: float, run_id: str, m: AgentSessionStarted
 ) -> None:
     _agent(state, m.agent_id).session_id = m.session_id
+    if m.task_id is not None:
+        task = state.tasks.get(m.task_id)
+        if task is not None and task.session_id == m.session_id:
+            task.session_started = True
 
 
 def _agent_api_retry(state: State, seq: int, ts: float, run_id: str, m: AgentApiRetry) -> None:

@@ -22,7 +22,16 @@ PLACEHOLDERS = {
     "ceo": {"requirements", "claude_md"},
     "staff_engineer": {"requirements", "plan", "claude_md"},
     "developer": {"task_id", "task_title", "spec", "acceptance", "files", "feedback", "claude_md"},
-    "qa": {"task_id", "task_title", "spec", "acceptance", "files", "base_ref", "attempt", "claude_md"},
+    "qa": {
+        "task_id",
+        "task_title",
+        "spec",
+        "acceptance",
+        "files",
+        "base_ref",
+        "attempt",
+        "claude_md",
+    },
 }
 SCHEMA_KEYS = {
     "ceo": {"summary", "milestones", "assumptions", "out_of_scope"},

@@ -1,0 +1,558 @@
+"""Branches, worktrees, merges and the push guard of a run (pygit2, no git subprocess).
+
+The user's working tree is never written to except by ``advance_main``, and then only
+through a safe checkout of a clean tree; every other change happens on Autonoma's own
+branches (``autonoma/...``), in its own worktrees, or in memory.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import CheckoutStrategy, FileStatus, RepositoryState
+
+INTEGRATION_BRANCH = "autonoma/integration"
+CHECK_WORKTREE = "_merge"
+FALLBACK_NAME = "Autonoma"
+FALLBACK_EMAIL = "autonoma@localhost"
+PUSH_REFUSED = "autonoma: agents never push (refused)"
+
+# A task id becomes a folder name, a worktree name and a ref component, so it is held to
+# what is safe for all three; a leading "_" is kept for Autonoma's own worktrees.
+_TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_MARKER_SCAN_LIMIT = 1 << 20
+# A whole conflict block, not a lone "<<<<<<< " line, so a text about git stays committable.
+_CONFLICT_BLOCK = re.compile(rb"^<<<<<<< .*?^=======\r?$.*?^>>>>>>> ", re.MULTILINE | re.DOTALL)
+
+
+class VcsError(Exception):
+    """A git operation could not be done; the message names the repository and the problem."""
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    """The outcome of a merge: a commit id, or the paths that conflict."""
+
+    commit: str | None
+    conflicts: list[str]
+
+    def __post_init__(self) -> None:
+        if (self.commit is None) == (not self.conflicts):
+            raise ValueError("a MergeResult has either a commit or conflicts")
+
+
+def task_branch(task_id: str) -> str:
+    """The branch a task is developed on."""
+    return f"autonoma/task/{task_id}"
+
+
+def _open(path: Path) -> pygit2.Repository:
+    try:
+        return pygit2.Repository(str(path))
+    except pygit2.GitError as error:
+        raise VcsError(f"{path}: not a git repository ({error})") from error
+
+
+def _where(repo: pygit2.Repository) -> str:
+    return str(Path(repo.workdir or repo.path).resolve())
+
+
+def _signature(repo: pygit2.Repository) -> pygit2.Signature:
+    try:
+        signature: pygit2.Signature = repo.default_signature
+    except (KeyError, ValueError, pygit2.GitError):
+        # No user.name/user.email anywhere: commits still need an author.
+        return pygit2.Signature(FALLBACK_NAME, FALLBACK_EMAIL)
+    return signature
+
+
+def _ref_name(ref: str) -> str:
+    return ref if ref.startswith("refs/") or ref == "HEAD" else f"refs/heads/{ref}"
+
+
+def _ref_commit(repo: pygit2.Repository, ref: str) -> pygit2.Commit:
+    name = _ref_name(ref)
+    try:
+        reference = repo.lookup_reference(name)
+        commit: pygit2.Commit = reference.peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError) as error:
+        raise VcsError(f"{_where(repo)}: no branch {ref} ({error})") from error
+    return commit
+
+
+def _commit(repo: pygit2.Repository, rev: str) -> pygit2.Commit:
+    try:
+        commit: pygit2.Commit = repo.revparse_single(rev).peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError) as error:
+        raise VcsError(f"{_where(repo)}: no commit {rev} ({error})") from error
+    return commit
+
+
+def _short(oid: pygit2.Oid | str) -> str:
+    return str(oid)[:10]
+
+
+def _listing(paths: list[str], limit: int = 5) -> str:
+    shown = ", ".join(paths[:limit])
+    return shown if len(paths) <= limit else f"{shown} and {len(paths) - limit} more"
+
+
+def current_branch(repo_path: Path) -> str:
+    """The branch the user's HEAD is on; an empty initial commit is made if there is none yet."""
+    repo = _open(repo_path)
+    if repo.head_is_unborn:
+        head = str(repo.lookup_reference("HEAD").target)
+        # Worktrees and merges need a commit to start from; an empty tree changes no file.
+        empty_tree = repo.TreeBuilder().write()
+        signature = _signature(repo)
+        repo.create_commit(
+            "HEAD", signature, signature, "Initial commit (autonoma)", empty_tree, []
+        )
+        return head.removeprefix("refs/heads/")
+    if repo.head_is_detached:
+        raise VcsError(f"{_where(repo)}: HEAD is detached; check out a branch first")
+    branch: str = repo.head.shorthand
+    return branch
+
+
+def dirty_files(repo_path: Path) -> list[str]:
+    """Paths with uncommitted changes in a working tree (ignored files and .autonoma/ aside)."""
+    repo = _open(repo_path)
+    # "normal" reports an untracked folder once, as `git status` does, without walking it.
+    status = repo.status(untracked_files="normal", ignored=False)
+    return sorted(
+        path
+        for path, flags in status.items()
+        if flags != FileStatus.CURRENT
+        and not flags & FileStatus.IGNORED
+        and not (path == ".autonoma" or path.startswith(".autonoma/"))
+    )
+
+
+def ensure_integration(repo_path: Path, main: str) -> str:
+    """Create or fast-forward the integration branch from ``main``; return its head."""
+    repo = _open(repo_path)
+    main_head = _ref_commit(repo, main).id
+    name = _ref_name(INTEGRATION_BRANCH)
+    existing = repo.references.get(name)
+    if existing is None:
+        try:
+            repo.references.create(name, main_head)
+        except pygit2.GitError as error:
+            raise VcsError(
+                f"{_where(repo)}: cannot create {INTEGRATION_BRANCH}: {error}"
+            ) from error
+        return str(main_head)
+    current = existing.target
+    if current != main_head and repo.descendant_of(main_head, current):
+        # The user committed on main since the last run: later tasks start from that work.
+        existing.set_target(main_head, f"autonoma: fast-forward to {main}")
+        return str(main_head)
+    return str(current)
+
+
+def _worktree_name(task_id: str) -> str:
+    return f"autonoma-{task_id}"
+
+
+def _find_worktree(repo: pygit2.Repository, name: str) -> pygit2.Worktree | None:
+    if name not in repo.list_worktrees():
+        return None
+    worktree: pygit2.Worktree = repo.lookup_worktree(name)
+    return worktree
+
+
+def _is_registered_at(worktree: pygit2.Worktree, path: Path) -> bool:
+    there = Path(worktree.path)
+    return there.exists() and there.resolve() == path.resolve() and (path / ".git").exists()
+
+
+def _clear_folder(repo: pygit2.Repository, path: Path) -> None:
+    # libgit2 refuses to add a worktree into an existing folder, even an empty one.
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+        return
+    raise VcsError(f"{_where(repo)}: {path} exists and is not a worktree of this repository")
+
+
+def _add_worktree(repo: pygit2.Repository, name: str, path: Path, branch: pygit2.Reference) -> None:
+    try:
+        repo.add_worktree(name, str(path), branch)
+    except pygit2.GitError as error:
+        # A failed add can leave its registration behind, which would block the next try.
+        stale = _find_worktree(repo, name)
+        if stale is not None and not Path(stale.path).exists():
+            stale.prune(True)
+        raise VcsError(f"{_where(repo)}: cannot add worktree {path}: {error}") from error
+
+
+def create_worktree(
+    repo_path: Path, worktrees_dir: Path, task_id: str, base: str
+) -> tuple[str, Path]:
+    """Branch ``autonoma/task/<task_id>`` at ``base`` with its worktree; reuse both if present."""
+    repo = _open(repo_path)
+    if not _TASK_ID.fullmatch(task_id) or ".." in task_id or task_id.endswith(".lock"):
+        raise VcsError(f"{_where(repo)}: task id {task_id!r} cannot name a branch and a folder")
+    branch = task_branch(task_id)
+    path = (worktrees_dir / task_id).absolute()
+    name = _worktree_name(task_id)
+    registered = _find_worktree(repo, name)
+    reference = repo.references.get(_ref_name(branch))
+    if registered is not None:
+        if reference is not None and _is_registered_at(registered, path):
+            return branch, path
+        if Path(registered.path).exists():
+            raise VcsError(
+                f"{_where(repo)}: worktree {name} is at {registered.path}, expected {path}"
+            )
+        # The folder was deleted: forget the registration, keep the branch and its commits.
+        registered.prune(True)
+    if reference is None:
+        start = _commit(repo, base)
+        try:
+            reference = repo.branches.local.create(branch, start)
+        except pygit2.GitError as error:
+            raise VcsError(f"{_where(repo)}: cannot create branch {branch}: {error}") from error
+    _clear_folder(repo, path)
+    _add_worktree(repo, name, path, reference)
+    return branch, path
+
+
+def head_of(repo_path: Path, ref: str) -> str:
+    """The commit id a branch name (or full ref) points to."""
+    return str(_ref_commit(_open(repo_path), ref).id)
+
+
+def _merge_heads(repo: pygit2.Repository) -> list[pygit2.Oid]:
+    merge_head = Path(repo.path) / "MERGE_HEAD"
+    if not merge_head.exists():
+        return []
+    return [pygit2.Oid(hex=line.strip()) for line in merge_head.read_text().split() if line]
+
+
+def _conflicted(index: pygit2.Index) -> list[str]:
+    conflicts = index.conflicts
+    if conflicts is None:
+        return []
+    paths = {entry.path for sides in conflicts for entry in sides if entry is not None}
+    return sorted(paths)
+
+
+def _tree_paths(repo: pygit2.Repository, old: pygit2.Tree | None, new: pygit2.Tree) -> list[str]:
+    # Without a first tree, the empty tree stands for it.
+    diff = new.diff_to_tree(swap=True) if old is None else old.diff_to_tree(new)
+    paths: set[str] = set()
+    for delta in diff.deltas:
+        paths.add(delta.old_file.path)
+        paths.add(delta.new_file.path)
+    return sorted(paths)
+
+
+def _has_markers(data: bytes) -> bool:
+    return _CONFLICT_BLOCK.search(data) is not None
+
+
+def _marker_paths(repo: pygit2.Repository, paths: list[str], tree: pygit2.Tree) -> list[str]:
+    found: list[str] = []
+    for path in paths:
+        try:
+            entry = tree[path]
+        except KeyError:
+            continue
+        blob = repo[entry.id]
+        if not isinstance(blob, pygit2.Blob) or blob.is_binary or blob.size > _MARKER_SCAN_LIMIT:
+            continue
+        if _has_markers(blob.data):
+            found.append(path)
+    return found
+
+
+def conflict_marker_files(repo_path: Path, base: str, head: str) -> list[str]:
+    """Files changed from ``base`` to ``head`` whose content at ``head`` holds conflict markers."""
+    repo = _open(repo_path)
+    old, new = _commit(repo, base).tree, _commit(repo, head).tree
+    return _marker_paths(repo, _tree_paths(repo, old, new), new)
+
+
+def commit_all(worktree: Path, message: str) -> tuple[str, list[str]] | None:
+    """Stage every change in ``worktree`` and commit it on its branch; None if nothing changed."""
+    repo = _open(worktree)
+    where = _where(repo)
+    if repo.head_is_detached:
+        raise VcsError(f"{where}: HEAD is detached (a rebase in progress?); nothing committed")
+    merging = _merge_heads(repo)
+    index = repo.index
+    # Like `git add -A`: new, modified and deleted files, ignored ones left out, and a
+    # conflicted path counts as resolved once staged.
+    index.add_all()
+    unresolved = _conflicted(index)
+    if unresolved:
+        raise VcsError(f"{where}: unresolved merge conflicts in {_listing(unresolved)}")
+    tree_id = index.write_tree()
+    tree = repo[tree_id]
+    assert isinstance(tree, pygit2.Tree)
+    parent = None if repo.head_is_unborn else repo.head.peel(pygit2.Commit)
+    changed = _tree_paths(repo, parent.tree if parent is not None else None, tree)
+    marked = _marker_paths(repo, changed, tree)
+    if marked:
+        raise VcsError(f"{where}: conflict markers left in {_listing(marked)}")
+    if not changed and not merging:
+        return None
+    index.write()
+    signature = _signature(repo)
+    parents = ([parent.id] if parent is not None else []) + merging
+    commit = repo.create_commit("HEAD", signature, signature, message, tree_id, parents)
+    if repo.state() != RepositoryState.NONE:
+        # The merge (or cherry-pick) is concluded: git must not offer to continue it.
+        repo.state_cleanup()
+    return str(commit), changed
+
+
+def prepare_merge(repo_path: Path, onto: str, branch: str, message: str) -> MergeResult:
+    """Merge ``branch`` onto commit ``onto`` in memory; no ref or working tree is touched."""
+    repo = _open(repo_path)
+    base = _commit(repo, onto).id
+    head = _ref_commit(repo, branch).id
+    if head == base or repo.descendant_of(base, head):
+        return MergeResult(commit=str(base), conflicts=[])
+    index = repo.merge_commits(base, head)
+    conflicts = _conflicted(index)
+    if conflicts:
+        return MergeResult(commit=None, conflicts=conflicts)
+    tree = index.write_tree(repo)
+    signature = _signature(repo)
+    # Always a merge commit, even when a fast-forward was possible: each task stays one
+    # revertable unit in the integration history.
+    commit = repo.create_commit(None, signature, signature, message, tree, [base, head])
+    return MergeResult(commit=str(commit), conflicts=[])
+
+
+def _checkout(repo: pygit2.Repository, tree: pygit2.Object, strategy: CheckoutStrategy) -> None:
+    # pygit2 leaves checkout_tree without annotations. The tree must come from `repo`
+    # itself: libgit2 refuses an object looked up through another Repository.
+    repo.checkout_tree(tree, strategy=strategy)  # type: ignore[no-untyped-call]
+
+
+def checkout_detached(worktree: Path, commit: str) -> None:
+    """Make a check worktree exactly ``commit``: forced, detached, untracked files removed."""
+    repo = _open(worktree)
+    target = _commit(repo, commit)
+    try:
+        # Ignored files (caches, virtualenvs) stay: they make the next test run faster
+        # and are not part of what is checked.
+        _checkout(repo, target.tree, CheckoutStrategy.FORCE | CheckoutStrategy.REMOVE_UNTRACKED)
+        repo.set_head(target.id)
+        repo.state_cleanup()
+    except pygit2.GitError as error:
+        raise VcsError(f"{_where(repo)}: cannot check out {_short(target.id)}: {error}") from error
+
+
+def ensure_check_worktree(repo_path: Path, worktrees_dir: Path, commit: str) -> Path:
+    """The worktree ``worktrees_dir/_merge``, created if missing, detached at ``commit``."""
+    repo = _open(repo_path)
+    target = _commit(repo, commit)
+    path = (worktrees_dir / CHECK_WORKTREE).absolute()
+    name = _worktree_name(CHECK_WORKTREE)
+    registered = _find_worktree(repo, name)
+    if registered is not None and _is_registered_at(registered, path):
+        checkout_detached(path, commit)
+        return path
+    if registered is not None:
+        registered.prune(True)
+    if path.exists():
+        # Nothing in the check worktree is ever kept, so a leftover folder can go.
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # libgit2 adds a worktree on a branch only: add it on a scratch branch, then detach it,
+    # so no branch stays checked out there.
+    scratch_name = "autonoma/check-worktree"
+    scratch = repo.branches.local.create(scratch_name, target, force=True)
+    try:
+        _add_worktree(repo, name, path, scratch)
+        _open(path).set_head(target.id)
+    finally:
+        repo.branches.local.delete(scratch_name)
+    return path
+
+
+def move_branch(
+    repo_path: Path, branch: str, old: str, new: str, message: str = "autonoma: move branch"
+) -> None:
+    """Point ``branch`` at ``new``, only if it still points at ``old``."""
+    repo = _open(repo_path)
+    target = _commit(repo, new).id
+    try:
+        reference = repo.lookup_reference(_ref_name(branch))
+    except (KeyError, pygit2.GitError) as error:
+        raise VcsError(f"{_where(repo)}: no branch {branch}") from error
+    if str(reference.target) != str(_commit(repo, old).id):
+        raise VcsError(
+            f"{_where(repo)}: {branch} moved under us "
+            f"(expected {_short(old)}, found {_short(reference.target)})"
+        )
+    try:
+        # libgit2 checks the old value again under the ref's lock.
+        reference.set_target(target, message)
+    except pygit2.GitError as error:
+        raise VcsError(f"{_where(repo)}: {branch} moved under us ({error})") from error
+
+
+def _on_branch(repo: pygit2.Repository, ref_name: str) -> bool:
+    if repo.is_bare or repo.head_is_detached or repo.head_is_unborn:
+        return False
+    return bool(repo.head.name == ref_name)
+
+
+def _checked_out_at(repo: pygit2.Repository, ref_name: str) -> Path | None:
+    # The branch may be checked out in the main working tree or in a linked worktree
+    # of the user's; moving it under either would make its files look changed.
+    if _on_branch(repo, ref_name):
+        return Path(repo.workdir)
+    for name in repo.list_worktrees():
+        path = Path(repo.lookup_worktree(name).path)
+        if not path.exists():
+            continue
+        if _on_branch(pygit2.Repository(str(path)), ref_name):
+            return path
+    return None
+
+
+def advance_main(repo_path: Path, main: str, new: str) -> tuple[bool, str]:
+    """Fast-forward the user's ``main`` to ``new`` without ever losing their work."""
+    repo = _open(repo_path)
+    ref_name = _ref_name(main)
+    try:
+        reference = repo.lookup_reference(ref_name)
+    except (KeyError, pygit2.GitError) as error:
+        raise VcsError(f"{_where(repo)}: no branch {main}") from error
+    old = reference.target
+    target = _commit(repo, new)
+    kept = f"the merged result is on {INTEGRATION_BRANCH}"
+    if target.id == old:
+        return True, ""
+    if not repo.descendant_of(target.id, old):
+        return False, (
+            f"{main} has commits that are not in the merged result "
+            f"(committed on {main} meanwhile?); {kept}"
+        )
+    holder = _checked_out_at(repo, ref_name)
+    if holder is not None:
+        dirty = dirty_files(holder)
+        if dirty:
+            return False, f"your working tree has uncommitted changes: {_listing(dirty)}; {kept}"
+        checkout = _open(holder)
+        try:
+            # SAFE from HEAD's tree: a file that differs from what git expects is
+            # reported as a conflict instead of being overwritten.
+            _checkout(checkout, checkout[target.tree_id], CheckoutStrategy.SAFE)
+        except pygit2.GitError as error:
+            return False, f"could not update your working tree at {holder}: {error}; {kept}"
+    try:
+        reference.set_target(target.id, f"autonoma: fast-forward to {_short(target.id)}")
+    except pygit2.GitError as error:
+        return False, f"{main} moved while it was being updated ({error}); {kept}"
+    return True, ""
+
+
+def start_conflict_merge(worktree: Path, onto: str) -> list[str]:
+    """Merge ``onto`` into a task's worktree as `git merge` does; return the conflicted paths."""
+    repo = _open(worktree)
+    where = _where(repo)
+    if repo.head_is_detached or repo.head_is_unborn:
+        raise VcsError(f"{where}: HEAD is not on a branch; cannot merge")
+    target = _commit(repo, onto)
+    pending = _merge_heads(repo)
+    if pending:
+        if pending != [target.id]:
+            raise VcsError(f"{where}: another merge is in progress")
+        # A resumed run: the same merge is already waiting for its resolution.
+        unresolved = _conflicted(repo.index)
+        if unresolved:
+            return unresolved
+        commit_all(worktree, _merge_message(repo, target.id))
+        return []
+    head = repo.head.target
+    if head == target.id or repo.descendant_of(head, target.id):
+        return []
+    # Untracked files (a test run's leftovers) are no obstacle, as with `git merge`;
+    # libgit2 refuses by itself when the merge would overwrite one.
+    changed = _tracked_changes(repo)
+    if changed:
+        raise VcsError(f"{where}: uncommitted changes ({_listing(changed)}); commit them first")
+    try:
+        repo.merge(target.id)
+    except pygit2.GitError as error:
+        raise VcsError(f"{where}: cannot merge {_short(target.id)}: {error}") from error
+    message = _merge_message(repo, target.id)
+    merge_msg = Path(repo.path) / "MERGE_MSG"
+    # libgit2 writes "Merge commit '<id>'"; name the branch so the history reads well.
+    # Its "#Conflicts:" lines follow and are kept.
+    lines = merge_msg.read_text().splitlines(keepends=True) if merge_msg.exists() else []
+    merge_msg.write_text(message + "\n" + "".join(lines[1:]))
+    index = repo.index
+    conflicts = _conflicted(index)
+    if conflicts:
+        return conflicts
+    # Only what the merge staged: untracked files stay out of the merge commit.
+    signature = _signature(repo)
+    repo.create_commit("HEAD", signature, signature, message, index.write_tree(), [head, target.id])
+    repo.state_cleanup()
+    return []
+
+
+def _tracked_changes(repo: pygit2.Repository) -> list[str]:
+    status = repo.status(untracked_files="no", ignored=False)
+    return sorted(path for path, flags in status.items() if flags != FileStatus.CURRENT)
+
+
+def _merge_message(repo: pygit2.Repository, onto: pygit2.Oid) -> str:
+    return f"Merge {INTEGRATION_BRANCH} ({_short(onto)}) into {repo.head.shorthand}"
+
+
+def changed_files(repo_path: Path, base: str, head: str) -> list[str]:
+    """Paths that differ between two commits."""
+    repo = _open(repo_path)
+    return _tree_paths(repo, _commit(repo, base).tree, _commit(repo, head).tree)
+
+
+def branch_changes(repo_path: Path, onto: str, branch: str) -> list[str]:
+    """Paths ``branch`` changed since it diverged from ``onto`` (empty: nothing to merge)."""
+    repo = _open(repo_path)
+    base = _commit(repo, onto).id
+    head = _ref_commit(repo, branch)
+    # A plain diff of the two heads would also list what ``onto`` gained meanwhile.
+    fork = repo.merge_base(base, head.id)
+    old = repo[fork].peel(pygit2.Tree) if fork is not None else None
+    return _tree_paths(repo, old, head.tree)
+
+
+# A pre-push hook is skipped by `git push --no-verify`, so every push URL is also
+# rewritten to an `ext::` command that prints the refusal and fails. ext is allowed for
+# URLs the agent names only ("user"), never for submodules a clone brings in.
+_REFUSING_URL = "ext::sh -c echo% '" + PUSH_REFUSED.replace(" ", "% ") + "'% >&2;% exit% 1 "
+
+
+def install_push_guard(hooks_dir: Path) -> dict[str, str]:
+    """Write a refusing pre-push hook; return the git environment that makes agents use it."""
+    hooks_dir.mkdir(parents=True, exist_ok=True)
+    hook = hooks_dir / "pre-push"
+    hook.write_text(f"#!/bin/sh\necho '{PUSH_REFUSED}' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    # GIT_CONFIG_COUNT/KEY/VALUE (git >= 2.31) configure only the processes that get
+    # this environment; the user's own git config is not touched.
+    return {
+        "GIT_CONFIG_COUNT": "3",
+        "GIT_CONFIG_KEY_0": "core.hooksPath",
+        "GIT_CONFIG_VALUE_0": str(hooks_dir.absolute()),
+        "GIT_CONFIG_KEY_1": f"url.{_REFUSING_URL}.pushInsteadOf",
+        "GIT_CONFIG_VALUE_1": "",
+        "GIT_CONFIG_KEY_2": "protocol.ext.allow",
+        "GIT_CONFIG_VALUE_2": "user",
+    }

@@ -1,0 +1,115 @@
+"""Running the project's own test command on a worktree, bounded in time and output."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+OUTPUT_TAIL = 4000
+TERM_GRACE = 2.0
+# Processes a check leaves behind after its shell exits get this long to finish writing.
+LEFTOVER_GRACE = 1.0
+_CHUNK = 65536
+# Bytes kept while reading: enough for OUTPUT_TAIL characters of multi-byte text.
+_KEEP = OUTPUT_TAIL * 4
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """How a check command ended and the tail of what it printed."""
+
+    passed: bool
+    exit_code: int | None
+    timed_out: bool
+    output: str
+
+
+def _exited(pid: int) -> bool:
+    # WNOWAIT leaves the shell a zombie, so its pid (and process group id) cannot be
+    # reused before the group is signalled.
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return info is not None
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    # The group may be gone already; that is the outcome wanted.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _watch(process: subprocess.Popen[bytes], pipe: int, timeout: float) -> tuple[bytes, bool]:
+    # One thread reads the pipe and watches the clock, so a flood of output can neither
+    # fill the pipe nor hold the timeout off. The shell's exit ends the check, not the
+    # pipe's end: a command may close its output and keep working.
+    tail = bytearray()
+    timed_out = False
+    reading = True
+    deadline = time.monotonic() + timeout
+    stop_at: float | None = None
+    with selectors.DefaultSelector() as selector:
+        selector.register(pipe, selectors.EVENT_READ)
+        while True:
+            now = time.monotonic()
+            exited = _exited(process.pid)
+            if stop_at is None:
+                if now >= deadline:
+                    timed_out = True
+                    _signal_group(process.pid, signal.SIGTERM)
+                    stop_at = now + TERM_GRACE
+                elif exited:
+                    stop_at = now + LEFTOVER_GRACE
+            if (exited and not reading) or (stop_at is not None and now >= stop_at):
+                break
+            wait = min(max((stop_at or deadline) - now, 0.0), 0.1)
+            if not reading:
+                time.sleep(wait)
+            elif selector.select(wait):
+                chunk = os.read(pipe, _CHUNK)
+                if not chunk:
+                    reading = False
+                    selector.unregister(pipe)
+                    continue
+                tail += chunk
+                if len(tail) > _KEEP:
+                    del tail[:-_KEEP]
+    return bytes(tail), timed_out
+
+
+def run_check(command: str, cwd: Path, env: Mapping[str, str], timeout: float) -> CheckResult:
+    """Run ``command`` with /bin/sh in ``cwd``; kill its whole process group on timeout."""
+    if not command.strip():
+        raise ValueError("the check command is empty")
+    process = subprocess.Popen(
+        ["/bin/sh", "-c", command],
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    try:
+        tail, timed_out = _watch(process, process.stdout.fileno(), timeout)
+    finally:
+        # Whatever is left of the group (a server the tests started, a child that ignored
+        # SIGTERM) goes with the check, so nothing outlives it.
+        _signal_group(process.pid, signal.SIGKILL)
+        process.stdout.close()
+        returncode = process.wait()
+    output = tail.decode("utf-8", errors="replace")[-OUTPUT_TAIL:]
+    if timed_out:
+        note = f"\nautonoma: the check timed out after {timeout:g}s; its processes were killed"
+        output = (output + note)[-OUTPUT_TAIL:]
+        return CheckResult(passed=False, exit_code=None, timed_out=True, output=output)
+    return CheckResult(passed=returncode == 0, exit_code=returncode, timed_out=False, output=output)

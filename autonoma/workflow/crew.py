@@ -1,0 +1,118 @@
+"""The crew: every agent of a run under one ``one_for_one`` supervisor.
+
+``ceo``, ``staff_engineer``, ``qa-1`` … ``qa-N`` and ``developer-1`` … ``developer-N``
+are `AgentActor`s. A crashed agent is restarted alone (its turn's process dies with
+it; the orchestrator resumes the task); too many crashes in the window and the crew
+supervisor gives up, which the root turns into an escalation and a pause.
+
+The orchestrator reaches the agents through `AgentRefs`, which each child's start
+function keeps up to date: asking the supervisor instead could deadlock while it is
+stopping the orchestrator.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pykka
+
+from autonoma.agents.agent import AgentActor
+from autonoma.config import Settings
+from autonoma.runtime.bus import Bus
+from autonoma.runtime.supervisor import ChildSpec, Supervisor
+
+CREW = "crew"
+CEO = "ceo"
+STAFF_ENGINEER = "staff_engineer"
+
+# An agent's turn is SIGTERMed on stop; this leaves claude its grace to exit.
+AGENT_SHUTDOWN = 8.0
+
+
+def developer_names(workers: int) -> list[str]:
+    """``developer-1`` … ``developer-N``."""
+    return [f"developer-{i}" for i in range(1, workers + 1)]
+
+
+def qa_names(workers: int) -> list[str]:
+    """``qa-1`` … ``qa-N``: a review holds its task's worker slot, so N QA agents suffice."""
+    return [f"qa-{i}" for i in range(1, workers + 1)]
+
+
+class AgentRefs:
+    """The current actor of each agent, kept by the start functions (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._refs: dict[str, pykka.ActorRef[Any]] = {}
+        self._lock = threading.Lock()
+
+    def set(self, name: str, ref: pykka.ActorRef[Any]) -> pykka.ActorRef[Any]:
+        """Record ``ref`` as ``name``'s actor; returns it."""
+        with self._lock:
+            self._refs[name] = ref
+        return ref
+
+    def get(self, name: str) -> pykka.ActorRef[Any] | None:
+        """``name``'s actor if it is alive."""
+        with self._lock:
+            ref = self._refs.get(name)
+        return ref if ref is not None and ref.is_alive() else None
+
+
+def crew_spec(
+    bus: Bus,
+    refs: AgentRefs,
+    *,
+    settings: Settings,
+    workers: int,
+    env: Mapping[str, str],
+    claude: Path,
+    project_dir: Path,
+) -> ChildSpec:
+    """The crew supervisor's child spec, for the root."""
+
+    def agent(name: str) -> ChildSpec:
+        return ChildSpec(
+            name,
+            start=lambda: refs.set(
+                name,
+                AgentActor.start(
+                    bus,
+                    name,
+                    settings=settings,
+                    env=env,
+                    claude=claude,
+                    project_dir=project_dir,
+                ),
+            ),
+            shutdown=AGENT_SHUTDOWN,
+        )
+
+    names = [CEO, STAFF_ENGINEER, *qa_names(workers), *developer_names(workers)]
+    children = [agent(name) for name in names]
+    return ChildSpec(
+        CREW,
+        start=lambda: Supervisor.start(
+            bus,
+            CREW,
+            children,
+            strategy="one_for_one",
+            intensity=settings.restart_intensity,
+            period=settings.restart_period,
+        ),
+        kind="supervisor",
+    )
+
+
+__all__ = [
+    "CEO",
+    "CREW",
+    "STAFF_ENGINEER",
+    "AgentRefs",
+    "crew_spec",
+    "developer_names",
+    "qa_names",
+]

@@ -1,0 +1,182 @@
+"""The governor: one shared backoff for rate limits, and the budget caps.
+
+Every agent's stream reaches it through the bus: a ``system/api_retry`` line with
+429 or 529, or a turn that gave up on one, holds back new spawns for everyone
+(`SpawnsHeld`), with exponential backoff and jitter, so that a storm is not fed
+with more processes. The running agents are left alone: claude retries by itself.
+A limit that lasts pauses the run (`WorkPaused`) until it lifts, then the run
+resumes by itself (`WorkResumed`); no task fails because of it.
+
+Costs come from `CostReported`; past the run's cap no new work starts, past a
+task's cap that task stops.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from autonoma.config import Settings
+from autonoma.protocol import (
+    AgentApiRetry,
+    AgentTurnFinished,
+    BudgetReached,
+    CostReported,
+    Envelope,
+    SpawnsHeld,
+    WorkPaused,
+    WorkResumed,
+)
+from autonoma.runtime.actor import Actor
+from autonoma.runtime.bus import Bus
+from autonoma.workflow.backoff import Backoff, Budget
+
+GOVERNOR = "governor"
+RATE_LIMITED = frozenset({429, 529})
+
+
+@dataclass(frozen=True)
+class Permit:
+    """May a new agent turn start now? ``wait`` seconds if not; budget state either way."""
+
+    wait: float
+    run_budget_reached: bool
+    task_budget_left: float | None
+    """What is left of the task's cap (None: no cap)."""
+
+
+def is_rate_limited(finished: AgentTurnFinished) -> bool:
+    """The turn gave up on a rate limit or an overload (claude's own retries exhausted)."""
+    return finished.is_error and finished.api_error_status in RATE_LIMITED
+
+
+class Governor(Actor):
+    """Holds new spawns back after rate limits; keeps the budget."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        backoff: Backoff | None = None,
+        spent: Mapping[str | None, float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.bus = bus
+        self.clock = clock
+        self.backoff = backoff or Backoff()
+        self.budget = Budget(settings.budget_usd, settings.task_budget_usd)
+        for task_id, usd in (spent or {}).items():  # a resumed run's costs so far
+            if usd > 0:
+                self.budget.add(task_id, usd)
+        self._paused = False
+        self._budget_told: set[str] = set()
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def on_start(self) -> None:
+        ref = self.actor_ref
+
+        def listen(envelope: Envelope) -> None:
+            if isinstance(envelope.message, AgentApiRetry | AgentTurnFinished | CostReported):
+                ref.tell(envelope)
+
+        self._unsubscribe = self.bus.subscribe(listen)
+
+    def on_stop(self) -> None:
+        self._stop_listening()
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        self._stop_listening()
+
+    def on_kill(self) -> None:
+        self._stop_listening()
+
+    def _stop_listening(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def on_receive(self, message: Any) -> Any:
+        if not isinstance(message, Envelope):
+            return None
+        event = message.message
+        now = self.clock()
+        if isinstance(event, AgentApiRetry):
+            if event.error_status in RATE_LIMITED:
+                self._hit(
+                    now, event.retry_delay_ms / 1000.0, f"{event.agent_id} saw {event.error_status}"
+                )
+        elif isinstance(event, AgentTurnFinished):
+            if is_rate_limited(event):
+                self._hit(
+                    now,
+                    None,
+                    f"{event.agent_id} gave up on {event.api_error_status} after claude's retries",
+                )
+            elif not event.is_error:
+                self.backoff.success(now)
+        elif isinstance(event, CostReported):
+            self.budget.add(event.task_id, event.usd)
+            self._check_budget(event.task_id)
+        return None
+
+    def permit(self, task_id: str | None = None) -> Permit:
+        """Whether a new turn (for ``task_id``) may start now."""
+        now = self.clock()
+        wait = self.backoff.held(now)
+        if self._paused and wait <= 0:
+            self._paused = False
+            self.bus.publish(GOVERNOR, WorkResumed(reason="the rate limit lifted"))
+        left = None if task_id is None else self.budget.task_remaining(task_id)
+        return Permit(wait, self.budget.run_reached(), left)
+
+    def _hit(self, now: float, retry_after: float | None, reason: str) -> None:
+        before = self.backoff.held(now)
+        until = self.backoff.hit(now, retry_after)
+        delay = until - now
+        if delay > before + 1e-6:
+            self.bus.publish(
+                GOVERNOR,
+                SpawnsHeld(until=until, delay=delay, reason=reason, level=self.backoff.level),
+            )
+        if not self._paused and self.backoff.long_limit(now):
+            self._paused = True
+            resume_at = time.strftime("%H:%M:%S", time.localtime(until))
+            self.bus.publish(
+                GOVERNOR,
+                WorkPaused(
+                    reason=f"usage limit ({reason}): paused until about {resume_at}, "
+                    "then the run resumes by itself"
+                ),
+            )
+
+    def _check_budget(self, task_id: str | None) -> None:
+        if "*run*" not in self._budget_told and self.budget.run_reached():
+            self._budget_told.add("*run*")
+            self.bus.publish(
+                GOVERNOR,
+                BudgetReached(
+                    scope="run", limit_usd=self.budget.run_usd, spent_usd=self.budget.spent()
+                ),
+            )
+        if (
+            task_id is not None
+            and task_id not in self._budget_told
+            and self.budget.task_reached(task_id)
+        ):
+            self._budget_told.add(task_id)
+            self.bus.publish(
+                GOVERNOR,
+                BudgetReached(
+                    scope="task",
+                    limit_usd=self.budget.task_usd,
+                    spent_usd=self.budget.spent_on(task_id),
+                    task_id=task_id,
+                ),
+            )
+
+
+__all__ = ["GOVERNOR", "Governor", "Permit", "is_rate_limited"]

@@ -1,0 +1,888 @@
+"""The orchestrator: the run's state machine, rebuilt from the journal when it starts.
+
+Its state is the fold of the run's messages (`autonoma.journal.fold.State`): it folds
+the journal on start, then every message it publishes and every event it hears on
+the bus. What it keeps besides is only what dies with the process anyway: the turns
+in flight and the merges submitted. So a run killed at any moment continues where
+it stopped: merged tasks stay merged, a task that was mid-turn resumes its claude
+session in the same worktree, a task waiting for review or merge gets it.
+
+The phases: planning (CEO, ``--json-schema``, saved as ``.autonoma/plan.json``),
+decomposition (Staff Engineer; the DAG is validated and a bad one sent back with the
+errors), development (ready tasks by critical path, at most ``max_workers`` at
+once, never two touching the same files; each in its own worktree), review (QA),
+the merge queue, then done. Failures are retried with their reason up to
+``max_retries``; then the task is escalated and the rest goes on.
+
+Nothing here blocks for long: turns run in their agents' processes, merges in the
+merge queue; the end of each comes back as a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import pykka
+
+from autonoma.agents.agent import AgentBusy, TurnRequest
+from autonoma.agents.roles import load_role
+from autonoma.config import Settings
+from autonoma.journal import reader
+from autonoma.journal.fold import State, Task, apply, fold_rows
+from autonoma.protocol import (
+    ActorCrashed,
+    AgentProcessExited,
+    AgentSessionStarted,
+    AgentTurnFinished,
+    AgentTurnStarting,
+    AnyMessage,
+    BudgetReached,
+    CostReported,
+    Envelope,
+    Escalation,
+    MergeFailed,
+    PhaseChanged,
+    PlanWritten,
+    ResolveRequested,
+    RetryRequested,
+    ReviewVerdict,
+    RunFinished,
+    RunOutcome,
+    RunStarted,
+    TaskDefined,
+    TaskMerged,
+    TaskState,
+    TaskStateChanged,
+    TaskWorkspace,
+    WorkCommittedForAgent,
+    WorkPaused,
+    WorkResumed,
+)
+from autonoma.runtime.actor import Actor
+from autonoma.runtime.bus import Bus
+from autonoma.vcs import workspace
+from autonoma.vcs.workspace import VcsError
+from autonoma.workflow import inbox, prompts, scheduler
+from autonoma.workflow.crew import CEO, STAFF_ENGINEER, AgentRefs, developer_names, qa_names
+from autonoma.workflow.dag import DagError, TaskSpec, critical_path, parse_tasks
+from autonoma.workflow.governor import GOVERNOR, Permit, is_rate_limited
+from autonoma.workflow.merge_queue import MergeRequest
+from autonoma.workflow.plan import PlanError, parse_plan, plan_json, plan_text
+
+ORCHESTRATOR = "orchestrator"
+
+TICK = 0.2
+"""Seconds between looks at the inbox, the governor's hold and the clock."""
+
+TurnKind = Literal["plan", "decompose", "develop", "review"]
+
+_DONE_STATES = frozenset({"merged", "resolved"})
+_SLOT_STATES = frozenset({"running", "review"})
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything the orchestrator needs to know about its run and its project."""
+
+    bus: Bus
+    settings: Settings
+    run_id: str
+    repo: Path
+    """The user's repository (its working-tree root)."""
+    autonoma_dir: Path
+    main: str
+    """The branch ``main`` moves on: the user's branch when the run started."""
+    requirements_path: Path
+    requirements: str
+    claude_md: str
+    agents: AgentRefs
+    governor: Callable[[], pykka.ActorRef[Any] | None]
+    merge_queue: Callable[[], pykka.ActorRef[Any] | None]
+    workers: int
+    policy: Literal["critical_path", "fifo"] = "critical_path"
+    durations: Mapping[str, float] | None = None
+    """Known task durations (the makespan bench); None: unit weights."""
+
+    @property
+    def worktrees(self) -> Path:
+        """Where the task worktrees live."""
+        return self.autonoma_dir / "worktrees"
+
+    @property
+    def db(self) -> Path:
+        """The journal."""
+        return self.autonoma_dir / "state.db"
+
+    @property
+    def logs(self) -> Path:
+        """Where each turn's raw transcript goes."""
+        return self.autonoma_dir / "logs" / self.run_id
+
+    @property
+    def inbox(self) -> Path:
+        """Commands from other processes (``autonoma retry``, ``resolve``)."""
+        return self.autonoma_dir / "inbox"
+
+
+@dataclass
+class _Turn:
+    """A turn in flight."""
+
+    agent: str
+    kind: TurnKind
+    task_id: str | None
+    session_id: str
+    pid: int
+    finished: AgentTurnFinished | None = None
+
+
+@dataclass
+class _Work:
+    """What a task's next developer turn says, when it is not the first one."""
+
+    prompt: str
+    fresh: bool = False
+    """Start a new session (the old one cannot be resumed)."""
+
+
+@dataclass
+class _Phase:
+    """A planning or decomposition step: its session and its failures so far."""
+
+    session: str = ""
+    started: bool = False
+    prompt: str = ""
+    failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Tick:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Heard:
+    envelope: Envelope
+
+
+_HEARD = (
+    CostReported,
+    AgentTurnStarting,
+    AgentSessionStarted,
+    AgentTurnFinished,
+    AgentProcessExited,
+    ActorCrashed,
+    TaskMerged,
+    MergeFailed,
+    WorkPaused,
+    WorkResumed,
+    BudgetReached,
+)
+
+
+class Orchestrator(Actor):
+    """The run's state machine (see the module docstring)."""
+
+    def __init__(self, ctx: RunContext, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.bus = ctx.bus
+        self.settings = ctx.settings
+        self.clock = clock
+        self.state = State()
+        self._turns: dict[str, _Turn] = {}
+        self._work: dict[str, _Work] = {}
+        self._qa_failures: dict[str, int] = {}
+        self._submitted: set[str] = set()
+        self._plan = _Phase()
+        self._decompose = _Phase()
+        self._specs: dict[str, TaskSpec] = {}
+        self._priority: dict[str, float] = {}
+        self._paused_by: set[str] = set()
+        self._stopping = False
+        self._finished = False
+        self._started_at = 0.0
+        self._unsubscribe: Callable[[], None] | None = None
+        self._ticker: threading.Thread | None = None
+        self._stop_ticker = threading.Event()
+
+    # --- life cycle -----------------------------------------------------------------
+
+    def on_start(self) -> None:
+        ref = self.actor_ref
+
+        def listen(envelope: Envelope) -> None:
+            if envelope.sender != ORCHESTRATOR and isinstance(envelope.message, _HEARD):
+                ref.tell(_Heard(envelope))
+
+        self._unsubscribe = self.bus.subscribe(listen)
+        resumed = reader.last_seq(self.ctx.db) > 0 and any(
+            True for _ in reader.rows(self.ctx.db, run_id=self.ctx.run_id, limit_last=1)
+        )
+        # Durable: every message published before it is committed too, so the rows
+        # read next are the whole run so far.
+        self._emit(
+            RunStarted(
+                requirements=str(self.ctx.requirements_path),
+                project=str(self.ctx.repo),
+                max_workers=self.ctx.workers,
+                resumed=resumed,
+            ),
+            durable=True,
+            fold=False,
+        )
+        self.state = fold_rows(reader.rows(self.ctx.db, run_id=self.ctx.run_id))
+        run = self.state.run
+        self._started_at = run.started if run is not None and run.started else self.clock()
+        self._recover()
+        self._ticker = threading.Thread(
+            target=self._tick_loop, name="orchestrator-tick", daemon=True
+        )
+        self._ticker.start()
+        ref.tell(_Tick())
+
+    def on_stop(self) -> None:
+        self._shutdown()
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        self._shutdown()
+
+    def on_kill(self) -> None:
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._stop_ticker.set()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _tick_loop(self) -> None:
+        ref = self.actor_ref
+        while not self._stop_ticker.wait(TICK):
+            try:
+                ref.tell(_Tick())
+            except pykka.ActorDeadError:
+                return
+
+    def stop_run(self, reason: str = "stopped by the user") -> None:
+        """Start no more work and record the run as stopped; the agents are stopped next."""
+        if self._finished:
+            return
+        self._stopping = True
+        self._finish("stopped", f"{reason}; `autonoma start` resumes the run")
+
+    def finished(self) -> bool:
+        """Whether the run has ended (`RunFinished` published)."""
+        return self._finished
+
+    # --- messages -------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _Heard):
+            self._heard(message.envelope)
+        if not self._stopping and not self._finished:
+            self._pump()
+        return None
+
+    def _heard(self, envelope: Envelope) -> None:
+        apply(self.state, envelope)
+        event = envelope.message
+        if isinstance(event, AgentTurnFinished):
+            turn = self._turns.get(event.agent_id)
+            if turn is not None:
+                turn.finished = event
+        elif isinstance(event, AgentProcessExited):
+            turn = self._turns.get(event.agent_id)
+            if turn is not None and (event.pid is None or event.pid == turn.pid):
+                del self._turns[event.agent_id]
+                if not self._stopping:
+                    self._turn_ended(turn, event)
+        elif isinstance(event, ActorCrashed):
+            turn = self._turns.pop(event.name, None)
+            if turn is not None and not self._stopping:
+                self._turn_lost(
+                    turn, f"{event.name} crashed: {event.error_type}: {event.error_text}"
+                )
+        elif isinstance(event, TaskMerged):
+            self._submitted.discard(event.task_id)
+            self._set(event.task_id, "merged", event.detail)
+        elif isinstance(event, MergeFailed):
+            self._submitted.discard(event.task_id)
+            self._merge_failed(event)
+        elif isinstance(event, WorkPaused):
+            self._paused_by.add(envelope.sender)
+        elif isinstance(event, WorkResumed):
+            self._paused_by.discard(envelope.sender)
+        elif isinstance(event, BudgetReached) and event.scope == "task" and event.task_id:
+            task = self.state.tasks.get(event.task_id)
+            if task is not None and task.state not in _DONE_STATES | {"escalated"}:
+                self._escalate(
+                    task,
+                    f"task budget ${event.limit_usd:.2f} reached (${event.spent_usd:.2f} spent)",
+                )
+
+    # --- recovery -------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Turn what the journal says into what to do next."""
+        tasks = self.state.tasks
+        self._specs = {
+            t.task_id: TaskSpec(
+                id=t.task_id,
+                title=t.title,
+                spec=t.spec,
+                deps=list(t.deps),
+                files=list(t.files),
+                acceptance=list(t.acceptance),
+            )
+            for t in tasks.values()
+        }
+        self._priority = critical_path(list(self._specs.values()), self.ctx.durations)
+        for task in tasks.values():
+            if task.state == "running":
+                if task.session_started:
+                    self._work[task.task_id] = _Work(prompts.interrupted(task.task_id))
+                else:
+                    self._work[task.task_id] = _Work("", fresh=True)
+            elif task.state == "failed":
+                self._work[task.task_id] = _Work(prompts.turn_failed(task.task_id, task.reason))
+                self._set(task.task_id, "running", f"retry: {task.reason}", task.attempts + 1)
+        if self.state.plan is None:
+            self._phase("planning")
+        elif not tasks:
+            self._phase("decomposition")
+        else:
+            self._phase("development")
+
+    # --- the pump: start whatever may start -------------------------------------------
+
+    def _pump(self) -> None:
+        self._take_inbox()
+        self._human_requests()
+        phase = self.state.run.phase if self.state.run else ""
+        if phase == "planning":
+            self._start_phase_turn("plan")
+        elif phase == "decomposition":
+            self._start_phase_turn("decompose")
+        elif phase == "development":
+            self._develop()
+
+    def _permit(self, task_id: str | None) -> Permit | None:
+        """The governor's answer, or None when new work must wait."""
+        if self._paused_by - {GOVERNOR}:
+            return None  # the root paused new work after an escalation
+        governor = self.ctx.governor()
+        if governor is None:
+            return None
+        permit: Permit = governor.proxy().permit(task_id).get(timeout=10)
+        if permit.wait > 0:
+            return None
+        if permit.run_budget_reached:
+            return None
+        return permit
+
+    def _start_turn(
+        self,
+        agent: str,
+        kind: TurnKind,
+        role: str,
+        prompt: str,
+        *,
+        session_id: str,
+        resume: bool,
+        cwd: Path,
+        task_id: str | None = None,
+        budget: float | None = None,
+    ) -> bool:
+        ref = self.ctx.agents.get(agent)
+        if ref is None:
+            return False
+        n = len(list(self.ctx.logs.glob(f"{agent}-*.log"))) + 1 if self.ctx.logs.exists() else 1
+        self.ctx.logs.mkdir(parents=True, exist_ok=True)
+        request = TurnRequest(
+            role=role,
+            prompt=prompt,
+            session_id=session_id,
+            cwd=cwd,
+            resume=resume,
+            task_id=task_id,
+            transcript=self.ctx.logs / f"{agent}-{n:03d}.log",
+            budget_usd=budget,
+        )
+        try:
+            pid: int = ref.proxy().run_turn(request).get(timeout=30)
+        except (AgentBusy, pykka.ActorDeadError):
+            return False
+        self._turns[agent] = _Turn(agent, kind, task_id, session_id, pid)
+        return True
+
+    def _free(self, names: list[str]) -> str | None:
+        busy = set(self._turns)
+        for name in names:
+            if name not in busy and self.ctx.agents.get(name) is not None:
+                return name
+        return None
+
+    # --- planning and decomposition ---------------------------------------------------
+
+    def _start_phase_turn(self, kind: Literal["plan", "decompose"]) -> None:
+        agent = CEO if kind == "plan" else STAFF_ENGINEER
+        if agent in self._turns or self._permit(None) is None:
+            return
+        step = self._plan if kind == "plan" else self._decompose
+        role = load_role(agent, self.ctx.repo)
+        if step.prompt and step.started:
+            prompt, resume, session = step.prompt, True, step.session
+        else:
+            session = str(uuid.uuid4())
+            if kind == "plan":
+                prompt = prompts.ceo_prompt(role, self.ctx.requirements, self.ctx.claude_md)
+            else:
+                plan = parse_plan(self.state.plan)
+                prompt = prompts.staff_prompt(
+                    role, self.ctx.requirements, plan_text(plan), self.ctx.claude_md
+                )
+            resume = False
+        if self._start_turn(
+            agent, kind, agent, prompt, session_id=session, resume=resume, cwd=self.ctx.repo
+        ):
+            step.session, step.started = session, True
+
+    def _phase_turn_ended(self, turn: _Turn, finished: AgentTurnFinished | None, why: str) -> None:
+        step = self._plan if turn.kind == "plan" else self._decompose
+        if finished is not None and is_rate_limited(finished):
+            return  # the governor holds spawns; the same turn is tried again after
+        if why:
+            errors = [why]
+        else:
+            assert finished is not None
+            try:
+                if turn.kind == "plan":
+                    plan = parse_plan(finished.structured_output)
+                    path = self.ctx.autonoma_dir / "plan.json"
+                    path.write_bytes(plan_json(plan))
+                    self._emit(
+                        PlanWritten(plan=msgspec.to_builtins(plan), path=str(path)), durable=True
+                    )
+                    self._phase("decomposition")
+                else:
+                    self._define_tasks(parse_tasks(finished.structured_output))
+                return
+            except (PlanError, DagError) as error:
+                errors = list(error.errors)
+        step.failures += 1
+        what = "plan" if turn.kind == "plan" else "task list"
+        if step.failures > self.settings.max_retries:
+            reason = f"the {what} was rejected {step.failures} times; last: {'; '.join(errors)}"
+            self._emit(Escalation(source=ORCHESTRATOR, reason=reason))
+            self._finish(
+                "failed", f"stopped in {self.state.run.phase if self.state.run else ''}: {reason}"
+            )
+            return
+        if why:
+            step.started, step.prompt = False, ""  # a fresh session: the turn itself failed
+        else:
+            step.prompt = (
+                prompts.plan_rejected(errors)
+                if turn.kind == "plan"
+                else prompts.tasks_rejected(errors)
+            )
+
+    def _define_tasks(self, specs: list[TaskSpec]) -> None:
+        for spec in specs:
+            self._emit(
+                TaskDefined(
+                    task_id=spec.id,
+                    title=spec.title,
+                    deps=list(spec.deps),
+                    files=list(spec.files),
+                    spec=spec.spec,
+                    acceptance=list(spec.acceptance),
+                )
+            )
+            self._emit(TaskStateChanged(task_id=spec.id, state="pending"))
+        self._specs = {spec.id: spec for spec in specs}
+        self._priority = critical_path(specs, self.ctx.durations)
+        self._phase("development", durable=True)
+
+    # --- development ------------------------------------------------------------------
+
+    def _develop(self) -> None:
+        tasks = self.state.tasks
+        # Work already under way first: reviews, follow-ups, recoveries, merges.
+        for task in list(tasks.values()):
+            if task.state == "merging" and task.task_id not in self._submitted:
+                self._submit(task)
+        for task in list(tasks.values()):
+            in_review = task.state == "review" and not self._in_flight(task.task_id)
+            if in_review and not self._start_review(task):
+                break
+        for task in list(tasks.values()):
+            needs_turn = task.state == "running" and not self._in_flight(task.task_id)
+            if needs_turn and not self._start_development(task):
+                break
+        self._schedule()
+        self._maybe_finish()
+
+    def _in_flight(self, task_id: str) -> bool:
+        return any(t.task_id == task_id for t in self._turns.values())
+
+    def _states(self) -> dict[str, str]:
+        return {t.task_id: t.state for t in self.state.tasks.values()}
+
+    def _schedule(self) -> None:
+        states = self._states()
+        busy = [tid for tid, s in states.items() if s in _SLOT_STATES]
+        slots = self.ctx.workers - len(busy)
+        if slots <= 0:
+            return
+        specs = [self._specs[tid] for tid in states if tid in self._specs]
+        candidates = scheduler.ready(specs, states)
+        for task_id in candidates:
+            if states[task_id] == "pending":
+                self._set(task_id, "ready", "its dependencies are merged")
+        chosen = scheduler.pick(
+            candidates, self._specs, busy, slots, self._priority, policy=self.ctx.policy
+        )
+        for task_id in chosen:
+            if self._free(developer_names(self.ctx.workers)) is None:
+                return
+            if self._permit(task_id) is None:
+                return
+            task = self.state.tasks[task_id]
+            if not self._prepare_workspace(task):
+                continue
+            self._set(task_id, "running", "", task.attempts + 1 if task.attempts else 1)
+            if not self._start_development(task):
+                return
+
+    def _prepare_workspace(self, task: Task) -> bool:
+        try:
+            base = workspace.head_of(self.ctx.repo, workspace.INTEGRATION_BRANCH)
+            branch, path = workspace.create_worktree(
+                self.ctx.repo, self.ctx.worktrees, task.task_id, base
+            )
+        except VcsError as error:
+            self._escalate(task, f"could not make its worktree: {error}")
+            return False
+        if task.worktree != str(path):
+            self._emit(
+                TaskWorkspace(task_id=task.task_id, branch=branch, worktree=str(path), base=base)
+            )
+        return True
+
+    def _start_development(self, task: Task) -> bool:
+        agent = self._free(developer_names(self.ctx.workers))
+        if agent is None:
+            return False
+        permit = self._permit(task.task_id)
+        if permit is None:
+            return False
+        if permit.task_budget_left is not None and permit.task_budget_left <= 0:
+            self._escalate(task, "its budget is spent")
+            return True
+        work = self._work.get(task.task_id)
+        role = load_role("developer", self.ctx.repo)
+        resume = bool(task.session_id) and task.session_started and not (work and work.fresh)
+        if resume and work is not None and work.prompt:
+            prompt, session = work.prompt, task.session_id
+        else:
+            resume = False
+            session = str(uuid.uuid4())
+            feedback = work.prompt if work is not None else ""
+            prompt = prompts.developer_prompt(role, task, self.ctx.claude_md, feedback)
+        started = self._start_turn(
+            agent,
+            "develop",
+            "developer",
+            prompt,
+            session_id=session,
+            resume=resume,
+            cwd=Path(task.worktree),
+            task_id=task.task_id,
+            budget=permit.task_budget_left,
+        )
+        if started:
+            self._work.pop(task.task_id, None)
+        return started
+
+    def _start_review(self, task: Task) -> bool:
+        agent = self._free(qa_names(self.ctx.workers))
+        if agent is None:
+            return False
+        permit = self._permit(task.task_id)
+        if permit is None:
+            return False
+        review = task.reviews + 1
+        role = load_role("qa", self.ctx.repo)
+        base_ref = workspace.INTEGRATION_BRANCH
+        prompt = prompts.qa_prompt(role, task, base_ref, review, self.ctx.claude_md)
+        started = self._start_turn(
+            agent,
+            "review",
+            "qa",
+            prompt,
+            session_id=str(uuid.uuid4()),
+            resume=False,
+            cwd=Path(task.worktree),
+            task_id=task.task_id,
+            budget=permit.task_budget_left,
+        )
+        return started
+
+    def _submit(self, task: Task) -> None:
+        queue = self.ctx.merge_queue()
+        if queue is None:
+            return
+        command = self.settings.test_command or self._approved_command(task.task_id)
+        queue.tell(MergeRequest(task.task_id, task.branch, task.title, command))
+        self._submitted.add(task.task_id)
+
+    def _approved_command(self, task_id: str) -> str:
+        task = self.state.tasks.get(task_id)
+        return task.test_command if task is not None else ""
+
+    # --- the end of a turn -------------------------------------------------------------
+
+    def _turn_ended(self, turn: _Turn, exited: AgentProcessExited) -> None:
+        finished = turn.finished
+        why = ""
+        if exited.timed_out:
+            why = f"the turn timed out after {self.settings.task_timeout:g} s"
+        elif finished is None:
+            code = f"signal {exited.signal}" if exited.signal else f"exit code {exited.exit_code}"
+            why = f"claude ended without a result ({code})"
+        elif finished.is_error and not is_rate_limited(finished):
+            detail = finished.result or "; ".join(finished.errors) or finished.terminal_reason
+            why = f"the turn failed ({finished.subtype}): {detail}"
+        if turn.kind in ("plan", "decompose"):
+            self._phase_turn_ended(turn, finished, why)
+            return
+        assert turn.task_id is not None
+        task = self.state.tasks.get(turn.task_id)
+        if task is None:
+            return
+        if finished is not None and is_rate_limited(finished):
+            return  # not the task's fault: the same turn runs again once the governor allows
+        if turn.kind == "develop":
+            self._development_ended(task, turn, why)
+        else:
+            self._review_ended(task, turn, finished, why)
+
+    def _turn_lost(self, turn: _Turn, why: str) -> None:
+        """The agent died mid-turn: the task resumes (not counted as a failed attempt)."""
+        if turn.kind in ("plan", "decompose"):
+            return  # the phase turn simply runs again
+        assert turn.task_id is not None
+        task = self.state.tasks.get(turn.task_id)
+        if task is not None and turn.kind == "develop":
+            self._work[task.task_id] = _Work(prompts.interrupted(task.task_id))
+
+    def _development_ended(self, task: Task, turn: _Turn, why: str) -> None:
+        if why:
+            self._fail(task, why, prompts.turn_failed(task.task_id, why))
+            return
+        worktree = Path(task.worktree)
+        try:
+            committed = workspace.commit_all(
+                worktree, f"{task.task_id}: work {turn.agent} left uncommitted"
+            )
+        except VcsError as error:
+            self._fail(task, str(error), prompts.turn_failed(task.task_id, str(error)))
+            return
+        if committed is not None:
+            commit, files = committed
+            self._emit(
+                WorkCommittedForAgent(
+                    task_id=task.task_id, agent_id=turn.agent, commit=commit, files=files
+                )
+            )
+        integration = workspace.head_of(self.ctx.repo, workspace.INTEGRATION_BRANCH)
+        head = workspace.head_of(self.ctx.repo, task.branch)
+        why = ""
+        if not workspace.branch_changes(self.ctx.repo, integration, task.branch):
+            why = "no change was committed on the task's branch"
+        else:
+            marked = workspace.conflict_marker_files(self.ctx.repo, integration, head)
+            if marked:
+                why = f"conflict markers were committed in {', '.join(marked)}"
+        if why:
+            self._fail(task, why, prompts.turn_failed(task.task_id, why))
+            return
+        self._set(task.task_id, "review", f"{turn.agent} finished; QA reviews")
+
+    def _review_ended(
+        self, task: Task, turn: _Turn, finished: AgentTurnFinished | None, why: str
+    ) -> None:
+        verdict = None if finished is None else finished.structured_output
+        if not why and not (
+            isinstance(verdict, dict) and verdict.get("verdict") in ("approve", "changes_requested")
+        ):
+            why = "QA gave no verdict"
+        if why:
+            failures = self._qa_failures[task.task_id] = self._qa_failures.get(task.task_id, 0) + 1
+            if failures > self.settings.max_retries:
+                self._escalate(task, f"QA could not review it {failures} times; last: {why}")
+            return  # the task stays in review: QA runs again
+        assert isinstance(verdict, dict)
+        reasons = [str(r) for r in verdict.get("reasons") or []]
+        command = str(verdict.get("test_command") or "")
+        self._emit(
+            ReviewVerdict(
+                task_id=task.task_id,
+                agent_id=turn.agent,
+                verdict=verdict["verdict"],
+                reasons=reasons,
+                test_command=command,
+                test_output_summary=str(verdict.get("test_output_summary") or ""),
+                attempt=task.reviews + 1,
+            )
+        )
+        if verdict["verdict"] == "approve":
+            self._set(task.task_id, "merging", f"approved by {turn.agent}")
+            self._submit(self.state.tasks[task.task_id])
+        else:
+            review = task.reviews
+            first = reasons[0] if reasons else "no reason given"
+            self._fail(
+                task,
+                f"QA requested changes: {first}",
+                prompts.rejected(task.task_id, review, reasons),
+            )
+
+    def _merge_failed(self, event: MergeFailed) -> None:
+        task = self.state.tasks.get(event.task_id)
+        if task is None:
+            return
+        integration = workspace.head_of(self.ctx.repo, workspace.INTEGRATION_BRANCH)
+        try:
+            conflicts = workspace.start_conflict_merge(Path(task.worktree), integration)
+        except VcsError as error:
+            self._fail(task, str(error), prompts.turn_failed(task.task_id, str(error)))
+            return
+        if conflicts:
+            self._fail(
+                task,
+                f"merge conflict in {', '.join(conflicts)}",
+                prompts.conflicted(task.task_id, conflicts),
+            )
+        elif event.kind == "tests_failed":
+            command = self._approved_command(task.task_id) or self.settings.test_command
+            self._fail(
+                task,
+                "the tests failed on the merged result",
+                prompts.tests_failed(task.task_id, command, event.output),
+            )
+        else:
+            # The integration head merged cleanly into the branch now: merge again.
+            self._set(task.task_id, "merging", "merged the new integration head; merging again")
+            self._submit(task)
+
+    # --- failures, escalation, human commands --------------------------------------------
+
+    def _fail(self, task: Task, reason: str, next_prompt: str) -> None:
+        attempt = max(task.attempts, 1)
+        self._set(task.task_id, "failed", reason, attempt)
+        if attempt > self.settings.max_retries:
+            self._escalate(task, f"failed {attempt} times; last: {reason}")
+            return
+        self._work[task.task_id] = _Work(next_prompt)
+        self._set(task.task_id, "running", f"retry: {reason}", attempt + 1)
+
+    def _escalate(self, task: Task, reason: str) -> None:
+        self._set(task.task_id, "escalated", reason)
+        self._emit(
+            Escalation(
+                source=ORCHESTRATOR, reason=f"{task.task_id}: {reason}", task_id=task.task_id
+            )
+        )
+
+    def _take_inbox(self) -> None:
+        for path, message in inbox.take(self.ctx.inbox):
+            if isinstance(message, RetryRequested | ResolveRequested):
+                self._emit(message, durable=True)
+            inbox.done(path)
+
+    def _human_requests(self) -> None:
+        for task in list(self.state.tasks.values()):
+            if task.requested == "resolve" and task.state not in _DONE_STATES:
+                self._set(task.task_id, "resolved", "resolved by a human")
+                with contextlib.suppress(VcsError):
+                    workspace.ensure_integration(self.ctx.repo, self.ctx.main)
+            elif task.requested == "retry" and task.state in ("escalated", "failed"):
+                self._qa_failures.pop(task.task_id, None)
+                if task.worktree:
+                    self._work[task.task_id] = _Work(prompts.human_retry(task.task_id, task.notes))
+                    self._set(task.task_id, "running", "sent back by a human", 1)
+                else:
+                    self._set(task.task_id, "pending", "sent back by a human", 1)
+            elif task.requested:
+                task.requested = ""
+
+    # --- the end of the run -------------------------------------------------------------
+
+    def _maybe_finish(self) -> None:
+        if self._turns or self._submitted:
+            return
+        states = self._states()
+        if any(s in ("running", "review", "merging") for s in states.values()):
+            return
+        budget = bool(self.state.budget)
+        if not budget and not scheduler.run_over(list(self._specs.values()), states, 0):
+            return
+        escalated = sorted(t for t, s in states.items() if s == "escalated")
+        outcome: RunOutcome = "done" if not escalated and not budget else "failed"
+        self._finish(outcome, self._summary(states, escalated))
+
+    def _summary(self, states: Mapping[str, str], escalated: list[str]) -> str:
+        counts = {s: sum(1 for v in states.values() if v == s) for s in set(states.values())}
+        parts = [f"{len(states)} tasks: {counts.get('merged', 0)} merged"]
+        if counts.get("resolved"):
+            parts.append(f"{counts['resolved']} resolved by hand")
+        if escalated:
+            why = ", ".join(f"{t} ({self.state.tasks[t].reason})" for t in escalated)
+            parts.append(f"{len(escalated)} escalated: {why}")
+        waiting = scheduler.blocked_by_escalation(list(self._specs.values()), states)
+        if waiting:
+            parts.append(f"{len(waiting)} waiting on escalated tasks")
+        retries = sum(max(t.attempts - 1, 0) for t in self.state.tasks.values())
+        usage = self.state.run.usage if self.state.run else self.state.usage
+        elapsed = self.clock() - self._started_at
+        text = "; ".join(parts) + f". {retries} retries, ${usage.usd:.2f}, {elapsed:.0f} s."
+        if self.state.budget:
+            text += f" Stopped: {self.state.budget}."
+        return text
+
+    def _finish(self, outcome: RunOutcome, summary: str) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if outcome != "stopped":
+            self._phase("done" if outcome == "done" else "stopped")
+        self._emit(RunFinished(outcome=outcome, summary=summary), durable=True)
+
+    # --- publishing ------------------------------------------------------------------------
+
+    def _phase(self, phase: str, durable: bool = False) -> None:
+        run = self.state.run
+        if run is None or run.phase != phase:
+            self._emit(PhaseChanged(phase=phase), durable=durable)
+
+    def _set(self, task_id: str, state: TaskState, reason: str = "", attempt: int = 0) -> None:
+        self._emit(TaskStateChanged(task_id=task_id, state=state, reason=reason, attempt=attempt))
+
+    def _emit(self, message: AnyMessage, *, durable: bool = False, fold: bool = True) -> None:
+        envelope = self.bus.publish(ORCHESTRATOR, message, durable=durable)
+        if fold:
+            apply(self.state, envelope)
+
+
+__all__ = ["ORCHESTRATOR", "Orchestrator", "RunContext"]

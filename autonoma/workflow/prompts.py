@@ -1,0 +1,140 @@
+"""What each turn of the run asks an agent: role prompts filled in, and the follow-ups.
+
+Pure text: the orchestrator decides which one a turn needs. A follow-up goes to the
+same claude session (``--resume``), so it only says what is new: why the work came
+back, and what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from autonoma.agents.roles import Role, render
+from autonoma.journal.fold import Task
+
+NONE = "(none)"
+
+# Enough of a failing output to act on, small enough for one argv string.
+OUTPUT_CHARS = 6000
+
+
+def bullets(items: Sequence[str]) -> str:
+    """A markdown list, or ``(none)``."""
+    return "\n".join(f"- {item}" for item in items) if items else NONE
+
+
+def ceo_prompt(role: Role, requirements: str, claude_md: str) -> str:
+    """The CEO's planning turn."""
+    return render(role, requirements=requirements, claude_md=claude_md or NONE)
+
+
+def staff_prompt(role: Role, requirements: str, plan: str, claude_md: str) -> str:
+    """The Staff Engineer's decomposition turn."""
+    return render(role, requirements=requirements, plan=plan, claude_md=claude_md or NONE)
+
+
+def developer_prompt(role: Role, task: Task, claude_md: str, feedback: str = "") -> str:
+    """A developer's first turn on a task (a fresh session)."""
+    return render(
+        role,
+        task_id=task.task_id,
+        task_title=task.title,
+        spec=task.spec,
+        acceptance=bullets(task.acceptance),
+        files=bullets(task.files),
+        feedback=feedback or NONE,
+        claude_md=claude_md or NONE,
+    )
+
+
+def qa_prompt(role: Role, task: Task, base_ref: str, review: int, claude_md: str) -> str:
+    """QA's review of a task's branch; ``review`` counts the reviews of this task from 1."""
+    return render(
+        role,
+        task_id=task.task_id,
+        task_title=task.title,
+        spec=task.spec,
+        acceptance=bullets(task.acceptance),
+        files=bullets(task.files),
+        base_ref=base_ref,
+        attempt=str(review),
+        claude_md=claude_md or NONE,
+    )
+
+
+_FINISH = (
+    "Then run the project's tests, fix what fails, and commit your work on your branch "
+    "(`git add` the files, then `git commit`). End with a short summary."
+)
+
+
+def rejected(task_id: str, review: int, reasons: Sequence[str]) -> str:
+    """QA sent the work back."""
+    return (
+        f"QA requested changes on task {task_id} (review {review}). "
+        f"Act on every point:\n{bullets(reasons)}\n\n{_FINISH}"
+    )
+
+
+def conflicted(task_id: str, files: Sequence[str]) -> str:
+    """The branch conflicts with the new integration head; a merge is in progress."""
+    return (
+        f"Your branch for task {task_id} conflicts with the integration branch, which moved "
+        "on while you worked (other tasks were merged). A merge of the new integration head "
+        "is in progress in your worktree; these files hold conflict markers:\n"
+        f"{bullets(files)}\n\nResolve every conflict so that both your change and theirs "
+        "keep working, run the tests, then `git add` the files and `git commit` to conclude "
+        f'the merge (message "{task_id}: merge integration"). Do not abort the merge.'
+    )
+
+
+def tests_failed(task_id: str, command: str, output: str) -> str:
+    """The tests failed on the merged result."""
+    tail = output[-OUTPUT_CHARS:]
+    return (
+        f"Your branch for task {task_id} merged cleanly, but the tests failed on the merged "
+        f"result. Command: `{command}`. Its output (the end of it):\n\n```\n{tail}\n```\n\n"
+        "Your branch now holds the merged result. Find and fix the cause. " + _FINISH
+    )
+
+
+def turn_failed(task_id: str, reason: str) -> str:
+    """The previous turn ended in failure (an error, a timeout, no commit)."""
+    return f"Your previous turn on task {task_id} did not finish the task: {reason}\n\n{_FINISH}"
+
+
+def interrupted(task_id: str) -> str:
+    """The previous turn was cut off (a crash, a restart of Autonoma)."""
+    return (
+        f"Your previous turn on task {task_id} was interrupted before it finished (Autonoma "
+        "restarted). Look at `git status` and `git log` in your worktree to see where you "
+        "stopped, and finish the task. " + _FINISH
+    )
+
+
+def human_retry(task_id: str, notes: Sequence[str]) -> str:
+    """A human sent an escalated task back, maybe with context."""
+    said = f" They added:\n{bullets(notes)}\n\n" if notes else " "
+    return (
+        f"Task {task_id} was escalated to a human after repeated failures, and the human "
+        f"sent it back to you.{said}Look at your worktree (`git status`, `git log`) and "
+        "finish the task. " + _FINISH
+    )
+
+
+def plan_rejected(errors: Sequence[str]) -> str:
+    """The CEO's plan did not validate."""
+    return (
+        "Your plan could not be used:\n"
+        f"{bullets(errors)}\n\nFix every point and return the whole plan again with the "
+        "StructuredOutput tool."
+    )
+
+
+def tasks_rejected(errors: Sequence[str]) -> str:
+    """The Staff Engineer's task list did not validate."""
+    return (
+        "Your task list was rejected:\n"
+        f"{bullets(errors)}\n\nFix every point and return the whole task list again with "
+        "the StructuredOutput tool."
+    )

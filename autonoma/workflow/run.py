@@ -1,0 +1,373 @@
+"""One run of the company, from a requirements file to a merged ``main``: set up, go, wait.
+
+`prepare` checks everything a run needs before anything starts (the requirements
+file, the repository, the lock, claude and its login) and says what is wrong in one
+line. `execute` builds DESIGN.md's tree under the root (journal, governor, merge
+queue, orchestrator, crew), waits for the orchestrator's `RunFinished` and stops the
+tree; interrupted (Ctrl-C), it stops the run cleanly so that the next `start` resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from autonoma import config
+from autonoma.agents.auth import AuthError, check_auth
+from autonoma.agents.environment import child_env
+from autonoma.agents.executable import find_claude
+from autonoma.agents.port import CLAUDE_NOT_FOUND
+from autonoma.agents.roles import ROLE_NAMES, RoleError, load_role
+from autonoma.journal import reader
+from autonoma.journal.fold import fold_rows
+from autonoma.project import Project, ProjectError, RunLock, acquire_run_lock
+from autonoma.protocol import Envelope, RunFinished
+from autonoma.runtime.bus import Listener
+from autonoma.runtime.supervisor import ChildSpec
+from autonoma.sim import ScenarioError, SimServer, load_scenario
+from autonoma.system import System, start
+from autonoma.vcs import workspace
+from autonoma.vcs.workspace import VcsError
+from autonoma.workflow.crew import AgentRefs, crew_spec
+from autonoma.workflow.governor import GOVERNOR, Governor
+from autonoma.workflow.merge_queue import MERGE_QUEUE, MergeQueue
+from autonoma.workflow.orchestrator import ORCHESTRATOR, Orchestrator, RunContext
+
+MAX_REQUIREMENTS_BYTES = 100_000
+"""More than the CEO's prompt can carry in one argv string, with the template around it."""
+
+
+class RunError(ProjectError):
+    """The run cannot start; the message is one line naming the file and the problem."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the user asked for."""
+
+    requirements: Path
+    max_workers: int | None = None
+    scenario: Path | None = None
+    """Play this sim scenario instead of calling a real model (the demo, tests)."""
+    new: bool = False
+    """Start a new run even if the last one did not finish."""
+    path_prefix: tuple[str, ...] = ()
+    """Folders put first on the agents' and the checks' PATH (the demo's Python)."""
+    policy: Literal["critical_path", "fifo"] = "critical_path"
+    durations: Mapping[str, float] | None = None
+
+
+@dataclass
+class Prepared:
+    """A run ready to go: its settings, its ids, its environment, its lock."""
+
+    project: Project
+    options: RunOptions
+    settings: config.Settings
+    run_id: str
+    resumed: bool
+    main: str
+    requirements: str
+    claude_md: str
+    claude: Path
+    env: dict[str, str]
+    lock: RunLock
+    sim: SimServer | None = None
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Stop the sim and release the lock."""
+        for action in reversed(self.cleanup):
+            with contextlib.suppress(Exception):
+                action()
+        self.cleanup.clear()
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How the run ended."""
+
+    run_id: str
+    outcome: str
+    summary: str
+
+
+def read_requirements(path: Path) -> str:
+    """The requirements text; `RunError` if it is missing, empty, binary or too big."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RunError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise RunError(f"{path}: is a folder, not a requirements file") from None
+    except OSError as err:
+        raise RunError(f"{path}: cannot read: {err.strerror}") from None
+    if b"\0" in data:
+        raise RunError(f"{path}: not a text file (it holds NUL bytes)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RunError(f"{path}: not UTF-8 text") from None
+    if not text.strip():
+        raise RunError(f"{path}: is empty: write what to build in it")
+    if len(data) > MAX_REQUIREMENTS_BYTES:
+        raise RunError(
+            f"{path}: {len(data)} bytes, more than the {MAX_REQUIREMENTS_BYTES} a prompt can "
+            "carry: shorten it"
+        )
+    return text
+
+
+def _run_to_resume(project: Project, new: bool) -> str | None:
+    if new:
+        return None
+    run_id = reader.latest_run(project.state_db)
+    if run_id is None:
+        return None
+    state = fold_rows(reader.rows(project.state_db, run_id=run_id))
+    run = state.runs.get(run_id)
+    if run is None or run.outcome == "done":
+        return None
+    return run_id
+
+
+def _new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def prepare(project: Project, options: RunOptions) -> Prepared:
+    """Check everything and take the project's run lock; raise a one-line error if not."""
+    requirements = read_requirements(options.requirements)
+    settings = config.load_settings(project.root)
+    if options.max_workers is not None:
+        if options.max_workers < 1:
+            raise RunError(f"--max-workers must be at least 1, not {options.max_workers}")
+        settings = _replace(settings, max_workers=options.max_workers)
+    for name in ROLE_NAMES:
+        try:
+            load_role(name, project.root)
+        except RoleError as err:
+            raise RunError(str(err)) from None
+    try:
+        main = workspace.current_branch(project.root)
+        dirty = [
+            p
+            for p in workspace.dirty_files(project.root)
+            if not _same(project.root, p, options.requirements)
+        ]
+    except VcsError as err:
+        raise RunError(str(err)) from None
+    if dirty:
+        shown = ", ".join(dirty[:5]) + (", ..." if len(dirty) > 5 else "")
+        raise RunError(
+            f"{project.root}: the working tree has uncommitted changes ({shown}): commit or "
+            "stash them first, so that moving main as tasks merge never touches your work"
+        )
+    claude = find_claude(settings)
+    if claude is None:
+        raise RunError(CLAUDE_NOT_FOUND)
+    lock = acquire_run_lock(project)
+    prepared: Prepared | None = None
+    try:
+        run_id = _run_to_resume(project, options.new)
+        resumed = run_id is not None
+        run_id = run_id or _new_run_id()
+        claude_md = project.claude_md.read_text("utf-8") if project.claude_md.exists() else ""
+        sim: SimServer | None = None
+        parent = dict(os.environ)
+        if options.path_prefix:
+            parent["PATH"] = os.pathsep.join([*options.path_prefix, parent.get("PATH", "")])
+        if options.scenario is not None:
+            try:
+                scenario = load_scenario(options.scenario)
+            except ScenarioError as err:
+                raise RunError(str(err)) from None
+            sim = SimServer(scenario)
+            sim.start()
+            # One config folder per run, kept across restarts: --resume finds the sessions.
+            home = project.dir / "claude-home" / run_id
+            home.mkdir(parents=True, exist_ok=True)
+            env = child_env(parent, sim_url=sim.url, config_dir=home)
+        else:
+            env = child_env(parent, sim_url=None)
+        env.update(workspace.install_push_guard(project.dir / "hooks"))
+        prepared = Prepared(
+            project=project,
+            options=options,
+            settings=settings,
+            run_id=run_id,
+            resumed=resumed,
+            main=main,
+            requirements=requirements,
+            claude_md=claude_md,
+            claude=claude,
+            env=env,
+            lock=lock,
+            sim=sim,
+        )
+        prepared.cleanup.append(lock.release)
+        if sim is not None:
+            prepared.cleanup.append(sim.stop)
+        try:
+            check_auth(claude, env)
+        except AuthError as err:
+            raise RunError(str(err)) from None
+        return prepared
+    except BaseException:
+        if prepared is not None:
+            prepared.close()
+        else:
+            lock.release()
+        raise
+
+
+def _same(root: Path, relative: str, path: Path) -> bool:
+    with contextlib.suppress(OSError):
+        return (root / relative).resolve() == path.resolve()
+    return False
+
+
+def _replace(settings: config.Settings, **changes: object) -> config.Settings:
+    import dataclasses
+
+    return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+
+
+def execute(prepared: Prepared, listener: Listener | None = None) -> RunResult:
+    """Run the company until the run ends or is interrupted; stop everything after."""
+    settings = prepared.settings
+    project = prepared.project
+    try:
+        workspace.ensure_integration(project.root, prepared.main)
+    except VcsError as err:
+        raise RunError(str(err)) from None
+    system = start(project.state_db, settings, prepared.run_id)
+    finished = threading.Event()
+    outcome: list[RunFinished] = []
+
+    def watch(envelope: Envelope) -> None:
+        if isinstance(envelope.message, RunFinished) and envelope.sender == ORCHESTRATOR:
+            outcome.append(envelope.message)
+            finished.set()
+
+    system.bus.subscribe(watch)
+    if listener is not None:
+        system.bus.subscribe(listener)
+    refs = AgentRefs()
+    workers = settings.max_workers
+    ctx = RunContext(
+        bus=system.bus,
+        settings=settings,
+        run_id=prepared.run_id,
+        repo=project.root,
+        autonoma_dir=project.dir,
+        main=prepared.main,
+        requirements_path=prepared.options.requirements,
+        requirements=prepared.requirements,
+        claude_md=prepared.claude_md,
+        agents=refs,
+        governor=lambda: refs.get(GOVERNOR),
+        merge_queue=lambda: refs.get(MERGE_QUEUE),
+        workers=workers,
+        policy=prepared.options.policy,
+        durations=prepared.options.durations,
+    )
+    interrupted = False
+    try:
+        with _stopping(system):
+            spent = _spent(project, prepared.run_id)
+            system.start_child(
+                ChildSpec(
+                    GOVERNOR,
+                    start=lambda: refs.set(
+                        GOVERNOR, Governor.start(system.bus, settings, spent=spent)
+                    ),
+                )
+            )
+            system.start_child(
+                ChildSpec(
+                    MERGE_QUEUE,
+                    start=lambda: refs.set(
+                        MERGE_QUEUE,
+                        MergeQueue.start(
+                            system.bus,
+                            repo=project.root,
+                            worktrees=project.worktrees,
+                            main=prepared.main,
+                            env=prepared.env,
+                            timeout=settings.task_timeout,
+                        ),
+                    ),
+                )
+            )
+            system.start_child(
+                ChildSpec(
+                    ORCHESTRATOR,
+                    start=lambda: refs.set(ORCHESTRATOR, Orchestrator.start(ctx)),
+                    shutdown=30.0,
+                )
+            )
+            system.start_child(
+                crew_spec(
+                    system.bus,
+                    refs,
+                    settings=settings,
+                    workers=workers,
+                    env=prepared.env,
+                    claude=prepared.claude,
+                    project_dir=project.root,
+                )
+            )
+            try:
+                while not finished.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                interrupted = True
+                orchestrator = refs.get(ORCHESTRATOR)
+                if orchestrator is not None:
+                    with contextlib.suppress(Exception):
+                        orchestrator.proxy().stop_run().get(timeout=10)
+                finished.wait(5)
+    finally:
+        prepared.close()
+    if outcome:
+        end = outcome[-1]
+        return RunResult(prepared.run_id, end.outcome, end.summary)
+    reason = "interrupted" if interrupted else "ended without a result"
+    return RunResult(prepared.run_id, "stopped", f"the run {reason}; `autonoma start` resumes it")
+
+
+def _spent(project: Project, run_id: str) -> dict[str | None, float]:
+    """What the run spent so far, per task (None: not on a task): the budget starts there."""
+    state = fold_rows(reader.rows(project.state_db, run_id=run_id))
+    spent: dict[str | None, float] = {t.task_id: t.usage.usd for t in state.tasks.values()}
+    run = state.runs.get(run_id)
+    if run is not None:
+        spent[None] = run.usage.usd - sum(v for v in spent.values())
+    return spent
+
+
+@contextlib.contextmanager
+def _stopping(system: System) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        system.stop(timeout=60)
+
+
+__all__ = [
+    "Prepared",
+    "RunError",
+    "RunOptions",
+    "RunResult",
+    "execute",
+    "prepare",
+    "read_requirements",
+]

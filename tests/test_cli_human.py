@@ -1,0 +1,198 @@
+"""`autonoma retry` and `autonoma resolve`: a human's word, checked, then given to the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from autonoma import protocol as p
+from autonoma.journal import reader
+from autonoma.journal.writer import Journal
+from autonoma.runtime.bus import Bus
+from autonoma.workflow import inbox
+from tests.conftest import run_autonoma
+from tests.test_run_lock import hold_run_lock
+
+
+def publish_escalated_run(db: Path) -> None:
+    """A run with t1 merged, t2 running, t3 escalated after three attempts, t4 pending."""
+    client = Journal.open(db)
+    bus = Bus(run_id="run-1")
+    bus.attach(client)
+    say = bus.publish
+    say("orchestrator", p.RunStarted(requirements="requirements.md", project="/p", max_workers=2))
+    for task, deps in (("t1", []), ("t2", ["t1"]), ("t3", ["t1"]), ("t4", ["t3"])):
+        say("orchestrator", p.TaskDefined(task_id=task, title=f"Task {task}", deps=deps))
+    say("orchestrator", p.TaskStateChanged(task_id="t1", state="merged", attempt=1))
+    say("orchestrator", p.TaskStateChanged(task_id="t2", state="running", attempt=1))
+    for attempt in (1, 2, 3):
+        say("orchestrator", p.TaskStateChanged(task_id="t3", state="running", attempt=attempt))
+        say(
+            "orchestrator",
+            p.TaskStateChanged(
+                task_id="t3",
+                state="failed",
+                attempt=attempt,
+                reason=f"QA: test_store fails (try {attempt})",
+            ),
+        )
+    say(
+        "orchestrator",
+        p.TaskStateChanged(
+            task_id="t3", state="escalated", attempt=3, reason="3 attempts failed review"
+        ),
+    )
+    say(
+        "orchestrator",
+        p.Escalation(source="orchestrator", reason="t3: 3 attempts failed review", task_id="t3"),
+        durable=True,
+    )
+    client.stop()
+
+
+@pytest.fixture
+def project(git_repo: Path, clean_env: dict[str, str]) -> Path:
+    assert run_autonoma("init", cwd=git_repo, env=clean_env).returncode == 0
+    return git_repo
+
+
+@pytest.fixture
+def escalated(project: Path) -> Path:
+    publish_escalated_run(project / ".autonoma" / "state.db")
+    return project
+
+
+def last_row(project: Path) -> p.Envelope:
+    db = project / ".autonoma" / "state.db"
+    return next(reader.read(db, limit_last=1))
+
+
+def test_retry_without_an_active_run_goes_to_the_journal(
+    escalated: Path, clean_env: dict[str, str]
+) -> None:
+    before = reader.last_seq(escalated / ".autonoma" / "state.db")
+    result = run_autonoma("retry", "t3", "--note", "use sqlite", cwd=escalated, env=clean_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "t3 will be retried when the run resumes: autonoma start requirements.md\n"
+    )
+    row = last_row(escalated)
+    assert row.seq == before + 1
+    assert row.message == p.RetryRequested(task_id="t3", note="use sqlite")
+    assert (row.run_id, row.sender, row.recipient) == ("run-1", "human", "orchestrator")
+    assert not (escalated / ".autonoma" / "inbox").exists()
+
+    status = run_autonoma("status", cwd=escalated, env=clean_env).stdout
+    assert "note: use sqlite" in status
+    assert "retry requested" in status
+    state = json.loads(run_autonoma("status", "--json", cwd=escalated, env=clean_env).stdout)
+    assert state["tasks"]["t3"]["requested"] == "retry"
+    assert state["tasks"]["t3"]["notes"] == ["use sqlite"]
+
+
+def test_resolve_a_task_finished_by_hand(escalated: Path, clean_env: dict[str, str]) -> None:
+    for task in ("t3", "t4"):  # escalated, and pending (no agent has started it)
+        result = run_autonoma("resolve", task, cwd=escalated, env=clean_env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"{task} will be marked resolved when the run resumes")
+        assert last_row(escalated).message == p.ResolveRequested(task_id=task)
+    state = json.loads(run_autonoma("status", "--json", cwd=escalated, env=clean_env).stdout)
+    assert state["tasks"]["t4"]["requested"] == "resolve"
+    assert state["tasks"]["t4"]["notes"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (
+            ("retry", "t9"),
+            "autonoma: no task 't9' in run run-1 (its tasks: t1, t2, t3, t4)\n",
+        ),
+        (("retry", "t1"), "autonoma: t1 is already merged: nothing to retry\n"),
+        (("resolve", "t1"), "autonoma: t1 is already merged: nothing to resolve\n"),
+        (
+            ("retry", "t4"),
+            "autonoma: t4 is pending: it has not been tried yet, so there is nothing to retry\n",
+        ),
+        (
+            ("retry", "t2"),
+            "autonoma: t2 is running (work on it goes on): "
+            "retry applies to a task escalated or failed\n",
+        ),
+        (
+            ("resolve", "t2"),
+            "autonoma: t2 is running (work on it goes on): "
+            "resolve applies to a task escalated, failed, pending or ready\n",
+        ),
+    ],
+)
+def test_refusals_are_one_line(
+    escalated: Path, clean_env: dict[str, str], args: tuple[str, ...], error: str
+) -> None:
+    before = reader.last_seq(escalated / ".autonoma" / "state.db")
+    result = run_autonoma(*args, cwd=escalated, env=clean_env)
+    assert result.returncode == 1
+    assert result.stderr == error
+    assert result.stdout == ""
+    assert reader.last_seq(escalated / ".autonoma" / "state.db") == before
+
+
+def test_a_resolved_task_is_refused(escalated: Path, clean_env: dict[str, str]) -> None:
+    client = Journal.open(escalated / ".autonoma" / "state.db")
+    bus = Bus(run_id="run-1")
+    bus.attach(client)
+    bus.publish("orchestrator", p.TaskStateChanged(task_id="t3", state="resolved"), durable=True)
+    client.stop()
+    result = run_autonoma("retry", "t3", cwd=escalated, env=clean_env)
+    assert result.returncode == 1
+    assert result.stderr == "autonoma: t3 was already resolved by hand: nothing to retry\n"
+
+
+def test_no_run_at_all(project: Path, clean_env: dict[str, str]) -> None:
+    result = run_autonoma("retry", "t3", cwd=project, env=clean_env)
+    assert result.returncode == 1
+    assert result.stderr == "autonoma: no run in this project yet: there is no task to retry\n"
+
+
+def test_outside_a_project(tmp_path: Path, git_repo: Path, clean_env: dict[str, str]) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    result = run_autonoma("retry", "t3", cwd=outside, env=clean_env)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "not a git repository" in result.stderr
+    result = run_autonoma("resolve", "t3", cwd=git_repo, env=clean_env)  # git, no init
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "autonoma init" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_with_an_active_run_the_request_goes_to_its_inbox(
+    escalated: Path, clean_env: dict[str, str]
+) -> None:
+    db = escalated / ".autonoma" / "state.db"
+    before = reader.last_seq(db)
+    with hold_run_lock(escalated) as holder:
+        result = run_autonoma("retry", "t3", "--note", "use sqlite", cwd=escalated, env=clean_env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"t3: retry sent to the active run (pid {holder.pid})\n"
+    assert reader.last_seq(db) == before  # the journal is the run's to write
+    pending = inbox.take(escalated / ".autonoma" / "inbox")
+    assert [message for _, message in pending] == [
+        p.RetryRequested(task_id="t3", note="use sqlite")
+    ]
+
+
+def test_a_journal_held_by_another_writer_is_one_line(
+    escalated: Path, clean_env: dict[str, str]
+) -> None:
+    # A writer without the run lock (an older version, a tool): the journal lock says no.
+    client = Journal.open(escalated / ".autonoma" / "state.db")
+    try:
+        result = run_autonoma("retry", "t3", cwd=escalated, env=clean_env)
+    finally:
+        client.stop()
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "is writing this journal" in result.stderr

@@ -1,0 +1,605 @@
+"""Branches, worktrees, merges and the push guard, on real repositories, as a user sees them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from autonoma.vcs import repo, workspace
+from autonoma.vcs.workspace import INTEGRATION_BRANCH, MergeResult, VcsError
+
+# The git CLI stands for an agent (or the user) working in a worktree.
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Agent",
+    "GIT_AUTHOR_EMAIL": "agent@example.com",
+    "GIT_COMMITTER_NAME": "Agent",
+    "GIT_COMMITTER_EMAIL": "agent@example.com",
+}
+
+
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
+    """Run the git CLI in ``cwd`` and return its stdout."""
+    result = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env={**os.environ, **GIT_IDENTITY, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
+
+
+def write(root: Path, name: str, text: str) -> None:
+    """Write a file under ``root``, creating its folders."""
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def parents(repo_path: Path, commit: str) -> list[str]:
+    """The parent ids of a commit."""
+    return git(repo_path, "rev-list", "--parents", "-n1", commit).split()[1:]
+
+
+def refs(repo_path: Path) -> dict[str, str]:
+    """Every ref of the repository and what it points to."""
+    lines = git(repo_path, "for-each-ref", "--format=%(refname) %(objectname)").splitlines()
+    return dict(line.split() for line in lines)
+
+
+@pytest.fixture
+def project(git_repo: Path) -> Path:
+    """A repository on main with one commit (a.txt of five lines, a .gitignore), as after init."""
+    repo.ensure_excluded(git_repo, "/.autonoma/")
+    write(git_repo, "a.txt", "1\n2\n3\n4\n5\n")
+    write(git_repo, ".gitignore", "*.log\n")
+    assert workspace.commit_all(git_repo, "start") is not None
+    return git_repo
+
+
+@pytest.fixture
+def worktrees(project: Path) -> Path:
+    """Where the run's worktrees live (as in a real project: .autonoma/worktrees)."""
+    return project / ".autonoma" / "worktrees"
+
+
+def test_task_branch_name() -> None:
+    assert workspace.task_branch("T1") == "autonoma/task/T1"
+
+
+def test_current_branch_on_an_empty_repository_makes_an_initial_commit(git_repo: Path) -> None:
+    assert workspace.current_branch(git_repo) == "main"
+
+    assert git(git_repo, "log", "--format=%s").splitlines() == ["Initial commit (autonoma)"]
+    assert git(git_repo, "ls-tree", "-r", "HEAD") == ""
+    assert git(git_repo, "status", "--porcelain") == ""
+    assert workspace.current_branch(git_repo) == "main"
+    assert len(git(git_repo, "log", "--format=%H").splitlines()) == 1
+
+
+def test_initial_commit_without_any_identity_is_by_autonoma(
+    git_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_identity(self: pygit2.Repository) -> pygit2.Signature:
+        raise KeyError("user.name")
+
+    monkeypatch.setattr(pygit2.Repository, "default_signature", property(no_identity))
+    workspace.current_branch(git_repo)
+
+    assert git(git_repo, "log", "--format=%an <%ae>") == "Autonoma <autonoma@localhost>\n"
+
+
+def test_current_branch_names_the_branch_and_refuses_a_detached_head(project: Path) -> None:
+    git(project, "switch", "-q", "-c", "feature/x")
+    assert workspace.current_branch(project) == "feature/x"
+
+    git(project, "switch", "-q", "--detach")
+    with pytest.raises(VcsError, match="detached"):
+        workspace.current_branch(project)
+
+
+def test_dirty_files_lists_every_kind_of_change_but_ignored_and_autonoma(project: Path) -> None:
+    assert workspace.dirty_files(project) == []
+    # Even where .autonoma/ is not excluded, it is not the user's work.
+    (project / ".git" / "info" / "exclude").write_text("")
+    write(project, ".autonoma/state.db", "journal")
+    write(project, "debug.log", "ignored")
+    assert workspace.dirty_files(project) == []
+
+    write(project, "a.txt", "changed\n")
+    write(project, "staged.txt", "new\n")
+    git(project, "add", "staged.txt")
+    write(project, "new/untracked.txt", "new\n")
+    (project / ".gitignore").unlink()
+    write(project, "debug.log", "no longer ignored")
+
+    assert workspace.dirty_files(project) == [
+        ".gitignore",
+        "a.txt",
+        "debug.log",
+        "new/",
+        "staged.txt",
+    ]
+
+
+def test_ensure_integration_creates_then_fast_forwards_to_main(project: Path) -> None:
+    main_head = workspace.head_of(project, "main")
+    assert workspace.ensure_integration(project, "main") == main_head
+    assert workspace.head_of(project, INTEGRATION_BRANCH) == main_head
+
+    # The user commits on main between runs: the integration branch follows.
+    write(project, "b.txt", "user\n")
+    git(project, "add", "b.txt")
+    git(project, "commit", "-qm", "user work")
+    user_head = workspace.head_of(project, "main")
+    assert workspace.ensure_integration(project, "main") == user_head
+
+    # Merged work not yet on main is kept.
+    ahead = _commit_on(project, INTEGRATION_BRANCH, "c.txt")
+    assert workspace.ensure_integration(project, "main") == ahead
+    assert workspace.head_of(project, "refs/heads/main") == user_head
+
+
+def _commit_on(repo_path: Path, branch: str, name: str) -> str:
+    # A commit on a branch that is checked out nowhere, without touching any working tree.
+    repo = pygit2.Repository(str(repo_path))
+    parent = repo.lookup_reference(f"refs/heads/{branch}").peel(pygit2.Commit)
+    builder = repo.TreeBuilder(parent.tree)
+    builder.insert(name, repo.create_blob(f"{name}\n"), pygit2.enums.FileMode.BLOB)
+    signature = pygit2.Signature("Test", "test@example.com")
+    commit = repo.create_commit(
+        f"refs/heads/{branch}", signature, signature, f"add {name}", builder.write(), [parent.id]
+    )
+    return str(commit)
+
+
+def test_head_of_names_a_missing_branch(project: Path) -> None:
+    with pytest.raises(VcsError, match="no branch nope"):
+        workspace.head_of(project, "nope")
+
+
+def test_create_worktree_branches_from_base_and_is_idempotent(
+    project: Path, worktrees: Path
+) -> None:
+    base = workspace.ensure_integration(project, "main")
+    branch, path = workspace.create_worktree(project, worktrees, "T1", base)
+
+    assert branch == "autonoma/task/T1"
+    assert path == worktrees / "T1"
+    assert git(path, "branch", "--show-current") == "autonoma/task/T1\n"
+    assert git(path, "rev-parse", "HEAD").strip() == base
+    assert (path / "a.txt").read_text() == "1\n2\n3\n4\n5\n"
+    assert git(project, "status", "--porcelain") == ""
+
+    # A resumed run finds the agent's work where it left it.
+    write(path, "wip.txt", "half done\n")
+    assert workspace.create_worktree(project, worktrees, "T1", base) == (branch, path)
+    assert (path / "wip.txt").read_text() == "half done\n"
+
+    # The folder was deleted: the branch (and its commits) come back in a new worktree.
+    commit = workspace.commit_all(path, "wip")
+    assert commit is not None
+    shutil.rmtree(path)
+    assert workspace.create_worktree(project, worktrees, "T1", base) == (branch, path)
+    assert git(path, "rev-parse", "HEAD").strip() == commit[0]
+    assert (path / "wip.txt").read_text() == "half done\n"
+    assert git(path, "status", "--porcelain") == ""
+
+
+def test_create_worktree_refuses_an_unsafe_task_id_or_a_foreign_folder(
+    project: Path, worktrees: Path
+) -> None:
+    base = workspace.head_of(project, "main")
+    for bad in ("../x", "a/b", "_merge", "x.lock", "a..b", ""):
+        with pytest.raises(VcsError, match="task id"):
+            workspace.create_worktree(project, worktrees, bad, base)
+
+    write(worktrees, "T2/keep.txt", "someone's file\n")
+    with pytest.raises(VcsError, match="exists"):
+        workspace.create_worktree(project, worktrees, "T2", base)
+    assert (worktrees / "T2" / "keep.txt").read_text() == "someone's file\n"
+
+
+def test_commit_all_stages_everything_and_respects_gitignore(
+    project: Path, worktrees: Path
+) -> None:
+    base = workspace.head_of(project, "main")
+    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    assert workspace.commit_all(path, "nothing") is None
+
+    write(path, "a.txt", "changed\n")
+    write(path, "src/new.py", "print('hi')\n")
+    (path / ".gitignore").rename(path / "moved.gitignore")
+    write(path, ".gitignore", "*.log\n")
+    write(path, "run.log", "ignored\n")
+    (path / "moved.gitignore").unlink()
+    write(path, "gone.txt", "")
+    result = workspace.commit_all(path, "work")
+
+    assert result is not None
+    commit, changed = result
+    assert changed == ["a.txt", "gone.txt", "src/new.py"]
+    assert git(path, "status", "--porcelain") == ""
+    assert git(path, "log", "-1", "--format=%H %s") == f"{commit} work\n"
+    assert workspace.head_of(project, "autonoma/task/T1") == commit
+    assert "run.log" not in git(path, "ls-files")
+
+    (path / "gone.txt").unlink()
+    result = workspace.commit_all(path, "delete")
+    assert result is not None
+    assert result[1] == ["gone.txt"]
+    assert git(path, "status", "--porcelain") == ""
+
+
+def test_commit_all_uses_the_repository_identity(project: Path, worktrees: Path) -> None:
+    git(project, "config", "user.name", "Repo Owner")
+    git(project, "config", "user.email", "owner@example.com")
+    _, path = workspace.create_worktree(project, worktrees, "T1", "main")
+    write(path, "b.txt", "b\n")
+    assert workspace.commit_all(path, "b") is not None
+    assert git(path, "log", "-1", "--format=%an <%ae> / %cn <%ce>") == (
+        "Repo Owner <owner@example.com> / Repo Owner <owner@example.com>\n"
+    )
+
+
+def _two_conflicting_tasks(project: Path, worktrees: Path) -> tuple[str, Path, Path]:
+    base = workspace.ensure_integration(project, "main")
+    _, first = workspace.create_worktree(project, worktrees, "T1", base)
+    _, second = workspace.create_worktree(project, worktrees, "T2", base)
+    # One agent commits with the git CLI, the other leaves its work for commit_all.
+    write(first, "a.txt", "1\n2\nfirst\n4\n5\n")
+    write(first, "first.txt", "T1\n")
+    git(first, "add", "-A")
+    git(first, "commit", "-qm", "T1 work")
+    write(second, "a.txt", "1\n2\nsecond\n4\n5\n")
+    write(second, "second.txt", "T2\n")
+    assert workspace.commit_all(second, "T2 work") is not None
+    return base, first, second
+
+
+def test_merge_queue_flow_conflict_resolution_and_main_advanced(
+    project: Path, worktrees: Path
+) -> None:
+    base, _, second = _two_conflicting_tasks(project, worktrees)
+    before = refs(project)
+
+    merged = workspace.prepare_merge(project, base, "autonoma/task/T1", "Merge T1")
+    assert merged.conflicts == []
+    assert merged.commit is not None
+    assert parents(project, merged.commit) == [base, workspace.head_of(project, "autonoma/task/T1")]
+    assert refs(project) == before
+    workspace.move_branch(project, INTEGRATION_BRANCH, base, merged.commit)
+    integration = merged.commit
+
+    before = refs(project)
+    clash = workspace.prepare_merge(project, integration, "autonoma/task/T2", "Merge T2")
+    assert clash == MergeResult(commit=None, conflicts=["a.txt"])
+    assert refs(project) == before
+
+    # The developer gets the conflict in its own worktree, the way `git merge` leaves it.
+    assert workspace.start_conflict_merge(second, integration) == ["a.txt"]
+    text = (second / "a.txt").read_text()
+    assert "<<<<<<< " in text and "=======" in text and ">>>>>>> " in text
+    assert (second / "first.txt").read_text() == "T1\n"
+    assert "UU a.txt" in git(second, "status", "--porcelain")
+    with pytest.raises(VcsError, match=r"a\.txt"):
+        workspace.commit_all(second, "not resolved")
+    assert "UU a.txt" in git(second, "status", "--porcelain")
+
+    write(second, "a.txt", "1\n2\nfirst and second\n4\n5\n")
+    git(second, "commit", "-qam", "resolve")
+    t2_head = workspace.head_of(project, "autonoma/task/T2")
+    assert len(parents(project, t2_head)) == 2
+    assert git(second, "status", "--porcelain") == ""
+
+    clean = workspace.prepare_merge(project, integration, "autonoma/task/T2", "Merge T2")
+    assert clean.conflicts == []
+    assert clean.commit is not None
+    assert parents(project, clean.commit) == [integration, t2_head]
+    workspace.move_branch(project, INTEGRATION_BRANCH, integration, clean.commit)
+
+    assert workspace.advance_main(project, "main", clean.commit) == (True, "")
+    assert git(project, "status", "--porcelain") == ""
+    assert git(project, "rev-parse", "main").strip() == clean.commit
+    assert (project / "a.txt").read_text() == "1\n2\nfirst and second\n4\n5\n"
+    assert (project / "first.txt").read_text() == "T1\n"
+    assert (project / "second.txt").read_text() == "T2\n"
+    assert workspace.changed_files(project, base, clean.commit) == [
+        "a.txt",
+        "first.txt",
+        "second.txt",
+    ]
+
+
+def test_prepare_merge_makes_a_merge_commit_even_for_a_fast_forward(
+    project: Path, worktrees: Path
+) -> None:
+    base = workspace.ensure_integration(project, "main")
+    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    write(path, "b.txt", "b\n")
+    result = workspace.commit_all(path, "b")
+    assert result is not None
+
+    merged = workspace.prepare_merge(project, base, "autonoma/task/T1", "Merge T1")
+    assert merged.commit is not None
+    assert parents(project, merged.commit) == [base, result[0]]
+    assert git(project, "log", "-1", "--format=%s", merged.commit) == "Merge T1\n"
+    assert workspace.head_of(project, INTEGRATION_BRANCH) == base
+
+    # A branch with nothing new merges to the commit it was given.
+    assert workspace.prepare_merge(project, merged.commit, "autonoma/task/T1", "again") == (
+        MergeResult(commit=merged.commit, conflicts=[])
+    )
+
+
+def test_merge_result_has_either_a_commit_or_conflicts() -> None:
+    with pytest.raises(ValueError):
+        MergeResult(commit=None, conflicts=[])
+    with pytest.raises(ValueError):
+        MergeResult(commit="abc", conflicts=["a.txt"])
+
+
+def test_commit_all_concludes_a_merge_with_both_parents(project: Path, worktrees: Path) -> None:
+    base, _, second = _two_conflicting_tasks(project, worktrees)
+    integration = workspace.prepare_merge(project, base, "autonoma/task/T1", "Merge T1").commit
+    assert integration is not None
+    t2_head = workspace.head_of(project, "autonoma/task/T2")
+
+    assert workspace.start_conflict_merge(second, integration) == ["a.txt"]
+    # Resumed: the same merge is still waiting, nothing is redone.
+    assert workspace.start_conflict_merge(second, integration) == ["a.txt"]
+    write(second, "a.txt", "1\n2\nresolved\n4\n5\n")
+    result = workspace.commit_all(second, "resolve")
+
+    assert result is not None
+    assert parents(project, result[0]) == [t2_head, integration]
+    assert "merge" not in git(second, "status")
+    assert git(second, "status", "--porcelain") == ""
+    assert not (Path(pygit2.Repository(str(second)).path) / "MERGE_HEAD").exists()
+
+
+def test_start_conflict_merge_commits_a_clean_merge_at_once(project: Path, worktrees: Path) -> None:
+    base = workspace.ensure_integration(project, "main")
+    _, first = workspace.create_worktree(project, worktrees, "T1", base)
+    _, second = workspace.create_worktree(project, worktrees, "T2", base)
+    write(first, "first.txt", "T1\n")
+    workspace.commit_all(first, "T1")
+    write(second, "second.txt", "T2\n")
+    t2 = workspace.commit_all(second, "T2")
+    assert t2 is not None
+    # QA ran the tests here: their leftovers neither block the merge nor go into it.
+    write(second, ".coverage", "data")
+    integration = workspace.prepare_merge(project, base, "autonoma/task/T1", "Merge T1").commit
+    assert integration is not None
+
+    assert workspace.start_conflict_merge(second, integration) == []
+    head = workspace.head_of(project, "autonoma/task/T2")
+    assert parents(project, head) == [t2[0], integration]
+    assert git(second, "status", "--porcelain") == "?? .coverage\n"
+    assert ".coverage" not in git(second, "ls-files")
+    assert (second / "first.txt").read_text() == "T1\n"
+    assert git(second, "log", "-1", "--format=%s") == (
+        f"Merge {INTEGRATION_BRANCH} ({integration[:10]}) into autonoma/task/T2\n"
+    )
+    # Already merged: nothing to do.
+    assert workspace.start_conflict_merge(second, integration) == []
+    assert workspace.head_of(project, "autonoma/task/T2") == head
+
+
+def test_start_conflict_merge_refuses_uncommitted_work(project: Path, worktrees: Path) -> None:
+    base, _, second = _two_conflicting_tasks(project, worktrees)
+    integration = workspace.prepare_merge(project, base, "autonoma/task/T1", "Merge T1").commit
+    assert integration is not None
+    write(second, "second.txt", "unsaved\n")
+    with pytest.raises(VcsError, match=r"uncommitted changes \(second\.txt\)"):
+        workspace.start_conflict_merge(second, integration)
+    assert (second / "second.txt").read_text() == "unsaved\n"
+
+
+def test_conflict_marker_files_finds_whole_blocks_only(project: Path, worktrees: Path) -> None:
+    base = workspace.head_of(project, "main")
+    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    write(path, "doc.md", "A line starting\n<<<<<<< is fine alone\n")
+    result = workspace.commit_all(path, "doc")
+    assert result is not None
+    assert workspace.conflict_marker_files(project, base, result[0]) == []
+
+    # An agent that commits markers with the git CLI is caught before its branch is merged.
+    write(path, "b.txt", "<<<<<<< HEAD\nmine\n=======\ntheirs\n>>>>>>> other\n")
+    git(path, "add", "b.txt")
+    git(path, "commit", "-qm", "markers")
+    head = workspace.head_of(project, "autonoma/task/T1")
+    assert workspace.conflict_marker_files(project, base, head) == ["b.txt"]
+
+
+def _merged_work(project: Path, worktrees: Path) -> str:
+    base = workspace.ensure_integration(project, "main")
+    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    write(path, "feature.py", "x = 1\n")
+    write(path, "a.txt", "1\n2\n3\n4\n5\n6\n")
+    workspace.commit_all(path, "feature")
+    merged = workspace.prepare_merge(project, base, "autonoma/task/T1", "Merge T1").commit
+    assert merged is not None
+    workspace.move_branch(project, INTEGRATION_BRANCH, base, merged)
+    return merged
+
+
+def test_advance_main_keeps_a_dirty_user_tree_untouched(project: Path, worktrees: Path) -> None:
+    old = workspace.head_of(project, "main")
+    merged = _merged_work(project, worktrees)
+    write(project, "a.txt", "the user's unsaved edit\n")
+
+    moved, reason = workspace.advance_main(project, "main", merged)
+
+    assert not moved
+    assert "uncommitted changes: a.txt" in reason
+    assert INTEGRATION_BRANCH in reason
+    assert workspace.head_of(project, "main") == old
+    assert (project / "a.txt").read_text() == "the user's unsaved edit\n"
+    assert not (project / "feature.py").exists()
+
+
+def test_advance_main_moves_only_the_ref_when_main_is_not_checked_out(
+    project: Path, worktrees: Path
+) -> None:
+    merged = _merged_work(project, worktrees)
+    git(project, "switch", "-q", "-c", "experiment")
+    write(project, "a.txt", "work on another branch\n")
+
+    assert workspace.advance_main(project, "main", merged) == (True, "")
+
+    assert workspace.head_of(project, "main") == merged
+    assert git(project, "branch", "--show-current") == "experiment\n"
+    assert git(project, "status", "--porcelain") == " M a.txt\n"
+    assert (project / "a.txt").read_text() == "work on another branch\n"
+    assert not (project / "feature.py").exists()
+
+
+def test_advance_main_updates_a_user_worktree_that_has_main(
+    project: Path, worktrees: Path, tmp_path: Path
+) -> None:
+    merged = _merged_work(project, worktrees)
+    git(project, "switch", "-q", "-c", "experiment")
+    elsewhere = tmp_path / "users-main"
+    git(project, "worktree", "add", "-q", str(elsewhere), "main")
+
+    assert workspace.advance_main(project, "main", merged) == (True, "")
+
+    assert git(elsewhere, "status", "--porcelain") == ""
+    assert (elsewhere / "feature.py").read_text() == "x = 1\n"
+
+
+def test_advance_main_refuses_when_the_user_committed_on_main(
+    project: Path, worktrees: Path
+) -> None:
+    merged = _merged_work(project, worktrees)
+    write(project, "mine.txt", "user\n")
+    git(project, "add", "mine.txt")
+    git(project, "commit", "-qm", "user work")
+    user_head = workspace.head_of(project, "main")
+
+    moved, reason = workspace.advance_main(project, "main", merged)
+
+    assert not moved
+    assert "meanwhile" in reason
+    assert workspace.head_of(project, "main") == user_head
+    assert git(project, "status", "--porcelain") == ""
+    assert workspace.advance_main(project, "main", user_head) == (True, "")
+
+
+def test_move_branch_refuses_a_branch_that_moved(project: Path) -> None:
+    base = workspace.ensure_integration(project, "main")
+    other = _commit_on(project, "main", "b.txt")
+    with pytest.raises(VcsError, match="moved under us"):
+        workspace.move_branch(project, INTEGRATION_BRANCH, other, base)
+    assert workspace.head_of(project, INTEGRATION_BRANCH) == base
+    workspace.move_branch(project, INTEGRATION_BRANCH, base, other)
+    assert workspace.head_of(project, INTEGRATION_BRANCH) == other
+
+
+def test_check_worktree_is_exactly_the_commit(project: Path, worktrees: Path) -> None:
+    first = workspace.head_of(project, "main")
+    second = _commit_on(project, "main", "b.txt")
+    git(project, "reset", "-q", "--hard")
+
+    path = workspace.ensure_check_worktree(project, worktrees, first)
+    assert path == worktrees / "_merge"
+    assert git(path, "rev-parse", "HEAD").strip() == first
+    assert git(path, "branch", "--show-current") == ""
+    assert "autonoma/check-worktree" not in git(project, "branch", "--list")
+
+    write(path, "a.txt", "scribbled\n")
+    write(path, "stray/new.txt", "left over\n")
+    write(path, "cache.log", "ignored stays\n")
+    assert workspace.ensure_check_worktree(project, worktrees, second) == path
+    assert git(path, "rev-parse", "HEAD").strip() == second
+    assert git(path, "status", "--porcelain") == ""
+    assert (path / "a.txt").read_text() == "1\n2\n3\n4\n5\n"
+    assert (path / "b.txt").exists()
+    assert not (path / "stray" / "new.txt").exists()
+    assert (path / "cache.log").exists()
+
+    workspace.checkout_detached(path, first)
+    assert not (path / "b.txt").exists()
+    assert git(path, "status", "--porcelain") == ""
+
+    shutil.rmtree(path)
+    assert workspace.ensure_check_worktree(project, worktrees, second) == path
+    assert git(path, "rev-parse", "HEAD").strip() == second
+
+
+def test_push_guard_refuses_agent_pushes(project: Path, worktrees: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "remote.git"
+    pygit2.init_repository(str(remote), bare=True)
+    git(project, "remote", "add", "origin", str(remote))
+    _, path = workspace.create_worktree(project, worktrees, "T1", "main")
+    guard = workspace.install_push_guard(tmp_path / "hooks")
+    assert guard["GIT_CONFIG_KEY_0"] == "core.hooksPath"
+    assert os.access(tmp_path / "hooks" / "pre-push", os.X_OK)
+
+    for args in (
+        ["push", "origin", "autonoma/task/T1"],
+        ["push", "--no-verify", "origin", "autonoma/task/T1"],
+        ["push", str(remote), "HEAD:refs/heads/x"],
+    ):
+        pushed = subprocess.run(
+            ["git", *args],
+            cwd=path,
+            env={**os.environ, **GIT_IDENTITY, **guard},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert pushed.returncode != 0, args
+        assert "autonoma: agents never push (refused)" in pushed.stderr
+    assert git(remote, "for-each-ref") == ""
+    # The user's own configuration is untouched.
+    assert "hookspath" not in git(project, "config", "--list").lower()
+
+    # The same push without the guard's environment works: the guard is what refuses.
+    git(path, "push", "-q", "origin", "autonoma/task/T1")
+    assert "refs/heads/autonoma/task/T1" in git(remote, "for-each-ref")
+
+
+def test_push_guard_hook_alone_refuses(project: Path, worktrees: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "remote.git"
+    pygit2.init_repository(str(remote), bare=True)
+    _, path = workspace.create_worktree(project, worktrees, "T1", "main")
+    guard = workspace.install_push_guard(tmp_path / "hooks")
+    # A remote with an explicit pushurl escapes the URL rewrite; the hook still refuses.
+    git(project, "remote", "add", "origin", str(remote))
+    git(project, "remote", "set-url", "--push", "origin", str(remote))
+    hook_only = {key: guard[key] for key in ("GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0")}
+    pushed = subprocess.run(
+        ["git", "push", "origin", "autonoma/task/T1"],
+        cwd=path,
+        env={**os.environ, **GIT_IDENTITY, **hook_only, "GIT_CONFIG_COUNT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert pushed.returncode != 0
+    assert "autonoma: agents never push (refused)" in pushed.stderr
+    assert git(remote, "for-each-ref") == ""
+
+
+def test_branch_changes_ignores_what_the_integration_gained(project: Path, worktrees: Path) -> None:
+    base = workspace.ensure_integration(project, "main")
+    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    newer = _commit_on(project, INTEGRATION_BRANCH, "other.txt")
+    assert workspace.branch_changes(project, newer, "autonoma/task/T1") == []
+    assert workspace.changed_files(
+        project, newer, workspace.head_of(project, "autonoma/task/T1")
+    ) == ["other.txt"]
+
+    write(path, "mine.txt", "T1\n")
+    workspace.commit_all(path, "T1")
+    assert workspace.branch_changes(project, newer, "autonoma/task/T1") == ["mine.txt"]

@@ -1,0 +1,292 @@
+"""The task DAG: what parse_tasks accepts, every problem it reports, and the graph measures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from autonoma.workflow.dag import (
+    DagError,
+    TaskSpec,
+    critical_path,
+    dependents,
+    descendants,
+    lower_bound,
+    parse_tasks,
+    topological_order,
+)
+
+
+def task(tid: str, *deps: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": tid,
+        "title": f"Do {tid}",
+        "spec": f"Build {tid}.",
+        "deps": list(deps),
+        "files": [f"src/{tid}.py"],
+        "acceptance": ["`pytest` passes"],
+        **fields,
+    }
+
+
+def spec(tid: str, *deps: str) -> TaskSpec:
+    return TaskSpec(id=tid, title=tid, spec=tid, deps=list(deps), files=[tid], acceptance=["ok"])
+
+
+def errors_of(obj: object) -> list[str]:
+    with pytest.raises(DagError) as info:
+        parse_tasks(obj)
+    return info.value.errors
+
+
+# --- parse_tasks: valid answers -------------------------------------------------------
+
+
+def test_valid_tasks_are_returned_in_definition_order() -> None:
+    tasks = parse_tasks({"tasks": [task("t2"), task("t1"), task("t3", "t1", "t2")]})
+    assert [t.id for t in tasks] == ["t2", "t1", "t3"]
+    assert tasks[2] == TaskSpec(
+        id="t3",
+        title="Do t3",
+        spec="Build t3.",
+        deps=["t1", "t2"],
+        files=["src/t3.py"],
+        acceptance=["`pytest` passes"],
+    )
+
+
+def test_duplicate_deps_are_dropped_keeping_the_first() -> None:
+    tasks = parse_tasks({"tasks": [task("t1"), task("t2"), task("t3", "t2", "t1", "t2")]})
+    assert tasks[2].deps == ["t2", "t1"]
+
+
+def test_fields_the_schema_does_not_name_are_ignored() -> None:
+    assert parse_tasks({"tasks": [task("t1", notes="x")]}) == parse_tasks({"tasks": [task("t1")]})
+
+
+# --- parse_tasks: the shape of the answer ---------------------------------------------
+
+
+def test_no_structured_output_is_an_error() -> None:
+    assert errors_of(None) == ['no structured output: expected an object with a "tasks" array']
+
+
+def test_an_answer_that_is_not_an_object_is_an_error() -> None:
+    assert errors_of([task("t1")]) == ['expected an object with a "tasks" array, got array']
+
+
+def test_an_answer_without_tasks_is_an_error() -> None:
+    assert errors_of({"task": []}) == [
+        'missing field "tasks": expected an object with a "tasks" array'
+    ]
+
+
+def test_tasks_that_are_not_a_list_is_an_error() -> None:
+    assert errors_of({"tasks": {"t1": task("t1")}}) == ["tasks: expected array, got object"]
+
+
+def test_an_empty_task_list_is_an_error() -> None:
+    assert errors_of({"tasks": []}) == ["tasks is empty: there must be at least one task"]
+
+
+# --- parse_tasks: one task ------------------------------------------------------------
+
+
+def test_a_task_that_is_not_an_object_is_named_by_position() -> None:
+    assert errors_of({"tasks": [task("t1"), "t2"]}) == ["tasks[1]: expected object, got string"]
+
+
+def test_a_missing_field_is_named() -> None:
+    item = task("t1")
+    del item["files"]
+    assert errors_of({"tasks": [item]}) == ['t1: missing field "files"']
+
+
+def test_a_wrong_type_names_the_task_the_field_and_both_types() -> None:
+    assert errors_of({"tasks": [task("t1", deps="t0")]}) == ["t1: deps: expected array, got string"]
+
+
+def test_a_wrong_item_type_names_its_position() -> None:
+    assert errors_of({"tasks": [task("t1", files=["a.py", None])]}) == [
+        "t1: files[1]: expected string, got null"
+    ]
+
+
+def test_a_task_without_a_usable_id_is_named_by_position() -> None:
+    assert errors_of({"tasks": [task("t1"), task(" ")]}) == ["tasks[1]: id is empty"]
+
+
+def test_a_task_whose_id_is_not_a_string_is_named_by_position() -> None:
+    assert errors_of({"tasks": [task(1)]}) == ["tasks[0]: id: expected string, got number"]  # type: ignore[arg-type]
+
+
+def test_empty_title_and_spec_are_errors() -> None:
+    assert errors_of({"tasks": [task("t1", title="", spec="\n")]}) == [
+        "t1: title is empty",
+        "t1: spec is empty",
+    ]
+
+
+def test_an_empty_acceptance_list_is_an_error() -> None:
+    assert errors_of({"tasks": [task("t1", acceptance=[])]}) == [
+        "t1: acceptance is empty: give at least one checkable criterion"
+    ]
+
+
+def test_an_empty_file_list_is_an_error() -> None:
+    # The schema asks for at least one file, and the scheduler keeps tasks apart by them.
+    assert errors_of({"tasks": [task("t1", files=[])]}) == [
+        "t1: files is empty: list every file the task creates or changes"
+    ]
+
+
+# --- parse_tasks: the graph -----------------------------------------------------------
+
+
+def test_duplicate_ids_are_an_error() -> None:
+    assert errors_of({"tasks": [task("t1"), task("t2"), task("t1")]}) == [
+        "t1: duplicate id (tasks[0] and tasks[2] are both t1)"
+    ]
+
+
+def test_an_unknown_dep_is_an_error() -> None:
+    assert errors_of({"tasks": [task("t1"), task("t4", "t1", "t9")]}) == [
+        "t4 depends on t9, which is not a task"
+    ]
+
+
+def test_a_task_depending_on_itself_is_an_error() -> None:
+    assert errors_of({"tasks": [task("t1"), task("t3", "t1", "t3")]}) == ["t3 depends on itself"]
+
+
+def test_a_cycle_is_named_from_its_earliest_task() -> None:
+    tasks = [task("t1"), task("t2", "t1", "t3"), task("t3", "t2")]
+    assert errors_of({"tasks": tasks}) == ["cycle: t2 -> t3 -> t2 (each task depends on the next)"]
+
+
+def test_a_long_cycle_is_named_in_dependency_order() -> None:
+    tasks = [task("t1", "t3"), task("t2", "t1"), task("t3", "t2")]
+    assert errors_of({"tasks": tasks}) == [
+        "cycle: t1 -> t3 -> t2 -> t1 (each task depends on the next)"
+    ]
+
+
+def test_separate_cycles_are_each_named() -> None:
+    tasks = [task("t1", "t2"), task("t2", "t1"), task("t3", "t4"), task("t4", "t3")]
+    assert errors_of({"tasks": tasks}) == [
+        "cycle: t1 -> t2 -> t1 (each task depends on the next)",
+        "cycle: t3 -> t4 -> t3 (each task depends on the next)",
+    ]
+
+
+def test_every_task_of_an_entangled_group_appears_in_a_named_cycle() -> None:
+    tasks = [task("t1", "t2"), task("t2", "t1", "t3"), task("t3", "t2")]
+    assert errors_of({"tasks": tasks}) == [
+        "cycle: t1 -> t2 -> t1 (each task depends on the next)",
+        "cycle: t2 -> t3 -> t2 (each task depends on the next)",
+    ]
+
+
+def test_a_long_chain_is_checked_without_recursion_limits() -> None:
+    tasks = [task("t0")] + [task(f"t{i}", f"t{i - 1}") for i in range(1, 5000)]
+    assert len(parse_tasks({"tasks": tasks})) == 5000
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    item = task("t3", "t9")
+    del item["spec"]
+    tasks = [task("t1", "t2"), task("t2", "t1"), item, task("t1"), task("t5", acceptance=[])]
+    assert errors_of({"tasks": tasks}) == [
+        't3: missing field "spec"',
+        "t1: duplicate id (tasks[0] and tasks[3] are both t1)",
+        "t5: acceptance is empty: give at least one checkable criterion",
+        "t3 depends on t9, which is not a task",
+        "cycle: t1 -> t2 -> t1 (each task depends on the next)",
+    ]
+
+
+def test_the_error_message_is_one_line_joining_every_problem() -> None:
+    assert str(DagError(["t1 depends on itself", "t2 depends on itself"])) == (
+        "t1 depends on itself; t2 depends on itself"
+    )
+
+
+# --- graph measures -------------------------------------------------------------------
+
+
+def test_topological_order_puts_deps_first() -> None:
+    tasks = [spec("t3", "t2"), spec("t2", "t1"), spec("t1")]
+    assert topological_order(tasks) == ["t1", "t2", "t3"]
+
+
+def test_topological_order_keeps_definition_order_among_ready_tasks() -> None:
+    # Once t1 is placed, t4 is ready and was defined before t3, which was ready earlier.
+    tasks = [spec("t4", "t1"), spec("t1"), spec("t3"), spec("t2", "t1")]
+    assert topological_order(tasks) == ["t1", "t4", "t3", "t2"]
+
+
+def test_topological_order_rejects_a_cycle() -> None:
+    with pytest.raises(DagError, match=r"cycle: t1 -> t2 -> t1"):
+        topological_order([spec("t1", "t2"), spec("t2", "t1")])
+
+
+def test_topological_order_rejects_an_unknown_dep() -> None:
+    with pytest.raises(DagError, match="t1 depends on t0, which is not a task"):
+        topological_order([spec("t1", "t0")])
+
+
+def test_critical_path_counts_the_longest_chain_below_each_task() -> None:
+    # t1 -> {t2 -> t4, t3}: t1 heads a chain of three.
+    tasks = [spec("t1"), spec("t2", "t1"), spec("t3", "t1"), spec("t4", "t2")]
+    assert critical_path(tasks) == {"t1": 3.0, "t2": 2.0, "t3": 1.0, "t4": 1.0}
+
+
+def test_critical_path_weighs_tasks_by_their_durations() -> None:
+    tasks = [spec("t1"), spec("t2", "t1"), spec("t3", "t1")]
+    durations = {"t1": 1.0, "t2": 2.0, "t3": 5.0}
+    assert critical_path(tasks, durations) == {"t1": 6.0, "t2": 2.0, "t3": 5.0}
+
+
+def test_critical_path_counts_a_task_without_a_duration_as_one() -> None:
+    assert critical_path([spec("t1"), spec("t2", "t1")], {"t2": 4.0}) == {"t1": 5.0, "t2": 4.0}
+
+
+def test_lower_bound_is_the_longest_path_when_workers_are_plenty() -> None:
+    tasks = [spec("t1"), spec("t2", "t1"), spec("t3", "t1")]
+    assert lower_bound(tasks, None, workers=5) == 2.0
+
+
+def test_lower_bound_is_the_work_per_worker_when_workers_are_few() -> None:
+    tasks = [spec(f"t{i}") for i in range(6)]
+    assert lower_bound(tasks, None, workers=2) == 3.0
+
+
+def test_lower_bound_of_no_tasks_is_zero() -> None:
+    assert lower_bound([], None, workers=1) == 0.0
+
+
+def test_lower_bound_needs_a_worker() -> None:
+    with pytest.raises(ValueError, match="workers"):
+        lower_bound([spec("t1")], None, workers=0)
+
+
+def test_dependents_lists_direct_dependents_of_every_task() -> None:
+    tasks = [spec("t1"), spec("t2", "t1"), spec("t3", "t2", "t1")]
+    assert dependents(tasks) == {"t1": ["t2", "t3"], "t2": ["t3"], "t3": []}
+
+
+def test_descendants_are_every_task_below_not_the_task_itself() -> None:
+    tasks = [spec("t1"), spec("t2", "t1"), spec("t3", "t2"), spec("t4")]
+    assert descendants(tasks, "t1") == {"t2", "t3"}
+    assert descendants(tasks, "t4") == set()
+
+
+def test_descendants_of_an_unknown_task_is_an_error() -> None:
+    with pytest.raises(KeyError):
+        descendants([spec("t1")], "t9")
+
+
+def test_a_task_spec_is_frozen() -> None:
+    with pytest.raises(AttributeError):
+        spec("t1").id = "t2"  # type: ignore[misc]
