@@ -29,6 +29,10 @@ claude: $(CLAUDE_BIN)
 test: dev claude
 	$(PY) -m pytest -q
 
+# A full offline run of the company on examples/todo: simulated model, real claude.
+demo: dev claude
+	$(VENV)/bin/autonoma demo
+
 lint: dev
 	$(VENV)/bin/ruff check autonoma tests bench
 	$(VENV)/bin/ruff format --check autonoma tests bench

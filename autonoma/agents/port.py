@@ -126,6 +126,14 @@ def _take_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+def _child_setup(die: Callable[[], None]) -> Callable[[], None]:
+    def setup() -> None:
+        die()
+        _take_terminal()
+
+    return setup
+
+
 class Port:
     """One child process in a PTY, its output as lines, its end as one event."""
 
@@ -209,7 +217,7 @@ class Port:
                 stderr=slave,
                 close_fds=True,
                 start_new_session=True,
-                preexec_fn=_take_terminal,
+                preexec_fn=_child_setup(process.die_with_parent(signal.SIGKILL)),
             )
         except (OSError, subprocess.SubprocessError) as exc:
             os.close(master)

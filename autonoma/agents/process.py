@@ -13,10 +13,11 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,27 @@ def reap_orphans(leader: int) -> None:
         if entry.pid != leader and entry.ppid == me and not entry.alive:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(entry.pid, os.WNOHANG)
+
+
+def die_with_parent(sig: int) -> Callable[[], None]:
+    """A ``preexec_fn`` step: the child gets ``sig`` when the thread that forked it dies.
+
+    So a turn's ``claude`` does not outlive Autonoma killed with SIGKILL (nothing else
+    would stop it: it has its own session). libc is looked up here, in the parent: the
+    child only makes the call.
+    """
+    parent = os.getpid()
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+    except (OSError, AttributeError):
+        return lambda: None
+
+    def set_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the call: too late to learn it
+            os._exit(1)
+
+    return set_signal
 
 
 def become_subreaper() -> bool:

@@ -318,6 +318,8 @@ class Task:
     """Developer turns started in that session (0: the next turn starts it)."""
     session_started: bool = False
     """claude reported that session (``system/init``): ``--resume`` can find it."""
+    prompt: str = field(default="", repr=False)
+    """What its last developer turn was asked: an interrupted turn is asked again."""
     commit: str = ""
     """The integration commit that merged it."""
     history: list[TaskEvent] = field(default_factory=list)
@@ -713,6 +715,7 @@ def _agent_turn_starting(
         if task.session_id != m.session_id:
             task.session_id, task.session_turns, task.session_started = m.session_id, 0, False
         task.session_turns += 1
+        task.prompt = m.argv[-1] if m.argv else ""
 
 
 def _agent_process_started(

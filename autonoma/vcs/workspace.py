@@ -133,6 +133,18 @@ def dirty_files(repo_path: Path) -> list[str]:
     )
 
 
+def remove_untracked(worktree: Path, pattern: re.Pattern[str]) -> list[str]:
+    """Delete the untracked files of ``worktree`` whose path matches ``pattern``; their paths."""
+    repo = _open(worktree)
+    status = repo.status(untracked_files="all", ignored=False)
+    removed = sorted(
+        path for path, flags in status.items() if flags & FileStatus.WT_NEW and pattern.search(path)
+    )
+    for path in removed:
+        (worktree / path).unlink(missing_ok=True)
+    return removed
+
+
 def ensure_integration(repo_path: Path, main: str) -> str:
     """Create or fast-forward the integration branch from ``main``; return its head."""
     repo = _open(repo_path)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from autonoma.agents.process import die_with_parent
+
 OUTPUT_TAIL = 4000
 TERM_GRACE = 2.0
 # Processes a check leaves behind after its shell exits get this long to finish writing.
@@ -97,6 +99,7 @@ def run_check(command: str, cwd: Path, env: Mapping[str, str], timeout: float) -
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=die_with_parent(signal.SIGKILL),
     )
     assert process.stdout is not None
     try:

@@ -21,6 +21,7 @@ merge queue; the end of each comes back as a message.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 import uuid
@@ -82,6 +83,12 @@ ORCHESTRATOR = "orchestrator"
 TICK = 0.2
 """Seconds between looks at the inbox, the governor's hold and the clock."""
 
+WRITE_LEFTOVER = re.compile(r"\.tmp\.\d+\.[0-9a-f]+$")
+"""The temp file claude's Write tool renames into place (``x.py.tmp.<pid>.<hex>``)."""
+
+MAX_INTERRUPTIONS = 5
+"""Turns of one task (or phase) killed from outside before that counts as a failure."""
+
 TurnKind = Literal["plan", "decompose", "develop", "review"]
 
 _DONE_STATES = frozenset({"merged", "resolved"})
@@ -141,6 +148,8 @@ class _Turn:
     task_id: str | None
     session_id: str
     pid: int
+    resume: bool = False
+    prompt: str = ""
     finished: AgentTurnFinished | None = None
 
 
@@ -207,6 +216,7 @@ class Orchestrator(Actor):
         self._specs: dict[str, TaskSpec] = {}
         self._priority: dict[str, float] = {}
         self._paused_by: set[str] = set()
+        self._interruptions: dict[str, int] = {}
         self._stopping = False
         self._finished = False
         self._started_at = 0.0
@@ -349,7 +359,7 @@ class Orchestrator(Actor):
         for task in tasks.values():
             if task.state == "running":
                 if task.session_started:
-                    self._work[task.task_id] = _Work(prompts.interrupted(task.task_id))
+                    self._work[task.task_id] = _Work(prompts.interrupted(task.task_id, task.prompt))
                 else:
                     self._work[task.task_id] = _Work("", fresh=True)
             elif task.state == "failed":
@@ -421,7 +431,7 @@ class Orchestrator(Actor):
             pid: int = ref.proxy().run_turn(request).get(timeout=30)
         except (AgentBusy, pykka.ActorDeadError):
             return False
-        self._turns[agent] = _Turn(agent, kind, task_id, session_id, pid)
+        self._turns[agent] = _Turn(agent, kind, task_id, session_id, pid, resume, prompt)
         return True
 
     def _free(self, names: list[str]) -> str | None:
@@ -589,6 +599,9 @@ class Orchestrator(Actor):
         if permit.task_budget_left is not None and permit.task_budget_left <= 0:
             self._escalate(task, "its budget is spent")
             return True
+        # A claude killed mid-Write (a crash, a restart) leaves its temp file behind.
+        with contextlib.suppress(VcsError, OSError):
+            workspace.remove_untracked(Path(task.worktree), WRITE_LEFTOVER)
         work = self._work.get(task.task_id)
         role = load_role("developer", self.ctx.repo)
         resume = bool(task.session_id) and task.session_started and not (work and work.fresh)
@@ -663,6 +676,14 @@ class Orchestrator(Actor):
         elif finished.is_error and not is_rate_limited(finished):
             detail = finished.result or "; ".join(finished.errors) or finished.terminal_reason
             why = f"the turn failed ({finished.subtype}): {detail}"
+        if finished is None and exited.signal is not None and not exited.timed_out:
+            # Killed from outside (its agent stopped, the crew restarted, an OOM kill):
+            # not the work's fault, so the task resumes instead of failing.
+            self._turn_lost(turn, f"claude was killed (signal {exited.signal})")
+            return
+        if turn.resume and finished is not None and _session_lost(finished):
+            self._session_lost(turn)
+            return
         if turn.kind in ("plan", "decompose"):
             self._phase_turn_ended(turn, finished, why)
             return
@@ -671,20 +692,62 @@ class Orchestrator(Actor):
         if task is None:
             return
         if finished is not None and is_rate_limited(finished):
-            return  # not the task's fault: the same turn runs again once the governor allows
+            # Not the task's fault: the same turn runs again once the governor allows.
+            if turn.kind == "develop":
+                self._again(task, turn)
+            return
         if turn.kind == "develop":
             self._development_ended(task, turn, why)
         else:
             self._review_ended(task, turn, finished, why)
 
     def _turn_lost(self, turn: _Turn, why: str) -> None:
-        """The agent died mid-turn: the task resumes (not counted as a failed attempt)."""
-        if turn.kind in ("plan", "decompose"):
-            return  # the phase turn simply runs again
-        assert turn.task_id is not None
-        task = self.state.tasks.get(turn.task_id)
+        """The agent or its process died mid-turn: the turn runs again, resumed.
+
+        Not a failed attempt, unless it keeps happening (`MAX_INTERRUPTIONS`).
+        """
+        key = turn.task_id or turn.kind
+        count = self._interruptions[key] = self._interruptions.get(key, 0) + 1
+        task = None if turn.task_id is None else self.state.tasks.get(turn.task_id)
+        if count > MAX_INTERRUPTIONS:
+            self._interruptions[key] = 0
+            if task is not None:
+                self._fail(
+                    task,
+                    f"interrupted {count} times; last: {why}",
+                    prompts.interrupted(task.task_id, task.prompt),
+                )
+            else:
+                self._phase_turn_ended(turn, None, why)
+            return
         if task is not None and turn.kind == "develop":
-            self._work[task.task_id] = _Work(prompts.interrupted(task.task_id))
+            self._again(task, turn)
+
+    def _session_lost(self, turn: _Turn) -> None:
+        """claude kept no transcript of the session (killed too early): start a new one."""
+        if turn.kind in ("plan", "decompose"):
+            step = self._plan if turn.kind == "plan" else self._decompose
+            step.started = False
+            return
+        task = None if turn.task_id is None else self.state.tasks.get(turn.task_id)
+        if task is not None and turn.kind == "develop":
+            self._again(task, turn, fresh=True)
+
+    def _again(self, task: Task, turn: _Turn, *, fresh: bool = False) -> None:
+        """Ask the developer's turn again: resumed, or in a new session when it must be.
+
+        Not the work's fault (a kill, a rate limit, a lost session), so not an attempt.
+        A new session gets what the turn was asked as feedback, unless that was the
+        first prompt itself.
+        """
+        if not fresh and task.session_started and task.session_id == turn.session_id:
+            self._work[task.task_id] = _Work(prompts.interrupted(task.task_id, turn.prompt))
+            return
+        asked = prompts.asked_of(turn.prompt)
+        first = prompts.developer_prompt(
+            load_role("developer", self.ctx.repo), task, self.ctx.claude_md
+        )
+        self._work[task.task_id] = _Work("" if asked == first else asked, fresh=True)
 
     def _development_ended(self, task: Task, turn: _Turn, why: str) -> None:
         if why:
@@ -883,6 +946,12 @@ class Orchestrator(Actor):
         envelope = self.bus.publish(ORCHESTRATOR, message, durable=durable)
         if fold:
             apply(self.state, envelope)
+
+
+def _session_lost(finished: AgentTurnFinished) -> bool:
+    """``--resume`` found no transcript of the session."""
+    said = " ".join([finished.result, *finished.errors])
+    return finished.is_error and "No conversation found" in said
 
 
 __all__ = ["ORCHESTRATOR", "Orchestrator", "RunContext"]

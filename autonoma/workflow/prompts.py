@@ -103,13 +103,24 @@ def turn_failed(task_id: str, reason: str) -> str:
     return f"Your previous turn on task {task_id} did not finish the task: {reason}\n\n{_FINISH}"
 
 
-def interrupted(task_id: str) -> str:
-    """The previous turn was cut off (a crash, a restart of Autonoma)."""
+def interrupted(task_id: str, asked: str) -> str:
+    """The previous turn was cut off (a crash, a restart): what it was asked, asked again."""
+    asked = asked_of(asked)  # interrupted twice: ask the original
     return (
-        f"Your previous turn on task {task_id} was interrupted before it finished (Autonoma "
+        f"{_INTERRUPTED} {task_id} was interrupted before it finished (Autonoma "
         "restarted). Look at `git status` and `git log` in your worktree to see where you "
-        "stopped, and finish the task. " + _FINISH
+        "stopped, and finish what that turn asked. " + _FINISH + _ASKED + asked
     )
+
+
+def asked_of(prompt: str) -> str:
+    """What an `interrupted` prompt asks again (any other prompt: itself)."""
+    head, _, inner = prompt.partition(_ASKED)
+    return inner if inner and head.startswith(_INTERRUPTED) else prompt
+
+
+_INTERRUPTED = "Your previous turn on task"
+_ASKED = " That turn asked:\n\n"
 
 
 def human_retry(task_id: str, notes: Sequence[str]) -> str:

@@ -1,0 +1,609 @@
+"""What goes wrong in a run, end to end: the real ``autonoma`` command (or `run.execute`
+in this process for the crash tests), the real ``claude`` binary and the simulated model
+playing the scenarios in ``scenarios/``. Each test looks at what a user sees: the files
+on ``main``, the journal's rows, the exit code and ``autonoma status``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pykka
+import pytest
+
+from autonoma import project
+from autonoma.agents.agent import AgentActor
+from autonoma.journal import reader
+from autonoma.protocol import (
+    ActorCrashed,
+    ActorStarted,
+    AgentApiRetry,
+    AgentSessionStarted,
+    AgentToolResult,
+    AgentToolUse,
+    AgentTurnFinished,
+    AgentTurnStarting,
+    Envelope,
+    Escalation,
+    RetryRequested,
+    ReviewVerdict,
+    RunFinished,
+    SpawnsHeld,
+    TaskMerged,
+    TaskStateChanged,
+    WorkPaused,
+)
+from autonoma.vcs.workspace import PUSH_REFUSED
+from autonoma.workflow import run
+from autonoma.workflow.run import RunOptions, RunResult
+from tests.conftest import run_autonoma
+from tests.journal.testlib import wait_for
+from tests.test_run_lock import hold_run_lock
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+REQUIREMENTS = "Write a few small text files, one per task.\n"
+RUN_TIMEOUT = 90.0
+"""Seconds an in-process run may take before the test gives up on it."""
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git (the real one) and return its output."""
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def make_project(parent: Path, name: str = "project") -> Path:
+    """A git repository on ``main`` with one commit holding ``requirements.md``."""
+    root = parent / name
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.name", "Tester")
+    git(root, "config", "user.email", "tester@example.invalid")
+    (root / "requirements.md").write_text(REQUIREMENTS)
+    git(root, "add", "requirements.md")
+    git(root, "commit", "-q", "-m", "Requirements")
+    return root
+
+
+def start(
+    root: Path, scenario: str, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``autonoma start requirements.md --scenario scenarios/<scenario> ARGS`` in ``root``."""
+    return run_autonoma(
+        "start", "requirements.md", "--scenario", str(SCENARIOS / scenario), *args, cwd=root, env=env
+    )
+
+
+def db_of(root: Path) -> Path:
+    return root / ".autonoma" / "state.db"
+
+
+def journal(root: Path, after_seq: int = 0) -> list[Envelope]:
+    """Every envelope of the project's journal after ``after_seq``, in order."""
+    return list(reader.read(db_of(root), after_seq=after_seq))
+
+
+def envelopes(rows: Iterable[Envelope], kind: type, **fields: Any) -> list[Envelope]:
+    """The envelopes whose message is a ``kind`` with these field values."""
+    return [
+        e
+        for e in rows
+        if isinstance(e.message, kind)
+        and all(getattr(e.message, name) == value for name, value in fields.items())
+    ]
+
+
+def messages(rows: Iterable[Envelope], kind: type, **fields: Any) -> list[Any]:
+    """The messages of `envelopes`."""
+    return [e.message for e in envelopes(rows, kind, **fields)]
+
+
+def files_on(root: Path, ref: str) -> set[str]:
+    """The files committed on ``ref``."""
+    return set(git(root, "ls-tree", "-r", "--name-only", ref).split())
+
+
+def autonoma_branches(root: Path) -> list[str]:
+    return git(root, "for-each-ref", "--format=%(refname)", "refs/heads/autonoma").split()
+
+
+def developer_turns(rows: Iterable[Envelope], task_id: str) -> list[AgentTurnStarting]:
+    return messages(rows, AgentTurnStarting, role="developer", task_id=task_id)
+
+
+def status_json(root: Path, env: dict[str, str]) -> dict[str, Any]:
+    result = run_autonoma("status", "--json", cwd=root, env=env)
+    assert result.returncode == 0, result.stderr
+    state: dict[str, Any] = json.loads(result.stdout)
+    return state
+
+
+def assert_clean_exit(result: subprocess.CompletedProcess[str], code: int) -> None:
+    assert result.returncode == code, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+# --- 1. escalation, then the human's retry or resolve ---------------------------------
+
+NOTE = "Write the word hello into t2.txt"
+
+
+def test_a_task_out_of_retries_is_escalated_while_the_rest_merges_then_a_human_retry_finishes_it(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    root = make_project(tmp_path)
+    env = {**clean_env, "AUTONOMA_MAX_RETRIES": "1"}
+
+    first = start(root, "rejects_t2.toml", env, "--max-workers", "2")
+
+    assert_clean_exit(first, 1)
+    # t1 is merged (and main's checkout moved with it); nothing of t2 or t3 is.
+    assert files_on(root, "main") == {"requirements.md", "t1.txt"}
+    assert (root / "t1.txt").read_text() == "t1\n"
+    rows = journal(root)
+    (run_id,) = reader.run_ids(db_of(root))
+    assert messages(rows, TaskMerged, task_id="t1")
+    # t2: two reviews, both rejected; one retry (max_retries 1), then escalated.
+    verdicts = messages(rows, ReviewVerdict, task_id="t2")
+    assert [v.verdict for v in verdicts] == ["changes_requested", "changes_requested"]
+    t2_states = messages(rows, TaskStateChanged, task_id="t2")
+    assert [s.state for s in t2_states if s.state in ("failed", "escalated")] == [
+        "failed",
+        "failed",
+        "escalated",
+    ]
+    assert t2_states[-1].state == "escalated"
+    assert "QA requested changes: t2.txt must say hello" in t2_states[-1].reason
+    (escalation,) = messages(rows, Escalation)
+    assert escalation.task_id == "t2"
+    assert "t2.txt must say hello" in escalation.reason
+    # t3 needs t2: it never ran and never left pending.
+    assert developer_turns(rows, "t3") == []
+    assert not messages(rows, AgentTurnStarting, task_id="t3")
+    assert {s.state for s in messages(rows, TaskStateChanged, task_id="t3")} == {"pending"}
+    (finished,) = messages(rows, RunFinished)
+    assert finished.outcome == "failed"
+    assert "1 escalated: t2 (" in finished.summary
+    assert "1 waiting on escalated tasks" in finished.summary
+    assert f"Run {run_id}: failed." in first.stdout
+
+    # What `autonoma status` shows the human.
+    state = status_json(root, env)
+    tasks = state["tasks"]
+    assert (tasks["t1"]["state"], tasks["t2"]["state"], tasks["t3"]["state"]) == (
+        "merged",
+        "escalated",
+        "pending",
+    )
+    history = tasks["t2"]["history"]
+    assert [h["state"] for h in history if h["state"] in ("failed", "escalated")] == [
+        "failed",
+        "failed",
+        "escalated",
+    ]
+    assert all(
+        h["reason"] == "QA requested changes: t2.txt must say hello"
+        for h in history
+        if h["state"] == "failed"
+    )
+    assert [e["task_id"] for e in state["escalations"]] == ["t2"]
+    text = run_autonoma("status", cwd=root, env=env)
+    assert text.returncode == 0, text.stderr
+    assert "escalated (1)" in text.stdout
+    assert "history (latest last)" in text.stdout
+    assert "QA requested changes: t2.txt must say hello" in text.stdout
+    assert "1 waiting on escalated tasks" in text.stdout
+    t3_line = next(line for line in text.stdout.splitlines() if line.strip().startswith("t3 "))
+    assert "pending" in t3_line
+
+    # The human sends t2 back with a note; no run is active, so it is journaled at once.
+    retry = run_autonoma("retry", "t2", "--note", NOTE, cwd=root, env=env)
+    assert_clean_exit(retry, 0)
+    assert retry.stdout.startswith("t2 will be retried when the run resumes")
+    (request,) = envelopes(journal(root), RetryRequested)
+    assert (request.run_id, request.sender) == (run_id, "human")
+    assert (request.message.task_id, request.message.note) == ("t2", NOTE)
+    before = reader.last_seq(db_of(root))
+    last_t2_session = developer_turns(rows, "t2")[-1].session_id
+
+    # Nothing else changes; the model now approves t2.
+    second = start(root, "approves_all.toml", env, "--max-workers", "2")
+
+    assert_clean_exit(second, 0)
+    assert second.stdout.startswith(f"Resuming run {run_id} ")
+    assert reader.run_ids(db_of(root)) == [run_id]
+    assert files_on(root, "main") == {"requirements.md", "t1.txt", "t2.txt", "t3.txt"}
+    rows = journal(root, after_seq=before)
+    assert developer_turns(rows, "t1") == []  # t1 is not redone
+    assert not messages(rows, TaskStateChanged, task_id="t1")
+    t2_turn = developer_turns(rows, "t2")[0]
+    assert NOTE in t2_turn.argv[-1]  # the prompt: the human's note reached the developer
+    assert t2_turn.resume and t2_turn.session_id == last_t2_session
+    assert messages(rows, TaskMerged, task_id="t2") and messages(rows, TaskMerged, task_id="t3")
+    assert [f.outcome for f in messages(rows, RunFinished)] == ["done"]
+    state = status_json(root, env)
+    assert {t["state"] for t in state["tasks"].values()} == {"merged"}
+
+
+def test_a_task_resolved_by_a_human_lets_its_dependents_run(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    root = make_project(tmp_path)
+    env = {**clean_env, "AUTONOMA_MAX_RETRIES": "0"}  # escalated at the first rejection
+    assert_clean_exit(start(root, "rejects_t2.toml", env, "--max-workers", "2"), 1)
+    assert status_json(root, env)["tasks"]["t2"]["state"] == "escalated"
+
+    resolve = run_autonoma("resolve", "t2", "--note", "I wrote t2.txt myself", cwd=root, env=env)
+    assert_clean_exit(resolve, 0)
+    assert resolve.stdout.startswith("t2 will be marked resolved when the run resumes")
+    before = reader.last_seq(db_of(root))
+
+    second = start(root, "rejects_t2.toml", env, "--max-workers", "2")
+
+    assert_clean_exit(second, 0)
+    assert second.stdout.startswith("Resuming run ")
+    rows = journal(root, after_seq=before)
+    assert developer_turns(rows, "t2") == []  # resolved, not worked on again
+    assert [s.state for s in messages(rows, TaskStateChanged, task_id="t2")] == ["resolved"]
+    assert len(developer_turns(rows, "t3")) == 1
+    assert messages(rows, TaskMerged, task_id="t3")
+    # t2's branch was never merged: the human said it is done.
+    assert files_on(root, "main") == {"requirements.md", "t1.txt", "t3.txt"}
+    (finished,) = messages(rows, RunFinished)
+    assert finished.outcome == "done"
+    assert "1 resolved by hand" in finished.summary
+    tasks = status_json(root, env)["tasks"]
+    assert (tasks["t1"]["state"], tasks["t2"]["state"], tasks["t3"]["state"]) == (
+        "merged",
+        "resolved",
+        "merged",
+    )
+
+
+# --- 2. a rate-limit storm -----------------------------------------------------------
+
+
+def test_a_429_storm_holds_new_agents_back_and_fails_no_task(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    root = make_project(tmp_path)
+
+    result = start(root, "storm.toml", clean_env, "--max-workers", "2")
+
+    assert_clean_exit(result, 0)
+    assert files_on(root, "main") == {"requirements.md", "t1.txt", "t2.txt", "t3.txt", "t4.txt"}
+    rows = journal(root)
+    # claude retried the three 429s by itself (the run leaves its retry count alone).
+    retries = envelopes(rows, AgentApiRetry, error_status=429)
+    assert [r.message.task_id for r in retries] == ["t1", "t1", "t1"]
+    assert all(r.message.max_retries > 3 for r in retries)
+    holds = envelopes(rows, SpawnsHeld)
+    assert holds, "the governor never held spawns back"
+    assert holds[0].ts >= retries[0].ts
+    starts = envelopes(rows, AgentTurnStarting)
+    spawned_while_held = [
+        (s.message.agent_id, s.message.task_id)
+        for s in starts
+        if retries[0].ts <= s.ts < holds[0].message.until
+        or any(h.ts <= s.ts < h.message.until for h in holds)
+    ]
+    assert spawned_while_held == []
+    # Work was waiting when the storm hit (two workers, four tasks): t3 and t4 were
+    # ready before it and started after it.
+    storm_end = max(h.message.until for h in holds)
+    for task_id in ("t3", "t4"):
+        (ready,) = envelopes(rows, TaskStateChanged, task_id=task_id, state="ready")
+        assert ready.ts < retries[0].ts
+        assert envelopes(starts, AgentTurnStarting, task_id=task_id)[0].ts >= storm_end
+    # The limit failed nothing and was short: no pause.
+    assert not messages(rows, TaskStateChanged, state="failed")
+    assert not messages(rows, TaskStateChanged, state="escalated")
+    assert not messages(rows, WorkPaused)
+    assert {m.task_id for m in messages(rows, TaskMerged)} == {"t1", "t2", "t3", "t4"}
+    assert [f.outcome for f in messages(rows, RunFinished)] == ["done"]
+
+
+# --- 3. a crashed developer actor ----------------------------------------------------
+
+
+class InProcessRun:
+    """`run.execute` of a prepared run in a thread of this process, as `autonoma start` does."""
+
+    def __init__(self, root: Path, scenario: str) -> None:
+        self.root = root
+        proj, _ = project.init(root)
+        self.prepared = run.prepare(
+            proj,
+            RunOptions(
+                requirements=root / "requirements.md",
+                scenario=SCENARIOS / scenario,
+                max_workers=1,
+            ),
+        )
+        self.results: list[RunResult] = []
+        self.thread = threading.Thread(
+            target=lambda: self.results.append(run.execute(self.prepared)),
+            name="test-run",
+            daemon=True,
+        )
+        self.thread.start()
+
+    def first(self, kind: type, **fields: Any) -> Envelope:
+        """The first such envelope in the journal, waited for."""
+        found: list[Envelope] = wait_for(
+            lambda: envelopes(journal(self.root), kind, **fields), timeout=60, interval=0.05
+        )
+        return found[0]
+
+    def result(self) -> RunResult:
+        self.thread.join(RUN_TIMEOUT)
+        assert not self.thread.is_alive(), "the run did not end"
+        (result,) = self.results
+        return result
+
+
+def crash_agent(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the agent actor ``name`` crash on a call (its handler raises), as a bug would."""
+    (ref,) = [
+        r
+        for r in pykka.ActorRegistry.get_by_class(AgentActor)
+        if r.is_alive() and r.proxy().agent_id.get(timeout=10) == name
+    ]
+    with monkeypatch.context() as patch:
+        patch.setattr(AgentActor, "busy", lambda self: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            ref.proxy().busy().get(timeout=10)
+
+
+def check_restart(rows: list[Envelope]) -> Envelope:
+    """developer-1 crashed once and the crew supervisor restarted it; the crash envelope."""
+    (crash,) = envelopes(rows, ActorCrashed, name="developer-1")
+    assert (crash.message.supervisor, crash.message.error_type) == ("crew", "ZeroDivisionError")
+    restarts = envelopes(rows, ActorStarted, name="developer-1", restart=True)
+    assert len(restarts) == 1
+    assert restarts[0].sender == "crew" and restarts[0].message.supervisor == "crew"
+    assert restarts[0].seq > crash.seq
+    return crash
+
+
+def check_task_merged_unfailed(root: Path, rows: list[Envelope], result: RunResult) -> None:
+    assert result.outcome == "done", result.summary
+    assert [f.outcome for f in messages(rows, RunFinished)] == ["done"]
+    assert messages(rows, TaskMerged, task_id="t1")
+    t1_states = messages(rows, TaskStateChanged, task_id="t1")
+    assert "failed" not in {s.state for s in t1_states}
+    # The crash was not counted as a failed attempt.
+    assert {s.attempt for s in t1_states if s.state == "running"} == {1}
+
+
+def test_a_crashed_developer_is_restarted_and_resumes_its_session_in_the_same_worktree(
+    tmp_path: Path, clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(tmp_path)
+    running = InProcessRun(root, "crash_mid_turn.toml")
+    first = running.first(AgentTurnStarting, agent_id="developer-1").message
+    # The developer wrote t1.txt (its first answer), and claude saved that much of the
+    # session; its second answer is slow: the turn is in flight.
+    running.first(AgentToolResult, agent_id="developer-1")
+    home = root / ".autonoma" / "claude-home" / running.prepared.run_id
+    wait_for(
+        lambda: any(
+            "written before the crash" in path.read_text(errors="replace")
+            for path in home.rglob(f"{first.session_id}.jsonl")
+        ),
+        timeout=30,
+        interval=0.05,
+    )
+
+    crash_agent("developer-1", monkeypatch)
+    result = running.result()
+
+    rows = journal(root)
+    crash = check_restart(rows)
+    turns = [
+        e.message
+        for e in envelopes(rows, AgentTurnStarting, role="developer", task_id="t1")
+        if e.seq > crash.seq
+    ]
+    assert len(turns) == 1
+    resumed = turns[0]
+    assert resumed.agent_id == "developer-1"
+    assert resumed.resume and resumed.session_id == first.session_id
+    assert resumed.cwd == first.cwd  # the same worktree
+    assert "was interrupted before it finished" in resumed.argv[-1]
+    check_task_merged_unfailed(root, rows, result)
+    # Nothing was lost: the resumed turn only committed what the first one wrote.
+    assert git(root, "show", "main:t1.txt") == "written before the crash\n"
+
+
+def test_a_developer_crashed_before_claude_saved_its_session_starts_a_new_one(
+    tmp_path: Path, clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(tmp_path)
+    running = InProcessRun(root, "crash_before_first_answer.toml")
+    # claude reported its session, but its first answer takes 2 s: nothing is saved yet.
+    running.first(AgentSessionStarted, agent_id="developer-1")
+
+    crash_agent("developer-1", monkeypatch)
+    result = running.result()
+
+    rows = journal(root)
+    crash = check_restart(rows)
+    first = developer_turns(rows, "t1")[0]
+    after = [
+        e.message
+        for e in rows
+        if e.seq > crash.seq
+        and isinstance(e.message, AgentTurnStarting | AgentTurnFinished)
+        and e.message.agent_id == "developer-1"
+    ]
+    starts = [m for m in after if isinstance(m, AgentTurnStarting)]
+    ends = [m for m in after if isinstance(m, AgentTurnFinished)]
+    assert starts and len(starts) == len(ends)
+    assert all(s.cwd == first.cwd for s in starts)  # always the same worktree
+    for (turn, end), following in zip(zip(starts, ends, strict=True), starts[1:], strict=False):
+        if turn.resume and any("No conversation found" in e for e in end.errors):
+            # claude could not resume what it never saved: a new session, not a failure.
+            assert not following.resume and following.session_id != turn.session_id
+    assert not ends[-1].is_error
+    check_task_merged_unfailed(root, rows, result)
+
+
+# --- 4. bad input for `autonoma start` ------------------------------------------------
+
+
+def _write(name: str, data: bytes) -> Any:
+    def setup(root: Path) -> None:
+        (root / name).write_bytes(data)
+
+    return setup
+
+
+def _folder(root: Path) -> None:
+    (root / "specs").mkdir()
+    (root / "specs" / "requirements.md").write_text(REQUIREMENTS)
+
+
+def _dirty(root: Path) -> None:
+    (root / "requirements.md").write_text(REQUIREMENTS + "More, uncommitted.\n")
+    (root / "notes.txt").write_text("tracked\n")
+    git(root, "add", "notes.txt")
+    git(root, "commit", "-q", "-m", "Notes")
+    (root / "notes.txt").write_text("changed\n")
+
+
+def _broken_scenario(root: Path) -> None:
+    (root.parent / "broken.toml").write_text('[[rule]]\nrole = "developer"\n')
+
+
+def _nothing(root: Path) -> None:
+    pass
+
+
+BAD_STARTS = [
+    ("missing", _nothing, ["nothere.md"], {}, "nothere.md: no such file"),
+    ("empty", _write("empty.md", b" \n"), ["empty.md"], {}, "empty.md: is empty"),
+    ("binary", _write("bin.md", b"PK\x03\x04\0\0\x01"), ["bin.md"], {}, "holds NUL bytes"),
+    ("folder", _folder, ["specs"], {}, "specs: is a folder, not a requirements file"),
+    ("dirty", _dirty, ["requirements.md"], {}, "uncommitted changes (notes.txt)"),
+    (
+        "no workers",
+        _nothing,
+        ["requirements.md", "--max-workers", "0"],
+        {},
+        "--max-workers must be at least 1, not 0",
+    ),
+    ("broken scenario", _broken_scenario, ["requirements.md", "--scenario", "../broken.toml"], {}, "broken.toml: "),
+    (
+        "claude not found",
+        _nothing,
+        ["requirements.md"],
+        {"AUTONOMA_CLAUDE_PATH": "/nonexistent"},
+        "Claude Code not found",
+    ),
+    ("tui", _nothing, ["requirements.md", "--tui"], {}, "the TUI is not built yet"),
+]
+
+
+def check_refused(
+    root: Path, result: subprocess.CompletedProcess[str], expected: str, head: str, status: str
+) -> None:
+    """One line on stderr, no traceback, a non-zero exit, and no run, branch or commit."""
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.startswith("autonoma: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert expected in result.stderr
+    assert reader.run_ids(db_of(root)) == []
+    assert autonoma_branches(root) == []
+    assert git(root, "rev-parse", "HEAD") == head
+    assert git(root, "status", "--porcelain", "--untracked-files=all") == status
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "env_extra", "expected"),
+    [case[1:] for case in BAD_STARTS],
+    ids=[case[0] for case in BAD_STARTS],
+)
+def test_bad_input_for_start_is_one_line_and_changes_nothing(
+    tmp_path: Path,
+    clean_env: dict[str, str],
+    setup: Any,
+    args: list[str],
+    env_extra: dict[str, str],
+    expected: str,
+) -> None:
+    root = make_project(tmp_path)
+    setup(root)
+    head = git(root, "rev-parse", "HEAD")
+    status = git(root, "status", "--porcelain", "--untracked-files=all")
+    scenario = [] if "--scenario" in args else ["--scenario", str(SCENARIOS / "approves_all.toml")]
+
+    result = run_autonoma("start", *args, *scenario, cwd=root, env={**clean_env, **env_extra})
+
+    check_refused(root, result, expected, head, status)
+
+
+def test_start_while_a_run_is_active_is_refused(tmp_path: Path, clean_env: dict[str, str]) -> None:
+    root = make_project(tmp_path)
+    head = git(root, "rev-parse", "HEAD")
+    with hold_run_lock(root) as holder:
+        status = git(root, "status", "--porcelain", "--untracked-files=all")
+        result = start(root, "approves_all.toml", clean_env)
+        check_refused(
+            root, result, f"a run is already active in this project (pid {holder.pid})", head, status
+        )
+
+
+def test_start_outside_a_git_repository_is_refused(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    (folder / "requirements.md").write_text(REQUIREMENTS)
+
+    result = start(folder, "approves_all.toml", clean_env)
+
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.startswith("autonoma: not a git repository")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["requirements.md"]
+
+
+# --- 5. agents never push ------------------------------------------------------------
+
+
+def test_agents_never_push(tmp_path: Path, clean_env: dict[str, str]) -> None:
+    root = make_project(tmp_path)
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(root, "remote", "add", "origin", str(remote))
+
+    result = start(root, "push.toml", clean_env, "--max-workers", "1")
+
+    assert_clean_exit(result, 0)
+    assert files_on(root, "main") == {"requirements.md", "t1.txt"}
+    # The remote has no refs at all: neither the run nor the agent pushed anything.
+    assert git(remote, "for-each-ref") == ""
+    rows = journal(root)
+    pushes = [
+        m
+        for m in messages(rows, AgentToolUse, tool="Bash", task_id="t1")
+        if "git push" in m.input.get("command", "")
+    ]
+    assert len(pushes) == 2
+    for push in pushes:
+        (answer,) = messages(rows, AgentToolResult, tool_use_id=push.tool_use_id)
+        assert answer.is_error
+        assert PUSH_REFUSED in answer.content, answer.content
+    assert "agents never push" in PUSH_REFUSED
