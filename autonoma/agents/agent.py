@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autonoma.agents.roles import load_role
+from autonoma.agents.command import CommandError
+from autonoma.agents.port import PortError
+from autonoma.agents.roles import RoleError, load_role
 from autonoma.agents.turn import Turn, TurnOutcome
 from autonoma.config import Settings
 from autonoma.protocol import AgentState, AgentStateChanged
@@ -40,6 +42,13 @@ class TurnRequest:
 
 class AgentBusy(Refusal):
     """A turn is already running for this agent: a second one would double its work."""
+
+
+class TurnRefused(Refusal):
+    """The turn could not start (its role file, its command line or its spawn failed).
+
+    Nothing is wrong with the agent, so it does not crash; the caller decides.
+    """
 
 
 @dataclass(frozen=True)
@@ -75,29 +84,33 @@ class AgentActor(Actor):
         """Spawn the turn and return its pid at once; `AgentBusy` if one is running."""
         if self._turn is not None:
             raise AgentBusy(f"{self.agent_id} is already running a turn")
-        role = load_role(request.role, self.project_dir)
         ref = self.actor_ref
-        self._role = role.name
-        self._publish("starting", request.task_id)
-        turn = Turn(
-            self.bus,
-            agent_id=self.agent_id,
-            role=role,
-            prompt=request.prompt,
-            session_id=request.session_id,
-            resume=request.resume,
-            cwd=request.cwd,
-            settings=self.settings,
-            env=self.env,
-            claude=self.claude,
-            task_id=request.task_id,
-            transcript=request.transcript,
-            budget_usd=request.budget_usd,
-            # Called from the port's thread once the process is gone: the actor learns
-            # of it through its mailbox, like of anything else.
-            on_end=lambda outcome: _tell(ref, _TurnEnded(outcome)),
-        )
-        pid = turn.start()
+        try:
+            role = load_role(request.role, self.project_dir)
+            self._role = role.name
+            self._publish("starting", request.task_id)
+            turn = Turn(
+                self.bus,
+                agent_id=self.agent_id,
+                role=role,
+                prompt=request.prompt,
+                session_id=request.session_id,
+                resume=request.resume,
+                cwd=request.cwd,
+                settings=self.settings,
+                env=self.env,
+                claude=self.claude,
+                task_id=request.task_id,
+                transcript=request.transcript,
+                budget_usd=request.budget_usd,
+                # Called from the port's thread once the process is gone: the actor
+                # learns of it through its mailbox, like of anything else.
+                on_end=lambda outcome: _tell(ref, _TurnEnded(outcome)),
+            )
+            pid = turn.start()
+        except (RoleError, CommandError, PortError) as error:
+            self._publish("idle", request.task_id, f"could not start a turn: {error}")
+            raise TurnRefused(str(error)) from None
         self._turn = turn
         self._publish("working", request.task_id)
         return pid

@@ -131,11 +131,18 @@ def _texts(content: Any) -> list[str]:
     return []
 
 
-def _is_tool_result_message(message: Any) -> bool:
-    content = message.get("content") if isinstance(message, dict) else None
-    return isinstance(content, list) and any(
-        isinstance(b, dict) and b.get("type") == "tool_result" for b in content
-    )
+def _prompt_of(message: dict[str, Any]) -> str | None:
+    """The prompt a user message carries: its last text that is not a system reminder.
+
+    None for a message of tool results only. After ``--resume`` of a session whose last
+    turn ended on a tool result (StructuredOutput), claude puts the new prompt in the
+    same user message as that result.
+    """
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    said = [t for t in _texts(content) if not t.lstrip().startswith("<system-reminder>")]
+    return said[-1] if said else None
 
 
 def describe_request(body: dict[str, Any]) -> RequestInfo:
@@ -159,10 +166,10 @@ def describe_request(body: dict[str, Any]) -> RequestInfo:
             continue
         if message.get("role") == "assistant":
             step += 1
-        elif message.get("role") == "user" and not _is_tool_result_message(message):
-            step = 0
-            texts = _texts(message.get("content"))
-            prompt = texts[-1] if texts else ""
+        elif message.get("role") == "user":
+            said = _prompt_of(message)
+            if said is not None:
+                step, prompt = 0, said
     session_id = None
     user_id = (body.get("metadata") or {}).get("user_id")
     if isinstance(user_id, str):

@@ -45,9 +45,9 @@ class MergeResult:
             raise ValueError("a MergeResult has either a commit or conflicts")
 
 
-def task_branch(task_id: str) -> str:
-    """The branch a task is developed on."""
-    return f"autonoma/task/{task_id}"
+def task_branch(task_id: str, run: str = "") -> str:
+    """The branch a task is developed on (``autonoma/<run>/<task>`` within a run)."""
+    return f"autonoma/{run}/{task_id}" if run else f"autonoma/task/{task_id}"
 
 
 def _open(path: Path) -> pygit2.Repository:
@@ -119,11 +119,15 @@ def current_branch(repo_path: Path) -> str:
     return branch
 
 
-def dirty_files(repo_path: Path) -> list[str]:
-    """Paths with uncommitted changes in a working tree (ignored files and .autonoma/ aside)."""
+def dirty_files(repo_path: Path, *, untracked: bool = True) -> list[str]:
+    """Paths with uncommitted changes in a working tree (ignored files and .autonoma/ aside).
+
+    ``untracked=False`` leaves untracked files out: a safe checkout never overwrites
+    them (it reports a conflict instead), so they need not stop anything.
+    """
     repo = _open(repo_path)
     # "normal" reports an untracked folder once, as `git status` does, without walking it.
-    status = repo.status(untracked_files="normal", ignored=False)
+    status = repo.status(untracked_files="normal" if untracked else "no", ignored=False)
     return sorted(
         path
         for path, flags in status.items()
@@ -206,15 +210,20 @@ def _add_worktree(repo: pygit2.Repository, name: str, path: Path, branch: pygit2
 
 
 def create_worktree(
-    repo_path: Path, worktrees_dir: Path, task_id: str, base: str
+    repo_path: Path, worktrees_dir: Path, task_id: str, base: str, *, run: str = ""
 ) -> tuple[str, Path]:
-    """Branch ``autonoma/task/<task_id>`` at ``base`` with its worktree; reuse both if present."""
+    """Branch `task_branch` at ``base`` with its worktree; reuse both if present.
+
+    With ``run``, the branch and the folder (``worktrees_dir/<run>/<task_id>``) belong
+    to that run, so a new run's ``t1`` never picks up an old run's.
+    """
     repo = _open(repo_path)
-    if not _TASK_ID.fullmatch(task_id) or ".." in task_id or task_id.endswith(".lock"):
-        raise VcsError(f"{_where(repo)}: task id {task_id!r} cannot name a branch and a folder")
-    branch = task_branch(task_id)
-    path = (worktrees_dir / task_id).absolute()
-    name = _worktree_name(task_id)
+    for part in (task_id, run) if run else (task_id,):
+        if not _TASK_ID.fullmatch(part) or ".." in part or part.endswith(".lock"):
+            raise VcsError(f"{_where(repo)}: {part!r} cannot name a branch and a folder")
+    branch = task_branch(task_id, run)
+    path = (worktrees_dir / run / task_id if run else worktrees_dir / task_id).absolute()
+    name = _worktree_name(f"{run}-{task_id}" if run else task_id)
     registered = _find_worktree(repo, name)
     reference = repo.references.get(_ref_name(branch))
     if registered is not None:
@@ -456,7 +465,7 @@ def advance_main(repo_path: Path, main: str, new: str) -> tuple[bool, str]:
         )
     holder = _checked_out_at(repo, ref_name)
     if holder is not None:
-        dirty = dirty_files(holder)
+        dirty = dirty_files(holder, untracked=False)
         if dirty:
             return False, f"your working tree has uncommitted changes: {_listing(dirty)}; {kept}"
         checkout = _open(holder)

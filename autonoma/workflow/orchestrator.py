@@ -33,7 +33,7 @@ from typing import Any, Literal
 import msgspec
 import pykka
 
-from autonoma.agents.agent import AgentBusy, TurnRequest
+from autonoma.agents.agent import AgentBusy, TurnRefused, TurnRequest
 from autonoma.agents.roles import load_role
 from autonoma.config import Settings
 from autonoma.journal import reader
@@ -42,6 +42,7 @@ from autonoma.protocol import (
     ActorCrashed,
     AgentProcessExited,
     AgentSessionStarted,
+    AgentStateChanged,
     AgentTurnFinished,
     AgentTurnStarting,
     AnyMessage,
@@ -186,6 +187,7 @@ _HEARD = (
     CostReported,
     AgentTurnStarting,
     AgentSessionStarted,
+    AgentStateChanged,
     AgentTurnFinished,
     AgentProcessExited,
     ActorCrashed,
@@ -217,6 +219,7 @@ class Orchestrator(Actor):
         self._priority: dict[str, float] = {}
         self._paused_by: set[str] = set()
         self._interruptions: dict[str, int] = {}
+        self._waiting: set[str] = set()
         self._stopping = False
         self._finished = False
         self._started_at = 0.0
@@ -384,8 +387,9 @@ class Orchestrator(Actor):
             self._start_phase_turn("decompose")
         elif phase == "development":
             self._develop()
+        self._maybe_finish()
 
-    def _permit(self, task_id: str | None) -> Permit | None:
+    def _permit(self, agent: str, task_id: str | None) -> Permit | None:
         """The governor's answer, or None when new work must wait."""
         if self._paused_by - {GOVERNOR}:
             return None  # the root paused new work after an escalation
@@ -394,6 +398,7 @@ class Orchestrator(Actor):
             return None
         permit: Permit = governor.proxy().permit(task_id).get(timeout=10)
         if permit.wait > 0:
+            self._hold(agent, task_id, permit.wait)
             return None
         if permit.run_budget_reached:
             return None
@@ -431,8 +436,38 @@ class Orchestrator(Actor):
             pid: int = ref.proxy().run_turn(request).get(timeout=30)
         except (AgentBusy, pykka.ActorDeadError):
             return False
+        except TurnRefused as refused:
+            # Counted like a failed turn: a role file broken mid-run, a worktree
+            # deleted under it, a prompt too long for one argument.
+            why = f"the turn could not start: {refused}"
+            turn = _Turn(agent, kind, task_id, session_id, 0, resume, prompt)
+            task = None if task_id is None else self.state.tasks.get(task_id)
+            if task is None:
+                self._phase_turn_ended(turn, None, why)
+            elif kind == "develop":
+                self._fail(task, why, prompts.turn_failed(task.task_id, why))
+            else:
+                self._review_ended(task, turn, None, why)
+            return True
         self._turns[agent] = _Turn(agent, kind, task_id, session_id, pid, resume, prompt)
+        self._waiting.discard(agent)
         return True
+
+    def _hold(self, agent: str, task_id: str | None, wait: float) -> None:
+        """Say that ``agent`` waits on the governor (once per wait)."""
+        if agent in self._waiting:
+            return
+        self._waiting.add(agent)
+        role = "developer" if agent.startswith("developer") else agent.split("-")[0]
+        self._emit(
+            AgentStateChanged(
+                agent_id=agent,
+                role=role,
+                state="waiting",
+                task_id=task_id,
+                detail=f"rate limited: new turns held for {wait:.1f} s",
+            )
+        )
 
     def _free(self, names: list[str]) -> str | None:
         busy = set(self._turns)
@@ -445,7 +480,7 @@ class Orchestrator(Actor):
 
     def _start_phase_turn(self, kind: Literal["plan", "decompose"]) -> None:
         agent = CEO if kind == "plan" else STAFF_ENGINEER
-        if agent in self._turns or self._permit(None) is None:
+        if agent in self._turns or self._permit(agent, None) is None:
             return
         step = self._plan if kind == "plan" else self._decompose
         role = load_role(agent, self.ctx.repo)
@@ -540,7 +575,6 @@ class Orchestrator(Actor):
             if needs_turn and not self._start_development(task):
                 break
         self._schedule()
-        self._maybe_finish()
 
     def _in_flight(self, task_id: str) -> bool:
         return any(t.task_id == task_id for t in self._turns.values())
@@ -563,14 +597,13 @@ class Orchestrator(Actor):
             candidates, self._specs, busy, slots, self._priority, policy=self.ctx.policy
         )
         for task_id in chosen:
-            if self._free(developer_names(self.ctx.workers)) is None:
-                return
-            if self._permit(task_id) is None:
+            agent = self._free(developer_names(self.ctx.workers))
+            if agent is None or self._permit(agent, task_id) is None:
                 return
             task = self.state.tasks[task_id]
             if not self._prepare_workspace(task):
                 continue
-            self._set(task_id, "running", "", task.attempts + 1 if task.attempts else 1)
+            self._set(task_id, "running", "", 1)
             if not self._start_development(task):
                 return
 
@@ -578,7 +611,7 @@ class Orchestrator(Actor):
         try:
             base = workspace.head_of(self.ctx.repo, workspace.INTEGRATION_BRANCH)
             branch, path = workspace.create_worktree(
-                self.ctx.repo, self.ctx.worktrees, task.task_id, base
+                self.ctx.repo, self.ctx.worktrees, task.task_id, base, run=self.ctx.run_id
             )
         except VcsError as error:
             self._escalate(task, f"could not make its worktree: {error}")
@@ -593,7 +626,7 @@ class Orchestrator(Actor):
         agent = self._free(developer_names(self.ctx.workers))
         if agent is None:
             return False
-        permit = self._permit(task.task_id)
+        permit = self._permit(agent, task.task_id)
         if permit is None:
             return False
         if permit.task_budget_left is not None and permit.task_budget_left <= 0:
@@ -631,7 +664,7 @@ class Orchestrator(Actor):
         agent = self._free(qa_names(self.ctx.workers))
         if agent is None:
             return False
-        permit = self._permit(task.task_id)
+        permit = self._permit(agent, task.task_id)
         if permit is None:
             return False
         review = task.reviews + 1
@@ -896,11 +929,14 @@ class Orchestrator(Actor):
         if self._turns or self._submitted:
             return
         states = self._states()
-        if any(s in ("running", "review", "merging") for s in states.values()):
-            return
         budget = bool(self.state.budget)
-        if not budget and not scheduler.run_over(list(self._specs.values()), states, 0):
-            return
+        if not budget:  # past the budget, work under way stays where it is, to resume
+            if self.state.run is None or self.state.run.phase != "development":
+                return
+            if any(s in ("running", "review", "merging") for s in states.values()):
+                return
+            if not scheduler.run_over(list(self._specs.values()), states, 0):
+                return
         escalated = sorted(t for t, s in states.items() if s == "escalated")
         outcome: RunOutcome = "done" if not escalated and not budget else "failed"
         self._finish(outcome, self._summary(states, escalated))
@@ -921,7 +957,10 @@ class Orchestrator(Actor):
         elapsed = self.clock() - self._started_at
         text = "; ".join(parts) + f". {retries} retries, ${usage.usd:.2f}, {elapsed:.0f} s."
         if self.state.budget:
-            text += f" Stopped: {self.state.budget}."
+            text += (
+                f" Stopped: {self.state.budget}; raise budget_usd (AUTONOMA_BUDGET_USD) and "
+                "`autonoma start` again to go on."
+            )
         return text
 
     def _finish(self, outcome: RunOutcome, summary: str) -> None:

@@ -157,18 +157,15 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
             raise RunError(str(err)) from None
     try:
         main = workspace.current_branch(project.root)
-        dirty = [
-            p
-            for p in workspace.dirty_files(project.root)
-            if not _same(project.root, p, options.requirements)
-        ]
+        dirty = workspace.dirty_files(project.root, untracked=False)
     except VcsError as err:
         raise RunError(str(err)) from None
     if dirty:
         shown = ", ".join(dirty[:5]) + (", ..." if len(dirty) > 5 else "")
         raise RunError(
-            f"{project.root}: the working tree has uncommitted changes ({shown}): commit or "
-            "stash them first, so that moving main as tasks merge never touches your work"
+            f"{project.root}: the working tree has uncommitted changes to tracked files "
+            f"({shown}): commit or stash them first, so that moving main as tasks merge never "
+            "touches your work"
         )
     claude = find_claude(settings)
     if claude is None:
@@ -226,12 +223,6 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
         else:
             lock.release()
         raise
-
-
-def _same(root: Path, relative: str, path: Path) -> bool:
-    with contextlib.suppress(OSError):
-        return (root / relative).resolve() == path.resolve()
-    return False
 
 
 def _replace(settings: config.Settings, **changes: object) -> config.Settings:

@@ -79,7 +79,13 @@ def start(
 ) -> subprocess.CompletedProcess[str]:
     """``autonoma start requirements.md --scenario scenarios/<scenario> ARGS`` in ``root``."""
     return run_autonoma(
-        "start", "requirements.md", "--scenario", str(SCENARIOS / scenario), *args, cwd=root, env=env
+        "start",
+        "requirements.md",
+        "--scenario",
+        str(SCENARIOS / scenario),
+        *args,
+        cwd=root,
+        env=env,
     )
 
 
@@ -298,12 +304,11 @@ def test_a_429_storm_holds_new_agents_back_and_fails_no_task(
     ]
     assert spawned_while_held == []
     # Work was waiting when the storm hit (two workers, four tasks): t3 and t4 were
-    # ready before it and started after it.
-    storm_end = max(h.message.until for h in holds)
+    # ready before it, and started only once the first hold was over.
     for task_id in ("t3", "t4"):
         (ready,) = envelopes(rows, TaskStateChanged, task_id=task_id, state="ready")
         assert ready.ts < retries[0].ts
-        assert envelopes(starts, AgentTurnStarting, task_id=task_id)[0].ts >= storm_end
+        assert envelopes(starts, AgentTurnStarting, task_id=task_id)[0].ts >= holds[0].message.until
     # The limit failed nothing and was short: no pause.
     assert not messages(rows, TaskStateChanged, state="failed")
     assert not messages(rows, TaskStateChanged, state="escalated")
@@ -474,7 +479,6 @@ def _folder(root: Path) -> None:
 
 
 def _dirty(root: Path) -> None:
-    (root / "requirements.md").write_text(REQUIREMENTS + "More, uncommitted.\n")
     (root / "notes.txt").write_text("tracked\n")
     git(root, "add", "notes.txt")
     git(root, "commit", "-q", "-m", "Notes")
@@ -494,7 +498,7 @@ BAD_STARTS = [
     ("empty", _write("empty.md", b" \n"), ["empty.md"], {}, "empty.md: is empty"),
     ("binary", _write("bin.md", b"PK\x03\x04\0\0\x01"), ["bin.md"], {}, "holds NUL bytes"),
     ("folder", _folder, ["specs"], {}, "specs: is a folder, not a requirements file"),
-    ("dirty", _dirty, ["requirements.md"], {}, "uncommitted changes (notes.txt)"),
+    ("dirty", _dirty, ["requirements.md"], {}, "uncommitted changes"),
     (
         "no workers",
         _nothing,
@@ -502,7 +506,13 @@ BAD_STARTS = [
         {},
         "--max-workers must be at least 1, not 0",
     ),
-    ("broken scenario", _broken_scenario, ["requirements.md", "--scenario", "../broken.toml"], {}, "broken.toml: "),
+    (
+        "broken scenario",
+        _broken_scenario,
+        ["requirements.md", "--scenario", "../broken.toml"],
+        {},
+        "broken.toml: ",
+    ),
     (
         "claude not found",
         _nothing,
@@ -514,6 +524,12 @@ BAD_STARTS = [
 ]
 
 
+def worktree_status(root: Path) -> str:
+    """``git status`` of the user's files (Autonoma's own folder left out)."""
+    lines = git(root, "status", "--porcelain", "--untracked-files=all").splitlines()
+    return "\n".join(line for line in lines if ".autonoma/" not in line)
+
+
 def check_refused(
     root: Path, result: subprocess.CompletedProcess[str], expected: str, head: str, status: str
 ) -> None:
@@ -523,10 +539,12 @@ def check_refused(
     assert result.stderr.startswith("autonoma: ") and result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert expected in result.stderr
+    if "uncommitted" in expected:
+        assert "notes.txt" in result.stderr
     assert reader.run_ids(db_of(root)) == []
     assert autonoma_branches(root) == []
     assert git(root, "rev-parse", "HEAD") == head
-    assert git(root, "status", "--porcelain", "--untracked-files=all") == status
+    assert worktree_status(root) == status
 
 
 @pytest.mark.parametrize(
@@ -545,7 +563,7 @@ def test_bad_input_for_start_is_one_line_and_changes_nothing(
     root = make_project(tmp_path)
     setup(root)
     head = git(root, "rev-parse", "HEAD")
-    status = git(root, "status", "--porcelain", "--untracked-files=all")
+    status = worktree_status(root)
     scenario = [] if "--scenario" in args else ["--scenario", str(SCENARIOS / "approves_all.toml")]
 
     result = run_autonoma("start", *args, *scenario, cwd=root, env={**clean_env, **env_extra})
@@ -557,10 +575,14 @@ def test_start_while_a_run_is_active_is_refused(tmp_path: Path, clean_env: dict[
     root = make_project(tmp_path)
     head = git(root, "rev-parse", "HEAD")
     with hold_run_lock(root) as holder:
-        status = git(root, "status", "--porcelain", "--untracked-files=all")
+        status = worktree_status(root)
         result = start(root, "approves_all.toml", clean_env)
         check_refused(
-            root, result, f"a run is already active in this project (pid {holder.pid})", head, status
+            root,
+            result,
+            f"a run is already active in this project (pid {holder.pid})",
+            head,
+            status,
         )
 
 

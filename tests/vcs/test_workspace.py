@@ -199,7 +199,7 @@ def test_create_worktree_refuses_an_unsafe_task_id_or_a_foreign_folder(
 ) -> None:
     base = workspace.head_of(project, "main")
     for bad in ("../x", "a/b", "_merge", "x.lock", "a..b", ""):
-        with pytest.raises(VcsError, match="task id"):
+        with pytest.raises(VcsError, match="cannot name a branch and a folder"):
             workspace.create_worktree(project, worktrees, bad, base)
 
     write(worktrees, "T2/keep.txt", "someone's file\n")
