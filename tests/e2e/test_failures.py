@@ -10,8 +10,9 @@ import json
 import subprocess
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pykka
 import pytest
@@ -98,17 +99,31 @@ def journal(root: Path, after_seq: int = 0) -> list[Envelope]:
     return list(reader.read(db_of(root), after_seq=after_seq))
 
 
-def envelopes(rows: Iterable[Envelope], kind: type, **fields: Any) -> list[Envelope]:
+M = TypeVar("M")
+
+
+@dataclass(frozen=True)
+class Row(Generic[M]):
+    """A journal envelope whose message is known to be an ``M``."""
+
+    seq: int
+    ts: float
+    run_id: str
+    sender: str
+    message: M
+
+
+def envelopes(rows: Iterable[Envelope], kind: type[M], **fields: Any) -> list[Row[M]]:
     """The envelopes whose message is a ``kind`` with these field values."""
     return [
-        e
+        Row(e.seq, e.ts, e.run_id, e.sender, e.message)
         for e in rows
         if isinstance(e.message, kind)
         and all(getattr(e.message, name) == value for name, value in fields.items())
     ]
 
 
-def messages(rows: Iterable[Envelope], kind: type, **fields: Any) -> list[Any]:
+def messages(rows: Iterable[Envelope], kind: type[M], **fields: Any) -> list[M]:
     """The messages of `envelopes`."""
     return [e.message for e in envelopes(rows, kind, **fields)]
 
@@ -308,7 +323,7 @@ def test_a_429_storm_holds_new_agents_back_and_fails_no_task(
     for task_id in ("t3", "t4"):
         (ready,) = envelopes(rows, TaskStateChanged, task_id=task_id, state="ready")
         assert ready.ts < retries[0].ts
-        assert envelopes(starts, AgentTurnStarting, task_id=task_id)[0].ts >= holds[0].message.until
+        assert envelopes(rows, AgentTurnStarting, task_id=task_id)[0].ts >= holds[0].message.until
     # The limit failed nothing and was short: no pause.
     assert not messages(rows, TaskStateChanged, state="failed")
     assert not messages(rows, TaskStateChanged, state="escalated")
@@ -342,9 +357,9 @@ class InProcessRun:
         )
         self.thread.start()
 
-    def first(self, kind: type, **fields: Any) -> Envelope:
+    def first(self, kind: type[M], **fields: Any) -> Row[M]:
         """The first such envelope in the journal, waited for."""
-        found: list[Envelope] = wait_for(
+        found: list[Row[M]] = wait_for(
             lambda: envelopes(journal(self.root), kind, **fields), timeout=60, interval=0.05
         )
         return found[0]
@@ -369,7 +384,7 @@ def crash_agent(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
             ref.proxy().busy().get(timeout=10)
 
 
-def check_restart(rows: list[Envelope]) -> Envelope:
+def check_restart(rows: list[Envelope]) -> Row[ActorCrashed]:
     """developer-1 crashed once and the crew supervisor restarted it; the crash envelope."""
     (crash,) = envelopes(rows, ActorCrashed, name="developer-1")
     assert (crash.message.supervisor, crash.message.error_type) == ("crew", "ZeroDivisionError")
@@ -444,15 +459,9 @@ def test_a_developer_crashed_before_claude_saved_its_session_starts_a_new_one(
     rows = journal(root)
     crash = check_restart(rows)
     first = developer_turns(rows, "t1")[0]
-    after = [
-        e.message
-        for e in rows
-        if e.seq > crash.seq
-        and isinstance(e.message, AgentTurnStarting | AgentTurnFinished)
-        and e.message.agent_id == "developer-1"
-    ]
-    starts = [m for m in after if isinstance(m, AgentTurnStarting)]
-    ends = [m for m in after if isinstance(m, AgentTurnFinished)]
+    later = [e for e in rows if e.seq > crash.seq]
+    starts = messages(later, AgentTurnStarting, agent_id="developer-1")
+    ends = messages(later, AgentTurnFinished, agent_id="developer-1")
     assert starts and len(starts) == len(ends)
     assert all(s.cwd == first.cwd for s in starts)  # always the same worktree
     for (turn, end), following in zip(zip(starts, ends, strict=True), starts[1:], strict=False):

@@ -8,6 +8,7 @@ governor sees: the messages it publishes and the `Permit` it answers.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +50,9 @@ class Setup:
 
     def published(self, kind: type) -> list[Any]:
         """What the governor published of ``kind`` so far."""
-        return [e.message for e in self.seen if e.sender == GOVERNOR and isinstance(e.message, kind)]
+        return [
+            e.message for e in self.seen if e.sender == GOVERNOR and isinstance(e.message, kind)
+        ]
 
     def permit(self, task_id: str | None = None) -> Permit:
         # An ask: answered after every envelope told to the governor before it.
@@ -57,9 +60,11 @@ class Setup:
         return permit
 
 
-def start_governor(
-    settings: Settings | None = None, backoff: Backoff | None = None
+@contextlib.contextmanager
+def running_governor(
+    settings: Settings | None = None, pause_after: float = 30.0
 ) -> Iterator[Setup]:
+    """A governor on a fresh bus, without jitter, its clock at ``T0``; stopped after."""
     bus = Bus(run_id="r1")
     clock = Clock()
     setup = Setup(bus, clock, None)
@@ -68,7 +73,7 @@ def start_governor(
         bus,
         settings or Settings(),
         clock=clock,
-        backoff=backoff or Backoff(base=2.0, cap=120.0, jitter=0.0, pause_after=30.0),
+        backoff=Backoff(base=2.0, cap=120.0, jitter=0.0, pause_after=pause_after),
     )
     try:
         yield setup
@@ -78,12 +83,14 @@ def start_governor(
 
 @pytest.fixture
 def gov() -> Iterator[Setup]:
-    yield from start_governor()
+    with running_governor() as setup:
+        yield setup
 
 
 @pytest.fixture
 def budgeted() -> Iterator[Setup]:
-    yield from start_governor(Settings(budget_usd=1.0, task_budget_usd=0.5))
+    with running_governor(Settings(budget_usd=1.0, task_budget_usd=0.5)) as setup:
+        yield setup
 
 
 def api_retry(status: int | None, delay_s: float, agent: str = "developer-1") -> AgentApiRetry:
@@ -182,13 +189,19 @@ def test_a_long_limit_pauses_the_run_which_resumes_by_itself_when_it_lifts(gov: 
     assert len(gov.published(WorkResumed)) == 1  # said once
 
 
-def test_the_fifth_storm_in_a_row_pauses_even_when_short(gov: Setup) -> None:
-    for _ in range(5):
+def test_the_fifth_storm_in_a_row_pauses_even_when_short() -> None:
+    with running_governor(pause_after=1000.0) as gov:  # 32 s, the fifth hold, is not long
+        for _ in range(4):
+            gov.bus.publish("developer-1", api_retry(429, delay_s=0.0))
+            gov.clock.now += gov.permit().wait  # this storm ends; the next is one level up
+        assert gov.published(WorkPaused) == []
         gov.bus.publish("developer-1", api_retry(429, delay_s=0.0))
-        gov.clock.now += gov.permit().wait  # the storm ends; the next one is the next level
-    assert len(gov.published(SpawnsHeld)) == 5
-    assert [h.level for h in gov.published(SpawnsHeld)] == [1, 2, 3, 4, 5]
-    assert len(gov.published(WorkPaused)) == 1
+        assert gov.permit().wait == pytest.approx(32.0)
+        assert [h.level for h in gov.published(SpawnsHeld)] == [1, 2, 3, 4, 5]
+        assert len(gov.published(WorkPaused)) == 1
+        gov.clock.now += 32.0
+        assert gov.permit().wait == 0.0
+        assert len(gov.published(WorkResumed)) == 1
 
 
 def test_a_success_starts_the_next_storm_at_the_base_again(gov: Setup) -> None:
@@ -230,7 +243,7 @@ def test_costs_past_the_caps_are_announced_once_and_the_permit_says_so(budgeted:
     assert len(gov.published(BudgetReached)) == 2  # each cap announced once
 
 
-def test_a_resumed_run_starts_from_what_it_spent(budgeted: Setup) -> None:
+def test_a_resumed_run_starts_from_what_it_spent() -> None:
     bus = Bus(run_id="r1")
     seen: list[Envelope] = []
     bus.subscribe(seen.append)
