@@ -365,9 +365,10 @@ class Orchestrator(Actor):
                     self._work[task.task_id] = _Work(prompts.interrupted(task.task_id, task.prompt))
                 else:
                     self._work[task.task_id] = _Work("", fresh=True)
-            elif task.state == "failed":
-                self._work[task.task_id] = _Work(prompts.turn_failed(task.task_id, task.reason))
-                self._set(task.task_id, "running", f"retry: {task.reason}", task.attempts + 1)
+            elif task.state == "failed":  # stopped between a failure and what follows it
+                self._state_after_failure(
+                    task, task.reason, prompts.turn_failed(task.task_id, task.reason)
+                )
         if self.state.plan is None:
             self._phase("planning")
         elif not tasks:
@@ -632,6 +633,8 @@ class Orchestrator(Actor):
         if permit.task_budget_left is not None and permit.task_budget_left <= 0:
             self._escalate(task, "its budget is spent")
             return True
+        if not Path(task.worktree).is_dir() and not self._prepare_workspace(task):
+            return True  # deleted under us and not re-made: escalated
         # A claude killed mid-Write (a crash, a restart) leaves its temp file behind.
         with contextlib.suppress(VcsError, OSError):
             workspace.remove_untracked(Path(task.worktree), WRITE_LEFTOVER)
@@ -722,8 +725,9 @@ class Orchestrator(Actor):
             return
         assert turn.task_id is not None
         task = self.state.tasks.get(turn.task_id)
-        if task is None:
-            return
+        expected = "running" if turn.kind == "develop" else "review"
+        if task is None or task.state != expected:
+            return  # escalated (its budget), or resolved by a human, while the turn ran
         if finished is not None and is_rate_limited(finished):
             # Not the task's fault: the same turn runs again once the governor allows.
             if turn.kind == "develop":
@@ -885,8 +889,12 @@ class Orchestrator(Actor):
     # --- failures, escalation, human commands --------------------------------------------
 
     def _fail(self, task: Task, reason: str, next_prompt: str) -> None:
+        self._set(task.task_id, "failed", reason, max(task.attempts, 1))
+        self._state_after_failure(task, reason, next_prompt)
+
+    def _state_after_failure(self, task: Task, reason: str, next_prompt: str) -> None:
+        """Retry with the reason attached, or escalate past ``max_retries``."""
         attempt = max(task.attempts, 1)
-        self._set(task.task_id, "failed", reason, attempt)
         if attempt > self.settings.max_retries:
             self._escalate(task, f"failed {attempt} times; last: {reason}")
             return

@@ -32,7 +32,7 @@ from autonoma.protocol import Envelope, RunFinished
 from autonoma.runtime.bus import Listener
 from autonoma.runtime.supervisor import ChildSpec
 from autonoma.sim import ScenarioError, SimServer, load_scenario
-from autonoma.system import System, start
+from autonoma.system import StartError, System, start
 from autonoma.vcs import workspace
 from autonoma.vcs.workspace import VcsError
 from autonoma.workflow.crew import AgentRefs, crew_spec
@@ -125,7 +125,8 @@ def read_requirements(path: Path) -> str:
     return text
 
 
-def _run_to_resume(project: Project, new: bool) -> str | None:
+def _run_to_resume(project: Project, requirements: Path, new: bool) -> str | None:
+    """The unfinished run to continue, if any; `RunError` if it was for other requirements."""
     if new:
         return None
     run_id = reader.latest_run(project.state_db)
@@ -135,6 +136,11 @@ def _run_to_resume(project: Project, new: bool) -> str | None:
     run = state.runs.get(run_id)
     if run is None or run.outcome == "done":
         return None
+    if run.requirements and Path(run.requirements) != requirements:
+        raise RunError(
+            f"{requirements}: run {run_id} of {run.requirements} is unfinished: "
+            f"`autonoma start {run.requirements}` resumes it, `--new` starts over"
+        )
     return run_id
 
 
@@ -173,7 +179,7 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
     lock = acquire_run_lock(project)
     prepared: Prepared | None = None
     try:
-        run_id = _run_to_resume(project, options.new)
+        run_id = _run_to_resume(project, options.requirements, options.new)
         resumed = run_id is not None
         run_id = run_id or _new_run_id()
         claude_md = project.claude_md.read_text("utf-8") if project.claude_md.exists() else ""
@@ -233,13 +239,23 @@ def _replace(settings: config.Settings, **changes: object) -> config.Settings:
 
 def execute(prepared: Prepared, listener: Listener | None = None) -> RunResult:
     """Run the company until the run ends or is interrupted; stop everything after."""
+    try:
+        return _execute(prepared, listener)
+    finally:
+        prepared.close()
+
+
+def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
     settings = prepared.settings
     project = prepared.project
     try:
         workspace.ensure_integration(project.root, prepared.main)
     except VcsError as err:
         raise RunError(str(err)) from None
-    system = start(project.state_db, settings, prepared.run_id)
+    try:
+        system = start(project.state_db, settings, prepared.run_id)
+    except StartError as err:
+        raise RunError(str(err)) from None
     finished = threading.Event()
     outcome: list[RunFinished] = []
 
@@ -271,63 +287,58 @@ def execute(prepared: Prepared, listener: Listener | None = None) -> RunResult:
         durations=prepared.options.durations,
     )
     interrupted = False
-    try:
-        with _stopping(system):
-            spent = _spent(project, prepared.run_id)
-            system.start_child(
-                ChildSpec(
-                    GOVERNOR,
-                    start=lambda: refs.set(
-                        GOVERNOR, Governor.start(system.bus, settings, spent=spent)
-                    ),
-                )
+    with _stopping(system):
+        spent = _spent(project, prepared.run_id)
+        system.start_child(
+            ChildSpec(
+                GOVERNOR,
+                start=lambda: refs.set(GOVERNOR, Governor.start(system.bus, settings, spent=spent)),
             )
-            system.start_child(
-                ChildSpec(
+        )
+        system.start_child(
+            ChildSpec(
+                MERGE_QUEUE,
+                start=lambda: refs.set(
                     MERGE_QUEUE,
-                    start=lambda: refs.set(
-                        MERGE_QUEUE,
-                        MergeQueue.start(
-                            system.bus,
-                            repo=project.root,
-                            worktrees=project.worktrees,
-                            main=prepared.main,
-                            env=prepared.env,
-                            timeout=settings.task_timeout,
-                        ),
+                    MergeQueue.start(
+                        system.bus,
+                        repo=project.root,
+                        worktrees=project.worktrees,
+                        main=prepared.main,
+                        env=prepared.env,
+                        timeout=settings.task_timeout,
                     ),
-                )
+                ),
             )
-            system.start_child(
-                ChildSpec(
-                    ORCHESTRATOR,
-                    start=lambda: refs.set(ORCHESTRATOR, Orchestrator.start(ctx)),
-                    shutdown=30.0,
-                )
+        )
+        system.start_child(
+            ChildSpec(
+                ORCHESTRATOR,
+                start=lambda: refs.set(ORCHESTRATOR, Orchestrator.start(ctx)),
+                shutdown=30.0,
             )
-            system.start_child(
-                crew_spec(
-                    system.bus,
-                    refs,
-                    settings=settings,
-                    workers=workers,
-                    env=prepared.env,
-                    claude=prepared.claude,
-                    project_dir=project.root,
-                )
+        )
+        system.start_child(
+            crew_spec(
+                system.bus,
+                refs,
+                settings=settings,
+                workers=workers,
+                env=prepared.env,
+                claude=prepared.claude,
+                project_dir=project.root,
             )
-            try:
-                while not finished.wait(0.5):
-                    pass
-            except KeyboardInterrupt:
-                interrupted = True
-                orchestrator = refs.get(ORCHESTRATOR)
-                if orchestrator is not None:
-                    with contextlib.suppress(Exception):
-                        orchestrator.proxy().stop_run().get(timeout=10)
-                finished.wait(5)
-    finally:
-        prepared.close()
+        )
+        try:
+            while not finished.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            interrupted = True
+            orchestrator = refs.get(ORCHESTRATOR)
+            if orchestrator is not None:
+                with contextlib.suppress(Exception):
+                    orchestrator.proxy().stop_run().get(timeout=10)
+            finished.wait(5)
     if outcome:
         end = outcome[-1]
         return RunResult(prepared.run_id, end.outcome, end.summary)
