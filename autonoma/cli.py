@@ -140,7 +140,9 @@ def start(
 
     if tui:
         fail("the TUI is not built yet: use --no-tui", 2)
-    proj, _ = project.init(_here())
+    if max_workers is not None and max_workers < 1:
+        fail(f"--max-workers must be at least 1, not {max_workers}", 2)
+    proj = project.find(_here())  # initialised by the run, once every check passed
     _run_company(
         proj,
         RunOptions(
@@ -163,7 +165,7 @@ def start(
 )
 @click.option(
     "--max-workers",
-    type=click.IntRange(min=1),
+    type=int,
     default=3,
     show_default=True,
     metavar="N",
@@ -174,6 +176,8 @@ def demo(sample: str, where: Path | None, max_workers: int) -> None:
     from autonoma import demo as demo_mod
     from autonoma.workflow.run import RunOptions
 
+    if max_workers < 1:
+        fail(f"--max-workers must be at least 1, not {max_workers}", 2)
     folder = demo_mod.sample_dir(sample)
     root = demo_mod.make_repository(folder, None if where is None else where.absolute())
     click.echo(f"Demo project: {root} (a copy of {folder}; the model is simulated: no network)")

@@ -232,11 +232,9 @@ class Progress:
                     + message.cache_creation_tokens
                 )
                 return None
-            case p.RunFinished(outcome=outcome, summary=summary):
-                total = f"total {_money(self._usd)}, {self._tokens:,} tokens"
-                text = f"run {outcome}: {total}"
-                if summary.strip():
-                    text += "\n" + summary.strip()
+            case p.RunFinished(outcome=outcome):
+                # The summary (the whole run's figures) is printed by the caller.
+                text = f"run {outcome} (this session: {_money(self._usd)}, {self._tokens:,} tokens)"
                 return text, "green" if outcome == "done" else "red"
         return None
 

@@ -146,12 +146,33 @@ def _task_columns(task: Task) -> tuple[str, str, str, str, str]:
     return task.task_id, task.state, attempts, task.agent or "-", cost
 
 
-def _task_lines(task: Task, widths: list[int]) -> list[str]:
+def _blockers(task: Task, tasks: dict[str, Task]) -> list[str]:
+    """The escalated tasks a waiting task depends on, directly or not."""
+    seen: set[str] = set()
+    found: list[str] = []
+    todo = list(task.deps)
+    while todo:
+        dep = tasks.get(todo.pop())
+        if dep is None or dep.task_id in seen:
+            continue
+        seen.add(dep.task_id)
+        if dep.state == "escalated":
+            found.append(dep.task_id)
+        elif dep.state not in ("merged", "resolved"):
+            todo += dep.deps
+    return sorted(found)
+
+
+def _task_lines(task: Task, widths: list[int], tasks: dict[str, Task]) -> list[str]:
     columns = _task_columns(task)
     # The cost is aligned right, the rest left; the title and reason end the line.
     cells = [c.ljust(w) for c, w in zip(columns[:-1], widths, strict=False)]
     cells.append(columns[-1].rjust(widths[-1]))
     reason = f": {_short(task.reason)}" if task.reason else ""
+    if task.state in ("pending", "ready"):
+        blockers = _blockers(task, tasks)
+        if blockers:
+            reason = f": waits on escalated {', '.join(blockers)}"
     lines = [f"    {'  '.join(cells)}  {task.title}{reason}"]
     pad = " " * 6
     if task.state == "escalated" and task.history:
@@ -214,7 +235,7 @@ def state_text(state: State) -> str:
         for name, tasks in ordered:
             lines.append(f"  {name} ({len(tasks)}):")
             for task in tasks:
-                lines += _task_lines(task, widths)
+                lines += _task_lines(task, widths, state.tasks)
     if state.agents:
         lines.append("Agents:")
         for agent in state.agents.values():

@@ -317,7 +317,11 @@ class Task:
     session_turns: int = 0
     """Developer turns started in that session (0: the next turn starts it)."""
     session_started: bool = False
-    """claude reported that session (``system/init``): ``--resume`` can find it."""
+    """claude reported that session (``system/init``): worth a ``--resume``.
+
+    claude writes the session's transcript later than that, so a resume may still find
+    nothing ("No conversation found"); the orchestrator then starts a new session.
+    """
     prompt: str = field(default="", repr=False)
     """What its last developer turn was asked: an interrupted turn is asked again."""
     commit: str = ""

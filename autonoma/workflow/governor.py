@@ -13,6 +13,8 @@ task's cap that task stops.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -50,6 +52,16 @@ class Permit:
 def is_rate_limited(finished: AgentTurnFinished) -> bool:
     """The turn gave up on a rate limit or an overload (claude's own retries exhausted)."""
     return finished.is_error and finished.api_error_status in RATE_LIMITED
+
+
+@dataclass(frozen=True, slots=True)
+class _Wake:
+    pass
+
+
+def _tell(ref: Any, message: object) -> None:
+    with contextlib.suppress(Exception):  # the governor may be gone: nothing to resume
+        ref.tell(message)
 
 
 class Governor(Actor):
@@ -100,6 +112,9 @@ class Governor(Actor):
             self._unsubscribe = None
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _Wake):
+            self.permit()  # resumes the run if the limit has lifted
+            return None
         if not isinstance(message, Envelope):
             return None
         event = message.message
@@ -144,6 +159,11 @@ class Governor(Actor):
             )
         if not self._paused and self.backoff.long_limit(now):
             self._paused = True
+            # Resume by itself even if nobody asks for a permit meanwhile.
+            ref = self.actor_ref
+            timer = threading.Timer(max(until - now, 0.0) + 0.05, _tell, (ref, _Wake()))
+            timer.daemon = True
+            timer.start()
             resume_at = time.strftime("%H:%M:%S", time.localtime(until))
             self.bus.publish(
                 GOVERNOR,

@@ -960,7 +960,9 @@ class Orchestrator(Actor):
         waiting = scheduler.blocked_by_escalation(list(self._specs.values()), states)
         if waiting:
             parts.append(f"{len(waiting)} waiting on escalated tasks")
-        retries = sum(max(t.attempts - 1, 0) for t in self.state.tasks.values())
+        retries = sum(
+            1 for t in self.state.tasks.values() for e in t.history if e.state == "failed"
+        )
         usage = self.state.run.usage if self.state.run else self.state.usage
         elapsed = self.clock() - self._started_at
         text = "; ".join(parts) + f". {retries} retries, ${usage.usd:.2f}, {elapsed:.0f} s."

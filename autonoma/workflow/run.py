@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from autonoma import config
+from autonoma import project as project_module
 from autonoma.agents.auth import AuthError, check_auth
 from autonoma.agents.environment import child_env
 from autonoma.agents.executable import find_claude
@@ -28,17 +29,20 @@ from autonoma.agents.roles import ROLE_NAMES, RoleError, load_role
 from autonoma.journal import reader
 from autonoma.journal.fold import fold_rows
 from autonoma.project import Project, ProjectError, RunLock, acquire_run_lock
-from autonoma.protocol import Envelope, RunFinished
+from autonoma.protocol import Envelope, Escalation, RunFinished
 from autonoma.runtime.bus import Listener
 from autonoma.runtime.supervisor import ChildSpec
 from autonoma.sim import ScenarioError, SimServer, load_scenario
-from autonoma.system import StartError, System, start
+from autonoma.system import JOURNAL, ROOT, StartError, System, start
 from autonoma.vcs import workspace
 from autonoma.vcs.workspace import VcsError
 from autonoma.workflow.crew import AgentRefs, crew_spec
 from autonoma.workflow.governor import GOVERNOR, Governor
 from autonoma.workflow.merge_queue import MERGE_QUEUE, MergeQueue
 from autonoma.workflow.orchestrator import ORCHESTRATOR, Orchestrator, RunContext
+
+_RUN_CRITICAL = frozenset({JOURNAL, GOVERNOR, MERGE_QUEUE, ORCHESTRATOR})
+"""Children of the root without which the run cannot go on."""
 
 MAX_REQUIREMENTS_BYTES = 100_000
 """More than the CEO's prompt can carry in one argv string, with the template around it."""
@@ -174,8 +178,14 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
             "touches your work"
         )
     claude = find_claude(settings)
+    if claude is None and settings.claude_path:
+        raise RunError(
+            f"claude_path {settings.claude_path!r} (AUTONOMA_CLAUDE_PATH or config.toml): "
+            "no executable file there"
+        )
     if claude is None:
         raise RunError(CLAUDE_NOT_FOUND)
+    project_module.init(project.root)
     lock = acquire_run_lock(project)
     prepared: Prepared | None = None
     try:
@@ -259,9 +269,20 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
     finished = threading.Event()
     outcome: list[RunFinished] = []
 
+    fatal: list[Escalation] = []
+
     def watch(envelope: Envelope) -> None:
-        if isinstance(envelope.message, RunFinished) and envelope.sender == ORCHESTRATOR:
-            outcome.append(envelope.message)
+        message = envelope.message
+        if isinstance(message, RunFinished) and envelope.sender == ORCHESTRATOR:
+            outcome.append(message)
+            finished.set()
+        elif (
+            isinstance(message, Escalation)
+            and envelope.sender == ROOT
+            and message.source in _RUN_CRITICAL
+        ):
+            # The root left it stopped after too many crashes: nothing can go on.
+            fatal.append(message)
             finished.set()
 
     system.bus.subscribe(watch)
@@ -339,6 +360,14 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
                 with contextlib.suppress(Exception):
                     orchestrator.proxy().stop_run().get(timeout=10)
             finished.wait(5)
+        if fatal and not outcome:
+            end = RunFinished(
+                outcome="failed",
+                summary=f"{fatal[0].source} kept crashing ({fatal[0].reason}); "
+                "`autonoma start` resumes the run",
+            )
+            system.bus.publish("run", end, durable=True)
+            outcome.append(end)
     if outcome:
         end = outcome[-1]
         return RunResult(prepared.run_id, end.outcome, end.summary)

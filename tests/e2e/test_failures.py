@@ -527,7 +527,7 @@ BAD_STARTS = [
         _nothing,
         ["requirements.md"],
         {"AUTONOMA_CLAUDE_PATH": "/nonexistent"},
-        "Claude Code not found",
+        "claude_path '/nonexistent' (AUTONOMA_CLAUDE_PATH or config.toml): no executable",
     ),
     ("tui", _nothing, ["requirements.md", "--tui"], {}, "the TUI is not built yet"),
 ]
