@@ -20,7 +20,6 @@ import pygit2
 import pytest
 
 from autonoma import demo
-from autonoma.journal import reader
 from autonoma.protocol import (
     AgentProcessExited,
     AgentSessionStarted,
@@ -35,6 +34,7 @@ from autonoma.protocol import (
     RunStarted,
     TaskStateChanged,
 )
+from tests.e2e.runs import journal, messages
 
 SAMPLE = demo.sample_dir("todo")
 SCENARIO = SAMPLE / "scenario.toml"
@@ -66,16 +66,6 @@ def start(root: Path) -> subprocess.Popen[str]:
     return autonoma(
         "start", "requirements.md", "--scenario", str(SCENARIO), "--max-workers", "3", cwd=root
     )
-
-
-def journal(root: Path) -> list[Envelope]:
-    """Every message of the project's journal."""
-    return list(reader.read(root / ".autonoma" / "state.db"))
-
-
-def of(envelopes: list[Envelope], kind: type) -> list:  # type: ignore[type-arg]
-    """The messages of one type, in order."""
-    return [e.message for e in envelopes if isinstance(e.message, kind)]
 
 
 def main_tree(root: Path) -> dict[str, bytes]:
@@ -165,16 +155,16 @@ def test_the_journal_holds_the_phases_the_review_the_conflict_and_the_costs(
     reference: Finished,
 ) -> None:
     envelopes = journal(reference.root)
-    phases = [m.phase for m in of(envelopes, PhaseChanged)]
+    phases = [m.phase for m in messages(envelopes, PhaseChanged)]
     assert phases == ["planning", "decomposition", "development", "done"]
-    merged = {m.task_id for m in of(envelopes, TaskStateChanged) if m.state == "merged"}
+    merged = {m.task_id for m in messages(envelopes, TaskStateChanged) if m.state == "merged"}
     assert merged == TASKS
-    verdicts = [(m.task_id, m.verdict) for m in of(envelopes, ReviewVerdict)]
+    verdicts = [(m.task_id, m.verdict) for m in messages(envelopes, ReviewVerdict)]
     assert ("t2", "changes_requested") in verdicts
-    conflicts = [m for m in of(envelopes, MergeFailed) if m.kind == "conflict"]
+    conflicts = [m for m in messages(envelopes, MergeFailed) if m.kind == "conflict"]
     assert [m.files for m in conflicts] == [["README.md"]]
     assert conflicts[0].task_id in ("t3", "t4")
-    costs = sum(m.usd for m in of(envelopes, CostReported))
+    costs = sum(m.usd for m in messages(envelopes, CostReported))
     assert costs > 0
     status = subprocess.run(
         [sys.executable, "-m", "autonoma", "status", "--json"],
@@ -190,7 +180,7 @@ def test_the_journal_holds_the_phases_the_review_the_conflict_and_the_costs(
     assert run["outcome"] == "done"
     assert run["usage"]["usd"] == pytest.approx(costs)
     assert sum(t["usage"]["usd"] for t in state["tasks"].values()) <= costs
-    assert of(envelopes, RunFinished)[-1].outcome == "done"
+    assert messages(envelopes, RunFinished)[-1].outcome == "done"
 
 
 # --- interrupted runs -------------------------------------------------------------------
@@ -214,7 +204,7 @@ def _live_sessions(envelopes: list[Envelope]) -> list[AgentTurnStarting]:
 
 def _developer_mid_turn(envelopes: list[Envelope]) -> bool:
     """At least one task merged, and a developer whose session is running now."""
-    merged = any(m.state == "merged" for m in of(envelopes, TaskStateChanged))
+    merged = any(m.state == "merged" for m in messages(envelopes, TaskStateChanged))
     return merged and bool(_live_sessions(envelopes))
 
 
@@ -244,7 +234,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_tree_without_redoing_work
         first.communicate(timeout=30)
     before = journal(root)
     kill_seq = before[-1].seq
-    merged_before = {m.task_id for m in of(before, TaskStateChanged) if m.state == "merged"}
+    merged_before = {m.task_id for m in messages(before, TaskStateChanged) if m.state == "merged"}
     # A developer whose turn was cut after claude reported its session.
     cut = _live_sessions(before)[0]
     # Nothing of the killed run keeps working: its claude children died with it.
@@ -258,18 +248,18 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_tree_without_redoing_work
     assert second.returncode == 0, stdout + stderr
     assert "Resuming run" in stdout
     after = [e for e in journal(root) if e.seq > kill_seq]
-    assert of(after, RunStarted)[0].resumed
+    assert messages(after, RunStarted)[0].resumed
     # Merged tasks were not redone: no agent turn for them after the restart.
-    redone = {m.task_id for m in of(after, AgentTurnStarting)} & merged_before
+    redone = {m.task_id for m in messages(after, AgentTurnStarting)} & merged_before
     assert redone == set()
     # The cut task went on in the same worktree, resuming its claude session; only if
     # claude had kept no transcript of it yet, in a new session after that.
-    turns = [m for m in of(after, AgentTurnStarting) if m.task_id == cut.task_id]
+    turns = [m for m in messages(after, AgentTurnStarting) if m.task_id == cut.task_id]
     assert turns[0].cwd == cut.cwd
     assert turns[0].resume and turns[0].session_id == cut.session_id
     lost = [
         m
-        for m in of(after, AgentTurnFinished)
+        for m in messages(after, AgentTurnFinished)
         if m.session_id == cut.session_id and "No conversation found" in m.result
     ]
     if lost:
@@ -288,7 +278,7 @@ def test_ctrl_c_stops_the_run_cleanly_and_start_resumes_it(
     assert first.returncode == 130, stderr
     assert "stopped" in stdout
     assert "Traceback" not in stderr
-    finished = of(journal(root), RunFinished)
+    finished = messages(journal(root), RunFinished)
     assert [m.outcome for m in finished] == ["stopped"]
     assert _claude_processes_in(root) == []
 

@@ -6,13 +6,10 @@ on ``main``, the journal's rows, the exit code and ``autonoma status``.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import pykka
 import pytest
@@ -43,114 +40,29 @@ from autonoma.vcs.workspace import PUSH_REFUSED
 from autonoma.workflow import run
 from autonoma.workflow.run import RunOptions, RunResult
 from tests.conftest import run_autonoma
+from tests.e2e.runs import (
+    REQUIREMENTS,
+    SCENARIOS,
+    M,
+    Row,
+    assert_clean_exit,
+    autonoma_branches,
+    db_of,
+    developer_turns,
+    envelopes,
+    files_on,
+    git,
+    journal,
+    make_project,
+    messages,
+    start,
+    status_json,
+)
 from tests.journal.testlib import wait_for
 from tests.test_run_lock import hold_run_lock
 
-SCENARIOS = Path(__file__).parent / "scenarios"
-REQUIREMENTS = "Write a few small text files, one per task.\n"
 RUN_TIMEOUT = 90.0
 """Seconds an in-process run may take before the test gives up on it."""
-
-
-# --- helpers ------------------------------------------------------------------------
-
-
-def git(cwd: Path, *args: str) -> str:
-    """Run git (the real one) and return its output."""
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout
-
-
-def make_project(parent: Path, name: str = "project") -> Path:
-    """A git repository on ``main`` with one commit holding ``requirements.md``."""
-    root = parent / name
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "user.name", "Tester")
-    git(root, "config", "user.email", "tester@example.invalid")
-    (root / "requirements.md").write_text(REQUIREMENTS)
-    git(root, "add", "requirements.md")
-    git(root, "commit", "-q", "-m", "Requirements")
-    return root
-
-
-def start(
-    root: Path, scenario: str, env: dict[str, str], *args: str
-) -> subprocess.CompletedProcess[str]:
-    """``autonoma start requirements.md --scenario scenarios/<scenario> ARGS`` in ``root``."""
-    return run_autonoma(
-        "start",
-        "requirements.md",
-        "--scenario",
-        str(SCENARIOS / scenario),
-        *args,
-        cwd=root,
-        env=env,
-    )
-
-
-def db_of(root: Path) -> Path:
-    return root / ".autonoma" / "state.db"
-
-
-def journal(root: Path, after_seq: int = 0) -> list[Envelope]:
-    """Every envelope of the project's journal after ``after_seq``, in order."""
-    return list(reader.read(db_of(root), after_seq=after_seq))
-
-
-M = TypeVar("M")
-
-
-@dataclass(frozen=True)
-class Row(Generic[M]):
-    """A journal envelope whose message is known to be an ``M``."""
-
-    seq: int
-    ts: float
-    run_id: str
-    sender: str
-    message: M
-
-
-def envelopes(rows: Iterable[Envelope], kind: type[M], **fields: Any) -> list[Row[M]]:
-    """The envelopes whose message is a ``kind`` with these field values."""
-    return [
-        Row(e.seq, e.ts, e.run_id, e.sender, e.message)
-        for e in rows
-        if isinstance(e.message, kind)
-        and all(getattr(e.message, name) == value for name, value in fields.items())
-    ]
-
-
-def messages(rows: Iterable[Envelope], kind: type[M], **fields: Any) -> list[M]:
-    """The messages of `envelopes`."""
-    return [e.message for e in envelopes(rows, kind, **fields)]
-
-
-def files_on(root: Path, ref: str) -> set[str]:
-    """The files committed on ``ref``."""
-    return set(git(root, "ls-tree", "-r", "--name-only", ref).split())
-
-
-def autonoma_branches(root: Path) -> list[str]:
-    return git(root, "for-each-ref", "--format=%(refname)", "refs/heads/autonoma").split()
-
-
-def developer_turns(rows: Iterable[Envelope], task_id: str) -> list[AgentTurnStarting]:
-    return messages(rows, AgentTurnStarting, role="developer", task_id=task_id)
-
-
-def status_json(root: Path, env: dict[str, str]) -> dict[str, Any]:
-    result = run_autonoma("status", "--json", cwd=root, env=env)
-    assert result.returncode == 0, result.stderr
-    state: dict[str, Any] = json.loads(result.stdout)
-    return state
-
-
-def assert_clean_exit(result: subprocess.CompletedProcess[str], code: int) -> None:
-    assert result.returncode == code, result.stdout + result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
 
 
 # --- 1. escalation, then the human's retry or resolve ---------------------------------

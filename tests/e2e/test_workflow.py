@@ -1,0 +1,146 @@
+"""The workflow's own checks, end to end: a bad task list sent back with its errors, work
+left uncommitted, tests that fail only on the merged result, and the run's budget.
+
+The real ``autonoma start``, the real ``claude`` and the scenarios in ``scenarios/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autonoma.protocol import (
+    AgentTurnStarting,
+    BudgetReached,
+    Escalation,
+    MergeFailed,
+    PhaseChanged,
+    RunFinished,
+    TaskDefined,
+    TaskStateChanged,
+    WorkCommittedForAgent,
+)
+from tests.conftest import run_autonoma
+from tests.e2e.runs import (
+    assert_clean_exit,
+    files_on,
+    git,
+    journal,
+    make_project,
+    messages,
+    start,
+    status_json,
+)
+
+
+def test_a_task_list_with_a_cycle_goes_back_with_its_errors_and_the_fixed_one_runs(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    root = make_project(tmp_path)
+    result = start(root, "redecompose.toml", clean_env, "--max-workers", "2")
+    assert_clean_exit(result, 0)
+    rows = journal(root)
+    asked = [
+        m.argv[-1] for m in messages(rows, AgentTurnStarting) if m.agent_id == "staff_engineer"
+    ]
+    assert len(asked) == 2
+    # The exact validation errors went back to the same session.
+    assert asked[1].startswith("Your task list was rejected")
+    assert "cycle: t1 -> t2 -> t1" in asked[1]
+    assert "t2 depends on t9, which is not a task" in asked[1]
+    assert [
+        m.resume for m in messages(rows, AgentTurnStarting) if m.agent_id == "staff_engineer"
+    ] == [
+        False,
+        True,
+    ]
+    # Only the valid list was defined.
+    assert [(m.task_id, m.deps) for m in messages(rows, TaskDefined)] == [
+        ("t1", []),
+        ("t2", ["t1"]),
+    ]
+    assert {"t1.txt", "t2.txt"} <= files_on(root, "main")
+
+
+def test_work_a_developer_left_uncommitted_is_committed_for_it_and_journaled(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    root = make_project(tmp_path)
+    assert_clean_exit(start(root, "redecompose.toml", clean_env), 0)
+    [committed] = messages(journal(root), WorkCommittedForAgent)
+    assert committed.task_id == "t2" and committed.files == ["t2.txt"]
+    message = git(root, "log", "-1", "--format=%s", committed.commit)
+    assert message.strip() == "t2: work developer-1 left uncommitted"
+    assert "t2.txt" in files_on(root, "main")
+
+
+def test_a_task_list_that_stays_invalid_stops_the_run_with_an_escalation(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    root = make_project(tmp_path)
+    env = {**clean_env, "AUTONOMA_MAX_RETRIES": "1"}
+    result = start(root, "bad_tasks_always.toml", env)
+    assert_clean_exit(result, 1)
+    assert "the task list was rejected 2 times; last: t1 depends on itself" in result.stdout
+    rows = journal(root)
+    [escalation] = messages(rows, Escalation)
+    assert escalation.source == "orchestrator" and "t1 depends on itself" in escalation.reason
+    assert messages(rows, TaskDefined) == []
+    assert [m.phase for m in messages(rows, PhaseChanged)] == [
+        "planning",
+        "decomposition",
+        "stopped",
+    ]
+    assert messages(rows, RunFinished)[-1].outcome == "failed"
+    state = status_json(root, env)
+    assert state["escalations"][0]["reason"] == escalation.reason
+
+
+def test_tests_red_on_the_merged_result_send_the_task_back_with_their_output(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    root = make_project(tmp_path)
+    result = start(root, "red_merge.toml", clean_env, "--max-workers", "2")
+    assert_clean_exit(result, 0)
+    rows = journal(root)
+    [red] = messages(rows, MergeFailed)
+    assert red.task_id == "t2" and red.kind == "tests_failed"
+    assert "$ test ! -f a.txt || test -f fix.txt" in red.output
+    # main never held the red result: t2 merged only with its fix.
+    assert {"a.txt", "b.txt", "fix.txt"} <= files_on(root, "main")
+    followup = [
+        m for m in messages(rows, AgentTurnStarting) if m.task_id == "t2" and m.role == "developer"
+    ][1]
+    assert followup.resume
+    assert "the tests failed on the merged result" in followup.argv[-1]
+    assert "test ! -f a.txt || test -f fix.txt" in followup.argv[-1]
+    states = [(m.task_id, m.state) for m in messages(rows, TaskStateChanged)]
+    assert ("t2", "failed") in states and states[-1] in (("t2", "merged"), ("t1", "merged"))
+
+
+def test_a_run_past_its_budget_starts_no_new_work_and_says_so(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    root = make_project(tmp_path)
+    env = {**clean_env, "AUTONOMA_BUDGET_USD": "0.03"}
+    result = start(root, "approves_all.toml", env, "--max-workers", "1")
+    assert_clean_exit(result, 1)
+    assert "run budget $0.03 reached" in result.stdout
+    assert "raise budget_usd (AUTONOMA_BUDGET_USD)" in result.stdout
+    rows = journal(root)
+    [reached] = messages(rows, BudgetReached)
+    assert reached.scope == "run" and reached.spent_usd >= 0.03
+    reached_at = next(e.seq for e in rows if isinstance(e.message, BudgetReached))
+    started_after = [
+        e for e in rows if e.seq > reached_at and isinstance(e.message, AgentTurnStarting)
+    ]
+    assert started_after == []
+    # No task failed because of the budget; the rest waits to be resumed.
+    assert all(m.state != "failed" for m in messages(rows, TaskStateChanged))
+    assert "BUDGET: run budget $0.03 reached" in status_text(root, env)
+
+
+def status_text(root: Path, env: dict[str, str]) -> str:
+    """What ``autonoma status`` prints."""
+    result = run_autonoma("status", cwd=root, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
