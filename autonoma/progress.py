@@ -171,7 +171,10 @@ class Progress:
                     "red",
                 )
             case p.WorkPaused(reason=reason):
-                return f"PAUSED: {_short(reason, REASON_CHARS)}", "red"
+                text = f"PAUSED: {_short(reason, REASON_CHARS)}"
+                if "by itself" not in reason:  # the root's pause waits for a human
+                    text += " (new work waits: Ctrl-C stops the run, `autonoma start` resumes it)"
+                return text, "red"
             case p.WorkResumed(reason=reason):
                 return f"resumed: {_short(reason, REASON_CHARS)}", "green"
             case p.SpawnsHeld(delay=delay, reason=reason):

@@ -32,12 +32,14 @@ from autonoma.protocol import (
     ReviewVerdict,
     RunFinished,
     SpawnsHeld,
+    SupervisorGaveUp,
     TaskMerged,
     TaskStateChanged,
     WorkPaused,
 )
 from autonoma.vcs.workspace import PUSH_REFUSED
 from autonoma.workflow import run
+from autonoma.workflow.orchestrator import Orchestrator
 from autonoma.workflow.run import RunOptions, RunResult
 from tests.conftest import run_autonoma
 from tests.e2e.runs import (
@@ -382,6 +384,34 @@ def test_a_developer_crashed_before_claude_saved_its_session_starts_a_new_one(
             assert not following.resume and following.session_id != turn.session_id
     assert not ends[-1].is_error
     check_task_merged_unfailed(root, rows, result)
+
+
+def test_too_many_crashes_make_the_crew_give_up_and_the_root_pause_new_work(
+    tmp_path: Path, clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTONOMA_RESTART_INTENSITY", "1")
+    root = make_project(tmp_path)
+    running = InProcessRun(root, "crash_mid_turn.toml")
+    running.first(AgentSessionStarted, agent_id="developer-1")
+    crash_agent("developer-1", monkeypatch)
+    running.first(ActorStarted, name="developer-1", restart=True)
+    crash_agent("developer-1", monkeypatch)  # the second within the period: too many
+
+    gave_up = running.first(SupervisorGaveUp, name="crew")
+    paused = running.first(WorkPaused)
+    assert paused.sender == "root"
+    running.first(Escalation, source="crew")
+    # The root restarts the crew, but starts no new work: no turn after the pause.
+    running.first(ActorStarted, name="crew", restart=True)
+    (orchestrator,) = pykka.ActorRegistry.get_by_class(Orchestrator)
+    orchestrator.proxy().stop_run("stopped by the test").get(timeout=10)
+    result = running.result()
+    assert result.outcome == "stopped"
+    rows = journal(root)
+    assert not [e for e in envelopes(rows, AgentTurnStarting) if e.seq > paused.seq]
+    assert gave_up.seq < paused.seq
+    state = status_json(root, clean_env)
+    assert state["paused"] and state["escalations"][0]["source"] == "crew"
 
 
 # --- 4. bad input for `autonoma start` ------------------------------------------------
