@@ -33,33 +33,26 @@ def staff_prompt(role: Role, requirements: str, plan: str, claude_md: str) -> st
     return render(role, requirements=requirements, plan=plan, claude_md=claude_md or NONE)
 
 
+def _task_fields(task: Task, claude_md: str) -> dict[str, str]:
+    """What the developer's and QA's templates say about the task."""
+    return {
+        "task_id": task.task_id,
+        "task_title": task.title,
+        "spec": task.spec,
+        "acceptance": bullets(task.acceptance),
+        "files": bullets(task.files),
+        "claude_md": claude_md or NONE,
+    }
+
+
 def developer_prompt(role: Role, task: Task, claude_md: str, feedback: str = "") -> str:
     """A developer's first turn on a task (a fresh session)."""
-    return render(
-        role,
-        task_id=task.task_id,
-        task_title=task.title,
-        spec=task.spec,
-        acceptance=bullets(task.acceptance),
-        files=bullets(task.files),
-        feedback=feedback or NONE,
-        claude_md=claude_md or NONE,
-    )
+    return render(role, **_task_fields(task, claude_md), feedback=feedback or NONE)
 
 
 def qa_prompt(role: Role, task: Task, base_ref: str, review: int, claude_md: str) -> str:
     """QA's review of a task's branch; ``review`` counts the reviews of this task from 1."""
-    return render(
-        role,
-        task_id=task.task_id,
-        task_title=task.title,
-        spec=task.spec,
-        acceptance=bullets(task.acceptance),
-        files=bullets(task.files),
-        base_ref=base_ref,
-        attempt=str(review),
-        claude_md=claude_md or NONE,
-    )
+    return render(role, **_task_fields(task, claude_md), base_ref=base_ref, attempt=str(review))
 
 
 _FINISH = (
