@@ -54,6 +54,12 @@ def _crash_report() -> str:
         return handle.name
 
 
+def _command() -> str:
+    """How to call autonoma again: the script beside this Python (a venv is not on PATH)."""
+    beside = Path(sys.executable).parent / "autonoma"
+    return str(beside) if beside.exists() else "autonoma"
+
+
 def _here() -> Path:
     return Path.cwd()
 
@@ -196,7 +202,7 @@ def demo(sample: str, where: Path | None, max_workers: int) -> None:
         finally:
             click.echo(
                 f"The result: {root}\n  cd {root} && git log --oneline --graph main && "
-                "python3 -m unittest discover -s tests -t . && autonoma status"
+                f"python3 -m unittest discover -s tests -t . && {_command()} status"
             )
 
 
