@@ -585,17 +585,23 @@ class Orchestrator(Actor):
 
     def _schedule(self) -> None:
         states = self._states()
-        busy = [tid for tid, s in states.items() if s in _SLOT_STATES]
-        slots = self.ctx.workers - len(busy)
-        if slots <= 0:
-            return
         specs = [self._specs[tid] for tid in states if tid in self._specs]
         candidates = scheduler.ready(specs, states)
         for task_id in candidates:
             if states[task_id] == "pending":
                 self._set(task_id, "ready", "its dependencies are merged")
+        busy = [tid for tid, s in states.items() if s in _SLOT_STATES]
+        slots = self.ctx.workers - len(busy)
+        if slots <= 0 or not candidates:
+            return
         chosen = scheduler.pick(
-            candidates, self._specs, busy, slots, self._priority, policy=self.ctx.policy
+            candidates,
+            self._specs,
+            busy,
+            slots,
+            self._priority,
+            policy=self.ctx.policy,
+            reserved=scheduler.imminent(specs, states, self._priority),
         )
         for task_id in chosen:
             agent = self._free(developer_names(self.ctx.workers))

@@ -66,12 +66,17 @@ def pick(
     slots: int,
     priority: Mapping[str, float],
     policy: Policy = "critical_path",
+    reserved: Sequence[float] = (),
 ) -> list[str]:
     """Up to ``slots`` candidates to start now, none touching a file of a running or chosen task.
 
     ``critical_path`` takes the highest priority first (ties in candidate order); ``fifo``
     takes candidates in order. A candidate that overlaps is skipped, not waited for, so a
     later one may take its slot. A candidate missing from ``priority`` has priority 0.
+
+    ``reserved`` (critical_path only) holds the priorities of tasks about to be ready
+    (`imminent`): a candidate does not take the last slots such a task outranking it
+    will want a moment later.
     """
     if policy not in ("critical_path", "fifo"):
         raise ValueError(f"unknown scheduling policy {policy!r}")
@@ -82,9 +87,11 @@ def pick(
         order.sort(key=lambda tid: -priority.get(tid, 0.0))
     # A busy id the mapping does not know has no files to protect.
     in_use = [path for tid in running if tid in tasks for path in tasks[tid].files]
+    held = list(reserved) if policy == "critical_path" else []
     chosen: list[str] = []
     for tid in order:
-        if len(chosen) >= slots:
+        outranking = sum(1 for p in held if p > priority.get(tid, 0.0))
+        if len(chosen) + outranking >= slots:
             break
         files = tasks[tid].files
         if files_overlap(files, in_use):
@@ -92,6 +99,32 @@ def pick(
         chosen.append(tid)
         in_use.extend(files)
     return chosen
+
+
+def imminent(
+    tasks: Sequence[TaskSpec], states: Mapping[str, str], priority: Mapping[str, float]
+) -> list[float]:
+    """For each task being merged, the top priority of the tasks its merge will make ready.
+
+    A merge takes a moment (the tests run again on the merged result); the worker it
+    freed should wait for its successor on the critical path rather than go to a task
+    that can wait.
+    """
+    waiting = {
+        task.id: task
+        for task in tasks
+        if states.get(task.id, "pending") in WAITING_STATES
+        and task.deps
+        and all(states.get(dep) in DONE_STATES | {"merging"} for dep in task.deps)
+    }
+    found: list[float] = []
+    for task in tasks:
+        if states.get(task.id) != "merging":
+            continue
+        after = [priority.get(t.id, 0.0) for t in waiting.values() if task.id in t.deps]
+        if after:
+            found.append(max(after))
+    return found
 
 
 def blocked_by_escalation(tasks: Sequence[TaskSpec], states: Mapping[str, str]) -> set[str]:

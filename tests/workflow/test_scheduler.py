@@ -8,6 +8,7 @@ from autonoma.workflow.dag import TaskSpec
 from autonoma.workflow.scheduler import (
     blocked_by_escalation,
     files_overlap,
+    imminent,
     pick,
     ready,
     run_over,
@@ -243,3 +244,39 @@ def test_the_run_is_not_over_while_a_task_is_under_way(state: str) -> None:
 
 def test_a_run_without_tasks_is_over() -> None:
     assert run_over([], {}, busy_count=0)
+
+
+# --- a worker kept for the critical path's next task --------------------------------------
+
+
+def test_a_merge_makes_imminent_the_top_priority_of_what_it_will_make_ready() -> None:
+    tasks = [spec("a"), spec("b", "a"), spec("c", "a"), spec("d", "a", "x"), spec("x")]
+    states = {"a": "merging", "b": "pending", "c": "pending", "d": "pending", "x": "running"}
+    priority = {"a": 9.0, "b": 5.0, "c": 8.0, "d": 7.0, "x": 1.0}
+    # d also waits on x, which is still running: only b and c count.
+    assert imminent(tasks, states, priority) == [8.0]
+
+
+def test_nothing_is_imminent_without_a_merge_under_way() -> None:
+    tasks = [spec("a"), spec("b", "a")]
+    assert imminent(tasks, {"a": "review", "b": "pending"}, {"a": 2.0, "b": 1.0}) == []
+
+
+def test_a_lower_priority_task_leaves_the_last_slot_to_an_imminent_one() -> None:
+    tasks = by_id(spec("low"), spec("mid"))
+    priority = {"low": 1.0, "mid": 5.0}
+    chosen = pick(["low", "mid"], tasks, [], 2, priority, reserved=[3.0])
+    assert chosen == ["mid"]
+
+
+def test_an_imminent_task_that_ranks_lower_holds_nothing_back() -> None:
+    tasks = by_id(spec("low"), spec("mid"))
+    priority = {"low": 4.0, "mid": 5.0}
+    assert pick(["low", "mid"], tasks, [], 2, priority, reserved=[3.0]) == ["mid", "low"]
+
+
+def test_fifo_keeps_no_slot_for_what_is_about_to_be_ready() -> None:
+    tasks = by_id(spec("low"), spec("mid"))
+    priority = {"low": 1.0, "mid": 5.0}
+    chosen = pick(["low", "mid"], tasks, [], 2, priority, policy="fifo", reserved=[9.0])
+    assert chosen == ["low", "mid"]
