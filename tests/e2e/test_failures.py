@@ -22,6 +22,7 @@ from autonoma.protocol import (
     ActorStarted,
     AgentApiRetry,
     AgentSessionStarted,
+    AgentStateChanged,
     AgentToolResult,
     AgentToolUse,
     AgentTurnFinished,
@@ -232,6 +233,10 @@ def test_a_429_storm_holds_new_agents_back_and_fails_no_task(
         or any(h.ts <= s.ts < h.message.until for h in holds)
     ]
     assert spawned_while_held == []
+    # What was held back showed as waiting on the governor, not as busy nor dead.
+    waiting = envelopes(rows, AgentStateChanged, state="waiting")
+    assert waiting and all(w.ts >= holds[0].ts for w in waiting)
+    assert {w.message.task_id for w in waiting} <= {"t2", "t3", "t4"}
     # Work was waiting when the storm hit (two workers, four tasks): t3 and t4 were
     # ready before it, and started only once the first hold was over.
     for task_id in ("t3", "t4"):

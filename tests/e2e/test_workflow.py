@@ -6,6 +6,8 @@ The real ``autonoma start``, the real ``claude`` and the scenarios in ``scenario
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from autonoma.protocol import (
@@ -14,6 +16,7 @@ from autonoma.protocol import (
     Escalation,
     MergeFailed,
     PhaseChanged,
+    RetryRequested,
     RunFinished,
     TaskDefined,
     TaskStateChanged,
@@ -21,6 +24,7 @@ from autonoma.protocol import (
 )
 from tests.conftest import run_autonoma
 from tests.e2e.runs import (
+    SCENARIOS,
     assert_clean_exit,
     files_on,
     git,
@@ -30,6 +34,7 @@ from tests.e2e.runs import (
     start,
     status_json,
 )
+from tests.journal.testlib import wait_for
 
 
 def test_a_task_list_with_a_cycle_goes_back_with_its_errors_and_the_fixed_one_runs(
@@ -144,3 +149,42 @@ def status_text(root: Path, env: dict[str, str]) -> str:
     result = run_autonoma("status", cwd=root, env=env)
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def test_a_human_retry_reaches_the_active_run_and_the_task_is_merged(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    root = make_project(tmp_path)
+    env = {**clean_env, "AUTONOMA_MAX_RETRIES": "0"}
+    active = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "autonoma", "start", "requirements.md"),
+            *("--scenario", str(SCENARIOS / "retry_live.toml"), "--max-workers", "2"),
+        ],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: messages(journal(root), TaskStateChanged, task_id="t2", state="escalated"),
+            timeout=60,
+            interval=0.05,
+        )
+        sent = run_autonoma("retry", "t2", "--note", "It must say hello.", cwd=root, env=env)
+        assert_clean_exit(sent, 0)
+        assert "sent to the active run" in sent.stdout
+        stdout, stderr = active.communicate(timeout=90)
+    finally:
+        active.kill()
+    assert active.returncode == 0, stdout + stderr
+    rows = journal(root)
+    assert messages(rows, RetryRequested, task_id="t2")[0].note == "It must say hello."
+    retried = [m for m in messages(rows, AgentTurnStarting, task_id="t2") if m.role == "developer"][
+        -1
+    ]
+    assert "It must say hello." in retried.argv[-1]
+    assert git(root, "show", "main:t2.txt") == "hello\n"
+    assert messages(rows, RunFinished)[-1].outcome == "done"
