@@ -132,7 +132,8 @@ def test_what_went_wrong_is_said() -> None:
         "[00:04] t3 merge failed: tests failed on the merged result: "
         "FAILED test_store.py::test_add",
         "[00:05] !!! ESCALATION [t3] from orchestrator: 3 attempts failed",
-        "[00:06] PAUSED: crew gave up (new work waits: Ctrl-C stops the run, `autonoma start` resumes it)",
+        "[00:06] PAUSED: crew gave up"
+        " (new work waits: Ctrl-C stops the run, `autonoma start` resumes it)",
         "[00:07] resumed: by a human",
         "[00:08] rate limited: new agents held for 4.1 s",
         "[00:09] BUDGET: run budget $5.00 reached ($5.01 spent): no new work starts",
