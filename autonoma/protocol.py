@@ -161,6 +161,16 @@ class TaskWorkspace(Message, frozen=True):
     base: str
 
 
+class TaskFeedback(Message, frozen=True):
+    """What the task's next developer turn will be told (why the work came back).
+
+    Journaled so that a run stopped before that turn still tells it.
+    """
+
+    task_id: str
+    text: str
+
+
 class WorkCommittedForAgent(Message, frozen=True):
     """A turn ended with uncommitted changes in the worktree: Autonoma committed them."""
 
@@ -403,6 +413,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     TaskDefined,
     TaskStateChanged,
     TaskWorkspace,
+    TaskFeedback,
     WorkCommittedForAgent,
     ReviewVerdict,
     MergeFailed,
@@ -441,6 +452,7 @@ AnyMessage = (
     | TaskDefined
     | TaskStateChanged
     | TaskWorkspace
+    | TaskFeedback
     | WorkCommittedForAgent
     | ReviewVerdict
     | MergeFailed

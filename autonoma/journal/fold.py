@@ -55,6 +55,7 @@ from autonoma.protocol import (
     SpawnsHeld,
     SupervisorGaveUp,
     TaskDefined,
+    TaskFeedback,
     TaskMerged,
     TaskStateChanged,
     TaskWorkspace,
@@ -324,6 +325,8 @@ class Task:
     """
     prompt: str = field(default="", repr=False)
     """What its last developer turn was asked: an interrupted turn is asked again."""
+    feedback: str = field(default="", repr=False)
+    """What its next developer turn will be told (`TaskFeedback`), until that turn starts."""
     commit: str = ""
     """The integration commit that merged it."""
     history: list[TaskEvent] = field(default_factory=list)
@@ -641,6 +644,10 @@ def _plan_written(state: State, seq: int, ts: float, run_id: str, m: PlanWritten
     state.plan = m.plan
 
 
+def _task_feedback(state: State, seq: int, ts: float, run_id: str, m: TaskFeedback) -> None:
+    _task(state, m.task_id).feedback = m.text
+
+
 def _task_workspace(state: State, seq: int, ts: float, run_id: str, m: TaskWorkspace) -> None:
     task = _task(state, m.task_id)
     task.branch, task.worktree, task.base = m.branch, m.worktree, m.base
@@ -720,6 +727,7 @@ def _agent_turn_starting(
             task.session_id, task.session_turns, task.session_started = m.session_id, 0, False
         task.session_turns += 1
         task.prompt = m.argv[-1] if m.argv else ""
+        task.feedback = ""
 
 
 def _agent_process_started(
@@ -777,6 +785,7 @@ _HANDLERS: dict[str, _Handler] = {
     "TaskStateChanged": _task_state_changed,
     "PlanWritten": _plan_written,
     "TaskWorkspace": _task_workspace,
+    "TaskFeedback": _task_feedback,
     "WorkCommittedForAgent": _work_committed,
     "ReviewVerdict": _review_verdict,
     "MergeFailed": _merge_failed,

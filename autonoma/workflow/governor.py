@@ -96,6 +96,7 @@ class Governor(Actor):
                 ref.tell(envelope)
 
         self._unsubscribe = self.bus.subscribe(listen)
+        self._check_budget(None)  # a resumed run may start past its cap
 
     def on_stop(self) -> None:
         self._stop_listening()

@@ -60,6 +60,7 @@ from autonoma.protocol import (
     RunOutcome,
     RunStarted,
     TaskDefined,
+    TaskFeedback,
     TaskMerged,
     TaskState,
     TaskStateChanged,
@@ -359,8 +360,17 @@ class Orchestrator(Actor):
             for t in tasks.values()
         }
         self._priority = critical_path(list(self._specs.values()), self.ctx.durations)
+        governor = self.ctx.governor()
+        if (
+            governor is not None
+            and not governor.proxy().permit(None).get(timeout=10).run_budget_reached
+        ):
+            # A budget reached in an earlier session of the run, since raised.
+            self.state.budget = ""
         for task in tasks.values():
-            if task.state == "running":
+            if task.state == "running" and task.feedback:
+                self._work[task.task_id] = _Work(task.feedback)  # that turn never started
+            elif task.state == "running":
                 if task.session_started:
                     self._work[task.task_id] = _Work(prompts.interrupted(task.task_id, task.prompt))
                 else:
@@ -904,8 +914,13 @@ class Orchestrator(Actor):
         if attempt > self.settings.max_retries:
             self._escalate(task, f"failed {attempt} times; last: {reason}")
             return
-        self._work[task.task_id] = _Work(next_prompt)
+        self._tell_next(task, next_prompt)
         self._set(task.task_id, "running", f"retry: {reason}", attempt + 1)
+
+    def _tell_next(self, task: Task, text: str) -> None:
+        """The next developer turn says ``text`` (journaled: it survives a restart)."""
+        self._work[task.task_id] = _Work(text)
+        self._emit(TaskFeedback(task_id=task.task_id, text=text))
 
     def _escalate(self, task: Task, reason: str) -> None:
         self._set(task.task_id, "escalated", reason)
@@ -930,7 +945,7 @@ class Orchestrator(Actor):
             elif task.requested == "retry" and task.state in ("escalated", "failed"):
                 self._qa_failures.pop(task.task_id, None)
                 if task.worktree:
-                    self._work[task.task_id] = _Work(prompts.human_retry(task.task_id, task.notes))
+                    self._tell_next(task, prompts.human_retry(task.task_id, task.notes))
                     self._set(task.task_id, "running", "sent back by a human", 1)
                 else:
                     self._set(task.task_id, "pending", "sent back by a human", 1)

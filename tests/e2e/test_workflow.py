@@ -17,6 +17,7 @@ from autonoma.protocol import (
     MergeFailed,
     PhaseChanged,
     RetryRequested,
+    ReviewVerdict,
     RunFinished,
     TaskDefined,
     TaskStateChanged,
@@ -188,3 +189,26 @@ def test_a_human_retry_reaches_the_active_run_and_the_task_is_merged(
     assert "It must say hello." in retried.argv[-1]
     assert git(root, "show", "main:t2.txt") == "hello\n"
     assert messages(rows, RunFinished)[-1].outcome == "done"
+
+
+def test_a_follow_up_that_never_started_is_still_told_when_the_run_resumes(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    # The run budget is reached by QA's rejection of t2: the run stops before t2's
+    # developer hears why. Resumed with more budget, that turn says it.
+    root = make_project(tmp_path)
+    env = {**clean_env, "AUTONOMA_BUDGET_USD": "0.03", "AUTONOMA_MAX_RETRIES": "1"}
+    stopped = start(root, "rejects_t2.toml", env, "--max-workers", "1")
+    assert_clean_exit(stopped, 1)
+    before = journal(root)
+    assert [m.verdict for m in messages(before, ReviewVerdict)] == ["changes_requested"]
+    assert len([m for m in messages(before, AgentTurnStarting) if m.role == "developer"]) == 1
+
+    resumed = start(root, "approves_all.toml", clean_env, "--max-workers", "1")
+    assert_clean_exit(resumed, 0)
+    assert "Resuming run" in resumed.stdout
+    after = journal(root)[len(before) :]
+    told = next(m for m in messages(after, AgentTurnStarting) if m.task_id == "t2")
+    assert told.role == "developer" and told.resume
+    assert told.argv[-1].startswith("QA requested changes on task t2")
+    assert "t2.txt must say hello" in told.argv[-1]

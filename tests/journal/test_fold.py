@@ -24,6 +24,7 @@ from autonoma.protocol import (
     AgentText,
     AgentToolResult,
     AgentToolUse,
+    AgentTurnStarting,
     AnyMessage,
     CostReported,
     Envelope,
@@ -33,6 +34,7 @@ from autonoma.protocol import (
     RunStarted,
     SupervisorGaveUp,
     TaskDefined,
+    TaskFeedback,
     TaskStateChanged,
     WorkPaused,
     WorkResumed,
@@ -413,3 +415,24 @@ def test_an_agent_turn_from_spawn_to_exit() -> None:
     agent = state.agents["dev-1"]
     assert (agent.turns, agent.failed_turns, agent.pid) == (1, 1, None)
     assert agent.last_error == "turn failed (success 429): API Error: Request rejected (429)"
+
+
+def test_a_task_keeps_what_its_next_turn_will_be_told_until_that_turn_starts() -> None:
+    state = fold(
+        [
+            env(TaskDefined(task_id="t1", title="x"), 1),
+            env(TaskFeedback(task_id="t1", text="QA requested changes: add a test"), 2),
+        ]
+    )
+    assert state.tasks["t1"].feedback == "QA requested changes: add a test"
+    turn = AgentTurnStarting(
+        agent_id="developer-1",
+        role="developer",
+        session_id="00000000-0000-0000-0000-000000000001",
+        cwd="/w",
+        argv=["claude", "--", "QA requested changes: add a test"],
+        task_id="t1",
+    )
+    fold([env(turn, 3)], state)
+    assert state.tasks["t1"].feedback == ""
+    assert state.tasks["t1"].prompt == "QA requested changes: add a test"
