@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -13,6 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from autonoma.sim.scenario import Fault, RequestInfo, Scenario, Step, describe_request, fill
+
+log = logging.getLogger(__name__)
 
 _ERROR_TYPES = {"429": "rate_limit_error", "529": "overloaded_error", "500": "api_error"}
 _DEFAULT_USAGE = {
@@ -158,6 +162,13 @@ def error_body(kind: str, message: str) -> bytes:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     sim: SimServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (claude stopped mid-answer) is normal: no traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            return
+        log.warning("sim: a request from %s failed: %r", client_address, error)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -412,3 +413,31 @@ def test_shipped_example_loads() -> None:
     example = Path(__file__).resolve().parents[2] / "autonoma" / "sim" / "example.toml"
     scenario = load_scenario(example)
     assert scenario.rules
+
+
+def test_a_client_gone_mid_answer_prints_no_traceback(capfd: pytest.CaptureFixture[str]) -> None:
+    # claude stopped (Ctrl-C) while the sim was about to answer: the write fails.
+    scenario = loads_scenario('[[rule]]\n[[rule.step]]\ntext = "ok"\nlatency = 0.3\n')
+    with SimServer(scenario) as sim:
+        host, port = sim.url.removeprefix("http://").split(":")
+        raw = json.dumps(body("bash_tool.req1")).encode()
+        with socket.create_connection((host, int(port))) as client:
+            client.sendall(
+                b"POST /v1/messages?beta=true HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\n"
+                + f"Content-Length: {len(raw)}\r\n\r\n".encode()
+                + raw
+            )
+            # An abortive close (RST): the answer's write meets a reset connection.
+            client.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+        # Until the handler has answered into the reset socket and ended.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (
+            not sim.messages_requests
+            or any("process_request" in t.name for t in threading.enumerate())
+        ):
+            time.sleep(0.02)
+        assert post(sim.url, body("bash_tool.req1"))[0] == 200  # and the sim still serves
+    assert "Traceback" not in capfd.readouterr().err
