@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import msgspec
 import pykka
 
 from autonoma.agents.agent import AgentBusy, TurnRefused, TurnRequest
@@ -78,7 +77,7 @@ from autonoma.workflow.crew import CEO, STAFF_ENGINEER, AgentRefs, developer_nam
 from autonoma.workflow.dag import DagError, TaskSpec, critical_path, parse_tasks
 from autonoma.workflow.governor import GOVERNOR, Permit, is_rate_limited
 from autonoma.workflow.merge_queue import MergeRequest
-from autonoma.workflow.plan import PlanError, parse_plan, plan_json, plan_text
+from autonoma.workflow.plan import PlanError, parse_plan, plan_dict, plan_json, plan_text
 
 ORCHESTRATOR = "orchestrator"
 
@@ -292,10 +291,6 @@ class Orchestrator(Actor):
             return
         self._stopping = True
         self._finish("stopped", f"{reason}; `autonoma start` resumes the run")
-
-    def finished(self) -> bool:
-        """Whether the run has ended (`RunFinished` published)."""
-        return self._finished
 
     # --- messages -------------------------------------------------------------------
 
@@ -526,7 +521,7 @@ class Orchestrator(Actor):
                     path = self.ctx.autonoma_dir / "plan.json"
                     path.write_bytes(plan_json(plan))
                     self._emit(
-                        PlanWritten(plan=msgspec.to_builtins(plan), path=str(path)), durable=True
+                        PlanWritten(plan=plan_dict(plan), path=str(path)), durable=True
                     )
                     self._phase("decomposition")
                 else:

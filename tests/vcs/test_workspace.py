@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -128,6 +129,23 @@ def test_dirty_files_lists_every_kind_of_change_but_ignored_and_autonoma(project
         "new/",
         "staged.txt",
     ]
+
+
+def test_untracked_files_can_be_left_out_of_what_is_dirty(project: Path) -> None:
+    write(project, "notes.txt", "mine\n")
+    assert workspace.dirty_files(project, untracked=False) == []
+    write(project, "a.txt", "changed\n")
+    assert workspace.dirty_files(project, untracked=False) == ["a.txt"]
+
+
+def test_remove_untracked_deletes_only_untracked_matches(project: Path) -> None:
+    write(project, "src/x.py.tmp.123.abc", "half written")
+    write(project, "keep.tmp.txt", "not a match")
+    write(project, "a.txt", "changed\n")
+    removed = workspace.remove_untracked(project, re.compile(r"\.tmp\.\d+\.[0-9a-f]+$"))
+    assert removed == ["src/x.py.tmp.123.abc"]
+    assert not (project / "src/x.py.tmp.123.abc").exists()
+    assert (project / "keep.tmp.txt").exists() and (project / "a.txt").read_text() == "changed\n"
 
 
 def test_ensure_integration_creates_then_fast_forwards_to_main(project: Path) -> None:
