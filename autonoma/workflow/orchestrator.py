@@ -520,9 +520,7 @@ class Orchestrator(Actor):
                     plan = parse_plan(finished.structured_output)
                     path = self.ctx.autonoma_dir / "plan.json"
                     path.write_bytes(plan_json(plan))
-                    self._emit(
-                        PlanWritten(plan=plan_dict(plan), path=str(path)), durable=True
-                    )
+                    self._emit(PlanWritten(plan=plan_dict(plan), path=str(path)), durable=True)
                     self._phase("decomposition")
                 else:
                     self._define_tasks(parse_tasks(finished.structured_output))
