@@ -32,6 +32,7 @@ from autonoma.protocol import (
     ReviewVerdict,
     RunFinished,
     RunStarted,
+    TaskDefined,
     TaskStateChanged,
 )
 from tests.e2e.runs import journal, messages
@@ -181,6 +182,41 @@ def test_the_journal_holds_the_phases_the_review_the_conflict_and_the_costs(
     assert run["usage"]["usd"] == pytest.approx(costs)
     assert sum(t["usage"]["usd"] for t in state["tasks"].values()) <= costs
     assert messages(envelopes, RunFinished)[-1].outcome == "done"
+
+
+def test_tasks_touching_the_same_files_never_ran_side_by_side(reference: Finished) -> None:
+    envelopes = journal(reference.root)
+    files = {m.task_id: set(m.files) for m in messages(envelopes, TaskDefined)}
+    spans: dict[str, list[float]] = {}
+    for e in envelopes:
+        m = e.message
+        if isinstance(m, TaskStateChanged) and m.state == "running":
+            spans.setdefault(m.task_id, [e.ts, e.ts])
+        elif isinstance(m, TaskStateChanged) and m.state in ("merging", "merged"):
+            spans.setdefault(m.task_id, [e.ts, e.ts])[1] = e.ts
+    together = [
+        (a, b)
+        for a in spans
+        for b in spans
+        if a < b and spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]
+    ]
+    assert together, "the three independent tasks should have run at the same time"
+    assert all(not files[a] & files[b] for a, b in together)
+
+
+def test_logs_show_what_one_agent_said_and_did(reference: Finished) -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "autonoma", "logs", "--agent", "developer-1", "--limit", "500"],
+        cwd=reference.root,
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines and all("developer-1" in line for line in lines)
+    assert any("AgentToolUse" in line and "git commit" in line for line in lines)
+    assert any("AgentText" in line for line in lines)
 
 
 # --- interrupted runs -------------------------------------------------------------------
