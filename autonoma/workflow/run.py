@@ -10,6 +10,7 @@ tree; interrupted (Ctrl-C), it stops the run cleanly so that the next `start` re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import threading
@@ -159,14 +160,13 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
     if options.max_workers is not None:
         if options.max_workers < 1:
             raise RunError(f"--max-workers must be at least 1, not {options.max_workers}")
-        settings = _replace(settings, max_workers=options.max_workers)
+        settings = dataclasses.replace(settings, max_workers=options.max_workers)
     for name in ROLE_NAMES:
         try:
             load_role(name, project.root)
         except RoleError as err:
             raise RunError(str(err)) from None
     try:
-        main = workspace.current_branch(project.root)
         dirty = workspace.dirty_files(project.root, untracked=False)
     except VcsError as err:
         raise RunError(str(err)) from None
@@ -185,6 +185,18 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
         )
     if claude is None:
         raise RunError(CLAUDE_NOT_FOUND)
+    scenario = None
+    if options.scenario is not None:
+        try:
+            scenario = load_scenario(options.scenario)
+        except ScenarioError as err:
+            raise RunError(str(err)) from None
+    # Every check passed: from here on, things are made (a first commit in an empty
+    # repository, .autonoma/, the lock).
+    try:
+        main = workspace.current_branch(project.root)
+    except VcsError as err:
+        raise RunError(str(err)) from None
     project_module.init(project.root)
     lock = acquire_run_lock(project)
     prepared: Prepared | None = None
@@ -197,11 +209,7 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
         parent = dict(os.environ)
         if options.path_prefix:
             parent["PATH"] = os.pathsep.join([*options.path_prefix, parent.get("PATH", "")])
-        if options.scenario is not None:
-            try:
-                scenario = load_scenario(options.scenario)
-            except ScenarioError as err:
-                raise RunError(str(err)) from None
+        if scenario is not None:
             sim = SimServer(scenario)
             sim.start()
             # One config folder per run, kept across restarts: --resume finds the sessions.
@@ -239,12 +247,6 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
         else:
             lock.release()
         raise
-
-
-def _replace(settings: config.Settings, **changes: object) -> config.Settings:
-    import dataclasses
-
-    return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
 
 
 def execute(prepared: Prepared, listener: Listener | None = None) -> RunResult:
