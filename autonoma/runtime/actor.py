@@ -32,6 +32,8 @@ from pykka import ActorDeadError, ActorRef, ActorRegistry
 from pykka._envelope import Envelope
 from pykka.messages import _ActorStop
 
+from autonoma.runtime.bus import Bus, Listener
+
 logger = logging.getLogger("autonoma.runtime")
 
 ExitKind = Literal["normal", "shutdown", "crash"]
@@ -195,6 +197,7 @@ class Link:
         ref.actor_stopped.set()
         actor = self._actor() if self._actor is not None else None
         if actor is not None:
+            actor._stop_listening()
             try:
                 actor.on_kill()
             except Exception:
@@ -282,6 +285,23 @@ class Actor(pykka.ThreadingActor):
         self._starting = False
         # exc_info of a crash in an ask handler, for on_failure (see teardown).
         self._unreported: ExcInfo | None = None
+        self._unsubscribes: list[Callable[[], None]] = []
+        self._listen_lock = threading.Lock()
+
+    def listen(self, bus: Bus, listener: Listener) -> None:
+        """Call ``listener`` with every envelope on ``bus`` until this actor ends, however.
+
+        The listener runs in the publisher's thread: it should only ``tell`` this actor.
+        """
+        unsubscribe = bus.subscribe(listener)
+        with self._listen_lock:
+            self._unsubscribes.append(unsubscribe)
+
+    def _stop_listening(self) -> None:
+        with self._listen_lock:
+            unsubscribes, self._unsubscribes = self._unsubscribes, []
+        for unsubscribe in unsubscribes:
+            unsubscribe()
 
     def exit(self, reason: Literal["normal", "shutdown"] = "normal") -> None:
         """End this actor with ``reason`` when the current handler returns.
@@ -354,6 +374,7 @@ class Actor(pykka.ThreadingActor):
         self._crash(exception_value)
 
     def _actor_loop_teardown(self) -> None:
+        self._stop_listening()
         unreported, self._unreported = self._unreported, None
         if unreported is not None and not self._link.killed:
             # pykka calls on_failure only after a tell; a crashed ask gets it here.

@@ -86,31 +86,16 @@ class Governor(Actor):
                 self.budget.add(task_id, usd)
         self._paused = False
         self._budget_told: set[str] = set()
-        self._unsubscribe: Callable[[], None] | None = None
 
     def on_start(self) -> None:
         ref = self.actor_ref
 
-        def listen(envelope: Envelope) -> None:
+        def forward(envelope: Envelope) -> None:
             if isinstance(envelope.message, AgentApiRetry | AgentTurnFinished | CostReported):
                 ref.tell(envelope)
 
-        self._unsubscribe = self.bus.subscribe(listen)
+        self.listen(self.bus, forward)
         self._check_budget(None)  # a resumed run may start past its cap
-
-    def on_stop(self) -> None:
-        self._stop_listening()
-
-    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        self._stop_listening()
-
-    def on_kill(self) -> None:
-        self._stop_listening()
-
-    def _stop_listening(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, _Wake):

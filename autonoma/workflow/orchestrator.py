@@ -223,20 +223,17 @@ class Orchestrator(Actor):
         self._stopping = False
         self._finished = False
         self._started_at = 0.0
-        self._unsubscribe: Callable[[], None] | None = None
-        self._ticker: threading.Thread | None = None
-        self._stop_ticker = threading.Event()
 
     # --- life cycle -----------------------------------------------------------------
 
     def on_start(self) -> None:
         ref = self.actor_ref
 
-        def listen(envelope: Envelope) -> None:
+        def forward(envelope: Envelope) -> None:
             if envelope.sender != ORCHESTRATOR and isinstance(envelope.message, _HEARD):
                 ref.tell(_Heard(envelope))
 
-        self._unsubscribe = self.bus.subscribe(listen)
+        self.listen(self.bus, forward)
         resumed = reader.last_seq(self.ctx.db) > 0 and any(
             True for _ in reader.rows(self.ctx.db, run_id=self.ctx.run_id, limit_last=1)
         )
@@ -256,30 +253,14 @@ class Orchestrator(Actor):
         run = self.state.run
         self._started_at = run.started if run is not None and run.started else self.clock()
         self._recover()
-        self._ticker = threading.Thread(
-            target=self._tick_loop, name="orchestrator-tick", daemon=True
-        )
-        self._ticker.start()
+        threading.Thread(target=self._tick_loop, name="orchestrator-tick", daemon=True).start()
         ref.tell(_Tick())
-
-    def on_stop(self) -> None:
-        self._shutdown()
-
-    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        self._shutdown()
-
-    def on_kill(self) -> None:
-        self._shutdown()
-
-    def _shutdown(self) -> None:
-        self._stop_ticker.set()
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
 
     def _tick_loop(self) -> None:
         ref = self.actor_ref
-        while not self._stop_ticker.wait(TICK):
+        # Ends with the actor, however it ends: a dead actor refuses the tell.
+        while True:
+            time.sleep(TICK)
             try:
                 ref.tell(_Tick())
             except pykka.ActorDeadError:
