@@ -102,6 +102,8 @@ class RunStarted(Message, frozen=True):
     project: str
     max_workers: int
     resumed: bool = False
+    main: str = ""
+    """The branch the run moves forward: the one checked out when it first started."""
 
 
 class RunFinished(Message, frozen=True):

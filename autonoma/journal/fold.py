@@ -121,6 +121,8 @@ class Run:
     run_id: str
     requirements: str = ""
     project: str = ""
+    main: str = ""
+    """The branch the run moves forward."""
     max_workers: int = 0
     phase: str = ""
     outcome: str | None = None
@@ -137,6 +139,7 @@ class Run:
             "run_id": self.run_id,
             "requirements": self.requirements,
             "project": self.project,
+            "main": self.main,
             "max_workers": self.max_workers,
             "phase": self.phase,
             "outcome": self.outcome,
@@ -607,6 +610,7 @@ def _run_started(state: State, seq: int, ts: float, run_id: str, m: RunStarted) 
     if run.started is None:
         run.started = ts
     run.requirements, run.project, run.max_workers = m.requirements, m.project, m.max_workers
+    run.main = m.main or run.main
     run.outcome, run.summary, run.ended = None, "", None
     state.current_run = run_id
 

@@ -245,6 +245,7 @@ class Orchestrator(Actor):
                 project=str(self.ctx.repo),
                 max_workers=self.ctx.workers,
                 resumed=resumed,
+                main=self.ctx.main,
             ),
             durable=True,
             fold=False,

@@ -28,7 +28,7 @@ from autonoma.agents.executable import find_claude
 from autonoma.agents.port import CLAUDE_NOT_FOUND
 from autonoma.agents.roles import ROLE_NAMES, RoleError, load_role
 from autonoma.journal import reader
-from autonoma.journal.fold import fold_rows
+from autonoma.journal.fold import Run, fold_rows
 from autonoma.project import Project, ProjectError, RunLock, acquire_run_lock
 from autonoma.protocol import Envelope, Escalation, RunFinished
 from autonoma.runtime.bus import Listener
@@ -130,7 +130,7 @@ def read_requirements(path: Path) -> str:
     return text
 
 
-def _run_to_resume(project: Project, requirements: Path, new: bool) -> str | None:
+def _run_to_resume(project: Project, requirements: Path, new: bool) -> Run | None:
     """The unfinished run to continue, if any; `RunError` if it was for other requirements."""
     if new:
         return None
@@ -146,7 +146,7 @@ def _run_to_resume(project: Project, requirements: Path, new: bool) -> str | Non
             f"{requirements}: run {run_id} of {run.requirements} is unfinished: "
             f"`autonoma start {run.requirements}` resumes it, `--new` starts over"
         )
-    return run_id
+    return run
 
 
 def _new_run_id() -> str:
@@ -201,9 +201,18 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
     lock = acquire_run_lock(project)
     prepared: Prepared | None = None
     try:
-        run_id = _run_to_resume(project, options.requirements, options.new)
-        resumed = run_id is not None
-        run_id = run_id or _new_run_id()
+        unfinished = _run_to_resume(project, options.requirements, options.new)
+        resumed = unfinished is not None
+        run_id = unfinished.run_id if unfinished is not None else _new_run_id()
+        if unfinished is not None and unfinished.main:
+            main = unfinished.main  # the run's own, whatever is checked out now
+            try:
+                workspace.head_of(project.root, main)
+            except VcsError:
+                raise RunError(
+                    f"{project.root}: run {run_id} moves branch {main}, which is gone: "
+                    f"recreate it, or start over with --new"
+                ) from None
         claude_md = project.claude_md.read_text("utf-8") if project.claude_md.exists() else ""
         sim: SimServer | None = None
         parent = dict(os.environ)

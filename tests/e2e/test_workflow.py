@@ -212,3 +212,21 @@ def test_a_follow_up_that_never_started_is_still_told_when_the_run_resumes(
     assert told.role == "developer" and told.resume
     assert told.argv[-1].startswith("QA requested changes on task t2")
     assert "t2.txt must say hello" in told.argv[-1]
+
+
+def test_a_resumed_run_moves_its_own_branch_whatever_is_checked_out_now(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    root = make_project(tmp_path)
+    env = {**clean_env, "AUTONOMA_MAX_RETRIES": "0"}
+    assert_clean_exit(start(root, "rejects_t2.toml", env, "--max-workers", "1"), 1)
+    git(root, "checkout", "-q", "-b", "elsewhere")
+    elsewhere = git(root, "rev-parse", "elsewhere")
+    assert_clean_exit(run_autonoma("retry", "t2", cwd=root, env=env), 0)
+
+    resumed = start(root, "approves_all.toml", env, "--max-workers", "1")
+
+    assert_clean_exit(resumed, 0)
+    assert {"t1.txt", "t2.txt", "t3.txt"} <= files_on(root, "main")
+    assert git(root, "rev-parse", "elsewhere") == elsewhere
+    assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
