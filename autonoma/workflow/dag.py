@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from autonoma.workflow.plan import type_error, type_name
+from autonoma.workflow.plan import AnswerError, type_error, type_name
 
 
 class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,12 +31,8 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     acceptance: list[str] = []
 
 
-class DagError(Exception):
-    """The tasks do not form a valid DAG; ``errors`` lists every problem, one line each."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("; ".join(errors))
-        self.errors = errors
+class DagError(AnswerError):
+    """The tasks do not form a valid DAG."""
 
 
 _FIELDS: tuple[tuple[str, Any], ...] = (

@@ -74,10 +74,10 @@ from autonoma.vcs import workspace
 from autonoma.vcs.workspace import VcsError
 from autonoma.workflow import inbox, prompts, scheduler
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER, AgentRefs, developer_names, qa_names
-from autonoma.workflow.dag import DagError, TaskSpec, critical_path, parse_tasks
+from autonoma.workflow.dag import TaskSpec, critical_path, parse_tasks
 from autonoma.workflow.governor import GOVERNOR, Permit, is_rate_limited
 from autonoma.workflow.merge_queue import MergeRequest
-from autonoma.workflow.plan import PlanError, parse_plan, plan_dict, plan_json, plan_text
+from autonoma.workflow.plan import AnswerError, parse_plan, plan_dict, plan_json, plan_text
 
 ORCHESTRATOR = "orchestrator"
 
@@ -507,7 +507,7 @@ class Orchestrator(Actor):
                 else:
                     self._define_tasks(parse_tasks(finished.structured_output))
                 return
-            except (PlanError, DagError) as error:
+            except AnswerError as error:
                 errors = list(error.errors)
         step.failures += 1
         what = "plan" if turn.kind == "plan" else "task list"

@@ -35,12 +35,19 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     out_of_scope: list[str] = []
 
 
-class PlanError(Exception):
-    """The CEO's answer is not a usable plan; ``errors`` lists every problem, one line each."""
+class AnswerError(Exception):
+    """An agent's structured answer cannot be used; ``errors`` lists every problem, one line each.
+
+    The errors go back to the agent as they are, so each names what to fix.
+    """
 
     def __init__(self, errors: list[str]) -> None:
         super().__init__("; ".join(errors))
         self.errors = errors
+
+
+class PlanError(AnswerError):
+    """The CEO's answer is not a usable plan."""
 
 
 def type_error(where: str, value: object, typ: Any) -> str | None:
