@@ -75,6 +75,16 @@ class Project:
         return self.dir / "logs"
 
     @property
+    def sim_home(self) -> Path:
+        """claude's config folders of runs against the simulated model (one per run)."""
+        return self.dir / "claude-home"
+
+    @property
+    def plan(self) -> Path:
+        """The CEO's plan of the last run."""
+        return self.dir / "plan.json"
+
+    @property
     def worktrees(self) -> Path:
         """One git worktree per task."""
         return self.dir / "worktrees"
@@ -276,8 +286,11 @@ def _clean(project: Project) -> list[str]:
             shutil.rmtree(folder)
             folder.mkdir()
             removed.append(_relative(project, folder) + "/")
+    if project.sim_home.exists():
+        shutil.rmtree(project.sim_home)
+        removed.append(_relative(project, project.sim_home) + "/")
     db = project.state_db
-    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+    for path in (project.plan, db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         if path.exists():
             path.unlink()
             removed.append(_relative(project, path))

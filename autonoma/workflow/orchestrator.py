@@ -37,6 +37,7 @@ from autonoma.agents.roles import load_role
 from autonoma.config import Settings
 from autonoma.journal import reader
 from autonoma.journal.fold import State, Task, apply, fold_rows
+from autonoma.project import Project
 from autonoma.protocol import (
     ActorCrashed,
     AgentProcessExited,
@@ -103,9 +104,7 @@ class RunContext:
     bus: Bus
     settings: Settings
     run_id: str
-    repo: Path
-    """The user's repository (its working-tree root)."""
-    autonoma_dir: Path
+    project: Project
     main: str
     """The branch ``main`` moves on: the user's branch when the run started."""
     requirements_path: Path
@@ -120,24 +119,14 @@ class RunContext:
     """Known task durations (the makespan bench); None: unit weights."""
 
     @property
-    def worktrees(self) -> Path:
-        """Where the task worktrees live."""
-        return self.autonoma_dir / "worktrees"
-
-    @property
-    def db(self) -> Path:
-        """The journal."""
-        return self.autonoma_dir / "state.db"
+    def repo(self) -> Path:
+        """The user's repository (its working-tree root)."""
+        return self.project.root
 
     @property
     def logs(self) -> Path:
         """Where each turn's raw transcript goes."""
-        return self.autonoma_dir / "logs" / self.run_id
-
-    @property
-    def inbox(self) -> Path:
-        """Commands from other processes (``autonoma retry``, ``resolve``)."""
-        return self.autonoma_dir / "inbox"
+        return self.project.logs / self.run_id
 
 
 @dataclass
@@ -234,8 +223,9 @@ class Orchestrator(Actor):
                 ref.tell(_Heard(envelope))
 
         self.listen(self.bus, forward)
-        resumed = reader.last_seq(self.ctx.db) > 0 and any(
-            True for _ in reader.rows(self.ctx.db, run_id=self.ctx.run_id, limit_last=1)
+        resumed = reader.last_seq(self.ctx.project.state_db) > 0 and any(
+            True
+            for _ in reader.rows(self.ctx.project.state_db, run_id=self.ctx.run_id, limit_last=1)
         )
         # Durable: every message published before it is committed too, so the rows
         # read next are the whole run so far.
@@ -250,7 +240,7 @@ class Orchestrator(Actor):
             durable=True,
             fold=False,
         )
-        self.state = fold_rows(reader.rows(self.ctx.db, run_id=self.ctx.run_id))
+        self.state = fold_rows(reader.rows(self.ctx.project.state_db, run_id=self.ctx.run_id))
         run = self.state.run
         self._started_at = run.started if run is not None and run.started else self.clock()
         self._recover()
@@ -500,7 +490,7 @@ class Orchestrator(Actor):
             try:
                 if turn.kind == "plan":
                     plan = parse_plan(finished.structured_output)
-                    path = self.ctx.autonoma_dir / "plan.json"
+                    path = self.ctx.project.plan
                     path.write_bytes(plan_json(plan))
                     self._emit(PlanWritten(plan=plan_dict(plan), path=str(path)), durable=True)
                     self._phase("decomposition")
@@ -603,7 +593,7 @@ class Orchestrator(Actor):
         try:
             base = workspace.head_of(self.ctx.repo, workspace.INTEGRATION_BRANCH)
             branch, path = workspace.create_worktree(
-                self.ctx.repo, self.ctx.worktrees, task.task_id, base, run=self.ctx.run_id
+                self.ctx.repo, self.ctx.project.worktrees, task.task_id, base, run=self.ctx.run_id
             )
         except VcsError as error:
             self._escalate(task, f"could not make its worktree: {error}")
@@ -906,7 +896,7 @@ class Orchestrator(Actor):
         )
 
     def _take_inbox(self) -> None:
-        for path, message in inbox.take(self.ctx.inbox):
+        for path, message in inbox.take(self.ctx.project.inbox):
             if isinstance(message, RetryRequested | ResolveRequested):
                 self._emit(message, durable=True)
             inbox.done(path)

@@ -222,7 +222,7 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
             sim = SimServer(scenario)
             sim.start()
             # One config folder per run, kept across restarts: --resume finds the sessions.
-            home = project.dir / "claude-home" / run_id
+            home = project.sim_home / run_id
             home.mkdir(parents=True, exist_ok=True)
             env = child_env(parent, sim_url=sim.url, config_dir=home)
         else:
@@ -305,8 +305,7 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
         bus=system.bus,
         settings=settings,
         run_id=prepared.run_id,
-        repo=project.root,
-        autonoma_dir=project.dir,
+        project=project,
         main=prepared.main,
         requirements_path=prepared.options.requirements,
         requirements=prepared.requirements,
