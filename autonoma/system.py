@@ -16,6 +16,7 @@ import pykka
 
 from autonoma.config import Settings
 from autonoma.journal.writer import Journal, JournalClient
+from autonoma.protocol import ActorStopped
 from autonoma.runtime.actor import StartFailed, spawn
 from autonoma.runtime.bus import Bus
 from autonoma.runtime.supervisor import ChildSpec, Supervisor
@@ -64,6 +65,9 @@ def start(db: Path, settings: Settings, run_id: str = "") -> System:
             client=client,
             batch_size=settings.journal_batch_size,
             batch_ms=settings.journal_batch_ms,
+            farewell=lambda: bus.stamp(
+                ROOT, ActorStopped(name=JOURNAL, supervisor=ROOT, how="shutdown")
+            ),
         ),
     )
     link = spawn(

@@ -104,3 +104,15 @@ def test_a_journal_that_cannot_open_fails_the_start_in_one_line(tmp_path: Path) 
         system.start(db, Settings())
     assert str(caught.value).startswith("journal failed to start")
     assert str(db) in str(caught.value)
+
+
+def test_the_journal_records_its_own_stop_last(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    running = system.start(db, Settings(), run_id="r1")
+    running.start_child(worker_spec())
+    running.stop(timeout=10)
+    messages = journaled(db)
+    assert messages[-1] == ActorStopped(name="journal", supervisor="root", how="shutdown")
+    assert messages.count(messages[-1]) == 1
+    # So status, after the run, no longer shows the journal running.
+    assert reader.replay(db).actors["journal"].status == "shutdown"

@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -333,7 +334,13 @@ class Journal(Actor):
         client: JournalClient | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         batch_ms: float = DEFAULT_BATCH_MS,
+        farewell: Callable[[], Envelope] | None = None,
     ) -> None:
+        """``farewell`` makes the last envelope written when the journal is stopped.
+
+        The journal is the last actor to stop and nobody journals after it, so only it
+        can record its own stop (its supervisor's `ActorStopped` would come too late).
+        """
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -341,6 +348,7 @@ class Journal(Actor):
             raise ValueError(f"batch_ms must be positive, not {batch_ms}")
         self.path = Path(path)
         self.client = client if client is not None else JournalClient()
+        self._farewell = farewell
         self._batch_size = batch_size
         self._lock = _WriterLock(self.path)
         try:
@@ -391,6 +399,8 @@ class Journal(Actor):
 
     def on_stop(self) -> None:
         try:
+            if self._farewell is not None:
+                self.client.append(self._farewell())
             self._drain()
             self._commit()
         finally:

@@ -54,6 +54,17 @@ class Bus:
 
         return unsubscribe
 
+    def stamp(self, sender: str, message: AnyMessage, recipient: str = "*") -> Envelope:
+        """``message`` in an envelope as `publish` makes it (seq 0), without publishing it."""
+        return Envelope(
+            seq=0,
+            ts=self._clock(),
+            run_id=self.run_id,
+            sender=sender,
+            recipient=recipient,
+            message=message,
+        )
+
     def publish(
         self,
         sender: str,
@@ -64,14 +75,7 @@ class Bus:
         timeout: float | None = None,
     ) -> Envelope:
         """Publish ``message``; with ``durable``, return only once the journal has committed it."""
-        envelope = Envelope(
-            seq=0,
-            ts=self._clock(),
-            run_id=self.run_id,
-            sender=sender,
-            recipient=recipient,
-            message=message,
-        )
+        envelope = self.stamp(sender, message, recipient)
         store = self._store
         if store is not None:
             if durable:
