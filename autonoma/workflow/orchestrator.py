@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import pygit2
 import pykka
 
 from autonoma.agents.agent import AgentBusy, TurnRefused, TurnRequest
@@ -72,6 +73,7 @@ from autonoma.protocol import (
 from autonoma.runtime.actor import Actor
 from autonoma.runtime.bus import Bus
 from autonoma.vcs import workspace
+from autonoma.vcs.repo import remove_worktrees_under
 from autonoma.vcs.workspace import VcsError
 from autonoma.workflow import inbox, prompts, scheduler
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER, AgentRefs, developer_names, qa_names
@@ -295,6 +297,11 @@ class Orchestrator(Actor):
         elif isinstance(event, TaskMerged):
             self._submitted.discard(event.task_id)
             self._set(event.task_id, "merged", event.detail)
+            task = self.state.tasks.get(event.task_id)
+            if task is not None and task.worktree:
+                # Its work is merged: the worktree goes, the branch stays for the record.
+                with contextlib.suppress(OSError, pygit2.GitError):
+                    remove_worktrees_under(self.ctx.repo, Path(task.worktree))
         elif isinstance(event, MergeFailed):
             self._submitted.discard(event.task_id)
             self._merge_failed(event)

@@ -145,6 +145,12 @@ def test_the_merged_main_is_a_working_todo_manager(reference: Finished) -> None:
     assert added.returncode == 0, added.stderr
     listed = subprocess.run([*todo, "list"], cwd=root, capture_output=True, text=True)
     assert "write the demo" in listed.stdout
+    # Merged tasks leave no worktree behind; their branches stay for the record.
+    repo = pygit2.Repository(str(root))
+    worktrees = [Path(repo.lookup_worktree(name).path).name for name in repo.list_worktrees()]
+    assert worktrees == ["_merge"]
+    branches = [b for b in repo.branches.local if b.startswith("autonoma/") and "/t" in b]
+    assert sorted(b.rsplit("/", 1)[1] for b in branches) == sorted(TASKS)
     # The user's working tree followed main, and nothing is left uncommitted.
     status = subprocess.run(
         ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True
