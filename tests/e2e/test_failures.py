@@ -391,6 +391,27 @@ def test_a_developer_crashed_before_claude_saved_its_session_starts_a_new_one(
     check_task_merged_unfailed(root, rows, result)
 
 
+def test_an_orchestrator_that_keeps_crashing_ends_the_run_instead_of_hanging(
+    tmp_path: Path, clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Orchestrator) -> None:
+        raise RuntimeError("a bug in development")
+
+    monkeypatch.setattr(Orchestrator, "_develop", broken)
+    root = make_project(tmp_path)
+    running = InProcessRun(root, "approves_all.toml")
+    result = running.result()
+
+    assert result.outcome == "failed"
+    assert "orchestrator kept crashing" in result.summary
+    rows = journal(root)
+    crashes = messages(rows, ActorCrashed, name="orchestrator")
+    assert len(crashes) == 4  # the root allows 3 restarts in its window
+    assert {c.error_text for c in crashes} == {"a bug in development"}
+    assert messages(rows, Escalation, source="orchestrator")
+    assert messages(rows, RunFinished)[-1].outcome == "failed"
+
+
 def test_too_many_crashes_make_the_crew_give_up_and_the_root_pause_new_work(
     tmp_path: Path, clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
