@@ -8,7 +8,7 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +87,18 @@ def _watch(process: subprocess.Popen[bytes], pipe: int, timeout: float) -> tuple
     return bytes(tail), timed_out
 
 
-def run_check(command: str, cwd: Path, env: Mapping[str, str], timeout: float) -> CheckResult:
-    """Run ``command`` with /bin/sh in ``cwd``; kill its whole process group on timeout."""
+def run_check(
+    command: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    started: Callable[[int], None] | None = None,
+) -> CheckResult:
+    """Run ``command`` with /bin/sh in ``cwd``; kill its whole process group on timeout.
+
+    ``started`` gets the process group id as soon as it runs, for whoever must be able
+    to kill the check from another thread (`kill_check`).
+    """
     if not command.strip():
         raise ValueError("the check command is empty")
     process = subprocess.Popen(
@@ -102,6 +112,8 @@ def run_check(command: str, cwd: Path, env: Mapping[str, str], timeout: float) -
         preexec_fn=die_with_parent(signal.SIGKILL),
     )
     assert process.stdout is not None
+    if started is not None:
+        started(process.pid)
     try:
         tail, timed_out = _watch(process, process.stdout.fileno(), timeout)
     finally:
@@ -116,3 +128,8 @@ def run_check(command: str, cwd: Path, env: Mapping[str, str], timeout: float) -
         output = (output + note)[-OUTPUT_TAIL:]
         return CheckResult(passed=False, exit_code=None, timed_out=True, output=output)
     return CheckResult(passed=returncode == 0, exit_code=returncode, timed_out=False, output=output)
+
+
+def kill_check(group: int) -> None:
+    """SIGKILL a running check's whole process group (from another thread)."""
+    _signal_group(group, signal.SIGKILL)

@@ -22,7 +22,7 @@ from autonoma.protocol import MergeFailed, TaskMerged
 from autonoma.runtime.actor import Actor
 from autonoma.runtime.bus import Bus
 from autonoma.vcs import workspace
-from autonoma.workflow.checks import run_check
+from autonoma.workflow.checks import kill_check, run_check
 
 MERGE_QUEUE = "merge_queue"
 
@@ -57,11 +57,21 @@ class MergeQueue(Actor):
         self.main = main
         self.env = dict(env)
         self.timeout = timeout
+        self._check: int | None = None
+
+    def on_kill(self) -> None:
+        # Stopped while the tests run (the actor's thread is inside run_check): they go too.
+        group = self._check
+        if group is not None:
+            kill_check(group)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, MergeRequest):
             self._merge(message)
         return None
+
+    def _started(self, group: int) -> None:
+        self._check = group
 
     def _merge(self, request: MergeRequest) -> None:
         onto = workspace.head_of(self.repo, workspace.INTEGRATION_BRANCH)
@@ -78,7 +88,12 @@ class MergeQueue(Actor):
         if request.test_command:
             check = workspace.ensure_check_worktree(self.repo, self.worktrees, result.commit)
             workspace.checkout_detached(check, result.commit)
-            outcome = run_check(request.test_command, check, self.env, self.timeout)
+            try:
+                outcome = run_check(
+                    request.test_command, check, self.env, self.timeout, started=self._started
+                )
+            finally:
+                self._check = None
             if not outcome.passed:
                 why = "timed out" if outcome.timed_out else f"exit code {outcome.exit_code}"
                 self.bus.publish(

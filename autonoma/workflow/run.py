@@ -340,6 +340,8 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
                         timeout=settings.task_timeout,
                     ),
                 ),
+                # A merge cut short is done again on resume; the tests are killed with it.
+                shutdown=2.0,
             )
         )
         system.start_child(

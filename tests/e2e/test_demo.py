@@ -264,6 +264,14 @@ def _claude_processes_in(root: Path) -> list[int]:
     return pids
 
 
+def _processes_gone(root: Path) -> list[int]:
+    """Processes still working in ``root`` after up to 10 s (killed ones end asynchronously)."""
+    deadline = time.monotonic() + 10
+    while _claude_processes_in(root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _claude_processes_in(root)
+
+
 def test_a_run_killed_with_sigkill_resumes_to_the_same_tree_without_redoing_work(
     reference: Finished, tmp_path: Path
 ) -> None:
@@ -280,10 +288,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_tree_without_redoing_work
     # A developer whose turn was cut after claude reported its session.
     cut = _live_sessions(before)[0]
     # Nothing of the killed run keeps working: its claude children died with it.
-    deadline = time.monotonic() + 10
-    while _claude_processes_in(root) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _claude_processes_in(root) == []
+    assert _processes_gone(root) == []
 
     second = start(root)
     stdout, stderr = second.communicate(timeout=DEADLINE)
@@ -322,7 +327,7 @@ def test_ctrl_c_stops_the_run_cleanly_and_start_resumes_it(
     assert "Traceback" not in stderr
     finished = messages(journal(root), RunFinished)
     assert [m.outcome for m in finished] == ["stopped"]
-    assert _claude_processes_in(root) == []
+    assert _processes_gone(root) == []
 
     second = start(root)
     stdout, stderr = second.communicate(timeout=DEADLINE)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from autonoma.workflow.checks import OUTPUT_TAIL, run_check
+from autonoma.workflow.checks import OUTPUT_TAIL, CheckResult, kill_check, run_check
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
@@ -116,3 +117,21 @@ def test_processes_left_behind_are_killed_when_the_check_ends(tmp_path: Path) ->
 def test_an_empty_command_is_refused(tmp_path: Path, command: str) -> None:
     with pytest.raises(ValueError):
         run_check(command, tmp_path, ENV, timeout=30)
+
+
+def test_a_check_can_be_killed_from_another_thread(tmp_path: Path) -> None:
+    groups: list[int] = []
+    results: list[CheckResult] = []
+    worker = threading.Thread(
+        target=lambda: results.append(
+            run_check("sleep 600", tmp_path, dict(os.environ), 600, started=groups.append)
+        )
+    )
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not groups and time.monotonic() < deadline:
+        time.sleep(0.01)
+    kill_check(groups[0])
+    worker.join(10)
+    assert not worker.is_alive()
+    assert not results[0].passed and not results[0].timed_out
