@@ -33,6 +33,10 @@ from autonoma.runtime.bus import Bus
 # transcript keeps the raw bytes.
 _CSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]")
 
+WRITE_LEFTOVER = re.compile(r"\.tmp\.\d+\.[0-9a-f]+$")
+"""The temp file claude's Write tool renames into place (``x.py.tmp.<pid>.<hex>``): a
+turn killed mid-Write leaves it in its working directory."""
+
 
 @dataclass(frozen=True)
 class TurnOutcome:
@@ -180,4 +184,4 @@ class Turn:
                 self._on_end(self._outcome)
 
 
-__all__ = ["Turn", "TurnOutcome"]
+__all__ = ["WRITE_LEFTOVER", "Turn", "TurnOutcome"]

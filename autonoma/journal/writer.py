@@ -72,6 +72,22 @@ class _Waiter:
 
 # A queued envelope, already encoded: (ts, run_id, sender, recipient, type, body, waiter).
 _Item = tuple[float, str, str, str, str, str, _Waiter | None]
+
+
+def _item(envelope: Envelope, waiter: _Waiter | None) -> _Item:
+    """What the queue holds of an envelope: its row, encoded in the publisher's thread."""
+    message = envelope.message
+    return (
+        envelope.ts,
+        envelope.run_id,
+        envelope.sender,
+        envelope.recipient,
+        type(message).__name__,
+        encode_message(message).decode(),
+        waiter,
+    )
+
+
 # A row of the messages table, in `_INSERT` order.
 _Row = tuple[int, float, str, str, str, str, str]
 
@@ -134,18 +150,7 @@ class JournalClient:
         """
         if self._closed:
             return
-        message = envelope.message
-        self._queue.append(
-            (
-                envelope.ts,
-                envelope.run_id,
-                envelope.sender,
-                envelope.recipient,
-                type(message).__name__,
-                encode_message(message).decode(),
-                None,
-            )
-        )
+        self._queue.append(_item(envelope, None))
         if not self._awake:
             self._wake()
 
@@ -156,17 +161,8 @@ class JournalClient:
         committed later), and `JournalError` if the journal is down or goes down first
         (the envelope is then not written).
         """
-        message = envelope.message
         waiter = _Waiter()
-        item: _Item = (
-            envelope.ts,
-            envelope.run_id,
-            envelope.sender,
-            envelope.recipient,
-            type(message).__name__,
-            encode_message(message).decode(),
-            waiter,
-        )
+        item = _item(envelope, waiter)
         self._queue.append(item)
         down = self._down
         if down is not None:

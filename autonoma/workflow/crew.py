@@ -42,6 +42,11 @@ def qa_names(workers: int) -> list[str]:
     return [f"qa-{i}" for i in range(1, workers + 1)]
 
 
+def role_of(agent: str) -> str:
+    """The role an agent of the crew plays: ``developer-2`` is a developer, ``qa-1`` QA."""
+    return agent.rsplit("-", 1)[0] if agent[-1:].isdigit() and "-" in agent else agent
+
+
 class AgentRefs:
     """The current actor of each agent, kept by the start functions (thread-safe)."""
 
@@ -115,4 +120,5 @@ __all__ = [
     "crew_spec",
     "developer_names",
     "qa_names",
+    "role_of",
 ]

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from autonoma.workflow.plan import AnswerError, type_error, type_name
+from autonoma.workflow.plan import AnswerError, field_errors, type_error, type_name
 
 
 class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,17 +56,7 @@ def _task_errors(index: int, item: object) -> list[str]:
     tid = item.get("id")
     if isinstance(tid, str) and tid.strip():
         label = tid
-    errors: list[str] = []
-    for field, typ in _FIELDS:
-        if field not in item:
-            errors.append(f'{label}: missing field "{field}"')
-            continue
-        value = item[field]
-        problem = type_error(f"{label}: {field}", value, typ)
-        if problem is not None:
-            errors.append(problem)
-        elif isinstance(value, str) and not value.strip():
-            errors.append(f"{label}: {field} is empty")
+    errors = field_errors(label, item, _FIELDS)
     if item.get("files") == []:
         errors.append(f"{label}: files is empty: list every file the task creates or changes")
     if item.get("acceptance") == []:

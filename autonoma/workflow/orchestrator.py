@@ -21,7 +21,6 @@ merge queue; the end of each comes back as a message.
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 import time
 import uuid
@@ -35,6 +34,7 @@ import pykka
 
 from autonoma.agents.agent import AgentBusy, TurnRefused, TurnRequest
 from autonoma.agents.roles import load_role
+from autonoma.agents.turn import WRITE_LEFTOVER
 from autonoma.config import Settings
 from autonoma.journal import reader
 from autonoma.journal.fold import State, Task, apply, fold_rows
@@ -76,7 +76,14 @@ from autonoma.vcs import workspace
 from autonoma.vcs.repo import remove_worktrees_under
 from autonoma.vcs.workspace import VcsError
 from autonoma.workflow import inbox, prompts, scheduler
-from autonoma.workflow.crew import CEO, STAFF_ENGINEER, AgentRefs, developer_names, qa_names
+from autonoma.workflow.crew import (
+    CEO,
+    STAFF_ENGINEER,
+    AgentRefs,
+    developer_names,
+    qa_names,
+    role_of,
+)
 from autonoma.workflow.dag import TaskSpec, critical_path, parse_tasks
 from autonoma.workflow.governor import GOVERNOR, Permit, is_rate_limited
 from autonoma.workflow.merge_queue import MergeRequest
@@ -86,9 +93,6 @@ ORCHESTRATOR = "orchestrator"
 
 TICK = 0.2
 """Seconds between looks at the inbox, the governor's hold and the clock."""
-
-WRITE_LEFTOVER = re.compile(r"\.tmp\.\d+\.[0-9a-f]+$")
-"""The temp file claude's Write tool renames into place (``x.py.tmp.<pid>.<hex>``)."""
 
 MAX_INTERRUPTIONS = 5
 """Turns of one task (or phase) killed from outside before that counts as a failure."""
@@ -331,18 +335,7 @@ class Orchestrator(Actor):
     def _recover(self) -> None:
         """Turn what the journal says into what to do next."""
         tasks = self.state.tasks
-        self._specs = {
-            t.task_id: TaskSpec(
-                id=t.task_id,
-                title=t.title,
-                spec=t.spec,
-                deps=list(t.deps),
-                files=list(t.files),
-                acceptance=list(t.acceptance),
-            )
-            for t in tasks.values()
-        }
-        self._priority = critical_path(list(self._specs.values()), self.ctx.durations)
+        self._derive()
         governor = self.ctx.governor()
         if (
             governor is not None
@@ -370,6 +363,21 @@ class Orchestrator(Actor):
             self._phase("decomposition")
         else:
             self._phase("development")
+
+    def _derive(self) -> None:
+        """The DAG and its priorities, from the tasks as folded (they never change after)."""
+        self._specs = {
+            t.task_id: TaskSpec(
+                id=t.task_id,
+                title=t.title,
+                spec=t.spec,
+                deps=list(t.deps),
+                files=list(t.files),
+                acceptance=list(t.acceptance),
+            )
+            for t in self.state.tasks.values()
+        }
+        self._priority = critical_path(list(self._specs.values()), self.ctx.durations)
 
     # --- the pump: start whatever may start -------------------------------------------
 
@@ -416,8 +424,6 @@ class Orchestrator(Actor):
         ref = self.ctx.agents.get(agent)
         if ref is None:
             return False
-        n = len(list(self.ctx.logs.glob(f"{agent}-*.log"))) + 1 if self.ctx.logs.exists() else 1
-        self.ctx.logs.mkdir(parents=True, exist_ok=True)
         request = TurnRequest(
             role=role,
             prompt=prompt,
@@ -425,7 +431,8 @@ class Orchestrator(Actor):
             cwd=cwd,
             resume=resume,
             task_id=task_id,
-            transcript=self.ctx.logs / f"{agent}-{n:03d}.log",
+            # One transcript per session: a resumed turn appends to it.
+            transcript=self.ctx.logs / f"{agent}-{session_id}.log",
             budget_usd=budget,
         )
         try:
@@ -454,7 +461,7 @@ class Orchestrator(Actor):
         if agent in self._waiting:
             return
         self._waiting.add(agent)
-        role = "developer" if agent.startswith("developer") else agent.split("-")[0]
+        role = role_of(agent)
         self._emit(
             AgentStateChanged(
                 agent_id=agent,
@@ -548,8 +555,7 @@ class Orchestrator(Actor):
                 )
             )
             self._emit(TaskStateChanged(task_id=spec.id, state="pending"))
-        self._specs = {spec.id: spec for spec in specs}
-        self._priority = critical_path(specs, self.ctx.durations)
+        self._derive()
         self._phase("development", durable=True)
 
     # --- development ------------------------------------------------------------------
@@ -597,14 +603,15 @@ class Orchestrator(Actor):
             reserved=scheduler.imminent(specs, states, self._priority),
         )
         for task_id in chosen:
-            agent = self._free(developer_names(self.ctx.workers))
-            if agent is None or self._permit(agent, task_id) is None:
+            # Claimed before the task is marked running: one permit, asked once.
+            claimed = self._claim(developer_names(self.ctx.workers), task_id)
+            if claimed is None:
                 return
             task = self.state.tasks[task_id]
             if not self._prepare_workspace(task):
                 continue
             self._set(task_id, "running", "", 1)
-            if not self._start_development(task):
+            if not self._start_development(task, claimed):
                 return
 
     def _prepare_workspace(self, task: Task) -> bool:
@@ -622,13 +629,19 @@ class Orchestrator(Actor):
             )
         return True
 
-    def _start_development(self, task: Task) -> bool:
-        agent = self._free(developer_names(self.ctx.workers))
+    def _claim(self, names: list[str], task_id: str | None) -> tuple[str, Permit] | None:
+        """A free agent among ``names`` and the governor's permit for it, or None: wait."""
+        agent = self._free(names)
         if agent is None:
+            return None
+        permit = self._permit(agent, task_id)
+        return None if permit is None else (agent, permit)
+
+    def _start_development(self, task: Task, claimed: tuple[str, Permit] | None = None) -> bool:
+        claimed = claimed or self._claim(developer_names(self.ctx.workers), task.task_id)
+        if claimed is None:
             return False
-        permit = self._permit(agent, task.task_id)
-        if permit is None:
-            return False
+        agent, permit = claimed
         if permit.task_budget_left is not None and permit.task_budget_left <= 0:
             self._escalate(task, "its budget is spent")
             return True
@@ -663,12 +676,10 @@ class Orchestrator(Actor):
         return started
 
     def _start_review(self, task: Task) -> bool:
-        agent = self._free(qa_names(self.ctx.workers))
-        if agent is None:
+        claimed = self._claim(qa_names(self.ctx.workers), task.task_id)
+        if claimed is None:
             return False
-        permit = self._permit(agent, task.task_id)
-        if permit is None:
-            return False
+        agent, permit = claimed
         review = task.reviews + 1
         role = load_role("qa", self.ctx.repo)
         base_ref = workspace.INTEGRATION_BRANCH

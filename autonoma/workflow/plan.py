@@ -8,6 +8,7 @@ agent, which can then fix them all in one turn.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -88,15 +89,10 @@ def _blank(value: object) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-def _milestone_errors(index: int, item: object) -> list[str]:
-    label = f"milestones[{index}]"
-    if not isinstance(item, dict):
-        return [f"{label}: expected object, got {type_name(item)}"]
-    mid = item.get("id")
-    if isinstance(mid, str) and mid.strip():
-        label = f"milestone {mid}"
+def field_errors(label: str, item: dict[str, Any], fields: Iterable[tuple[str, Any]]) -> list[str]:
+    """What is missing, mistyped or blank among ``fields`` of one object of an answer."""
     errors: list[str] = []
-    for field, typ in (("id", str), ("title", str), ("goal", str), ("acceptance", list[str])):
+    for field, typ in fields:
         if field not in item:
             errors.append(f'{label}: missing field "{field}"')
             continue
@@ -106,6 +102,19 @@ def _milestone_errors(index: int, item: object) -> list[str]:
             errors.append(problem)
         elif _blank(value):
             errors.append(f"{label}: {field} is empty")
+    return errors
+
+
+def _milestone_errors(index: int, item: object) -> list[str]:
+    label = f"milestones[{index}]"
+    if not isinstance(item, dict):
+        return [f"{label}: expected object, got {type_name(item)}"]
+    mid = item.get("id")
+    if isinstance(mid, str) and mid.strip():
+        label = f"milestone {mid}"
+    errors = field_errors(
+        label, item, (("id", str), ("title", str), ("goal", str), ("acceptance", list[str]))
+    )
     acceptance = item.get("acceptance")
     if isinstance(acceptance, list) and not acceptance:
         errors.append(f"{label}: acceptance is empty: give at least one checkable criterion")

@@ -28,7 +28,7 @@ from autonoma.agents.executable import find_claude
 from autonoma.agents.port import CLAUDE_NOT_FOUND
 from autonoma.agents.roles import ROLE_NAMES, RoleError, load_role
 from autonoma.journal import reader
-from autonoma.journal.fold import Run, fold_rows
+from autonoma.journal.fold import State, fold_rows
 from autonoma.project import Project, ProjectError, RunLock, acquire_run_lock
 from autonoma.protocol import Envelope, Escalation, RunFinished
 from autonoma.runtime.bus import Listener
@@ -85,6 +85,8 @@ class Prepared:
     env: dict[str, str]
     lock: RunLock
     sim: SimServer | None = None
+    spent: dict[str | None, float] = field(default_factory=dict)
+    """What a resumed run spent so far, per task: its budgets start there."""
     cleanup: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -130,8 +132,11 @@ def read_requirements(path: Path) -> str:
     return text
 
 
-def _run_to_resume(project: Project, requirements: Path, new: bool) -> Run | None:
-    """The unfinished run to continue, if any; `RunError` if it was for other requirements."""
+def _run_to_resume(project: Project, requirements: Path, new: bool) -> State | None:
+    """The unfinished run to continue (its folded state), if any.
+
+    `RunError` if it was for other requirements.
+    """
     if new:
         return None
     run_id = reader.latest_run(project.state_db)
@@ -146,7 +151,7 @@ def _run_to_resume(project: Project, requirements: Path, new: bool) -> Run | Non
             f"{requirements}: run {run_id} of {run.requirements} is unfinished: "
             f"`autonoma start {run.requirements}` resumes it, `--new` starts over"
         )
-    return run
+    return state
 
 
 def _new_run_id() -> str:
@@ -201,9 +206,11 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
     lock = acquire_run_lock(project)
     prepared: Prepared | None = None
     try:
-        unfinished = _run_to_resume(project, options.requirements, options.new)
+        earlier = _run_to_resume(project, options.requirements, options.new)
+        unfinished = None if earlier is None else earlier.run
         resumed = unfinished is not None
         run_id = unfinished.run_id if unfinished is not None else _new_run_id()
+        spent = {} if earlier is None else _spent(earlier)
         if unfinished is not None and unfinished.main:
             main = unfinished.main  # the run's own, whatever is checked out now
             try:
@@ -241,6 +248,7 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
             env=env,
             lock=lock,
             sim=sim,
+            spent=spent,
         )
         prepared.cleanup.append(lock.release)
         if sim is not None:
@@ -319,7 +327,7 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
     )
     interrupted = False
     with _stopping(system):
-        spent = _spent(project, prepared.run_id)
+        spent = prepared.spent
         system.start_child(
             ChildSpec(
                 GOVERNOR,
@@ -387,11 +395,10 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
     return RunResult(prepared.run_id, "stopped", f"the run {reason}; `autonoma start` resumes it")
 
 
-def _spent(project: Project, run_id: str) -> dict[str | None, float]:
+def _spent(state: State) -> dict[str | None, float]:
     """What the run spent so far, per task (None: not on a task): the budget starts there."""
-    state = fold_rows(reader.rows(project.state_db, run_id=run_id))
     spent: dict[str | None, float] = {t.task_id: t.usage.usd for t in state.tasks.values()}
-    run = state.runs.get(run_id)
+    run = state.run
     if run is not None:
         spent[None] = run.usage.usd - sum(v for v in spent.values())
     return spent
