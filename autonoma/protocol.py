@@ -385,6 +385,9 @@ class AgentProcessExited(Message, frozen=True):
     timed_out: bool = False
     task_id: str | None = None
     pid: int | None = None
+    timeout: Literal["", "idle", "wall"] = ""
+    """Which limit stopped it: "idle" (no output for the idle limit), "wall" (the wall
+    clock); "" when none did. ``timed_out`` is true for either."""
 
 
 class CostReported(Message, frozen=True):

@@ -1,11 +1,22 @@
-"""The orchestrator: the run's state machine, rebuilt from the journal when it starts.
+"""The orchestrator: the actor that carries out the run's decisions.
 
-Its state is the fold of the run's messages (`autonoma.journal.fold.State`): it folds
-the journal on start, then every message it publishes and every event it hears on
-the bus. What it keeps besides is only what dies with the process anyway: the turns
-in flight and the merges submitted. So a run killed at any moment continues where
-it stopped: merged tasks stay merged, a task that was mid-turn resumes its claude
-session in the same worktree, a task waiting for review or merge gets it.
+What to do is decided by a pure function, `autonoma.workflow.decide.decide` (state +
+event -> state + actions, in the spirit of OTP's ``gen_statem``); this actor only feeds
+it events and carries the actions out. The events: the bus messages it listens to, a
+tick every `TICK` seconds, the humans' commands from the inbox, and the results of the
+work it carried out. The actions: publish a message, start an agent's turn, hand a task
+to the merge queue, write the plan, and git work.
+
+Git work (making a worktree, the commit for the agent, the conflict merge, removing
+worktrees) runs off the mailbox, in `GitWorker`'s thread, one job at a time; each job
+reports back as an event. So the mailbox never waits on git. Starting a turn is an ask
+of the agent, which only spawns the process (milliseconds) and answers with its pid.
+
+Its state is the fold of the run's messages (`autonoma.journal.fold.State`), folded from
+the journal on start, plus what dies with the process anyway (turns in flight, merges
+submitted, ...; see `autonoma.workflow.decide.Machine`). So a run killed at any moment
+continues where it stopped: merged tasks stay merged, a task that was mid-turn resumes
+its claude session in the same worktree, a task waiting for review or merge gets it.
 
 The phases: planning (CEO, ``--json-schema``, saved as ``.autonoma/plan.json``),
 decomposition (Staff Engineer; the DAG is validated and a bad one sent back with the
@@ -13,17 +24,15 @@ errors), development (ready tasks by critical path, at most ``max_workers`` at
 once, never two touching the same files; each in its own worktree), review (QA),
 the merge queue, then done. Failures are retried with their reason up to
 ``max_retries``; then the task is escalated and the rest goes on.
-
-Nothing here blocks for long: turns run in their agents' processes, merges in the
-merge queue; the end of each comes back as a message.
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 import time
-import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +46,7 @@ from autonoma.agents.roles import load_role
 from autonoma.agents.turn import WRITE_LEFTOVER
 from autonoma.config import Settings
 from autonoma.journal import reader
-from autonoma.journal.fold import State, Task, apply, fold_rows
+from autonoma.journal.fold import fold_rows
 from autonoma.project import Project
 from autonoma.protocol import (
     ActorCrashed,
@@ -46,27 +55,13 @@ from autonoma.protocol import (
     AgentStateChanged,
     AgentTurnFinished,
     AgentTurnStarting,
-    AnyMessage,
     BudgetReached,
     CostReported,
     Envelope,
-    Escalation,
     MergeFailed,
-    PhaseChanged,
-    PlanWritten,
-    ResolveRequested,
-    RetryRequested,
-    ReviewVerdict,
-    RunFinished,
-    RunOutcome,
     RunStarted,
-    TaskDefined,
-    TaskFeedback,
+    SpawnsHeld,
     TaskMerged,
-    TaskState,
-    TaskStateChanged,
-    TaskWorkspace,
-    WorkCommittedForAgent,
     WorkPaused,
     WorkResumed,
 )
@@ -75,32 +70,45 @@ from autonoma.runtime.bus import Bus
 from autonoma.vcs import workspace
 from autonoma.vcs.repo import remove_worktrees_under
 from autonoma.vcs.workspace import VcsError
-from autonoma.workflow import inbox, prompts, scheduler
-from autonoma.workflow.crew import (
-    CEO,
-    STAFF_ENGINEER,
-    AgentRefs,
-    developer_names,
-    qa_names,
-    role_of,
+from autonoma.workflow import inbox
+from autonoma.workflow.crew import CEO, STAFF_ENGINEER, AgentRefs, developer_names, qa_names
+from autonoma.workflow.decide import (
+    MAX_INTERRUPTIONS,
+    ORCHESTRATOR,
+    Action,
+    CommitForAgent,
+    Config,
+    ConflictMerge,
+    ConflictMergeDone,
+    Emit,
+    EnsureIntegration,
+    Event,
+    Heard,
+    InboxCommand,
+    Machine,
+    MergeNotSubmitted,
+    PrepareWorkspace,
+    RemoveWorktrees,
+    SpawnRefused,
+    Started,
+    StartTurn,
+    StopRequested,
+    SubmitMerge,
+    Tick,
+    TurnNotStarted,
+    TurnSpawned,
+    WorkChecked,
+    WorkspaceFailed,
+    WorkspaceReady,
+    WorktreesRemoved,
+    WriteFile,
+    decide,
 )
-from autonoma.workflow.dag import TaskSpec, critical_path, parse_tasks
-from autonoma.workflow.governor import GOVERNOR, Permit, is_rate_limited
+from autonoma.workflow.governor import GOVERNOR
 from autonoma.workflow.merge_queue import MergeRequest
-from autonoma.workflow.plan import AnswerError, parse_plan, plan_dict, plan_json, plan_text
-
-ORCHESTRATOR = "orchestrator"
 
 TICK = 0.2
 """Seconds between looks at the inbox, the governor's hold and the clock."""
-
-MAX_INTERRUPTIONS = 5
-"""Turns of one task (or phase) killed from outside before that counts as a failure."""
-
-TurnKind = Literal["plan", "decompose", "develop", "review"]
-
-_DONE_STATES = frozenset({"merged", "resolved"})
-_SLOT_STATES = frozenset({"running", "review"})
 
 
 @dataclass(frozen=True)
@@ -135,39 +143,6 @@ class RunContext:
         return self.project.logs / self.run_id
 
 
-@dataclass
-class _Turn:
-    """A turn in flight."""
-
-    agent: str
-    kind: TurnKind
-    task_id: str | None
-    session_id: str
-    pid: int
-    resume: bool = False
-    prompt: str = ""
-    finished: AgentTurnFinished | None = None
-
-
-@dataclass
-class _Work:
-    """What a task's next developer turn says, when it is not the first one."""
-
-    prompt: str
-    fresh: bool = False
-    """Start a new session (the old one cannot be resumed)."""
-
-
-@dataclass
-class _Phase:
-    """A planning or decomposition step: its session and its failures so far."""
-
-    session: str = ""
-    started: bool = False
-    prompt: str = ""
-    failures: int = 0
-
-
 @dataclass(frozen=True, slots=True)
 class _Tick:
     pass
@@ -176,6 +151,20 @@ class _Tick:
 @dataclass(frozen=True, slots=True)
 class _Heard:
     envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """A git job's result, back in the mailbox."""
+
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class _JobCrashed:
+    """A git job raised something unexpected: the actor crashes like it used to."""
+
+    error: BaseException
 
 
 _HEARD = (
@@ -191,11 +180,49 @@ _HEARD = (
     WorkPaused,
     WorkResumed,
     BudgetReached,
+    SpawnsHeld,
 )
+
+_ROLES = (CEO, STAFF_ENGINEER, "developer", "qa")
+
+
+class GitWorker:
+    """Runs git jobs one at a time in its own thread; each result goes to ``report``.
+
+    A job returns the event to report (or None). An unexpected exception is reported
+    as `_JobCrashed`, so the orchestrator fails as if it had run the job itself.
+    """
+
+    def __init__(self, report: Callable[[object], None]) -> None:
+        self._report = report
+        self._jobs: queue.SimpleQueue[Callable[[], Event | None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="orchestrator-git", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], Event | None]) -> None:
+        """Queue ``job``; never blocks."""
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        """Let the jobs queued so far finish, then end the thread (does not wait)."""
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                event = job()
+            except Exception as error:  # handed to the actor, which fails
+                self._report(_JobCrashed(error))
+                continue
+            if event is not None:
+                self._report(_Done(event))
 
 
 class Orchestrator(Actor):
-    """The run's state machine (see the module docstring)."""
+    """The run's state machine's shell (see the module docstring)."""
 
     def __init__(self, ctx: RunContext, *, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
@@ -203,22 +230,9 @@ class Orchestrator(Actor):
         self.bus = ctx.bus
         self.settings = ctx.settings
         self.clock = clock
-        self.state = State()
-        self._turns: dict[str, _Turn] = {}
-        self._work: dict[str, _Work] = {}
-        self._qa_failures: dict[str, int] = {}
-        self._submitted: set[str] = set()
-        self._plan = _Phase()
-        self._decompose = _Phase()
-        self._specs: dict[str, TaskSpec] = {}
-        self._priority: dict[str, float] = {}
-        self._paused_by: set[str] = set()
-        self._interruptions: dict[str, int] = {}
-        self._waiting: set[str] = set()
-        self._retired: list[Path] = []
-        self._stopping = False
-        self._finished = False
-        self._started_at = 0.0
+        self.machine: Machine | None = None
+        self._git: GitWorker | None = None
+        self._names = [CEO, STAFF_ENGINEER, *developer_names(ctx.workers), *qa_names(ctx.workers)]
 
     # --- life cycle -----------------------------------------------------------------
 
@@ -229,30 +243,59 @@ class Orchestrator(Actor):
             if envelope.sender != ORCHESTRATOR and isinstance(envelope.message, _HEARD):
                 ref.tell(_Heard(envelope))
 
+        def report(message: object) -> None:
+            with contextlib.suppress(pykka.ActorDeadError):  # stopped meanwhile
+                ref.tell(message)
+
         self.listen(self.bus, forward)
-        resumed = reader.last_seq(self.ctx.project.state_db) > 0 and any(
-            True
-            for _ in reader.rows(self.ctx.project.state_db, run_id=self.ctx.run_id, limit_last=1)
+        ctx = self.ctx
+        resumed = reader.last_seq(ctx.project.state_db) > 0 and any(
+            True for _ in reader.rows(ctx.project.state_db, run_id=ctx.run_id, limit_last=1)
         )
         # Durable: every message published before it is committed too, so the rows
         # read next are the whole run so far.
-        self._emit(
+        self.bus.publish(
+            ORCHESTRATOR,
             RunStarted(
-                requirements=str(self.ctx.requirements_path),
-                project=str(self.ctx.repo),
-                max_workers=self.ctx.workers,
+                requirements=str(ctx.requirements_path),
+                project=str(ctx.repo),
+                max_workers=ctx.workers,
                 resumed=resumed,
-                main=self.ctx.main,
+                main=ctx.main,
             ),
             durable=True,
-            fold=False,
         )
-        self.state = fold_rows(reader.rows(self.ctx.project.state_db, run_id=self.ctx.run_id))
-        run = self.state.run
-        self._started_at = run.started if run is not None and run.started else self.clock()
-        self._recover()
+        config = Config(
+            run_id=ctx.run_id,
+            repo=ctx.repo,
+            plan_path=ctx.project.plan,
+            requirements=ctx.requirements,
+            claude_md=ctx.claude_md,
+            roles={name: load_role(name, ctx.repo) for name in _ROLES},
+            workers=ctx.workers,
+            max_retries=self.settings.max_retries,
+            task_timeout=self.settings.task_timeout,
+            test_command=self.settings.test_command,
+            budget_usd=self.settings.budget_usd,
+            task_budget_usd=self.settings.task_budget_usd,
+            main=ctx.main,
+            policy=ctx.policy,
+            durations=ctx.durations,
+        )
+        fold = fold_rows(reader.rows(ctx.project.state_db, run_id=ctx.run_id))
+        self.machine = Machine(cfg=config, fold=fold)
+        self._git = GitWorker(report)
+        self._feed(Started())
         threading.Thread(target=self._tick_loop, name="orchestrator-tick", daemon=True).start()
         ref.tell(_Tick())
+
+    def on_stop(self) -> None:
+        if self._git is not None:
+            self._git.stop()
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        if self._git is not None:
+            self._git.stop()
 
     def _tick_loop(self) -> None:
         ref = self.actor_ref
@@ -266,757 +309,170 @@ class Orchestrator(Actor):
 
     def stop_run(self, reason: str = "stopped by the user") -> None:
         """Start no more work and record the run as stopped; the agents are stopped next."""
-        if self._finished:
-            return
-        self._stopping = True
-        self._finish("stopped", f"{reason}; `autonoma start` resumes the run")
+        self._feed(StopRequested(reason))
 
     # --- messages -------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, _Heard):
-            self._heard(message.envelope)
-        if not self._stopping and not self._finished:
-            self._pump()
+            self._feed(Heard(message.envelope))
+        elif isinstance(message, _Tick):
+            for path, command in inbox.take(self.ctx.project.inbox):
+                self._feed(InboxCommand(command))
+                inbox.done(path)
+            self._feed(Tick())
+        elif isinstance(message, _Done):
+            self._feed(message.event)
+        elif isinstance(message, _JobCrashed):
+            raise message.error
         return None
 
-    def _remove_retired(self) -> None:
-        """Merged tasks' worktrees go (their branches stay).
+    def _feed(self, event: Event) -> None:
+        """Decide on ``event``, carry the actions out, and decide on what they report."""
+        machine = self.machine
+        assert machine is not None
+        events: deque[Event] = deque([event])
+        while events:
+            machine.now = self.clock()
+            machine.live = self._live()
+            _, actions = decide(machine, events.popleft())
+            for action in actions:
+                answer = self._carry_out(action)
+                if answer is not None:
+                    events.append(answer)
 
-        At the end of the run: removing one takes a good 0.1 s, which the critical path
-        should not wait for after each merge.
-        """
-        while self._retired:
-            with contextlib.suppress(OSError, pygit2.GitError):
-                remove_worktrees_under(self.ctx.repo, self._retired.pop())
+    def _live(self) -> frozenset[str]:
+        live = {name for name in self._names if self.ctx.agents.get(name) is not None}
+        if self.ctx.governor() is not None:
+            live.add(GOVERNOR)
+        return frozenset(live)
 
-    def _heard(self, envelope: Envelope) -> None:
-        apply(self.state, envelope)
-        event = envelope.message
-        if isinstance(event, AgentTurnFinished):
-            turn = self._turns.get(event.agent_id)
-            if turn is not None:
-                turn.finished = event
-        elif isinstance(event, AgentProcessExited):
-            turn = self._turns.get(event.agent_id)
-            if turn is not None and (event.pid is None or event.pid == turn.pid):
-                del self._turns[event.agent_id]
-                if not self._stopping:
-                    self._turn_ended(turn, event)
-        elif isinstance(event, ActorCrashed):
-            turn = self._turns.pop(event.name, None)
-            if turn is not None and not self._stopping:
-                self._turn_lost(
-                    turn, f"{event.name} crashed: {event.error_type}: {event.error_text}"
-                )
-        elif isinstance(event, TaskMerged):
-            self._submitted.discard(event.task_id)
-            self._set(event.task_id, "merged", event.detail)
-            task = self.state.tasks.get(event.task_id)
-            if task is not None and task.worktree:
-                self._retired.append(Path(task.worktree))
-        elif isinstance(event, MergeFailed):
-            self._submitted.discard(event.task_id)
-            self._merge_failed(event)
-        elif isinstance(event, WorkPaused):
-            self._paused_by.add(envelope.sender)
-        elif isinstance(event, WorkResumed):
-            self._paused_by.discard(envelope.sender)
-        elif isinstance(event, BudgetReached) and event.scope == "task" and event.task_id:
-            task = self.state.tasks.get(event.task_id)
-            if task is not None and task.state not in _DONE_STATES | {"escalated"}:
-                self._escalate(
-                    task,
-                    f"task budget ${event.limit_usd:.2f} reached (${event.spent_usd:.2f} spent)",
-                )
+    # --- actions ----------------------------------------------------------------------
 
-    # --- recovery -------------------------------------------------------------------
-
-    def _recover(self) -> None:
-        """Turn what the journal says into what to do next."""
-        tasks = self.state.tasks
-        self._derive()
-        governor = self.ctx.governor()
-        if (
-            governor is not None
-            and not governor.proxy().permit(None).get(timeout=10).run_budget_reached
-        ):
-            # A budget reached in an earlier session of the run, since raised.
-            self.state.budget = ""
-        for task in tasks.values():
-            if task.state == "merged" and task.worktree and Path(task.worktree).exists():
-                self._retired.append(Path(task.worktree))  # the last run stopped first
-            if task.state == "running" and task.feedback:
-                self._work[task.task_id] = _Work(task.feedback)  # that turn never started
-            elif task.state == "running":
-                if task.session_started:
-                    self._work[task.task_id] = _Work(prompts.interrupted(task.task_id, task.prompt))
-                else:
-                    self._work[task.task_id] = _Work("", fresh=True)
-            elif task.state == "failed":  # stopped between a failure and what follows it
-                self._state_after_failure(
-                    task, task.reason, prompts.turn_failed(task.task_id, task.reason)
-                )
-        if self.state.plan is None:
-            self._phase("planning")
-        elif not tasks:
-            self._phase("decomposition")
-        else:
-            self._phase("development")
-
-    def _derive(self) -> None:
-        """The DAG and its priorities, from the tasks as folded (they never change after)."""
-        self._specs = {
-            t.task_id: TaskSpec(
-                id=t.task_id,
-                title=t.title,
-                spec=t.spec,
-                deps=list(t.deps),
-                files=list(t.files),
-                acceptance=list(t.acceptance),
+    def _carry_out(self, action: Action) -> Event | None:
+        """Do ``action``; what it answers at once (a turn's start), or None."""
+        if isinstance(action, Emit):
+            self.bus.publish(ORCHESTRATOR, action.message, durable=action.durable)
+        elif isinstance(action, StartTurn):
+            return self._start_turn(action)
+        elif isinstance(action, SubmitMerge):
+            merge_queue = self.ctx.merge_queue()
+            if merge_queue is None:
+                return MergeNotSubmitted(action.task_id)
+            merge_queue.tell(
+                MergeRequest(action.task_id, action.branch, action.title, action.test_command)
             )
-            for t in self.state.tasks.values()
-        }
-        self._priority = critical_path(list(self._specs.values()), self.ctx.durations)
+        elif isinstance(action, WriteFile):
+            Path(action.path).write_bytes(action.data)
+        else:
+            assert self._git is not None
+            self._git.submit(self._git_job(action))
+        return None
 
-    # --- the pump: start whatever may start -------------------------------------------
-
-    def _pump(self) -> None:
-        self._take_inbox()
-        self._human_requests()
-        phase = self.state.run.phase if self.state.run else ""
-        if phase == "planning":
-            self._start_phase_turn("plan")
-        elif phase == "decomposition":
-            self._start_phase_turn("decompose")
-        elif phase == "development":
-            self._develop()
-        self._maybe_finish()
-
-    def _permit(self, agent: str, task_id: str | None) -> Permit | None:
-        """The governor's answer, or None when new work must wait."""
-        if self._paused_by - {GOVERNOR}:
-            return None  # the root paused new work after an escalation
-        governor = self.ctx.governor()
-        if governor is None:
-            return None
-        permit: Permit = governor.proxy().permit(task_id).get(timeout=10)
-        if permit.wait > 0:
-            self._hold(agent, task_id, permit.wait)
-            return None
-        if permit.run_budget_reached:
-            return None
-        return permit
-
-    def _start_turn(
-        self,
-        agent: str,
-        kind: TurnKind,
-        role: str,
-        prompt: str,
-        *,
-        session_id: str,
-        resume: bool,
-        cwd: Path,
-        task_id: str | None = None,
-        budget: float | None = None,
-    ) -> bool:
-        ref = self.ctx.agents.get(agent)
+    def _start_turn(self, action: StartTurn) -> Event:
+        ref = self.ctx.agents.get(action.agent)
         if ref is None:
-            return False
+            return TurnNotStarted(action.agent)
         request = TurnRequest(
-            role=role,
-            prompt=prompt,
-            session_id=session_id,
-            cwd=cwd,
-            resume=resume,
-            task_id=task_id,
+            role=action.role,
+            prompt=action.prompt,
+            session_id=action.session_id,
+            cwd=Path(action.cwd),
+            resume=action.resume,
+            task_id=action.task_id,
             # One transcript per session: a resumed turn appends to it.
-            transcript=self.ctx.logs / f"{agent}-{session_id}.log",
-            budget_usd=budget,
+            transcript=self.ctx.logs / f"{action.agent}-{action.session_id}.log",
+            budget_usd=action.budget_usd,
         )
         try:
             pid: int = ref.proxy().run_turn(request).get(timeout=30)
         except (AgentBusy, pykka.ActorDeadError):
-            return False
+            return TurnNotStarted(action.agent)
         except TurnRefused as refused:
-            # Counted like a failed turn: a role file broken mid-run, a worktree
-            # deleted under it, a prompt too long for one argument.
-            why = f"the turn could not start: {refused}"
-            turn = _Turn(agent, kind, task_id, session_id, 0, resume, prompt)
-            task = None if task_id is None else self.state.tasks.get(task_id)
-            if task is None:
-                self._phase_turn_ended(turn, None, why)
-            elif kind == "develop":
-                self._fail(task, why, prompts.turn_failed(task.task_id, why))
-            else:
-                self._review_ended(task, turn, None, why)
-            return True
-        self._turns[agent] = _Turn(agent, kind, task_id, session_id, pid, resume, prompt)
-        self._waiting.discard(agent)
-        return True
+            return SpawnRefused(action.agent, str(refused))
+        return TurnSpawned(action.agent, pid)
 
-    def _hold(self, agent: str, task_id: str | None, wait: float) -> None:
-        """Say that ``agent`` waits on the governor (once per wait)."""
-        if agent in self._waiting:
-            return
-        self._waiting.add(agent)
-        role = role_of(agent)
-        self._emit(
-            AgentStateChanged(
-                agent_id=agent,
-                role=role,
-                state="waiting",
-                task_id=task_id,
-                detail=f"rate limited: new turns held for {wait:.1f} s",
-            )
-        )
+    def _git_job(self, action: Action) -> Callable[[], Event | None]:
+        """The git work of ``action``, to run in the worker's thread."""
+        repo, ctx = self.ctx.repo, self.ctx
+        if isinstance(action, PrepareWorkspace):
+            return lambda: _prepare(repo, ctx.project.worktrees, ctx.run_id, action)
+        if isinstance(action, CommitForAgent):
+            return lambda: _commit_for_agent(repo, action)
+        if isinstance(action, ConflictMerge):
+            return lambda: _conflict_merge(repo, action)
+        if isinstance(action, EnsureIntegration):
+            return lambda: _ensure_integration(repo, action)
+        if isinstance(action, RemoveWorktrees):
+            return lambda: _remove_worktrees(repo, action)
+        raise TypeError(f"not an action: {action!r}")
 
-    def _free(self, names: list[str]) -> str | None:
-        busy = set(self._turns)
-        for name in names:
-            if name not in busy and self.ctx.agents.get(name) is not None:
-                return name
-        return None
 
-    # --- planning and decomposition ---------------------------------------------------
+# --- git jobs (run in the worker's thread) ---------------------------------------------
 
-    def _start_phase_turn(self, kind: Literal["plan", "decompose"]) -> None:
-        agent = CEO if kind == "plan" else STAFF_ENGINEER
-        if agent in self._turns or self._permit(agent, None) is None:
-            return
-        step = self._plan if kind == "plan" else self._decompose
-        role = load_role(agent, self.ctx.repo)
-        if step.prompt and step.started:
-            prompt, resume, session = step.prompt, True, step.session
-        else:
-            session = str(uuid.uuid4())
-            if kind == "plan":
-                prompt = prompts.ceo_prompt(role, self.ctx.requirements, self.ctx.claude_md)
-            else:
-                plan = parse_plan(self.state.plan)
-                prompt = prompts.staff_prompt(
-                    role, self.ctx.requirements, plan_text(plan), self.ctx.claude_md
-                )
-            resume = False
-        if self._start_turn(
-            agent, kind, agent, prompt, session_id=session, resume=resume, cwd=self.ctx.repo
-        ):
-            step.session, step.started = session, True
 
-    def _phase_turn_ended(self, turn: _Turn, finished: AgentTurnFinished | None, why: str) -> None:
-        step = self._plan if turn.kind == "plan" else self._decompose
-        if finished is not None and is_rate_limited(finished):
-            return  # the governor holds spawns; the same turn is tried again after
-        if why:
-            errors = [why]
-        else:
-            assert finished is not None
-            try:
-                if turn.kind == "plan":
-                    plan = parse_plan(finished.structured_output)
-                    path = self.ctx.project.plan
-                    path.write_bytes(plan_json(plan))
-                    self._emit(PlanWritten(plan=plan_dict(plan), path=str(path)), durable=True)
-                    self._phase("decomposition")
-                else:
-                    self._define_tasks(parse_tasks(finished.structured_output))
-                return
-            except AnswerError as error:
-                errors = list(error.errors)
-        step.failures += 1
-        what = "plan" if turn.kind == "plan" else "task list"
-        if step.failures > self.settings.max_retries:
-            reason = f"the {what} was rejected {step.failures} times; last: {'; '.join(errors)}"
-            self._emit(Escalation(source=ORCHESTRATOR, reason=reason))
-            self._finish(
-                "failed", f"stopped in {self.state.run.phase if self.state.run else ''}: {reason}"
-            )
-            return
-        if why:
-            step.started, step.prompt = False, ""  # a fresh session: the turn itself failed
-        else:
-            step.prompt = (
-                prompts.plan_rejected(errors)
-                if turn.kind == "plan"
-                else prompts.tasks_rejected(errors)
-            )
-
-    def _define_tasks(self, specs: list[TaskSpec]) -> None:
-        for spec in specs:
-            self._emit(
-                TaskDefined(
-                    task_id=spec.id,
-                    title=spec.title,
-                    deps=list(spec.deps),
-                    files=list(spec.files),
-                    spec=spec.spec,
-                    acceptance=list(spec.acceptance),
-                )
-            )
-            self._emit(TaskStateChanged(task_id=spec.id, state="pending"))
-        self._derive()
-        self._phase("development", durable=True)
-
-    # --- development ------------------------------------------------------------------
-
-    def _develop(self) -> None:
-        tasks = self.state.tasks
-        # Work already under way first: reviews, follow-ups, recoveries, merges.
-        for task in list(tasks.values()):
-            if task.state == "merging" and task.task_id not in self._submitted:
-                self._submit(task)
-        for task in list(tasks.values()):
-            in_review = task.state == "review" and not self._in_flight(task.task_id)
-            if in_review and not self._start_review(task):
-                break
-        for task in list(tasks.values()):
-            needs_turn = task.state == "running" and not self._in_flight(task.task_id)
-            if needs_turn and not self._start_development(task):
-                break
-        self._schedule()
-
-    def _in_flight(self, task_id: str) -> bool:
-        return any(t.task_id == task_id for t in self._turns.values())
-
-    def _states(self) -> dict[str, str]:
-        return {t.task_id: t.state for t in self.state.tasks.values()}
-
-    def _schedule(self) -> None:
-        states = self._states()
-        specs = [self._specs[tid] for tid in states if tid in self._specs]
-        candidates = scheduler.ready(specs, states)
-        for task_id in candidates:
-            if states[task_id] == "pending":
-                self._set(task_id, "ready", "its dependencies are merged")
-        busy = [tid for tid, s in states.items() if s in _SLOT_STATES]
-        slots = self.ctx.workers - len(busy)
-        if slots <= 0 or not candidates:
-            return
-        chosen = scheduler.pick(
-            candidates,
-            self._specs,
-            busy,
-            slots,
-            self._priority,
-            policy=self.ctx.policy,
-            reserved=scheduler.imminent(specs, states, self._priority),
-        )
-        for task_id in chosen:
-            # Claimed before the task is marked running: one permit, asked once.
-            claimed = self._claim(developer_names(self.ctx.workers), task_id)
-            if claimed is None:
-                return
-            task = self.state.tasks[task_id]
-            if not self._prepare_workspace(task):
-                continue
-            self._set(task_id, "running", "", 1)
-            if not self._start_development(task, claimed):
-                return
-
-    def _prepare_workspace(self, task: Task) -> bool:
+def _prepare(repo: Path, worktrees: Path, run_id: str, action: PrepareWorkspace) -> Event:
+    """Make the task's worktree when it is new or gone; drop claude's Write leftovers."""
+    created = action.create or not (action.worktree and Path(action.worktree).is_dir())
+    branch = path = base = ""
+    if created:
         try:
-            base = workspace.head_of(self.ctx.repo, workspace.INTEGRATION_BRANCH)
-            branch, path = workspace.create_worktree(
-                self.ctx.repo, self.ctx.project.worktrees, task.task_id, base, run=self.ctx.run_id
+            base = workspace.head_of(repo, workspace.INTEGRATION_BRANCH)
+            branch, made = workspace.create_worktree(
+                repo, worktrees, action.task_id, base, run=run_id
             )
         except VcsError as error:
-            self._escalate(task, f"could not make its worktree: {error}")
-            return False
-        if task.worktree != str(path):
-            self._emit(
-                TaskWorkspace(task_id=task.task_id, branch=branch, worktree=str(path), base=base)
-            )
-        return True
+            return WorkspaceFailed(action.task_id, str(error))
+        path = str(made)
+    # A claude killed mid-Write (a crash, a restart) leaves its temp file behind.
+    with contextlib.suppress(VcsError, OSError):
+        workspace.remove_untracked(Path(path or action.worktree), WRITE_LEFTOVER)
+    return WorkspaceReady(action.task_id, branch, path, base, created)
 
-    def _claim(self, names: list[str], task_id: str | None) -> tuple[str, Permit] | None:
-        """A free agent among ``names`` and the governor's permit for it, or None: wait."""
-        agent = self._free(names)
-        if agent is None:
-            return None
-        permit = self._permit(agent, task_id)
-        return None if permit is None else (agent, permit)
 
-    def _start_development(self, task: Task, claimed: tuple[str, Permit] | None = None) -> bool:
-        claimed = claimed or self._claim(developer_names(self.ctx.workers), task.task_id)
-        if claimed is None:
-            return False
-        agent, permit = claimed
-        if permit.task_budget_left is not None and permit.task_budget_left <= 0:
-            self._escalate(task, "its budget is spent")
-            return True
-        if not Path(task.worktree).is_dir() and not self._prepare_workspace(task):
-            return True  # deleted under us and not re-made: escalated
-        # A claude killed mid-Write (a crash, a restart) leaves its temp file behind.
-        with contextlib.suppress(VcsError, OSError):
-            workspace.remove_untracked(Path(task.worktree), WRITE_LEFTOVER)
-        work = self._work.get(task.task_id)
-        role = load_role("developer", self.ctx.repo)
-        resume = bool(task.session_id) and task.session_started and not (work and work.fresh)
-        if resume and work is not None and work.prompt:
-            prompt, session = work.prompt, task.session_id
-        else:
-            resume = False
-            session = str(uuid.uuid4())
-            feedback = work.prompt if work is not None else ""
-            prompt = prompts.developer_prompt(role, task, self.ctx.claude_md, feedback)
-        started = self._start_turn(
-            agent,
-            "develop",
-            "developer",
-            prompt,
-            session_id=session,
-            resume=resume,
-            cwd=Path(task.worktree),
-            task_id=task.task_id,
-            budget=permit.task_budget_left,
+def _commit_for_agent(repo: Path, action: CommitForAgent) -> Event:
+    """Commit what the developer left uncommitted; say why the branch is not reviewable."""
+    try:
+        committed = workspace.commit_all(
+            Path(action.worktree), f"{action.task_id}: work {action.agent} left uncommitted"
         )
-        if started:
-            self._work.pop(task.task_id, None)
-        return started
-
-    def _start_review(self, task: Task) -> bool:
-        claimed = self._claim(qa_names(self.ctx.workers), task.task_id)
-        if claimed is None:
-            return False
-        agent, permit = claimed
-        review = task.reviews + 1
-        role = load_role("qa", self.ctx.repo)
-        base_ref = workspace.INTEGRATION_BRANCH
-        prompt = prompts.qa_prompt(role, task, base_ref, review, self.ctx.claude_md)
-        started = self._start_turn(
-            agent,
-            "review",
-            "qa",
-            prompt,
-            session_id=str(uuid.uuid4()),
-            resume=False,
-            cwd=Path(task.worktree),
-            task_id=task.task_id,
-            budget=permit.task_budget_left,
-        )
-        return started
-
-    def _submit(self, task: Task) -> None:
-        queue = self.ctx.merge_queue()
-        if queue is None:
-            return
-        command = self.settings.test_command or self._approved_command(task.task_id)
-        queue.tell(MergeRequest(task.task_id, task.branch, task.title, command))
-        self._submitted.add(task.task_id)
-
-    def _approved_command(self, task_id: str) -> str:
-        task = self.state.tasks.get(task_id)
-        return task.test_command if task is not None else ""
-
-    # --- the end of a turn -------------------------------------------------------------
-
-    def _turn_ended(self, turn: _Turn, exited: AgentProcessExited) -> None:
-        finished = turn.finished
-        why = ""
-        if exited.timed_out:
-            why = f"the turn timed out after {self.settings.task_timeout:g} s"
-        elif finished is None:
-            code = f"signal {exited.signal}" if exited.signal else f"exit code {exited.exit_code}"
-            why = f"claude ended without a result ({code})"
-        elif finished.is_error and not is_rate_limited(finished):
-            detail = finished.result or "; ".join(finished.errors) or finished.terminal_reason
-            why = f"the turn failed ({finished.subtype}): {detail}"
-        if finished is None and exited.signal is not None and not exited.timed_out:
-            # Killed from outside (its agent stopped, the crew restarted, an OOM kill):
-            # not the work's fault, so the task resumes instead of failing.
-            self._turn_lost(turn, f"claude was killed (signal {exited.signal})")
-            return
-        if turn.resume and finished is not None and _session_lost(finished):
-            self._session_lost(turn)
-            return
-        if turn.kind in ("plan", "decompose"):
-            self._phase_turn_ended(turn, finished, why)
-            return
-        assert turn.task_id is not None
-        task = self.state.tasks.get(turn.task_id)
-        expected = "running" if turn.kind == "develop" else "review"
-        if task is None or task.state != expected:
-            return  # escalated (its budget), or resolved by a human, while the turn ran
-        if finished is not None and is_rate_limited(finished):
-            # Not the task's fault: the same turn runs again once the governor allows.
-            if turn.kind == "develop":
-                self._again(task, turn)
-            return
-        if turn.kind == "develop":
-            self._development_ended(task, turn, why)
-        else:
-            self._review_ended(task, turn, finished, why)
-
-    def _turn_lost(self, turn: _Turn, why: str) -> None:
-        """The agent or its process died mid-turn: the turn runs again, resumed.
-
-        Not a failed attempt, unless it keeps happening (`MAX_INTERRUPTIONS`).
-        """
-        key = turn.task_id or turn.kind
-        count = self._interruptions[key] = self._interruptions.get(key, 0) + 1
-        task = None if turn.task_id is None else self.state.tasks.get(turn.task_id)
-        if count > MAX_INTERRUPTIONS:
-            self._interruptions[key] = 0
-            if task is not None:
-                self._fail(
-                    task,
-                    f"interrupted {count} times; last: {why}",
-                    prompts.interrupted(task.task_id, task.prompt),
-                )
-            else:
-                self._phase_turn_ended(turn, None, why)
-            return
-        if task is not None and turn.kind == "develop":
-            self._again(task, turn)
-
-    def _session_lost(self, turn: _Turn) -> None:
-        """claude kept no transcript of the session (killed too early): start a new one."""
-        if turn.kind in ("plan", "decompose"):
-            step = self._plan if turn.kind == "plan" else self._decompose
-            step.started = False
-            return
-        task = None if turn.task_id is None else self.state.tasks.get(turn.task_id)
-        if task is not None and turn.kind == "develop":
-            self._again(task, turn, fresh=True)
-
-    def _again(self, task: Task, turn: _Turn, *, fresh: bool = False) -> None:
-        """Ask the developer's turn again: resumed, or in a new session when it must be.
-
-        Not the work's fault (a kill, a rate limit, a lost session), so not an attempt.
-        A new session gets what the turn was asked as feedback, unless that was the
-        first prompt itself.
-        """
-        if not fresh and task.session_started and task.session_id == turn.session_id:
-            self._work[task.task_id] = _Work(prompts.interrupted(task.task_id, turn.prompt))
-            return
-        asked = prompts.asked_of(turn.prompt)
-        first = prompts.developer_prompt(
-            load_role("developer", self.ctx.repo), task, self.ctx.claude_md
-        )
-        self._work[task.task_id] = _Work("" if asked == first else asked, fresh=True)
-
-    def _development_ended(self, task: Task, turn: _Turn, why: str) -> None:
-        if why:
-            self._fail(task, why, prompts.turn_failed(task.task_id, why))
-            return
-        worktree = Path(task.worktree)
-        try:
-            committed = workspace.commit_all(
-                worktree, f"{task.task_id}: work {turn.agent} left uncommitted"
-            )
-        except VcsError as error:
-            self._fail(task, str(error), prompts.turn_failed(task.task_id, str(error)))
-            return
-        if committed is not None:
-            commit, files = committed
-            self._emit(
-                WorkCommittedForAgent(
-                    task_id=task.task_id, agent_id=turn.agent, commit=commit, files=files
-                )
-            )
-        integration = workspace.head_of(self.ctx.repo, workspace.INTEGRATION_BRANCH)
-        head = workspace.head_of(self.ctx.repo, task.branch)
-        why = ""
-        if not workspace.branch_changes(self.ctx.repo, integration, task.branch):
-            why = "no change was committed on the task's branch"
-        else:
-            marked = workspace.conflict_marker_files(self.ctx.repo, integration, head)
-            if marked:
-                why = f"conflict markers were committed in {', '.join(marked)}"
-        if why:
-            self._fail(task, why, prompts.turn_failed(task.task_id, why))
-            return
-        self._set(task.task_id, "review", f"{turn.agent} finished; QA reviews")
-
-    def _review_ended(
-        self, task: Task, turn: _Turn, finished: AgentTurnFinished | None, why: str
-    ) -> None:
-        verdict = None if finished is None else finished.structured_output
-        if not why and not (
-            isinstance(verdict, dict) and verdict.get("verdict") in ("approve", "changes_requested")
-        ):
-            why = "QA gave no verdict"
-        if why:
-            failures = self._qa_failures[task.task_id] = self._qa_failures.get(task.task_id, 0) + 1
-            if failures > self.settings.max_retries:
-                self._escalate(task, f"QA could not review it {failures} times; last: {why}")
-            return  # the task stays in review: QA runs again
-        assert isinstance(verdict, dict)
-        reasons = [str(r) for r in verdict.get("reasons") or []]
-        command = str(verdict.get("test_command") or "")
-        self._emit(
-            ReviewVerdict(
-                task_id=task.task_id,
-                agent_id=turn.agent,
-                verdict=verdict["verdict"],
-                reasons=reasons,
-                test_command=command,
-                test_output_summary=str(verdict.get("test_output_summary") or ""),
-                attempt=task.reviews + 1,
-            )
-        )
-        if verdict["verdict"] == "approve":
-            self._set(task.task_id, "merging", f"approved by {turn.agent}")
-            self._submit(self.state.tasks[task.task_id])
-        else:
-            review = task.reviews
-            first = reasons[0] if reasons else "no reason given"
-            self._fail(
-                task,
-                f"QA requested changes: {first}",
-                prompts.rejected(task.task_id, review, reasons),
-            )
-
-    def _merge_failed(self, event: MergeFailed) -> None:
-        task = self.state.tasks.get(event.task_id)
-        if task is None:
-            return
-        integration = workspace.head_of(self.ctx.repo, workspace.INTEGRATION_BRANCH)
-        try:
-            conflicts = workspace.start_conflict_merge(Path(task.worktree), integration)
-        except VcsError as error:
-            self._fail(task, str(error), prompts.turn_failed(task.task_id, str(error)))
-            return
-        if conflicts:
-            self._fail(
-                task,
-                f"merge conflict in {', '.join(conflicts)}",
-                prompts.conflicted(task.task_id, conflicts),
-            )
-        elif event.kind == "tests_failed":
-            command = self._approved_command(task.task_id) or self.settings.test_command
-            self._fail(
-                task,
-                "the tests failed on the merged result",
-                prompts.tests_failed(task.task_id, command, event.output),
-            )
-        else:
-            # The integration head merged cleanly into the branch now: merge again.
-            self._set(task.task_id, "merging", "merged the new integration head; merging again")
-            self._submit(task)
-
-    # --- failures, escalation, human commands --------------------------------------------
-
-    def _fail(self, task: Task, reason: str, next_prompt: str) -> None:
-        self._set(task.task_id, "failed", reason, max(task.attempts, 1))
-        self._state_after_failure(task, reason, next_prompt)
-
-    def _state_after_failure(self, task: Task, reason: str, next_prompt: str) -> None:
-        """Retry with the reason attached, or escalate past ``max_retries``."""
-        attempt = max(task.attempts, 1)
-        if attempt > self.settings.max_retries:
-            self._escalate(task, f"failed {attempt} times; last: {reason}")
-            return
-        self._tell_next(task, next_prompt)
-        self._set(task.task_id, "running", f"retry: {reason}", attempt + 1)
-
-    def _tell_next(self, task: Task, text: str) -> None:
-        """The next developer turn says ``text`` (journaled: it survives a restart)."""
-        self._work[task.task_id] = _Work(text)
-        self._emit(TaskFeedback(task_id=task.task_id, text=text))
-
-    def _escalate(self, task: Task, reason: str) -> None:
-        self._set(task.task_id, "escalated", reason)
-        self._emit(
-            Escalation(
-                source=ORCHESTRATOR, reason=f"{task.task_id}: {reason}", task_id=task.task_id
-            )
-        )
-
-    def _take_inbox(self) -> None:
-        for path, message in inbox.take(self.ctx.project.inbox):
-            if isinstance(message, RetryRequested | ResolveRequested):
-                self._emit(message, durable=True)
-            inbox.done(path)
-
-    def _human_requests(self) -> None:
-        for task in list(self.state.tasks.values()):
-            if task.requested == "resolve" and task.state not in _DONE_STATES:
-                self._set(task.task_id, "resolved", "resolved by a human")
-                with contextlib.suppress(VcsError):
-                    workspace.ensure_integration(self.ctx.repo, self.ctx.main)
-            elif task.requested == "retry" and task.state in ("escalated", "failed"):
-                self._qa_failures.pop(task.task_id, None)
-                if task.worktree:
-                    self._tell_next(task, prompts.human_retry(task.task_id, task.notes))
-                    self._set(task.task_id, "running", "sent back by a human", 1)
-                else:
-                    self._set(task.task_id, "pending", "sent back by a human", 1)
-            elif task.requested:
-                task.requested = ""
-
-    # --- the end of the run -------------------------------------------------------------
-
-    def _maybe_finish(self) -> None:
-        if self._turns or self._submitted:
-            return
-        states = self._states()
-        budget = bool(self.state.budget)
-        if not budget:  # past the budget, work under way stays where it is, to resume
-            if self.state.run is None or self.state.run.phase != "development":
-                return
-            if any(s in ("running", "review", "merging") for s in states.values()):
-                return
-            if not scheduler.run_over(list(self._specs.values()), states, 0):
-                return
-        escalated = sorted(t for t, s in states.items() if s == "escalated")
-        outcome: RunOutcome = "done" if not escalated and not budget else "failed"
-        self._finish(outcome, self._summary(states, escalated))
-
-    def _summary(self, states: Mapping[str, str], escalated: list[str]) -> str:
-        counts = {s: sum(1 for v in states.values() if v == s) for s in set(states.values())}
-        parts = [f"{len(states)} tasks: {counts.get('merged', 0)} merged"]
-        if counts.get("resolved"):
-            parts.append(f"{counts['resolved']} resolved by hand")
-        if escalated:
-            why = ", ".join(f"{t} ({self.state.tasks[t].reason})" for t in escalated)
-            parts.append(f"{len(escalated)} escalated: {why}")
-        waiting = scheduler.blocked_by_escalation(list(self._specs.values()), states)
-        if waiting:
-            parts.append(f"{len(waiting)} waiting on escalated tasks")
-        retries = sum(
-            1 for t in self.state.tasks.values() for e in t.history if e.state == "failed"
-        )
-        usage = self.state.run.usage if self.state.run else self.state.usage
-        elapsed = self.clock() - self._started_at
-        text = "; ".join(parts) + f". {retries} retries, ${usage.usd:.2f}, {elapsed:.0f} s."
-        if self.state.budget:
-            text += (
-                f" Stopped: {self.state.budget}; raise budget_usd (AUTONOMA_BUDGET_USD) and "
-                "`autonoma start` again to go on."
-            )
-        return text
-
-    def _finish(self, outcome: RunOutcome, summary: str) -> None:
-        if self._finished:
-            return
-        self._finished = True
-        self._remove_retired()
-        if outcome != "stopped":
-            self._phase("done" if outcome == "done" else "stopped")
-        self._emit(RunFinished(outcome=outcome, summary=summary), durable=True)
-
-    # --- publishing ------------------------------------------------------------------------
-
-    def _phase(self, phase: str, durable: bool = False) -> None:
-        run = self.state.run
-        if run is None or run.phase != phase:
-            self._emit(PhaseChanged(phase=phase), durable=durable)
-
-    def _set(self, task_id: str, state: TaskState, reason: str = "", attempt: int = 0) -> None:
-        self._emit(TaskStateChanged(task_id=task_id, state=state, reason=reason, attempt=attempt))
-
-    def _emit(self, message: AnyMessage, *, durable: bool = False, fold: bool = True) -> None:
-        envelope = self.bus.publish(ORCHESTRATOR, message, durable=durable)
-        if fold:
-            apply(self.state, envelope)
+    except VcsError as error:
+        return WorkChecked(action.task_id, action.agent, why=str(error))
+    commit, files = committed if committed is not None else ("", [])
+    integration = workspace.head_of(repo, workspace.INTEGRATION_BRANCH)
+    head = workspace.head_of(repo, action.branch)
+    why = ""
+    if not workspace.branch_changes(repo, integration, action.branch):
+        why = "no change was committed on the task's branch"
+    else:
+        marked = workspace.conflict_marker_files(repo, integration, head)
+        if marked:
+            why = f"conflict markers were committed in {', '.join(marked)}"
+    return WorkChecked(action.task_id, action.agent, commit, tuple(files), why)
 
 
-def _session_lost(finished: AgentTurnFinished) -> bool:
-    """``--resume`` found no transcript of the session."""
-    said = " ".join([finished.result, *finished.errors])
-    return finished.is_error and "No conversation found" in said
+def _conflict_merge(repo: Path, action: ConflictMerge) -> Event:
+    """Merge the integration head into the task's worktree; the files left in conflict."""
+    try:
+        integration = workspace.head_of(repo, workspace.INTEGRATION_BRANCH)
+        conflicts = workspace.start_conflict_merge(Path(action.worktree), integration)
+    except VcsError as error:
+        return ConflictMergeDone(action.task_id, action.kind, action.output, error=str(error))
+    return ConflictMergeDone(action.task_id, action.kind, action.output, tuple(conflicts))
 
 
-__all__ = ["ORCHESTRATOR", "Orchestrator", "RunContext"]
+def _ensure_integration(repo: Path, action: EnsureIntegration) -> None:
+    with contextlib.suppress(VcsError):
+        workspace.ensure_integration(repo, action.main)
+
+
+def _remove_worktrees(repo: Path, action: RemoveWorktrees) -> Event:
+    """Merged tasks' worktrees go (their branches stay); then the run may end."""
+    for path in action.paths:
+        if Path(path).exists():
+            with contextlib.suppress(OSError, pygit2.GitError):
+                remove_worktrees_under(repo, Path(path))
+    return WorktreesRemoved(action.then)
+
+
+__all__ = ["MAX_INTERRUPTIONS", "ORCHESTRATOR", "TICK", "GitWorker", "Orchestrator", "RunContext"]

@@ -106,13 +106,35 @@ def interrupted(task_id: str, asked: str) -> str:
     )
 
 
+def stopped_for_time(reason: str, asked: str) -> str:
+    """A developer turn stopped for time (idle or wall clock), resumed once before it counts."""
+    asked = asked_of(asked)
+    return (
+        f"{_STOPPED}: {reason}. Look at `git status` and `git log` in your worktree to see "
+        "where you stopped, and finish what that turn asked, in shorter steps. "
+        + _FINISH
+        + _ASKED
+        + asked
+    )
+
+
+def answer_stopped_for_time(reason: str, asked: str) -> str:
+    """A planning turn stopped for time, resumed once: the answer is still wanted."""
+    asked = asked_of(asked)
+    return (
+        f"{_STOPPED}: {reason}. Finish what that turn asked and return your answer with "
+        "the StructuredOutput tool." + _ASKED + asked
+    )
+
+
 def asked_of(prompt: str) -> str:
-    """What an `interrupted` prompt asks again (any other prompt: itself)."""
+    """What an `interrupted` (or stopped) prompt asks again (any other prompt: itself)."""
     head, _, inner = prompt.partition(_ASKED)
-    return inner if inner and head.startswith(_INTERRUPTED) else prompt
+    return inner if inner and head.startswith((_INTERRUPTED, _STOPPED)) else prompt
 
 
 _INTERRUPTED = "Your previous turn on task"
+_STOPPED = "Your previous turn was stopped"
 _ASKED = " That turn asked:\n\n"
 
 

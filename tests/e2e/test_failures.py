@@ -40,6 +40,7 @@ from autonoma.protocol import (
 )
 from autonoma.vcs.workspace import PUSH_REFUSED
 from autonoma.workflow import run
+from autonoma.workflow.decide import _Step
 from autonoma.workflow.orchestrator import Orchestrator
 from autonoma.workflow.run import RunOptions, RunResult
 from tests.conftest import run_autonoma
@@ -394,10 +395,10 @@ def test_a_developer_crashed_before_claude_saved_its_session_starts_a_new_one(
 def test_an_orchestrator_that_keeps_crashing_ends_the_run_instead_of_hanging(
     tmp_path: Path, clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: Orchestrator) -> None:
+    def broken(self: _Step) -> None:
         raise RuntimeError("a bug in development")
 
-    monkeypatch.setattr(Orchestrator, "_develop", broken)
+    monkeypatch.setattr(_Step, "_develop", broken)
     root = make_project(tmp_path)
     running = InProcessRun(root, "approves_all.toml")
     result = running.result()

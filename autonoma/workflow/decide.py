@@ -1,0 +1,1300 @@
+"""The orchestrator's decisions: one pure function of its state and an event.
+
+In the spirit of OTP's ``gen_statem``: `decide` takes the state (`Machine`) and one
+`Event` and returns the state and a list of `Action`s. The orchestrator actor only feeds
+it events (bus messages, ticks, inbox commands, the results of the work it carried out)
+and carries the actions out; nothing here does I/O, reads a clock or asks an actor. The
+time and the agents alive now are inputs (`Machine.now`, `Machine.live`), set by the
+actor before each call.
+
+The state is the journal's fold (`autonoma.journal.fold.State`) plus what lives only in
+memory and dies with the process anyway: the turns in flight, the merges submitted, the
+git work under way, per-phase failures, interruptions, turns stopped for time. Every
+message the machine emits is folded into its state at once (the actor publishes it
+next), so a decision always sees the effects of the previous ones.
+
+Like `autonoma.journal.fold.apply`, `decide` mutates the state in place and returns it:
+the fold of a long run is too big to copy per event.
+
+The governor's permit is a pure function too (`permit`): the governor publishes what it
+decides (`SpawnsHeld`, `BudgetReached`), the fold keeps it (``held_until``, costs per task
+and per run), and the budget caps come from the settings. So asking never blocks, and a
+slow governor only delays when a hold becomes known, as a bus message always could.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from autonoma.agents.roles import Role
+from autonoma.journal.fold import State, Task, apply
+from autonoma.protocol import (
+    ActorCrashed,
+    AgentProcessExited,
+    AgentStateChanged,
+    AgentTurnFinished,
+    AnyMessage,
+    BudgetReached,
+    Envelope,
+    Escalation,
+    MergeFailed,
+    PhaseChanged,
+    PlanWritten,
+    ResolveRequested,
+    RetryRequested,
+    ReviewVerdict,
+    RunFinished,
+    RunOutcome,
+    TaskDefined,
+    TaskFeedback,
+    TaskMerged,
+    TaskState,
+    TaskStateChanged,
+    TaskWorkspace,
+    WorkCommittedForAgent,
+    WorkPaused,
+    WorkResumed,
+)
+from autonoma.vcs.workspace import INTEGRATION_BRANCH
+from autonoma.workflow import prompts, scheduler
+from autonoma.workflow.crew import CEO, STAFF_ENGINEER, developer_names, qa_names, role_of
+from autonoma.workflow.dag import TaskSpec, critical_path, parse_tasks
+from autonoma.workflow.governor import GOVERNOR, Permit, is_rate_limited
+from autonoma.workflow.plan import AnswerError, parse_plan, plan_dict, plan_json, plan_text
+
+ORCHESTRATOR = "orchestrator"
+
+MAX_INTERRUPTIONS = 5
+"""Turns of one task (or phase) killed from outside before that counts as a failure."""
+
+TIME_RESUMES = 1
+"""Turns of one attempt stopped for time (idle or wall clock) that are resumed, not counted."""
+
+# Costs add up in floats (see `autonoma.workflow.backoff`).
+_EPSILON = 1e-9
+
+TurnKind = Literal["plan", "decompose", "develop", "review"]
+
+_DONE_STATES = frozenset({"merged", "resolved"})
+_SLOT_STATES = frozenset({"running", "review"})
+
+
+# --- configuration ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the run was given: fixed for the life of the orchestrator."""
+
+    run_id: str
+    repo: Path
+    """The user's repository: where planning turns run."""
+    plan_path: Path
+    requirements: str
+    claude_md: str
+    roles: Mapping[str, Role]
+    """The role files by name (``ceo``, ``staff_engineer``, ``developer``, ``qa``)."""
+    workers: int
+    max_retries: int
+    task_timeout: float
+    test_command: str = ""
+    """The setting: overrides QA's command for the merge gate when set."""
+    budget_usd: float = 0.0
+    task_budget_usd: float = 0.0
+    main: str = "main"
+    policy: Literal["critical_path", "fifo"] = "critical_path"
+    durations: Mapping[str, float] | None = None
+
+
+# --- state --------------------------------------------------------------------------
+
+
+@dataclass
+class Turn:
+    """A turn in flight (``pid`` 0 until its process is known to have started)."""
+
+    agent: str
+    kind: TurnKind
+    task_id: str | None
+    session_id: str
+    pid: int = 0
+    resume: bool = False
+    prompt: str = ""
+    finished: AgentTurnFinished | None = None
+
+
+@dataclass
+class Work:
+    """What a task's next developer turn says, when it is not the first one."""
+
+    prompt: str
+    fresh: bool = False
+    """Start a new session (the old one cannot be resumed)."""
+
+
+@dataclass
+class Phase:
+    """A planning or decomposition step: its session and its failures so far."""
+
+    session: str = ""
+    started: bool = False
+    prompt: str = ""
+    failures: int = 0
+    time_stops: int = 0
+
+
+@dataclass
+class Machine:
+    """The orchestrator's whole state: the fold plus what lives only in memory."""
+
+    cfg: Config
+    fold: State = field(default_factory=State)
+    now: float = 0.0
+    """Set by the caller before each event (epoch seconds)."""
+    live: frozenset[str] = frozenset()
+    """The agents that have an actor now; set by the caller before each event."""
+    turns: dict[str, Turn] = field(default_factory=dict)
+    work: dict[str, Work] = field(default_factory=dict)
+    qa_failures: dict[str, int] = field(default_factory=dict)
+    submitted: set[str] = field(default_factory=set)
+    """Tasks handed to the merge queue (or whose conflict merge runs), not yet answered."""
+    plan: Phase = field(default_factory=Phase)
+    decompose: Phase = field(default_factory=Phase)
+    specs: dict[str, TaskSpec] = field(default_factory=dict)
+    priority: dict[str, float] = field(default_factory=dict)
+    paused_by: set[str] = field(default_factory=set)
+    interruptions: dict[str, int] = field(default_factory=dict)
+    time_stops: dict[str, int] = field(default_factory=dict)
+    """Developer turns of the current attempt stopped for time and resumed."""
+    waiting: set[str] = field(default_factory=set)
+    retired: list[str] = field(default_factory=list)
+    preparing: dict[str, tuple[str, float | None]] = field(default_factory=dict)
+    """Task -> (agent, budget left) while its worktree is made ready for a developer turn."""
+    checking: set[str] = field(default_factory=set)
+    """Tasks whose developer's work is being committed and checked."""
+    stopping: bool = False
+    finished: bool = False
+    started_at: float = 0.0
+    new_session: Callable[[], str] = field(default=lambda: str(uuid.uuid4()), repr=False)
+    """Where new claude session ids come from (random, like claude's; tests may fix it)."""
+
+
+# --- events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The actor started; ``fold`` holds the journal of the run so far."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passed: look at what may start."""
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """A message another actor published on the bus."""
+
+    envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class InboxCommand:
+    """A human's command from the inbox folder."""
+
+    message: AnyMessage
+
+
+@dataclass(frozen=True, slots=True)
+class StopRequested:
+    """Start no more work and record the run as stopped."""
+
+    reason: str = "stopped by the user"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSpawned:
+    """`StartTurn` worked: claude runs as ``pid``."""
+
+    agent: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnNotStarted:
+    """`StartTurn` found the agent busy or gone: try again later, nothing failed."""
+
+    agent: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnRefused:
+    """`StartTurn` was refused (`TurnRefused`: a broken role file, a missing folder...)."""
+
+    agent: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceReady:
+    """`PrepareWorkspace` is done: the task's worktree exists (``created``: made now)."""
+
+    task_id: str
+    branch: str = ""
+    worktree: str = ""
+    base: str = ""
+    created: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceFailed:
+    """`PrepareWorkspace` could not make the worktree."""
+
+    task_id: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkChecked:
+    """`CommitForAgent` is done: what it committed, and why the work is refused (or "")."""
+
+    task_id: str
+    agent: str
+    commit: str = ""
+    files: tuple[str, ...] = ()
+    why: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictMergeDone:
+    """`ConflictMerge` is done: the files left in conflict, or the error."""
+
+    task_id: str
+    kind: Literal["conflict", "tests_failed"]
+    output: str = ""
+    conflicts: tuple[str, ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MergeNotSubmitted:
+    """`SubmitMerge` found no merge queue (it is restarting)."""
+
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorktreesRemoved:
+    """`RemoveWorktrees` is done: the run may say it finished."""
+
+    then: RunFinished
+
+
+Event = (
+    Started
+    | Tick
+    | Heard
+    | InboxCommand
+    | StopRequested
+    | TurnSpawned
+    | TurnNotStarted
+    | SpawnRefused
+    | WorkspaceReady
+    | WorkspaceFailed
+    | WorkChecked
+    | ConflictMergeDone
+    | MergeNotSubmitted
+    | WorktreesRemoved
+)
+
+
+# --- actions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Publish ``message`` (already folded into the state); ``durable``: wait for the journal."""
+
+    message: AnyMessage
+    durable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StartTurn:
+    """Ask ``agent`` to run a turn; `TurnSpawned`, `TurnNotStarted` or `SpawnRefused` answers."""
+
+    agent: str
+    kind: TurnKind
+    role: str
+    prompt: str
+    session_id: str
+    resume: bool
+    cwd: str
+    task_id: str | None = None
+    budget_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareWorkspace:
+    """Off the mailbox: make the task's worktree if missing (``create``: new, from the
+    integration head), drop claude's Write leftovers; answered with `WorkspaceReady` or
+    `WorkspaceFailed`."""
+
+    task_id: str
+    worktree: str
+    create: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CommitForAgent:
+    """Off the mailbox: commit what the developer left, check the branch; `WorkChecked`."""
+
+    task_id: str
+    agent: str
+    worktree: str
+    branch: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictMerge:
+    """Off the mailbox: merge the integration head into the task's worktree;
+    `ConflictMergeDone`."""
+
+    task_id: str
+    worktree: str
+    kind: Literal["conflict", "tests_failed"]
+    output: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitMerge:
+    """Hand an approved task to the merge queue (`MergeNotSubmitted` if there is none)."""
+
+    task_id: str
+    branch: str
+    title: str
+    test_command: str
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureIntegration:
+    """Off the mailbox: make sure the integration branch exists (errors ignored)."""
+
+    main: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteFile:
+    """Write ``data`` to ``path`` (the plan), before the next action."""
+
+    path: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveWorktrees:
+    """Off the mailbox: remove merged tasks' worktrees (those that exist), then
+    `WorktreesRemoved` with ``then``."""
+
+    paths: tuple[str, ...]
+    then: RunFinished
+
+
+Action = (
+    Emit
+    | StartTurn
+    | PrepareWorkspace
+    | CommitForAgent
+    | ConflictMerge
+    | SubmitMerge
+    | EnsureIntegration
+    | WriteFile
+    | RemoveWorktrees
+)
+
+
+# --- the permit ------------------------------------------------------------------------
+
+
+def permit(m: Machine, task_id: str | None) -> Permit:
+    """The governor's answer as a pure function of what it published and the settings.
+
+    ``wait``: the hold from its last `SpawnsHeld`; the run's cap against the run's costs;
+    the task's cap against the task's costs (the governor counts the same `CostReported`).
+    """
+    wait = max(0.0, m.fold.held_until - m.now)
+    run = m.fold.run
+    spent = run.usage.usd if run is not None else m.fold.usage.usd
+    reached = m.cfg.budget_usd > 0 and spent >= m.cfg.budget_usd - _EPSILON
+    left: float | None = None
+    if task_id is not None and m.cfg.task_budget_usd > 0:
+        task = m.fold.tasks.get(task_id)
+        used = task.usage.usd if task is not None else 0.0
+        left = max(0.0, m.cfg.task_budget_usd - used)
+    return Permit(wait, reached, left)
+
+
+# --- the function -----------------------------------------------------------------------
+
+
+def decide(m: Machine, event: Event) -> tuple[Machine, list[Action]]:
+    """The state after ``event`` and what to do (in order). Pure: ``m`` is changed in place."""
+    out: list[Action] = []
+    _Step(m, out).handle(event)
+    return m, out
+
+
+class _Step:
+    """One call of `decide`: the machine and the actions decided so far."""
+
+    def __init__(self, m: Machine, out: list[Action]) -> None:
+        self.m = m
+        self.out = out
+        self.fold = m.fold
+        self.cfg = m.cfg
+
+    # --- dispatch ----------------------------------------------------------------------
+
+    def handle(self, event: Event) -> None:
+        m = self.m
+        if isinstance(event, Started):
+            self._recover()
+        elif isinstance(event, Heard):
+            self._heard(event.envelope)
+        elif isinstance(event, InboxCommand):
+            if isinstance(event.message, RetryRequested | ResolveRequested):
+                self._emit(event.message, durable=True)
+        elif isinstance(event, StopRequested):
+            if m.finished:
+                return
+            m.stopping = True
+            self._finish("stopped", f"{event.reason}; `autonoma start` resumes the run")
+        elif isinstance(event, TurnSpawned):
+            self._spawned(event)
+        elif isinstance(event, TurnNotStarted):
+            m.turns.pop(event.agent, None)
+        elif isinstance(event, SpawnRefused):
+            self._refused(event)
+        elif isinstance(event, WorkspaceReady):
+            self._workspace_ready(event)
+        elif isinstance(event, WorkspaceFailed):
+            m.preparing.pop(event.task_id, None)
+            task = self.fold.tasks.get(event.task_id)
+            if task is not None and not m.finished and task.state not in _DONE_STATES:
+                self._escalate(task, f"could not make its worktree: {event.error}")
+        elif isinstance(event, WorkChecked):
+            self._work_checked(event)
+        elif isinstance(event, ConflictMergeDone):
+            self._conflict_merge_done(event)
+        elif isinstance(event, MergeNotSubmitted):
+            m.submitted.discard(event.task_id)
+        elif isinstance(event, WorktreesRemoved):
+            self._emit(event.then, durable=True)
+            return
+        if not m.stopping and not m.finished:
+            self._pump()
+
+    def _heard(self, envelope: Envelope) -> None:
+        m = self.m
+        apply(self.fold, envelope)
+        event = envelope.message
+        if isinstance(event, AgentTurnFinished):
+            turn = m.turns.get(event.agent_id)
+            if turn is not None:
+                turn.finished = event
+        elif isinstance(event, AgentProcessExited):
+            turn = m.turns.get(event.agent_id)
+            if turn is not None and (event.pid is None or event.pid == turn.pid):
+                del m.turns[event.agent_id]
+                if not m.stopping:
+                    self._turn_ended(turn, event)
+        elif isinstance(event, ActorCrashed):
+            turn = m.turns.pop(event.name, None)
+            if turn is not None and not m.stopping:
+                self._turn_lost(
+                    turn, f"{event.name} crashed: {event.error_type}: {event.error_text}"
+                )
+        elif isinstance(event, TaskMerged):
+            m.submitted.discard(event.task_id)
+            self._set(event.task_id, "merged", event.detail)
+            task = self.fold.tasks.get(event.task_id)
+            if task is not None and task.worktree:
+                m.retired.append(task.worktree)
+        elif isinstance(event, MergeFailed):
+            task = self.fold.tasks.get(event.task_id)
+            if task is None:
+                m.submitted.discard(event.task_id)
+            else:
+                # Still submitted until the conflict merge answers: nothing resubmits it.
+                self.out.append(
+                    ConflictMerge(task.task_id, task.worktree, event.kind, event.output)
+                )
+        elif isinstance(event, WorkPaused):
+            m.paused_by.add(envelope.sender)
+        elif isinstance(event, WorkResumed):
+            m.paused_by.discard(envelope.sender)
+        elif isinstance(event, BudgetReached) and event.scope == "task" and event.task_id:
+            task = self.fold.tasks.get(event.task_id)
+            if task is not None and task.state not in _DONE_STATES | {"escalated"}:
+                self._escalate(
+                    task,
+                    f"task budget ${event.limit_usd:.2f} reached (${event.spent_usd:.2f} spent)",
+                )
+
+    # --- recovery ---------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Turn what the journal says into what to do next."""
+        m = self.m
+        tasks = self.fold.tasks
+        run = self.fold.run
+        m.started_at = run.started if run is not None and run.started else m.now
+        self._derive()
+        if not permit(m, None).run_budget_reached:
+            # A budget reached in an earlier session of the run, since raised.
+            self.fold.budget = ""
+        for task in tasks.values():
+            if task.state == "merged" and task.worktree:
+                m.retired.append(task.worktree)  # the last run stopped first
+            if task.state == "running" and task.feedback:
+                m.work[task.task_id] = Work(task.feedback)  # that turn never started
+            elif task.state == "running":
+                if task.session_started:
+                    m.work[task.task_id] = Work(prompts.interrupted(task.task_id, task.prompt))
+                else:
+                    m.work[task.task_id] = Work("", fresh=True)
+            elif task.state == "failed":  # stopped between a failure and what follows it
+                self._state_after_failure(
+                    task, task.reason, prompts.turn_failed(task.task_id, task.reason)
+                )
+        if self.fold.plan is None:
+            self._phase("planning")
+        elif not tasks:
+            self._phase("decomposition")
+        else:
+            self._phase("development")
+
+    def _derive(self) -> None:
+        """The DAG and its priorities, from the tasks as folded (they never change after)."""
+        m = self.m
+        m.specs = {
+            t.task_id: TaskSpec(
+                id=t.task_id,
+                title=t.title,
+                spec=t.spec,
+                deps=list(t.deps),
+                files=list(t.files),
+                acceptance=list(t.acceptance),
+            )
+            for t in self.fold.tasks.values()
+        }
+        m.priority = critical_path(list(m.specs.values()), self.cfg.durations)
+
+    # --- the pump: start whatever may start -------------------------------------------
+
+    def _pump(self) -> None:
+        self._human_requests()
+        phase = self.fold.run.phase if self.fold.run else ""
+        if phase == "planning":
+            self._start_phase_turn("plan")
+        elif phase == "decomposition":
+            self._start_phase_turn("decompose")
+        elif phase == "development":
+            self._develop()
+        self._maybe_finish()
+
+    def _permit(self, agent: str, task_id: str | None) -> Permit | None:
+        """The governor's answer, or None when new work must wait."""
+        m = self.m
+        if m.paused_by - {GOVERNOR}:
+            return None  # the root paused new work after an escalation
+        if GOVERNOR not in m.live:
+            return None
+        answer = permit(m, task_id)
+        if answer.wait > 0:
+            self._hold(agent, task_id, answer.wait)
+            return None
+        if answer.run_budget_reached:
+            return None
+        return answer
+
+    def _start_turn(
+        self,
+        agent: str,
+        kind: TurnKind,
+        role: str,
+        prompt: str,
+        *,
+        session_id: str,
+        resume: bool,
+        cwd: str,
+        task_id: str | None = None,
+        budget: float | None = None,
+    ) -> None:
+        self.m.turns[agent] = Turn(agent, kind, task_id, session_id, 0, resume, prompt)
+        self.out.append(
+            StartTurn(agent, kind, role, prompt, session_id, resume, cwd, task_id, budget)
+        )
+
+    def _spawned(self, event: TurnSpawned) -> None:
+        m = self.m
+        turn = m.turns.get(event.agent)
+        if turn is None:
+            return
+        turn.pid = event.pid
+        m.waiting.discard(event.agent)
+        if turn.kind == "develop" and turn.task_id is not None:
+            m.work.pop(turn.task_id, None)
+        elif turn.kind in ("plan", "decompose"):
+            step = m.plan if turn.kind == "plan" else m.decompose
+            step.session, step.started = turn.session_id, True
+
+    def _refused(self, event: SpawnRefused) -> None:
+        # Counted like a failed turn: a role file broken mid-run, a worktree deleted
+        # under it, a prompt too long for one argument.
+        turn = self.m.turns.pop(event.agent, None)
+        if turn is None:
+            return
+        why = f"the turn could not start: {event.error}"
+        task = None if turn.task_id is None else self.fold.tasks.get(turn.task_id)
+        if task is None:
+            self._phase_turn_ended(turn, None, why)
+        elif turn.kind == "develop":
+            self._fail(task, why, prompts.turn_failed(task.task_id, why))
+        else:
+            self._review_ended(task, turn, None, why)
+
+    def _hold(self, agent: str, task_id: str | None, wait: float) -> None:
+        """Say that ``agent`` waits on the governor (once per wait)."""
+        if agent in self.m.waiting:
+            return
+        self.m.waiting.add(agent)
+        self._emit(
+            AgentStateChanged(
+                agent_id=agent,
+                role=role_of(agent),
+                state="waiting",
+                task_id=task_id,
+                detail=f"rate limited: new turns held for {wait:.1f} s",
+            )
+        )
+
+    def _free(self, names: list[str]) -> str | None:
+        m = self.m
+        busy = set(m.turns) | {agent for agent, _ in m.preparing.values()}
+        for name in names:
+            if name not in busy and name in m.live:
+                return name
+        return None
+
+    def _claim(self, names: list[str], task_id: str | None) -> tuple[str, Permit] | None:
+        """A free agent among ``names`` and the governor's permit for it, or None: wait."""
+        agent = self._free(names)
+        if agent is None:
+            return None
+        answer = self._permit(agent, task_id)
+        return None if answer is None else (agent, answer)
+
+    # --- planning and decomposition ---------------------------------------------------
+
+    def _start_phase_turn(self, kind: Literal["plan", "decompose"]) -> None:
+        m = self.m
+        agent = CEO if kind == "plan" else STAFF_ENGINEER
+        if agent in m.turns or agent not in m.live or self._permit(agent, None) is None:
+            return
+        step = m.plan if kind == "plan" else m.decompose
+        role = self.cfg.roles[agent]
+        if step.prompt and step.started:
+            prompt, resume, session = step.prompt, True, step.session
+        else:
+            session = self._uuid()
+            if kind == "plan":
+                prompt = prompts.ceo_prompt(role, self.cfg.requirements, self.cfg.claude_md)
+            else:
+                plan = parse_plan(self.fold.plan)
+                prompt = prompts.staff_prompt(
+                    role, self.cfg.requirements, plan_text(plan), self.cfg.claude_md
+                )
+            resume = False
+        self._start_turn(
+            agent, kind, agent, prompt, session_id=session, resume=resume, cwd=str(self.cfg.repo)
+        )
+
+    def _phase_turn_ended(
+        self, turn: Turn, finished: AgentTurnFinished | None, why: str, *, stopped: bool = False
+    ) -> None:
+        m = self.m
+        step = m.plan if turn.kind == "plan" else m.decompose
+        if finished is not None and is_rate_limited(finished):
+            return  # the governor holds spawns; the same turn is tried again after
+        if stopped and step.started and step.time_stops < TIME_RESUMES:
+            # Stopped for time: the same session goes on once before it counts.
+            step.time_stops += 1
+            step.prompt = prompts.answer_stopped_for_time(why, step.prompt or turn.prompt)
+            return
+        step.time_stops = 0
+        if why:
+            errors = [why]
+        else:
+            assert finished is not None
+            try:
+                if turn.kind == "plan":
+                    plan = parse_plan(finished.structured_output)
+                    path = self.cfg.plan_path
+                    self.out.append(WriteFile(str(path), plan_json(plan)))
+                    self._emit(PlanWritten(plan=plan_dict(plan), path=str(path)), durable=True)
+                    self._phase("decomposition")
+                else:
+                    self._define_tasks(parse_tasks(finished.structured_output))
+                return
+            except AnswerError as error:
+                errors = list(error.errors)
+        step.failures += 1
+        what = "plan" if turn.kind == "plan" else "task list"
+        if step.failures > self.cfg.max_retries:
+            reason = f"the {what} was rejected {step.failures} times; last: {'; '.join(errors)}"
+            self._emit(Escalation(source=ORCHESTRATOR, reason=reason))
+            phase = self.fold.run.phase if self.fold.run else ""
+            self._finish("failed", f"stopped in {phase}: {reason}")
+            return
+        if why:
+            step.started, step.prompt = False, ""  # a fresh session: the turn itself failed
+        else:
+            step.prompt = (
+                prompts.plan_rejected(errors)
+                if turn.kind == "plan"
+                else prompts.tasks_rejected(errors)
+            )
+
+    def _define_tasks(self, specs: list[TaskSpec]) -> None:
+        for spec in specs:
+            self._emit(
+                TaskDefined(
+                    task_id=spec.id,
+                    title=spec.title,
+                    deps=list(spec.deps),
+                    files=list(spec.files),
+                    spec=spec.spec,
+                    acceptance=list(spec.acceptance),
+                )
+            )
+            self._emit(TaskStateChanged(task_id=spec.id, state="pending"))
+        self._derive()
+        self._phase("development", durable=True)
+
+    # --- development ------------------------------------------------------------------
+
+    def _develop(self) -> None:
+        m = self.m
+        tasks = self.fold.tasks
+        # Work already under way first: reviews, follow-ups, recoveries, merges.
+        for task in list(tasks.values()):
+            if task.state == "merging" and task.task_id not in m.submitted:
+                self._submit(task)
+        for task in list(tasks.values()):
+            in_review = task.state == "review" and not self._in_flight(task.task_id)
+            if in_review and not self._start_review(task):
+                break
+        for task in list(tasks.values()):
+            needs_turn = task.state == "running" and not self._in_flight(task.task_id)
+            if needs_turn and not self._start_development(task):
+                break
+        self._schedule()
+
+    def _in_flight(self, task_id: str) -> bool:
+        m = self.m
+        if task_id in m.preparing or task_id in m.checking:
+            return True
+        return any(t.task_id == task_id for t in m.turns.values())
+
+    def _states(self) -> dict[str, str]:
+        return {t.task_id: t.state for t in self.fold.tasks.values()}
+
+    def _schedule(self) -> None:
+        m = self.m
+        states = self._states()
+        specs = [m.specs[tid] for tid in states if tid in m.specs]
+        ready = scheduler.ready(specs, states)
+        for task_id in ready:
+            if states[task_id] == "pending":
+                self._set(task_id, "ready", "its dependencies are merged")
+        # A task whose worktree is being made holds its slot already.
+        candidates = [tid for tid in ready if tid not in m.preparing]
+        busy = [tid for tid, s in states.items() if s in _SLOT_STATES or tid in m.preparing]
+        slots = self.cfg.workers - len(busy)
+        if slots <= 0 or not candidates:
+            return
+        chosen = scheduler.pick(
+            candidates,
+            m.specs,
+            busy,
+            slots,
+            m.priority,
+            policy=self.cfg.policy,
+            reserved=scheduler.imminent(specs, states, m.priority),
+        )
+        for task_id in chosen:
+            # Claimed before the task is marked running: one permit, asked once.
+            claimed = self._claim(developer_names(self.cfg.workers), task_id)
+            if claimed is None:
+                return
+            agent, answer = claimed
+            task = self.fold.tasks[task_id]
+            m.preparing[task_id] = (agent, answer.task_budget_left)
+            self.out.append(PrepareWorkspace(task_id, task.worktree, create=True))
+
+    def _start_development(self, task: Task) -> bool:
+        m = self.m
+        claimed = self._claim(developer_names(self.cfg.workers), task.task_id)
+        if claimed is None:
+            return False
+        agent, answer = claimed
+        if answer.task_budget_left is not None and answer.task_budget_left <= 0:
+            self._escalate(task, "its budget is spent")
+            return True
+        m.preparing[task.task_id] = (agent, answer.task_budget_left)
+        self.out.append(PrepareWorkspace(task.task_id, task.worktree, create=False))
+        return True
+
+    def _workspace_ready(self, event: WorkspaceReady) -> None:
+        m = self.m
+        reserved = m.preparing.pop(event.task_id, None)
+        task = self.fold.tasks.get(event.task_id)
+        if task is None or reserved is None or m.finished:
+            return
+        if event.created and task.worktree != event.worktree:
+            self._emit(
+                TaskWorkspace(
+                    task_id=task.task_id,
+                    branch=event.branch,
+                    worktree=event.worktree,
+                    base=event.base,
+                )
+            )
+        if m.stopping:
+            return
+        if task.state == "ready":
+            self._set(task.task_id, "running", "", 1)
+        if task.state != "running":
+            return  # escalated or resolved meanwhile
+        agent, budget = reserved
+        work = m.work.get(task.task_id)
+        role = self.cfg.roles["developer"]
+        resume = bool(task.session_id) and task.session_started and not (work and work.fresh)
+        if resume and work is not None and work.prompt:
+            prompt, session = work.prompt, task.session_id
+        else:
+            resume = False
+            session = self._uuid()
+            feedback = work.prompt if work is not None else ""
+            prompt = prompts.developer_prompt(role, task, self.cfg.claude_md, feedback)
+        self._start_turn(
+            agent,
+            "develop",
+            "developer",
+            prompt,
+            session_id=session,
+            resume=resume,
+            cwd=task.worktree,
+            task_id=task.task_id,
+            budget=budget,
+        )
+
+    def _start_review(self, task: Task) -> bool:
+        claimed = self._claim(qa_names(self.cfg.workers), task.task_id)
+        if claimed is None:
+            return False
+        agent, answer = claimed
+        review = task.reviews + 1
+        prompt = prompts.qa_prompt(
+            self.cfg.roles["qa"], task, INTEGRATION_BRANCH, review, self.cfg.claude_md
+        )
+        self._start_turn(
+            agent,
+            "review",
+            "qa",
+            prompt,
+            session_id=self._uuid(),
+            resume=False,
+            cwd=task.worktree,
+            task_id=task.task_id,
+            budget=answer.task_budget_left,
+        )
+        return True
+
+    def _submit(self, task: Task) -> None:
+        command = self.cfg.test_command or task.test_command
+        self.out.append(SubmitMerge(task.task_id, task.branch, task.title, command))
+        self.m.submitted.add(task.task_id)
+
+    # --- the end of a turn -------------------------------------------------------------
+
+    def _turn_ended(self, turn: Turn, exited: AgentProcessExited) -> None:
+        m = self.m
+        finished = turn.finished
+        why = ""
+        stopped = exited.timed_out
+        if stopped:
+            if exited.timeout == "idle":
+                why = "the turn was stopped: it printed nothing for too long (idle timeout)"
+            else:
+                why = f"the turn timed out after {self.cfg.task_timeout:g} s"
+        elif finished is None:
+            code = f"signal {exited.signal}" if exited.signal else f"exit code {exited.exit_code}"
+            why = f"claude ended without a result ({code})"
+        elif finished.is_error and not is_rate_limited(finished):
+            detail = finished.result or "; ".join(finished.errors) or finished.terminal_reason
+            why = f"the turn failed ({finished.subtype}): {detail}"
+        if finished is None and exited.signal is not None and not stopped:
+            # Killed from outside (its agent stopped, the crew restarted, an OOM kill):
+            # not the work's fault, so the task resumes instead of failing.
+            self._turn_lost(turn, f"claude was killed (signal {exited.signal})")
+            return
+        if turn.resume and finished is not None and session_lost(finished):
+            self._session_lost(turn)
+            return
+        if turn.kind in ("plan", "decompose"):
+            self._phase_turn_ended(turn, finished, why, stopped=stopped)
+            return
+        assert turn.task_id is not None
+        task = self.fold.tasks.get(turn.task_id)
+        expected = "running" if turn.kind == "develop" else "review"
+        if task is None or task.state != expected:
+            return  # escalated (its budget), or resolved by a human, while the turn ran
+        if finished is not None and is_rate_limited(finished):
+            # Not the task's fault: the same turn runs again once the governor allows.
+            if turn.kind == "develop":
+                self._again(task, turn)
+            return
+        if turn.kind == "develop":
+            if stopped and m.time_stops.get(task.task_id, 0) < TIME_RESUMES:
+                # Stopped for time: resumed once with a message saying so, not counted.
+                m.time_stops[task.task_id] = m.time_stops.get(task.task_id, 0) + 1
+                self._again(task, turn, text=prompts.stopped_for_time(why, turn.prompt))
+                return
+            self._development_ended(task, turn, why)
+        else:
+            self._review_ended(task, turn, finished, why)
+
+    def _turn_lost(self, turn: Turn, why: str) -> None:
+        """The agent or its process died mid-turn: the turn runs again, resumed.
+
+        Not a failed attempt, unless it keeps happening (`MAX_INTERRUPTIONS`).
+        """
+        m = self.m
+        key = turn.task_id or turn.kind
+        count = m.interruptions[key] = m.interruptions.get(key, 0) + 1
+        task = None if turn.task_id is None else self.fold.tasks.get(turn.task_id)
+        if count > MAX_INTERRUPTIONS:
+            m.interruptions[key] = 0
+            if task is not None:
+                self._fail(
+                    task,
+                    f"interrupted {count} times; last: {why}",
+                    prompts.interrupted(task.task_id, task.prompt),
+                )
+            else:
+                self._phase_turn_ended(turn, None, why)
+            return
+        if task is not None and turn.kind == "develop":
+            self._again(task, turn)
+
+    def _session_lost(self, turn: Turn) -> None:
+        """claude kept no transcript of the session (killed too early): start a new one."""
+        m = self.m
+        if turn.kind in ("plan", "decompose"):
+            step = m.plan if turn.kind == "plan" else m.decompose
+            step.started = False
+            return
+        task = None if turn.task_id is None else self.fold.tasks.get(turn.task_id)
+        if task is not None and turn.kind == "develop":
+            self._again(task, turn, fresh=True)
+
+    def _again(self, task: Task, turn: Turn, *, fresh: bool = False, text: str = "") -> None:
+        """Ask the developer's turn again: resumed, or in a new session when it must be.
+
+        Not the work's fault (a kill, a rate limit, a lost session), so not an attempt.
+        A new session gets what the turn was asked as feedback, unless that was the
+        first prompt itself. ``text`` replaces the default follow-up of a resumed turn.
+        """
+        m = self.m
+        if not fresh and task.session_started and task.session_id == turn.session_id:
+            m.work[task.task_id] = Work(text or prompts.interrupted(task.task_id, turn.prompt))
+            return
+        asked = prompts.asked_of(turn.prompt)
+        first = prompts.developer_prompt(self.cfg.roles["developer"], task, self.cfg.claude_md)
+        feedback = text or ("" if asked == first else asked)
+        m.work[task.task_id] = Work(feedback, fresh=True)
+
+    def _development_ended(self, task: Task, turn: Turn, why: str) -> None:
+        if why:
+            self._fail(task, why, prompts.turn_failed(task.task_id, why))
+            return
+        self.m.checking.add(task.task_id)
+        self.out.append(CommitForAgent(task.task_id, turn.agent, task.worktree, task.branch))
+
+    def _work_checked(self, event: WorkChecked) -> None:
+        m = self.m
+        m.checking.discard(event.task_id)
+        if m.finished:
+            return
+        if event.commit:
+            self._emit(
+                WorkCommittedForAgent(
+                    task_id=event.task_id,
+                    agent_id=event.agent,
+                    commit=event.commit,
+                    files=list(event.files),
+                )
+            )
+        task = self.fold.tasks.get(event.task_id)
+        if m.stopping or task is None or task.state != "running":
+            return  # escalated (its budget) or resolved meanwhile; or stopping: resumed later
+        if event.why:
+            self._fail(task, event.why, prompts.turn_failed(task.task_id, event.why))
+            return
+        m.time_stops.pop(task.task_id, None)
+        self._set(task.task_id, "review", f"{event.agent} finished; QA reviews")
+
+    def _review_ended(
+        self, task: Task, turn: Turn, finished: AgentTurnFinished | None, why: str
+    ) -> None:
+        m = self.m
+        verdict = None if finished is None else finished.structured_output
+        if not why and not (
+            isinstance(verdict, dict) and verdict.get("verdict") in ("approve", "changes_requested")
+        ):
+            why = "QA gave no verdict"
+        if why:
+            failures = m.qa_failures[task.task_id] = m.qa_failures.get(task.task_id, 0) + 1
+            if failures > self.cfg.max_retries:
+                self._escalate(task, f"QA could not review it {failures} times; last: {why}")
+            return  # the task stays in review: QA runs again
+        assert isinstance(verdict, dict)
+        reasons = [str(r) for r in verdict.get("reasons") or []]
+        command = str(verdict.get("test_command") or "")
+        self._emit(
+            ReviewVerdict(
+                task_id=task.task_id,
+                agent_id=turn.agent,
+                verdict=verdict["verdict"],
+                reasons=reasons,
+                test_command=command,
+                test_output_summary=str(verdict.get("test_output_summary") or ""),
+                attempt=task.reviews + 1,
+            )
+        )
+        if verdict["verdict"] == "approve":
+            self._set(task.task_id, "merging", f"approved by {turn.agent}")
+            self._submit(self.fold.tasks[task.task_id])
+        else:
+            review = task.reviews
+            first = reasons[0] if reasons else "no reason given"
+            self._fail(
+                task,
+                f"QA requested changes: {first}",
+                prompts.rejected(task.task_id, review, reasons),
+            )
+
+    def _conflict_merge_done(self, event: ConflictMergeDone) -> None:
+        m = self.m
+        m.submitted.discard(event.task_id)
+        task = self.fold.tasks.get(event.task_id)
+        if task is None or m.finished:
+            return
+        if event.error:
+            self._fail(task, event.error, prompts.turn_failed(task.task_id, event.error))
+        elif event.conflicts:
+            self._fail(
+                task,
+                f"merge conflict in {', '.join(event.conflicts)}",
+                prompts.conflicted(task.task_id, list(event.conflicts)),
+            )
+        elif event.kind == "tests_failed":
+            command = task.test_command or self.cfg.test_command
+            self._fail(
+                task,
+                "the tests failed on the merged result",
+                prompts.tests_failed(task.task_id, command, event.output),
+            )
+        else:
+            # The integration head merged cleanly into the branch now: merge again.
+            self._set(task.task_id, "merging", "merged the new integration head; merging again")
+            self._submit(task)
+
+    # --- failures, escalation, human commands --------------------------------------------
+
+    def _fail(self, task: Task, reason: str, next_prompt: str) -> None:
+        self.m.time_stops.pop(task.task_id, None)
+        self._set(task.task_id, "failed", reason, max(task.attempts, 1))
+        self._state_after_failure(task, reason, next_prompt)
+
+    def _state_after_failure(self, task: Task, reason: str, next_prompt: str) -> None:
+        """Retry with the reason attached, or escalate past ``max_retries``."""
+        attempt = max(task.attempts, 1)
+        if attempt > self.cfg.max_retries:
+            self._escalate(task, f"failed {attempt} times; last: {reason}")
+            return
+        self._tell_next(task, next_prompt)
+        self._set(task.task_id, "running", f"retry: {reason}", attempt + 1)
+
+    def _tell_next(self, task: Task, text: str) -> None:
+        """The next developer turn says ``text`` (journaled: it survives a restart)."""
+        self.m.work[task.task_id] = Work(text)
+        self._emit(TaskFeedback(task_id=task.task_id, text=text))
+
+    def _escalate(self, task: Task, reason: str) -> None:
+        self._set(task.task_id, "escalated", reason)
+        self._emit(
+            Escalation(
+                source=ORCHESTRATOR, reason=f"{task.task_id}: {reason}", task_id=task.task_id
+            )
+        )
+
+    def _human_requests(self) -> None:
+        m = self.m
+        for task in list(self.fold.tasks.values()):
+            if task.requested == "resolve" and task.state not in _DONE_STATES:
+                self._set(task.task_id, "resolved", "resolved by a human")
+                self.out.append(EnsureIntegration(self.cfg.main))
+            elif task.requested == "retry" and task.state in ("escalated", "failed"):
+                m.qa_failures.pop(task.task_id, None)
+                if task.worktree:
+                    self._tell_next(task, prompts.human_retry(task.task_id, task.notes))
+                    self._set(task.task_id, "running", "sent back by a human", 1)
+                else:
+                    self._set(task.task_id, "pending", "sent back by a human", 1)
+            elif task.requested:
+                task.requested = ""
+
+    # --- the end of the run -------------------------------------------------------------
+
+    def _maybe_finish(self) -> None:
+        m = self.m
+        if m.turns or m.submitted or m.preparing or m.checking:
+            return
+        states = self._states()
+        budget = bool(self.fold.budget)
+        if not budget:  # past the budget, work under way stays where it is, to resume
+            if self.fold.run is None or self.fold.run.phase != "development":
+                return
+            if any(s in ("running", "review", "merging") for s in states.values()):
+                return
+            if not scheduler.run_over(list(m.specs.values()), states, 0):
+                return
+        escalated = sorted(t for t, s in states.items() if s == "escalated")
+        outcome: RunOutcome = "done" if not escalated and not budget else "failed"
+        self._finish(outcome, self._summary(states, escalated))
+
+    def _summary(self, states: Mapping[str, str], escalated: list[str]) -> str:
+        m = self.m
+        counts = {s: sum(1 for v in states.values() if v == s) for s in set(states.values())}
+        parts = [f"{len(states)} tasks: {counts.get('merged', 0)} merged"]
+        if counts.get("resolved"):
+            parts.append(f"{counts['resolved']} resolved by hand")
+        if escalated:
+            why = ", ".join(f"{t} ({self.fold.tasks[t].reason})" for t in escalated)
+            parts.append(f"{len(escalated)} escalated: {why}")
+        waiting = scheduler.blocked_by_escalation(list(m.specs.values()), states)
+        if waiting:
+            parts.append(f"{len(waiting)} waiting on escalated tasks")
+        retries = sum(1 for t in self.fold.tasks.values() for e in t.history if e.state == "failed")
+        usage = self.fold.run.usage if self.fold.run else self.fold.usage
+        elapsed = m.now - m.started_at
+        text = "; ".join(parts) + f". {retries} retries, ${usage.usd:.2f}, {elapsed:.0f} s."
+        if self.fold.budget:
+            text += (
+                f" Stopped: {self.fold.budget}; raise budget_usd (AUTONOMA_BUDGET_USD) and "
+                "`autonoma start` again to go on."
+            )
+        return text
+
+    def _finish(self, outcome: RunOutcome, summary: str) -> None:
+        m = self.m
+        if m.finished:
+            return
+        m.finished = True
+        if outcome != "stopped":
+            self._phase("done" if outcome == "done" else "stopped")
+        end = RunFinished(outcome=outcome, summary=summary)
+        if m.retired:
+            # Merged tasks' worktrees go first (their branches stay): at the end of the
+            # run, since removing one takes a good 0.1 s the critical path should not wait.
+            paths, m.retired = tuple(m.retired), []
+            self.out.append(RemoveWorktrees(paths, end))
+        else:
+            self._emit(end, durable=True)
+
+    # --- publishing ------------------------------------------------------------------------
+
+    def _phase(self, phase: str, durable: bool = False) -> None:
+        run = self.fold.run
+        if run is None or run.phase != phase:
+            self._emit(PhaseChanged(phase=phase), durable=durable)
+
+    def _set(self, task_id: str, state: TaskState, reason: str = "", attempt: int = 0) -> None:
+        self._emit(TaskStateChanged(task_id=task_id, state=state, reason=reason, attempt=attempt))
+
+    def _emit(self, message: AnyMessage, *, durable: bool = False) -> None:
+        """Fold ``message`` now (the next decision sees it) and have it published."""
+        envelope = Envelope(
+            seq=0,
+            ts=self.m.now,
+            run_id=self.cfg.run_id,
+            sender=ORCHESTRATOR,
+            recipient="*",
+            message=message,
+        )
+        apply(self.fold, envelope)
+        self.out.append(Emit(message, durable))
+
+    def _uuid(self) -> str:
+        return self.m.new_session()
+
+
+def session_lost(finished: AgentTurnFinished) -> bool:
+    """``--resume`` found no transcript of the session."""
+    said = " ".join([finished.result, *finished.errors])
+    return finished.is_error and "No conversation found" in said
+
+
+__all__ = [
+    "MAX_INTERRUPTIONS",
+    "ORCHESTRATOR",
+    "TIME_RESUMES",
+    "Action",
+    "CommitForAgent",
+    "Config",
+    "ConflictMerge",
+    "ConflictMergeDone",
+    "Emit",
+    "EnsureIntegration",
+    "Event",
+    "Heard",
+    "InboxCommand",
+    "Machine",
+    "MergeNotSubmitted",
+    "PrepareWorkspace",
+    "RemoveWorktrees",
+    "SpawnRefused",
+    "StartTurn",
+    "Started",
+    "StopRequested",
+    "SubmitMerge",
+    "Tick",
+    "TurnNotStarted",
+    "TurnSpawned",
+    "WorkChecked",
+    "WorkspaceFailed",
+    "WorkspaceReady",
+    "WorktreesRemoved",
+    "WriteFile",
+    "decide",
+    "permit",
+    "session_lost",
+]
