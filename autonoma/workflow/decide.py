@@ -268,6 +268,8 @@ class WorkChecked:
     commit: str = ""
     files: tuple[str, ...] = ()
     why: str = ""
+    refused: tuple[str, ...] = ()
+    """`CommitForAgent.refused`, passed back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +360,8 @@ class CommitForAgent:
     agent: str
     worktree: str
     branch: str
+    refused: tuple[str, ...] = ()
+    """The tool calls claude refused in the turn (said with a refusal of the work)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1036,7 +1040,10 @@ class _Step:
             self._fail(task, why, prompts.turn_failed(task.task_id, why))
             return
         self.m.checking.add(task.task_id)
-        self.out.append(CommitForAgent(task.task_id, turn.agent, task.worktree, task.branch))
+        refused = refusals(turn.finished)
+        self.out.append(
+            CommitForAgent(task.task_id, turn.agent, task.worktree, task.branch, refused)
+        )
 
     def _work_checked(self, event: WorkChecked) -> None:
         m = self.m
@@ -1056,7 +1063,10 @@ class _Step:
         if m.stopping or task is None or task.state != "running":
             return  # escalated (its budget) or resolved meanwhile; or stopping: resumed later
         if event.why:
-            self._fail(task, event.why, prompts.turn_failed(task.task_id, event.why))
+            why = event.why
+            if event.refused:
+                why += f" (claude was refused: {', '.join(event.refused)})"
+            self._fail(task, why, prompts.turn_failed(task.task_id, why))
             return
         m.time_stops.pop(task.task_id, None)
         self._set(task.task_id, "review", f"{event.agent} finished; QA reviews")
@@ -1257,6 +1267,24 @@ class _Step:
         return self.m.new_session()
 
 
+def refusals(finished: AgentTurnFinished | None) -> tuple[str, ...]:
+    """The tool calls claude refused in a turn, as ``Tool target`` (``permission_denials``)."""
+    if finished is None:
+        return ()
+    said: list[str] = []
+    for denial in finished.permission_denials:
+        tool = str(denial.get("tool_name") or "a tool")
+        given = denial.get("tool_input")
+        target = ""
+        if isinstance(given, dict):
+            for key in ("file_path", "command", "path", "url"):
+                if isinstance(given.get(key), str) and given[key]:
+                    target = str(given[key]).splitlines()[0][:80]
+                    break
+        said.append(f"{tool} {target}".strip())
+    return tuple(said)
+
+
 def session_lost(finished: AgentTurnFinished) -> bool:
     """``--resume`` found no transcript of the session."""
     said = " ".join([finished.result, *finished.errors])
@@ -1296,5 +1324,6 @@ __all__ = [
     "WriteFile",
     "decide",
     "permit",
+    "refusals",
     "session_lost",
 ]

@@ -437,7 +437,7 @@ def _commit_for_agent(repo: Path, action: CommitForAgent) -> Event:
             Path(action.worktree), f"{action.task_id}: work {action.agent} left uncommitted"
         )
     except VcsError as error:
-        return WorkChecked(action.task_id, action.agent, why=str(error))
+        return WorkChecked(action.task_id, action.agent, why=str(error), refused=action.refused)
     commit, files = committed if committed is not None else ("", [])
     integration = workspace.head_of(repo, workspace.INTEGRATION_BRANCH)
     head = workspace.head_of(repo, action.branch)
@@ -448,7 +448,7 @@ def _commit_for_agent(repo: Path, action: CommitForAgent) -> Event:
         marked = workspace.conflict_marker_files(repo, integration, head)
         if marked:
             why = f"conflict markers were committed in {', '.join(marked)}"
-    return WorkChecked(action.task_id, action.agent, commit, tuple(files), why)
+    return WorkChecked(action.task_id, action.agent, commit, tuple(files), why, action.refused)
 
 
 def _conflict_merge(repo: Path, action: ConflictMerge) -> Event:

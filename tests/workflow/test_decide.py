@@ -1,0 +1,883 @@
+"""The orchestrator's decisions as a table: one row per way a real claude turn can end.
+
+Each row plays what the bus says about a turn (claude's ``result`` line as the agent
+reports it, the process's exit) into the pure `decide`, then asks for the next turn and
+checks what a user would see: the task's state and reason in the journal, and what runs
+next (the same session resumed, a fresh session, a review, a merge, nothing). The result
+lines follow the real transcripts in ``/work/shared/claude-stream/`` (claude 2.1.197).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from autonoma.agents.roles import load_role
+from autonoma.protocol import (
+    AgentProcessExited,
+    AgentSessionStarted,
+    AgentStateChanged,
+    AgentTurnFinished,
+    AgentTurnStarting,
+    AnyMessage,
+    BudgetReached,
+    CostReported,
+    Envelope,
+    Escalation,
+    PlanWritten,
+    RunFinished,
+    RunStarted,
+    SpawnsHeld,
+    TaskDefined,
+    TaskMerged,
+    TaskStateChanged,
+)
+from autonoma.workflow.crew import CEO, STAFF_ENGINEER
+from autonoma.workflow.decide import (
+    Action,
+    CommitForAgent,
+    Config,
+    Emit,
+    Event,
+    Heard,
+    Machine,
+    PrepareWorkspace,
+    RemoveWorktrees,
+    SpawnRefused,
+    Started,
+    StartTurn,
+    SubmitMerge,
+    Tick,
+    TurnNotStarted,
+    TurnSpawned,
+    WorkChecked,
+    WorkspaceReady,
+    WorktreesRemoved,
+    WriteFile,
+    decide,
+    permit,
+)
+from autonoma.workflow.governor import GOVERNOR
+
+RUN = "run-1"
+T = "t1"
+DEV = "developer-1"
+QA = "qa-1"
+NOW = 1_000_000.0
+WORKTREE = "/work/t1"
+LIVE = frozenset({CEO, STAFF_ENGINEER, DEV, QA, GOVERNOR})
+
+PLAN = {
+    "summary": "A todo list CLI.",
+    "milestones": [
+        {"id": "m1", "title": "Skeleton", "goal": "A package.", "acceptance": ["pytest passes"]}
+    ],
+}
+TASKS = {
+    "tasks": [
+        {
+            "id": T,
+            "title": "Add items",
+            "spec": "Build it.",
+            "deps": [],
+            "files": ["todo.py"],
+            "acceptance": ["pytest passes"],
+        }
+    ]
+}
+
+Kind = Literal["develop", "review", "plan", "decompose"]
+Next = Literal["resume", "fresh", "review", "merge", "decompose", "develop", "none"]
+
+
+# --- what the bus says about a turn (as in the real transcripts) -----------------------
+
+
+def result(
+    *,
+    is_error: bool = False,
+    subtype: str = "success",
+    text: str = "Done. I wrote hello.txt.",
+    status: int | None = None,
+    errors: tuple[str, ...] = (),
+    terminal: str = "completed",
+    structured: Any = None,
+    denials: tuple[dict[str, Any], ...] = (),
+) -> AgentTurnFinished:
+    """claude's ``result`` line; agent and session are filled in when played."""
+    return AgentTurnFinished(
+        agent_id="",
+        session_id="",
+        subtype=subtype,
+        is_error=is_error,
+        result=text,
+        api_error_status=status,
+        terminal_reason=terminal,
+        errors=list(errors),
+        num_turns=2,
+        structured_output=structured,
+        permission_denials=list(denials),
+    )
+
+
+def exited(
+    code: int | None = 0, signal: int | None = None, timeout: Literal["", "idle", "wall"] = ""
+) -> AgentProcessExited:
+    """The process's end; agent and pid are filled in when played."""
+    return AgentProcessExited(
+        agent_id="", exit_code=code, signal=signal, timed_out=bool(timeout), timeout=timeout
+    )
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The git worker's answer to `CommitForAgent` (``why``: the branch is refused)."""
+
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The agent refused to start the turn (`TurnRefused`)."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class Again:
+    """The next turn starts (asked for, spawned, its session reported)."""
+
+
+@dataclass(frozen=True)
+class FromGovernor:
+    """A message of the governor's (a budget reached, a hold)."""
+
+    message: AnyMessage
+
+
+Step = AgentTurnFinished | AgentProcessExited | Checked | Refused | Again | FromGovernor
+
+SUCCESS = result()
+FAILED_500 = result(
+    is_error=True,
+    status=500,
+    text="API Error: 500 fake. This is a server-side issue, usually temporary",
+    terminal="completed",
+)
+MAX_TURNS = result(
+    is_error=True,
+    subtype="error_max_turns",
+    text="",
+    errors=("Reached maximum number of turns (1)",),
+    terminal="max_turns",
+)
+BUDGET = result(
+    is_error=True,
+    subtype="error_max_budget_usd",
+    text="",
+    errors=("Reached maximum budget ($0.5)",),
+    terminal="max_budget_usd",
+)
+RATE_LIMITED = result(is_error=True, status=429, text="API Error: Request rejected (429) · fake")
+OVERLOADED = result(is_error=True, status=529, text="API Error: 529 fake.")
+DENIED = result(
+    denials=(
+        {
+            "tool_name": "Write",
+            "tool_use_id": "toolu_01",
+            "tool_input": {"file_path": "/work/t1/hello.txt", "content": "hello\n"},
+        },
+    )
+)
+SCHEMA_GAVE_UP = result(
+    is_error=True,
+    subtype="error_max_structured_output_retries",
+    text="",
+    errors=("Failed to provide valid structured output after 5 attempts",),
+)
+SESSION_LOST = result(
+    is_error=True,
+    subtype="error_during_execution",
+    text="",
+    errors=("No conversation found with session ID: 5f0c",),
+    terminal="",
+)
+APPROVE = result(structured={"verdict": "approve", "reasons": [], "test_command": "pytest -q"})
+CHANGES = result(structured={"verdict": "changes_requested", "reasons": ["add a test"]})
+NO_VERDICT = result(text="Looks good to me.")
+EXIT_0, EXIT_1 = exited(0), exited(1)
+KILLED = exited(None, signal=9)
+IDLE = exited(None, signal=15, timeout="idle")
+WALL = exited(None, signal=15, timeout="wall")
+NOTHING_COMMITTED = Checked("no change was committed on the task's branch")
+TASK_BUDGET = FromGovernor(BudgetReached(scope="task", limit_usd=1.0, spent_usd=1.2, task_id=T))
+
+
+# --- the harness ------------------------------------------------------------------------
+
+
+def envelope(message: AnyMessage, sender: str = "agent") -> Envelope:
+    return Envelope(seq=0, ts=NOW, run_id=RUN, sender=sender, recipient="*", message=message)
+
+
+class Harness:
+    """A machine in one phase, and the plumbing the actor would do around `decide`.
+
+    Git work is answered at once (a worktree made ready); everything else is played by
+    the row: the turn's result line, its exit, the commit check's answer.
+    """
+
+    def __init__(
+        self,
+        phase: str,
+        *,
+        max_retries: int = 2,
+        task_budget: float = 0.0,
+        budget: float = 0.0,
+    ) -> None:
+        roles = {name: load_role(name) for name in (CEO, STAFF_ENGINEER, "developer", "qa")}
+        config = Config(
+            run_id=RUN,
+            repo=Path("/repo"),
+            plan_path=Path("/repo/.autonoma/plan.json"),
+            requirements="A todo list.",
+            claude_md="",
+            roles=roles,
+            workers=1,
+            max_retries=max_retries,
+            task_timeout=600.0,
+            budget_usd=budget,
+            task_budget_usd=task_budget,
+        )
+        ids = itertools.count(1)
+        self.m = Machine(cfg=config, now=NOW, live=LIVE, new_session=lambda: f"s{next(ids)}")
+        self.actions: list[Action] = []
+        self.mark = 0
+        """Actions before this index belong to turns already begun."""
+        self.pids = itertools.count(100)
+        self.turn: StartTurn | None = None
+        self.last: dict[str, StartTurn] = {}
+        self.pid = 0
+        self.hear(RunStarted(requirements="r.md", project="/repo", max_workers=1), "orchestrator")
+        if phase != "planning":
+            self.hear(PlanWritten(plan=PLAN, path="/repo/.autonoma/plan.json"), "orchestrator")
+        if phase == "development":
+            spec = TASKS["tasks"][0]
+            defined = TaskDefined(
+                task_id=T,
+                title=spec["title"],
+                deps=[],
+                files=spec["files"],
+                spec=spec["spec"],
+                acceptance=spec["acceptance"],
+            )
+            self.hear(defined, "orchestrator")
+            self.hear(TaskStateChanged(task_id=T, state="pending"), "orchestrator")
+        self.feed(Started())  # what the journal says: the phase follows from it
+        assert self.m.fold.run is not None and self.m.fold.run.phase == phase
+
+    # plumbing
+
+    def feed(self, event: Event) -> list[Action]:
+        _, actions = decide(self.m, event)
+        self.actions.extend(actions)
+        for action in actions:
+            if isinstance(action, PrepareWorkspace):  # the git worker, done at once
+                if action.create:
+                    self.feed(WorkspaceReady(T, "autonoma/t1", WORKTREE, "base", created=True))
+                else:
+                    self.feed(WorkspaceReady(T))
+        return actions
+
+    def hear(self, message: AnyMessage, sender: str = "agent") -> list[Action]:
+        return self.feed(Heard(envelope(message, sender)))
+
+    def emitted(self, kind: type[Any]) -> list[Any]:
+        return [
+            a.message for a in self.actions if isinstance(a, Emit) and isinstance(a.message, kind)
+        ]
+
+    def since_mark(self) -> list[StartTurn | SubmitMerge]:
+        return [a for a in self.actions[self.mark :] if isinstance(a, StartTurn | SubmitMerge)]
+
+    def upcoming(self) -> list[StartTurn | SubmitMerge]:
+        """What was started since the last turn began; time passes first if nothing was."""
+        if not self.since_mark():
+            self.feed(Tick())
+        return self.since_mark()
+
+    @property
+    def task(self) -> Any:
+        return self.m.fold.tasks[T]
+
+    # turns
+
+    def begin(self, *, spawn: bool = True) -> StartTurn:
+        """The next turn is asked for and (with ``spawn``) runs."""
+        starts = [a for a in self.upcoming() if isinstance(a, StartTurn)]
+        assert len(starts) == 1, starts
+        self.turn = turn = starts[0]
+        self.last[turn.kind] = turn
+        self.mark = len(self.actions)
+        if spawn:
+            self.run(turn)
+        self.mark = len(self.actions)
+        return turn
+
+    def run(self, turn: StartTurn) -> None:
+        self.pid = next(self.pids)
+        self.feed(TurnSpawned(turn.agent, self.pid))
+        role = "developer" if turn.kind == "develop" else turn.role
+        starting = AgentTurnStarting(
+            agent_id=turn.agent,
+            role=role,
+            session_id=turn.session_id,
+            cwd=turn.cwd,
+            argv=["claude", "-p", turn.prompt],
+            resume=turn.resume,
+            task_id=turn.task_id,
+        )
+        self.hear(starting)
+        started = AgentSessionStarted(
+            agent_id=turn.agent, session_id=turn.session_id, task_id=turn.task_id
+        )
+        self.hear(started)
+
+    def play(self, step: Step) -> None:
+        turn = self.turn
+        assert turn is not None
+        if isinstance(step, AgentTurnFinished):
+            fields = {f: getattr(step, f) for f in step.__struct_fields__}
+            fields.update(agent_id=turn.agent, session_id=turn.session_id, task_id=turn.task_id)
+            self.hear(AgentTurnFinished(**fields))
+        elif isinstance(step, AgentProcessExited):
+            end = AgentProcessExited(
+                agent_id=turn.agent,
+                exit_code=step.exit_code,
+                signal=step.signal,
+                timed_out=step.timed_out,
+                timeout=step.timeout,
+                task_id=turn.task_id,
+                pid=self.pid,
+            )
+            self.hear(end)
+        elif isinstance(step, Checked):
+            commit = [a for a in self.actions if isinstance(a, CommitForAgent)][-1]
+            self.feed(WorkChecked(T, commit.agent, why=step.why, refused=commit.refused))
+        elif isinstance(step, Refused):
+            self.feed(SpawnRefused(turn.agent, step.error))
+        elif isinstance(step, Again):
+            self.begin()
+        else:
+            self.hear(step.message, GOVERNOR)
+
+
+def reviewing(**kw: Any) -> Harness:
+    """A task whose developer finished: QA's turn is next."""
+    h = Harness("development", **kw)
+    h.begin()
+    for step in (SUCCESS, EXIT_0, Checked()):
+        h.play(step)
+    assert h.task.state == "review"
+    return h
+
+
+# --- the table -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    kind: Kind
+    steps: tuple[Step, ...]
+    state: str
+    """The task's state after (for plan/decompose turns: the run's phase)."""
+    reason: str
+    """A fragment of the task's reason (plan/decompose: of the escalation), "" for none."""
+    next: Next
+    counted: bool
+    """A failed attempt (developer), a failed review (QA) or a rejected answer (phases)."""
+    says: str = ""
+    """A fragment of the next turn's prompt."""
+    spawn: bool = True
+    max_retries: int = 2
+    task_budget: float = 0.0
+    attempts: int = field(default=0)
+    """The developer's attempts after (0: 1, or 2 when counted)."""
+
+
+ROWS = [
+    # --- developer turns ---
+    Row(
+        "success", "develop", (SUCCESS, EXIT_0, Checked()), "review", "QA reviews", "review", False
+    ),
+    Row(
+        "success, work committed for the agent, no summary",
+        "develop",
+        (result(text="All done, committed."), EXIT_0, Checked()),
+        "review",
+        "QA reviews",
+        "review",
+        False,
+    ),
+    Row(
+        "failed (is_error)",
+        "develop",
+        (FAILED_500, EXIT_1),
+        "running",
+        "retry: the turn failed (success): API Error: 500",
+        "resume",
+        True,
+        says="did not finish the task",
+    ),
+    Row(
+        "failed, out of retries",
+        "develop",
+        (FAILED_500, EXIT_1),
+        "escalated",
+        "failed 1 times; last: the turn failed",
+        "none",
+        True,
+        max_retries=0,
+        attempts=1,
+    ),
+    Row(
+        "idle timeout: resumed once, not counted",
+        "develop",
+        (IDLE,),
+        "running",
+        "",
+        "resume",
+        False,
+        says="Your previous turn was stopped",
+    ),
+    Row(
+        "idle timeout twice: counted",
+        "develop",
+        (IDLE, Again(), IDLE),
+        "running",
+        "retry: the turn was stopped: it printed nothing for too long (idle timeout)",
+        "resume",
+        True,
+        says="did not finish the task",
+    ),
+    Row(
+        "wall timeout: resumed once, not counted",
+        "develop",
+        (WALL,),
+        "running",
+        "",
+        "resume",
+        False,
+        says="Your previous turn was stopped: the turn timed out after 600 s",
+    ),
+    Row(
+        "wall timeout twice: counted",
+        "develop",
+        (WALL, Again(), WALL),
+        "running",
+        "retry: the turn timed out after 600 s",
+        "resume",
+        True,
+    ),
+    Row(
+        "max turns",
+        "develop",
+        (MAX_TURNS, EXIT_1),
+        "running",
+        "retry: the turn failed (error_max_turns): Reached maximum number of turns (1)",
+        "resume",
+        True,
+    ),
+    Row(
+        "budget reached (claude's --max-budget-usd)",
+        "develop",
+        (BUDGET, EXIT_1),
+        "running",
+        "the turn failed (error_max_budget_usd): Reached maximum budget",
+        "resume",
+        True,
+    ),
+    Row(
+        "budget reached (the governor's task budget)",
+        "develop",
+        (TASK_BUDGET, BUDGET, EXIT_1),
+        "escalated",
+        "task budget $1.00 reached ($1.20 spent)",
+        "none",
+        False,
+    ),
+    Row(
+        "rate limit given up (429 after claude's retries)",
+        "develop",
+        (RATE_LIMITED, EXIT_1),
+        "running",
+        "",
+        "resume",
+        False,
+        says="was interrupted before it finished",
+    ),
+    Row(
+        "overloaded given up (529)",
+        "develop",
+        (OVERLOADED, EXIT_1),
+        "running",
+        "",
+        "resume",
+        False,
+    ),
+    Row(
+        "schema rejection of the summary: the result text stands",
+        "develop",
+        (result(structured=None, text="I changed todo.py."), EXIT_0, Checked()),
+        "review",
+        "QA reviews",
+        "review",
+        False,
+    ),
+    Row(
+        "permission denial that changed nothing",
+        "develop",
+        (DENIED, EXIT_0, NOTHING_COMMITTED),
+        "running",
+        "no change was committed on the task's branch"
+        " (claude was refused: Write /work/t1/hello.txt)",
+        "resume",
+        True,
+    ),
+    Row(
+        "session lost on resume",
+        "develop",
+        (RATE_LIMITED, EXIT_1, Again(), SESSION_LOST, EXIT_1),
+        "running",
+        "",
+        "fresh",
+        False,
+    ),
+    Row(
+        "spawn failure (TurnRefused)",
+        "develop",
+        (Refused("no such role file: developer"),),
+        "running",
+        "retry: the turn could not start: no such role file",
+        "fresh",
+        True,
+        says="could not start",
+        spawn=False,
+    ),
+    Row(
+        "killed from outside (signal, no result)",
+        "develop",
+        (KILLED,),
+        "running",
+        "",
+        "resume",
+        False,
+        says="was interrupted before it finished",
+    ),
+    Row(
+        "exited without a result (no signal)",
+        "develop",
+        (EXIT_1,),
+        "running",
+        "retry: claude ended without a result (exit code 1)",
+        "resume",
+        True,
+    ),
+    # --- review turns ---
+    Row("approved", "review", (APPROVE, EXIT_0), "merging", "approved by qa-1", "merge", False),
+    Row(
+        "changes requested",
+        "review",
+        (CHANGES, EXIT_0),
+        "running",
+        "retry: QA requested changes: add a test",
+        "resume",
+        True,
+        says="QA requested changes on task t1",
+    ),
+    Row("failed (is_error)", "review", (FAILED_500, EXIT_1), "review", "", "review", True),
+    Row("idle timeout", "review", (IDLE,), "review", "", "review", True),
+    Row("wall timeout", "review", (WALL,), "review", "", "review", True),
+    Row("max turns", "review", (MAX_TURNS, EXIT_1), "review", "", "review", True),
+    Row("budget reached (claude)", "review", (BUDGET, EXIT_1), "review", "", "review", True),
+    Row(
+        "budget reached (the governor's task budget)",
+        "review",
+        (TASK_BUDGET, BUDGET, EXIT_1),
+        "escalated",
+        "task budget $1.00 reached",
+        "none",
+        False,
+    ),
+    Row("rate limit given up", "review", (RATE_LIMITED, EXIT_1), "review", "", "review", False),
+    Row("no verdict", "review", (NO_VERDICT, EXIT_0), "review", "", "review", True),
+    Row(
+        "no verdict, out of retries",
+        "review",
+        (NO_VERDICT, EXIT_0),
+        "escalated",
+        "QA could not review it 1 times; last: QA gave no verdict",
+        "none",
+        True,
+        max_retries=0,
+    ),
+    Row("schema rejection", "review", (SCHEMA_GAVE_UP, EXIT_1), "review", "", "review", True),
+    Row("permission denial", "review", (DENIED, EXIT_0), "review", "", "review", True),
+    Row(
+        "spawn failure",
+        "review",
+        (Refused("no such role file: qa"),),
+        "review",
+        "",
+        "review",
+        True,
+        spawn=False,
+    ),
+    Row("killed from outside", "review", (KILLED,), "review", "", "review", False),
+    # --- planning and decomposition turns ---
+    Row(
+        "success",
+        "plan",
+        (result(structured=PLAN), EXIT_0),
+        "decomposition",
+        "",
+        "decompose",
+        False,
+    ),
+    Row("failed (is_error)", "plan", (FAILED_500, EXIT_1), "planning", "", "fresh", True),
+    Row(
+        "idle timeout: resumed once, not counted",
+        "plan",
+        (IDLE,),
+        "planning",
+        "",
+        "resume",
+        False,
+        says="Your previous turn was stopped",
+    ),
+    Row(
+        "idle timeout twice: counted", "plan", (IDLE, Again(), IDLE), "planning", "", "fresh", True
+    ),
+    Row("wall timeout", "plan", (WALL,), "planning", "", "resume", False, says="timed out"),
+    Row("max turns", "plan", (MAX_TURNS, EXIT_1), "planning", "", "fresh", True),
+    Row("budget reached (claude)", "plan", (BUDGET, EXIT_1), "planning", "", "fresh", True),
+    Row("rate limit given up", "plan", (RATE_LIMITED, EXIT_1), "planning", "", "fresh", False),
+    Row(
+        "no structured output (schema rejection)",
+        "plan",
+        (result(text="Here is my plan: ..."), EXIT_0),
+        "planning",
+        "",
+        "resume",
+        True,
+        says="Your plan could not be used",
+    ),
+    Row(
+        "schema rejection by claude",
+        "plan",
+        (SCHEMA_GAVE_UP, EXIT_1),
+        "planning",
+        "",
+        "fresh",
+        True,
+    ),
+    Row(
+        "rejected, out of retries",
+        "plan",
+        (result(text="no plan"), EXIT_0),
+        "stopped",
+        "the plan was rejected 1 times; last: no structured output",
+        "none",
+        True,
+        max_retries=0,
+    ),
+    Row(
+        "session lost on resume",
+        "plan",
+        (result(text="no plan"), EXIT_0, Again(), SESSION_LOST, EXIT_1),
+        "planning",
+        "",
+        "fresh",
+        True,
+    ),
+    Row(
+        "spawn failure",
+        "plan",
+        (Refused("no such role file: ceo"),),
+        "planning",
+        "",
+        "fresh",
+        True,
+        spawn=False,
+    ),
+    Row("killed from outside", "plan", (KILLED,), "planning", "", "fresh", False),
+    Row(
+        "success",
+        "decompose",
+        (result(structured=TASKS), EXIT_0),
+        "development",
+        "",
+        "develop",
+        False,
+    ),
+    Row(
+        "an invalid task list",
+        "decompose",
+        (result(structured={"tasks": []}), EXIT_0),
+        "decomposition",
+        "",
+        "resume",
+        True,
+        says="Your task list was rejected",
+    ),
+    Row("failed (is_error)", "decompose", (FAILED_500, EXIT_1), "decomposition", "", "fresh", True),
+    Row(
+        "rate limit given up",
+        "decompose",
+        (RATE_LIMITED, EXIT_1),
+        "decomposition",
+        "",
+        "fresh",
+        False,
+    ),
+    Row("killed from outside", "decompose", (KILLED,), "decomposition", "", "fresh", False),
+]
+
+
+def counter(h: Harness, kind: Kind) -> int:
+    if kind == "develop":
+        return h.task.attempts
+    if kind == "review":  # a failed review, or the work sent back (the developer's attempt)
+        return h.m.qa_failures.get(T, 0) + h.task.attempts
+    return (h.m.plan if kind == "plan" else h.m.decompose).failures
+
+
+def what_next(h: Harness, kind: Kind) -> tuple[Next, str]:
+    """What runs next, and what its prompt says."""
+    upcoming = h.upcoming()
+    if any(isinstance(a, SubmitMerge) for a in upcoming):
+        return "merge", ""
+    if not upcoming:
+        return "none", ""
+    (start,) = upcoming
+    assert isinstance(start, StartTurn)
+    if start.kind == "review":
+        return "review", start.prompt
+    if start.kind != kind and kind in ("plan", "decompose"):
+        return start.kind, start.prompt  # the next phase
+    before = h.last.get(start.kind)
+    same = before is not None and start.session_id == before.session_id
+    return ("resume" if start.resume and same else "fresh"), start.prompt
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[f"{r.kind}: {r.name}" for r in ROWS])
+def test_how_a_turn_ended_decides_the_task_and_the_next_turn(row: Row) -> None:
+    phase = {"plan": "planning", "decompose": "decomposition"}.get(row.kind, "development")
+    if row.kind == "review":
+        h = reviewing(max_retries=row.max_retries, task_budget=row.task_budget)
+    else:
+        h = Harness(phase, max_retries=row.max_retries, task_budget=row.task_budget)
+    first = h.begin(spawn=row.spawn)
+    assert first.kind == row.kind
+    counted_before = counter(h, row.kind)
+    for step in row.steps:
+        h.play(step)
+
+    if row.kind in ("develop", "review"):
+        assert h.task.state == row.state
+        assert row.reason in h.task.reason
+        if row.kind == "develop":
+            assert h.task.attempts == (row.attempts or (2 if row.counted else 1))
+    else:
+        assert h.m.fold.run is not None and h.m.fold.run.phase == row.state
+        escalations = [e.reason for e in h.emitted(Escalation)]
+        assert (row.reason in escalations[-1]) if row.reason else not escalations
+    if row.kind != "develop" or row.state != "escalated":
+        assert (counter(h, row.kind) > counted_before) == row.counted
+
+    nxt, prompt = what_next(h, row.kind)
+    assert nxt == row.next
+    assert row.says in prompt
+    if row.state == "escalated":
+        assert [e for e in h.emitted(Escalation) if e.task_id == T]
+
+
+# --- beside the table --------------------------------------------------------------------
+
+
+def test_the_governors_hold_is_read_from_what_it_published_and_the_agent_shows_waiting() -> None:
+    h = Harness("planning")
+    h.begin()
+    h.hear(SpawnsHeld(until=NOW + 30, delay=30.0, reason="API 429 seen by ceo"), GOVERNOR)
+    for step in (RATE_LIMITED, EXIT_1):
+        h.play(step)
+    assert permit(h.m, None).wait == pytest.approx(30.0)
+    assert what_next(h, "plan")[0] == "none"
+    (waiting,) = h.emitted(AgentStateChanged)
+    assert waiting.agent_id == CEO and waiting.state == "waiting"
+    assert "held for 30.0 s" in waiting.detail
+    h.m.now = NOW + 31
+    assert what_next(h, "plan")[0] == "fresh"
+
+
+def test_a_run_budget_reached_starts_nothing_new_and_finishes_the_run() -> None:
+    h = Harness("planning", budget=1.0)
+    h.begin()
+    h.hear(CostReported(agent_id=CEO, usd=1.5), CEO)
+    h.hear(BudgetReached(scope="run", limit_usd=1.0, spent_usd=1.5), GOVERNOR)
+    for step in (RATE_LIMITED, EXIT_1):
+        h.play(step)
+    assert permit(h.m, None).run_budget_reached
+    assert what_next(h, "plan")[0] == "none"
+    (end,) = h.emitted(RunFinished)
+    assert end.outcome == "failed" and "run budget $1.00 reached" in end.summary
+
+
+def test_a_task_whose_budget_is_spent_is_escalated_before_its_next_turn() -> None:
+    h = Harness("development", task_budget=1.0)
+    h.begin()
+    h.hear(CostReported(agent_id=DEV, usd=1.0, task_id=T), DEV)
+    for step in (RATE_LIMITED, EXIT_1):
+        h.play(step)
+    assert permit(h.m, T).task_budget_left == 0.0
+    assert what_next(h, "develop")[0] == "none"
+    assert h.task.state == "escalated" and "its budget is spent" in h.task.reason
+
+
+def test_an_agent_busy_or_gone_is_asked_again_later_and_nothing_fails() -> None:
+    h = Harness("development")
+    turn = h.begin(spawn=False)
+    h.feed(TurnNotStarted(turn.agent))
+    assert h.task.state == "running" and h.task.attempts == 1
+    assert what_next(h, "develop")[0] == "fresh"
+
+
+def test_the_plan_is_written_before_it_is_announced() -> None:
+    h = Harness("planning")
+    h.begin()
+    h.play(result(structured=PLAN))
+    h.play(EXIT_0)
+    done = [
+        a
+        for a in h.actions
+        if isinstance(a, WriteFile) or (isinstance(a, Emit) and isinstance(a.message, PlanWritten))
+    ]
+    assert [type(a).__name__ for a in done] == ["WriteFile", "Emit"]
+
+
+def test_the_run_ends_after_merged_worktrees_are_removed() -> None:
+    h = reviewing()
+    h.begin()
+    for step in (APPROVE, EXIT_0):
+        h.play(step)
+    h.hear(TaskMerged(task_id=T, commit="abc"), "merge_queue")
+    (remove,) = [a for a in h.actions if isinstance(a, RemoveWorktrees)]
+    assert remove.paths == (WORKTREE,) and not h.emitted(RunFinished)
+    h.feed(WorktreesRemoved(remove.then))
+    (end,) = h.emitted(RunFinished)
+    assert end.outcome == "done" and "1 tasks: 1 merged" in end.summary
