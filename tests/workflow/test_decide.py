@@ -35,6 +35,7 @@ from autonoma.protocol import (
     TaskDefined,
     TaskMerged,
     TaskStateChanged,
+    WorkCommittedForAgent,
 )
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER
 from autonoma.workflow.decide import (
@@ -881,3 +882,18 @@ def test_the_run_ends_after_merged_worktrees_are_removed() -> None:
     h.feed(WorktreesRemoved(remove.then))
     (end,) = h.emitted(RunFinished)
     assert end.outcome == "done" and "1 tasks: 1 merged" in end.summary
+
+
+def test_work_left_uncommitted_is_committed_off_the_mailbox_and_journaled() -> None:
+    h = Harness("development")
+    turn = h.begin()
+    h.play(SUCCESS)
+    h.play(EXIT_0)
+    (commit,) = [a for a in h.actions if isinstance(a, CommitForAgent)]
+    assert (commit.worktree, commit.agent) == (WORKTREE, turn.agent)
+    assert h.task.state == "running"  # nothing moves until the commit is checked
+    assert what_next(h, "develop")[0] == "none"  # and no second turn starts meanwhile
+    h.feed(WorkChecked(T, turn.agent, commit="abc123", files=("todo.py",)))
+    (journaled,) = h.emitted(WorkCommittedForAgent)
+    assert (journaled.commit, journaled.files) == ("abc123", ["todo.py"])
+    assert h.task.state == "review"
