@@ -81,6 +81,7 @@ class Progress:
         self._tokens = 0
         # Each agent's working folder, from its turns: tool paths are shown relative to it.
         self._cwd: dict[str, str] = {}
+        self._model: dict[str, str] = {}
 
     @property
     def total_usd(self) -> float:
@@ -203,6 +204,12 @@ class Progress:
             case p.AgentTurnStarting(agent_id=agent, cwd=cwd):
                 self._cwd[agent] = cwd
                 return None
+            case p.AgentSessionStarted(agent_id=agent, task_id=task, model=model):
+                # Once per agent and model: a resumed turn on the same model says nothing.
+                if not model or self._model.get(agent) == model:
+                    return None
+                self._model[agent] = model
+                return f"  {self._who(agent, task)} model {model}", "dim"
             case p.AgentToolUse(agent_id=agent, task_id=task):
                 return f"  {self._who(agent, task)} {self._tool(message)}", "dim"
             case p.AgentApiRetry(

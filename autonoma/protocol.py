@@ -307,6 +307,9 @@ class AgentTurnStarting(Message, frozen=True):
     argv: list[str]
     resume: bool = False
     task_id: str | None = None
+    model: str = ""
+    """The ``--model`` asked for (an alias or an id); claude's answer is in
+    `AgentSessionStarted.model`."""
 
 
 class AgentProcessStarted(Message, frozen=True):

@@ -7,7 +7,9 @@ then the prompt template, a `string.Template` (``$task_id``, ``${spec}``, ``$$``
     description = "Implements one task in its own worktree"
     allowed_tools = ["Read", "Write", "Edit", "Bash"]
     max_turns = 60
-    # optional: model, permission_mode (default "acceptEdits"), timeout (seconds),
+    # optional: model (an alias such as "opus", "sonnet", "haiku", or a model id;
+    # default: the claude_model setting), permission_mode (default "acceptEdits"),
+    # timeout (seconds),
     # schema (a JSON object schema: a TOML table, or a JSON string)
     +++
     You are ...
@@ -139,7 +141,7 @@ def parse_role(name: str, path: Path, text: str) -> Role:
         max_turns=_max_turns(meta, fail),
         prompt=prompt + "\n",
         permission_mode=_permission_mode(meta, fail),
-        model=_text(meta, "model", fail, required=False),
+        model=_model(meta, fail),
         timeout=_timeout(meta, fail),
         schema=_schema(meta, fail),
     )
@@ -168,6 +170,15 @@ def _text(meta: dict[str, Any], key: str, fail: _Fail, *, required: bool) -> str
     if not isinstance(value, str) or not value.strip():
         raise fail(f"'{key}' must be a non-empty string")
     return value.strip()
+
+
+def _model(meta: dict[str, Any], fail: _Fail) -> str | None:
+    value = _text(meta, "model", fail, required=False)
+    if value is not None and (any(c.isspace() for c in value) or value.startswith("-")):
+        raise fail(
+            f"'model' = {value!r} must be one word: an alias (opus, sonnet, haiku) or a model id"
+        )
+    return value
 
 
 def _tools(meta: dict[str, Any], fail: _Fail) -> tuple[str, ...]:

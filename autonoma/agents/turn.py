@@ -78,6 +78,7 @@ class Turn:
         self.resume = resume
         self.cwd = Path(cwd)
         self.task_id = task_id
+        self.model = role.model_for(settings)
         self.argv = build_argv(
             claude,
             role,
@@ -119,6 +120,7 @@ class Turn:
                 argv=self.argv,
                 resume=self.resume,
                 task_id=self.task_id,
+                model=self.model,
             ),
             durable=True,
         )

@@ -198,6 +198,16 @@ BROKEN = [
         "'model' must be a non-empty string",
     ),
     (
+        "model with a space",
+        '+++\nallowed_tools = ["Read"]\nmax_turns = 3\nmodel = "claude opus"\n+++\nhi\n',
+        "'model' = 'claude opus' must be one word: an alias (opus, sonnet, haiku) or a model id",
+    ),
+    (
+        "model like an option",
+        '+++\nallowed_tools = ["Read"]\nmax_turns = 3\nmodel = "--bare"\n+++\nhi\n',
+        "'model' = '--bare' must be one word",
+    ),
+    (
         "schema bad json",
         '+++\nallowed_tools = ["Read"]\nmax_turns = 3\nschema = "{nope"\n+++\nhi\n',
         "'schema' is not valid JSON",
