@@ -64,7 +64,7 @@ def test_an_empty_variable_counts_as_unset() -> None:
         ("AUTONOMA_TASK_TIMEOUT", "nan", "must be a number > 0"),
         ("AUTONOMA_DANGEROUSLY_SKIP_PERMISSIONS", "maybe", "must be true or false"),
         ("AUTONOMA_CLAUDE_MODEL", "opus 4", "AUTONOMA_CLAUDE_MODEL='opus 4': must be one word"),
-        ("AUTONOMA_FALLBACK_MODEL", "--x", "must be one word (a model alias or id) or \"\""),
+        ("AUTONOMA_FALLBACK_MODEL", "--x", 'must be one word (a model alias or id) or ""'),
         ("AUTONOMA_USER_CLAUDE_CONFIG", "maybe", "must be true or false"),
         (
             "AUTONOMA_MAX_WORKER",
@@ -107,7 +107,8 @@ def test_bad_toml_names_the_file(tmp_path: Path, text: str, message: str) -> Non
 
 
 def test_models_and_user_config_from_toml_and_environment(tmp_path: Path) -> None:
-    write_toml(tmp_path, 'claude_model = " haiku "\nfallback_model = ""\nuser_claude_config = true\n')
+    text = 'claude_model = " haiku "\nfallback_model = ""\nuser_claude_config = true\n'
+    write_toml(tmp_path, text)
     settings = load_settings(tmp_path, {})
     assert (settings.claude_model, settings.fallback_model) == ("haiku", "")
     assert settings.user_claude_config is True

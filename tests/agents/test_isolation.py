@@ -29,7 +29,7 @@ from autonoma.journal import reader
 from autonoma.journal.fold import fold
 from autonoma.journal.writer import Journal
 from autonoma.protocol import AgentSessionStarted, AgentTurnStarting, Message
-from autonoma.report import state_text
+from autonoma.report import state_json, state_text
 from autonoma.runtime.bus import Bus
 from autonoma.sim import SimServer, loads_scenario
 
@@ -201,12 +201,13 @@ def test_the_role_model_is_asked_for_and_status_shows_what_claude_ran(
     assert state.agents["dev-1"].model == session.model
     agent_line = next(x for x in state_text(state).splitlines() if x.startswith("  dev-1 "))
     assert f" {session.model}" in agent_line
+    assert json.loads(state_json(state))["agents"]["dev-1"]["model"] == session.model
 
 
 def test_an_overloaded_model_falls_back(sim: SimServer, git_repo: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    messages, _ = run_turn(sim, git_repo, home, tmp_path, Settings(), task="overloaded")
+    run_turn(sim, git_repo, home, tmp_path, Settings(), task="overloaded")
     models = [
         r.body["model"]
         for r in sim.messages_requests

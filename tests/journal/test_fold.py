@@ -417,6 +417,27 @@ def test_an_agent_turn_from_spawn_to_exit() -> None:
     assert agent.last_error == "turn failed (success 429): API Error: Request rejected (429)"
 
 
+@pytest.mark.parametrize(
+    ("asked", "argv", "reported", "shown"),
+    [
+        ("opus", ["claude", "--model", "opus", "--", "x"], "", "opus"),  # before system/init
+        ("opus", ["claude", "--model", "opus", "--", "x"], "claude-opus-5-5", "claude-opus-5-5"),
+        ("", ["claude", "--model", "haiku", "--", "x"], "", "haiku"),  # an older journal
+        ("", ["claude", "--", "--model"], "", ""),  # the prompt is not an option
+    ],
+)
+def test_an_agents_model_is_what_claude_reported_else_what_was_asked(
+    asked: str, argv: list[str], reported: str, shown: str
+) -> None:
+    from autonoma.protocol import AgentSessionStarted, AgentTurnStarting
+
+    starting = AgentTurnStarting(
+        agent_id="dev-1", role="developer", session_id="s", cwd="/w", argv=argv, model=asked
+    )
+    session = AgentSessionStarted(agent_id="dev-1", session_id="s", model=reported)
+    assert folded(starting, session).agents["dev-1"].model == shown
+
+
 def test_a_task_keeps_what_its_next_turn_will_be_told_until_that_turn_starts() -> None:
     state = fold(
         [
