@@ -20,6 +20,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
+from autonoma.agents.port import CLAUDE_NOT_FOUND
 from tests.e2e.runs import SCENARIOS, make_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,3 +189,22 @@ def test_init_start_and_status_in_a_fresh_repository(installed: Installed) -> No
     status = installed.run("autonoma", "status", cwd=root)
     assert status.returncode == 0, status.stderr
     assert "done" in status.stdout
+
+
+def test_without_claude_a_wheel_user_is_told_how_to_name_it(installed: Installed) -> None:
+    root = make_project(installed.tmp, "no-claude")
+    env = installed.env()
+    del env["AUTONOMA_CLAUDE_PATH"]
+    env["PATH"] = str(installed.bin)  # no claude on it, and no source checkout beside
+    started = subprocess.run(
+        [str(installed.bin / "autonoma"), "start", "requirements.md"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=STEP_TIMEOUT,
+    )
+    assert started.returncode == 1
+    assert started.stdout == ""
+    assert started.stderr == f"autonoma: {CLAUDE_NOT_FOUND}\n"
+    assert "claude_path" in CLAUDE_NOT_FOUND and "PATH" in CLAUDE_NOT_FOUND
