@@ -60,8 +60,9 @@ from autonoma.agents import process
 log = logging.getLogger(__name__)
 
 CLAUDE_NOT_FOUND = (
-    "Claude Code not found: install it with `make test` (project-local) or "
-    "`npm install -g @anthropic-ai/claude-code`, or set AUTONOMA_CLAUDE_PATH"
+    "Claude Code not found (not on PATH, nor in .tools/claude of a source checkout): "
+    "install it with `npm install -g @anthropic-ai/claude-code` (or `make claude` in a "
+    "checkout), or set claude_path in .autonoma/config.toml or AUTONOMA_CLAUDE_PATH"
 )
 
 # How long the waiter waits for the reader to see the end of the output once the

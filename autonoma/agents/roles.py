@@ -1,4 +1,4 @@
-"""Agent roles as data: ``actors/<role>.md``, front matter plus a prompt template.
+"""Agent roles as data: ``autonoma/actors/<role>.md``, front matter plus a prompt template.
 
 A role file starts with TOML front matter between two ``+++`` lines (as in Hugo),
 then the prompt template, a `string.Template` (``$task_id``, ``${spec}``, ``$$``)::
@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from autonoma.config import Settings
+from autonoma.resources import packaged
 
-# The packaged roles, beside the source tree (as the claude install is, in executable.py).
-PACKAGED_ACTORS = Path(__file__).resolve().parents[2] / "actors"
+# The packaged roles: package data, so a wheel has them (pyproject.toml's package-data).
+PACKAGED_ACTORS = packaged("actors")
 
 ROLE_NAMES: tuple[str, ...] = ("ceo", "staff_engineer", "developer", "qa")
 
