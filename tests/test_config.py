@@ -26,7 +26,9 @@ def test_defaults_are_the_seeds() -> None:
     assert settings.claude_model == "claude-opus-4-5-20251101"
     assert settings.max_workers == 5
     assert settings.max_retries == 3
-    assert settings.task_timeout == 600.0
+    assert settings.task_timeout == 3600.0
+    assert settings.turn_idle_timeout == 600.0
+    assert settings.test_timeout == 1800.0
     assert settings.dangerously_skip_permissions is False
 
 
@@ -35,7 +37,7 @@ def test_environment_wins_over_toml_which_wins_over_defaults(tmp_path: Path) -> 
     settings = load_settings(tmp_path, environ={"AUTONOMA_MAX_WORKERS": "4"})
     assert settings.max_workers == 4
     assert settings.max_retries == 7
-    assert settings.task_timeout == 600.0
+    assert settings.task_timeout == 3600.0
 
 
 @pytest.mark.parametrize(

@@ -114,7 +114,13 @@ def test_success_tool_use() -> None:
             task_id=T,
         ),
         CostReported(
-            agent_id=A, usd=0.0011200000000000001, input_tokens=24, output_tokens=40, task_id=T
+            agent_id=A,
+            usd=0.0011200000000000001,
+            input_tokens=24,
+            output_tokens=40,
+            task_id=T,
+            session_usd=0.0011200000000000001,
+            session_id=s,
         ),
     ]
 
@@ -153,7 +159,13 @@ def test_permission_denied() -> None:
     assert isinstance(finished, AgentTurnFinished) and not turn_failed(finished)
     assert msgs[5:] == [
         CostReported(
-            agent_id=A, usd=0.0011200000000000001, input_tokens=24, output_tokens=40, task_id=T
+            agent_id=A,
+            usd=0.0011200000000000001,
+            input_tokens=24,
+            output_tokens=40,
+            task_id=T,
+            session_usd=0.0011200000000000001,
+            session_id=s,
         )
     ]
 
@@ -191,7 +203,13 @@ def test_structured_output() -> None:
             task_id=T,
         ),
         CostReported(
-            agent_id=A, usd=0.0005600000000000001, input_tokens=12, output_tokens=20, task_id=T
+            agent_id=A,
+            usd=0.0005600000000000001,
+            input_tokens=12,
+            output_tokens=20,
+            task_id=T,
+            session_usd=0.0005600000000000001,
+            session_id=s,
         ),
     ]
 
@@ -224,7 +242,13 @@ def test_max_turns() -> None:
     assert turn_failure(finished) == "max turns: Reached maximum number of turns (1)"
     assert msgs[4:] == [
         CostReported(
-            agent_id=A, usd=0.0005600000000000001, input_tokens=12, output_tokens=20, task_id=T
+            agent_id=A,
+            usd=0.0005600000000000001,
+            input_tokens=12,
+            output_tokens=20,
+            task_id=T,
+            session_usd=0.0005600000000000001,
+            session_id=s,
         )
     ]
 
@@ -285,7 +309,7 @@ def test_api_errors(name: str, status: int, error: str, session: str, text: str)
             usage=usage(0, 0),
             task_id=T,
         ),
-        CostReported(agent_id=A, usd=0.0, task_id=T),
+        CostReported(agent_id=A, usd=0.0, task_id=T, session_usd=0.0, session_id=session),
     ]
     finished = msgs[3]
     assert isinstance(finished, AgentTurnFinished)
@@ -339,7 +363,15 @@ def test_request_write_then_text() -> None:
             usage=usage(200, 15, NEW_USAGE),
             task_id=T,
         ),
-        CostReported(agent_id=A, usd=0.0011, input_tokens=200, output_tokens=15, task_id=T),
+        CostReported(
+            agent_id=A,
+            usd=0.0011,
+            input_tokens=200,
+            output_tokens=15,
+            task_id=T,
+            session_usd=0.0011,
+            session_id=s,
+        ),
     ]
 
 
@@ -377,7 +409,15 @@ def test_request_structured_output() -> None:
             usage=usage(100, 12, NEW_USAGE),
             task_id=T,
         ),
-        CostReported(agent_id=A, usd=0.00064, input_tokens=100, output_tokens=12, task_id=T),
+        CostReported(
+            agent_id=A,
+            usd=0.00064,
+            input_tokens=100,
+            output_tokens=12,
+            task_id=T,
+            session_usd=0.00064,
+            session_id=s,
+        ),
     ]
 
 
@@ -411,7 +451,15 @@ def test_request_bash_tool_with_crlf() -> None:
             usage=usage(200, 15, NEW_USAGE),
             task_id=T,
         ),
-        CostReported(agent_id=A, usd=0.0011, input_tokens=200, output_tokens=15, task_id=T),
+        CostReported(
+            agent_id=A,
+            usd=0.0011,
+            input_tokens=200,
+            output_tokens=15,
+            task_id=T,
+            session_usd=0.0011,
+            session_id=s,
+        ),
     ]
 
 
@@ -436,7 +484,7 @@ def test_unreachable_api_is_a_failure_despite_success_subtype() -> None:
     assert turn_failure(finished) == (
         "API error connection_failed: API Error: Connection refused (ECONNREFUSED)"
     )
-    assert cost == CostReported(agent_id=A, usd=0.0)
+    assert cost == CostReported(agent_id=A, usd=0.0, session_id="s-1")
 
 
 def result(**fields: object) -> AgentTurnFinished:
