@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autonoma.agents.stream import decode_line, turn_failed, turn_failure
+from autonoma.agents.stream import decode_line, turn_cost, turn_failed, turn_failure
 from autonoma.protocol import (
     AgentApiRetry,
     AgentSessionStarted,
@@ -639,3 +639,44 @@ def test_never_raises_on_fuzzed_input() -> None:
             assert msg.agent_id == A and msg.task_id == T
     assert one(b"[" * 100_000)  # deep nesting
     assert one(b'{"type":' * 50_000)
+
+
+@pytest.mark.parametrize(
+    ("running_total", "before", "cost"),
+    [
+        (0.525, 0.0, 0.525),  # a new session: all of it
+        (1.05, 0.525, 0.525),  # resumed: only the change
+        (1.575, 1.05, 0.525),
+        (0.0, 0.525, 0.0),  # a resume that found nothing reports 0: never negative
+        (0.4, 0.525, 0.0),
+        (0.3, -1.0, 0.3),  # a nonsense "before" counts as none
+    ],
+)
+def test_a_turn_costs_the_change_in_the_sessions_running_total(
+    running_total: float, before: float, cost: float
+) -> None:
+    assert turn_cost(running_total, before) == pytest.approx(cost)
+
+
+def test_a_resumed_turns_result_line_is_booked_as_the_change() -> None:
+    line = json.dumps(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": False,
+            "session_id": "s-1",
+            "total_cost_usd": 1.575,
+            "usage": {"input_tokens": 100000, "output_tokens": 1000},
+        }
+    )
+    finished, cost = decode_line(line, agent_id=A, task_id=T, session_usd=1.05)
+    assert isinstance(finished, AgentTurnFinished) and finished.total_cost_usd == 1.575
+    assert cost == CostReported(
+        agent_id=A,
+        usd=pytest.approx(0.525),  # type: ignore[arg-type]
+        input_tokens=100000,
+        output_tokens=1000,
+        task_id=T,
+        session_usd=1.575,
+        session_id="s-1",
+    )
