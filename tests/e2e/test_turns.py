@@ -1,7 +1,7 @@
 """Turns as a real model has them, end to end (the real ``autonoma``, ``claude`` and the
 sim): a developer that goes silent is stopped by the idle timeout and resumed once, told
-so; silent twice, that is a failed attempt with the reason; and every turn of a resumed
-session is booked once."""
+so (a developer's, and the CEO's planning turn); silent twice, that is a failed attempt
+with the reason; and every turn of a resumed session is booked once."""
 
 from __future__ import annotations
 
@@ -95,14 +95,16 @@ def test_a_turn_silent_twice_is_a_failed_attempt_with_the_reason(
     assert_clean_exit(result, 0)
     assert files_on(root, "main") == {"requirements.md", "t1.txt"}
     rows = journal(root)
-    stops = [e for e in messages(rows, AgentProcessExited, task_id="t1") if e.timed_out]
-    assert [e.timeout for e in stops] == ["idle", "idle"]
+    stops = [e for e in messages(rows, AgentProcessExited) if e.timed_out]
+    assert [(e.agent_id, e.timeout) for e in stops] == [
+        ("ceo", "idle"),
+        ("developer-1", "idle"),
+        ("developer-1", "idle"),
+    ]
     turns = messages(rows, AgentTurnStarting, role="developer", task_id="t1")
     assert turns[1].resume and turns[1].argv[-1].startswith(STOPPED)
     failed = [s for s in messages(rows, TaskStateChanged, task_id="t1") if s.state == "failed"]
-    assert [(f.reason, f.attempt) for f in failed] == [
-        (f"the turn was stopped again: {REASON}", 1)
-    ]
+    assert [(f.reason, f.attempt) for f in failed] == [(f"the turn was stopped again: {REASON}", 1)]
     assert "did not finish the task: the turn was stopped again" in turns[2].argv[-1]
     status = status_json(root, clean_env)["tasks"]["t1"]
     assert status["state"] == "merged" and status["attempts"] == 2
@@ -111,3 +113,10 @@ def test_a_turn_silent_twice_is_a_failed_attempt_with_the_reason(
         for h in status["history"]
     )
     assert f"t1 → failed (attempt 1): the turn was stopped again: {REASON}" in result.stdout
+    # The CEO's silent turn was resumed in its session, told so; the plan came from it.
+    ceo = messages(rows, AgentTurnStarting, role="ceo")
+    assert [t.resume for t in ceo] == [False, True]
+    assert ceo[0].session_id == ceo[1].session_id
+    assert ceo[1].argv[-1].startswith(STOPPED)
+    assert "end with your complete answer" in ceo[1].argv[-1]
+    assert "ceo stopped: " + REASON in result.stdout
