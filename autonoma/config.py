@@ -29,7 +29,9 @@ class Settings:
     user_claude_config: bool = False
     max_workers: int = 5
     max_retries: int = 3
-    task_timeout: float = 600.0
+    task_timeout: float = 3600.0
+    turn_idle_timeout: float = 600.0
+    test_timeout: float = 1800.0
     dangerously_skip_permissions: bool = False
     restart_intensity: int = 3
     restart_period: float = 60.0
@@ -92,7 +94,23 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "task_timeout",
         float,
-        "Seconds one agent turn may run before its process group is stopped.",
+        "Seconds one agent turn may run in all before its process group is stopped "
+        "(a role file's `timeout` wins).",
+        minimum=0,
+        exclusive_minimum=True,
+    ),
+    Option(
+        "turn_idle_timeout",
+        float,
+        "Seconds an agent turn may go without a line of output before its process group "
+        "is stopped (a role file's `idle_timeout` wins).",
+        minimum=0,
+        exclusive_minimum=True,
+    ),
+    Option(
+        "test_timeout",
+        float,
+        "Seconds the merge gate's tests (and set-up commands) may run before they are stopped.",
         minimum=0,
         exclusive_minimum=True,
     ),

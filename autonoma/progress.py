@@ -229,6 +229,14 @@ class Progress:
                     or message.subtype
                 )
                 return f"{self._who(agent, task)} turn failed: {_short(why, REASON_CHARS)}", "red"
+            case p.AgentProcessExited(agent_id=agent, task_id=task, timed_out=True):
+                if message.timeout == "idle":
+                    stop = f"no output for {message.timeout_s:g} s (idle timeout)"
+                elif message.timeout_s:
+                    stop = f"ran {message.timeout_s:g} s (wall-clock timeout)"
+                else:
+                    stop = "timed out"
+                return f"{self._who(agent, task)} stopped: {stop}", "yellow"
             case p.ActorCrashed(name=name, error_type=kind, error_text=text):
                 return f"{name} crashed: {_short(f'{kind}: {text}', REASON_CHARS)}", "red"
             case p.SupervisorGaveUp(name=name, restarts=n, period=period, child=child):

@@ -28,7 +28,9 @@ def test_defaults_are_the_seeds() -> None:
     assert settings.user_claude_config is False
     assert settings.max_workers == 5
     assert settings.max_retries == 3
-    assert settings.task_timeout == 600.0
+    assert settings.task_timeout == 3600.0
+    assert settings.turn_idle_timeout == 600.0
+    assert settings.test_timeout == 1800.0
     assert settings.dangerously_skip_permissions is False
 
 
@@ -37,7 +39,7 @@ def test_environment_wins_over_toml_which_wins_over_defaults(tmp_path: Path) -> 
     settings = load_settings(tmp_path, environ={"AUTONOMA_MAX_WORKERS": "4"})
     assert settings.max_workers == 4
     assert settings.max_retries == 7
-    assert settings.task_timeout == 600.0
+    assert settings.task_timeout == 3600.0
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,9 @@ def build_argv(
     ``child_env`` is the environment the process will get (``IS_SANDBOX`` is read
     from it); None means this process's own. ``budget_usd`` is this turn's
     ``--max-budget-usd`` (what is left of the task's budget); None means
-    ``settings.task_budget_usd`` (0: no cap).
+    ``settings.task_budget_usd`` (0: no cap). claude compares it with this
+    invocation's own cost, not the resumed session's running total (checked with
+    2.1.331), so what is left is passed as it is.
     """
     env = os.environ if child_env is None else child_env
     try:

@@ -9,7 +9,7 @@ then the prompt template, a `string.Template` (``$task_id``, ``${spec}``, ``$$``
     max_turns = 60
     # optional: model (an alias such as "opus", "sonnet", "haiku", or a model id;
     # default: the claude_model setting), permission_mode (default "acceptEdits"),
-    # timeout (seconds),
+    # timeout (seconds of wall clock per turn), idle_timeout (seconds without output),
     # schema (a JSON object schema: a TOML table, or a JSON string)
     +++
     You are ...
@@ -45,7 +45,15 @@ PERMISSION_MODES: frozenset[str] = frozenset(
 _FENCE = "+++"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOOL = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\(.*\))?$")  # Bash, or a rule like Bash(git:*)
-_KEYS = ("model", "allowed_tools", "permission_mode", "max_turns", "timeout", "schema")
+_KEYS = (
+    "model",
+    "allowed_tools",
+    "permission_mode",
+    "max_turns",
+    "timeout",
+    "idle_timeout",
+    "schema",
+)
 _KNOWN_KEYS = frozenset((*_KEYS, "description"))
 
 
@@ -66,6 +74,7 @@ class Role:
     permission_mode: str = "acceptEdits"
     model: str | None = None
     timeout: float | None = None
+    idle_timeout: float | None = None
     schema: dict[str, Any] | None = None
 
     def model_for(self, settings: Settings) -> str:
@@ -75,6 +84,10 @@ class Role:
     def timeout_for(self, settings: Settings) -> float:
         """Seconds one turn of this role may run: its own, or the configured default."""
         return self.timeout if self.timeout is not None else settings.task_timeout
+
+    def idle_timeout_for(self, settings: Settings) -> float:
+        """Seconds one turn of this role may go without output: its own, or the default."""
+        return self.idle_timeout if self.idle_timeout is not None else settings.turn_idle_timeout
 
     @property
     def placeholders(self) -> frozenset[str]:
@@ -143,7 +156,8 @@ def parse_role(name: str, path: Path, text: str) -> Role:
         prompt=prompt + "\n",
         permission_mode=_permission_mode(meta, fail),
         model=_model(meta, fail),
-        timeout=_timeout(meta, fail),
+        timeout=_timeout(meta, "timeout", fail),
+        idle_timeout=_timeout(meta, "idle_timeout", fail),
         schema=_schema(meta, fail),
     )
 
@@ -214,17 +228,17 @@ def _permission_mode(meta: dict[str, Any], fail: _Fail) -> str:
     return str(value)
 
 
-def _timeout(meta: dict[str, Any], fail: _Fail) -> float | None:
-    if "timeout" not in meta:
+def _timeout(meta: dict[str, Any], key: str, fail: _Fail) -> float | None:
+    if key not in meta:
         return None
-    value = meta["timeout"]
+    value = meta[key]
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise fail(f"'timeout' = {value!r} must be a number of seconds > 0")
+        raise fail(f"'{key}' = {value!r} must be a number of seconds > 0")
     return float(value)
 
 

@@ -459,6 +459,9 @@ class State:
     pause_reason: str = ""
     usage: Usage = field(default_factory=Usage)
     """Total cost and tokens."""
+    session_usd: dict[str, float] = field(default_factory=dict)
+    """claude's running total (``total_cost_usd``) of each session, as its last turn
+    reported it: a resumed turn's cost is the change from this."""
     plan: dict[str, Any] | None = None
     """The CEO's accepted plan."""
     held_until: float = 0.0
@@ -490,6 +493,7 @@ class State:
             "hold_reason": self.hold_reason,
             "budget": self.budget,
             "usage": self.usage.to_dict(),
+            "session_usd": dict(self.session_usd),
             "agents": {k: v.to_dict() for k, v in self.agents.items()},
             "actors": {k: v.to_dict() for k, v in self.actors.items()},
             "tasks": {k: v.to_dict() for k, v in self.tasks.items()},
@@ -777,6 +781,11 @@ def _agent_turn_finished(
 ) -> None:
     agent = _agent(state, m.agent_id)
     agent.turns += 1
+    if m.session_id:
+        # The highest seen: a turn that ended before claude counted anything (a resume
+        # that found no session) reports 0, which must not make the next turn count twice.
+        known = state.session_usd.get(m.session_id, 0.0)
+        state.session_usd[m.session_id] = max(known, m.total_cost_usd)
     if m.is_error:
         agent.failed_turns += 1
         status = f" {m.api_error_status}" if m.api_error_status is not None else ""

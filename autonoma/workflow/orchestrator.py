@@ -214,6 +214,8 @@ class Orchestrator(Actor):
         self._priority: dict[str, float] = {}
         self._paused_by: set[str] = set()
         self._interruptions: dict[str, int] = {}
+        self._stopped: set[str] = set()
+        """Tasks (or phases) whose last turn was stopped for time and resumed once."""
         self._waiting: set[str] = set()
         self._retired: list[Path] = []
         self._stopping = False
@@ -434,6 +436,8 @@ class Orchestrator(Actor):
             # One transcript per session: a resumed turn appends to it.
             transcript=self.ctx.logs / f"{agent}-{session_id}.log",
             budget_usd=budget,
+            # claude's running total of a resumed session: the turn's cost counts from it.
+            session_usd=self.state.session_usd.get(session_id, 0.0) if resume else 0.0,
         )
         try:
             pid: int = ref.proxy().run_turn(request).get(timeout=30)
@@ -714,14 +718,23 @@ class Orchestrator(Actor):
     def _turn_ended(self, turn: _Turn, exited: AgentProcessExited) -> None:
         finished = turn.finished
         why = ""
-        if exited.timed_out:
-            why = f"the turn timed out after {self.settings.task_timeout:g} s"
+        key = turn.task_id or turn.kind
+        if exited.timed_out and (finished is None or finished.is_error):
+            limit = prompts.timeout_reason(exited.timeout or "wall", exited.timeout_s)
+            if key not in self._stopped:
+                self._stopped.add(key)
+                self._resume_stopped(turn, exited, f"the turn was stopped: {limit}")
+                return
+            self._stopped.discard(key)
+            why = f"the turn was stopped again: {limit}"
         elif finished is None:
             code = f"signal {exited.signal}" if exited.signal else f"exit code {exited.exit_code}"
             why = f"claude ended without a result ({code})"
         elif finished.is_error and not is_rate_limited(finished):
             detail = finished.result or "; ".join(finished.errors) or finished.terminal_reason
             why = f"the turn failed ({finished.subtype}): {detail}"
+        if finished is not None and not finished.is_error:
+            self._stopped.discard(key)  # a turn that ended well: the next stop resumes again
         if finished is None and exited.signal is not None and not exited.timed_out:
             # Killed from outside (its agent stopped, the crew restarted, an OOM kill):
             # not the work's fault, so the task resumes instead of failing.
@@ -747,6 +760,25 @@ class Orchestrator(Actor):
             self._development_ended(task, turn, why)
         else:
             self._review_ended(task, turn, finished, why)
+
+    def _resume_stopped(self, turn: _Turn, exited: AgentProcessExited, why: str) -> None:
+        """A turn stopped for time the first time: it runs again, told so, in its session.
+
+        Not a failed attempt; a second stop (with no turn ending well in between) is.
+        """
+        note = prompts.stopped(exited.timeout or "wall", exited.timeout_s, turn.task_id)
+        if turn.kind in ("plan", "decompose"):
+            step = self._plan if turn.kind == "plan" else self._decompose
+            step.prompt = note  # step.started stays: the same session is resumed
+            return
+        task = None if turn.task_id is None else self.state.tasks.get(turn.task_id)
+        if task is None or task.state != ("running" if turn.kind == "develop" else "review"):
+            return  # escalated or resolved while the turn ran
+        if turn.kind == "develop":
+            self._tell_next(task, note)  # resumes the session when claude reported it
+            self._set(task.task_id, "running", f"resumed: {why}")
+        else:
+            self._set(task.task_id, "review", f"QA reviews again: {why}")
 
     def _turn_lost(self, turn: _Turn, why: str) -> None:
         """The agent or its process died mid-turn: the turn runs again, resumed.

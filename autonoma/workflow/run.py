@@ -346,7 +346,7 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
                         worktrees=project.worktrees,
                         main=prepared.main,
                         env=prepared.env,
-                        timeout=settings.task_timeout,
+                        timeout=settings.test_timeout,
                     ),
                 ),
                 # A merge cut short is done again on resume; the tests are killed with it.

@@ -24,6 +24,7 @@ from autonoma.protocol import (
     AgentText,
     AgentToolResult,
     AgentToolUse,
+    AgentTurnFinished,
     AgentTurnStarting,
     AnyMessage,
     CostReported,
@@ -457,3 +458,38 @@ def test_a_task_keeps_what_its_next_turn_will_be_told_until_that_turn_starts() -
     fold([env(turn, 3)], state)
     assert state.tasks["t1"].feedback == ""
     assert state.tasks["t1"].prompt == "QA requested changes: add a test"
+
+
+def _finished(session: str, total: float, *, is_error: bool = False) -> AgentTurnFinished:
+    return AgentTurnFinished(
+        agent_id="developer-1",
+        session_id=session,
+        subtype="success",
+        is_error=is_error,
+        total_cost_usd=total,
+    )
+
+
+@pytest.mark.parametrize(
+    ("turns", "expected"),
+    [
+        pytest.param([], {}, id="no turn"),
+        pytest.param([("s1", 0.5)], {"s1": 0.5}, id="a new session"),
+        pytest.param(
+            [("s1", 0.5), ("s1", 1.0), ("s1", 1.5)], {"s1": 1.5}, id="resumed twice: the last"
+        ),
+        pytest.param(
+            [("s1", 0.5), ("s2", 0.2), ("s1", 1.0)], {"s1": 1.0, "s2": 0.2}, id="sessions apart"
+        ),
+        # A resume that found no session, or a turn that failed before claude counted
+        # anything, reports 0: the total already known stays, so nothing counts twice.
+        pytest.param([("s1", 0.5), ("s1", 0.0)], {"s1": 0.5}, id="a zero report keeps it"),
+        pytest.param([("", 0.3)], {}, id="no session id"),
+    ],
+)
+def test_each_session_keeps_claudes_last_running_total(
+    turns: list[tuple[str, float]], expected: dict[str, float]
+) -> None:
+    state = folded(*(_finished(session, total) for session, total in turns))
+    assert state.session_usd == expected
+    assert state.to_dict()["session_usd"] == expected
