@@ -6,7 +6,7 @@ CLAUDE_VERSION := 2.1.331
 CLAUDE_DIR := .tools/claude
 CLAUDE_BIN := $(CLAUDE_DIR)/node_modules/.bin/claude
 
-.PHONY: dev claude test lint format demo clean-tools
+.PHONY: dev claude test lint format demo wheel clean-tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,16 @@ claude: $(CLAUDE_BIN)
 test: dev claude
 	$(PY) -m pytest -q
 
-# A full offline run of the company on examples/todo: simulated model, real claude.
+# A full offline run of the company on autonoma/examples/todo: simulated model, real claude.
 demo: dev claude
 	$(VENV)/bin/autonoma demo
+
+# The wheel, into dist/ (roles, samples and the sim's example inside): then
+# `pip install dist/autonoma-*.whl` in any venv. tests/test_wheel.py installs and runs one.
+wheel: dev
+	rm -f dist/autonoma-*.whl
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps -w dist .
+	@ls dist/autonoma-*.whl
 
 lint: dev
 	$(VENV)/bin/ruff check autonoma tests bench

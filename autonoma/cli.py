@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from autonoma.supported import exit_unless_supported
+
+# Before the imports below: some need Linux (fcntl, termios, /proc) and would fail with
+# a traceback elsewhere; this says in one line what is needed, and exits 2.
+exit_unless_supported()
+
 import contextlib
 import sys
 import tempfile

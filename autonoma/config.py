@@ -24,10 +24,14 @@ class ConfigError(Exception):
 class Settings:
     """The effective configuration of one Autonoma process."""
 
-    claude_model: str = "claude-opus-4-5-20251101"
+    claude_model: str = "opus"
+    fallback_model: str = "sonnet"
+    user_claude_config: bool = False
     max_workers: int = 5
     max_retries: int = 3
-    task_timeout: float = 600.0
+    task_timeout: float = 3600.0
+    turn_idle_timeout: float = 600.0
+    test_timeout: float = 1800.0
     dangerously_skip_permissions: bool = False
     restart_intensity: int = 3
     restart_period: float = 60.0
@@ -48,6 +52,9 @@ class Option:
     doc: str
     minimum: float | None = None
     exclusive_minimum: bool = False
+    word: bool = False
+    """A str that must be one word (no spaces); with ``optional``, "" is allowed too."""
+    optional: bool = False
 
     @property
     def env(self) -> str:
@@ -61,13 +68,49 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("claude_model", str, "Model every agent uses unless its role file names another."),
+    Option(
+        "claude_model",
+        str,
+        "Model every agent uses unless its role file names another: an alias "
+        "(opus, sonnet, haiku) or a full model id.",
+        word=True,
+    ),
+    Option(
+        "fallback_model",
+        str,
+        "Model claude switches to when the main one is overloaded, as --fallback-model "
+        '("" or "none": none).',
+        word=True,
+        optional=True,
+    ),
+    Option(
+        "user_claude_config",
+        bool,
+        "Let agents load your own Claude settings (~/.claude: hooks, MCP servers, CLAUDE.md); "
+        "off: only the project's .claude settings and CLAUDE.md apply.",
+    ),
     Option("max_workers", int, "Developer agents working at once.", minimum=1),
     Option("max_retries", int, "Attempts after the first before a task is escalated.", minimum=0),
     Option(
         "task_timeout",
         float,
-        "Seconds one agent turn may run before its process group is stopped.",
+        "Seconds one agent turn may run in all before its process group is stopped "
+        "(a role file's `timeout` wins).",
+        minimum=0,
+        exclusive_minimum=True,
+    ),
+    Option(
+        "turn_idle_timeout",
+        float,
+        "Seconds an agent turn may go without a line of output before its process group "
+        "is stopped (a role file's `idle_timeout` wins).",
+        minimum=0,
+        exclusive_minimum=True,
+    ),
+    Option(
+        "test_timeout",
+        float,
+        "Seconds the merge gate's tests (and set-up commands) may run before they are stopped.",
         minimum=0,
         exclusive_minimum=True,
     ),
@@ -126,6 +169,8 @@ def _suggest(name: str, known: list[str]) -> str:
 def _describe(option: Option) -> str:
     if option.kind is bool:
         return "true or false"
+    if option.word:
+        return "one word (a model alias or id)" + (' or ""' if option.optional else "")
     noun = "a whole number" if option.kind is int else "a number"
     if option.minimum is None:
         return noun if option.kind is not str else "text"
@@ -139,11 +184,21 @@ def _check_bound(option: Option, value: float) -> bool:
     return value > option.minimum if option.exclusive_minimum else value >= option.minimum
 
 
+def _word(option: Option, text: str) -> str | None:
+    """``text``, unless the option takes one word and it is not one."""
+    if not option.word:
+        return text
+    if not text:
+        return text if option.optional else None
+    # A leading "-" would read as another option on claude's command line.
+    return None if any(c.isspace() for c in text) or text.startswith("-") else text
+
+
 def _from_text(option: Option, text: str) -> Any:
     """Parse an environment variable's text; None when it does not fit."""
     text = text.strip()
     if option.kind is str:
-        return text
+        return _word(option, text)
     if option.kind is bool:
         low = text.lower()
         return True if low in _TRUE else False if low in _FALSE else None
@@ -156,7 +211,11 @@ def _from_text(option: Option, text: str) -> Any:
 
 def _from_toml(option: Option, value: Any) -> Any:
     """Check a TOML value's type and bound; None when it does not fit."""
-    if option.kind is bool or option.kind is str:
+    if option.kind is str:
+        if type(value) is not str:
+            return None
+        return _word(option, value.strip()) if option.word else value
+    if option.kind is bool:
         return value if type(value) is option.kind else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None

@@ -1,6 +1,6 @@
 """The offline demo: a sample project copied into a fresh git repository, ready to run.
 
-The sample (``examples/<name>/``) holds a ``requirements.md`` and a sim
+The sample (``autonoma/examples/<name>/``, package data) holds a ``requirements.md`` and a sim
 ``scenario.toml`` in which the simulated model, through the real ``claude`` binary,
 plays the whole company. Nothing reaches the network and no API key is asked for.
 """
@@ -16,9 +16,10 @@ import pygit2
 
 from autonoma import project
 from autonoma.project import ProjectError
+from autonoma.resources import packaged
 
-# Beside the source tree, like the roles and the claude install.
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+# Package data, so a wheel has them (pyproject.toml's package-data).
+EXAMPLES = packaged("examples")
 DEMO_WORKERS = 3
 SAMPLE_FILES = ("requirements.md", "scenario.toml")
 
@@ -28,7 +29,7 @@ class DemoError(ProjectError):
 
 
 def sample_dir(name: str) -> Path:
-    """The sample ``name`` under ``examples/``; `DemoError` if it is not a sample."""
+    """The sample ``name`` under ``autonoma/examples/``; `DemoError` if it is not a sample."""
     folder = EXAMPLES / name
     missing = [f for f in SAMPLE_FILES if not (folder / f).is_file()]
     if missing:

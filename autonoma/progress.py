@@ -81,6 +81,7 @@ class Progress:
         self._tokens = 0
         # Each agent's working folder, from its turns: tool paths are shown relative to it.
         self._cwd: dict[str, str] = {}
+        self._model: dict[str, str] = {}
 
     @property
     def total_usd(self) -> float:
@@ -203,6 +204,12 @@ class Progress:
             case p.AgentTurnStarting(agent_id=agent, cwd=cwd):
                 self._cwd[agent] = cwd
                 return None
+            case p.AgentSessionStarted(agent_id=agent, task_id=task, model=model):
+                # Once per agent and model: a resumed turn on the same model says nothing.
+                if not model or self._model.get(agent) == model:
+                    return None
+                self._model[agent] = model
+                return f"  {self._who(agent, task)} model {model}", "dim"
             case p.AgentToolUse(agent_id=agent, task_id=task):
                 return f"  {self._who(agent, task)} {self._tool(message)}", "dim"
             case p.AgentApiRetry(
@@ -222,6 +229,14 @@ class Progress:
                     or message.subtype
                 )
                 return f"{self._who(agent, task)} turn failed: {_short(why, REASON_CHARS)}", "red"
+            case p.AgentProcessExited(agent_id=agent, task_id=task, timed_out=True):
+                if message.timeout == "idle":
+                    stop = f"no output for {message.timeout_s:g} s (idle timeout)"
+                elif message.timeout_s:
+                    stop = f"ran {message.timeout_s:g} s (wall-clock timeout)"
+                else:
+                    stop = "timed out"
+                return f"{self._who(agent, task)} stopped: {stop}", "yellow"
             case p.ActorCrashed(name=name, error_type=kind, error_text=text):
                 return f"{name} crashed: {_short(f'{kind}: {text}', REASON_CHARS)}", "red"
             case p.SupervisorGaveUp(name=name, restarts=n, period=period, child=child):

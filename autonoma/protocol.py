@@ -307,6 +307,9 @@ class AgentTurnStarting(Message, frozen=True):
     argv: list[str]
     resume: bool = False
     task_id: str | None = None
+    model: str = ""
+    """The ``--model`` asked for (an alias or an id); claude's answer is in
+    `AgentSessionStarted.model`."""
 
 
 class AgentProcessStarted(Message, frozen=True):
@@ -377,7 +380,12 @@ class AgentStreamLine(Message, frozen=True):
 
 
 class AgentProcessExited(Message, frozen=True):
-    """The claude process of a turn ended: its exit code, or the signal that ended it."""
+    """The claude process of a turn ended: its exit code, or the signal that ended it.
+
+    ``timed_out`` when Autonoma stopped it for time; ``timeout`` says which limit:
+    ``"idle"`` (no output line for ``timeout_s`` seconds) or ``"wall"`` (the turn ran
+    ``timeout_s`` seconds in all).
+    """
 
     agent_id: str
     exit_code: int | None = None
@@ -386,12 +394,18 @@ class AgentProcessExited(Message, frozen=True):
     task_id: str | None = None
     pid: int | None = None
     timeout: Literal["", "idle", "wall"] = ""
-    """Which limit stopped it: "idle" (no output for the idle limit), "wall" (the wall
-    clock); "" when none did. ``timed_out`` is true for either."""
+    timeout_s: float = 0.0
+    """The limit that stopped it, in seconds (0 when it was not stopped for time)."""
 
 
 class CostReported(Message, frozen=True):
-    """Cost and tokens of one finished agent turn, from claude's ``result`` line."""
+    """Cost and tokens of one finished agent turn, from claude's ``result`` line.
+
+    ``usd`` is what this turn cost: the change in claude's running total of the
+    session (``total_cost_usd``, which a ``--resume``d turn reports including the
+    earlier turns) since the session's previous turn; ``session_usd`` is that
+    running total. The token counts are claude's ``usage``, which is per turn already.
+    """
 
     agent_id: str
     usd: float
@@ -400,6 +414,8 @@ class CostReported(Message, frozen=True):
     cache_read_tokens: int = 0
     cache_creation_tokens: int = 0
     task_id: str | None = None
+    session_usd: float = 0.0
+    session_id: str = ""
 
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (

@@ -242,12 +242,13 @@ def state_text(state: State) -> str:
             action = agent.last_action
             doing = f" {action.summary}" if action is not None else ""
             working_on = f" [{agent.task_id}]" if agent.task_id else ""
+            model = f" {agent.model}" if agent.model else ""
             cost = f" {_money(agent.usage.usd)}" if agent.usage.turns else ""
             why = ""
             if agent.state in ("dead", "waiting") and (agent.detail or agent.last_error):
                 why = f" ({_short(agent.detail or agent.last_error)})"
             lines.append(
-                f"  {agent.name:<14} {agent.state or '-':<9}{working_on}{cost}{why}{doing}"
+                f"  {agent.name:<14} {agent.state or '-':<9}{working_on}{model}{cost}{why}{doing}"
             )
     if state.actors:
         lines.append("Actors:")

@@ -23,10 +23,14 @@ def write_toml(root: Path, text: str) -> Path:
 def test_defaults_are_the_seeds() -> None:
     settings = load_settings(None, environ={})
     assert settings == Settings()
-    assert settings.claude_model == "claude-opus-4-5-20251101"
+    assert settings.claude_model == "opus"
+    assert settings.fallback_model == "sonnet"
+    assert settings.user_claude_config is False
     assert settings.max_workers == 5
     assert settings.max_retries == 3
-    assert settings.task_timeout == 600.0
+    assert settings.task_timeout == 3600.0
+    assert settings.turn_idle_timeout == 600.0
+    assert settings.test_timeout == 1800.0
     assert settings.dangerously_skip_permissions is False
 
 
@@ -35,7 +39,7 @@ def test_environment_wins_over_toml_which_wins_over_defaults(tmp_path: Path) -> 
     settings = load_settings(tmp_path, environ={"AUTONOMA_MAX_WORKERS": "4"})
     assert settings.max_workers == 4
     assert settings.max_retries == 7
-    assert settings.task_timeout == 600.0
+    assert settings.task_timeout == 3600.0
 
 
 @pytest.mark.parametrize(
@@ -61,6 +65,9 @@ def test_an_empty_variable_counts_as_unset() -> None:
         ("AUTONOMA_TASK_TIMEOUT", "0", "AUTONOMA_TASK_TIMEOUT='0': must be a number > 0"),
         ("AUTONOMA_TASK_TIMEOUT", "nan", "must be a number > 0"),
         ("AUTONOMA_DANGEROUSLY_SKIP_PERMISSIONS", "maybe", "must be true or false"),
+        ("AUTONOMA_CLAUDE_MODEL", "opus 4", "AUTONOMA_CLAUDE_MODEL='opus 4': must be one word"),
+        ("AUTONOMA_FALLBACK_MODEL", "--x", 'must be one word (a model alias or id) or ""'),
+        ("AUTONOMA_USER_CLAUDE_CONFIG", "maybe", "must be true or false"),
         (
             "AUTONOMA_MAX_WORKER",
             "3",
@@ -84,6 +91,10 @@ def test_bad_environment_values_name_the_variable(name: str, value: str, message
         ("max_workers = 0\n", "must be a whole number >= 1"),
         ("task_timeout = -1\n", "must be a number > 0"),
         ("dangerously_skip_permissions = 1\n", "must be true or false"),
+        ('claude_model = ""\n', "'claude_model' = '' must be one word (a model alias or id)"),
+        ('claude_model = "claude opus"\n', "must be one word"),
+        ("fallback_model = 4\n", "must be one word"),
+        ('user_claude_config = "yes"\n', "must be true or false"),
         ("[section]\nx = 1\n", "unknown key 'section'"),
         ("max_workers = = 3\n", "invalid TOML"),
     ],
@@ -95,6 +106,17 @@ def test_bad_toml_names_the_file(tmp_path: Path, text: str, message: str) -> Non
     assert str(caught.value).startswith(f"{path}: ")
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_models_and_user_config_from_toml_and_environment(tmp_path: Path) -> None:
+    text = 'claude_model = " haiku "\nfallback_model = ""\nuser_claude_config = true\n'
+    write_toml(tmp_path, text)
+    settings = load_settings(tmp_path, {})
+    assert (settings.claude_model, settings.fallback_model) == ("haiku", "")
+    assert settings.user_claude_config is True
+    environ = {"AUTONOMA_CLAUDE_MODEL": "claude-sonnet-4-5", "AUTONOMA_FALLBACK_MODEL": "none"}
+    settings = load_settings(tmp_path, environ)
+    assert (settings.claude_model, settings.fallback_model) == ("claude-sonnet-4-5", "none")
 
 
 def test_toml_floats_accept_integers(tmp_path: Path) -> None:

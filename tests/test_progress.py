@@ -258,6 +258,24 @@ def test_chatter_is_left_out() -> None:
     )
 
 
+def test_the_model_is_said_once_per_agent_and_model() -> None:
+    def started(agent: str, model: str, task: str | None = None) -> p.AgentSessionStarted:
+        return p.AgentSessionStarted(agent_id=agent, session_id="s", model=model, task_id=task)
+
+    lines = show(
+        (1, started("ceo", "claude-opus-5-5")),
+        (2, started("developer-1", "claude-opus-5-5", "t1")),
+        (3, started("ceo", "claude-opus-5-5")),  # a resumed turn: nothing new
+        (4, started("developer-1", "claude-haiku-5-5", "t2")),
+        (5, started("qa", "")),  # claude said nothing: nothing to say
+    )
+    assert lines == [
+        "[00:01]   ceo model claude-opus-5-5",
+        "[00:02]   developer-1 [t1] model claude-opus-5-5",
+        "[00:04]   developer-1 [t2] model claude-haiku-5-5",
+    ]
+
+
 def test_crashes_are_said() -> None:
     lines = show(
         (

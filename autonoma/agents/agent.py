@@ -38,6 +38,9 @@ class TurnRequest:
     transcript: Path | None = None
     budget_usd: float | None = None
     """This turn's ``--max-budget-usd``; None: the configured per-task cap."""
+    session_usd: float = 0.0
+    """claude's running total of the session before this turn (0: a new session). A
+    resumed turn reports that total again; its own cost is the change from it."""
 
 
 class AgentBusy(Refusal):
@@ -103,6 +106,7 @@ class AgentActor(Actor):
                 task_id=request.task_id,
                 transcript=request.transcript,
                 budget_usd=request.budget_usd,
+                session_usd=request.session_usd,
                 # Called from the port's thread once the process is gone: the actor
                 # learns of it through its mailbox, like of anything else.
                 on_end=lambda outcome: _tell(ref, _TurnEnded(outcome)),

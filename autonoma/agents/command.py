@@ -19,6 +19,35 @@ class CommandError(Exception):
     """A turn cannot be started as asked; the message is one line saying what to do."""
 
 
+# Where claude reads settings (hooks, permissions, env, CLAUDE.md) from when the
+# user's own configuration is left out: the project's .claude/settings.json and
+# .claude/settings.local.json and its CLAUDE.md files, not ~/.claude (user hooks,
+# ~/.claude/CLAUDE.md, plugins). Managed (policy) settings always apply.
+PROJECT_SETTING_SOURCES = "project,local"
+
+
+def isolation_args(settings: Settings) -> list[str]:
+    """The options that keep the user's own Claude configuration out of an agent.
+
+    Without ``user_claude_config``: ``--setting-sources project,local`` (no user
+    hooks, settings or ``~/.claude/CLAUDE.md``) and ``--strict-mcp-config`` with no
+    ``--mcp-config`` (no MCP server starts: the roles' allowed tools name none, so
+    a server would only run someone's command for tools an agent may not call).
+    They are global options: they go before a subcommand such as ``auth status``.
+    """
+    if settings.user_claude_config:
+        return []
+    return ["--setting-sources", PROJECT_SETTING_SOURCES, "--strict-mcp-config"]
+
+
+def fallback_args(model: str, settings: Settings) -> list[str]:
+    """``--fallback-model`` unless none is set or it is the main model itself."""
+    fallback = settings.fallback_model
+    if not fallback or fallback == "none" or fallback == model:
+        return []
+    return ["--fallback-model", fallback]
+
+
 def role_line(role: str, task_id: str | None) -> str:
     """The ``--append-system-prompt`` line the simulated model tells requests apart by."""
     return f"ROLE: {role}" if task_id is None else f"ROLE: {role} TASK: {task_id}"
@@ -41,7 +70,9 @@ def build_argv(
     ``child_env`` is the environment the process will get (``IS_SANDBOX`` is read
     from it); None means this process's own. ``budget_usd`` is this turn's
     ``--max-budget-usd`` (what is left of the task's budget); None means
-    ``settings.task_budget_usd`` (0: no cap).
+    ``settings.task_budget_usd`` (0: no cap). claude compares it with this
+    invocation's own cost, not the resumed session's running total (checked with
+    2.1.331), so what is left is passed as it is.
     """
     env = os.environ if child_env is None else child_env
     try:
@@ -75,7 +106,12 @@ def build_argv(
 
     argv = [str(claude), "-p", "--output-format", "stream-json", "--verbose"]
     argv += ["--resume", session_id] if resume else ["--session-id", session_id]
-    argv += ["--model", role.model_for(settings)]
+    model = role.model_for(settings)
+    for label, value in (("model", model), ("fallback model", settings.fallback_model or "x")):
+        if any(c.isspace() for c in value) or value.startswith("-"):
+            raise CommandError(f"{label} {value!r} must be one word (a model alias or id)")
+    argv += ["--model", model, *fallback_args(model, settings)]
+    argv += isolation_args(settings)
     if skip:
         argv.append("--dangerously-skip-permissions")
     else:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from autonoma.config import Settings
 
-# Where `make test` / `make dev` install the pinned CLI, beside the source tree.
+# Where `make test` / `make claude` install the pinned CLI, beside the source tree of a
+# checkout. An installed wheel has no such folder: its users set claude_path or PATH.
 LOCAL_INSTALL = Path(__file__).resolve().parents[2] / ".tools" / "claude" / "node_modules" / ".bin"
 
 

@@ -33,6 +33,11 @@ keeps the pid, and so the group and session ids, from being reused), clears what
 is left of the tree (SIGTERM, SIGKILL after the grace period, reaping orphans),
 reaps the child, lets the reader drain, and calls
 ``on_exit(exit_code, signal, timed_out)`` once, after the last ``on_line``.
+
+Two limits stop a turn (SIGTERM, then SIGKILL after the grace period): ``timeout``,
+the wall clock, and ``idle_timeout``, seconds without a byte of output. A real turn
+may stream for an hour; one that says nothing for ten minutes is stuck. `PortExit`
+says which one fired.
 """
 
 from __future__ import annotations
@@ -53,15 +58,16 @@ import tty
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from autonoma.agents import process
 
 log = logging.getLogger(__name__)
 
 CLAUDE_NOT_FOUND = (
-    "Claude Code not found: install it with `make test` (project-local) or "
-    "`npm install -g @anthropic-ai/claude-code`, or set AUTONOMA_CLAUDE_PATH"
+    "Claude Code not found (not on PATH, nor in .tools/claude of a source checkout): "
+    "install it with `npm install -g @anthropic-ai/claude-code` (or `make claude` in a "
+    "checkout), or set claude_path in .autonoma/config.toml or AUTONOMA_CLAUDE_PATH"
 )
 
 # How long the waiter waits for the reader to see the end of the output once the
@@ -76,6 +82,7 @@ _WINDOW = struct.pack("HHHH", 50, 200, 0, 0)  # rows, columns: roomy, never 0x0
 
 OnLine = Callable[[bytes], None]
 OnExit = Callable[[int | None, int | None, bool], None]
+TimeoutKind = Literal["", "idle", "wall"]
 
 
 class PortError(Exception):
@@ -93,6 +100,10 @@ class PortExit:
     exit_code: int | None
     signal: int | None
     timed_out: bool
+    timeout: TimeoutKind = ""
+    """Which limit stopped it: ``"idle"`` (no output), ``"wall"`` (ran too long), or none."""
+    timeout_s: float = 0.0
+    """That limit, in seconds."""
 
 
 _subreaper_lock = threading.Lock()
@@ -146,15 +157,19 @@ class Port:
         on_line: OnLine,
         on_exit: OnExit,
         timeout: float | None = None,
+        idle_timeout: float | None = None,
         grace: float = 5.0,
         transcript: Path | None = None,
     ) -> None:
+        """``timeout``: seconds the child may run; ``idle_timeout``: seconds it may go
+        without writing anything; None: no such limit."""
         if not argv:
             raise PortError("nothing to run: empty command")
         self.argv = list(argv)
         self.cwd = Path(cwd)
         self.env = dict(env)
         self.timeout = timeout
+        self.idle_timeout = idle_timeout
         self.grace = grace
         self.transcript = transcript
         self._on_line = on_line
@@ -165,7 +180,8 @@ class Port:
         self._pid: int | None = None
         self._exited = False
         self._reaped = False
-        self._timed_out = False
+        self._timeout: TimeoutKind = ""
+        self._last_output = 0.0
         self._stop_reason: str | None = None
         self._kill_at: float | None = None
         self._timers: list[threading.Timer] = []
@@ -185,7 +201,7 @@ class Port:
 
     @property
     def stop_reason(self) -> str | None:
-        """Why `stop` was called first, if it was (``"timeout"`` for the turn timeout)."""
+        """Why `stop` was called first, if it was (``"timeout"``, ``"idle timeout"``)."""
         return self._stop_reason
 
     @property
@@ -234,10 +250,13 @@ class Port:
         )
         self._waiter = threading.Thread(target=self._wait_loop, name=f"port-waiter-{self._pid}")
         self._reader.daemon = self._waiter.daemon = True
+        self._last_output = time.monotonic()
         self._reader.start()
         self._waiter.start()
         if self.timeout is not None:
             self._add_timer(self.timeout, self._on_timeout)
+        if self.idle_timeout is not None:
+            self._add_timer(self.idle_timeout, self._check_idle)
         return self._pid
 
     def stop(self, reason: str = "stop") -> None:
@@ -280,8 +299,24 @@ class Port:
         with self._lock:
             if self._exited or self._stop_reason is not None:
                 return
-            self._timed_out = True
+            self._timeout = "wall"
         self.stop("timeout")
+
+    def _check_idle(self) -> None:
+        assert self.idle_timeout is not None
+        with self._lock:
+            if self._exited or self._stop_reason is not None:
+                return
+            quiet = time.monotonic() - self._last_output
+            if quiet < self.idle_timeout:
+                wait = self.idle_timeout - quiet
+            else:
+                wait = 0.0
+                self._timeout = "idle"
+        if wait > 0:
+            self._add_timer(wait, self._check_idle)  # output came since: look again then
+        else:
+            self.stop("idle timeout")
 
     def _escalate(self) -> None:
         with self._lock:
@@ -300,6 +335,7 @@ class Port:
                     chunk = _read(self._master)
                     if not chunk:
                         break
+                    self._last_output = time.monotonic()  # a float store: no lock needed
                     pending = self._split(pending + chunk, transcript)
                 elif woken:
                     # The tree is gone but someone outside it holds the slave: take
@@ -349,7 +385,7 @@ class Port:
             returncode = self._proc.wait()
             self._reaped = True
             timers, self._timers = self._timers, []
-            timed_out = self._timed_out
+            timeout = self._timeout
         for timer in timers:
             timer.cancel()
         assert self._reader is not None
@@ -358,10 +394,15 @@ class Port:
             os.write(self._wake_w, b"x")
             self._reader.join()
         os.close(self._wake_w)
-        if returncode < 0:
-            result = PortExit(exit_code=None, signal=-returncode, timed_out=timed_out)
-        else:
-            result = PortExit(exit_code=returncode, signal=None, timed_out=timed_out)
+        limit = {"idle": self.idle_timeout, "wall": self.timeout}.get(timeout) or 0.0
+        code, sig = (None, -returncode) if returncode < 0 else (returncode, None)
+        result = PortExit(
+            exit_code=code,
+            signal=sig,
+            timed_out=bool(timeout),
+            timeout=timeout,
+            timeout_s=limit,
+        )
         self._result = result
         try:
             self._on_exit(result.exit_code, result.signal, result.timed_out)
@@ -432,5 +473,6 @@ __all__ = [
     "Port",
     "PortError",
     "PortExit",
+    "TimeoutKind",
     "resolve_executable",
 ]

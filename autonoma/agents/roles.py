@@ -1,4 +1,4 @@
-"""Agent roles as data: ``actors/<role>.md``, front matter plus a prompt template.
+"""Agent roles as data: ``autonoma/actors/<role>.md``, front matter plus a prompt template.
 
 A role file starts with TOML front matter between two ``+++`` lines (as in Hugo),
 then the prompt template, a `string.Template` (``$task_id``, ``${spec}``, ``$$``)::
@@ -7,7 +7,9 @@ then the prompt template, a `string.Template` (``$task_id``, ``${spec}``, ``$$``
     description = "Implements one task in its own worktree"
     allowed_tools = ["Read", "Write", "Edit", "Bash"]
     max_turns = 60
-    # optional: model, permission_mode (default "acceptEdits"), timeout (seconds),
+    # optional: model (an alias such as "opus", "sonnet", "haiku", or a model id;
+    # default: the claude_model setting), permission_mode (default "acceptEdits"),
+    # timeout (seconds of wall clock per turn), idle_timeout (seconds without output),
     # schema (a JSON object schema: a TOML table, or a JSON string)
     +++
     You are ...
@@ -29,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from autonoma.config import Settings
+from autonoma.resources import packaged
 
-# The packaged roles, beside the source tree (as the claude install is, in executable.py).
-PACKAGED_ACTORS = Path(__file__).resolve().parents[2] / "actors"
+# The packaged roles: package data, so a wheel has them (pyproject.toml's package-data).
+PACKAGED_ACTORS = packaged("actors")
 
 ROLE_NAMES: tuple[str, ...] = ("ceo", "staff_engineer", "developer", "qa")
 
@@ -42,7 +45,15 @@ PERMISSION_MODES: frozenset[str] = frozenset(
 _FENCE = "+++"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _TOOL = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\(.*\))?$")  # Bash, or a rule like Bash(git:*)
-_KEYS = ("model", "allowed_tools", "permission_mode", "max_turns", "timeout", "schema")
+_KEYS = (
+    "model",
+    "allowed_tools",
+    "permission_mode",
+    "max_turns",
+    "timeout",
+    "idle_timeout",
+    "schema",
+)
 _KNOWN_KEYS = frozenset((*_KEYS, "description"))
 
 
@@ -63,6 +74,7 @@ class Role:
     permission_mode: str = "acceptEdits"
     model: str | None = None
     timeout: float | None = None
+    idle_timeout: float | None = None
     schema: dict[str, Any] | None = None
 
     def model_for(self, settings: Settings) -> str:
@@ -72,6 +84,10 @@ class Role:
     def timeout_for(self, settings: Settings) -> float:
         """Seconds one turn of this role may run: its own, or the configured default."""
         return self.timeout if self.timeout is not None else settings.task_timeout
+
+    def idle_timeout_for(self, settings: Settings) -> float:
+        """Seconds one turn of this role may go without output: its own, or the default."""
+        return self.idle_timeout if self.idle_timeout is not None else settings.turn_idle_timeout
 
     @property
     def placeholders(self) -> frozenset[str]:
@@ -139,8 +155,9 @@ def parse_role(name: str, path: Path, text: str) -> Role:
         max_turns=_max_turns(meta, fail),
         prompt=prompt + "\n",
         permission_mode=_permission_mode(meta, fail),
-        model=_text(meta, "model", fail, required=False),
-        timeout=_timeout(meta, fail),
+        model=_model(meta, fail),
+        timeout=_timeout(meta, "timeout", fail),
+        idle_timeout=_timeout(meta, "idle_timeout", fail),
         schema=_schema(meta, fail),
     )
 
@@ -168,6 +185,15 @@ def _text(meta: dict[str, Any], key: str, fail: _Fail, *, required: bool) -> str
     if not isinstance(value, str) or not value.strip():
         raise fail(f"'{key}' must be a non-empty string")
     return value.strip()
+
+
+def _model(meta: dict[str, Any], fail: _Fail) -> str | None:
+    value = _text(meta, "model", fail, required=False)
+    if value is not None and (any(c.isspace() for c in value) or value.startswith("-")):
+        raise fail(
+            f"'model' = {value!r} must be one word: an alias (opus, sonnet, haiku) or a model id"
+        )
+    return value
 
 
 def _tools(meta: dict[str, Any], fail: _Fail) -> tuple[str, ...]:
@@ -202,17 +228,17 @@ def _permission_mode(meta: dict[str, Any], fail: _Fail) -> str:
     return str(value)
 
 
-def _timeout(meta: dict[str, Any], fail: _Fail) -> float | None:
-    if "timeout" not in meta:
+def _timeout(meta: dict[str, Any], key: str, fail: _Fail) -> float | None:
+    if key not in meta:
         return None
-    value = meta["timeout"]
+    value = meta[key]
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise fail(f"'timeout' = {value!r} must be a number of seconds > 0")
+        raise fail(f"'{key}' = {value!r} must be a number of seconds > 0")
     return float(value)
 
 

@@ -126,18 +126,20 @@ _encode = msgspec.json.Encoder()
 
 
 def decode_line(
-    line: bytes | str, *, agent_id: str, task_id: str | None = None
+    line: bytes | str, *, agent_id: str, task_id: str | None = None, session_usd: float = 0.0
 ) -> list[StreamMessage]:
     """The messages one stdout line of ``claude`` stands for; never raises.
 
     A blank line gives no message. Trailing ``\\r\\n`` (a PTY's line end) is ignored.
+    ``session_usd`` is claude's running total of the session before this turn (0 for
+    a new session): a ``result`` line's `CostReported.usd` is the change since then.
     """
     raw = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else bytes(line)
     raw = raw.rstrip(b"\r\n")
     if not raw.strip():
         return []
     try:
-        return _decode(raw, agent_id, task_id)
+        return _decode(raw, agent_id, task_id, session_usd)
     except Exception:  # DecodeError, or RecursionError on absurd nesting: never stop the reader
         kind = "unknown" if _is_json(raw) else "not_json"
         return [_stream_line(raw, kind, agent_id, task_id)]
@@ -158,7 +160,9 @@ def _stream_line(raw: bytes, kind: str, agent_id: str, task_id: str | None) -> A
     return AgentStreamLine(agent_id=agent_id, kind="unknown", text=text, task_id=task_id)
 
 
-def _decode(raw: bytes, agent_id: str, task_id: str | None) -> list[StreamMessage]:
+def _decode(
+    raw: bytes, agent_id: str, task_id: str | None, session_usd: float
+) -> list[StreamMessage]:
     head = _head.decode(raw)
     if head.type == "system" and head.subtype == "init":
         return [_session_started(_init.decode(raw), agent_id, task_id)]
@@ -169,7 +173,7 @@ def _decode(raw: bytes, agent_id: str, task_id: str | None) -> list[StreamMessag
     if head.type == "user":
         return _tool_results(_user.decode(raw), agent_id, task_id)
     if head.type == "result":
-        return _finished(_result.decode(raw), agent_id, task_id)
+        return _finished(_result.decode(raw), agent_id, task_id, session_usd)
     return [_stream_line(raw, "unknown", agent_id, task_id)]
 
 
@@ -250,7 +254,18 @@ def _result_text(content: str | list[_Block] | None) -> str:
     return "\n".join(parts)
 
 
-def _finished(line: _Result, agent_id: str, task_id: str | None) -> list[StreamMessage]:
+def turn_cost(session_usd: float, previous_usd: float) -> float:
+    """What one turn cost: the change in the session's running total, never negative.
+
+    claude's ``total_cost_usd`` counts every turn of the session so far (a killed
+    turn's answered API calls included), so the change books each call once.
+    """
+    return max(0.0, session_usd - max(0.0, previous_usd))
+
+
+def _finished(
+    line: _Result, agent_id: str, task_id: str | None, session_usd: float
+) -> list[StreamMessage]:
     # An absent is_error is read from the subtype; a present one always wins over it.
     is_error = line.is_error if line.is_error is not None else line.subtype != "success"
     cost = line.total_cost_usd or 0.0
@@ -275,7 +290,9 @@ def _finished(line: _Result, agent_id: str, task_id: str | None) -> list[StreamM
     usage = line.usage
     reported = CostReported(
         agent_id=agent_id,
-        usd=cost,
+        usd=turn_cost(cost, session_usd),
+        session_usd=cost,
+        session_id=line.session_id,
         input_tokens=_tokens(usage, "input_tokens"),
         output_tokens=_tokens(usage, "output_tokens"),
         cache_read_tokens=_tokens(usage, "cache_read_input_tokens"),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autonoma.agents.command import build_argv
-from autonoma.agents.port import Port
+from autonoma.agents.port import Port, TimeoutKind
 from autonoma.agents.roles import Role
 from autonoma.agents.stream import decode_line, turn_failed
 from autonoma.config import Settings
@@ -47,6 +47,8 @@ class TurnOutcome:
     signal: int | None
     timed_out: bool
     failed: bool
+    timeout: TimeoutKind = ""
+    """Which limit stopped it (``"idle"``, ``"wall"``), if one did."""
 
 
 class Turn:
@@ -69,7 +71,10 @@ class Turn:
         transcript: Path | None = None,
         on_end: Callable[[TurnOutcome], None] | None = None,
         budget_usd: float | None = None,
+        session_usd: float = 0.0,
     ) -> None:
+        """``session_usd``: claude's running total of the session before this turn
+        (0 for a new one), what this turn's cost is counted from."""
         self.bus = bus
         self._on_end = on_end
         self.agent_id = agent_id
@@ -78,6 +83,8 @@ class Turn:
         self.resume = resume
         self.cwd = Path(cwd)
         self.task_id = task_id
+        self.model = role.model_for(settings)
+        self.session_usd = session_usd
         self.argv = build_argv(
             claude,
             role,
@@ -100,6 +107,7 @@ class Turn:
             on_line=self._on_line,
             on_exit=self._on_exit,
             timeout=role.timeout_for(settings),
+            idle_timeout=role.idle_timeout_for(settings),
             transcript=transcript,
         )
 
@@ -119,6 +127,7 @@ class Turn:
                 argv=self.argv,
                 resume=self.resume,
                 task_id=self.task_id,
+                model=self.model,
             ),
             durable=True,
         )
@@ -152,19 +161,25 @@ class Turn:
             line = _CSI.sub(b"", line)
             if not line.strip():
                 return
-        for message in decode_line(line, agent_id=self.agent_id, task_id=self.task_id):
+        for message in decode_line(
+            line, agent_id=self.agent_id, task_id=self.task_id, session_usd=self.session_usd
+        ):
             if isinstance(message, AgentTurnFinished):
                 self._finished = message
             self.bus.publish(self.agent_id, message)
 
     def _on_exit(self, exit_code: int | None, sig: int | None, timed_out: bool) -> None:
         finished = self._finished
+        port = self.port.result  # set before on_exit is called
+        timeout: TimeoutKind = port.timeout if port is not None else ""
+        limit = port.timeout_s if port is not None else 0.0
         self._outcome = TurnOutcome(
             finished=finished,
             exit_code=exit_code,
             signal=sig,
             timed_out=timed_out,
             failed=finished is None or turn_failed(finished),
+            timeout=timeout,
         )
         try:
             self.bus.publish(
@@ -176,6 +191,8 @@ class Turn:
                     timed_out=timed_out,
                     task_id=self.task_id,
                     pid=self._pid,
+                    timeout=timeout,
+                    timeout_s=limit,
                 ),
             )
         finally:

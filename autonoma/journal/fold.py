@@ -231,6 +231,9 @@ class Agent:
     turns: int = 0
     failed_turns: int = 0
     api_retries: int = 0
+    model: str = ""
+    """The model of its current (or last) session: what claude reported in its
+    ``system/init`` line, else (before it did) the ``--model`` asked for."""
     # The row or envelope of its last AgentText/AgentToolUse/AgentToolResult, kept
     # undecoded: `last_action` decodes it when asked. Not compared: a row and an
     # envelope of the same message are the same activity.
@@ -260,6 +263,7 @@ class Agent:
             "turns": self.turns,
             "failed_turns": self.failed_turns,
             "api_retries": self.api_retries,
+            "model": self.model,
             "last_action": None if action is None else action.to_dict(),
         }
 
@@ -455,6 +459,9 @@ class State:
     pause_reason: str = ""
     usage: Usage = field(default_factory=Usage)
     """Total cost and tokens."""
+    session_usd: dict[str, float] = field(default_factory=dict)
+    """claude's running total (``total_cost_usd``) of each session, as its last turn
+    reported it: a resumed turn's cost is the change from this."""
     plan: dict[str, Any] | None = None
     """The CEO's accepted plan."""
     held_until: float = 0.0
@@ -486,6 +493,7 @@ class State:
             "hold_reason": self.hold_reason,
             "budget": self.budget,
             "usage": self.usage.to_dict(),
+            "session_usd": dict(self.session_usd),
             "agents": {k: v.to_dict() for k, v in self.agents.items()},
             "actors": {k: v.to_dict() for k, v in self.actors.items()},
             "tasks": {k: v.to_dict() for k, v in self.tasks.items()},
@@ -725,6 +733,7 @@ def _agent_turn_starting(
 ) -> None:
     agent = _agent(state, m.agent_id)
     agent.role, agent.session_id, agent.task_id = m.role, m.session_id, m.task_id
+    agent.model = m.model or _asked_model(m.argv)
     if m.task_id is not None and m.role == "developer":
         task = _task(state, m.task_id)
         if task.session_id != m.session_id:
@@ -732,6 +741,16 @@ def _agent_turn_starting(
         task.session_turns += 1
         task.prompt = m.argv[-1] if m.argv else ""
         task.feedback = ""
+
+
+def _asked_model(argv: list[str]) -> str:
+    """The ``--model`` of an argv (journals written before `AgentTurnStarting.model`)."""
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--":
+            break
+        if arg == "--model":
+            return argv[i + 1]
+    return ""
 
 
 def _agent_process_started(
@@ -743,7 +762,10 @@ def _agent_process_started(
 def _agent_session_started(
     state: State, seq: int, ts: float, run_id: str, m: AgentSessionStarted
 ) -> None:
-    _agent(state, m.agent_id).session_id = m.session_id
+    agent = _agent(state, m.agent_id)
+    agent.session_id = m.session_id
+    if m.model:
+        agent.model = m.model
     if m.task_id is not None:
         task = state.tasks.get(m.task_id)
         if task is not None and task.session_id == m.session_id:
@@ -759,6 +781,11 @@ def _agent_turn_finished(
 ) -> None:
     agent = _agent(state, m.agent_id)
     agent.turns += 1
+    if m.session_id:
+        # The highest seen: a turn that ended before claude counted anything (a resume
+        # that found no session) reports 0, which must not make the next turn count twice.
+        known = state.session_usd.get(m.session_id, 0.0)
+        state.session_usd[m.session_id] = max(known, m.total_cost_usd)
     if m.is_error:
         agent.failed_turns += 1
         status = f" {m.api_error_status}" if m.api_error_status is not None else ""

@@ -71,9 +71,6 @@ ORCHESTRATOR = "orchestrator"
 MAX_INTERRUPTIONS = 5
 """Turns of one task (or phase) killed from outside before that counts as a failure."""
 
-TIME_RESUMES = 1
-"""Turns of one attempt stopped for time (idle or wall clock) that are resumed, not counted."""
-
 # Costs add up in floats (see `autonoma.workflow.backoff`).
 _EPSILON = 1e-9
 
@@ -100,7 +97,6 @@ class Config:
     """The role files by name (``ceo``, ``staff_engineer``, ``developer``, ``qa``)."""
     workers: int
     max_retries: int
-    task_timeout: float
     test_command: str = ""
     """The setting: overrides QA's command for the merge gate when set."""
     budget_usd: float = 0.0
@@ -144,7 +140,6 @@ class Phase:
     started: bool = False
     prompt: str = ""
     failures: int = 0
-    time_stops: int = 0
 
 
 @dataclass
@@ -168,8 +163,8 @@ class Machine:
     priority: dict[str, float] = field(default_factory=dict)
     paused_by: set[str] = field(default_factory=set)
     interruptions: dict[str, int] = field(default_factory=dict)
-    time_stops: dict[str, int] = field(default_factory=dict)
-    """Developer turns of the current attempt stopped for time and resumed."""
+    stopped: set[str] = field(default_factory=set)
+    """Tasks (or phases) whose last turn was stopped for time and resumed once."""
     waiting: set[str] = field(default_factory=set)
     retired: list[str] = field(default_factory=list)
     preparing: dict[str, tuple[str, float | None]] = field(default_factory=dict)
@@ -339,6 +334,8 @@ class StartTurn:
     cwd: str
     task_id: str | None = None
     budget_usd: float | None = None
+    session_usd: float = 0.0
+    """claude's running total of a resumed session: the turn's cost counts from it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -641,8 +638,11 @@ class _Step:
         budget: float | None = None,
     ) -> None:
         self.m.turns[agent] = Turn(agent, kind, task_id, session_id, 0, resume, prompt)
+        session_usd = self.fold.session_usd.get(session_id, 0.0) if resume else 0.0
         self.out.append(
-            StartTurn(agent, kind, role, prompt, session_id, resume, cwd, task_id, budget)
+            StartTurn(
+                agent, kind, role, prompt, session_id, resume, cwd, task_id, budget, session_usd
+            )
         )
 
     def _spawned(self, event: TurnSpawned) -> None:
@@ -729,19 +729,11 @@ class _Step:
             agent, kind, agent, prompt, session_id=session, resume=resume, cwd=str(self.cfg.repo)
         )
 
-    def _phase_turn_ended(
-        self, turn: Turn, finished: AgentTurnFinished | None, why: str, *, stopped: bool = False
-    ) -> None:
+    def _phase_turn_ended(self, turn: Turn, finished: AgentTurnFinished | None, why: str) -> None:
         m = self.m
         step = m.plan if turn.kind == "plan" else m.decompose
         if finished is not None and is_rate_limited(finished):
             return  # the governor holds spawns; the same turn is tried again after
-        if stopped and step.started and step.time_stops < TIME_RESUMES:
-            # Stopped for time: the same session goes on once before it counts.
-            step.time_stops += 1
-            step.prompt = prompts.answer_stopped_for_time(why, step.prompt or turn.prompt)
-            return
-        step.time_stops = 0
         if why:
             errors = [why]
         else:
@@ -942,19 +934,25 @@ class _Step:
         m = self.m
         finished = turn.finished
         why = ""
-        stopped = exited.timed_out
-        if stopped:
-            if exited.timeout == "idle":
-                why = "the turn was stopped: it printed nothing for too long (idle timeout)"
-            else:
-                why = f"the turn timed out after {self.cfg.task_timeout:g} s"
+        key = turn.task_id or turn.kind
+        if exited.timed_out and (finished is None or finished.is_error):
+            limit = prompts.timeout_reason(exited.timeout or "wall", exited.timeout_s)
+            if key not in m.stopped:
+                # Stopped for time the first time: resumed once, told so; not counted.
+                m.stopped.add(key)
+                self._resume_stopped(turn, exited, f"the turn was stopped: {limit}")
+                return
+            m.stopped.discard(key)
+            why = f"the turn was stopped again: {limit}"
         elif finished is None:
             code = f"signal {exited.signal}" if exited.signal else f"exit code {exited.exit_code}"
             why = f"claude ended without a result ({code})"
         elif finished.is_error and not is_rate_limited(finished):
             detail = finished.result or "; ".join(finished.errors) or finished.terminal_reason
             why = f"the turn failed ({finished.subtype}): {detail}"
-        if finished is None and exited.signal is not None and not stopped:
+        if finished is not None and not finished.is_error:
+            m.stopped.discard(key)  # a turn that ended well: the next stop resumes again
+        if finished is None and exited.signal is not None and not exited.timed_out:
             # Killed from outside (its agent stopped, the crew restarted, an OOM kill):
             # not the work's fault, so the task resumes instead of failing.
             self._turn_lost(turn, f"claude was killed (signal {exited.signal})")
@@ -963,7 +961,7 @@ class _Step:
             self._session_lost(turn)
             return
         if turn.kind in ("plan", "decompose"):
-            self._phase_turn_ended(turn, finished, why, stopped=stopped)
+            self._phase_turn_ended(turn, finished, why)
             return
         assert turn.task_id is not None
         task = self.fold.tasks.get(turn.task_id)
@@ -976,14 +974,29 @@ class _Step:
                 self._again(task, turn)
             return
         if turn.kind == "develop":
-            if stopped and m.time_stops.get(task.task_id, 0) < TIME_RESUMES:
-                # Stopped for time: resumed once with a message saying so, not counted.
-                m.time_stops[task.task_id] = m.time_stops.get(task.task_id, 0) + 1
-                self._again(task, turn, text=prompts.stopped_for_time(why, turn.prompt))
-                return
             self._development_ended(task, turn, why)
         else:
             self._review_ended(task, turn, finished, why)
+
+    def _resume_stopped(self, turn: Turn, exited: AgentProcessExited, why: str) -> None:
+        """A turn stopped for time the first time: it runs again, told so, in its session.
+
+        Not a failed attempt; a second stop (with no turn ending well in between) is.
+        """
+        m = self.m
+        note = prompts.stopped(exited.timeout or "wall", exited.timeout_s, turn.task_id)
+        if turn.kind in ("plan", "decompose"):
+            step = m.plan if turn.kind == "plan" else m.decompose
+            step.prompt = note  # step.started stays: the same session is resumed
+            return
+        task = None if turn.task_id is None else self.fold.tasks.get(turn.task_id)
+        if task is None or task.state != ("running" if turn.kind == "develop" else "review"):
+            return  # escalated or resolved while the turn ran
+        if turn.kind == "develop":
+            self._tell_next(task, note)  # resumes the session when claude reported it
+            self._set(task.task_id, "running", f"resumed: {why}")
+        else:
+            self._set(task.task_id, "review", f"QA reviews again: {why}")
 
     def _turn_lost(self, turn: Turn, why: str) -> None:
         """The agent or its process died mid-turn: the turn runs again, resumed.
@@ -1019,21 +1032,20 @@ class _Step:
         if task is not None and turn.kind == "develop":
             self._again(task, turn, fresh=True)
 
-    def _again(self, task: Task, turn: Turn, *, fresh: bool = False, text: str = "") -> None:
+    def _again(self, task: Task, turn: Turn, *, fresh: bool = False) -> None:
         """Ask the developer's turn again: resumed, or in a new session when it must be.
 
         Not the work's fault (a kill, a rate limit, a lost session), so not an attempt.
         A new session gets what the turn was asked as feedback, unless that was the
-        first prompt itself. ``text`` replaces the default follow-up of a resumed turn.
+        first prompt itself.
         """
         m = self.m
         if not fresh and task.session_started and task.session_id == turn.session_id:
-            m.work[task.task_id] = Work(text or prompts.interrupted(task.task_id, turn.prompt))
+            m.work[task.task_id] = Work(prompts.interrupted(task.task_id, turn.prompt))
             return
         asked = prompts.asked_of(turn.prompt)
         first = prompts.developer_prompt(self.cfg.roles["developer"], task, self.cfg.claude_md)
-        feedback = text or ("" if asked == first else asked)
-        m.work[task.task_id] = Work(feedback, fresh=True)
+        m.work[task.task_id] = Work("" if asked == first else asked, fresh=True)
 
     def _development_ended(self, task: Task, turn: Turn, why: str) -> None:
         if why:
@@ -1068,7 +1080,6 @@ class _Step:
                 why += f" (claude was refused: {', '.join(event.refused)})"
             self._fail(task, why, prompts.turn_failed(task.task_id, why))
             return
-        m.time_stops.pop(task.task_id, None)
         self._set(task.task_id, "review", f"{event.agent} finished; QA reviews")
 
     def _review_ended(
@@ -1140,7 +1151,6 @@ class _Step:
     # --- failures, escalation, human commands --------------------------------------------
 
     def _fail(self, task: Task, reason: str, next_prompt: str) -> None:
-        self.m.time_stops.pop(task.task_id, None)
         self._set(task.task_id, "failed", reason, max(task.attempts, 1))
         self._state_after_failure(task, reason, next_prompt)
 
@@ -1294,7 +1304,6 @@ def session_lost(finished: AgentTurnFinished) -> bool:
 __all__ = [
     "MAX_INTERRUPTIONS",
     "ORCHESTRATOR",
-    "TIME_RESUMES",
     "Action",
     "CommitForAgent",
     "Config",

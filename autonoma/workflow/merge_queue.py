@@ -95,7 +95,11 @@ class MergeQueue(Actor):
             finally:
                 self._check = None
             if not outcome.passed:
-                why = "timed out" if outcome.timed_out else f"exit code {outcome.exit_code}"
+                why = (
+                    f"timed out after {self.timeout:g} s (test_timeout)"
+                    if outcome.timed_out
+                    else f"exit code {outcome.exit_code}"
+                )
                 self.bus.publish(
                     MERGE_QUEUE,
                     MergeFailed(

@@ -274,7 +274,6 @@ class Orchestrator(Actor):
             roles={name: load_role(name, ctx.repo) for name in _ROLES},
             workers=ctx.workers,
             max_retries=self.settings.max_retries,
-            task_timeout=self.settings.task_timeout,
             test_command=self.settings.test_command,
             budget_usd=self.settings.budget_usd,
             task_budget_usd=self.settings.task_budget_usd,
@@ -383,6 +382,7 @@ class Orchestrator(Actor):
             # One transcript per session: a resumed turn appends to it.
             transcript=self.ctx.logs / f"{action.agent}-{action.session_id}.log",
             budget_usd=action.budget_usd,
+            session_usd=action.session_usd,
         )
         try:
             pid: int = ref.proxy().run_turn(request).get(timeout=30)

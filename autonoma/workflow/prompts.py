@@ -96,6 +96,32 @@ def turn_failed(task_id: str, reason: str) -> str:
     return f"Your previous turn on task {task_id} did not finish the task: {reason}\n\n{_FINISH}"
 
 
+def timeout_reason(kind: str, seconds: float) -> str:
+    """Which limit stopped a turn and how long it was, in a few words (status, the log)."""
+    if kind == "idle":
+        return f"no output for {seconds:g} s (idle timeout)"
+    return f"it ran {seconds:g} s (wall-clock timeout)"
+
+
+STOPPED = "Your previous turn was stopped"
+"""How the prompt that resumes a turn stopped for time starts (scenarios match on it)."""
+
+
+def stopped(kind: str, seconds: float, task_id: str | None = None) -> str:
+    """The prompt that resumes a turn stopped for time, in the same session."""
+    if kind == "idle":
+        limit = f"by Autonoma's idle timeout: it wrote no output for {seconds:g} s"
+    else:
+        limit = f"by Autonoma's wall-clock limit: it ran for {seconds:g} s"
+    what = (
+        f"task {task_id}. Do long-running commands in smaller steps that print as they go. "
+        + _FINISH
+        if task_id is not None
+        else "what that turn asked, and end with your complete answer."
+    )
+    return f"{STOPPED} {limit}. Continue where you left off and finish {what}"
+
+
 def interrupted(task_id: str, asked: str) -> str:
     """The previous turn was cut off (a crash, a restart): what it was asked, asked again."""
     asked = asked_of(asked)  # interrupted twice: ask the original
@@ -106,35 +132,13 @@ def interrupted(task_id: str, asked: str) -> str:
     )
 
 
-def stopped_for_time(reason: str, asked: str) -> str:
-    """A developer turn stopped for time (idle or wall clock), resumed once before it counts."""
-    asked = asked_of(asked)
-    return (
-        f"{_STOPPED}: {reason}. Look at `git status` and `git log` in your worktree to see "
-        "where you stopped, and finish what that turn asked, in shorter steps. "
-        + _FINISH
-        + _ASKED
-        + asked
-    )
-
-
-def answer_stopped_for_time(reason: str, asked: str) -> str:
-    """A planning turn stopped for time, resumed once: the answer is still wanted."""
-    asked = asked_of(asked)
-    return (
-        f"{_STOPPED}: {reason}. Finish what that turn asked and return your answer with "
-        "the StructuredOutput tool." + _ASKED + asked
-    )
-
-
 def asked_of(prompt: str) -> str:
-    """What an `interrupted` (or stopped) prompt asks again (any other prompt: itself)."""
+    """What an `interrupted` prompt asks again (any other prompt: itself)."""
     head, _, inner = prompt.partition(_ASKED)
-    return inner if inner and head.startswith((_INTERRUPTED, _STOPPED)) else prompt
+    return inner if inner and head.startswith(_INTERRUPTED) else prompt
 
 
 _INTERRUPTED = "Your previous turn on task"
-_STOPPED = "Your previous turn was stopped"
 _ASKED = " That turn asked:\n\n"
 
 

@@ -23,6 +23,7 @@ from typing import Literal
 from autonoma import config
 from autonoma import project as project_module
 from autonoma.agents.auth import AuthError, check_auth
+from autonoma.agents.command import isolation_args
 from autonoma.agents.environment import child_env
 from autonoma.agents.executable import find_claude
 from autonoma.agents.port import CLAUDE_NOT_FOUND
@@ -254,7 +255,7 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
         if sim is not None:
             prepared.cleanup.append(sim.stop)
         try:
-            check_auth(claude, env)
+            check_auth(claude, env, options=isolation_args(settings))
         except AuthError as err:
             raise RunError(str(err)) from None
         return prepared
@@ -345,7 +346,7 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
                         worktrees=project.worktrees,
                         main=prepared.main,
                         env=prepared.env,
-                        timeout=settings.task_timeout,
+                        timeout=settings.test_timeout,
                     ),
                 ),
                 # A merge cut short is done again on resume; the tests are killed with it.

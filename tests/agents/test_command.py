@@ -61,6 +61,11 @@ def test_a_first_turn_in_full() -> None:
         SID,
         "--model",
         "model-default",
+        "--fallback-model",
+        "sonnet",
+        "--setting-sources",
+        "project,local",
+        "--strict-mcp-config",
         "--permission-mode",
         "acceptEdits",
         "--max-turns",
@@ -84,6 +89,51 @@ def test_resume_instead_of_session_id() -> None:
 
 def test_model_from_the_role_wins() -> None:
     assert value(argv(role(model="claude-x")), "--model") == "claude-x"
+
+
+@pytest.mark.parametrize(
+    ("role_model", "claude_model", "fallback", "want_model", "want_fallback"),
+    [
+        (None, "opus", "sonnet", "opus", "sonnet"),  # the defaults
+        ("haiku", "opus", "sonnet", "haiku", "sonnet"),  # the role's model wins
+        (None, "claude-opus-4-5-20251101", "sonnet", "claude-opus-4-5-20251101", "sonnet"),
+        (None, "opus", "", "opus", None),  # "" = no fallback
+        (None, "opus", "none", "opus", None),  # so does "none"
+        ("sonnet", "opus", "sonnet", "sonnet", None),  # never the main model itself
+    ],
+)
+def test_model_and_fallback(
+    role_model: str | None,
+    claude_model: str,
+    fallback: str,
+    want_model: str,
+    want_fallback: str | None,
+) -> None:
+    settings = Settings(claude_model=claude_model, fallback_model=fallback)
+    args = argv(role(model=role_model), settings=settings)
+    assert value(args, "--model") == want_model
+    if want_fallback is None:
+        assert "--fallback-model" not in args
+    else:
+        assert value(args, "--fallback-model") == want_fallback
+
+
+@pytest.mark.parametrize("bad", ["opus 4", "--dangerously-skip-permissions", "a\nb"])
+def test_a_model_that_is_not_one_word_is_refused(bad: str) -> None:
+    with pytest.raises(CommandError, match="one word"):
+        argv(settings=Settings(claude_model=bad))
+    with pytest.raises(CommandError, match="one word"):
+        argv(settings=Settings(fallback_model=bad))
+
+
+def test_the_users_own_claude_config_only_when_asked() -> None:
+    isolated = argv()
+    assert value(isolated, "--setting-sources") == "project,local"
+    assert "--strict-mcp-config" in isolated and "--mcp-config" not in isolated
+    # Before --allowedTools, which takes every value up to "--".
+    assert isolated.index("--strict-mcp-config") < isolated.index("--allowedTools")
+    own = argv(settings=Settings(claude_model="m", user_claude_config=True))
+    assert "--setting-sources" not in own and "--strict-mcp-config" not in own
 
 
 def test_permission_mode_and_max_turns_from_the_role() -> None:

@@ -358,3 +358,42 @@ def test_the_real_claude_runs_in_the_port(tmp_path: Path) -> None:
     assert any(b"Claude Code" in line for line in rec.lines), rec.lines
     assert all(b"\r" not in line for line in rec.lines)
     assert tree_left(pid) == []
+
+
+# --- the idle limit beside the wall clock ----------------------------------------------
+
+
+def test_a_silent_child_is_stopped_by_the_idle_limit(tmp_path: Path) -> None:
+    rec = Recorder()
+    script = "echo started; sleep 600"
+    port = make_port(tmp_path, script, rec, timeout=30.0, idle_timeout=0.5, grace=5.0)
+    pid = port.start()
+    started = time.monotonic()
+    assert rec.exited() == (None, signal.SIGTERM, True)
+    assert 0.45 <= time.monotonic() - started < 4.0
+    assert port.result == PortExit(None, signal.SIGTERM, True, timeout="idle", timeout_s=0.5)
+    assert port.stop_reason == "idle timeout"
+    assert rec.lines == [b"started"]
+    assert tree_left(pid) == []
+
+
+def test_a_child_printing_steadily_past_the_idle_limit_is_not_stopped(tmp_path: Path) -> None:
+    rec = Recorder()
+    # 2 s in all, a line every 0.1 s: four times the idle limit, within the wall clock.
+    script = "for i in $(seq 20); do echo $i; sleep 0.1; done"
+    port = make_port(tmp_path, script, rec, timeout=30.0, idle_timeout=0.5)
+    port.start()
+    assert rec.exited() == (0, None, False)
+    assert port.result is not None and port.result.timeout == ""
+    assert rec.lines == [str(i).encode() for i in range(1, 21)]
+
+
+def test_the_wall_clock_stops_a_child_that_prints_steadily(tmp_path: Path) -> None:
+    rec = Recorder()
+    script = "while :; do echo tick; sleep 0.05; done"
+    port = make_port(tmp_path, script, rec, timeout=1.0, idle_timeout=0.5)
+    port.start()
+    assert rec.exited() == (None, signal.SIGTERM, True)
+    assert port.result is not None
+    assert (port.result.timeout, port.result.timeout_s) == ("wall", 1.0)
+    assert len(rec.lines) > 5

@@ -49,6 +49,8 @@ def test_packaged_roles_load(name: str, tmp_path: Path) -> None:
     assert role.model is None and role.timeout is None
     assert role.model_for(Settings(claude_model="m-1")) == "m-1"
     assert role.timeout_for(Settings(task_timeout=42)) == 42
+    assert role.idle_timeout is None
+    assert role.idle_timeout_for(Settings(turn_idle_timeout=7)) == 7
     if name in SCHEMA_KEYS:
         assert role.schema is not None and role.schema["type"] == "object"
         assert set(role.schema["required"]) == SCHEMA_KEYS[name]
@@ -93,6 +95,7 @@ allowed_tools = ["Read", "Bash(git diff:*)"]
 permission_mode = "plan"
 max_turns = 3
 timeout = 90
+idle_timeout = 30
 schema = {type = "object", properties = {ok = {type = "boolean"}}, required = ["ok"]}
 +++
 
@@ -113,10 +116,12 @@ def test_an_override_wins(tmp_path: Path) -> None:
         permission_mode="plan",
         model="claude-sonnet-x",
         timeout=90.0,
+        idle_timeout=30.0,
         schema={"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]},
     )
     assert role.model_for(Settings()) == "claude-sonnet-x"
     assert role.timeout_for(Settings(task_timeout=5)) == 90.0
+    assert role.idle_timeout_for(Settings(turn_idle_timeout=5)) == 30.0
     assert (
         render(role, task_id="t7", verdict="yes", unused="x") == "Check t7 and say yes, costs $5.\n"
     )
@@ -193,9 +198,24 @@ BROKEN = [
         "'timeout' = -1 must be a number of seconds > 0",
     ),
     (
+        "bad idle timeout",
+        '+++\nallowed_tools = ["Read"]\nmax_turns = 3\nidle_timeout = "10m"\n+++\nhi\n',
+        "'idle_timeout' = '10m' must be a number of seconds > 0",
+    ),
+    (
         "empty model",
         '+++\nallowed_tools = ["Read"]\nmax_turns = 3\nmodel = ""\n+++\nhi\n',
         "'model' must be a non-empty string",
+    ),
+    (
+        "model with a space",
+        '+++\nallowed_tools = ["Read"]\nmax_turns = 3\nmodel = "claude opus"\n+++\nhi\n',
+        "'model' = 'claude opus' must be one word: an alias (opus, sonnet, haiku) or a model id",
+    ),
+    (
+        "model like an option",
+        '+++\nallowed_tools = ["Read"]\nmax_turns = 3\nmodel = "--bare"\n+++\nhi\n',
+        "'model' = '--bare' must be one word",
     ),
     (
         "schema bad json",

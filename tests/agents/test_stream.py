@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autonoma.agents.stream import decode_line, turn_failed, turn_failure
+from autonoma.agents.stream import decode_line, turn_cost, turn_failed, turn_failure
 from autonoma.protocol import (
     AgentApiRetry,
     AgentSessionStarted,
@@ -114,7 +114,13 @@ def test_success_tool_use() -> None:
             task_id=T,
         ),
         CostReported(
-            agent_id=A, usd=0.0011200000000000001, input_tokens=24, output_tokens=40, task_id=T
+            agent_id=A,
+            usd=0.0011200000000000001,
+            input_tokens=24,
+            output_tokens=40,
+            task_id=T,
+            session_usd=0.0011200000000000001,
+            session_id=s,
         ),
     ]
 
@@ -153,7 +159,13 @@ def test_permission_denied() -> None:
     assert isinstance(finished, AgentTurnFinished) and not turn_failed(finished)
     assert msgs[5:] == [
         CostReported(
-            agent_id=A, usd=0.0011200000000000001, input_tokens=24, output_tokens=40, task_id=T
+            agent_id=A,
+            usd=0.0011200000000000001,
+            input_tokens=24,
+            output_tokens=40,
+            task_id=T,
+            session_usd=0.0011200000000000001,
+            session_id=s,
         )
     ]
 
@@ -191,7 +203,13 @@ def test_structured_output() -> None:
             task_id=T,
         ),
         CostReported(
-            agent_id=A, usd=0.0005600000000000001, input_tokens=12, output_tokens=20, task_id=T
+            agent_id=A,
+            usd=0.0005600000000000001,
+            input_tokens=12,
+            output_tokens=20,
+            task_id=T,
+            session_usd=0.0005600000000000001,
+            session_id=s,
         ),
     ]
 
@@ -224,7 +242,13 @@ def test_max_turns() -> None:
     assert turn_failure(finished) == "max turns: Reached maximum number of turns (1)"
     assert msgs[4:] == [
         CostReported(
-            agent_id=A, usd=0.0005600000000000001, input_tokens=12, output_tokens=20, task_id=T
+            agent_id=A,
+            usd=0.0005600000000000001,
+            input_tokens=12,
+            output_tokens=20,
+            task_id=T,
+            session_usd=0.0005600000000000001,
+            session_id=s,
         )
     ]
 
@@ -285,7 +309,7 @@ def test_api_errors(name: str, status: int, error: str, session: str, text: str)
             usage=usage(0, 0),
             task_id=T,
         ),
-        CostReported(agent_id=A, usd=0.0, task_id=T),
+        CostReported(agent_id=A, usd=0.0, task_id=T, session_usd=0.0, session_id=session),
     ]
     finished = msgs[3]
     assert isinstance(finished, AgentTurnFinished)
@@ -339,7 +363,15 @@ def test_request_write_then_text() -> None:
             usage=usage(200, 15, NEW_USAGE),
             task_id=T,
         ),
-        CostReported(agent_id=A, usd=0.0011, input_tokens=200, output_tokens=15, task_id=T),
+        CostReported(
+            agent_id=A,
+            usd=0.0011,
+            input_tokens=200,
+            output_tokens=15,
+            task_id=T,
+            session_usd=0.0011,
+            session_id=s,
+        ),
     ]
 
 
@@ -377,7 +409,15 @@ def test_request_structured_output() -> None:
             usage=usage(100, 12, NEW_USAGE),
             task_id=T,
         ),
-        CostReported(agent_id=A, usd=0.00064, input_tokens=100, output_tokens=12, task_id=T),
+        CostReported(
+            agent_id=A,
+            usd=0.00064,
+            input_tokens=100,
+            output_tokens=12,
+            task_id=T,
+            session_usd=0.00064,
+            session_id=s,
+        ),
     ]
 
 
@@ -411,7 +451,15 @@ def test_request_bash_tool_with_crlf() -> None:
             usage=usage(200, 15, NEW_USAGE),
             task_id=T,
         ),
-        CostReported(agent_id=A, usd=0.0011, input_tokens=200, output_tokens=15, task_id=T),
+        CostReported(
+            agent_id=A,
+            usd=0.0011,
+            input_tokens=200,
+            output_tokens=15,
+            task_id=T,
+            session_usd=0.0011,
+            session_id=s,
+        ),
     ]
 
 
@@ -436,7 +484,7 @@ def test_unreachable_api_is_a_failure_despite_success_subtype() -> None:
     assert turn_failure(finished) == (
         "API error connection_failed: API Error: Connection refused (ECONNREFUSED)"
     )
-    assert cost == CostReported(agent_id=A, usd=0.0)
+    assert cost == CostReported(agent_id=A, usd=0.0, session_id="s-1")
 
 
 def result(**fields: object) -> AgentTurnFinished:
@@ -591,3 +639,44 @@ def test_never_raises_on_fuzzed_input() -> None:
             assert msg.agent_id == A and msg.task_id == T
     assert one(b"[" * 100_000)  # deep nesting
     assert one(b'{"type":' * 50_000)
+
+
+@pytest.mark.parametrize(
+    ("running_total", "before", "cost"),
+    [
+        (0.525, 0.0, 0.525),  # a new session: all of it
+        (1.05, 0.525, 0.525),  # resumed: only the change
+        (1.575, 1.05, 0.525),
+        (0.0, 0.525, 0.0),  # a resume that found nothing reports 0: never negative
+        (0.4, 0.525, 0.0),
+        (0.3, -1.0, 0.3),  # a nonsense "before" counts as none
+    ],
+)
+def test_a_turn_costs_the_change_in_the_sessions_running_total(
+    running_total: float, before: float, cost: float
+) -> None:
+    assert turn_cost(running_total, before) == pytest.approx(cost)
+
+
+def test_a_resumed_turns_result_line_is_booked_as_the_change() -> None:
+    line = json.dumps(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": False,
+            "session_id": "s-1",
+            "total_cost_usd": 1.575,
+            "usage": {"input_tokens": 100000, "output_tokens": 1000},
+        }
+    )
+    finished, cost = decode_line(line, agent_id=A, task_id=T, session_usd=1.05)
+    assert isinstance(finished, AgentTurnFinished) and finished.total_cost_usd == 1.575
+    assert cost == CostReported(
+        agent_id=A,
+        usd=pytest.approx(0.525),  # type: ignore[arg-type]
+        input_tokens=100000,
+        output_tokens=1000,
+        task_id=T,
+        session_usd=1.575,
+        session_id="s-1",
+    )

@@ -23,6 +23,7 @@ from autonoma.agents.roles import Role, load_role
 from autonoma.agents.turn import Turn
 from autonoma.config import Settings
 from autonoma.journal import reader
+from autonoma.journal.fold import State, apply
 from autonoma.journal.writer import Journal
 from autonoma.protocol import (
     AgentApiRetry,
@@ -33,10 +34,12 @@ from autonoma.protocol import (
     AgentTurnFinished,
     AgentTurnStarting,
     CostReported,
+    Envelope,
     Message,
 )
 from autonoma.runtime.bus import Bus
 from autonoma.sim import SimServer, loads_scenario
+from autonoma.workflow.governor import Governor
 
 CLAUDE = LOCAL_INSTALL / "claude"  # installed by make test
 
@@ -126,6 +129,14 @@ task = "limited"
 fault = "429"
 retry_after = 0
 
+# One call per turn at a fixed usage: every turn of the session costs the same.
+[[rule]]
+name = "costly"
+task = "cost"
+[[rule.step]]
+text = "Counted."
+usage = { input_tokens = 100000, output_tokens = 1000 }
+
 [[rule]]
 name = "sleepy"
 task = "sleepy"
@@ -179,6 +190,8 @@ def make_turn(
     resume: bool = False,
     settings: Settings | None = None,
     role: Role | None = None,
+    budget_usd: float | None = None,
+    session_usd: float = 0.0,
 ) -> Turn:
     return Turn(
         run.bus,
@@ -193,6 +206,8 @@ def make_turn(
         claude=CLAUDE,
         task_id=task,
         transcript=git_repo.parent / f"{task}.jsonl",
+        budget_usd=budget_usd,
+        session_usd=session_usd,
     )
 
 
@@ -352,6 +367,7 @@ def test_timeout_stops_the_whole_tree(
     assert _our_sleepers() == []
     exited = [m for m in run.messages() if isinstance(m, AgentProcessExited)]
     assert len(exited) == 1 and exited[0].timed_out
+    assert (exited[0].timeout, exited[0].timeout_s) == ("wall", 3.0)
     requests = [r for r in sim.messages_requests if r.rule == "sleepy"]
     assert [r.step for r in requests] == [0], "the Bash tool was running when the turn stopped"
 
@@ -390,3 +406,118 @@ def test_structured_answer_and_failures_read_from_is_error(
     messages = run.messages()
     retries = [m for m in messages if isinstance(m, AgentApiRetry) and m.task_id == "limited"]
     assert [(r.attempt, r.error_status) for r in retries] == [(1, 429)]
+
+
+# --- true costs: a resumed session's running total is booked once ------------------------
+
+
+class Costs:
+    """The fold and the governor of a run, fed by its bus, as the orchestrator has them."""
+
+    def __init__(self, run: Run, task_budget_usd: float = 0.0) -> None:
+        self.state = State()
+        self.lock = threading.Lock()
+        run.bus.subscribe(self._apply)
+        self.governor = Governor.start(run.bus, Settings(task_budget_usd=task_budget_usd))
+
+    def _apply(self, envelope: Envelope) -> None:
+        with self.lock:
+            apply(self.state, envelope)
+
+    def before(self, session: str) -> float:
+        """What the orchestrator hands a resumed turn: the session's last running total."""
+        with self.lock:
+            return self.state.session_usd.get(session, 0.0)
+
+    def left(self, task: str) -> float | None:
+        """What the orchestrator passes as --max-budget-usd: the governor's permit."""
+        time.sleep(0.2)  # the governor hears the last CostReported through its mailbox
+        left: float | None = self.governor.proxy().permit(task).get(timeout=10).task_budget_left
+        return left
+
+    def stop(self) -> None:
+        self.governor.stop()
+
+
+def run_turns(
+    run: Run, costs: Costs, git_repo: Path, env: dict[str, str], session: str, n: int, budget: bool
+) -> list[Turn]:
+    turns = []
+    for i in range(n):
+        turn = make_turn(
+            run,
+            git_repo,
+            env,
+            "cost",
+            session,
+            resume=i > 0,
+            session_usd=costs.before(session) if i > 0 else 0.0,
+            budget_usd=costs.left("cost") if budget else None,
+        )
+        turn.start()
+        assert turn.wait(30) is not None
+        turns.append(turn)
+    return turns
+
+
+def test_a_session_resumed_twice_is_booked_once(
+    git_repo: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    run = Run(tmp_path)
+    costs = Costs(run)
+    session = str(uuid.uuid4())
+    try:
+        turns = run_turns(run, costs, git_repo, env, session, 3, budget=False)
+    finally:
+        costs.stop()
+    totals = [t.outcome.finished.total_cost_usd for t in turns if t.outcome and t.outcome.finished]
+    # claude reports the running total: three equal turns, three growing totals.
+    assert len(totals) == 3 and totals[0] > 0
+    assert totals == pytest.approx([totals[0], 2 * totals[0], 3 * totals[0]])
+    reported = [m for m in run.messages() if isinstance(m, CostReported)]
+    assert [c.usd for c in reported] == pytest.approx([totals[0]] * 3)
+    assert sum(c.usd for c in reported) == pytest.approx(totals[-1])
+    assert [c.session_usd for c in reported] == totals
+    assert {c.session_id for c in reported} == {session}
+    # Tokens are claude's usage of each turn: not running totals.
+    assert [c.input_tokens for c in reported] == [100000] * 3
+
+
+def test_max_budget_usd_gets_what_is_left_and_claude_ends_the_turn_over_it(
+    git_repo: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    # The price of one turn, from a session of its own.
+    probe = Run(tmp_path / "probe")
+    one = make_turn(probe, git_repo, env, "cost", str(uuid.uuid4()))
+    one.start()
+    outcome = one.wait(30)
+    assert outcome is not None and outcome.finished is not None
+    price = outcome.finished.total_cost_usd
+    probe.messages()
+
+    run = Run(tmp_path)
+    costs = Costs(run, task_budget_usd=2.3 * price)
+    session = str(uuid.uuid4())
+    try:
+        turns = run_turns(run, costs, git_repo, env, session, 3, budget=True)
+    finally:
+        costs.stop()
+    budgets = [
+        float(t.argv[t.argv.index("--max-budget-usd") + 1]) if "--max-budget-usd" in t.argv else 0
+        for t in turns
+    ]
+    # What is left of the task's budget, counted from the turns' own costs. claude
+    # compares it with this turn's cost, not the session's running total: the second
+    # turn ends well under a cap of 1.3 prices although its running total is 2 prices.
+    assert budgets == pytest.approx([2.3 * price, 1.3 * price, 0.3 * price], abs=1e-4)
+    second = turns[1].outcome
+    assert second is not None and second.finished is not None and not second.failed
+    assert second.finished.total_cost_usd == pytest.approx(2 * price)
+    # The third turn's one call costs more than the 0.3 prices left: claude's own stop.
+    third = turns[2].outcome
+    assert third is not None and third.failed and third.finished is not None
+    assert third.finished.subtype == "error_max_budget_usd"
+    assert third.finished.terminal_reason == "budget_exhausted"
+    assert third.finished.errors == [f"Reached maximum budget (${budgets[2]:g})"]
+    reported = [m for m in run.messages() if isinstance(m, CostReported)]
+    assert sum(c.usd for c in reported) == pytest.approx(3 * price)

@@ -197,7 +197,13 @@ def test_a_follow_up_that_never_started_is_still_told_when_the_run_resumes(
     # The run budget is reached by QA's rejection of t2: the run stops before t2's
     # developer hears why. Resumed with more budget, that turn says it.
     root = make_project(tmp_path)
-    env = {**clean_env, "AUTONOMA_BUDGET_USD": "0.03", "AUTONOMA_MAX_RETRIES": "1"}
+    # The budget is set for claude's prices of this model (the opus alias costs less).
+    env = {
+        **clean_env,
+        "AUTONOMA_BUDGET_USD": "0.03",
+        "AUTONOMA_MAX_RETRIES": "1",
+        "AUTONOMA_CLAUDE_MODEL": "claude-opus-4-5-20251101",
+    }
     stopped = start(root, "rejects_t2.toml", env, "--max-workers", "1")
     assert_clean_exit(stopped, 1)
     before = journal(root)

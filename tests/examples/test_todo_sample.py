@@ -1,4 +1,4 @@
-"""The demo sample, examples/todo: its scenario plays a whole company that builds real code.
+"""The demo sample, autonoma/examples/todo: its scenario plays a company that builds real code.
 
 Checked without claude: the structured answers fit the role schemas, the task DAG has
 the shape the demo needs (a root, three parallel tasks with disjoint files, a conflict
@@ -26,9 +26,10 @@ from autonoma.agents.environment import child_env
 from autonoma.agents.executable import LOCAL_INSTALL
 from autonoma.agents.roles import load_role, render
 from autonoma.config import Settings
+from autonoma.demo import sample_dir
 from autonoma.sim import RequestInfo, Rule, Scenario, SimServer, ToolCall, load_scenario
 
-SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "todo"
+SAMPLE = sample_dir("todo")
 TEST_COMMAND = "python3 -m unittest discover -s tests -t ."
 TASK_IDS = ["t1", "t2", "t3", "t4", "t5", "t6"]
 PARALLEL = {"t2", "t3", "t4"}

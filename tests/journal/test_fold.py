@@ -24,6 +24,7 @@ from autonoma.protocol import (
     AgentText,
     AgentToolResult,
     AgentToolUse,
+    AgentTurnFinished,
     AgentTurnStarting,
     AnyMessage,
     CostReported,
@@ -417,6 +418,27 @@ def test_an_agent_turn_from_spawn_to_exit() -> None:
     assert agent.last_error == "turn failed (success 429): API Error: Request rejected (429)"
 
 
+@pytest.mark.parametrize(
+    ("asked", "argv", "reported", "shown"),
+    [
+        ("opus", ["claude", "--model", "opus", "--", "x"], "", "opus"),  # before system/init
+        ("opus", ["claude", "--model", "opus", "--", "x"], "claude-opus-5-5", "claude-opus-5-5"),
+        ("", ["claude", "--model", "haiku", "--", "x"], "", "haiku"),  # an older journal
+        ("", ["claude", "--", "--model"], "", ""),  # the prompt is not an option
+    ],
+)
+def test_an_agents_model_is_what_claude_reported_else_what_was_asked(
+    asked: str, argv: list[str], reported: str, shown: str
+) -> None:
+    from autonoma.protocol import AgentSessionStarted, AgentTurnStarting
+
+    starting = AgentTurnStarting(
+        agent_id="dev-1", role="developer", session_id="s", cwd="/w", argv=argv, model=asked
+    )
+    session = AgentSessionStarted(agent_id="dev-1", session_id="s", model=reported)
+    assert folded(starting, session).agents["dev-1"].model == shown
+
+
 def test_a_task_keeps_what_its_next_turn_will_be_told_until_that_turn_starts() -> None:
     state = fold(
         [
@@ -436,3 +458,38 @@ def test_a_task_keeps_what_its_next_turn_will_be_told_until_that_turn_starts() -
     fold([env(turn, 3)], state)
     assert state.tasks["t1"].feedback == ""
     assert state.tasks["t1"].prompt == "QA requested changes: add a test"
+
+
+def _finished(session: str, total: float, *, is_error: bool = False) -> AgentTurnFinished:
+    return AgentTurnFinished(
+        agent_id="developer-1",
+        session_id=session,
+        subtype="success",
+        is_error=is_error,
+        total_cost_usd=total,
+    )
+
+
+@pytest.mark.parametrize(
+    ("turns", "expected"),
+    [
+        pytest.param([], {}, id="no turn"),
+        pytest.param([("s1", 0.5)], {"s1": 0.5}, id="a new session"),
+        pytest.param(
+            [("s1", 0.5), ("s1", 1.0), ("s1", 1.5)], {"s1": 1.5}, id="resumed twice: the last"
+        ),
+        pytest.param(
+            [("s1", 0.5), ("s2", 0.2), ("s1", 1.0)], {"s1": 1.0, "s2": 0.2}, id="sessions apart"
+        ),
+        # A resume that found no session, or a turn that failed before claude counted
+        # anything, reports 0: the total already known stays, so nothing counts twice.
+        pytest.param([("s1", 0.5), ("s1", 0.0)], {"s1": 0.5}, id="a zero report keeps it"),
+        pytest.param([("", 0.3)], {}, id="no session id"),
+    ],
+)
+def test_each_session_keeps_claudes_last_running_total(
+    turns: list[tuple[str, float]], expected: dict[str, float]
+) -> None:
+    state = folded(*(_finished(session, total) for session, total in turns))
+    assert state.session_usd == expected
+    assert state.to_dict()["session_usd"] == expected

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from autonoma.resources import packaged
 from autonoma.sim import (
     ScenarioError,
     SimServer,
@@ -410,8 +411,7 @@ def test_missing_scenario_file(tmp_path: Path) -> None:
 
 
 def test_shipped_example_loads() -> None:
-    example = Path(__file__).resolve().parents[2] / "autonoma" / "sim" / "example.toml"
-    scenario = load_scenario(example)
+    scenario = load_scenario(packaged("sim", "example.toml"))
     assert scenario.rules
 
 

@@ -126,11 +126,19 @@ def result(
 
 
 def exited(
-    code: int | None = 0, signal: int | None = None, timeout: Literal["", "idle", "wall"] = ""
+    code: int | None = 0,
+    signal: int | None = None,
+    timeout: Literal["", "idle", "wall"] = "",
+    limit: float = 0.0,
 ) -> AgentProcessExited:
     """The process's end; agent and pid are filled in when played."""
     return AgentProcessExited(
-        agent_id="", exit_code=code, signal=signal, timed_out=bool(timeout), timeout=timeout
+        agent_id="",
+        exit_code=code,
+        signal=signal,
+        timed_out=bool(timeout),
+        timeout=timeout,
+        timeout_s=limit,
     )
 
 
@@ -212,8 +220,8 @@ CHANGES = result(structured={"verdict": "changes_requested", "reasons": ["add a 
 NO_VERDICT = result(text="Looks good to me.")
 EXIT_0, EXIT_1 = exited(0), exited(1)
 KILLED = exited(None, signal=9)
-IDLE = exited(None, signal=15, timeout="idle")
-WALL = exited(None, signal=15, timeout="wall")
+IDLE = exited(None, signal=15, timeout="idle", limit=300)
+WALL = exited(None, signal=15, timeout="wall", limit=600)
 NOTHING_COMMITTED = Checked("no change was committed on the task's branch")
 TASK_BUDGET = FromGovernor(BudgetReached(scope="task", limit_usd=1.0, spent_usd=1.2, task_id=T))
 
@@ -250,7 +258,6 @@ class Harness:
             roles=roles,
             workers=1,
             max_retries=max_retries,
-            task_timeout=600.0,
             budget_usd=budget,
             task_budget_usd=task_budget,
         )
@@ -362,6 +369,7 @@ class Harness:
                 signal=step.signal,
                 timed_out=step.timed_out,
                 timeout=step.timeout,
+                timeout_s=step.timeout_s,
                 task_id=turn.task_id,
                 pid=self.pid,
             )
@@ -451,17 +459,17 @@ ROWS = [
         "develop",
         (IDLE,),
         "running",
-        "",
+        "resumed: the turn was stopped: no output for 300 s (idle timeout)",
         "resume",
         False,
-        says="Your previous turn was stopped",
+        says="Your previous turn was stopped by Autonoma's idle timeout",
     ),
     Row(
         "idle timeout twice: counted",
         "develop",
         (IDLE, Again(), IDLE),
         "running",
-        "retry: the turn was stopped: it printed nothing for too long (idle timeout)",
+        "retry: the turn was stopped again: no output for 300 s (idle timeout)",
         "resume",
         True,
         says="did not finish the task",
@@ -471,19 +479,28 @@ ROWS = [
         "develop",
         (WALL,),
         "running",
-        "",
+        "resumed: the turn was stopped: it ran 600 s (wall-clock timeout)",
         "resume",
         False,
-        says="Your previous turn was stopped: the turn timed out after 600 s",
+        says="Your previous turn was stopped by Autonoma's wall-clock limit",
     ),
     Row(
         "wall timeout twice: counted",
         "develop",
         (WALL, Again(), WALL),
         "running",
-        "retry: the turn timed out after 600 s",
+        "retry: the turn was stopped again: it ran 600 s (wall-clock timeout)",
         "resume",
         True,
+    ),
+    Row(
+        "wall timeout after its result: the result stands",
+        "develop",
+        (SUCCESS, WALL, Checked()),
+        "review",
+        "QA reviews",
+        "review",
+        False,
     ),
     Row(
         "max turns",
@@ -602,8 +619,27 @@ ROWS = [
         says="QA requested changes on task t1",
     ),
     Row("failed (is_error)", "review", (FAILED_500, EXIT_1), "review", "", "review", True),
-    Row("idle timeout", "review", (IDLE,), "review", "", "review", True),
-    Row("wall timeout", "review", (WALL,), "review", "", "review", True),
+    Row(
+        "idle timeout: reviewed again, not counted",
+        "review",
+        (IDLE,),
+        "review",
+        "QA reviews again: the turn was stopped: no output for 300 s",
+        "review",
+        False,
+    ),
+    Row(
+        "idle timeout twice: counted", "review", (IDLE, Again(), IDLE), "review", "", "review", True
+    ),
+    Row(
+        "wall timeout: reviewed again, not counted",
+        "review",
+        (WALL,),
+        "review",
+        "QA reviews again: the turn was stopped: it ran 600 s",
+        "review",
+        False,
+    ),
     Row("max turns", "review", (MAX_TURNS, EXIT_1), "review", "", "review", True),
     Row("budget reached (claude)", "review", (BUDGET, EXIT_1), "review", "", "review", True),
     Row(
@@ -664,7 +700,7 @@ ROWS = [
     Row(
         "idle timeout twice: counted", "plan", (IDLE, Again(), IDLE), "planning", "", "fresh", True
     ),
-    Row("wall timeout", "plan", (WALL,), "planning", "", "resume", False, says="timed out"),
+    Row("wall timeout", "plan", (WALL,), "planning", "", "resume", False, says="wall-clock limit"),
     Row("max turns", "plan", (MAX_TURNS, EXIT_1), "planning", "", "fresh", True),
     Row("budget reached (claude)", "plan", (BUDGET, EXIT_1), "planning", "", "fresh", True),
     Row("rate limit given up", "plan", (RATE_LIMITED, EXIT_1), "planning", "", "fresh", False),
