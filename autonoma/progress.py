@@ -161,7 +161,9 @@ class Progress:
                 )
             case p.WorkCommittedForAgent(task_id=task, agent_id=agent, commit=commit, files=files):
                 many = f" ({len(files)} file{'' if len(files) == 1 else 's'})" if files else ""
-                left = _left_out(message.left_out, message.left_out_more)
+                left = (
+                    _left_out(message.left_out, message.left_out_more) if message.left_out else ""
+                )
                 return (
                     f"{agent} [{task}] left changes uncommitted: committed as {commit[:8]}{many}"
                     + (f"; {left}" if left else ""),
