@@ -366,9 +366,10 @@ def _sweep_folder(
     index: pygit2.Index,
 ) -> list[str]:
     """Stage the declared files in the untracked folder ``top``; what it leaves out."""
-    if excludes.matches(top) or not _may_hold(top, declared):
-        return [top]
     root = Path(repo.workdir)
+    # A repository of its own inside the worktree is never walked into.
+    if excludes.matches(top) or not _may_hold(top, declared) or (root / top / ".git").exists():
+        return [top]
     left: list[str] = []
     added: set[str] = set()
     for folder, dirs, files in os.walk(root / top):
