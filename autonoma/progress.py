@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from autonoma import protocol as p
 from autonoma.protocol import Envelope
+from autonoma.report import left_out_text as _left_out
 
 REASON_CHARS = 160
 """How much of a reason (a verdict, a failure, a detail) one line keeps."""
@@ -161,10 +162,16 @@ class Progress:
                 )
             case p.WorkCommittedForAgent(task_id=task, agent_id=agent, commit=commit, files=files):
                 many = f" ({len(files)} file{'' if len(files) == 1 else 's'})" if files else ""
+                left = (
+                    _left_out(message.left_out, message.left_out_more) if message.left_out else ""
+                )
                 return (
-                    f"{agent} [{task}] left changes uncommitted: committed as {commit[:8]}{many}",
+                    f"{agent} [{task}] left changes uncommitted: committed as {commit[:8]}{many}"
+                    + (f"; {left}" if left else ""),
                     "",
                 )
+            case p.WorkLeftOut(task_id=task, agent_id=agent, left_out=left_out, left_out_more=more):
+                return f"{agent} [{task}] nothing committed for it; {_left_out(left_out, more)}", ""
             case p.Escalation(source=source, reason=reason, task_id=task):
                 on = f" [{task}]" if task else ""
                 return (

@@ -174,12 +174,33 @@ class TaskFeedback(Message, frozen=True):
 
 
 class WorkCommittedForAgent(Message, frozen=True):
-    """A turn ended with uncommitted changes in the worktree: Autonoma committed them."""
+    """A turn ended with uncommitted changes in the worktree: Autonoma committed them.
+
+    Only changes to tracked files and the task's declared files are taken, never what
+    the project's exclude list matches; ``left_out`` names what stayed uncommitted.
+    """
 
     task_id: str
     agent_id: str
     commit: str
     files: list[str] = []
+    left_out: list[str] = []
+    """Paths left uncommitted in the worktree (a folder once, as ``node_modules/``)."""
+    left_out_more: int = 0
+    """How many more were left out than ``left_out`` names (it is bounded)."""
+
+
+class WorkLeftOut(Message, frozen=True):
+    """A turn ended with files Autonoma did not commit for the agent, and nothing else to commit.
+
+    Excluded (caches, virtual environments, secrets: ``.autonoma/exclude``) or new files
+    the task does not declare; they stay in the worktree, uncommitted.
+    """
+
+    task_id: str
+    agent_id: str
+    left_out: list[str]
+    left_out_more: int = 0
 
 
 class ReviewVerdict(Message, frozen=True):
@@ -436,6 +457,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     TaskWorkspace,
     TaskFeedback,
     WorkCommittedForAgent,
+    WorkLeftOut,
     ReviewVerdict,
     MergeFailed,
     TaskMerged,
@@ -475,6 +497,7 @@ AnyMessage = (
     | TaskWorkspace
     | TaskFeedback
     | WorkCommittedForAgent
+    | WorkLeftOut
     | ReviewVerdict
     | MergeFailed
     | TaskMerged

@@ -67,6 +67,11 @@ def summary(message: p.Message) -> str:
             return _short(
                 f"{state}{f' on {task}' if task else ''}{f': {detail}' if detail else ''}"
             )
+        case p.WorkCommittedForAgent(commit=commit, files=files, left_out=left, left_out_more=more):
+            left_text = f"; {left_out_text(left, more)}" if left else ""
+            return _short(f"committed {commit[:10]} for the agent: {', '.join(files)}{left_text}")
+        case p.WorkLeftOut(left_out=left, left_out_more=more):
+            return _short(f"nothing committed for the agent; {left_out_text(left, more)}")
         case p.CostReported(usd=usd, input_tokens=tin, output_tokens=tout):
             return f"${usd:.4f} ({tin} in, {tout} out)"
     fields = msgspec.structs.asdict(message)
@@ -92,6 +97,14 @@ def envelope_json(envelope: Envelope) -> str:
     data: dict[str, Any] = msgspec.to_builtins(envelope)
     data["time"] = iso_time(envelope.ts)
     return msgspec.json.encode(data).decode()
+
+
+def left_out_text(paths: list[str], more: int = 0, shown: int = 8) -> str:
+    """What Autonoma did not commit for an agent, in one phrase (for the log and status)."""
+    count = len(paths) + more
+    hidden = count - min(len(paths), shown)
+    rest = f" and {hidden} more" if hidden else ""
+    return f"left out (excluded, or not in the task's files): {', '.join(paths[:shown])}{rest}"
 
 
 def _money(usd: float) -> str:
@@ -184,6 +197,8 @@ def _task_lines(task: Task, widths: list[int], tasks: dict[str, Task]) -> list[s
             tried = f" (attempt {event.attempt})" if event.attempt else ""
             why = f": {_short(event.reason, _HISTORY_REASON)}" if event.reason else ""
             lines.append(f"{pad}  #{event.seq} {_hhmmss(event.ts)} {event.state}{tried}{why}")
+    if task.left_out:
+        lines.append(f"{pad}{left_out_text(task.left_out, task.left_out_more)}")
     lines += [f"{pad}note: {_short(note, _HISTORY_REASON)}" for note in task.notes]
     if task.requested:
         lines.append(f"{pad}{task.requested} requested: the run has not acted on it yet")

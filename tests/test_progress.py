@@ -123,6 +123,25 @@ def test_what_went_wrong_is_said() -> None:
                 task_id="t3", agent_id="developer-2", commit="abcdef0123", files=["a", "b"]
             ),
         ),
+        (
+            13,
+            p.WorkCommittedForAgent(
+                task_id="t3",
+                agent_id="developer-2",
+                commit="abcdef0123",
+                files=["a"],
+                left_out=[".env", "node_modules/"],
+            ),
+        ),
+        (
+            14,
+            p.WorkLeftOut(
+                task_id="t4",
+                agent_id="developer-1",
+                left_out=[f"n{i}.md" for i in range(10)],
+                left_out_more=90,
+            ),
+        ),
     )
     assert lines[0].startswith("[00:01] t3 → failed (attempt 2): tests fail: xxx")
     assert lines[0].endswith("…") and len(lines[0]) < 200
@@ -141,6 +160,10 @@ def test_what_went_wrong_is_said() -> None:
         "[00:10] t3: a human asked for a retry: use sqlite",
         "[00:11] t4: a human resolved it by hand",
         "[00:12] developer-2 [t3] left changes uncommitted: committed as abcdef01 (2 files)",
+        "[00:13] developer-2 [t3] left changes uncommitted: committed as abcdef01 (1 file); "
+        "left out (excluded, or not in the task's files): .env, node_modules/",
+        "[00:14] developer-1 [t4] nothing committed for it; left out (excluded, or not in the "
+        "task's files): n0.md, n1.md, n2.md, n3.md, n4.md, n5.md, n6.md, n7.md and 92 more",
     ]
 
 

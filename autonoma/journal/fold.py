@@ -60,6 +60,7 @@ from autonoma.protocol import (
     TaskStateChanged,
     TaskWorkspace,
     WorkCommittedForAgent,
+    WorkLeftOut,
     WorkPaused,
     WorkResumed,
 )
@@ -346,6 +347,10 @@ class Task:
     """QA verdicts given on it so far."""
     test_command: str = ""
     """The command QA ran when it approved: what the merge queue runs on the merged result."""
+    left_out: list[str] = field(default_factory=list)
+    """What Autonoma did not commit for its last developer turn (excluded or undeclared)."""
+    left_out_more: int = 0
+    """How many more paths were left out than ``left_out`` names."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -372,6 +377,8 @@ class Task:
             "requested": self.requested,
             "reviews": self.reviews,
             "test_command": self.test_command,
+            "left_out": list(self.left_out),
+            "left_out_more": self.left_out_more,
         }
 
 
@@ -650,6 +657,9 @@ def _task_state_changed(
         task.attempts = m.attempt
     task.history.append(TaskEvent(seq, ts, m.state, m.reason, m.attempt))
     task.requested = ""
+    if m.state == "running":
+        # A new attempt: what an earlier turn left out no longer describes the worktree.
+        task.left_out, task.left_out_more = [], 0
 
 
 def _plan_written(state: State, seq: int, ts: float, run_id: str, m: PlanWritten) -> None:
@@ -668,7 +678,13 @@ def _task_workspace(state: State, seq: int, ts: float, run_id: str, m: TaskWorks
 def _work_committed(
     state: State, seq: int, ts: float, run_id: str, m: WorkCommittedForAgent
 ) -> None:
-    _task(state, m.task_id)
+    task = _task(state, m.task_id)
+    task.left_out, task.left_out_more = list(m.left_out), m.left_out_more
+
+
+def _work_left_out(state: State, seq: int, ts: float, run_id: str, m: WorkLeftOut) -> None:
+    task = _task(state, m.task_id)
+    task.left_out, task.left_out_more = list(m.left_out), m.left_out_more
 
 
 def _review_verdict(state: State, seq: int, ts: float, run_id: str, m: ReviewVerdict) -> None:
@@ -818,6 +834,7 @@ _HANDLERS: dict[str, _Handler] = {
     "TaskWorkspace": _task_workspace,
     "TaskFeedback": _task_feedback,
     "WorkCommittedForAgent": _work_committed,
+    "WorkLeftOut": _work_left_out,
     "ReviewVerdict": _review_verdict,
     "MergeFailed": _merge_failed,
     "TaskMerged": _task_merged,

@@ -66,7 +66,6 @@ from autonoma.protocol import (
     TaskState,
     TaskStateChanged,
     TaskWorkspace,
-    WorkCommittedForAgent,
     WorkPaused,
     WorkResumed,
 )
@@ -75,7 +74,7 @@ from autonoma.runtime.bus import Bus
 from autonoma.vcs import workspace
 from autonoma.vcs.repo import remove_worktrees_under
 from autonoma.vcs.workspace import VcsError
-from autonoma.workflow import inbox, prompts, scheduler
+from autonoma.workflow import commits, inbox, prompts, scheduler
 from autonoma.workflow.crew import (
     CEO,
     STAFF_ENGINEER,
@@ -835,18 +834,14 @@ class Orchestrator(Actor):
         worktree = Path(task.worktree)
         try:
             committed = workspace.commit_all(
-                worktree, f"{task.task_id}: work {turn.agent} left uncommitted"
+                worktree, f"{task.task_id}: work {turn.agent} left uncommitted", task.files
             )
         except VcsError as error:
             self._fail(task, str(error), prompts.turn_failed(task.task_id, str(error)))
             return
-        if committed is not None:
-            commit, files = committed
-            self._emit(
-                WorkCommittedForAgent(
-                    task_id=task.task_id, agent_id=turn.agent, commit=commit, files=files
-                )
-            )
+        journaled = commits.for_agent(task.task_id, turn.agent, committed)
+        if journaled is not None:
+            self._emit(journaled)
         integration = workspace.head_of(self.ctx.repo, workspace.INTEGRATION_BRANCH)
         head = workspace.head_of(self.ctx.repo, task.branch)
         why = ""

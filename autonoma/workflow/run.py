@@ -36,7 +36,7 @@ from autonoma.runtime.bus import Listener
 from autonoma.runtime.supervisor import ChildSpec
 from autonoma.sim import ScenarioError, SimServer, load_scenario
 from autonoma.system import JOURNAL, ROOT, StartError, System, start
-from autonoma.vcs import workspace
+from autonoma.vcs import excludes, workspace
 from autonoma.vcs.workspace import VcsError
 from autonoma.workflow.crew import AgentRefs, crew_spec
 from autonoma.workflow.governor import GOVERNOR, Governor
@@ -236,6 +236,9 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
         else:
             env = child_env(parent, sim_url=None)
         env.update(workspace.install_push_guard(project.dir / "hooks"))
+        # The agents' own `git status`/`git add -A` do not see what is never committed.
+        agent_exclude = excludes.agent_excludes(project.root, project.agent_exclude)
+        workspace.add_git_config(env, "core.excludesFile", str(agent_exclude))
         prepared = Prepared(
             project=project,
             options=options,

@@ -37,9 +37,12 @@ from autonoma.protocol import (
     TaskDefined,
     TaskFeedback,
     TaskStateChanged,
+    WorkCommittedForAgent,
+    WorkLeftOut,
     WorkPaused,
     WorkResumed,
 )
+from autonoma.report import state_text
 
 from .testlib import env, numbered, row_of
 
@@ -493,3 +496,22 @@ def test_each_session_keeps_claudes_last_running_total(
     state = folded(*(_finished(session, total) for session, total in turns))
     assert state.session_usd == expected
     assert state.to_dict()["session_usd"] == expected
+
+
+def test_a_task_shows_what_its_last_turn_left_out_until_a_new_attempt_starts() -> None:
+    state = folded(
+        TaskDefined(task_id="t1", title="x"),
+        TaskStateChanged(task_id="t1", state="running", attempt=1),
+        WorkCommittedForAgent(
+            task_id="t1", agent_id="d", commit="c1", files=["a"], left_out=[".env"]
+        ),
+    )
+    task = state.tasks["t1"]
+    assert (task.left_out, task.left_out_more) == ([".env"], 0)
+    assert task.to_dict()["left_out"] == [".env"]
+    fold([env(WorkLeftOut(task_id="t1", agent_id="d", left_out=["x/"], left_out_more=3), 9)], state)
+    assert (task.left_out, task.left_out_more) == (["x/"], 3)
+    assert "left out (excluded, or not in the task's files): x/ and 3 more" in state_text(state)
+    fold([env(TaskStateChanged(task_id="t1", state="running", attempt=2), 10)], state)
+    assert (task.left_out, task.left_out_more) == ([], 0)
+    assert "left out" not in state_text(state)
