@@ -41,6 +41,7 @@ from autonoma.workflow.crew import AgentRefs, crew_spec
 from autonoma.workflow.governor import GOVERNOR, Governor
 from autonoma.workflow.merge_queue import MERGE_QUEUE, MergeQueue
 from autonoma.workflow.orchestrator import ORCHESTRATOR, Orchestrator, RunContext
+from autonoma.workflow.setup import cache_env
 
 _RUN_CRITICAL = frozenset({JOURNAL, GOVERNOR, MERGE_QUEUE, ORCHESTRATOR})
 """Children of the root without which the run cannot go on."""
@@ -235,6 +236,8 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
         else:
             env = child_env(parent, sim_url=None)
         env.update(workspace.install_push_guard(project.dir / "hooks"))
+        # One pip and one npm cache for every worktree: a second set-up is fast.
+        env.update(cache_env(project.dir))
         prepared = Prepared(
             project=project,
             options=options,
@@ -324,6 +327,7 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
         workers=workers,
         policy=prepared.options.policy,
         durations=prepared.options.durations,
+        env=prepared.env,
     )
     interrupted = False
     with _stopping(system):
@@ -345,7 +349,7 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
                         worktrees=project.worktrees,
                         main=prepared.main,
                         env=prepared.env,
-                        timeout=settings.task_timeout,
+                        timeout=settings.test_timeout,
                     ),
                 ),
                 # A merge cut short is done again on resume; the tests are killed with it.
