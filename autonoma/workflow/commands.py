@@ -23,13 +23,16 @@ from autonoma.workflow.plan import AnswerError, type_name
 NONE = "none"
 """A config value that means "none, on purpose" (``test_command = "none"``)."""
 
-NO_TEST_COMMAND = (
-    "no test command: the merge gate runs the project's tests on every merged result, "
-    'and neither the Staff Engineer nor the config named one; set test_command = "..." '
-    'in .autonoma/config.toml (or AUTONOMA_TEST_COMMAND), or test_command = "none" to '
-    "merge without tests, then `autonoma retry TASK`"
-)
-"""Why a merge is refused when there is no test command."""
+
+def no_test_command(task_id: str) -> str:
+    """Why ``task_id`` may not merge when there is no test command, and what to do (one line)."""
+    return (
+        "not merged: there is no test command (neither the Staff Engineer nor the config "
+        'named one); set test_command = "..." in .autonoma/config.toml or '
+        'AUTONOMA_TEST_COMMAND (test_command = "none" merges without tests), then '
+        f"`autonoma retry {task_id}`"
+    )
+
 
 NO_TESTS_YET = "no tests collected yet"
 OPTED_OUT = 'tests not run: the user opted out (test_command = "none")'
@@ -150,11 +153,11 @@ def judge_tests(
 __all__ = [
     "NONE",
     "NO_TESTS_YET",
-    "NO_TEST_COMMAND",
     "OPTED_OUT",
     "Judgement",
     "choose",
     "judge_tests",
+    "no_test_command",
     "no_tests_collected",
     "parse_task_answer",
 ]

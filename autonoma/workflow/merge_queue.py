@@ -27,11 +27,11 @@ from autonoma.runtime.bus import Bus
 from autonoma.vcs import workspace
 from autonoma.workflow.checks import kill_check, run_check
 from autonoma.workflow.commands import (
-    NO_TEST_COMMAND,
     NO_TESTS_YET,
     OPTED_OUT,
     Judgement,
     judge_tests,
+    no_test_command,
 )
 from autonoma.workflow.setup import failure_reason, run_setup
 
@@ -97,7 +97,9 @@ class MergeQueue(Actor):
             self.bus.publish(
                 MERGE_QUEUE,
                 MergeFailed(
-                    task_id=request.task_id, kind="no_test_command", output=NO_TEST_COMMAND
+                    task_id=request.task_id,
+                    kind="no_test_command",
+                    output=no_test_command(request.task_id),
                 ),
             )
             return

@@ -977,7 +977,7 @@ class Orchestrator(Actor):
             return
         if event.kind == "no_test_command":
             # Nothing can merge until a human names the tests (or opts out): not a retry.
-            self._escalate(task, project_commands.NO_TEST_COMMAND)
+            self._escalate(task, project_commands.no_test_command(task.task_id))
             return
         integration = workspace.head_of(self.ctx.repo, workspace.INTEGRATION_BRANCH)
         try:
