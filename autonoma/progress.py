@@ -160,7 +160,11 @@ class Progress:
                     )
                     on = f" on {shown}" if files else ""
                     return f"{task} merge failed: conflict{on}", "yellow"
-                detail = f": {_first_line(output, REASON_CHARS)}" if output.strip() else ""
+                # The output starts with "$ <command>", then how it ended (the merge queue's).
+                said = [line.strip() for line in output.splitlines() if line.strip()][:2]
+                if said and not said[0].startswith("$ "):
+                    said = said[:1]
+                detail = f": {_short(' → '.join(said), REASON_CHARS)}" if said else ""
                 return f"{task} merge failed: tests failed on the merged result{detail}", "yellow"
             case p.TaskMerged(task_id=task, commit=commit, main_moved=moved, detail=detail):
                 where = "main moved" if moved else f"main not moved: {_short(detail, REASON_CHARS)}"
