@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,12 +54,14 @@ from autonoma.protocol import (
     MergeFailed,
     PhaseChanged,
     PlanWritten,
+    ProjectCommands,
     ResolveRequested,
     RetryRequested,
     ReviewVerdict,
     RunFinished,
     RunOutcome,
     RunStarted,
+    SetupRan,
     TaskDefined,
     TaskFeedback,
     TaskMerged,
@@ -74,6 +76,7 @@ from autonoma.runtime.bus import Bus
 from autonoma.vcs import workspace
 from autonoma.vcs.repo import remove_worktrees_under
 from autonoma.vcs.workspace import VcsError
+from autonoma.workflow import commands as project_commands
 from autonoma.workflow import commits, inbox, prompts, scheduler
 from autonoma.workflow.crew import (
     CEO,
@@ -83,10 +86,11 @@ from autonoma.workflow.crew import (
     qa_names,
     role_of,
 )
-from autonoma.workflow.dag import TaskSpec, critical_path, parse_tasks
+from autonoma.workflow.dag import TaskSpec, critical_path
 from autonoma.workflow.governor import GOVERNOR, Permit, is_rate_limited
 from autonoma.workflow.merge_queue import MergeRequest
 from autonoma.workflow.plan import AnswerError, parse_plan, plan_dict, plan_json, plan_text
+from autonoma.workflow.setup import SetupRunner, failure_reason
 
 ORCHESTRATOR = "orchestrator"
 
@@ -122,6 +126,8 @@ class RunContext:
     policy: Literal["critical_path", "fifo"] = "critical_path"
     durations: Mapping[str, float] | None = None
     """Known task durations (the makespan bench); None: unit weights."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """The environment of the project's set-up commands (the agents' own)."""
 
     @property
     def repo(self) -> Path:
@@ -177,6 +183,13 @@ class _Heard:
     envelope: Envelope
 
 
+@dataclass(frozen=True, slots=True)
+class _SetupDone:
+    """A task worktree's set-up ended (told from its worker thread)."""
+
+    ran: SetupRan
+
+
 _HEARD = (
     CostReported,
     AgentTurnStarting,
@@ -190,6 +203,7 @@ _HEARD = (
     WorkPaused,
     WorkResumed,
     BudgetReached,
+    SetupRan,
 )
 
 
@@ -220,6 +234,8 @@ class Orchestrator(Actor):
         self._stopping = False
         self._finished = False
         self._started_at = 0.0
+        # Set-up commands run in worker threads, never in this mailbox.
+        self._setups = SetupRunner(ctx.env, ctx.settings.test_timeout)
 
     # --- life cycle -----------------------------------------------------------------
 
@@ -265,6 +281,15 @@ class Orchestrator(Actor):
             except pykka.ActorDeadError:
                 return
 
+    def on_stop(self) -> None:
+        self._setups.stop()
+
+    def on_failure(self, *_: Any) -> None:
+        self._setups.stop()
+
+    def on_kill(self) -> None:
+        self._setups.stop()
+
     def stop_run(self, reason: str = "stopped by the user") -> None:
         """Start no more work and record the run as stopped; the agents are stopped next."""
         if self._finished:
@@ -277,6 +302,8 @@ class Orchestrator(Actor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, _Heard):
             self._heard(message.envelope)
+        elif isinstance(message, _SetupDone):
+            self._setup_done(message.ran)
         if not self._stopping and not self._finished:
             self._pump()
         return None
@@ -358,6 +385,12 @@ class Orchestrator(Actor):
                 self._state_after_failure(
                     task, task.reason, prompts.turn_failed(task.task_id, task.reason)
                 )
+        run = self.state.run
+        if tasks and run is not None:
+            # The config may have changed since the task list was accepted (the user set
+            # test_command after an escalation): it wins over the Staff Engineer's answer.
+            before = run.commands or ProjectCommands()
+            self._fix_commands(before.proposed_setup_command, before.proposed_test_command)
         if self.state.plan is None:
             self._phase("planning")
         elif not tasks:
@@ -523,7 +556,11 @@ class Orchestrator(Actor):
                     self._emit(PlanWritten(plan=plan_dict(plan), path=str(path)), durable=True)
                     self._phase("decomposition")
                 else:
-                    self._define_tasks(parse_tasks(finished.structured_output))
+                    specs, setup, test = project_commands.parse_task_answer(
+                        finished.structured_output
+                    )
+                    self._fix_commands(setup, test)
+                    self._define_tasks(specs)
                 return
             except AnswerError as error:
                 errors = list(error.errors)
@@ -544,6 +581,19 @@ class Orchestrator(Actor):
                 if turn.kind == "plan"
                 else prompts.tasks_rejected(errors)
             )
+
+    def _fix_commands(self, proposed_setup: str, proposed_test: str) -> None:
+        """Journal the project's commands: the config's, else the Staff Engineer's."""
+        chosen = project_commands.choose(
+            self.settings.setup_command, self.settings.test_command, proposed_setup, proposed_test
+        )
+        run = self.state.run
+        if run is None or run.commands != chosen:
+            self._emit(chosen, durable=True)
+
+    def _commands(self) -> ProjectCommands:
+        run = self.state.run
+        return run.commands if run is not None and run.commands is not None else ProjectCommands()
 
     def _define_tasks(self, specs: list[TaskSpec]) -> None:
         for spec in specs:
@@ -641,6 +691,8 @@ class Orchestrator(Actor):
         return None if permit is None else (agent, permit)
 
     def _start_development(self, task: Task, claimed: tuple[str, Permit] | None = None) -> bool:
+        if self._setting_up(task):
+            return True  # its first turn starts once the set-up has succeeded
         claimed = claimed or self._claim(developer_names(self.ctx.workers), task.task_id)
         if claimed is None:
             return False
@@ -662,7 +714,9 @@ class Orchestrator(Actor):
             resume = False
             session = str(uuid.uuid4())
             feedback = work.prompt if work is not None else ""
-            prompt = prompts.developer_prompt(role, task, self.ctx.claude_md, feedback)
+            prompt = prompts.developer_prompt(
+                role, task, self.ctx.claude_md, feedback, self._commands()
+            )
         started = self._start_turn(
             agent,
             "develop",
@@ -678,6 +732,46 @@ class Orchestrator(Actor):
             self._work.pop(task.task_id, None)
         return started
 
+    def _setting_up(self, task: Task) -> bool:
+        """Whether ``task``'s worktree still waits for the project's set-up (started here).
+
+        The set-up runs once per worktree, before its first developer turn, in a worker
+        thread that tells `_SetupDone`.
+        """
+        command = self._commands().setup_command
+        if not command or not task.worktree or task.setup_worktree == task.worktree:
+            return False
+        worktree = Path(task.worktree)
+        if not worktree.is_dir():
+            return False  # re-made by _start_development first
+        ref = self.actor_ref
+
+        def report(ran: SetupRan) -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(_SetupDone(ran))
+
+        self._setups.start(task.task_id, command, worktree, report)
+        return True
+
+    def _setup_done(self, ran: SetupRan) -> None:
+        """A task's set-up ended: journaled; a failure is a failed attempt of the task."""
+        if ran.task_id is not None:
+            self._setups.forget(ran.task_id)
+        if self._stopping or self._finished:
+            return
+        self._emit(ran)
+        task = None if ran.task_id is None else self.state.tasks.get(ran.task_id)
+        if ran.ok or task is None or task.state != "running":
+            return  # the pump starts its first turn
+        # Not _fail: no developer turn ran, so none is told anything; the set-up runs again.
+        why = failure_reason(ran)
+        attempt = max(task.attempts, 1)
+        self._set(task.task_id, "failed", why, attempt)
+        if attempt > self.settings.max_retries:
+            self._escalate(task, f"failed {attempt} times; last: {why}")
+        else:
+            self._set(task.task_id, "running", f"retry: {why}", attempt + 1)
+
     def _start_review(self, task: Task) -> bool:
         claimed = self._claim(qa_names(self.ctx.workers), task.task_id)
         if claimed is None:
@@ -686,7 +780,9 @@ class Orchestrator(Actor):
         review = task.reviews + 1
         role = load_role("qa", self.ctx.repo)
         base_ref = workspace.INTEGRATION_BRANCH
-        prompt = prompts.qa_prompt(role, task, base_ref, review, self.ctx.claude_md)
+        prompt = prompts.qa_prompt(
+            role, task, base_ref, review, self.ctx.claude_md, self._commands()
+        )
         started = self._start_turn(
             agent,
             "review",
@@ -704,13 +800,20 @@ class Orchestrator(Actor):
         queue = self.ctx.merge_queue()
         if queue is None:
             return
-        command = self.settings.test_command or self._approved_command(task.task_id)
-        queue.tell(MergeRequest(task.task_id, task.branch, task.title, command))
+        commands = self._commands()
+        run = self.state.run
+        queue.tell(
+            MergeRequest(
+                task.task_id,
+                task.branch,
+                task.title,
+                commands.test_command,
+                setup_command=commands.setup_command,
+                tests_opted_out=commands.tests_opted_out,
+                tests_seen=run is not None and run.tests_seen,
+            )
+        )
         self._submitted.add(task.task_id)
-
-    def _approved_command(self, task_id: str) -> str:
-        task = self.state.tasks.get(task_id)
-        return task.test_command if task is not None else ""
 
     # --- the end of a turn -------------------------------------------------------------
 
@@ -823,7 +926,7 @@ class Orchestrator(Actor):
             return
         asked = prompts.asked_of(turn.prompt)
         first = prompts.developer_prompt(
-            load_role("developer", self.ctx.repo), task, self.ctx.claude_md
+            load_role("developer", self.ctx.repo), task, self.ctx.claude_md, "", self._commands()
         )
         self._work[task.task_id] = _Work("" if asked == first else asked, fresh=True)
 
@@ -899,6 +1002,10 @@ class Orchestrator(Actor):
         task = self.state.tasks.get(event.task_id)
         if task is None:
             return
+        if event.kind == "no_test_command":
+            # Nothing can merge until a human names the tests (or opts out): not a retry.
+            self._escalate(task, project_commands.no_test_command(task.task_id))
+            return
         integration = workspace.head_of(self.ctx.repo, workspace.INTEGRATION_BRANCH)
         try:
             conflicts = workspace.start_conflict_merge(Path(task.worktree), integration)
@@ -912,11 +1019,17 @@ class Orchestrator(Actor):
                 prompts.conflicted(task.task_id, conflicts),
             )
         elif event.kind == "tests_failed":
-            command = self._approved_command(task.task_id) or self.settings.test_command
             self._fail(
                 task,
                 "the tests failed on the merged result",
-                prompts.tests_failed(task.task_id, command, event.output),
+                prompts.tests_failed(task.task_id, self._commands().test_command, event.output),
+            )
+        elif event.kind == "setup_failed":
+            command = self._commands().setup_command
+            self._fail(
+                task,
+                f"the set-up command failed on the merged result: {_last_line(event.output)}",
+                prompts.setup_failed(task.task_id, command, event.output),
             )
         else:
             # The integration head merged cleanly into the branch now: merge again.
@@ -1038,6 +1151,11 @@ class Orchestrator(Actor):
         envelope = self.bus.publish(ORCHESTRATOR, message, durable=durable)
         if fold:
             apply(self.state, envelope)
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "(no output)"
 
 
 def _session_lost(finished: AgentTurnFinished) -> bool:

@@ -156,7 +156,7 @@ def test_tests_red_on_the_merged_result_send_the_task_back_with_their_output(
     rows = journal(root)
     [red] = messages(rows, MergeFailed)
     assert red.task_id == "t2" and red.kind == "tests_failed"
-    assert "$ test ! -f a.txt || test -f fix.txt" in red.output
+    assert "$ test ! -f a.txt || test ! -f b.txt || test -f fix.txt" in red.output
     # main never held the red result: t2 merged only with its fix.
     assert {"a.txt", "b.txt", "fix.txt"} <= files_on(root, "main")
     followup = [
@@ -164,7 +164,7 @@ def test_tests_red_on_the_merged_result_send_the_task_back_with_their_output(
     ][1]
     assert followup.resume
     assert "the tests failed on the merged result" in followup.argv[-1]
-    assert "test ! -f a.txt || test -f fix.txt" in followup.argv[-1]
+    assert "test ! -f a.txt || test ! -f b.txt || test -f fix.txt" in followup.argv[-1]
     states = [(m.task_id, m.state) for m in messages(rows, TaskStateChanged)]
     assert ("t2", "failed") in states and states[-1] in (("t2", "merged"), ("t1", "merged"))
 
