@@ -40,6 +40,7 @@ class Settings:
     claude_path: str = ""
     budget_usd: float = 0.0
     task_budget_usd: float = 0.0
+    setup_command: str = ""
     test_command: str = ""
 
 
@@ -108,13 +109,6 @@ OPTIONS: tuple[Option, ...] = (
         exclusive_minimum=True,
     ),
     Option(
-        "test_timeout",
-        float,
-        "Seconds the merge gate's tests (and set-up commands) may run before they are stopped.",
-        minimum=0,
-        exclusive_minimum=True,
-    ),
-    Option(
         "dangerously_skip_permissions",
         bool,
         "Pass --dangerously-skip-permissions to claude (off: explicit allowed tools).",
@@ -147,10 +141,23 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0,
     ),
     Option(
+        "setup_command",
+        str,
+        "Shell command that installs the project's dependencies in each new worktree "
+        '(empty: the Staff Engineer\'s; "none": no set-up).',
+    ),
+    Option(
         "test_command",
         str,
-        "Shell command that runs the project's tests on each merged result "
-        "(empty: the command QA ran when it approved).",
+        "Shell command that runs the project's tests: QA runs it, and the merge gate on "
+        'every merged result (empty: the Staff Engineer\'s; "none": merge without tests).',
+    ),
+    Option(
+        "test_timeout",
+        float,
+        "Seconds the merge gate's tests, or one set-up command, may run.",
+        minimum=0,
+        exclusive_minimum=True,
     ),
 )
 

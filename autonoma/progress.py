@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 from autonoma import protocol as p
 from autonoma.protocol import Envelope
+from autonoma.report import commands_lines, setup_result
+from autonoma.report import left_out_text as _left_out
 
 REASON_CHARS = 160
 """How much of a reason (a verdict, a failure, a detail) one line keeps."""
@@ -145,6 +147,14 @@ class Progress:
                 first = f": {_short(reasons[0], REASON_CHARS)}" if reasons else ""
                 more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
                 return f"{task} review: changes requested{tried}{first}{more}", "yellow"
+            case p.MergeFailed(task_id=task, kind="no_test_command"):
+                return f"{task} not merged: no test command (set test_command)", "red"
+            case p.MergeFailed(task_id=task, kind="setup_failed", output=output):
+                lines = [line for line in output.splitlines() if line.strip()]
+                last = f": {_short(lines[-1], REASON_CHARS)}" if lines else ""
+                return f"{task} merge failed: the set-up failed on the merged result{last}", (
+                    "yellow"
+                )
             case p.MergeFailed(task_id=task, kind=kind, files=files, output=output):
                 if kind == "conflict":
                     shown = ", ".join(files[:5]) + (
@@ -152,19 +162,40 @@ class Progress:
                     )
                     on = f" on {shown}" if files else ""
                     return f"{task} merge failed: conflict{on}", "yellow"
-                detail = f": {_first_line(output, REASON_CHARS)}" if output.strip() else ""
+                # The output starts with "$ <command>", then how it ended (the merge queue's).
+                said = [line.strip() for line in output.splitlines() if line.strip()][:2]
+                if said and not said[0].startswith("$ "):
+                    said = said[:1]
+                detail = f": {_short(' → '.join(said), REASON_CHARS)}" if said else ""
                 return f"{task} merge failed: tests failed on the merged result{detail}", "yellow"
             case p.TaskMerged(task_id=task, commit=commit, main_moved=moved, detail=detail):
                 where = "main moved" if moved else f"main not moved: {_short(detail, REASON_CHARS)}"
-                return f"{task} merged as {commit[:8]}, {where} ({_money(self._usd)} so far)", (
-                    "green" if moved else "yellow"
+                tests = {
+                    "no_tests": ", no tests collected yet",
+                    "opted_out": ", tests not run (opted out)",
+                }.get(message.tests, "")
+                return (
+                    f"{task} merged as {commit[:8]}{tests}, {where} ({_money(self._usd)} so far)",
+                    "green" if moved else "yellow",
                 )
+            case p.ProjectCommands():
+                return "project " + "; ".join(commands_lines(message)), "bold"
+            case p.SetupRan(task_id=task, place=place):
+                where = " (merge gate)" if place == "merge_gate" else ""
+                style = "" if message.ok else "yellow"
+                return f"{task or '-'} set-up{where}: {setup_result(message)}", style
             case p.WorkCommittedForAgent(task_id=task, agent_id=agent, commit=commit, files=files):
                 many = f" ({len(files)} file{'' if len(files) == 1 else 's'})" if files else ""
+                left = (
+                    _left_out(message.left_out, message.left_out_more) if message.left_out else ""
+                )
                 return (
-                    f"{agent} [{task}] left changes uncommitted: committed as {commit[:8]}{many}",
+                    f"{agent} [{task}] left changes uncommitted: committed as {commit[:8]}{many}"
+                    + (f"; {left}" if left else ""),
                     "",
                 )
+            case p.WorkLeftOut(task_id=task, agent_id=agent, left_out=left_out, left_out_more=more):
+                return f"{agent} [{task}] nothing committed for it; {_left_out(left_out, more)}", ""
             case p.Escalation(source=source, reason=reason, task_id=task):
                 on = f" [{task}]" if task else ""
                 return (

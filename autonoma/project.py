@@ -13,7 +13,7 @@ from types import TracebackType
 
 from autonoma import config
 from autonoma.journal import schema
-from autonoma.vcs import repo
+from autonoma.vcs import excludes, repo
 
 AUTONOMA_DIR = ".autonoma"
 
@@ -98,6 +98,16 @@ class Project:
     def claude_md(self) -> Path:
         """Project standards every agent reads."""
         return self.dir / "CLAUDE.md"
+
+    @property
+    def exclude(self) -> Path:
+        """What is never committed for an agent (gitignore syntax; the user edits it)."""
+        return self.root / excludes.PROJECT_EXCLUDE
+
+    @property
+    def agent_exclude(self) -> Path:
+        """The agents' ``core.excludesFile``, written at each run from `exclude`."""
+        return self.dir / "agent-exclude"
 
     @property
     def config_toml(self) -> Path:
@@ -258,6 +268,7 @@ def init(start: Path, git_init: bool = False) -> tuple[Project, list[str]]:
     for path, text in (
         (project.claude_md, CLAUDE_MD),
         (project.config_toml, config.commented_defaults()),
+        (project.exclude, excludes.DEFAULT_RULES),
     ):
         if not path.exists():
             path.write_text(text)

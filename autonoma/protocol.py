@@ -174,12 +174,33 @@ class TaskFeedback(Message, frozen=True):
 
 
 class WorkCommittedForAgent(Message, frozen=True):
-    """A turn ended with uncommitted changes in the worktree: Autonoma committed them."""
+    """A turn ended with uncommitted changes in the worktree: Autonoma committed them.
+
+    Only changes to tracked files and the task's declared files are taken, never what
+    the project's exclude list matches; ``left_out`` names what stayed uncommitted.
+    """
 
     task_id: str
     agent_id: str
     commit: str
     files: list[str] = []
+    left_out: list[str] = []
+    """Paths left uncommitted in the worktree (a folder once, as ``node_modules/``)."""
+    left_out_more: int = 0
+    """How many more were left out than ``left_out`` names (it is bounded)."""
+
+
+class WorkLeftOut(Message, frozen=True):
+    """A turn ended with files Autonoma did not commit for the agent, and nothing else to commit.
+
+    Excluded (caches, virtual environments, secrets: ``.autonoma/exclude``) or new files
+    the task does not declare; they stay in the worktree, uncommitted.
+    """
+
+    task_id: str
+    agent_id: str
+    left_out: list[str]
+    left_out_more: int = 0
 
 
 class ReviewVerdict(Message, frozen=True):
@@ -194,13 +215,24 @@ class ReviewVerdict(Message, frozen=True):
     attempt: int = 0
 
 
+MergeFailure = Literal["conflict", "tests_failed", "setup_failed", "no_test_command"]
+
+
 class MergeFailed(Message, frozen=True):
-    """An approved branch did not merge: it conflicted, or the merged result's tests failed."""
+    """An approved branch did not merge.
+
+    ``kind``: it conflicted, the merged result's tests failed, the project's set-up
+    command failed in the check worktree, or the project has no test command (and the
+    user did not opt out of tests), so nothing may be merged.
+    """
 
     task_id: str
-    kind: Literal["conflict", "tests_failed"]
+    kind: MergeFailure
     files: list[str] = []
     output: str = ""
+
+
+TestsOutcome = Literal["", "passed", "no_tests", "opted_out"]
 
 
 class TaskMerged(Message, frozen=True):
@@ -213,6 +245,52 @@ class TaskMerged(Message, frozen=True):
     commit: str
     main_moved: bool = True
     detail: str = ""
+    tests: TestsOutcome = ""
+    """What the merge gate's test run said: ``passed``, ``no_tests`` (none collected
+    yet), ``opted_out`` (``test_command = "none"``); empty in journals older than it."""
+
+
+CommandSource = Literal["", "config", "staff_engineer"]
+
+
+class ProjectCommands(Message, frozen=True):
+    """The project's set-up and test commands, fixed when the task list is accepted.
+
+    An empty ``test_command`` runs no tests: by the user's choice when
+    ``tests_opted_out`` (``test_command = "none"``), else merging is refused. The
+    ``proposed_*`` fields keep the Staff Engineer's answer, so that a config changed
+    later can be applied to a resumed run.
+    """
+
+    setup_command: str = ""
+    test_command: str = ""
+    tests_opted_out: bool = False
+    setup_source: CommandSource = ""
+    """Where the set-up command came from (empty: nobody gave one)."""
+    test_source: CommandSource = ""
+    proposed_setup_command: str = ""
+    proposed_test_command: str = ""
+
+
+SetupPlace = Literal["task", "merge_gate"]
+
+
+class SetupRan(Message, frozen=True):
+    """The project's set-up command ran in a worktree: a task's, or the merge gate's."""
+
+    task_id: str | None
+    command: str
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    output_tail: str = ""
+    timed_out: bool = False
+    place: SetupPlace = "task"
+    worktree: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """It ended with exit code 0 in time."""
+        return self.exit_code == 0 and not self.timed_out
 
 
 class RetryRequested(Message, frozen=True):
@@ -436,9 +514,12 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     TaskWorkspace,
     TaskFeedback,
     WorkCommittedForAgent,
+    WorkLeftOut,
     ReviewVerdict,
     MergeFailed,
     TaskMerged,
+    ProjectCommands,
+    SetupRan,
     RetryRequested,
     ResolveRequested,
     SpawnsHeld,
@@ -475,9 +556,12 @@ AnyMessage = (
     | TaskWorkspace
     | TaskFeedback
     | WorkCommittedForAgent
+    | WorkLeftOut
     | ReviewVerdict
     | MergeFailed
     | TaskMerged
+    | ProjectCommands
+    | SetupRan
     | RetryRequested
     | ResolveRequested
     | SpawnsHeld

@@ -67,8 +67,18 @@ def summary(message: p.Message) -> str:
             return _short(
                 f"{state}{f' on {task}' if task else ''}{f': {detail}' if detail else ''}"
             )
+        case p.WorkCommittedForAgent(commit=commit, files=files, left_out=left, left_out_more=more):
+            left_text = f"; {left_out_text(left, more)}" if left else ""
+            return _short(f"committed {commit[:10]} for the agent: {', '.join(files)}{left_text}")
+        case p.WorkLeftOut(left_out=left, left_out_more=more):
+            return _short(f"nothing committed for the agent; {left_out_text(left, more)}")
         case p.CostReported(usd=usd, input_tokens=tin, output_tokens=tout):
             return f"${usd:.4f} ({tin} in, {tout} out)"
+        case p.ProjectCommands():
+            return _short("; ".join(commands_lines(message)))
+        case p.SetupRan(task_id=task, place=place):
+            where = "merge gate" if place == "merge_gate" else "worktree"
+            return _short(f"{task or '-'} set-up in the {where}: {setup_result(message)}")
     fields = msgspec.structs.asdict(message)
     return _short(" ".join(f"{key}={value}" for key, value in fields.items()))
 
@@ -92,6 +102,47 @@ def envelope_json(envelope: Envelope) -> str:
     data: dict[str, Any] = msgspec.to_builtins(envelope)
     data["time"] = iso_time(envelope.ts)
     return msgspec.json.encode(data).decode()
+
+
+def left_out_text(paths: list[str], more: int = 0, shown: int = 8) -> str:
+    """What Autonoma did not commit for an agent, in one phrase (for the log and status)."""
+    count = len(paths) + more
+    hidden = count - min(len(paths), shown)
+    rest = f" and {hidden} more" if hidden else ""
+    return f"left out (excluded, or not in the task's files): {', '.join(paths[:shown])}{rest}"
+
+
+_SOURCES = {"config": "from the config", "staff_engineer": "from the Staff Engineer"}
+
+
+def commands_lines(commands: p.ProjectCommands) -> list[str]:
+    """The project's set-up and test commands, one line each, with where they came from."""
+    source = _SOURCES.get(commands.setup_source, "")
+    if commands.setup_command:
+        setup = f"set-up: `{commands.setup_command}` ({source})"
+    else:
+        setup = "set-up: none" + (" (the config says none)" if commands.setup_source else "")
+    if commands.test_command:
+        tests = f"tests: `{commands.test_command}` ({_SOURCES.get(commands.test_source, '')})"
+    elif commands.tests_opted_out:
+        tests = 'tests: none, by the user\'s choice (test_command = "none"): merged untested'
+    else:
+        tests = (
+            "tests: NONE known: merging is refused; set test_command in .autonoma/config.toml "
+            '(or "none" to opt out)'
+        )
+    return [setup, tests]
+
+
+def setup_result(ran: p.SetupRan) -> str:
+    """How one set-up ended, in a few words."""
+    took = f"{ran.duration_s:.1f} s"
+    if ran.exit_code == 0 and not ran.timed_out:
+        return f"`{ran.command}` ok in {took}"
+    how = "timed out" if ran.timed_out else f"exit code {ran.exit_code}"
+    lines = [line for line in ran.output_tail.splitlines() if line.strip()]
+    last = f": {lines[-1].strip()}" if lines else ""
+    return f"`{ran.command}` FAILED ({how}) after {took}{last}"
 
 
 def _money(usd: float) -> str:
@@ -184,6 +235,15 @@ def _task_lines(task: Task, widths: list[int], tasks: dict[str, Task]) -> list[s
             tried = f" (attempt {event.attempt})" if event.attempt else ""
             why = f": {_short(event.reason, _HISTORY_REASON)}" if event.reason else ""
             lines.append(f"{pad}  #{event.seq} {_hhmmss(event.ts)} {event.state}{tried}{why}")
+    if task.left_out:
+        lines.append(f"{pad}{left_out_text(task.left_out, task.left_out_more)}")
+
+    if task.setups and not task.setups[-1].ok and task.state not in ("merged", "resolved"):
+        last = task.setups[-1]
+        where = "merge gate" if last.place == "merge_gate" else "worktree"
+        how = "timed out" if last.timed_out else f"exit code {last.exit_code}"
+        tail = _short(last.output_tail[-_HISTORY_REASON:], _HISTORY_REASON)
+        lines.append(f"{pad}last set-up ({where}) failed, {how}: {tail}")
     lines += [f"{pad}note: {_short(note, _HISTORY_REASON)}" for note in task.notes]
     if task.requested:
         lines.append(f"{pad}{task.requested} requested: the run has not acted on it yet")
@@ -208,6 +268,8 @@ def state_text(state: State) -> str:
             f"started {started}{ended}{resumed}"
         )
         lines.append(f"  requirements: {run.requirements}")
+        if run.commands is not None:
+            lines += [f"  {line}" for line in commands_lines(run.commands)]
         if run.summary:
             lines.append(f"  {run.summary}")
     plan = _plan_text(state.plan)

@@ -246,6 +246,8 @@ def scenario_toml(dag: Dag) -> str:
         "[[rule.step.tool]]",
         'name = "StructuredOutput"',
         "[rule.step.tool.input]",
+        'setup_command = ""',
+        f"test_command = {_toml(TEST_COMMAND)}",
     ]
     for task in dag.tasks:
         out += [

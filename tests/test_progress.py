@@ -123,6 +123,25 @@ def test_what_went_wrong_is_said() -> None:
                 task_id="t3", agent_id="developer-2", commit="abcdef0123", files=["a", "b"]
             ),
         ),
+        (
+            13,
+            p.WorkCommittedForAgent(
+                task_id="t3",
+                agent_id="developer-2",
+                commit="abcdef0123",
+                files=["a"],
+                left_out=[".env", "node_modules/"],
+            ),
+        ),
+        (
+            14,
+            p.WorkLeftOut(
+                task_id="t4",
+                agent_id="developer-1",
+                left_out=[f"n{i}.md" for i in range(10)],
+                left_out_more=90,
+            ),
+        ),
     )
     assert lines[0].startswith("[00:01] t3 → failed (attempt 2): tests fail: xxx")
     assert lines[0].endswith("…") and len(lines[0]) < 200
@@ -141,6 +160,10 @@ def test_what_went_wrong_is_said() -> None:
         "[00:10] t3: a human asked for a retry: use sqlite",
         "[00:11] t4: a human resolved it by hand",
         "[00:12] developer-2 [t3] left changes uncommitted: committed as abcdef01 (2 files)",
+        "[00:13] developer-2 [t3] left changes uncommitted: committed as abcdef01 (1 file); "
+        "left out (excluded, or not in the task's files): .env, node_modules/",
+        "[00:14] developer-1 [t4] nothing committed for it; left out (excluded, or not in the "
+        "task's files): n0.md, n1.md, n2.md, n3.md, n4.md, n5.md, n6.md, n7.md and 92 more",
     ]
 
 
@@ -351,3 +374,51 @@ def test_lines_from_many_threads_never_interleave() -> None:
         thread.join()
     assert len(written) == 8 * 300
     assert progress.total_usd == pytest.approx(8 * 300 * 0.01)
+
+
+def test_the_projects_commands_set_ups_and_the_test_gate_are_said() -> None:
+    commands = p.ProjectCommands(
+        setup_command="npm ci",
+        test_command="npm test",
+        setup_source="staff_engineer",
+        test_source="config",
+    )
+    opted_out = p.ProjectCommands(tests_opted_out=True, test_source="config")
+    lines = show(
+        (1, commands),
+        (2, opted_out),
+        (3, p.ProjectCommands()),
+        (4, p.SetupRan(task_id="t1", command="npm ci", exit_code=0, duration_s=2.51)),
+        (
+            5,
+            p.SetupRan(
+                task_id="t2",
+                command="npm ci",
+                exit_code=1,
+                duration_s=0.3,
+                output_tail="npm ERR! 404\nnpm ERR! left-pad not found\n",
+                place="merge_gate",
+            ),
+        ),
+        (6, p.MergeFailed(task_id="t2", kind="no_test_command", output="x")),
+        (7, p.MergeFailed(task_id="t2", kind="setup_failed", output="$ npm ci\nexit 1\nboom")),
+        (8, p.MergeFailed(task_id="t2", kind="tests_failed", output="$ npm test\nexit code 1\nx")),
+        (9, p.TaskMerged(task_id="t1", commit="abcdef1234", tests="no_tests")),
+        (10, p.TaskMerged(task_id="t3", commit="abcdef1234", tests="opted_out")),
+    )
+    assert lines == [
+        "[00:01] project set-up: `npm ci` (from the Staff Engineer); tests: `npm test` "
+        "(from the config)",
+        '[00:02] project set-up: none; tests: none, by the user\'s choice (test_command = "none"):'
+        " merged untested",
+        "[00:03] project set-up: none; tests: NONE known: merging is refused; set test_command "
+        'in .autonoma/config.toml (or "none" to opt out)',
+        "[00:04] t1 set-up: `npm ci` ok in 2.5 s",
+        "[00:05] t2 set-up (merge gate): `npm ci` FAILED (exit code 1) after 0.3 s: "
+        "npm ERR! left-pad not found",
+        "[00:06] t2 not merged: no test command (set test_command)",
+        "[00:07] t2 merge failed: the set-up failed on the merged result: boom",
+        "[00:08] t2 merge failed: tests failed on the merged result: $ npm test → exit code 1",
+        "[00:09] t1 merged as abcdef12, no tests collected yet, main moved ($0.0000 so far)",
+        "[00:10] t3 merged as abcdef12, tests not run (opted out), main moved ($0.0000 so far)",
+    ]

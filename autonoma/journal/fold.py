@@ -47,11 +47,13 @@ from autonoma.protocol import (
     MergeFailed,
     PhaseChanged,
     PlanWritten,
+    ProjectCommands,
     ResolveRequested,
     RetryRequested,
     ReviewVerdict,
     RunFinished,
     RunStarted,
+    SetupRan,
     SpawnsHeld,
     SupervisorGaveUp,
     TaskDefined,
@@ -60,6 +62,7 @@ from autonoma.protocol import (
     TaskStateChanged,
     TaskWorkspace,
     WorkCommittedForAgent,
+    WorkLeftOut,
     WorkPaused,
     WorkResumed,
 )
@@ -132,6 +135,40 @@ class Run:
     ended: float | None = None
     resumes: int = 0
     usage: Usage = field(default_factory=Usage)
+    commands: ProjectCommands | None = None
+    """The project's set-up and test commands, once the task list is accepted."""
+    tests_seen: bool = False
+    """A merge of this run ran tests that passed: "no tests collected" fails from now on."""
+
+    @property
+    def setup_command(self) -> str:
+        """The set-up command every new worktree runs ("" for none)."""
+        return self.commands.setup_command if self.commands is not None else ""
+
+    @property
+    def test_command(self) -> str:
+        """The test command QA and the merge gate run ("" for none)."""
+        return self.commands.test_command if self.commands is not None else ""
+
+    @property
+    def tests_opted_out(self) -> bool:
+        """The user chose to merge without tests (``test_command = "none"``)."""
+        return self.commands is not None and self.commands.tests_opted_out
+
+    def commands_dict(self) -> dict[str, Any] | None:
+        """The commands as JSON-ready data (None before the task list)."""
+        c = self.commands
+        if c is None:
+            return None
+        return {
+            "setup_command": c.setup_command,
+            "setup_source": c.setup_source,
+            "test_command": c.test_command,
+            "test_source": c.test_source,
+            "tests_opted_out": c.tests_opted_out,
+            "proposed_setup_command": c.proposed_setup_command,
+            "proposed_test_command": c.proposed_test_command,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -148,6 +185,8 @@ class Run:
             "ended": self.ended,
             "resumes": self.resumes,
             "usage": self.usage.to_dict(),
+            "commands": self.commands_dict(),
+            "tests_seen": self.tests_seen,
         }
 
 
@@ -345,7 +384,16 @@ class Task:
     reviews: int = 0
     """QA verdicts given on it so far."""
     test_command: str = ""
-    """The command QA ran when it approved: what the merge queue runs on the merged result."""
+    """The command QA ran when it approved (the merge gate runs the project's own)."""
+    left_out: list[str] = field(default_factory=list)
+    """What Autonoma did not commit for its last developer turn (excluded or undeclared)."""
+    left_out_more: int = 0
+    """How many more paths were left out than ``left_out`` names."""
+    setup_worktree: str = ""
+    """The worktree in which the project's set-up last succeeded: set up when it is
+    ``worktree``."""
+    setups: list[SetupRecord] = field(default_factory=list)
+    """Every set-up run for it (in its worktree and in the merge gate)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -372,6 +420,43 @@ class Task:
             "requested": self.requested,
             "reviews": self.reviews,
             "test_command": self.test_command,
+            "left_out": list(self.left_out),
+            "left_out_more": self.left_out_more,
+            "setup_worktree": self.setup_worktree,
+            "setups": [e.to_dict() for e in self.setups],
+        }
+
+
+@dataclass(slots=True)
+class SetupRecord:
+    """One run of the project's set-up command (`SetupRan`)."""
+
+    seq: int
+    ts: float
+    command: str
+    exit_code: int | None
+    duration_s: float
+    timed_out: bool
+    place: str
+    output_tail: str = field(default="", repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """It ended with exit code 0 in time."""
+        return self.exit_code == 0 and not self.timed_out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "seq": self.seq,
+            "ts": self.ts,
+            "command": self.command,
+            "exit_code": self.exit_code,
+            "duration_s": self.duration_s,
+            "timed_out": self.timed_out,
+            "place": self.place,
+            "ok": self.ok,
+            "output_tail": self.output_tail,
         }
 
 
@@ -650,6 +735,9 @@ def _task_state_changed(
         task.attempts = m.attempt
     task.history.append(TaskEvent(seq, ts, m.state, m.reason, m.attempt))
     task.requested = ""
+    if m.state == "running":
+        # A new attempt: what an earlier turn left out no longer describes the worktree.
+        task.left_out, task.left_out_more = [], 0
 
 
 def _plan_written(state: State, seq: int, ts: float, run_id: str, m: PlanWritten) -> None:
@@ -668,7 +756,13 @@ def _task_workspace(state: State, seq: int, ts: float, run_id: str, m: TaskWorks
 def _work_committed(
     state: State, seq: int, ts: float, run_id: str, m: WorkCommittedForAgent
 ) -> None:
-    _task(state, m.task_id)
+    task = _task(state, m.task_id)
+    task.left_out, task.left_out_more = list(m.left_out), m.left_out_more
+
+
+def _work_left_out(state: State, seq: int, ts: float, run_id: str, m: WorkLeftOut) -> None:
+    task = _task(state, m.task_id)
+    task.left_out, task.left_out_more = list(m.left_out), m.left_out_more
 
 
 def _review_verdict(state: State, seq: int, ts: float, run_id: str, m: ReviewVerdict) -> None:
@@ -684,6 +778,24 @@ def _merge_failed(state: State, seq: int, ts: float, run_id: str, m: MergeFailed
 
 def _task_merged(state: State, seq: int, ts: float, run_id: str, m: TaskMerged) -> None:
     _task(state, m.task_id).commit = m.commit
+    if m.tests == "passed":
+        _run(state, run_id).tests_seen = True
+
+
+def _project_commands(state: State, seq: int, ts: float, run_id: str, m: ProjectCommands) -> None:
+    _run(state, run_id).commands = m
+
+
+def _setup_ran(state: State, seq: int, ts: float, run_id: str, m: SetupRan) -> None:
+    if m.task_id is None:
+        return
+    task = _task(state, m.task_id)
+    record = SetupRecord(
+        seq, ts, m.command, m.exit_code, m.duration_s, m.timed_out, m.place, m.output_tail
+    )
+    task.setups.append(record)
+    if m.place == "task" and record.ok:
+        task.setup_worktree = m.worktree
 
 
 def _retry_requested(state: State, seq: int, ts: float, run_id: str, m: RetryRequested) -> None:
@@ -818,9 +930,12 @@ _HANDLERS: dict[str, _Handler] = {
     "TaskWorkspace": _task_workspace,
     "TaskFeedback": _task_feedback,
     "WorkCommittedForAgent": _work_committed,
+    "WorkLeftOut": _work_left_out,
     "ReviewVerdict": _review_verdict,
     "MergeFailed": _merge_failed,
     "TaskMerged": _task_merged,
+    "ProjectCommands": _project_commands,
+    "SetupRan": _setup_ran,
     "RetryRequested": _retry_requested,
     "ResolveRequested": _resolve_requested,
     "SpawnsHeld": _spawns_held,

@@ -7,13 +7,18 @@ branches (``autonoma/...``), in its own worktrees, or in memory.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
 from pygit2.enums import CheckoutStrategy, FileStatus, RepositoryState
+
+from autonoma.vcs.excludes import Excludes, project_rules
+from autonoma.vcs.excludes import declared as is_declared
 
 INTEGRATION_BRANCH = "autonoma/integration"
 CHECK_WORKTREE = "_merge"
@@ -302,30 +307,187 @@ def conflict_marker_files(repo_path: Path, base: str, head: str) -> list[str]:
     return _marker_paths(repo, _tree_paths(repo, old, new), new)
 
 
-def commit_all(worktree: Path, message: str) -> tuple[str, list[str]] | None:
-    """Stage every change in ``worktree`` and commit it on its branch; None if nothing changed."""
+LEFT_OUT_LIMIT = 20
+"""At most this many left-out paths are reported; the rest are counted."""
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What `commit_all` did: its commit (None: nothing to commit), and what it left out."""
+
+    commit: str | None
+    files: list[str]
+    """The paths the commit changed."""
+    left_out: list[str]
+    """What was left in the worktree uncommitted: a folder once (``node_modules/``), sorted."""
+    left_out_more: int = 0
+    """How many more paths were left out than `left_out` names."""
+
+
+def _main_root(repo: pygit2.Repository) -> Path:
+    # A linked worktree's git dir points at the shared one, whose working tree is the
+    # user's repository: where .autonoma/ lives.
+    git_dir = Path(repo.path)
+    pointer = git_dir / "commondir"
+    common = (git_dir / pointer.read_text().strip()).resolve() if pointer.exists() else git_dir
+    workdir = pygit2.Repository(str(common)).workdir
+    return Path(workdir) if workdir else common.parent
+
+
+def _may_hold(folder: str, declared: Sequence[str]) -> bool:
+    """Whether a declared entry may name something inside ``folder`` (ends with "/")."""
+    for entry in declared:
+        entry = entry.strip().removeprefix("./").lstrip("/")
+        if entry and (
+            entry.startswith(folder)
+            or folder.startswith(entry.rstrip("/") + "/")
+            or any(c in entry for c in "*?[")
+        ):
+            return True
+    return False
+
+
+def _collapse(left: list[str], added: set[str], top: str) -> list[str]:
+    """Each left-out path under ``top`` as its highest folder from which nothing was added."""
+    shown: set[str] = set()
+    for path in left:
+        chain = [top]
+        for part in path[len(top) :].split("/")[:-1]:
+            chain.append(f"{chain[-1]}{part}/")
+        shown.add(next((f for f in chain if not any(a.startswith(f) for a in added)), path))
+    return sorted(shown)
+
+
+def _sweep_folder(
+    repo: pygit2.Repository,
+    top: str,
+    excludes: Excludes,
+    declared: Sequence[str],
+    index: pygit2.Index,
+) -> list[str]:
+    """Stage the declared files in the untracked folder ``top``; what it leaves out."""
+    root = Path(repo.workdir)
+    # A repository of its own inside the worktree is never walked into.
+    if excludes.matches(top) or not _may_hold(top, declared) or (root / top / ".git").exists():
+        return [top]
+    left: list[str] = []
+    added: set[str] = set()
+    for folder, dirs, files in os.walk(root / top):
+        here = Path(folder).relative_to(root).as_posix() + "/"
+        kept = []
+        for name in sorted(dirs):
+            path = here + name + "/"
+            if (root / path).is_symlink():
+                files.append(name)  # git records a link to a folder as a link
+            elif excludes.matches(path) or (root / path / ".git").exists():
+                left.append(path)
+            elif not repo.path_is_ignored(path):
+                kept.append(name)
+        dirs[:] = kept
+        for name in sorted(files):
+            path = here + name
+            if excludes.matches(path):
+                left.append(path)
+            elif repo.path_is_ignored(path):
+                continue  # the repository's own ignore rules: not Autonoma's business
+            elif is_declared(path, declared):
+                index.add(path)
+                added.add(path)
+            else:
+                left.append(path)
+    return _collapse(left, added, top)
+
+
+def _restore(index: pygit2.Index, parent: pygit2.Commit | None, path: str) -> None:
+    """Put ``path`` back in the index as the last commit has it (or take it out)."""
+    try:
+        entry = parent.tree[path] if parent is not None else None
+    except KeyError:
+        entry = None
+    if entry is None:
+        if path in index:
+            index.remove(path)
+        return
+    index.add(pygit2.IndexEntry(path, entry.id, entry.filemode))
+
+
+def _stage(
+    repo: pygit2.Repository,
+    index: pygit2.Index,
+    parent: pygit2.Commit | None,
+    excludes: Excludes,
+    declared: Sequence[str],
+) -> list[str]:
+    """Stage what a commit for the agent takes (see `commit_all`); the paths left out."""
+    root = Path(repo.workdir)
+    left: list[str] = []
+    # "normal" reports an untracked folder once, as `git status` does, without walking it:
+    # a node_modules/ of 100k files costs one entry.
+    status = repo.status(untracked_files="normal", ignored=False)
+    for path, flags in sorted(status.items()):
+        if flags == FileStatus.CURRENT:
+            continue
+        exists = (root / path).exists() or (root / path).is_symlink()
+        if flags == FileStatus.WT_NEW:
+            if path.endswith("/"):
+                left += _sweep_folder(repo, path, excludes, declared, index)
+            elif excludes.matches(path) or not is_declared(path, declared):
+                left.append(path)
+            else:
+                index.add(path)
+        elif excludes.matches(path):
+            # Tracked, but matched: its change stays out, even if the agent staged it.
+            _restore(index, parent, path)
+            left.append(path)
+        elif flags & FileStatus.CONFLICTED or path in index:
+            # Staging a conflicted path marks it resolved, as `git add` does.
+            if exists:
+                index.add(path)
+            else:
+                index.remove(path)
+        # Otherwise the agent staged its deletion (`git rm --cached`): kept as staged.
+    return sorted(set(left))
+
+
+def commit_all(
+    worktree: Path, message: str, declared: Sequence[str] = (), *, rules: str | None = None
+) -> CommitResult:
+    """Commit, on the worktree's branch, what an agent left uncommitted there, or part of it.
+
+    Taken: changes to tracked files (modified, deleted, or staged by the agent) and the new
+    or changed files that ``declared`` names (a task's files). Never taken: what the
+    exclude list matches (``rules``, gitignore syntax; by default the project's
+    ``.autonoma/exclude`` or `excludes.DEFAULT_RULES`), even if tracked or staged, and what
+    the repository's own ignore rules ignore. The rest stays in the worktree, uncommitted,
+    and is reported in `CommitResult.left_out`. A merge in progress is concluded with both
+    parents. Commits the agent made itself are never touched.
+
+    Raises `VcsError` (nothing written) for a detached HEAD, unresolved merge conflicts or
+    conflict markers in what would be committed.
+    """
     repo = _open(worktree)
     where = _where(repo)
     if repo.head_is_detached:
         raise VcsError(f"{where}: HEAD is detached (a rebase in progress?); nothing committed")
+    text = rules if rules is not None else project_rules(_main_root(repo))
+    excludes = Excludes.parse(text)
     merging = _merge_heads(repo)
     index = repo.index
-    # Like `git add -A`: new, modified and deleted files, ignored ones left out, and a
-    # conflicted path counts as resolved once staged.
-    index.add_all()
+    parent = None if repo.head_is_unborn else repo.head.peel(pygit2.Commit)
+    left = _stage(repo, index, parent, excludes, declared)
+    result = CommitResult(None, [], left[:LEFT_OUT_LIMIT], max(0, len(left) - LEFT_OUT_LIMIT))
     unresolved = _conflicted(index)
     if unresolved:
         raise VcsError(f"{where}: unresolved merge conflicts in {_listing(unresolved)}")
     tree_id = index.write_tree()
     tree = repo[tree_id]
     assert isinstance(tree, pygit2.Tree)
-    parent = None if repo.head_is_unborn else repo.head.peel(pygit2.Commit)
     changed = _tree_paths(repo, parent.tree if parent is not None else None, tree)
     marked = _marker_paths(repo, changed, tree)
     if marked:
         raise VcsError(f"{where}: conflict markers left in {_listing(marked)}")
     if not changed and not merging:
-        return None
+        return result
     index.write()
     signature = _signature(repo)
     parents = ([parent.id] if parent is not None else []) + merging
@@ -333,7 +495,7 @@ def commit_all(worktree: Path, message: str) -> tuple[str, list[str]] | None:
     if repo.state() != RepositoryState.NONE:
         # The merge (or cherry-pick) is concluded: git must not offer to continue it.
         repo.state_cleanup()
-    return str(commit), changed
+    return CommitResult(str(commit), changed, result.left_out, result.left_out_more)
 
 
 def prepare_merge(repo_path: Path, onto: str, branch: str, message: str) -> MergeResult:
@@ -577,3 +739,15 @@ def install_push_guard(hooks_dir: Path) -> dict[str, str]:
         "GIT_CONFIG_KEY_2": "protocol.ext.allow",
         "GIT_CONFIG_VALUE_2": "user",
     }
+
+
+def add_git_config(env: dict[str, str], key: str, value: str) -> None:
+    """Add ``key = value`` to the git config that ``env`` gives the processes that get it.
+
+    Appended after the ``GIT_CONFIG_KEY_n`` entries already there (`install_push_guard`'s),
+    so none is overwritten.
+    """
+    count = int(env.get("GIT_CONFIG_COUNT") or 0)
+    env[f"GIT_CONFIG_KEY_{count}"] = key
+    env[f"GIT_CONFIG_VALUE_{count}"] = value
+    env["GIT_CONFIG_COUNT"] = str(count + 1)

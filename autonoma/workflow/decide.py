@@ -42,13 +42,16 @@ from autonoma.protocol import (
     Envelope,
     Escalation,
     MergeFailed,
+    MergeFailure,
     PhaseChanged,
     PlanWritten,
+    ProjectCommands,
     ResolveRequested,
     RetryRequested,
     ReviewVerdict,
     RunFinished,
     RunOutcome,
+    SetupRan,
     TaskDefined,
     TaskFeedback,
     TaskMerged,
@@ -56,15 +59,18 @@ from autonoma.protocol import (
     TaskStateChanged,
     TaskWorkspace,
     WorkCommittedForAgent,
+    WorkLeftOut,
     WorkPaused,
     WorkResumed,
 )
 from autonoma.vcs.workspace import INTEGRATION_BRANCH
+from autonoma.workflow import commands as project_commands
 from autonoma.workflow import prompts, scheduler
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER, developer_names, qa_names, role_of
-from autonoma.workflow.dag import TaskSpec, critical_path, parse_tasks
+from autonoma.workflow.dag import TaskSpec, critical_path
 from autonoma.workflow.governor import GOVERNOR, Permit, is_rate_limited
 from autonoma.workflow.plan import AnswerError, parse_plan, plan_dict, plan_json, plan_text
+from autonoma.workflow.setup import failure_reason
 
 ORCHESTRATOR = "orchestrator"
 
@@ -97,8 +103,10 @@ class Config:
     """The role files by name (``ceo``, ``staff_engineer``, ``developer``, ``qa``)."""
     workers: int
     max_retries: int
+    setup_command: str = ""
+    """The setting: overrides the Staff Engineer's set-up command when set."""
     test_command: str = ""
-    """The setting: overrides QA's command for the merge gate when set."""
+    """The setting: overrides the Staff Engineer's test command when set."""
     budget_usd: float = 0.0
     task_budget_usd: float = 0.0
     main: str = "main"
@@ -171,6 +179,8 @@ class Machine:
     """Task -> (agent, budget left) while its worktree is made ready for a developer turn."""
     checking: set[str] = field(default_factory=set)
     """Tasks whose developer's work is being committed and checked."""
+    setting_up: set[str] = field(default_factory=set)
+    """Tasks whose worktree runs the project's set-up command before their first turn."""
     stopping: bool = False
     finished: bool = False
     started_at: float = 0.0
@@ -256,12 +266,12 @@ class WorkspaceFailed:
 
 @dataclass(frozen=True, slots=True)
 class WorkChecked:
-    """`CommitForAgent` is done: what it committed, and why the work is refused (or "")."""
+    """`CommitForAgent` is done: what it journals, and why the work is refused (or "")."""
 
     task_id: str
     agent: str
-    commit: str = ""
-    files: tuple[str, ...] = ()
+    journaled: WorkCommittedForAgent | WorkLeftOut | None = None
+    """The commit made for the agent (or what it left out), to journal."""
     why: str = ""
     refused: tuple[str, ...] = ()
     """`CommitForAgent.refused`, passed back."""
@@ -272,10 +282,17 @@ class ConflictMergeDone:
     """`ConflictMerge` is done: the files left in conflict, or the error."""
 
     task_id: str
-    kind: Literal["conflict", "tests_failed"]
+    kind: MergeFailure
     output: str = ""
     conflicts: tuple[str, ...] = ()
     error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SetupDone:
+    """`RunSetup` is done: how the set-up command ran."""
+
+    ran: SetupRan
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +323,7 @@ Event = (
     | WorkChecked
     | ConflictMergeDone
     | MergeNotSubmitted
+    | SetupDone
     | WorktreesRemoved
 )
 
@@ -358,6 +376,8 @@ class CommitForAgent:
     worktree: str
     branch: str
     refused: tuple[str, ...] = ()
+    declared: tuple[str, ...] = ()
+    """The task's declared files: new ones among them are committed too."""
     """The tool calls claude refused in the turn (said with a refusal of the work)."""
 
 
@@ -368,7 +388,7 @@ class ConflictMerge:
 
     task_id: str
     worktree: str
-    kind: Literal["conflict", "tests_failed"]
+    kind: MergeFailure
     output: str = ""
 
 
@@ -380,6 +400,18 @@ class SubmitMerge:
     branch: str
     title: str
     test_command: str
+    setup_command: str = ""
+    tests_opted_out: bool = False
+    tests_seen: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunSetup:
+    """Off the mailbox: run the project's set-up command in a task's worktree; `SetupDone`."""
+
+    task_id: str
+    command: str
+    worktree: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,6 +445,7 @@ Action = (
     | CommitForAgent
     | ConflictMerge
     | SubmitMerge
+    | RunSetup
     | EnsureIntegration
     | WriteFile
     | RemoveWorktrees
@@ -494,6 +527,8 @@ class _Step:
             self._conflict_merge_done(event)
         elif isinstance(event, MergeNotSubmitted):
             m.submitted.discard(event.task_id)
+        elif isinstance(event, SetupDone):
+            self._setup_done(event.ran)
         elif isinstance(event, WorktreesRemoved):
             self._emit(event.then, durable=True)
             return
@@ -530,6 +565,10 @@ class _Step:
             task = self.fold.tasks.get(event.task_id)
             if task is None:
                 m.submitted.discard(event.task_id)
+            elif event.kind == "no_test_command":
+                # Nothing can merge until a human names the tests (or opts out): not a retry.
+                m.submitted.discard(event.task_id)
+                self._escalate(task, project_commands.no_test_command(task.task_id))
             else:
                 # Still submitted until the conflict merge answers: nothing resubmits it.
                 self.out.append(
@@ -573,6 +612,11 @@ class _Step:
                 self._state_after_failure(
                     task, task.reason, prompts.turn_failed(task.task_id, task.reason)
                 )
+        if tasks and run is not None:
+            # The config may have changed since the task list was accepted (the user set
+            # test_command after an escalation): it wins over the Staff Engineer's answer.
+            before = run.commands or ProjectCommands()
+            self._fix_commands(before.proposed_setup_command, before.proposed_test_command)
         if self.fold.plan is None:
             self._phase("planning")
         elif not tasks:
@@ -746,7 +790,11 @@ class _Step:
                     self._emit(PlanWritten(plan=plan_dict(plan), path=str(path)), durable=True)
                     self._phase("decomposition")
                 else:
-                    self._define_tasks(parse_tasks(finished.structured_output))
+                    specs, setup, test = project_commands.parse_task_answer(
+                        finished.structured_output
+                    )
+                    self._fix_commands(setup, test)
+                    self._define_tasks(specs)
                 return
             except AnswerError as error:
                 errors = list(error.errors)
@@ -766,6 +814,19 @@ class _Step:
                 if turn.kind == "plan"
                 else prompts.tasks_rejected(errors)
             )
+
+    def _fix_commands(self, proposed_setup: str, proposed_test: str) -> None:
+        """Journal the project's commands: the config's, else the Staff Engineer's."""
+        chosen = project_commands.choose(
+            self.cfg.setup_command, self.cfg.test_command, proposed_setup, proposed_test
+        )
+        run = self.fold.run
+        if run is None or run.commands != chosen:
+            self._emit(chosen, durable=True)
+
+    def _commands(self) -> ProjectCommands:
+        run = self.fold.run
+        return run.commands if run is not None and run.commands is not None else ProjectCommands()
 
     def _define_tasks(self, specs: list[TaskSpec]) -> None:
         for spec in specs:
@@ -804,7 +865,7 @@ class _Step:
 
     def _in_flight(self, task_id: str) -> bool:
         m = self.m
-        if task_id in m.preparing or task_id in m.checking:
+        if task_id in m.preparing or task_id in m.checking or task_id in m.setting_up:
             return True
         return any(t.task_id == task_id for t in m.turns.values())
 
@@ -846,6 +907,8 @@ class _Step:
 
     def _start_development(self, task: Task) -> bool:
         m = self.m
+        if task.task_id in m.setting_up:
+            return True  # its first turn starts once the set-up has succeeded
         claimed = self._claim(developer_names(self.cfg.workers), task.task_id)
         if claimed is None:
             return False
@@ -878,6 +941,8 @@ class _Step:
             self._set(task.task_id, "running", "", 1)
         if task.state != "running":
             return  # escalated or resolved meanwhile
+        if self._setting_up(task):
+            return  # the agent is free again; the turn starts after the set-up
         agent, budget = reserved
         work = m.work.get(task.task_id)
         role = self.cfg.roles["developer"]
@@ -888,7 +953,9 @@ class _Step:
             resume = False
             session = self._uuid()
             feedback = work.prompt if work is not None else ""
-            prompt = prompts.developer_prompt(role, task, self.cfg.claude_md, feedback)
+            prompt = prompts.developer_prompt(
+                role, task, self.cfg.claude_md, feedback, self._commands()
+            )
         self._start_turn(
             agent,
             "develop",
@@ -901,6 +968,42 @@ class _Step:
             budget=budget,
         )
 
+    def _setting_up(self, task: Task) -> bool:
+        """Whether ``task``'s worktree (which exists) still waits for the project's set-up.
+
+        The set-up runs once per worktree, before its first developer turn, off the
+        mailbox (`RunSetup`, answered by `SetupDone`).
+        """
+        m = self.m
+        if task.task_id in m.setting_up:
+            return True
+        command = self._commands().setup_command
+        if not command or not task.worktree or task.setup_worktree == task.worktree:
+            return False
+        m.setting_up.add(task.task_id)
+        self.out.append(RunSetup(task.task_id, command, task.worktree))
+        return True
+
+    def _setup_done(self, ran: SetupRan) -> None:
+        """A task's set-up ended: journaled; a failure is a failed attempt of the task."""
+        m = self.m
+        if ran.task_id is not None:
+            m.setting_up.discard(ran.task_id)
+        if m.stopping or m.finished:
+            return
+        self._emit(ran)
+        task = None if ran.task_id is None else self.fold.tasks.get(ran.task_id)
+        if ran.ok or task is None or task.state != "running":
+            return  # the pump starts its first turn
+        # Not _fail: no developer turn ran, so none is told anything; the set-up runs again.
+        why = failure_reason(ran)
+        attempt = max(task.attempts, 1)
+        self._set(task.task_id, "failed", why, attempt)
+        if attempt > self.cfg.max_retries:
+            self._escalate(task, f"failed {attempt} times; last: {why}")
+        else:
+            self._set(task.task_id, "running", f"retry: {why}", attempt + 1)
+
     def _start_review(self, task: Task) -> bool:
         claimed = self._claim(qa_names(self.cfg.workers), task.task_id)
         if claimed is None:
@@ -908,7 +1011,12 @@ class _Step:
         agent, answer = claimed
         review = task.reviews + 1
         prompt = prompts.qa_prompt(
-            self.cfg.roles["qa"], task, INTEGRATION_BRANCH, review, self.cfg.claude_md
+            self.cfg.roles["qa"],
+            task,
+            INTEGRATION_BRANCH,
+            review,
+            self.cfg.claude_md,
+            self._commands(),
         )
         self._start_turn(
             agent,
@@ -924,8 +1032,19 @@ class _Step:
         return True
 
     def _submit(self, task: Task) -> None:
-        command = self.cfg.test_command or task.test_command
-        self.out.append(SubmitMerge(task.task_id, task.branch, task.title, command))
+        commands = self._commands()
+        run = self.fold.run
+        self.out.append(
+            SubmitMerge(
+                task.task_id,
+                task.branch,
+                task.title,
+                commands.test_command,
+                setup_command=commands.setup_command,
+                tests_opted_out=commands.tests_opted_out,
+                tests_seen=run is not None and run.tests_seen,
+            )
+        )
         self.m.submitted.add(task.task_id)
 
     # --- the end of a turn -------------------------------------------------------------
@@ -1044,7 +1163,9 @@ class _Step:
             m.work[task.task_id] = Work(prompts.interrupted(task.task_id, turn.prompt))
             return
         asked = prompts.asked_of(turn.prompt)
-        first = prompts.developer_prompt(self.cfg.roles["developer"], task, self.cfg.claude_md)
+        first = prompts.developer_prompt(
+            self.cfg.roles["developer"], task, self.cfg.claude_md, "", self._commands()
+        )
         m.work[task.task_id] = Work("" if asked == first else asked, fresh=True)
 
     def _development_ended(self, task: Task, turn: Turn, why: str) -> None:
@@ -1053,8 +1174,9 @@ class _Step:
             return
         self.m.checking.add(task.task_id)
         refused = refusals(turn.finished)
+        declared = tuple(task.files)
         self.out.append(
-            CommitForAgent(task.task_id, turn.agent, task.worktree, task.branch, refused)
+            CommitForAgent(task.task_id, turn.agent, task.worktree, task.branch, refused, declared)
         )
 
     def _work_checked(self, event: WorkChecked) -> None:
@@ -1062,15 +1184,8 @@ class _Step:
         m.checking.discard(event.task_id)
         if m.finished:
             return
-        if event.commit:
-            self._emit(
-                WorkCommittedForAgent(
-                    task_id=event.task_id,
-                    agent_id=event.agent,
-                    commit=event.commit,
-                    files=list(event.files),
-                )
-            )
+        if event.journaled is not None:
+            self._emit(event.journaled)
         task = self.fold.tasks.get(event.task_id)
         if m.stopping or task is None or task.state != "running":
             return  # escalated (its budget) or resolved meanwhile; or stopping: resumed later
@@ -1137,11 +1252,17 @@ class _Step:
                 prompts.conflicted(task.task_id, list(event.conflicts)),
             )
         elif event.kind == "tests_failed":
-            command = task.test_command or self.cfg.test_command
             self._fail(
                 task,
                 "the tests failed on the merged result",
-                prompts.tests_failed(task.task_id, command, event.output),
+                prompts.tests_failed(task.task_id, self._commands().test_command, event.output),
+            )
+        elif event.kind == "setup_failed":
+            command = self._commands().setup_command
+            self._fail(
+                task,
+                f"the set-up command failed on the merged result: {_last_line(event.output)}",
+                prompts.setup_failed(task.task_id, command, event.output),
             )
         else:
             # The integration head merged cleanly into the branch now: merge again.
@@ -1277,6 +1398,11 @@ class _Step:
         return self.m.new_session()
 
 
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "(no output)"
+
+
 def refusals(finished: AgentTurnFinished | None) -> tuple[str, ...]:
     """The tool calls claude refused in a turn, as ``Tool target`` (``permission_denials``)."""
     if finished is None:
@@ -1318,6 +1444,8 @@ __all__ = [
     "MergeNotSubmitted",
     "PrepareWorkspace",
     "RemoveWorktrees",
+    "RunSetup",
+    "SetupDone",
     "SpawnRefused",
     "StartTurn",
     "Started",

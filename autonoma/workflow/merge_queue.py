@@ -1,11 +1,14 @@
 """The merge queue: approved branches go onto the integration branch one at a time.
 
-For each approved task: merge its branch onto the integration head in memory; on a
-conflict, say so (`MergeFailed`) and move nothing. Otherwise check the merged commit
-out in the check worktree and run the project's tests there; red, say so and move
-nothing; green, move the integration branch, then ``main`` (safely: see
-`autonoma.vcs.workspace.advance_main`), and announce `TaskMerged`. One actor, one
-mailbox: merges never run side by side.
+For each approved task: with no project test command (and no opt-out), refuse
+(`MergeFailed` ``no_test_command``). Merge its branch onto the integration head in
+memory; on a conflict, say so (`MergeFailed`) and move nothing. Otherwise check the
+merged commit out in the check worktree, run the project's set-up command there
+(journaled as `SetupRan`), then the project's test command; a failure of either is
+said and moves nothing; green (or no tests collected while the project has none yet,
+see `autonoma.workflow.commands.judge_tests`), move the integration branch, then
+``main`` (safely: see `autonoma.vcs.workspace.advance_main`), and announce
+`TaskMerged`. One actor, one mailbox: merges never run side by side.
 
 Submitting a task that is already merged (a resumed run that died before it heard
 of it) finds nothing to add, runs the tests again and announces it merged.
@@ -18,23 +21,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autonoma.protocol import MergeFailed, TaskMerged
+from autonoma.protocol import MergeFailed, TaskMerged, TestsOutcome
 from autonoma.runtime.actor import Actor
 from autonoma.runtime.bus import Bus
 from autonoma.vcs import workspace
 from autonoma.workflow.checks import kill_check, run_check
+from autonoma.workflow.commands import (
+    NO_TESTS_YET,
+    OPTED_OUT,
+    Judgement,
+    judge_tests,
+    no_test_command,
+)
+from autonoma.workflow.setup import failure_reason, run_setup
 
 MERGE_QUEUE = "merge_queue"
 
 
 @dataclass(frozen=True)
 class MergeRequest:
-    """Merge ``branch`` of ``task_id``; ``test_command`` checks the merged result."""
+    """Merge ``branch`` of ``task_id``; ``test_command`` checks the merged result.
+
+    ``setup_command`` runs first in the check worktree. An empty ``test_command`` is
+    refused unless ``tests_opted_out``. ``tests_seen``: an earlier merge ran tests, so
+    "no tests collected" is a failure now.
+    """
 
     task_id: str
     branch: str
     title: str
     test_command: str
+    setup_command: str = ""
+    tests_opted_out: bool = False
+    tests_seen: bool = False
 
 
 class MergeQueue(Actor):
@@ -57,11 +76,11 @@ class MergeQueue(Actor):
         self.main = main
         self.env = dict(env)
         self.timeout = timeout
-        self._check: int | None = None
+        self._check_group: int | None = None
 
     def on_kill(self) -> None:
         # Stopped while the tests run (the actor's thread is inside run_check): they go too.
-        group = self._check
+        group = self._check_group
         if group is not None:
             kill_check(group)
 
@@ -71,9 +90,19 @@ class MergeQueue(Actor):
         return None
 
     def _started(self, group: int) -> None:
-        self._check = group
+        self._check_group = group
 
     def _merge(self, request: MergeRequest) -> None:
+        if not request.test_command and not request.tests_opted_out:
+            self.bus.publish(
+                MERGE_QUEUE,
+                MergeFailed(
+                    task_id=request.task_id,
+                    kind="no_test_command",
+                    output=no_test_command(request.task_id),
+                ),
+            )
+            return
         onto = workspace.head_of(self.repo, workspace.INTEGRATION_BRANCH)
         result = workspace.prepare_merge(
             self.repo, onto, request.branch, f"Merge {request.task_id}: {request.title}"
@@ -84,33 +113,18 @@ class MergeQueue(Actor):
                 MergeFailed(task_id=request.task_id, kind="conflict", files=result.conflicts),
             )
             return
-        detail = ""
+        detail = OPTED_OUT
+        tests: TestsOutcome = "opted_out"
         if request.test_command:
             check = workspace.ensure_check_worktree(self.repo, self.worktrees, result.commit)
             workspace.checkout_detached(check, result.commit)
-            try:
-                outcome = run_check(
-                    request.test_command, check, self.env, self.timeout, started=self._started
-                )
-            finally:
-                self._check = None
-            if not outcome.passed:
-                why = (
-                    f"timed out after {self.timeout:g} s (test_timeout)"
-                    if outcome.timed_out
-                    else f"exit code {outcome.exit_code}"
-                )
-                self.bus.publish(
-                    MERGE_QUEUE,
-                    MergeFailed(
-                        task_id=request.task_id,
-                        kind="tests_failed",
-                        output=f"$ {request.test_command}\n{why}\n{outcome.output}",
-                    ),
-                )
+            checked = self._check(request, check)
+            if isinstance(checked, MergeFailed):
+                self.bus.publish(MERGE_QUEUE, checked)
                 return
-        else:
-            detail = "no test command known: merged without re-running the tests"
+            tests, detail = "passed", ""
+            if checked.verdict == "no_tests":
+                tests, detail = "no_tests", f"{NO_TESTS_YET} (`{request.test_command}`)"
         if result.commit != onto:
             workspace.move_branch(self.repo, workspace.INTEGRATION_BRANCH, onto, result.commit)
         moved, why_not = workspace.advance_main(self.repo, self.main, result.commit)
@@ -121,8 +135,46 @@ class MergeQueue(Actor):
                 commit=result.commit,
                 main_moved=moved,
                 detail="; ".join(x for x in (detail, why_not) if x),
+                tests=tests,
             ),
         )
+
+    def _check(self, request: MergeRequest, check: Path) -> MergeFailed | Judgement:
+        """The set-up, then the tests, in the check worktree (blocks): a failure, or a pass."""
+        try:
+            if request.setup_command:
+                ran = run_setup(
+                    request.setup_command,
+                    check,
+                    self.env,
+                    self.timeout,
+                    task_id=request.task_id,
+                    place="merge_gate",
+                    started=self._started,
+                )
+                self.bus.publish(MERGE_QUEUE, ran)
+                if not ran.ok:
+                    return MergeFailed(
+                        task_id=request.task_id,
+                        kind="setup_failed",
+                        output=f"$ {request.setup_command}\n{failure_reason(ran)}\n"
+                        f"{ran.output_tail}",
+                    )
+            outcome = run_check(
+                request.test_command, check, self.env, self.timeout, started=self._started
+            )
+        finally:
+            self._check_group = None
+        judged = judge_tests(
+            outcome.exit_code, outcome.timed_out, outcome.output, tests_seen=request.tests_seen
+        )
+        if judged.verdict == "failed":
+            return MergeFailed(
+                task_id=request.task_id,
+                kind="tests_failed",
+                output=f"$ {request.test_command}\n{judged.why}\n{outcome.output}",
+            )
+        return judged
 
 
 __all__ = ["MERGE_QUEUE", "MergeQueue", "MergeRequest"]

@@ -34,7 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +60,7 @@ from autonoma.protocol import (
     Envelope,
     MergeFailed,
     RunStarted,
+    SetupRan,
     SpawnsHeld,
     TaskMerged,
     WorkPaused,
@@ -70,7 +71,7 @@ from autonoma.runtime.bus import Bus
 from autonoma.vcs import workspace
 from autonoma.vcs.repo import remove_worktrees_under
 from autonoma.vcs.workspace import VcsError
-from autonoma.workflow import inbox
+from autonoma.workflow import commits, inbox
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER, AgentRefs, developer_names, qa_names
 from autonoma.workflow.decide import (
     MAX_INTERRUPTIONS,
@@ -89,6 +90,8 @@ from autonoma.workflow.decide import (
     MergeNotSubmitted,
     PrepareWorkspace,
     RemoveWorktrees,
+    RunSetup,
+    SetupDone,
     SpawnRefused,
     Started,
     StartTurn,
@@ -106,6 +109,7 @@ from autonoma.workflow.decide import (
 )
 from autonoma.workflow.governor import GOVERNOR
 from autonoma.workflow.merge_queue import MergeRequest
+from autonoma.workflow.setup import SetupRunner
 
 TICK = 0.2
 """Seconds between looks at the inbox, the governor's hold and the clock."""
@@ -131,6 +135,8 @@ class RunContext:
     policy: Literal["critical_path", "fifo"] = "critical_path"
     durations: Mapping[str, float] | None = None
     """Known task durations (the makespan bench); None: unit weights."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """The environment of the project's set-up commands (the agents' own)."""
 
     @property
     def repo(self) -> Path:
@@ -161,6 +167,13 @@ class _Done:
 
 
 @dataclass(frozen=True, slots=True)
+class _SetupDone:
+    """A task worktree's set-up ended (told from its worker thread)."""
+
+    ran: SetupRan
+
+
+@dataclass(frozen=True, slots=True)
 class _JobCrashed:
     """A git job raised something unexpected: the actor crashes like it used to."""
 
@@ -181,6 +194,7 @@ _HEARD = (
     WorkResumed,
     BudgetReached,
     SpawnsHeld,
+    SetupRan,
 )
 
 _ROLES = (CEO, STAFF_ENGINEER, "developer", "qa")
@@ -232,6 +246,8 @@ class Orchestrator(Actor):
         self.clock = clock
         self.machine: Machine | None = None
         self._git: GitWorker | None = None
+        # Set-up commands run in their own worker threads, never in this mailbox.
+        self._setups = SetupRunner(ctx.env, ctx.settings.test_timeout)
         self._names = [CEO, STAFF_ENGINEER, *developer_names(ctx.workers), *qa_names(ctx.workers)]
 
     # --- life cycle -----------------------------------------------------------------
@@ -274,6 +290,7 @@ class Orchestrator(Actor):
             roles={name: load_role(name, ctx.repo) for name in _ROLES},
             workers=ctx.workers,
             max_retries=self.settings.max_retries,
+            setup_command=self.settings.setup_command,
             test_command=self.settings.test_command,
             budget_usd=self.settings.budget_usd,
             task_budget_usd=self.settings.task_budget_usd,
@@ -289,12 +306,17 @@ class Orchestrator(Actor):
         ref.tell(_Tick())
 
     def on_stop(self) -> None:
+        self._setups.stop()
         if self._git is not None:
             self._git.stop()
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        self._setups.stop()
         if self._git is not None:
             self._git.stop()
+
+    def on_kill(self) -> None:
+        self._setups.stop()
 
     def _tick_loop(self) -> None:
         ref = self.actor_ref
@@ -322,6 +344,10 @@ class Orchestrator(Actor):
             self._feed(Tick())
         elif isinstance(message, _Done):
             self._feed(message.event)
+        elif isinstance(message, _SetupDone):
+            if message.ran.task_id is not None:
+                self._setups.forget(message.ran.task_id)
+            self._feed(SetupDone(message.ran))
         elif isinstance(message, _JobCrashed):
             raise message.error
         return None
@@ -359,8 +385,18 @@ class Orchestrator(Actor):
             if merge_queue is None:
                 return MergeNotSubmitted(action.task_id)
             merge_queue.tell(
-                MergeRequest(action.task_id, action.branch, action.title, action.test_command)
+                MergeRequest(
+                    action.task_id,
+                    action.branch,
+                    action.title,
+                    action.test_command,
+                    setup_command=action.setup_command,
+                    tests_opted_out=action.tests_opted_out,
+                    tests_seen=action.tests_seen,
+                )
             )
+        elif isinstance(action, RunSetup):
+            self._run_setup(action)
         elif isinstance(action, WriteFile):
             Path(action.path).write_bytes(action.data)
         else:
@@ -391,6 +427,15 @@ class Orchestrator(Actor):
         except TurnRefused as refused:
             return SpawnRefused(action.agent, str(refused))
         return TurnSpawned(action.agent, pid)
+
+    def _run_setup(self, action: RunSetup) -> None:
+        ref = self.actor_ref
+
+        def report(ran: SetupRan) -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(_SetupDone(ran))
+
+        self._setups.start(action.task_id, action.command, Path(action.worktree), report)
 
     def _git_job(self, action: Action) -> Callable[[], Event | None]:
         """The git work of ``action``, to run in the worker's thread."""
@@ -434,11 +479,13 @@ def _commit_for_agent(repo: Path, action: CommitForAgent) -> Event:
     """Commit what the developer left uncommitted; say why the branch is not reviewable."""
     try:
         committed = workspace.commit_all(
-            Path(action.worktree), f"{action.task_id}: work {action.agent} left uncommitted"
+            Path(action.worktree),
+            f"{action.task_id}: work {action.agent} left uncommitted",
+            action.declared,
         )
     except VcsError as error:
         return WorkChecked(action.task_id, action.agent, why=str(error), refused=action.refused)
-    commit, files = committed if committed is not None else ("", [])
+    journaled = commits.for_agent(action.task_id, action.agent, committed)
     integration = workspace.head_of(repo, workspace.INTEGRATION_BRANCH)
     head = workspace.head_of(repo, action.branch)
     why = ""
@@ -448,7 +495,7 @@ def _commit_for_agent(repo: Path, action: CommitForAgent) -> Event:
         marked = workspace.conflict_marker_files(repo, integration, head)
         if marked:
             why = f"conflict markers were committed in {', '.join(marked)}"
-    return WorkChecked(action.task_id, action.agent, commit, tuple(files), why, action.refused)
+    return WorkChecked(action.task_id, action.agent, journaled, why, action.refused)
 
 
 def _conflict_merge(repo: Path, action: ConflictMerge) -> Event:

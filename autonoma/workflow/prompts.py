@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from autonoma.agents.roles import Role, render
 from autonoma.journal.fold import Task
+from autonoma.protocol import ProjectCommands
 
 NONE = "(none)"
 
@@ -45,14 +46,71 @@ def _task_fields(task: Task, claude_md: str) -> dict[str, str]:
     }
 
 
-def developer_prompt(role: Role, task: Task, claude_md: str, feedback: str = "") -> str:
+def commands_text(commands: ProjectCommands | None) -> str:
+    """What a developer is told about the project's set-up and test commands."""
+    commands = commands or ProjectCommands()
+    setup = (
+        f"- Set-up: `{commands.setup_command}`. It already ran in this worktree. When you "
+        "add a dependency, declare it in the project's manifest, then run it again."
+        if commands.setup_command
+        else "- Set-up: none. When you add a dependency, declare it in the project's "
+        "manifest and install it into this worktree with the project's package manager."
+    )
+    return f"{setup}\n- Tests: {tests_text(commands)}"
+
+
+def tests_text(commands: ProjectCommands | None) -> str:
+    """How the project's tests are run (QA's ``$test_command``, and the developer's)."""
+    commands = commands or ProjectCommands()
+    if commands.test_command:
+        return (
+            f"run `{commands.test_command}` (exactly this: the merge gate runs it on every "
+            "merged result). While the project has no tests yet, a run that collects none "
+            "(pytest's exit code 5, `# tests 0` from `node --test`) is not a failure."
+        )
+    if commands.tests_opted_out:
+        return (
+            'the user opted out of automated tests (test_command = "none"): check the work '
+            "by reading it and by running what the acceptance criteria name."
+        )
+    return (
+        "no project test command is known: run the tests the project has (e.g. `pytest -q`, "
+        "`npm test`). Merging is refused until a test command is set."
+    )
+
+
+def developer_prompt(
+    role: Role,
+    task: Task,
+    claude_md: str,
+    feedback: str = "",
+    commands: ProjectCommands | None = None,
+) -> str:
     """A developer's first turn on a task (a fresh session)."""
-    return render(role, **_task_fields(task, claude_md), feedback=feedback or NONE)
+    return render(
+        role,
+        **_task_fields(task, claude_md),
+        feedback=feedback or NONE,
+        commands=commands_text(commands),
+    )
 
 
-def qa_prompt(role: Role, task: Task, base_ref: str, review: int, claude_md: str) -> str:
+def qa_prompt(
+    role: Role,
+    task: Task,
+    base_ref: str,
+    review: int,
+    claude_md: str,
+    commands: ProjectCommands | None = None,
+) -> str:
     """QA's review of a task's branch; ``review`` counts the reviews of this task from 1."""
-    return render(role, **_task_fields(task, claude_md), base_ref=base_ref, attempt=str(review))
+    return render(
+        role,
+        **_task_fields(task, claude_md),
+        base_ref=base_ref,
+        attempt=str(review),
+        test_command=tests_text(commands),
+    )
 
 
 _FINISH = (
@@ -88,6 +146,18 @@ def tests_failed(task_id: str, command: str, output: str) -> str:
         f"Your branch for task {task_id} merged cleanly, but the tests failed on the merged "
         f"result. Command: `{command}`. Its output (the end of it):\n\n```\n{tail}\n```\n\n"
         "Your branch now holds the merged result. Find and fix the cause. " + _FINISH
+    )
+
+
+def setup_failed(task_id: str, command: str, output: str) -> str:
+    """The project's set-up command failed in the merge gate's check worktree."""
+    tail = output[-OUTPUT_CHARS:]
+    return (
+        f"Your branch for task {task_id} merged cleanly, but the project's set-up command "
+        f"failed on the merged result. Command: `{command}`. Its output (the end of it):"
+        f"\n\n```\n{tail}\n```\n\nYour branch now holds the merged result. Fix the cause "
+        "(a dependency missing from the manifest, a broken manifest), run the set-up "
+        "command again to check it. " + _FINISH
     )
 
 

@@ -36,12 +36,13 @@ from autonoma.runtime.bus import Listener
 from autonoma.runtime.supervisor import ChildSpec
 from autonoma.sim import ScenarioError, SimServer, load_scenario
 from autonoma.system import JOURNAL, ROOT, StartError, System, start
-from autonoma.vcs import workspace
+from autonoma.vcs import excludes, workspace
 from autonoma.vcs.workspace import VcsError
 from autonoma.workflow.crew import AgentRefs, crew_spec
 from autonoma.workflow.governor import GOVERNOR, Governor
 from autonoma.workflow.merge_queue import MERGE_QUEUE, MergeQueue
 from autonoma.workflow.orchestrator import ORCHESTRATOR, Orchestrator, RunContext
+from autonoma.workflow.setup import cache_env
 
 _RUN_CRITICAL = frozenset({JOURNAL, GOVERNOR, MERGE_QUEUE, ORCHESTRATOR})
 """Children of the root without which the run cannot go on."""
@@ -236,6 +237,12 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
         else:
             env = child_env(parent, sim_url=None)
         env.update(workspace.install_push_guard(project.dir / "hooks"))
+        # The agents' own `git status`/`git add -A` do not see what is never committed.
+        agent_exclude = excludes.agent_excludes(project.root, project.agent_exclude)
+        workspace.add_git_config(env, "core.excludesFile", str(agent_exclude))
+
+        # One pip and one npm cache for every worktree: a second set-up is fast.
+        env.update(cache_env(project.dir))
         prepared = Prepared(
             project=project,
             options=options,
@@ -325,6 +332,7 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
         workers=workers,
         policy=prepared.options.policy,
         durations=prepared.options.durations,
+        env=prepared.env,
     )
     interrupted = False
     with _stopping(system):

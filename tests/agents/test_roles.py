@@ -21,7 +21,16 @@ from autonoma.config import Settings
 PLACEHOLDERS = {
     "ceo": {"requirements", "claude_md"},
     "staff_engineer": {"requirements", "plan", "claude_md"},
-    "developer": {"task_id", "task_title", "spec", "acceptance", "files", "feedback", "claude_md"},
+    "developer": {
+        "task_id",
+        "task_title",
+        "spec",
+        "acceptance",
+        "files",
+        "feedback",
+        "commands",
+        "claude_md",
+    },
     "qa": {
         "task_id",
         "task_title",
@@ -30,12 +39,13 @@ PLACEHOLDERS = {
         "files",
         "base_ref",
         "attempt",
+        "test_command",
         "claude_md",
     },
 }
 SCHEMA_KEYS = {
     "ceo": {"summary", "milestones", "assumptions", "out_of_scope"},
-    "staff_engineer": {"tasks"},
+    "staff_engineer": {"tasks", "setup_command", "test_command"},
     "qa": {"verdict", "reasons", "test_command", "test_output_summary"},
 }
 

@@ -135,6 +135,8 @@ def test_the_merged_main_is_a_working_todo_manager(reference: Finished) -> None:
     root = reference.root
     files = main_tree(root)
     assert {"todo/__main__.py", "todo/store.py", "tests/test_list.py", "README.md"} <= set(files)
+    # The tests ran in every worktree; none of their caches was committed.
+    assert [f for f in files if "__pycache__" in f or f.endswith(".pyc")] == []
     tests = subprocess.run(UNITTEST, cwd=root, capture_output=True, text=True, timeout=60)
     assert tests.returncode == 0, tests.stderr
     store = root.parent / "store.json"

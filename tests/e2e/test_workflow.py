@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 from autonoma.protocol import (
+    AgentToolResult,
+    AgentToolUse,
     AgentTurnStarting,
     BudgetReached,
     Escalation,
@@ -22,6 +24,7 @@ from autonoma.protocol import (
     TaskDefined,
     TaskStateChanged,
     WorkCommittedForAgent,
+    WorkLeftOut,
 )
 from tests.conftest import run_autonoma
 from tests.e2e.runs import (
@@ -79,6 +82,49 @@ def test_work_a_developer_left_uncommitted_is_committed_for_it_and_journaled(
     assert "t2.txt" in files_on(root, "main")
 
 
+def test_caches_secrets_and_undeclared_files_stay_out_of_main_and_are_reported(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    root = make_project(tmp_path)
+    (root / "tracked.txt").write_text("tracked\n")
+    git(root, "add", "tracked.txt")
+    git(root, "commit", "-q", "-m", "A tracked file")
+
+    result = start(root, "leftovers.toml", clean_env, "--max-workers", "2")
+
+    assert_clean_exit(result, 0)
+    # main: the declared file, the tracked change, t2's own commit; no cache, no
+    # virtual environment, no node_modules, no .env, no undeclared file.
+    assert files_on(root, "main") == {"requirements.md", "tracked.txt", "declared.txt", "t2.txt"}
+    assert git(root, "show", "main:tracked.txt") == "tracked\nchanged\n"
+    left = [".env", ".venv/", "__pycache__/", "node_modules/", "undeclared.txt"]
+    rows = journal(root)
+    [committed] = messages(rows, WorkCommittedForAgent)
+    assert committed.task_id == "t1"
+    assert (committed.files, committed.left_out) == (["declared.txt", "tracked.txt"], left)
+    # t2 committed itself with `git add -A`: its git did not see .env or __pycache__/.
+    [looked] = [
+        m
+        for m in messages(rows, AgentToolUse, tool="Bash", task_id="t2")
+        if "git status" in m.input.get("command", "")
+    ]
+    [seen] = messages(rows, AgentToolResult, tool_use_id=looked.tool_use_id)
+    assert seen.content.strip() == "?? t2.txt", seen.content
+    [kept] = messages(rows, WorkLeftOut)
+    assert (kept.task_id, kept.left_out) == ("t2", [".env", "__pycache__/"])
+    # What was left out is in the log, in status, and in status --json.
+    assert f"committed as {committed.commit[:8]} (2 files); left out" in result.stdout
+    assert "[t2] nothing committed for it; left out" in result.stdout
+    status = run_autonoma("status", cwd=root, env=clean_env)
+    shown = "left out (excluded, or not in the task's files): "
+    assert shown + ", ".join(left) in status.stdout
+    assert shown + ".env, __pycache__/" in status.stdout
+    assert status_json(root, clean_env)["tasks"]["t1"]["left_out"] == left
+    # The user's own repository config and working tree are untouched.
+    assert "excludesfile" not in git(root, "config", "--list").lower()
+    assert git(root, "status", "--porcelain") == ""
+
+
 def test_a_task_list_that_stays_invalid_stops_the_run_with_an_escalation(
     tmp_path: Path, clean_env: dict[str, str]
 ) -> None:
@@ -110,7 +156,7 @@ def test_tests_red_on_the_merged_result_send_the_task_back_with_their_output(
     rows = journal(root)
     [red] = messages(rows, MergeFailed)
     assert red.task_id == "t2" and red.kind == "tests_failed"
-    assert "$ test ! -f a.txt || test -f fix.txt" in red.output
+    assert "$ test ! -f a.txt || test ! -f b.txt || test -f fix.txt" in red.output
     # main never held the red result: t2 merged only with its fix.
     assert {"a.txt", "b.txt", "fix.txt"} <= files_on(root, "main")
     followup = [
@@ -118,7 +164,7 @@ def test_tests_red_on_the_merged_result_send_the_task_back_with_their_output(
     ][1]
     assert followup.resume
     assert "the tests failed on the merged result" in followup.argv[-1]
-    assert "test ! -f a.txt || test -f fix.txt" in followup.argv[-1]
+    assert "test ! -f a.txt || test ! -f b.txt || test -f fix.txt" in followup.argv[-1]
     states = [(m.task_id, m.state) for m in messages(rows, TaskStateChanged)]
     assert ("t2", "failed") in states and states[-1] in (("t2", "merged"), ("t1", "merged"))
 

@@ -162,7 +162,12 @@ def test_the_schema_check_finds_problems() -> None:
     assert schema_errors({"verdict": "approve"}, schema)
     tasks = load_role("staff_engineer").schema
     assert tasks is not None
-    assert schema_errors({"tasks": []}, tasks) == ["$.tasks: fewer than 1 items"]
+    commands = {"setup_command": "", "test_command": TEST_COMMAND}
+    assert schema_errors({"tasks": [], **commands}, tasks) == ["$.tasks: fewer than 1 items"]
+    assert schema_errors({"tasks": [{}]}, tasks)[:2] == [
+        "$: missing 'setup_command'",
+        "$: missing 'test_command'",
+    ]
 
 
 # --- the scenario --------------------------------------------------------------------------
@@ -272,6 +277,7 @@ def test_qa_rejects_the_first_review_of_one_task(scenario: Scenario) -> None:
                 files="\n".join(task["files"]),
                 base_ref="main",
                 attempt=str(review),
+                test_command=f"run `{TEST_COMMAND}`",
                 claude_md="(none)",
             )
             name = answering(scenario, "qa", tid, prompt)
@@ -300,6 +306,7 @@ def test_first_turns_get_the_generic_rules(scenario: Scenario) -> None:
             acceptance="\n".join(task["acceptance"]),
             files="\n".join(task["files"]),
             feedback="(none)",
+            commands=f"- Set-up: none\n- Tests: run `{TEST_COMMAND}`",
             claude_md="(none)",
         )
         assert answering(scenario, "developer", tid, prompt) == f"developer {tid}"
@@ -572,6 +579,7 @@ def test_a_developer_turn_through_the_real_claude(scenario: Scenario, tmp_path: 
         acceptance="\n".join(f"- {a}" for a in task["acceptance"]),
         files="\n".join(f"- {f}" for f in task["files"]),
         feedback="(none)",
+        commands=f"- Set-up: none\n- Tests: run `{TEST_COMMAND}`",
         claude_md="(none)",
     )
     with SimServer(scenario) as sim:

@@ -31,15 +31,21 @@ from autonoma.protocol import (
     Envelope,
     Escalation,
     PhaseChanged,
+    ProjectCommands,
     RunFinished,
     RunStarted,
+    SetupRan,
     SupervisorGaveUp,
     TaskDefined,
     TaskFeedback,
+    TaskMerged,
     TaskStateChanged,
+    WorkCommittedForAgent,
+    WorkLeftOut,
     WorkPaused,
     WorkResumed,
 )
+from autonoma.report import state_text
 
 from .testlib import env, numbered, row_of
 
@@ -493,3 +499,53 @@ def test_each_session_keeps_claudes_last_running_total(
     state = folded(*(_finished(session, total) for session, total in turns))
     assert state.session_usd == expected
     assert state.to_dict()["session_usd"] == expected
+
+
+def test_a_task_shows_what_its_last_turn_left_out_until_a_new_attempt_starts() -> None:
+    state = folded(
+        TaskDefined(task_id="t1", title="x"),
+        TaskStateChanged(task_id="t1", state="running", attempt=1),
+        WorkCommittedForAgent(
+            task_id="t1", agent_id="d", commit="c1", files=["a"], left_out=[".env"]
+        ),
+    )
+    task = state.tasks["t1"]
+    assert (task.left_out, task.left_out_more) == ([".env"], 0)
+    assert task.to_dict()["left_out"] == [".env"]
+    fold([env(WorkLeftOut(task_id="t1", agent_id="d", left_out=["x/"], left_out_more=3), 9)], state)
+    assert (task.left_out, task.left_out_more) == (["x/"], 3)
+    assert "left out (excluded, or not in the task's files): x/ and 3 more" in state_text(state)
+    fold([env(TaskStateChanged(task_id="t1", state="running", attempt=2), 10)], state)
+    assert (task.left_out, task.left_out_more) == ([], 0)
+    assert "left out" not in state_text(state)
+
+
+def test_the_project_commands_and_each_set_up_are_folded() -> None:
+    commands = ProjectCommands(setup_command="npm ci", test_command="npm test")
+    ok = SetupRan(task_id="t1", command="npm ci", exit_code=0, worktree="/w/t1")
+    failed = SetupRan(task_id="t2", command="npm ci", exit_code=1, worktree="/w/t2")
+    gate = SetupRan(task_id="t3", command="npm ci", exit_code=0, place="merge_gate", worktree="/m")
+    state = folded(
+        RunStarted(requirements="r.md", project="/p", max_workers=1),
+        commands,
+        ok,
+        failed,
+        gate,
+        TaskMerged(task_id="t1", commit="c1", tests="no_tests"),
+    )
+    run = state.run
+    assert run is not None and run.commands == commands and run.test_command == "npm test"
+    # Only a successful set-up in the task's own worktree counts as its set-up.
+    assert state.tasks["t1"].setup_worktree == "/w/t1"
+    assert state.tasks["t2"].setup_worktree == "" and not state.tasks["t2"].setups[0].ok
+    assert state.tasks["t3"].setup_worktree == ""
+    # "No tests collected" does not make the run one with tests; a pass does.
+    assert not run.tests_seen
+    folded_again = folded(
+        RunStarted(requirements="r.md", project="/p", max_workers=1),
+        TaskMerged(task_id="t1", commit="c1", tests="passed"),
+    )
+    assert folded_again.run is not None and folded_again.run.tests_seen
+    assert json.loads(json.dumps(state.to_dict()))["runs"]["r1"]["commands"]["setup_command"] == (
+        "npm ci"
+    )

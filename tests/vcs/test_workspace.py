@@ -62,7 +62,7 @@ def project(git_repo: Path) -> Path:
     repo.ensure_excluded(git_repo, "/.autonoma/")
     write(git_repo, "a.txt", "1\n2\n3\n4\n5\n")
     write(git_repo, ".gitignore", "*.log\n")
-    assert workspace.commit_all(git_repo, "start") is not None
+    assert workspace.commit_all(git_repo, "start", ["a.txt", ".gitignore"]).commit is not None
     return git_repo
 
 
@@ -203,11 +203,11 @@ def test_create_worktree_branches_from_base_and_is_idempotent(
     assert (path / "wip.txt").read_text() == "half done\n"
 
     # The folder was deleted: the branch (and its commits) come back in a new worktree.
-    commit = workspace.commit_all(path, "wip")
+    commit = workspace.commit_all(path, "wip", ["wip.txt"]).commit
     assert commit is not None
     shutil.rmtree(path)
     assert workspace.create_worktree(project, worktrees, "T1", base) == (branch, path)
-    assert git(path, "rev-parse", "HEAD").strip() == commit[0]
+    assert git(path, "rev-parse", "HEAD").strip() == commit
     assert (path / "wip.txt").read_text() == "half done\n"
     assert git(path, "status", "--porcelain") == ""
 
@@ -226,35 +226,118 @@ def test_create_worktree_refuses_an_unsafe_task_id_or_a_foreign_folder(
     assert (worktrees / "T2" / "keep.txt").read_text() == "someone's file\n"
 
 
-def test_commit_all_stages_everything_and_respects_gitignore(
+def test_commit_all_takes_tracked_changes_and_declared_files_only(
     project: Path, worktrees: Path
 ) -> None:
     base = workspace.head_of(project, "main")
     _, path = workspace.create_worktree(project, worktrees, "T1", base)
-    assert workspace.commit_all(path, "nothing") is None
+    assert workspace.commit_all(path, "nothing") == workspace.CommitResult(None, [], [])
 
-    write(path, "a.txt", "changed\n")
-    write(path, "src/new.py", "print('hi')\n")
-    (path / ".gitignore").rename(path / "moved.gitignore")
-    write(path, ".gitignore", "*.log\n")
-    write(path, "run.log", "ignored\n")
-    (path / "moved.gitignore").unlink()
-    write(path, "gone.txt", "")
-    result = workspace.commit_all(path, "work")
+    write(path, "a.txt", "changed\n")  # tracked: taken
+    write(path, "src/new.py", "print('hi')\n")  # declared: taken
+    write(path, "src/notes.md", "mine\n")  # new, not declared: left out
+    write(path, "src/__pycache__/new.cpython-311.pyc", "\0")  # excluded: left out
+    write(path, "run.log", "ignored\n")  # the repository's own .gitignore: silent
+    write(path, "gone.txt", "")  # declared
+    write(path, "scratch/a.txt", "")  # a new folder, nothing declared in it
+    result = workspace.commit_all(path, "work", ["src/new.py", "gone.txt"])
 
-    assert result is not None
-    commit, changed = result
-    assert changed == ["a.txt", "gone.txt", "src/new.py"]
-    assert git(path, "status", "--porcelain") == ""
-    assert git(path, "log", "-1", "--format=%H %s") == f"{commit} work\n"
-    assert workspace.head_of(project, "autonoma/task/T1") == commit
-    assert "run.log" not in git(path, "ls-files")
+    assert result.commit is not None
+    assert result.files == ["a.txt", "gone.txt", "src/new.py"]
+    assert result.left_out == ["scratch/", "src/__pycache__/", "src/notes.md"]
+    assert git(path, "status", "--porcelain", "-uall") == (
+        "?? scratch/a.txt\n?? src/__pycache__/new.cpython-311.pyc\n?? src/notes.md\n"
+    )
+    assert git(path, "log", "-1", "--format=%H %s") == f"{result.commit} work\n"
+    assert workspace.head_of(project, "autonoma/task/T1") == result.commit
 
     (path / "gone.txt").unlink()
     result = workspace.commit_all(path, "delete")
-    assert result is not None
-    assert result[1] == ["gone.txt"]
-    assert git(path, "status", "--porcelain") == ""
+    assert result.files == ["gone.txt"]
+    assert result.left_out == ["scratch/", "src/__pycache__/", "src/notes.md"]
+    # Nothing left to commit: what stays out is still reported.
+    again = workspace.commit_all(path, "again")
+    assert again.commit is None and again.left_out == result.left_out
+
+
+def test_commit_all_never_takes_what_the_exclude_list_matches(
+    project: Path, worktrees: Path
+) -> None:
+    base = workspace.head_of(project, "main")
+    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    declared = ["app.py", ".env", "node_modules/", ".venv/lib/site.py", "config/"]
+    write(path, "app.py", "x = 1\n")
+    write(path, ".env", "TOKEN=secret\n")
+    write(path, ".env.example", "TOKEN=\n")
+    write(path, ".venv/lib/site.py", "")
+    write(path, "node_modules/dep/index.js", "")
+    write(path, "config/app.toml", "")
+    write(path, "config/__pycache__/x.pyc", "")
+    write(path, "config/id_rsa", "KEY")
+    # The agent forced a secret into the index itself: still not committed.
+    git(path, "add", "-f", ".env")
+
+    result = workspace.commit_all(path, "work", declared)
+
+    assert result.files == ["app.py", "config/app.toml"]
+    assert result.left_out == [
+        ".env",
+        ".env.example",
+        ".venv/",
+        "config/__pycache__/",
+        "config/id_rsa",
+        "node_modules/",
+    ]
+    assert git(path, "ls-files") == ".gitignore\na.txt\napp.py\nconfig/app.toml\n"
+    # A negated rule is honoured; a project's own list replaces the defaults.
+    custom = workspace.commit_all(path, "custom", [".env.example"], rules=".env\n")
+    assert custom.files == [".env.example"]
+
+
+def test_commit_all_reads_the_project_exclude_file(project: Path, worktrees: Path) -> None:
+    base = workspace.head_of(project, "main")
+    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    write(project, ".autonoma/exclude", "*.secret\n")
+    write(path, "x.secret", "")
+    write(path, ".env", "declared, and no longer excluded\n")
+    result = workspace.commit_all(path, "work", ["x.secret", ".env"])
+    assert (result.files, result.left_out) == ([".env"], ["x.secret"])
+
+
+def test_commit_all_leaves_out_a_tracked_file_the_list_matches(
+    project: Path, worktrees: Path
+) -> None:
+    base = workspace.head_of(project, "main")
+    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    write(path, "vendor/lib.go", "v1\n")
+    write(path, "main.go", "v1\n")
+    git(path, "add", "-f", "vendor/lib.go", "main.go")
+    git(path, "commit", "-qm", "the agent's own commit, vendor/ included")
+    own = workspace.head_of(project, "autonoma/task/T1")
+    write(path, "vendor/lib.go", "v2\n")
+    write(path, "main.go", "v2\n")
+
+    result = workspace.commit_all(path, "work")
+
+    assert (result.files, result.left_out) == (["main.go"], ["vendor/lib.go"])
+    # The agent's commit is its own: kept as it was, the new commit on top of it.
+    assert parents(project, str(result.commit)) == [own]
+    assert git(path, "show", f"{own}:vendor/lib.go") == "v1\n"
+    assert git(path, "status", "--porcelain") == " M vendor/lib.go\n"
+
+
+def test_commit_all_bounds_what_it_reports(project: Path, worktrees: Path) -> None:
+    base = workspace.head_of(project, "main")
+    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    for i in range(workspace.LEFT_OUT_LIMIT + 5):
+        write(path, f"note{i:02}.md", "")
+    for i in range(500):
+        write(path, f"node_modules/dep{i}/index.js", "")
+    result = workspace.commit_all(path, "work")
+    assert result.commit is None
+    assert len(result.left_out) == workspace.LEFT_OUT_LIMIT
+    assert result.left_out[0] == "node_modules/"
+    assert result.left_out_more == 6
 
 
 def test_commit_all_uses_the_repository_identity(project: Path, worktrees: Path) -> None:
@@ -262,7 +345,7 @@ def test_commit_all_uses_the_repository_identity(project: Path, worktrees: Path)
     git(project, "config", "user.email", "owner@example.com")
     _, path = workspace.create_worktree(project, worktrees, "T1", "main")
     write(path, "b.txt", "b\n")
-    assert workspace.commit_all(path, "b") is not None
+    assert workspace.commit_all(path, "b", ["b.txt"]).commit is not None
     assert git(path, "log", "-1", "--format=%an <%ae> / %cn <%ce>") == (
         "Repo Owner <owner@example.com> / Repo Owner <owner@example.com>\n"
     )
@@ -279,7 +362,7 @@ def _two_conflicting_tasks(project: Path, worktrees: Path) -> tuple[str, Path, P
     git(first, "commit", "-qm", "T1 work")
     write(second, "a.txt", "1\n2\nsecond\n4\n5\n")
     write(second, "second.txt", "T2\n")
-    assert workspace.commit_all(second, "T2 work") is not None
+    assert workspace.commit_all(second, "T2 work", ["second.txt"]).commit is not None
     return base, first, second
 
 
@@ -343,12 +426,12 @@ def test_prepare_merge_makes_a_merge_commit_even_for_a_fast_forward(
     base = workspace.ensure_integration(project, "main")
     _, path = workspace.create_worktree(project, worktrees, "T1", base)
     write(path, "b.txt", "b\n")
-    result = workspace.commit_all(path, "b")
+    result = workspace.commit_all(path, "b", ["b.txt"]).commit
     assert result is not None
 
     merged = workspace.prepare_merge(project, base, "autonoma/task/T1", "Merge T1")
     assert merged.commit is not None
-    assert parents(project, merged.commit) == [base, result[0]]
+    assert parents(project, merged.commit) == [base, result]
     assert git(project, "log", "-1", "--format=%s", merged.commit) == "Merge T1\n"
     assert workspace.head_of(project, INTEGRATION_BRANCH) == base
 
@@ -375,10 +458,10 @@ def test_commit_all_concludes_a_merge_with_both_parents(project: Path, worktrees
     # Resumed: the same merge is still waiting, nothing is redone.
     assert workspace.start_conflict_merge(second, integration) == ["a.txt"]
     write(second, "a.txt", "1\n2\nresolved\n4\n5\n")
-    result = workspace.commit_all(second, "resolve")
+    result = workspace.commit_all(second, "resolve").commit
 
     assert result is not None
-    assert parents(project, result[0]) == [t2_head, integration]
+    assert parents(project, result) == [t2_head, integration]
     assert "merge" not in git(second, "status")
     assert git(second, "status", "--porcelain") == ""
     assert not (Path(pygit2.Repository(str(second)).path) / "MERGE_HEAD").exists()
@@ -389,9 +472,9 @@ def test_start_conflict_merge_commits_a_clean_merge_at_once(project: Path, workt
     _, first = workspace.create_worktree(project, worktrees, "T1", base)
     _, second = workspace.create_worktree(project, worktrees, "T2", base)
     write(first, "first.txt", "T1\n")
-    workspace.commit_all(first, "T1")
+    workspace.commit_all(first, "T1", ["first.txt"])
     write(second, "second.txt", "T2\n")
-    t2 = workspace.commit_all(second, "T2")
+    t2 = workspace.commit_all(second, "T2", ["second.txt"]).commit
     assert t2 is not None
     # QA ran the tests here: their leftovers neither block the merge nor go into it.
     write(second, ".coverage", "data")
@@ -400,7 +483,7 @@ def test_start_conflict_merge_commits_a_clean_merge_at_once(project: Path, workt
 
     assert workspace.start_conflict_merge(second, integration) == []
     head = workspace.head_of(project, "autonoma/task/T2")
-    assert parents(project, head) == [t2[0], integration]
+    assert parents(project, head) == [t2, integration]
     assert git(second, "status", "--porcelain") == "?? .coverage\n"
     assert ".coverage" not in git(second, "ls-files")
     assert (second / "first.txt").read_text() == "T1\n"
@@ -426,9 +509,9 @@ def test_conflict_marker_files_finds_whole_blocks_only(project: Path, worktrees:
     base = workspace.head_of(project, "main")
     _, path = workspace.create_worktree(project, worktrees, "T1", base)
     write(path, "doc.md", "A line starting\n<<<<<<< is fine alone\n")
-    result = workspace.commit_all(path, "doc")
+    result = workspace.commit_all(path, "doc", ["doc.md"]).commit
     assert result is not None
-    assert workspace.conflict_marker_files(project, base, result[0]) == []
+    assert workspace.conflict_marker_files(project, base, result) == []
 
     # An agent that commits markers with the git CLI is caught before its branch is merged.
     write(path, "b.txt", "<<<<<<< HEAD\nmine\n=======\ntheirs\n>>>>>>> other\n")
@@ -443,7 +526,7 @@ def _merged_work(project: Path, worktrees: Path) -> str:
     _, path = workspace.create_worktree(project, worktrees, "T1", base)
     write(path, "feature.py", "x = 1\n")
     write(path, "a.txt", "1\n2\n3\n4\n5\n6\n")
-    workspace.commit_all(path, "feature")
+    workspace.commit_all(path, "feature", ["feature.py"])
     merged = workspace.prepare_merge(project, base, "autonoma/task/T1", "Merge T1").commit
     assert merged is not None
     workspace.move_branch(project, INTEGRATION_BRANCH, base, merged)
@@ -619,5 +702,5 @@ def test_branch_changes_ignores_what_the_integration_gained(project: Path, workt
     ) == ["other.txt"]
 
     write(path, "mine.txt", "T1\n")
-    workspace.commit_all(path, "T1")
+    workspace.commit_all(path, "T1", ["mine.txt"])
     assert workspace.branch_changes(project, newer, "autonoma/task/T1") == ["mine.txt"]

@@ -29,8 +29,10 @@ from autonoma.protocol import (
     Envelope,
     Escalation,
     PlanWritten,
+    ProjectCommands,
     RunFinished,
     RunStarted,
+    SetupRan,
     SpawnsHeld,
     TaskDefined,
     TaskMerged,
@@ -48,6 +50,8 @@ from autonoma.workflow.decide import (
     Machine,
     PrepareWorkspace,
     RemoveWorktrees,
+    RunSetup,
+    SetupDone,
     SpawnRefused,
     Started,
     StartTurn,
@@ -88,7 +92,9 @@ TASKS = {
             "files": ["todo.py"],
             "acceptance": ["pytest passes"],
         }
-    ]
+    ],
+    "setup_command": "",
+    "test_command": "pytest -q",
 }
 
 Kind = Literal["develop", "review", "plan", "decompose"]
@@ -247,6 +253,7 @@ class Harness:
         max_retries: int = 2,
         task_budget: float = 0.0,
         budget: float = 0.0,
+        commands: ProjectCommands | None = None,
     ) -> None:
         roles = {name: load_role(name) for name in (CEO, STAFF_ENGINEER, "developer", "qa")}
         config = Config(
@@ -285,6 +292,8 @@ class Harness:
             )
             self.hear(defined, "orchestrator")
             self.hear(TaskStateChanged(task_id=T, state="pending"), "orchestrator")
+            if commands is not None:
+                self.hear(commands, "orchestrator")
         self.feed(Started())  # what the journal says: the phase follows from it
         assert self.m.fold.run is not None and self.m.fold.run.phase == phase
 
@@ -929,7 +938,38 @@ def test_work_left_uncommitted_is_committed_off_the_mailbox_and_journaled() -> N
     assert (commit.worktree, commit.agent) == (WORKTREE, turn.agent)
     assert h.task.state == "running"  # nothing moves until the commit is checked
     assert what_next(h, "develop")[0] == "none"  # and no second turn starts meanwhile
-    h.feed(WorkChecked(T, turn.agent, commit="abc123", files=("todo.py",)))
+    made = WorkCommittedForAgent(task_id=T, agent_id=turn.agent, commit="abc123", files=["todo.py"])
+    h.feed(WorkChecked(T, turn.agent, journaled=made))
     (journaled,) = h.emitted(WorkCommittedForAgent)
     assert (journaled.commit, journaled.files) == ("abc123", ["todo.py"])
     assert h.task.state == "review"
+
+
+def test_the_set_up_runs_off_the_mailbox_before_the_first_turn_and_failing_is_an_attempt() -> None:
+    setup = "python -m pip install -e ."
+    commands = ProjectCommands(
+        setup_command=setup,
+        test_command="pytest -q",
+        setup_source="staff_engineer",
+        test_source="staff_engineer",
+        proposed_setup_command=setup,
+        proposed_test_command="pytest -q",
+    )
+    h = Harness("development", commands=commands)
+    (run,) = [a for a in h.actions if isinstance(a, RunSetup)]
+    assert (run.task_id, run.command, run.worktree) == (T, setup, WORKTREE)
+    assert not [a for a in h.actions if isinstance(a, StartTurn)]  # no turn before it
+    assert h.task.state == "running" and not h.m.turns  # the developer is free meanwhile
+
+    failed = SetupRan(task_id=T, command=setup, exit_code=1, output_tail="no such package")
+    h.feed(SetupDone(failed))
+    assert h.task.attempts == 2 and "the set-up command" in h.task.reason
+    assert "no such package" in h.task.reason
+    again = [a for a in h.actions if isinstance(a, RunSetup)]
+    assert len(again) == 2  # run again before any turn
+
+    ok = SetupRan(task_id=T, command=setup, exit_code=0, place="task", worktree=WORKTREE)
+    h.feed(SetupDone(ok))
+    assert h.emitted(SetupRan)[-1].ok
+    (start,) = [a for a in h.actions if isinstance(a, StartTurn)]
+    assert start.kind == "develop" and setup in start.prompt
