@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 
 from autonoma import protocol as p
+from autonoma.hints import start_command
 from autonoma.protocol import Envelope
 
 REASON_CHARS = 160
@@ -81,6 +82,8 @@ class Progress:
         self._tokens = 0
         # Each agent's working folder, from its turns: tool paths are shown relative to it.
         self._cwd: dict[str, str] = {}
+        self._resume = start_command("requirements.md")
+        """The command that resumes the run (known from its `RunStarted`)."""
 
     @property
     def total_usd(self) -> float:
@@ -116,6 +119,7 @@ class Progress:
         match message:
             case p.RunStarted(requirements=req, max_workers=workers, resumed=resumed):
                 how = "resumed" if resumed else "started"
+                self._resume = start_command(req, message.endpoint)
                 return f"run {how}: {req} (up to {workers} developers at once)", "bold"
             case p.PhaseChanged(phase=phase):
                 return f"phase: {phase}", "cyan"
@@ -173,7 +177,7 @@ class Progress:
             case p.WorkPaused(reason=reason):
                 text = f"PAUSED: {_short(reason, REASON_CHARS)}"
                 if "by itself" not in reason:  # the root's pause waits for a human
-                    text += " (new work waits: Ctrl-C stops the run, `autonoma start` resumes it)"
+                    text += f" (new work waits: Ctrl-C stops the run, `{self._resume}` resumes it)"
                 return text, "red"
             case p.WorkResumed(reason=reason):
                 return f"resumed: {_short(reason, REASON_CHARS)}", "green"
@@ -191,6 +195,28 @@ class Progress:
                     "no new work starts",
                     "red",
                 )
+            case p.DeveloperReport(
+                agent_id=agent, task_id=task, summary=said, structured=structured
+            ):
+                how = "reports" if structured else "says (no structured report)"
+                left = f" ({len(message.left)} left to do)" if message.left else ""
+                return f"{agent} [{task}] {how}: {_short(said, REASON_CHARS)}{left}", ""
+            case p.PermissionDenied(agent_id=agent, task_id=task, tool=tool, reason=reason):
+                why = f": {_short(reason, REASON_CHARS)}" if reason else ""
+                return f"{self._who(agent, task)} was denied {tool or 'a tool'}{why}", "yellow"
+            case p.SchemaRejected(agent_id=agent, task_id=task, reason=reason):
+                return (
+                    f"{self._who(agent, task)} answer rejected by claude against the role's "
+                    f"schema: {_short(reason, REASON_CHARS)}",
+                    "yellow",
+                )
+            case p.AnswerRejected(role=role, what=what, errors=errors, attempt=attempt):
+                who = self._who(message.agent_id or role, message.task_id)
+                lines = [f"{who}: the {what} was rejected (attempt {attempt}):"]
+                lines += [f"  - {_short(e, REASON_CHARS)}" for e in errors[:10]]
+                if len(errors) > 10:
+                    lines.append(f"  … {len(errors) - 10} more")
+                return "\n".join(lines), "yellow"
             case p.RetryRequested(task_id=task, note=note):
                 return f"{task}: a human asked for a retry{f': {note}' if note else ''}", "bold"
             case p.ResolveRequested(task_id=task, note=note):

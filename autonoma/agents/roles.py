@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from autonoma.config import Settings
 
 # The packaged roles, beside the source tree (as the claude install is, in executable.py).
@@ -237,6 +239,12 @@ def _schema(meta: dict[str, Any], fail: _Fail) -> dict[str, Any] | None:
         raise fail(f"invalid 'schema': {problem}")
     if value.get("type") != "object":
         raise fail('invalid \'schema\': the top level must have "type": "object"')
+    try:
+        # The answers are checked with it (Draft 2020-12), as claude checks them.
+        jsonschema.Draft202012Validator.check_schema(value)
+    except jsonschema.SchemaError as err:
+        where = ".".join(str(p) for p in err.absolute_path)
+        raise fail(f"invalid 'schema': {where + ': ' if where else ''}{err.message}") from None
     return value
 
 

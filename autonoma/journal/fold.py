@@ -39,12 +39,15 @@ from autonoma.protocol import (
     AgentToolUse,
     AgentTurnFinished,
     AgentTurnStarting,
+    AnswerRejected,
     AnyMessage,
     BudgetReached,
     CostReported,
+    DeveloperReport,
     Envelope,
     Escalation,
     MergeFailed,
+    PermissionDenied,
     PhaseChanged,
     PlanWritten,
     ResolveRequested,
@@ -52,6 +55,7 @@ from autonoma.protocol import (
     ReviewVerdict,
     RunFinished,
     RunStarted,
+    SchemaRejected,
     SpawnsHeld,
     SupervisorGaveUp,
     TaskDefined,
@@ -123,6 +127,8 @@ class Run:
     project: str = ""
     main: str = ""
     """The branch the run moves forward."""
+    endpoint: str = ""
+    """``api``, or the absolute path of the sim scenario it plays; "" when not recorded."""
     max_workers: int = 0
     phase: str = ""
     outcome: str | None = None
@@ -140,6 +146,7 @@ class Run:
             "requirements": self.requirements,
             "project": self.project,
             "main": self.main,
+            "endpoint": self.endpoint,
             "max_workers": self.max_workers,
             "phase": self.phase,
             "outcome": self.outcome,
@@ -231,6 +238,10 @@ class Agent:
     turns: int = 0
     failed_turns: int = 0
     api_retries: int = 0
+    refusals: int = 0
+    """Tool calls and structured answers claude refused it."""
+    last_refusal: str = ""
+    """The latest of them, with claude's reason."""
     # The row or envelope of its last AgentText/AgentToolUse/AgentToolResult, kept
     # undecoded: `last_action` decodes it when asked. Not compared: a row and an
     # envelope of the same message are the same activity.
@@ -260,6 +271,8 @@ class Agent:
             "turns": self.turns,
             "failed_turns": self.failed_turns,
             "api_retries": self.api_retries,
+            "refusals": self.refusals,
+            "last_refusal": self.last_refusal,
             "last_action": None if action is None else action.to_dict(),
         }
 
@@ -342,6 +355,12 @@ class Task:
     """QA verdicts given on it so far."""
     test_command: str = ""
     """The command QA ran when it approved: what the merge queue runs on the merged result."""
+    report: Report | None = None
+    """What its developer said at the end of the latest turn (`DeveloperReport`)."""
+    verdicts: list[Verdict] = field(default_factory=list)
+    """QA's verdicts on it, oldest first."""
+    refusals: list[Refusal] = field(default_factory=list)
+    """What claude refused its agents (permission denials, schema rejections)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -368,6 +387,95 @@ class Task:
             "requested": self.requested,
             "reviews": self.reviews,
             "test_command": self.test_command,
+            "report": None if self.report is None else self.report.to_dict(),
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "refusals": [r.to_dict() for r in self.refusals],
+        }
+
+
+@dataclass(slots=True)
+class Report:
+    """A developer's report at the end of a turn (see `DeveloperReport`)."""
+
+    seq: int
+    agent: str
+    summary: str
+    changes: list[str] = field(default_factory=list)
+    tests: str = ""
+    left: list[str] = field(default_factory=list)
+    structured: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "seq": self.seq,
+            "agent": self.agent,
+            "summary": self.summary,
+            "changes": list(self.changes),
+            "tests": self.tests,
+            "left": list(self.left),
+            "structured": self.structured,
+        }
+
+
+@dataclass(slots=True)
+class Verdict:
+    """One of QA's verdicts on a task."""
+
+    seq: int
+    agent: str
+    verdict: str
+    reasons: list[str] = field(default_factory=list)
+    attempt: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "seq": self.seq,
+            "agent": self.agent,
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+            "attempt": self.attempt,
+        }
+
+
+@dataclass(slots=True)
+class Refusal:
+    """Something claude refused an agent, or Autonoma refused an agent's answer.
+
+    ``kind``: ``permission`` (a tool call denied), ``schema`` (claude rejected the
+    structured answer against the role's schema) or ``answer`` (Autonoma could not use
+    it: `AnswerRejected`).
+    """
+
+    seq: int
+    ts: float
+    agent: str
+    kind: str
+    reason: str
+    tool: str = ""
+    task_id: str | None = None
+
+    @property
+    def text(self) -> str:
+        """One line: what was refused, and why."""
+        if self.kind == "permission":
+            return f"{self.tool or 'a tool'} denied: {self.reason or 'no reason given'}"
+        if self.kind == "schema":
+            return f"answer rejected by the schema: {self.reason}"
+        return f"{self.tool} rejected: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "seq": self.seq,
+            "ts": self.ts,
+            "agent": self.agent,
+            "kind": self.kind,
+            "tool": self.tool,
+            "reason": self.reason,
+            "task_id": self.task_id,
+            "text": self.text,
         }
 
 
@@ -462,6 +570,8 @@ class State:
     hold_reason: str = ""
     budget: str = ""
     """Set when a run budget was reached: why no new work starts."""
+    refusals: list[Refusal] = field(default_factory=list)
+    """Every refusal, task or not (a plan or task list rejected, a tool denied), in order."""
     last_seq: int = 0
     last_ts: float = 0.0
     unknown: int = 0
@@ -491,6 +601,7 @@ class State:
             "tasks": {k: v.to_dict() for k, v in self.tasks.items()},
             "escalations": [e.to_dict() for e in self.escalations],
             "supervision": [e.to_dict() for e in self.supervision],
+            "refusals": [r.to_dict() for r in self.refusals],
             "unknown": self.unknown,
         }
 
@@ -611,6 +722,7 @@ def _run_started(state: State, seq: int, ts: float, run_id: str, m: RunStarted) 
         run.started = ts
     run.requirements, run.project, run.max_workers = m.requirements, m.project, m.max_workers
     run.main = m.main or run.main
+    run.endpoint = m.endpoint or run.endpoint
     run.outcome, run.summary, run.ended = None, "", None
     state.current_run = run_id
 
@@ -666,8 +778,43 @@ def _work_committed(
 def _review_verdict(state: State, seq: int, ts: float, run_id: str, m: ReviewVerdict) -> None:
     task = _task(state, m.task_id)
     task.reviews += 1
+    task.verdicts.append(Verdict(seq, m.agent_id, m.verdict, list(m.reasons), m.attempt))
     if m.verdict == "approve":
         task.test_command = m.test_command
+
+
+def _developer_report(state: State, seq: int, ts: float, run_id: str, m: DeveloperReport) -> None:
+    _task(state, m.task_id).report = Report(
+        seq, m.agent_id, m.summary, list(m.changes), m.tests, list(m.left), m.structured
+    )
+
+
+def _refused(state: State, refusal: Refusal) -> None:
+    """Record a refusal on the run, its agent and its task (whose history shows it)."""
+    state.refusals.append(refusal)
+    if refusal.agent:
+        agent = _agent(state, refusal.agent)
+        agent.refusals += 1
+        agent.last_refusal = refusal.text
+    if refusal.task_id is not None:
+        task = _task(state, refusal.task_id)
+        task.refusals.append(refusal)
+        # In the history beside the states, so an escalation shows what was refused.
+        task.history.append(TaskEvent(refusal.seq, refusal.ts, "refused", refusal.text))
+
+
+def _permission_denied(state: State, seq: int, ts: float, run_id: str, m: PermissionDenied) -> None:
+    _refused(state, Refusal(seq, ts, m.agent_id, "permission", m.reason, m.tool, m.task_id))
+
+
+def _schema_rejected(state: State, seq: int, ts: float, run_id: str, m: SchemaRejected) -> None:
+    _refused(state, Refusal(seq, ts, m.agent_id, "schema", m.reason, "", m.task_id))
+
+
+def _answer_rejected(state: State, seq: int, ts: float, run_id: str, m: AnswerRejected) -> None:
+    reason = "; ".join(m.errors)
+    what = f"the {m.what}" + (f" (attempt {m.attempt})" if m.attempt else "")
+    _refused(state, Refusal(seq, ts, m.agent_id or m.role, "answer", reason, what, m.task_id))
 
 
 def _merge_failed(state: State, seq: int, ts: float, run_id: str, m: MergeFailed) -> None:
@@ -793,6 +940,10 @@ _HANDLERS: dict[str, _Handler] = {
     "WorkCommittedForAgent": _work_committed,
     "ReviewVerdict": _review_verdict,
     "MergeFailed": _merge_failed,
+    "DeveloperReport": _developer_report,
+    "AnswerRejected": _answer_rejected,
+    "PermissionDenied": _permission_denied,
+    "SchemaRejected": _schema_rejected,
     "TaskMerged": _task_merged,
     "RetryRequested": _retry_requested,
     "ResolveRequested": _resolve_requested,

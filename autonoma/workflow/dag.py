@@ -1,6 +1,8 @@
 """The Staff Engineer's tasks: their model, the DAG checks, and the scheduler's graph measures.
 
-`parse_tasks` reports every problem at once, each on one line naming the task, because
+`parse_tasks` checks the answer against the Staff Engineer role's schema, then what a
+schema cannot say (duplicate ids, unknown deps, self-deps, cycles). It reports every
+problem at once, each on one line naming the field or the task, because
 the list is sent back to the Staff Engineer to fix in a single turn. The other functions
 expect a valid DAG and raise `DagError` when handed one with unknown deps or a cycle.
 
@@ -17,7 +19,8 @@ from typing import Any
 
 import msgspec
 
-from autonoma.workflow.plan import AnswerError, field_errors, type_error, type_name
+from autonoma.workflow.answers import AnswerError, decode
+from autonoma.workflow.plan import role_schema
 
 
 class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,33 +38,14 @@ class DagError(AnswerError):
     """The tasks do not form a valid DAG."""
 
 
-_FIELDS: tuple[tuple[str, Any], ...] = (
-    ("id", str),
-    ("title", str),
-    ("spec", str),
-    ("deps", list[str]),
-    ("files", list[str]),
-    ("acceptance", list[str]),
-)
+class TaskList(msgspec.Struct, frozen=True, kw_only=True):
+    """The Staff Engineer's answer: its tasks (other fields of the answer are read elsewhere)."""
+
+    tasks: list[TaskSpec]
 
 
 def _dedupe(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
-
-
-def _task_errors(index: int, item: object) -> list[str]:
-    label = f"tasks[{index}]"
-    if not isinstance(item, dict):
-        return [f"{label}: expected object, got {type_name(item)}"]
-    tid = item.get("id")
-    if isinstance(tid, str) and tid.strip():
-        label = tid
-    errors = field_errors(label, item, _FIELDS)
-    if item.get("files") == []:
-        errors.append(f"{label}: files is empty: list every file the task creates or changes")
-    if item.get("acceptance") == []:
-        errors.append(f"{label}: acceptance is empty: give at least one checkable criterion")
-    return errors
 
 
 def _shortest_cycle(start: str, edges: Mapping[str, list[str]], within: set[str]) -> list[str]:
@@ -168,49 +152,32 @@ def _graph_errors(order: list[str], deps: Mapping[str, list[str]]) -> list[str]:
     return errors
 
 
-def parse_tasks(obj: object) -> list[TaskSpec]:
-    """The tasks in the Staff Engineer's structured output; raises `DagError` with every problem."""
-    shape = 'expected an object with a "tasks" array'
-    if obj is None:
-        raise DagError([f"no structured output: {shape}"])
-    if not isinstance(obj, dict):
-        raise DagError([f"{shape}, got {type_name(obj)}"])
-    if "tasks" not in obj:
-        raise DagError([f'missing field "tasks": {shape}'])
-    items = obj["tasks"]
-    if not isinstance(items, list):
-        raise DagError([f"tasks: expected array, got {type_name(items)}"])
-    if not items:
-        raise DagError(["tasks is empty: there must be at least one task"])
+def parse_tasks(obj: object, schema: Mapping[str, Any] | None = None) -> list[TaskSpec]:
+    """The tasks in the Staff Engineer's structured output; raises `DagError` with every problem.
+
+    ``schema`` is the Staff Engineer role's (the packaged one's when None): the shape
+    is checked against it; duplicate ids, unknown deps, self-deps and cycles, which it
+    cannot express, here.
+    """
+    rule = role_schema("staff_engineer") if schema is None else schema
+    answer = decode(obj, rule, TaskList, "task list", DagError)
+    if not answer.tasks:
+        raise DagError(["tasks is empty: give at least 1"])
     errors: list[str] = []
     first_at: dict[str, int] = {}
     deps: dict[str, list[str]] = {}
-    for index, item in enumerate(items):
-        errors.extend(_task_errors(index, item))
-        if not isinstance(item, dict):
-            continue
-        tid = item.get("id")
-        if not isinstance(tid, str) or not tid.strip():
-            continue
-        if tid in first_at:
+    for index, task in enumerate(answer.tasks):
+        if task.id in first_at:
             errors.append(
-                f"{tid}: duplicate id (tasks[{first_at[tid]}] and tasks[{index}] are both {tid})"
+                f"tasks[{index}].id: duplicate id {task.id} (tasks[{first_at[task.id]}] has it too)"
             )
             continue
-        first_at[tid] = index
-        item_deps = item.get("deps")
-        # A task whose deps are malformed is already reported; it joins the graph without
-        # edges so the rest of the graph is still checked.
-        ok = type_error("", item_deps, list[str]) is None
-        deps[tid] = _dedupe(item_deps) if ok and isinstance(item_deps, list) else []
+        first_at[task.id] = index
+        deps[task.id] = _dedupe(task.deps)
     errors.extend(_graph_errors(list(first_at), deps))
     if errors:
         raise DagError(errors)
-    tasks: list[TaskSpec] = []
-    for item in items:
-        task = msgspec.convert(item, TaskSpec)
-        tasks.append(msgspec.structs.replace(task, deps=_dedupe(task.deps)))
-    return tasks
+    return [msgspec.structs.replace(task, deps=_dedupe(task.deps)) for task in answer.tasks]
 
 
 def _checked(tasks: Sequence[TaskSpec]) -> dict[str, TaskSpec]:

@@ -36,6 +36,7 @@ from autonoma.agents.agent import AgentBusy, TurnRefused, TurnRequest
 from autonoma.agents.roles import load_role
 from autonoma.agents.turn import WRITE_LEFTOVER
 from autonoma.config import Settings
+from autonoma.hints import resume_command, start_command
 from autonoma.journal import reader
 from autonoma.journal.fold import State, Task, apply, fold_rows
 from autonoma.project import Project
@@ -46,6 +47,7 @@ from autonoma.protocol import (
     AgentStateChanged,
     AgentTurnFinished,
     AgentTurnStarting,
+    AnswerRejected,
     AnyMessage,
     BudgetReached,
     CostReported,
@@ -60,6 +62,7 @@ from autonoma.protocol import (
     RunFinished,
     RunOutcome,
     RunStarted,
+    SchemaRejected,
     TaskDefined,
     TaskFeedback,
     TaskMerged,
@@ -76,6 +79,7 @@ from autonoma.vcs import workspace
 from autonoma.vcs.repo import remove_worktrees_under
 from autonoma.vcs.workspace import VcsError
 from autonoma.workflow import inbox, prompts, scheduler
+from autonoma.workflow.answers import AnswerError, developer_report, verdict_of
 from autonoma.workflow.crew import (
     CEO,
     STAFF_ENGINEER,
@@ -87,7 +91,7 @@ from autonoma.workflow.crew import (
 from autonoma.workflow.dag import TaskSpec, critical_path, parse_tasks
 from autonoma.workflow.governor import GOVERNOR, Permit, is_rate_limited
 from autonoma.workflow.merge_queue import MergeRequest
-from autonoma.workflow.plan import AnswerError, parse_plan, plan_dict, plan_json, plan_text
+from autonoma.workflow.plan import parse_plan, plan_dict, plan_json, plan_text
 
 ORCHESTRATOR = "orchestrator"
 
@@ -123,6 +127,8 @@ class RunContext:
     policy: Literal["critical_path", "fifo"] = "critical_path"
     durations: Mapping[str, float] | None = None
     """Known task durations (the makespan bench); None: unit weights."""
+    endpoint: str = ""
+    """The model the run talks to, as `RunStarted.endpoint` records it."""
 
     @property
     def repo(self) -> Path:
@@ -147,6 +153,8 @@ class _Turn:
     resume: bool = False
     prompt: str = ""
     finished: AgentTurnFinished | None = None
+    rejected: str = ""
+    """claude's reason when it rejected the turn's structured answer against the schema."""
 
 
 @dataclass
@@ -191,6 +199,7 @@ _HEARD = (
     WorkPaused,
     WorkResumed,
     BudgetReached,
+    SchemaRejected,
 )
 
 
@@ -243,6 +252,7 @@ class Orchestrator(Actor):
                 max_workers=self.ctx.workers,
                 resumed=resumed,
                 main=self.ctx.main,
+                endpoint=self.ctx.endpoint,
             ),
             durable=True,
             fold=False,
@@ -269,7 +279,13 @@ class Orchestrator(Actor):
         if self._finished:
             return
         self._stopping = True
-        self._finish("stopped", f"{reason}; `autonoma start` resumes the run")
+        self._finish("stopped", f"{reason}; `{self._resume_command()}` resumes the run")
+
+    def _resume_command(self) -> str:
+        run = self.state.run
+        if run is not None:
+            return resume_command(run)
+        return start_command(str(self.ctx.requirements_path), self.ctx.endpoint)
 
     # --- messages -------------------------------------------------------------------
 
@@ -297,6 +313,10 @@ class Orchestrator(Actor):
             turn = self._turns.get(event.agent_id)
             if turn is not None:
                 turn.finished = event
+        elif isinstance(event, SchemaRejected):
+            turn = self._turns.get(event.agent_id)
+            if turn is not None:
+                turn.rejected = event.reason
         elif isinstance(event, AgentProcessExited):
             turn = self._turns.get(event.agent_id)
             if turn is not None and (event.pid is None or event.pid == turn.pid):
@@ -512,20 +532,31 @@ class Orchestrator(Actor):
             errors = [why]
         else:
             assert finished is not None
+            schema = load_role(turn.agent, self.ctx.repo).schema
             try:
                 if turn.kind == "plan":
-                    plan = parse_plan(finished.structured_output)
+                    plan = parse_plan(finished.structured_output, schema)
                     path = self.ctx.project.plan
                     path.write_bytes(plan_json(plan))
                     self._emit(PlanWritten(plan=plan_dict(plan), path=str(path)), durable=True)
                     self._phase("decomposition")
                 else:
-                    self._define_tasks(parse_tasks(finished.structured_output))
+                    self._define_tasks(parse_tasks(finished.structured_output, schema))
                 return
             except AnswerError as error:
                 errors = list(error.errors)
         step.failures += 1
-        what = "plan" if turn.kind == "plan" else "task list"
+        what = _ANSWER[turn.kind]
+        if not why:
+            self._emit(
+                AnswerRejected(
+                    role=role_of(turn.agent),
+                    what=what,
+                    errors=errors,
+                    attempt=step.failures,
+                    agent_id=turn.agent,
+                )
+            )
         if step.failures > self.settings.max_retries:
             reason = f"the {what} was rejected {step.failures} times; last: {'; '.join(errors)}"
             self._emit(Escalation(source=ORCHESTRATOR, reason=reason))
@@ -722,6 +753,10 @@ class Orchestrator(Actor):
         elif finished.is_error and not is_rate_limited(finished):
             detail = finished.result or "; ".join(finished.errors) or finished.terminal_reason
             why = f"the turn failed ({finished.subtype}): {detail}"
+        if why and turn.rejected:
+            # What claude said of the answer, not the error the turn ended with after it.
+            what = _ANSWER[turn.kind]
+            why = f"claude rejected the {what} against the role's schema: {turn.rejected}"
         if finished is None and exited.signal is not None and not exited.timed_out:
             # Killed from outside (its agent stopped, the crew restarted, an OOM kill):
             # not the work's fault, so the task resumes instead of failing.
@@ -797,6 +832,12 @@ class Orchestrator(Actor):
         self._work[task.task_id] = _Work("" if asked == first else asked, fresh=True)
 
     def _development_ended(self, task: Task, turn: _Turn, why: str) -> None:
+        if not why and turn.finished is not None:
+            # What the developer says it did goes to QA (and to the record) first.
+            schema = load_role("developer", self.ctx.repo).schema
+            self._emit(
+                developer_report(turn.finished, schema, task_id=task.task_id, agent_id=turn.agent)
+            )
         if why:
             self._fail(task, why, prompts.turn_failed(task.task_id, why))
             return
@@ -832,31 +873,43 @@ class Orchestrator(Actor):
     def _review_ended(
         self, task: Task, turn: _Turn, finished: AgentTurnFinished | None, why: str
     ) -> None:
-        verdict = None if finished is None else finished.structured_output
-        if not why and not (
-            isinstance(verdict, dict) and verdict.get("verdict") in ("approve", "changes_requested")
-        ):
-            why = "QA gave no verdict"
-        if why:
+        verdict = None
+        errors: list[str] = []
+        if not why:
+            try:
+                verdict = verdict_of(finished, load_role("qa", self.ctx.repo).schema)
+            except AnswerError as error:
+                errors = error.errors
+                why = f"QA gave no usable verdict: {'; '.join(errors)}"
+        if verdict is None:
             failures = self._qa_failures[task.task_id] = self._qa_failures.get(task.task_id, 0) + 1
+            if errors:
+                self._emit(
+                    AnswerRejected(
+                        role="qa",
+                        what="verdict",
+                        errors=errors,
+                        attempt=failures,
+                        agent_id=turn.agent,
+                        task_id=task.task_id,
+                    )
+                )
             if failures > self.settings.max_retries:
                 self._escalate(task, f"QA could not review it {failures} times; last: {why}")
             return  # the task stays in review: QA runs again
-        assert isinstance(verdict, dict)
-        reasons = [str(r) for r in verdict.get("reasons") or []]
-        command = str(verdict.get("test_command") or "")
+        reasons = list(verdict.reasons)
         self._emit(
             ReviewVerdict(
                 task_id=task.task_id,
                 agent_id=turn.agent,
-                verdict=verdict["verdict"],
+                verdict=verdict.verdict,
                 reasons=reasons,
-                test_command=command,
-                test_output_summary=str(verdict.get("test_output_summary") or ""),
+                test_command=verdict.test_command,
+                test_output_summary=verdict.test_output_summary,
                 attempt=task.reviews + 1,
             )
         )
-        if verdict["verdict"] == "approve":
+        if verdict.verdict == "approve":
             self._set(task.task_id, "merging", f"approved by {turn.agent}")
             self._submit(self.state.tasks[task.task_id])
         else:
@@ -983,8 +1036,8 @@ class Orchestrator(Actor):
         text = "; ".join(parts) + f". {retries} retries, ${usage.usd:.2f}, {elapsed:.0f} s."
         if self.state.budget:
             text += (
-                f" Stopped: {self.state.budget}; raise budget_usd (AUTONOMA_BUDGET_USD) and "
-                "`autonoma start` again to go on."
+                f" Stopped: {self.state.budget}; raise budget_usd (AUTONOMA_BUDGET_USD), then "
+                f"`{self._resume_command()}` goes on."
             )
         return text
 
@@ -1011,6 +1064,15 @@ class Orchestrator(Actor):
         envelope = self.bus.publish(ORCHESTRATOR, message, durable=durable)
         if fold:
             apply(self.state, envelope)
+
+
+_ANSWER: dict[TurnKind, str] = {
+    "plan": "plan",
+    "decompose": "task list",
+    "develop": "summary",
+    "review": "verdict",
+}
+"""What each kind of turn answers with (its role's schema)."""
 
 
 def _session_lost(finished: AgentTurnFinished) -> bool:
