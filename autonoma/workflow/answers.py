@@ -82,25 +82,25 @@ def _shown(value: object) -> str:
     return text if len(text) <= 60 else text[:59] + "…"
 
 
-def _line(error: jsonschema.ValidationError) -> str:
-    """One readable line for one schema error, naming the field path."""
-    where = field_path(error.absolute_path)
-    at = f"{where}: " if where else ""
+def _line(error: jsonschema.ValidationError, what: str) -> str:
+    """One readable line for one schema error, naming the field path (or ``the {what}``)."""
+    where = field_path(error.absolute_path) or f"the {what}"
+    at = f"{where}: "
     value: Any = error.instance
     rule: Any = error.validator_value
     kind = error.validator
     schema: Any = error.schema
     if kind == "required":
-        missing = [name for name in rule if isinstance(value, dict) and name not in value]
-        name = missing[0] if missing else "?"
+        # One error per missing name, which only its message gives: "'x' is a required ..."
+        name = error.message.partition(" is a required")[0].strip("'\"")
         return f'{at}missing field "{name}"'
     if kind == "type":
         wanted = " or ".join(rule) if isinstance(rule, list) else str(rule)
         return f"{at}expected {wanted}, got {type_name(value)}"
     if kind == "minItems" and isinstance(value, list) and not value:
-        return f"{where or 'the answer'} is empty: give at least {rule}"
+        return f"{where} is empty: at least {rule} item{'' if rule == 1 else 's'} needed"
     if kind in ("minLength", "pattern") and isinstance(value, str) and not value.strip():
-        return f"{where or 'the answer'} is empty"
+        return f"{where} is empty"
     if kind == "pattern":
         return f"{at}{_shown(value)} does not match the pattern {rule}"
     if kind == "enum":
@@ -112,16 +112,33 @@ def _line(error: jsonschema.ValidationError) -> str:
     return f"{at}{error.message}"
 
 
-def schema_errors(schema: Mapping[str, Any], answer: object) -> list[str]:
+def _position(answer: object, path: Any) -> list[int]:
+    """Where a path leads in ``answer``: the index of each key or item on the way."""
+    where: list[int] = []
+    node = answer
+    for part in path:
+        if isinstance(node, dict) and part in node:
+            where.append(list(node).index(part))
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            where.append(part)
+            node = node[part]
+        else:
+            where.append(1 << 30)
+            break
+    return where
+
+
+def schema_errors(schema: Mapping[str, Any], answer: object, what: str = "answer") -> list[str]:
     """Every way ``answer`` breaks ``schema``, one line each, in the answer's order."""
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(
         validator.iter_errors(answer),
-        key=lambda e: ([str(p) for p in e.absolute_path], str(e.validator)),
+        key=lambda e: (_position(answer, e.absolute_path), str(e.validator)),
     )
     lines: list[str] = []
     for error in errors:
-        line = _line(error)
+        line = _line(error, what)
         if line not in lines:
             lines.append(line)
     return lines
@@ -140,7 +157,7 @@ def decode(
     """
     if answer is None:
         raise error([f"no structured output: expected the {what} as an object"])
-    problems = [] if schema is None else schema_errors(schema, answer)
+    problems = [] if schema is None else schema_errors(schema, answer, what)
     if problems:
         raise error(problems)
     try:

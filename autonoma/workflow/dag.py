@@ -157,27 +157,54 @@ def parse_tasks(obj: object, schema: Mapping[str, Any] | None = None) -> list[Ta
 
     ``schema`` is the Staff Engineer role's (the packaged one's when None): the shape
     is checked against it; duplicate ids, unknown deps, self-deps and cycles, which it
-    cannot express, here.
+    cannot express, here (among the tasks whose id and deps are usable, also when the
+    shape is wrong elsewhere: every problem is reported at once).
     """
     rule = role_schema("staff_engineer") if schema is None else schema
-    answer = decode(obj, rule, TaskList, "task list", DagError)
-    if not answer.tasks:
-        raise DagError(["tasks is empty: give at least 1"])
-    errors: list[str] = []
-    first_at: dict[str, int] = {}
-    deps: dict[str, list[str]] = {}
-    for index, task in enumerate(answer.tasks):
-        if task.id in first_at:
-            errors.append(
-                f"tasks[{index}].id: duplicate id {task.id} (tasks[{first_at[task.id]}] has it too)"
-            )
-            continue
-        first_at[task.id] = index
-        deps[task.id] = _dedupe(task.deps)
-    errors.extend(_graph_errors(list(first_at), deps))
+    try:
+        answer = decode(obj, rule, TaskList, "task list", DagError)
+    except DagError as error:
+        raise DagError(error.errors + _id_errors(_usable(obj))) from None
+    if not answer.tasks:  # a project's schema may allow it; the run cannot
+        raise DagError(["tasks is empty: at least 1 item needed"])
+    errors = _id_errors([(t.id, t.deps) for t in answer.tasks])
     if errors:
         raise DagError(errors)
     return [msgspec.structs.replace(task, deps=_dedupe(task.deps)) for task in answer.tasks]
+
+
+def _usable(obj: object) -> list[tuple[str, list[str]] | None]:
+    """Each raw task's id and deps, or None where they are not strings."""
+    items = obj.get("tasks") if isinstance(obj, dict) else None
+    found: list[tuple[str, list[str]] | None] = []
+    for item in items if isinstance(items, list) else []:
+        tid = item.get("id") if isinstance(item, dict) else None
+        deps = item.get("deps", []) if isinstance(item, dict) else None
+        ok = isinstance(deps, list) and all(isinstance(d, str) for d in deps)
+        if isinstance(tid, str) and tid.strip():
+            found.append((tid, list(deps) if ok and isinstance(deps, list) else []))
+        else:
+            found.append(None)
+    return found
+
+
+def _id_errors(tasks: Sequence[tuple[str, list[str]] | None]) -> list[str]:
+    """Duplicate ids, unknown deps, self-deps and cycles (None: a task without a usable id)."""
+    errors: list[str] = []
+    first_at: dict[str, int] = {}
+    deps: dict[str, list[str]] = {}
+    for index, task in enumerate(tasks):
+        if task is None:
+            continue
+        tid, task_deps = task
+        if tid in first_at:
+            errors.append(
+                f"tasks[{index}].id: duplicate id {tid} (tasks[{first_at[tid]}] has it too)"
+            )
+            continue
+        first_at[tid] = index
+        deps[tid] = _dedupe(task_deps)
+    return errors + _graph_errors(list(first_at), deps)
 
 
 def _checked(tasks: Sequence[TaskSpec]) -> dict[str, TaskSpec]:
