@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from autonoma import protocol as p
+from autonoma.hints import start_command
 from autonoma.progress import Progress, elapsed
 from autonoma.runtime.bus import Bus
 
@@ -133,7 +134,7 @@ def test_what_went_wrong_is_said() -> None:
         "FAILED test_store.py::test_add",
         "[00:05] !!! ESCALATION [t3] from orchestrator: 3 attempts failed",
         "[00:06] PAUSED: crew gave up"
-        " (new work waits: Ctrl-C stops the run, `autonoma start` resumes it)",
+        f" (new work waits: Ctrl-C stops the run, `{start_command('requirements.md')}` resumes it)",
         "[00:07] resumed: by a human",
         "[00:08] rate limited: new agents held for 4.1 s",
         "[00:09] BUDGET: run budget $5.00 reached ($5.01 spent): no new work starts",

@@ -31,11 +31,14 @@ PLACEHOLDERS = {
         "base_ref",
         "attempt",
         "claude_md",
+        "developer_report",
+        "previous_review",
     },
 }
 SCHEMA_KEYS = {
     "ceo": {"summary", "milestones", "assumptions", "out_of_scope"},
     "staff_engineer": {"tasks"},
+    "developer": {"summary", "changes", "tests", "left"},
     "qa": {"verdict", "reasons", "test_command", "test_output_summary"},
 }
 

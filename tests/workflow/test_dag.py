@@ -121,7 +121,9 @@ def test_a_missing_field_is_named() -> None:
 
 
 def test_a_wrong_type_names_the_task_the_field_and_both_types() -> None:
-    assert errors_of({"tasks": [task("t1", deps="t0")]}) == ["tasks[0].deps: expected array, got string"]
+    assert errors_of({"tasks": [task("t1", deps="t0")]}) == [
+        "tasks[0].deps: expected array, got string"
+    ]
 
 
 def test_a_wrong_item_type_names_its_position() -> None:

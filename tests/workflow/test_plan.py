@@ -93,9 +93,7 @@ def test_missing_milestones_is_an_error() -> None:
 
 
 def test_empty_milestones_is_an_error() -> None:
-    assert errors_of(answer(milestones=[])) == [
-        "milestones is empty: at least 1 item needed"
-    ]
+    assert errors_of(answer(milestones=[])) == ["milestones is empty: at least 1 item needed"]
 
 
 def test_milestones_that_are_not_a_list_is_an_error() -> None:
