@@ -33,7 +33,7 @@ import pygit2
 import pykka
 
 from autonoma.agents.agent import AgentBusy, TurnRefused, TurnRequest
-from autonoma.agents.roles import load_role
+from autonoma.agents.roles import RoleError, load_role
 from autonoma.agents.turn import WRITE_LEFTOVER
 from autonoma.config import Settings
 from autonoma.hints import resume_command, start_command
@@ -532,7 +532,7 @@ class Orchestrator(Actor):
             errors = [why]
         else:
             assert finished is not None
-            schema = load_role(turn.agent, self.ctx.repo).schema
+            schema = self._schema(turn.agent)
             try:
                 if turn.kind == "plan":
                     plan = parse_plan(finished.structured_output, schema)
@@ -831,10 +831,20 @@ class Orchestrator(Actor):
         )
         self._work[task.task_id] = _Work("" if asked == first else asked, fresh=True)
 
+    def _schema(self, role: str) -> dict[str, Any] | None:
+        """The role's schema, the rule for its answer (a project may override the role).
+
+        None when its file broke mid-run: the answer is then checked by its type alone.
+        """
+        try:
+            return load_role(role, self.ctx.repo).schema
+        except RoleError:
+            return None
+
     def _development_ended(self, task: Task, turn: _Turn, why: str) -> None:
         if not why and turn.finished is not None:
             # What the developer says it did goes to QA (and to the record) first.
-            schema = load_role("developer", self.ctx.repo).schema
+            schema = self._schema("developer")
             self._emit(
                 developer_report(turn.finished, schema, task_id=task.task_id, agent_id=turn.agent)
             )
@@ -877,7 +887,7 @@ class Orchestrator(Actor):
         errors: list[str] = []
         if not why:
             try:
-                verdict = verdict_of(finished, load_role("qa", self.ctx.repo).schema)
+                verdict = verdict_of(finished, self._schema("qa"))
             except AnswerError as error:
                 errors = error.errors
                 why = f"QA gave no usable verdict: {'; '.join(errors)}"
