@@ -82,6 +82,9 @@ class Progress:
         self._tokens = 0
         # Each agent's working folder, from its turns: tool paths are shown relative to it.
         self._cwd: dict[str, str] = {}
+        # claude's reason for the structured answer it refused in each agent's turn: a
+        # turn that fails after that failed for it, whatever error ended it.
+        self._rejected: dict[str, str] = {}
         self._resume = start_command("requirements.md")
         """The command that resumes the run (known from its `RunStarted`)."""
 
@@ -205,6 +208,7 @@ class Progress:
                 why = f": {_short(reason, REASON_CHARS)}" if reason else ""
                 return f"{self._who(agent, task)} was denied {tool or 'a tool'}{why}", "yellow"
             case p.SchemaRejected(agent_id=agent, task_id=task, reason=reason):
+                self._rejected[agent] = reason
                 return (
                     f"{self._who(agent, task)} answer rejected by claude against the role's "
                     f"schema: {_short(reason, REASON_CHARS)}",
@@ -228,6 +232,7 @@ class Progress:
                 return f"{self._who(agent, task)} {state}{why}", "red" if state == "dead" else ""
             case p.AgentTurnStarting(agent_id=agent, cwd=cwd):
                 self._cwd[agent] = cwd
+                self._rejected.pop(agent, None)
                 return None
             case p.AgentToolUse(agent_id=agent, task_id=task):
                 return f"  {self._who(agent, task)} {self._tool(message)}", "dim"
@@ -247,6 +252,9 @@ class Progress:
                     or message.terminal_reason
                     or message.subtype
                 )
+                rejected = self._rejected.pop(agent, "")
+                if rejected:
+                    why = f"claude rejected its answer against the role's schema: {rejected}"
                 return f"{self._who(agent, task)} turn failed: {_short(why, REASON_CHARS)}", "red"
             case p.ActorCrashed(name=name, error_type=kind, error_text=text):
                 return f"{name} crashed: {_short(f'{kind}: {text}', REASON_CHARS)}", "red"

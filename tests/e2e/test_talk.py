@@ -104,6 +104,11 @@ def test_a_task_list_claude_rejects_fails_with_claudes_reason(
         'match required schema: /tasks/0/id: must match pattern "^t[0-9]+$"'
     )
     assert "has no step" not in escalation.reason
+    assert (
+        "staff_engineer turn failed: claude rejected its answer against the role's schema: "
+        "Output does not match required schema" in result.stdout
+    )
+    assert "has no step" not in result.stdout
 
 
 def test_a_task_list_autonoma_rejects_is_journaled_and_shown(
