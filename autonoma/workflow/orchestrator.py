@@ -33,9 +33,10 @@ import pygit2
 import pykka
 
 from autonoma.agents.agent import AgentBusy, TurnRefused, TurnRequest
-from autonoma.agents.roles import load_role
+from autonoma.agents.roles import RoleError, load_role
 from autonoma.agents.turn import WRITE_LEFTOVER
 from autonoma.config import Settings
+from autonoma.hints import resume_command, start_command
 from autonoma.journal import reader
 from autonoma.journal.fold import State, Task, apply, fold_rows
 from autonoma.project import Project
@@ -46,6 +47,7 @@ from autonoma.protocol import (
     AgentStateChanged,
     AgentTurnFinished,
     AgentTurnStarting,
+    AnswerRejected,
     AnyMessage,
     BudgetReached,
     CostReported,
@@ -61,6 +63,7 @@ from autonoma.protocol import (
     RunFinished,
     RunOutcome,
     RunStarted,
+    SchemaRejected,
     SetupRan,
     TaskDefined,
     TaskFeedback,
@@ -78,6 +81,7 @@ from autonoma.vcs.repo import remove_worktrees_under
 from autonoma.vcs.workspace import VcsError
 from autonoma.workflow import commands as project_commands
 from autonoma.workflow import commits, inbox, prompts, scheduler
+from autonoma.workflow.answers import AnswerError, developer_report, verdict_of
 from autonoma.workflow.crew import (
     CEO,
     STAFF_ENGINEER,
@@ -89,7 +93,7 @@ from autonoma.workflow.crew import (
 from autonoma.workflow.dag import TaskSpec, critical_path
 from autonoma.workflow.governor import GOVERNOR, Permit, is_rate_limited
 from autonoma.workflow.merge_queue import MergeRequest
-from autonoma.workflow.plan import AnswerError, parse_plan, plan_dict, plan_json, plan_text
+from autonoma.workflow.plan import parse_plan, plan_dict, plan_json, plan_text
 from autonoma.workflow.setup import SetupRunner, failure_reason
 
 ORCHESTRATOR = "orchestrator"
@@ -128,6 +132,8 @@ class RunContext:
     """Known task durations (the makespan bench); None: unit weights."""
     env: Mapping[str, str] = field(default_factory=dict)
     """The environment of the project's set-up commands (the agents' own)."""
+    endpoint: str = ""
+    """The model the run talks to, as `RunStarted.endpoint` records it."""
 
     @property
     def repo(self) -> Path:
@@ -152,6 +158,8 @@ class _Turn:
     resume: bool = False
     prompt: str = ""
     finished: AgentTurnFinished | None = None
+    rejected: str = ""
+    """claude's reason when it rejected the turn's structured answer against the schema."""
 
 
 @dataclass
@@ -203,6 +211,7 @@ _HEARD = (
     WorkPaused,
     WorkResumed,
     BudgetReached,
+    SchemaRejected,
     SetupRan,
 )
 
@@ -260,6 +269,7 @@ class Orchestrator(Actor):
                 max_workers=self.ctx.workers,
                 resumed=resumed,
                 main=self.ctx.main,
+                endpoint=self.ctx.endpoint,
             ),
             durable=True,
             fold=False,
@@ -295,7 +305,13 @@ class Orchestrator(Actor):
         if self._finished:
             return
         self._stopping = True
-        self._finish("stopped", f"{reason}; `autonoma start` resumes the run")
+        self._finish("stopped", f"{reason}; `{self._resume_command()}` resumes the run")
+
+    def _resume_command(self) -> str:
+        run = self.state.run
+        if run is not None:
+            return resume_command(run)
+        return start_command(str(self.ctx.requirements_path), self.ctx.endpoint)
 
     # --- messages -------------------------------------------------------------------
 
@@ -325,6 +341,10 @@ class Orchestrator(Actor):
             turn = self._turns.get(event.agent_id)
             if turn is not None:
                 turn.finished = event
+        elif isinstance(event, SchemaRejected):
+            turn = self._turns.get(event.agent_id)
+            if turn is not None:
+                turn.rejected = event.reason
         elif isinstance(event, AgentProcessExited):
             turn = self._turns.get(event.agent_id)
             if turn is not None and (event.pid is None or event.pid == turn.pid):
@@ -548,16 +568,17 @@ class Orchestrator(Actor):
             errors = [why]
         else:
             assert finished is not None
+            schema = self._schema(turn.agent)
             try:
                 if turn.kind == "plan":
-                    plan = parse_plan(finished.structured_output)
+                    plan = parse_plan(finished.structured_output, schema)
                     path = self.ctx.project.plan
                     path.write_bytes(plan_json(plan))
                     self._emit(PlanWritten(plan=plan_dict(plan), path=str(path)), durable=True)
                     self._phase("decomposition")
                 else:
                     specs, setup, test = project_commands.parse_task_answer(
-                        finished.structured_output
+                        finished.structured_output, schema
                     )
                     self._fix_commands(setup, test)
                     self._define_tasks(specs)
@@ -565,7 +586,17 @@ class Orchestrator(Actor):
             except AnswerError as error:
                 errors = list(error.errors)
         step.failures += 1
-        what = "plan" if turn.kind == "plan" else "task list"
+        what = _ANSWER[turn.kind]
+        if not why:
+            self._emit(
+                AnswerRejected(
+                    role=role_of(turn.agent),
+                    what=what,
+                    errors=errors,
+                    attempt=step.failures,
+                    agent_id=turn.agent,
+                )
+            )
         if step.failures > self.settings.max_retries:
             reason = f"the {what} was rejected {step.failures} times; last: {'; '.join(errors)}"
             self._emit(Escalation(source=ORCHESTRATOR, reason=reason))
@@ -837,6 +868,11 @@ class Orchestrator(Actor):
             why = f"the turn failed ({finished.subtype}): {detail}"
         if finished is not None and not finished.is_error:
             self._stopped.discard(key)  # a turn that ended well: the next stop resumes again
+
+        if why and turn.rejected:
+            # What claude said of the answer, not the error the turn ended with after it.
+            what = _ANSWER[turn.kind]
+            why = f"claude rejected the {what} against the role's schema: {turn.rejected}"
         if finished is None and exited.signal is not None and not exited.timed_out:
             # Killed from outside (its agent stopped, the crew restarted, an OOM kill):
             # not the work's fault, so the task resumes instead of failing.
@@ -930,7 +966,23 @@ class Orchestrator(Actor):
         )
         self._work[task.task_id] = _Work("" if asked == first else asked, fresh=True)
 
+    def _schema(self, role: str) -> dict[str, Any] | None:
+        """The role's schema, the rule for its answer (a project may override the role).
+
+        None when its file broke mid-run: the answer is then checked by its type alone.
+        """
+        try:
+            return load_role(role, self.ctx.repo).schema
+        except RoleError:
+            return None
+
     def _development_ended(self, task: Task, turn: _Turn, why: str) -> None:
+        if not why and turn.finished is not None:
+            # What the developer says it did goes to QA (and to the record) first.
+            schema = self._schema("developer")
+            self._emit(
+                developer_report(turn.finished, schema, task_id=task.task_id, agent_id=turn.agent)
+            )
         if why:
             self._fail(task, why, prompts.turn_failed(task.task_id, why))
             return
@@ -962,31 +1014,43 @@ class Orchestrator(Actor):
     def _review_ended(
         self, task: Task, turn: _Turn, finished: AgentTurnFinished | None, why: str
     ) -> None:
-        verdict = None if finished is None else finished.structured_output
-        if not why and not (
-            isinstance(verdict, dict) and verdict.get("verdict") in ("approve", "changes_requested")
-        ):
-            why = "QA gave no verdict"
-        if why:
+        verdict = None
+        errors: list[str] = []
+        if not why:
+            try:
+                verdict = verdict_of(finished, self._schema("qa"))
+            except AnswerError as error:
+                errors = error.errors
+                why = f"QA gave no usable verdict: {'; '.join(errors)}"
+        if verdict is None:
             failures = self._qa_failures[task.task_id] = self._qa_failures.get(task.task_id, 0) + 1
+            if errors:
+                self._emit(
+                    AnswerRejected(
+                        role="qa",
+                        what="verdict",
+                        errors=errors,
+                        attempt=failures,
+                        agent_id=turn.agent,
+                        task_id=task.task_id,
+                    )
+                )
             if failures > self.settings.max_retries:
                 self._escalate(task, f"QA could not review it {failures} times; last: {why}")
             return  # the task stays in review: QA runs again
-        assert isinstance(verdict, dict)
-        reasons = [str(r) for r in verdict.get("reasons") or []]
-        command = str(verdict.get("test_command") or "")
+        reasons = list(verdict.reasons)
         self._emit(
             ReviewVerdict(
                 task_id=task.task_id,
                 agent_id=turn.agent,
-                verdict=verdict["verdict"],
+                verdict=verdict.verdict,
                 reasons=reasons,
-                test_command=command,
-                test_output_summary=str(verdict.get("test_output_summary") or ""),
+                test_command=verdict.test_command,
+                test_output_summary=verdict.test_output_summary,
                 attempt=task.reviews + 1,
             )
         )
-        if verdict["verdict"] == "approve":
+        if verdict.verdict == "approve":
             self._set(task.task_id, "merging", f"approved by {turn.agent}")
             self._submit(self.state.tasks[task.task_id])
         else:
@@ -1123,8 +1187,8 @@ class Orchestrator(Actor):
         text = "; ".join(parts) + f". {retries} retries, ${usage.usd:.2f}, {elapsed:.0f} s."
         if self.state.budget:
             text += (
-                f" Stopped: {self.state.budget}; raise budget_usd (AUTONOMA_BUDGET_USD) and "
-                "`autonoma start` again to go on."
+                f" Stopped: {self.state.budget}; raise budget_usd (AUTONOMA_BUDGET_USD), then "
+                f"`{self._resume_command()}` goes on."
             )
         return text
 
@@ -1156,6 +1220,15 @@ class Orchestrator(Actor):
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:300] if lines else "(no output)"
+
+
+_ANSWER: dict[TurnKind, str] = {
+    "plan": "plan",
+    "decompose": "task list",
+    "develop": "summary",
+    "review": "verdict",
+}
+"""What each kind of turn answers with (its role's schema)."""
 
 
 def _session_lost(finished: AgentTurnFinished) -> bool:
