@@ -9,6 +9,7 @@ from autonoma.supported import exit_unless_supported
 exit_unless_supported()
 
 import contextlib
+import shlex
 import sys
 import tempfile
 import traceback
@@ -17,7 +18,7 @@ from typing import Any, Literal, NoReturn
 
 import click
 
-from autonoma import config, project, report
+from autonoma import config, hints, project, report
 from autonoma.journal import reader
 from autonoma.journal.schema import JournalError
 
@@ -58,12 +59,6 @@ def _crash_report() -> str:
     ) as handle:
         traceback.print_exc(file=handle)
         return handle.name
-
-
-def _command() -> str:
-    """How to call autonoma again: the script beside this Python (a venv is not on PATH)."""
-    beside = Path(sys.executable).parent / "autonoma"
-    return str(beside) if beside.exists() else "autonoma"
 
 
 def _here() -> Path:
@@ -120,7 +115,7 @@ def _run_company(proj: project.Project, options: Any) -> None:
     result = run.execute(prepared, listener=progress.feed)
     click.echo(f"Run {result.run_id}: {result.outcome}. {result.summary}")
     if result.outcome != "done":
-        click.echo("Details: autonoma status; the journal: autonoma logs")
+        click.echo(f"Details: `{hints.command('status')}`; the journal: `{hints.command('logs')}`")
         sys.exit(130 if result.outcome == "stopped" else 1)
 
 
@@ -206,10 +201,16 @@ def demo(sample: str, where: Path | None, max_workers: int) -> None:
                 ),
             )
         finally:
+            here = shlex.quote(str(root))
             click.echo(
-                f"The result: {root}\n  cd {root} && git log --oneline --graph main && "
-                f"python3 -m unittest discover -s tests -t . && {_command()} status"
+                f"The result: {root}\n  cd {here} && git log --oneline --graph main && "
+                f"python3 -m unittest discover -s tests -t . && {hints.command('status')}"
             )
+            run = None
+            if proj.state_db.exists():
+                run = reader.replay(proj.state_db, run_id=reader.latest_run(proj.state_db)).run
+            if run is not None and run.outcome != "done":
+                click.echo(f"To resume it: cd {here} && {hints.resume_command(run)}")
 
 
 @main.command()

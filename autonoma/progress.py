@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 
 from autonoma import protocol as p
+from autonoma.hints import start_command
 from autonoma.protocol import Envelope
 from autonoma.report import commands_lines, setup_result
 from autonoma.report import left_out_text as _left_out
@@ -84,6 +85,11 @@ class Progress:
         # Each agent's working folder, from its turns: tool paths are shown relative to it.
         self._cwd: dict[str, str] = {}
         self._model: dict[str, str] = {}
+        # claude's reason for the structured answer it refused in each agent's turn: a
+        # turn that fails after that failed for it, whatever error ended it.
+        self._rejected: dict[str, str] = {}
+        self._resume = start_command("requirements.md")
+        """The command that resumes the run (known from its `RunStarted`)."""
 
     @property
     def total_usd(self) -> float:
@@ -119,6 +125,7 @@ class Progress:
         match message:
             case p.RunStarted(requirements=req, max_workers=workers, resumed=resumed):
                 how = "resumed" if resumed else "started"
+                self._resume = start_command(req, message.endpoint)
                 return f"run {how}: {req} (up to {workers} developers at once)", "bold"
             case p.PhaseChanged(phase=phase):
                 return f"phase: {phase}", "cyan"
@@ -205,7 +212,7 @@ class Progress:
             case p.WorkPaused(reason=reason):
                 text = f"PAUSED: {_short(reason, REASON_CHARS)}"
                 if "by itself" not in reason:  # the root's pause waits for a human
-                    text += " (new work waits: Ctrl-C stops the run, `autonoma start` resumes it)"
+                    text += f" (new work waits: Ctrl-C stops the run, `{self._resume}` resumes it)"
                 return text, "red"
             case p.WorkResumed(reason=reason):
                 return f"resumed: {_short(reason, REASON_CHARS)}", "green"
@@ -223,6 +230,29 @@ class Progress:
                     "no new work starts",
                     "red",
                 )
+            case p.DeveloperReport(
+                agent_id=agent, task_id=task, summary=said, structured=structured
+            ):
+                how = "reports" if structured else "says (no structured report)"
+                left = f" ({len(message.left)} left to do)" if message.left else ""
+                return f"{agent} [{task}] {how}: {_short(said, REASON_CHARS)}{left}", ""
+            case p.PermissionDenied(agent_id=agent, task_id=task, tool=tool, reason=reason):
+                why = f": {_short(reason, REASON_CHARS)}" if reason else ""
+                return f"{self._who(agent, task)} was denied {tool or 'a tool'}{why}", "yellow"
+            case p.SchemaRejected(agent_id=agent, task_id=task, reason=reason):
+                self._rejected[agent] = reason
+                return (
+                    f"{self._who(agent, task)} answer rejected by claude against the role's "
+                    f"schema: {_short(reason, REASON_CHARS)}",
+                    "yellow",
+                )
+            case p.AnswerRejected(role=role, what=what, errors=errors, attempt=attempt):
+                who = self._who(message.agent_id or role, message.task_id)
+                lines = [f"{who}: the {what} was rejected (attempt {attempt}):"]
+                lines += [f"  - {_short(e, REASON_CHARS)}" for e in errors[:10]]
+                if len(errors) > 10:
+                    lines.append(f"  … {len(errors) - 10} more")
+                return "\n".join(lines), "yellow"
             case p.RetryRequested(task_id=task, note=note):
                 return f"{task}: a human asked for a retry{f': {note}' if note else ''}", "bold"
             case p.ResolveRequested(task_id=task, note=note):
@@ -234,6 +264,7 @@ class Progress:
                 return f"{self._who(agent, task)} {state}{why}", "red" if state == "dead" else ""
             case p.AgentTurnStarting(agent_id=agent, cwd=cwd):
                 self._cwd[agent] = cwd
+                self._rejected.pop(agent, None)
                 return None
             case p.AgentSessionStarted(agent_id=agent, task_id=task, model=model):
                 # Once per agent and model: a resumed turn on the same model says nothing.
@@ -259,6 +290,9 @@ class Progress:
                     or message.terminal_reason
                     or message.subtype
                 )
+                rejected = self._rejected.pop(agent, "")
+                if rejected:
+                    why = f"claude rejected its answer against the role's schema: {rejected}"
                 return f"{self._who(agent, task)} turn failed: {_short(why, REASON_CHARS)}", "red"
             case p.AgentProcessExited(agent_id=agent, task_id=task, timed_out=True):
                 if message.timeout == "idle":

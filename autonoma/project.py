@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from autonoma import config
+from autonoma import config, hints
 from autonoma.journal import schema
 from autonoma.vcs import excludes, repo
 
@@ -244,7 +244,7 @@ def require_initialised(start: Path) -> Project:
     project = find(start)
     if not project.initialised:
         raise ProjectError(
-            f"no Autonoma project in {project.root}: run 'autonoma init' there first"
+            f"no Autonoma project in {project.root}: run `{hints.command('init')}` there first"
         )
     return project
 
@@ -256,7 +256,7 @@ def init(start: Path, git_init: bool = False) -> tuple[Project, list[str]]:
     except repo.NotARepository as err:
         if not git_init:
             raise ProjectError(
-                f"{err} (run 'git init' first, or 'autonoma init --git-init')"
+                f"{err} (run `git init` first, or `{hints.command('init', '--git-init')}`)"
             ) from None
         root = repo.init_repository(start)
     project = Project(root)

@@ -104,6 +104,9 @@ class RunStarted(Message, frozen=True):
     resumed: bool = False
     main: str = ""
     """The branch the run moves forward: the one checked out when it first started."""
+    endpoint: str = ""
+    """The model it talks to: ``api`` (the real one), or the absolute path of the sim
+    scenario it plays (``--scenario``). Empty in journals older than this field."""
 
 
 class RunFinished(Message, frozen=True):
@@ -171,6 +174,37 @@ class TaskFeedback(Message, frozen=True):
 
     task_id: str
     text: str
+
+
+class DeveloperReport(Message, frozen=True):
+    """What a developer said at the end of a turn on a task: what changed, how it was
+    tested, what is left.
+
+    ``structured`` is false when claude gave no structured answer: ``summary`` is then
+    the turn's result text and the lists are empty.
+    """
+
+    task_id: str
+    agent_id: str
+    summary: str
+    changes: list[str] = []
+    tests: str = ""
+    left: list[str] = []
+    structured: bool = False
+
+
+class AnswerRejected(Message, frozen=True):
+    """Autonoma could not use an agent's structured answer (a plan, a task list, a verdict).
+
+    ``errors`` are one line each, naming the field; they go back to the agent.
+    """
+
+    role: str
+    what: str
+    errors: list[str]
+    attempt: int = 1
+    agent_id: str = ""
+    task_id: str | None = None
 
 
 class WorkCommittedForAgent(Message, frozen=True):
@@ -457,6 +491,32 @@ class AgentStreamLine(Message, frozen=True):
     task_id: str | None = None
 
 
+class PermissionDenied(Message, frozen=True):
+    """claude refused an agent a tool call (its ``permission_denials``), with its reason.
+
+    ``reason`` is the error claude returned to the model for that call.
+    """
+
+    agent_id: str
+    tool: str
+    tool_use_id: str = ""
+    input: dict[str, Any] = {}
+    reason: str = ""
+    task_id: str | None = None
+
+
+class SchemaRejected(Message, frozen=True):
+    """claude refused an agent's structured answer against the role's ``--json-schema``.
+
+    ``reason`` is claude's own error text (the StructuredOutput call's tool result).
+    """
+
+    agent_id: str
+    tool_use_id: str
+    reason: str
+    task_id: str | None = None
+
+
 class AgentProcessExited(Message, frozen=True):
     """The claude process of a turn ended: its exit code, or the signal that ended it.
 
@@ -513,6 +573,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     TaskStateChanged,
     TaskWorkspace,
     TaskFeedback,
+    DeveloperReport,
+    AnswerRejected,
     WorkCommittedForAgent,
     WorkLeftOut,
     ReviewVerdict,
@@ -534,6 +596,8 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     AgentApiRetry,
     AgentTurnFinished,
     AgentStreamLine,
+    PermissionDenied,
+    SchemaRejected,
     AgentProcessExited,
     CostReported,
 )
@@ -555,6 +619,8 @@ AnyMessage = (
     | TaskStateChanged
     | TaskWorkspace
     | TaskFeedback
+    | DeveloperReport
+    | AnswerRejected
     | WorkCommittedForAgent
     | WorkLeftOut
     | ReviewVerdict
@@ -576,6 +642,8 @@ AnyMessage = (
     | AgentApiRetry
     | AgentTurnFinished
     | AgentStreamLine
+    | PermissionDenied
+    | SchemaRejected
     | AgentProcessExited
     | CostReported
 )

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from autonoma import protocol as p
+from autonoma.hints import endpoint_text, resume_command
 from autonoma.journal.fold import State, Task, Usage
 from autonoma.protocol import Envelope
 
@@ -79,6 +80,15 @@ def summary(message: p.Message) -> str:
         case p.SetupRan(task_id=task, place=place):
             where = "merge gate" if place == "merge_gate" else "worktree"
             return _short(f"{task or '-'} set-up in the {where}: {setup_result(message)}")
+        case p.PermissionDenied(tool=tool, reason=reason):
+            return _short(f"{tool} denied: {reason}")
+        case p.SchemaRejected(reason=reason):
+            return _short(f"answer rejected against the schema: {reason}")
+        case p.AnswerRejected(what=what, errors=errors, attempt=attempt):
+            return _short(f"the {what} rejected (attempt {attempt}): {'; '.join(errors)}")
+        case p.DeveloperReport(task_id=task, summary=said, structured=structured):
+            plain = "" if structured else " (unstructured)"
+            return _short(f"{task} report{plain}: {said}")
     fields = msgspec.structs.asdict(message)
     return _short(" ".join(f"{key}={value}" for key, value in fields.items()))
 
@@ -172,6 +182,7 @@ _TASK_ORDER = (
 )
 _HISTORY_REASON = 200
 _HISTORY_EVENTS = 20
+_REFUSALS = 3
 
 
 def _hhmmss(ts: float) -> str:
@@ -244,6 +255,18 @@ def _task_lines(task: Task, widths: list[int], tasks: dict[str, Task]) -> list[s
         how = "timed out" if last.timed_out else f"exit code {last.exit_code}"
         tail = _short(last.output_tail[-_HISTORY_REASON:], _HISTORY_REASON)
         lines.append(f"{pad}last set-up ({where}) failed, {how}: {tail}")
+    if task.refusals and task.state != "escalated":  # an escalated task shows its history
+        earlier = len(task.refusals) - _REFUSALS
+        more = f" (+{earlier} earlier)" if earlier > 0 else ""
+        lines.append(f"{pad}refused{more}:")
+        for refusal in task.refusals[-_REFUSALS:]:
+            lines.append(
+                f"{pad}  #{refusal.seq} {_hhmmss(refusal.ts)} {refusal.agent}: "
+                f"{_short(refusal.text, _HISTORY_REASON)}"
+            )
+    if task.report is not None and task.state not in ("merged", "resolved"):
+        how = "" if task.report.structured else " (unstructured)"
+        lines.append(f"{pad}report{how}: {_short(task.report.summary, _HISTORY_REASON)}")
     lines += [f"{pad}note: {_short(note, _HISTORY_REASON)}" for note in task.notes]
     if task.requested:
         lines.append(f"{pad}{task.requested} requested: the run has not acted on it yet")
@@ -270,8 +293,12 @@ def state_text(state: State) -> str:
         lines.append(f"  requirements: {run.requirements}")
         if run.commands is not None:
             lines += [f"  {line}" for line in commands_lines(run.commands)]
+        if run.endpoint:
+            lines.append(f"  model: {endpoint_text(run.endpoint).removeprefix('against ')}")
         if run.summary:
             lines.append(f"  {run.summary}")
+        if run.outcome in ("failed", "stopped"):
+            lines.append(f"  resume it (in {run.project or 'the project'}): {resume_command(run)}")
     plan = _plan_text(state.plan)
     if plan:
         lines.append(f"Plan: {plan}")
@@ -309,6 +336,9 @@ def state_text(state: State) -> str:
             why = ""
             if agent.state in ("dead", "waiting") and (agent.detail or agent.last_error):
                 why = f" ({_short(agent.detail or agent.last_error)})"
+            if agent.refusals:
+                times = "" if agent.refusals == 1 else f" {agent.refusals}x, last"
+                why += f" (refused{times}: {_short(agent.last_refusal)})"
             lines.append(
                 f"  {agent.name:<14} {agent.state or '-':<9}{working_on}{model}{cost}{why}{doing}"
             )
@@ -319,6 +349,14 @@ def state_text(state: State) -> str:
             restarts = f", {actor.restarts} restart{plural}" if actor.restarts else ""
             error = f", last error: {actor.last_error}" if actor.last_error else ""
             lines.append(f"  {actor.name:<14} {actor.status}{restarts}{error}")
+    answers = [r for r in state.refusals if r.task_id is None]
+    if answers:
+        lines.append(f"Refused outside tasks: {len(answers)} (latest last)")
+        for refusal in answers[-5:]:
+            lines.append(
+                f"  #{refusal.seq} {clock_time(refusal.ts)} {refusal.agent}: "
+                f"{_short(refusal.text, _HISTORY_REASON)}"
+            )
     if state.escalations:
         lines.append("Escalations:")
         for esc in state.escalations:

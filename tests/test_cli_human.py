@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from autonoma import protocol as p
+from autonoma.hints import command
 from autonoma.journal import reader
 from autonoma.journal.writer import Journal
 from autonoma.runtime.bus import Bus
@@ -76,7 +77,7 @@ def test_retry_without_an_active_run_goes_to_the_journal(
     result = run_autonoma("retry", "t3", "--note", "use sqlite", cwd=escalated, env=clean_env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == (
-        "t3 will be retried when the run resumes: autonoma start requirements.md\n"
+        f"t3 will be retried when the run resumes: {command('start', 'requirements.md')}\n"
     )
     row = last_row(escalated)
     assert row.seq == before + 1

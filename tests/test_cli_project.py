@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pygit2
 
+from autonoma import hints
 from tests.conftest import run_autonoma
 
 EXPECTED = [
@@ -109,7 +110,7 @@ def test_commands_before_init_say_what_to_do(git_repo: Path, clean_env: dict[str
     for command in (["status"], ["logs"], ["replay"], ["clean", "--yes"]):
         result = run_autonoma(*command, cwd=git_repo, env=clean_env)
         assert result.returncode == 1, command
-        assert "run 'autonoma init'" in result.stderr
+        assert f"run `{hints.command('init')}` there first" in result.stderr
         assert result.stderr.count("\n") == 1
 
 

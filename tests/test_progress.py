@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from autonoma import protocol as p
+from autonoma.hints import start_command
 from autonoma.progress import Progress, elapsed
 from autonoma.runtime.bus import Bus
 
@@ -152,7 +153,7 @@ def test_what_went_wrong_is_said() -> None:
         "FAILED test_store.py::test_add",
         "[00:05] !!! ESCALATION [t3] from orchestrator: 3 attempts failed",
         "[00:06] PAUSED: crew gave up"
-        " (new work waits: Ctrl-C stops the run, `autonoma start` resumes it)",
+        f" (new work waits: Ctrl-C stops the run, `{start_command('requirements.md')}` resumes it)",
         "[00:07] resumed: by a human",
         "[00:08] rate limited: new agents held for 4.1 s",
         "[00:09] BUDGET: run budget $5.00 reached ($5.01 spent): no new work starts",
@@ -421,4 +422,42 @@ def test_the_projects_commands_set_ups_and_the_test_gate_are_said() -> None:
         "[00:08] t2 merge failed: tests failed on the merged result: $ npm test → exit code 1",
         "[00:09] t1 merged as abcdef12, no tests collected yet, main moved ($0.0000 so far)",
         "[00:10] t3 merged as abcdef12, tests not run (opted out), main moved ($0.0000 so far)",
+    ]
+
+
+SE = "staff_engineer"
+
+
+def test_reports_and_refusals_are_said_with_claudes_reason() -> None:
+    failed = p.AgentTurnFinished(
+        agent_id=SE, session_id="s", subtype="success", is_error=True, result="API Error: 400"
+    )
+    lines = show(
+        (0, p.RunStarted(requirements="/r.md", project="/p", max_workers=1, endpoint="/s.toml")),
+        (1, p.WorkPaused(reason="crew gave up")),
+        (
+            2,
+            p.DeveloperReport(
+                task_id="t3", agent_id="developer-2", summary="Built.", left=["x"], structured=True
+            ),
+        ),
+        (3, p.DeveloperReport(task_id="t3", agent_id="developer-2", summary="I built it.")),
+        (4, p.PermissionDenied(agent_id="developer-2", tool="WebFetch", reason="no", task_id="t3")),
+        (5, p.AnswerRejected(role=SE, what="task list", errors=["t1 cycles"], attempt=2)),
+        (6, p.SchemaRejected(agent_id=SE, tool_use_id="u", reason="/tasks/0/id: bad")),
+        (7, failed),
+    )
+    assert lines == [
+        "[00:00] run started: /r.md (up to 1 developers at once)",
+        "[00:01] PAUSED: crew gave up (new work waits: Ctrl-C stops the run, "
+        f"`{start_command('/r.md', '/s.toml')}` resumes it)",
+        "[00:02] developer-2 [t3] reports: Built. (1 left to do)",
+        "[00:03] developer-2 [t3] says (no structured report): I built it.",
+        "[00:04] developer-2 [t3] was denied WebFetch: no",
+        "[00:05] staff_engineer: the task list was rejected (attempt 2):",
+        "[00:05]   - t1 cycles",
+        "[00:06] staff_engineer answer rejected by claude against the role's schema: "
+        "/tasks/0/id: bad",
+        "[00:07] staff_engineer turn failed: claude rejected its answer against the role's "
+        "schema: /tasks/0/id: bad",
     ]

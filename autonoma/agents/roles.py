@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from autonoma.config import Settings
 from autonoma.resources import packaged
 
@@ -263,6 +265,12 @@ def _schema(meta: dict[str, Any], fail: _Fail) -> dict[str, Any] | None:
         raise fail(f"invalid 'schema': {problem}")
     if value.get("type") != "object":
         raise fail('invalid \'schema\': the top level must have "type": "object"')
+    try:
+        # The answers are checked with it (Draft 2020-12), as claude checks them.
+        jsonschema.Draft202012Validator.check_schema(value)
+    except jsonschema.SchemaError as err:
+        where = ".".join(str(p) for p in err.absolute_path)
+        raise fail(f"invalid 'schema': {where + ': ' if where else ''}{err.message}") from None
     return value
 
 

@@ -4,6 +4,13 @@
 raises: a line that is not JSON, or JSON of a shape this version does not know, is
 kept as an `AgentStreamLine`. The typed structs below name only the fields Autonoma
 reads; every other field (the CLI adds some in each release) is ignored.
+
+`StreamDecoder` decodes the lines of one turn in order and remembers what a later line
+needs from earlier ones: which tool each call was, and what each failed call returned.
+So it also says when claude refused something, with claude's own reason: a permission
+denial (`PermissionDenied`, from the result line's ``permission_denials`` and the
+refused call's error text) and a structured answer rejected against the role's schema
+(`SchemaRejected`, from the error result of a ``StructuredOutput`` call).
 """
 
 from __future__ import annotations
@@ -21,7 +28,12 @@ from autonoma.protocol import (
     AgentToolUse,
     AgentTurnFinished,
     CostReported,
+    PermissionDenied,
+    SchemaRejected,
 )
+
+STRUCTURED_OUTPUT = "StructuredOutput"
+"""The tool claude offers for a ``--json-schema`` answer; calling it ends the turn."""
 
 StreamMessage = (
     AgentSessionStarted
@@ -32,6 +44,8 @@ StreamMessage = (
     | AgentTurnFinished
     | CostReported
     | AgentStreamLine
+    | PermissionDenied
+    | SchemaRejected
 )
 
 # --- the line shapes ----------------------------------------------------------
@@ -305,6 +319,70 @@ def _finished(
 def _tokens(usage: dict[str, Any], key: str) -> int:
     value = usage.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+class StreamDecoder:
+    """Decodes one turn's stdout lines in order (`decode_line`, plus the refusals)."""
+
+    def __init__(
+        self, *, agent_id: str, task_id: str | None = None, session_usd: float = 0.0
+    ) -> None:
+        """``session_usd``: the session's running total before this turn (see `decode_line`)."""
+        self.agent_id = agent_id
+        self.task_id = task_id
+        self.session_usd = session_usd
+        self._tools: dict[str, str] = {}
+        self._errors: dict[str, str] = {}
+
+    def decode(self, line: bytes | str) -> list[StreamMessage]:
+        """The messages of one line; never raises."""
+        out: list[StreamMessage] = []
+        for message in decode_line(
+            line, agent_id=self.agent_id, task_id=self.task_id, session_usd=self.session_usd
+        ):
+            if isinstance(message, AgentToolUse):
+                self._tools[message.tool_use_id] = message.tool
+            elif isinstance(message, AgentToolResult) and message.is_error:
+                self._errors[message.tool_use_id] = message.content
+                if self._tools.get(message.tool_use_id) == STRUCTURED_OUTPUT:
+                    out.append(message)
+                    out.append(
+                        SchemaRejected(
+                            agent_id=self.agent_id,
+                            tool_use_id=message.tool_use_id,
+                            reason=_reason(message.content),
+                            task_id=self.task_id,
+                        )
+                    )
+                    continue
+            elif isinstance(message, AgentTurnFinished):
+                out.extend(self._denials(message))
+            out.append(message)
+        return out
+
+    def _denials(self, finished: AgentTurnFinished) -> list[PermissionDenied]:
+        denied: list[PermissionDenied] = []
+        for item in finished.permission_denials:
+            tool_use_id = str(item.get("tool_use_id") or "")
+            tool = str(item.get("tool_name") or self._tools.get(tool_use_id) or "")
+            tool_input = item.get("tool_input")
+            denied.append(
+                PermissionDenied(
+                    agent_id=self.agent_id,
+                    tool=tool,
+                    tool_use_id=tool_use_id,
+                    input=tool_input if isinstance(tool_input, dict) else {},
+                    reason=_reason(self._errors.get(tool_use_id, "")),
+                    task_id=self.task_id,
+                )
+            )
+        return denied
+
+
+def _reason(text: str) -> str:
+    """claude's error text for a call, on one line, without its ``Error:`` prefix."""
+    text = " ".join(text.split())
+    return text.removeprefix("Error: ")
 
 
 # --- reading a result -----------------------------------------------------------

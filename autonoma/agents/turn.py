@@ -17,7 +17,7 @@ from pathlib import Path
 from autonoma.agents.command import build_argv
 from autonoma.agents.port import Port, TimeoutKind
 from autonoma.agents.roles import Role
-from autonoma.agents.stream import decode_line, turn_failed
+from autonoma.agents.stream import StreamDecoder, turn_failed
 from autonoma.config import Settings
 from autonoma.protocol import (
     AgentProcessExited,
@@ -97,6 +97,7 @@ class Turn:
             budget_usd=budget_usd,
         )
         self._finished: AgentTurnFinished | None = None
+        self._decoder = StreamDecoder(agent_id=agent_id, task_id=task_id, session_usd=session_usd)
         self._outcome: TurnOutcome | None = None
         self._done = threading.Event()
         self._pid: int | None = None
@@ -161,9 +162,7 @@ class Turn:
             line = _CSI.sub(b"", line)
             if not line.strip():
                 return
-        for message in decode_line(
-            line, agent_id=self.agent_id, task_id=self.task_id, session_usd=self.session_usd
-        ):
+        for message in self._decoder.decode(line):
             if isinstance(message, AgentTurnFinished):
                 self._finished = message
             self.bus.publish(self.agent_id, message)

@@ -39,12 +39,15 @@ from autonoma.protocol import (
     AgentToolUse,
     AgentTurnFinished,
     AgentTurnStarting,
+    AnswerRejected,
     AnyMessage,
     BudgetReached,
     CostReported,
+    DeveloperReport,
     Envelope,
     Escalation,
     MergeFailed,
+    PermissionDenied,
     PhaseChanged,
     PlanWritten,
     ProjectCommands,
@@ -53,6 +56,7 @@ from autonoma.protocol import (
     ReviewVerdict,
     RunFinished,
     RunStarted,
+    SchemaRejected,
     SetupRan,
     SpawnsHeld,
     SupervisorGaveUp,
@@ -126,6 +130,8 @@ class Run:
     project: str = ""
     main: str = ""
     """The branch the run moves forward."""
+    endpoint: str = ""
+    """``api``, or the absolute path of the sim scenario it plays; "" when not recorded."""
     max_workers: int = 0
     phase: str = ""
     outcome: str | None = None
@@ -177,6 +183,7 @@ class Run:
             "requirements": self.requirements,
             "project": self.project,
             "main": self.main,
+            "endpoint": self.endpoint,
             "max_workers": self.max_workers,
             "phase": self.phase,
             "outcome": self.outcome,
@@ -273,6 +280,11 @@ class Agent:
     model: str = ""
     """The model of its current (or last) session: what claude reported in its
     ``system/init`` line, else (before it did) the ``--model`` asked for."""
+
+    refusals: int = 0
+    """Tool calls and structured answers claude refused it."""
+    last_refusal: str = ""
+    """The latest of them, with claude's reason."""
     # The row or envelope of its last AgentText/AgentToolUse/AgentToolResult, kept
     # undecoded: `last_action` decodes it when asked. Not compared: a row and an
     # envelope of the same message are the same activity.
@@ -303,6 +315,8 @@ class Agent:
             "failed_turns": self.failed_turns,
             "api_retries": self.api_retries,
             "model": self.model,
+            "refusals": self.refusals,
+            "last_refusal": self.last_refusal,
             "last_action": None if action is None else action.to_dict(),
         }
 
@@ -395,6 +409,13 @@ class Task:
     setups: list[SetupRecord] = field(default_factory=list)
     """Every set-up run for it (in its worktree and in the merge gate)."""
 
+    report: Report | None = None
+    """What its developer said at the end of the latest turn (`DeveloperReport`)."""
+    verdicts: list[Verdict] = field(default_factory=list)
+    """QA's verdicts on it, oldest first."""
+    refusals: list[Refusal] = field(default_factory=list)
+    """What claude refused its agents (permission denials, schema rejections)."""
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
         return {
@@ -424,6 +445,9 @@ class Task:
             "left_out_more": self.left_out_more,
             "setup_worktree": self.setup_worktree,
             "setups": [e.to_dict() for e in self.setups],
+            "report": None if self.report is None else self.report.to_dict(),
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "refusals": [r.to_dict() for r in self.refusals],
         }
 
 
@@ -457,6 +481,92 @@ class SetupRecord:
             "place": self.place,
             "ok": self.ok,
             "output_tail": self.output_tail,
+        }
+
+
+@dataclass(slots=True)
+class Report:
+    """A developer's report at the end of a turn (see `DeveloperReport`)."""
+
+    seq: int
+    agent: str
+    summary: str
+    changes: list[str] = field(default_factory=list)
+    tests: str = ""
+    left: list[str] = field(default_factory=list)
+    structured: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "seq": self.seq,
+            "agent": self.agent,
+            "summary": self.summary,
+            "changes": list(self.changes),
+            "tests": self.tests,
+            "left": list(self.left),
+            "structured": self.structured,
+        }
+
+
+@dataclass(slots=True)
+class Verdict:
+    """One of QA's verdicts on a task."""
+
+    seq: int
+    agent: str
+    verdict: str
+    reasons: list[str] = field(default_factory=list)
+    attempt: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "seq": self.seq,
+            "agent": self.agent,
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+            "attempt": self.attempt,
+        }
+
+
+@dataclass(slots=True)
+class Refusal:
+    """Something claude refused an agent, or Autonoma refused an agent's answer.
+
+    ``kind``: ``permission`` (a tool call denied), ``schema`` (claude rejected the
+    structured answer against the role's schema) or ``answer`` (Autonoma could not use
+    it: `AnswerRejected`).
+    """
+
+    seq: int
+    ts: float
+    agent: str
+    kind: str
+    reason: str
+    tool: str = ""
+    task_id: str | None = None
+
+    @property
+    def text(self) -> str:
+        """One line: what was refused, and why."""
+        if self.kind == "permission":
+            return f"{self.tool or 'a tool'} denied: {self.reason or 'no reason given'}"
+        if self.kind == "schema":
+            return f"answer rejected by the schema: {self.reason}"
+        return f"{self.tool} rejected: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "seq": self.seq,
+            "ts": self.ts,
+            "agent": self.agent,
+            "kind": self.kind,
+            "tool": self.tool,
+            "reason": self.reason,
+            "task_id": self.task_id,
+            "text": self.text,
         }
 
 
@@ -554,6 +664,8 @@ class State:
     hold_reason: str = ""
     budget: str = ""
     """Set when a run budget was reached: why no new work starts."""
+    refusals: list[Refusal] = field(default_factory=list)
+    """Every refusal, task or not (a plan or task list rejected, a tool denied), in order."""
     last_seq: int = 0
     last_ts: float = 0.0
     unknown: int = 0
@@ -584,6 +696,7 @@ class State:
             "tasks": {k: v.to_dict() for k, v in self.tasks.items()},
             "escalations": [e.to_dict() for e in self.escalations],
             "supervision": [e.to_dict() for e in self.supervision],
+            "refusals": [r.to_dict() for r in self.refusals],
             "unknown": self.unknown,
         }
 
@@ -704,6 +817,7 @@ def _run_started(state: State, seq: int, ts: float, run_id: str, m: RunStarted) 
         run.started = ts
     run.requirements, run.project, run.max_workers = m.requirements, m.project, m.max_workers
     run.main = m.main or run.main
+    run.endpoint = m.endpoint or run.endpoint
     run.outcome, run.summary, run.ended = None, "", None
     state.current_run = run_id
 
@@ -768,8 +882,43 @@ def _work_left_out(state: State, seq: int, ts: float, run_id: str, m: WorkLeftOu
 def _review_verdict(state: State, seq: int, ts: float, run_id: str, m: ReviewVerdict) -> None:
     task = _task(state, m.task_id)
     task.reviews += 1
+    task.verdicts.append(Verdict(seq, m.agent_id, m.verdict, list(m.reasons), m.attempt))
     if m.verdict == "approve":
         task.test_command = m.test_command
+
+
+def _developer_report(state: State, seq: int, ts: float, run_id: str, m: DeveloperReport) -> None:
+    _task(state, m.task_id).report = Report(
+        seq, m.agent_id, m.summary, list(m.changes), m.tests, list(m.left), m.structured
+    )
+
+
+def _refused(state: State, refusal: Refusal) -> None:
+    """Record a refusal on the run, its agent and its task (whose history shows it)."""
+    state.refusals.append(refusal)
+    if refusal.agent:
+        agent = _agent(state, refusal.agent)
+        agent.refusals += 1
+        agent.last_refusal = refusal.text
+    if refusal.task_id is not None:
+        task = _task(state, refusal.task_id)
+        task.refusals.append(refusal)
+        # In the history beside the states, so an escalation shows what was refused.
+        task.history.append(TaskEvent(refusal.seq, refusal.ts, "refused", refusal.text))
+
+
+def _permission_denied(state: State, seq: int, ts: float, run_id: str, m: PermissionDenied) -> None:
+    _refused(state, Refusal(seq, ts, m.agent_id, "permission", m.reason, m.tool, m.task_id))
+
+
+def _schema_rejected(state: State, seq: int, ts: float, run_id: str, m: SchemaRejected) -> None:
+    _refused(state, Refusal(seq, ts, m.agent_id, "schema", m.reason, "", m.task_id))
+
+
+def _answer_rejected(state: State, seq: int, ts: float, run_id: str, m: AnswerRejected) -> None:
+    reason = "; ".join(m.errors)
+    what = f"the {m.what}" + (f" (attempt {m.attempt})" if m.attempt else "")
+    _refused(state, Refusal(seq, ts, m.agent_id or m.role, "answer", reason, what, m.task_id))
 
 
 def _merge_failed(state: State, seq: int, ts: float, run_id: str, m: MergeFailed) -> None:
@@ -933,6 +1082,10 @@ _HANDLERS: dict[str, _Handler] = {
     "WorkLeftOut": _work_left_out,
     "ReviewVerdict": _review_verdict,
     "MergeFailed": _merge_failed,
+    "DeveloperReport": _developer_report,
+    "AnswerRejected": _answer_rejected,
+    "PermissionDenied": _permission_denied,
+    "SchemaRejected": _schema_rejected,
     "TaskMerged": _task_merged,
     "ProjectCommands": _project_commands,
     "SetupRan": _setup_ran,

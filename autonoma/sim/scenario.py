@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+STRUCTURED_OUTPUT_NUDGE = "[structured-output-enforce]"
+"""How claude's synthetic prompt starts when a ``--json-schema`` turn ended without the
+StructuredOutput call (it sends it once, then ends the turn without a structured answer)."""
+
 FAULT_KINDS = ("429", "529", "500", "drop", "hang", "stall", "bad_json")
 _ROLE_RE = re.compile(r"ROLE:\s*(\S+)")
 _TASK_RE = re.compile(r"TASK:\s*(\S+)")
@@ -97,7 +101,16 @@ class Scenario:
     source: str = "<scenario>"
 
     def find(self, info: RequestInfo) -> tuple[int, Rule] | None:
+        """The first rule matching the request, with its index; None if none does.
+
+        claude's structured-output nudge only matches a rule that asks for it by
+        ``prompt_contains``: a rule for a role or a task would otherwise replay its
+        first step (its tool calls) as the answer to the nudge.
+        """
+        nudge = is_nudge(info)
         for index, rule in enumerate(self.rules):
+            if nudge and rule.prompt_contains is None:
+                continue
             if rule.matches(info):
                 return index, rule
         return None
@@ -118,6 +131,11 @@ class RequestInfo:
     cwd: str | None
     model: str
     stream: bool
+
+
+def is_nudge(info: RequestInfo) -> bool:
+    """Whether the request is claude's structured-output nudge (see `STRUCTURED_OUTPUT_NUDGE`)."""
+    return info.prompt.lstrip().startswith(STRUCTURED_OUTPUT_NUDGE)
 
 
 # --- reading a request -----------------------------------------------------------------

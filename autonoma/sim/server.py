@@ -14,7 +14,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from autonoma.sim.scenario import Fault, RequestInfo, Scenario, Step, describe_request, fill
+from autonoma.sim.scenario import (
+    Fault,
+    RequestInfo,
+    Scenario,
+    Step,
+    describe_request,
+    fill,
+    is_nudge,
+)
+
+NUDGE_RULE = "structured-output-enforce"
+"""The record's rule name for the sim's own answer to claude's structured-output nudge."""
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +256,25 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
 
+def _last_text(body: dict[str, Any]) -> str:
+    """The last text block of the newest assistant message that has one."""
+    for message in reversed(body.get("messages") or []):
+        if not isinstance(message, dict) or message.get("role") != "assistant":
+            continue
+        content = message.get("content")
+        if isinstance(content, str) and content.strip():
+            return content
+        if isinstance(content, list):
+            texts = [
+                b["text"]
+                for b in content
+                if isinstance(b, dict) and b.get("type") == "text" and b.get("text")
+            ]
+            if texts:
+                return str(texts[-1])
+    return ""
+
+
 class SimServer:
     """The simulated Messages API, served from a background thread.
 
@@ -365,6 +395,11 @@ class SimServer:
             record.step = step_no = 0 if rule.turn is not None else info.step
             if step_no < len(rule.steps):
                 step = rule.steps[step_no]
+        elif is_nudge(info):
+            # No rule asks for the nudge: answer it as a model that ignores it would,
+            # saying its last words again (they become the turn's result text).
+            record.rule, record.step = NUDGE_RULE, 0
+            step = Step(text=_last_text(body) or "Done.")
         fault, latency = self._active_fault(info, index, record.step or 0, step)
         if step is not None:
             latency += step.latency

@@ -13,12 +13,12 @@ Pure decisions, tested as tables:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from autonoma.protocol import ProjectCommands
-from autonoma.workflow.dag import DagError, TaskSpec, parse_tasks
-from autonoma.workflow.plan import AnswerError, type_name
+from autonoma.workflow.dag import TaskSpec, parse_task_list
 
 NONE = "none"
 """A config value that means "none, on purpose" (``test_command = "none"``)."""
@@ -38,31 +38,16 @@ NO_TESTS_YET = "no tests collected yet"
 OPTED_OUT = 'tests not run: the user opted out (test_command = "none")'
 
 
-def parse_task_answer(obj: object) -> tuple[list[TaskSpec], str, str]:
+def parse_task_answer(
+    obj: object, schema: Mapping[str, Any] | None = None
+) -> tuple[list[TaskSpec], str, str]:
     """The tasks, set-up command and test command of the Staff Engineer's answer.
 
-    Raises `DagError` with every problem, the tasks' and the commands', at once.
+    ``schema`` is the Staff Engineer role's (the packaged one's when None): it is the rule
+    for the answer's shape, commands included. Raises `DagError` with every problem at once.
     """
-    errors: list[str] = []
-    specs: list[TaskSpec] = []
-    try:
-        specs = parse_tasks(obj)
-    except AnswerError as error:
-        errors += error.errors
-    commands: list[str] = []
-    for key in ("setup_command", "test_command"):
-        value: Any = obj.get(key) if isinstance(obj, dict) else None
-        if not isinstance(obj, dict):
-            break  # parse_tasks said it already
-        if key not in obj:
-            errors.append(f'missing field "{key}": a shell command, or "" when there is none')
-        elif not isinstance(value, str):
-            errors.append(f"{key}: expected string, got {type_name(value)}")
-        else:
-            commands.append(value.strip())
-    if errors:
-        raise DagError(errors)
-    return specs, commands[0], commands[1]
+    answer = parse_task_list(obj, schema)
+    return answer.tasks, answer.setup_command, answer.test_command
 
 
 def choose(

@@ -1,6 +1,8 @@
 """The Staff Engineer's tasks: their model, the DAG checks, and the scheduler's graph measures.
 
-`parse_tasks` reports every problem at once, each on one line naming the task, because
+`parse_tasks` checks the answer against the Staff Engineer role's schema, then what a
+schema cannot say (duplicate ids, unknown deps, self-deps, cycles). It reports every
+problem at once, each on one line naming the field or the task, because
 the list is sent back to the Staff Engineer to fix in a single turn. The other functions
 expect a valid DAG and raise `DagError` when handed one with unknown deps or a cycle.
 
@@ -17,7 +19,8 @@ from typing import Any
 
 import msgspec
 
-from autonoma.workflow.plan import AnswerError, field_errors, type_error, type_name
+from autonoma.workflow.answers import AnswerError, decode
+from autonoma.workflow.plan import role_schema
 
 
 class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,33 +38,16 @@ class DagError(AnswerError):
     """The tasks do not form a valid DAG."""
 
 
-_FIELDS: tuple[tuple[str, Any], ...] = (
-    ("id", str),
-    ("title", str),
-    ("spec", str),
-    ("deps", list[str]),
-    ("files", list[str]),
-    ("acceptance", list[str]),
-)
+class TaskList(msgspec.Struct, frozen=True, kw_only=True):
+    """The Staff Engineer's answer: its tasks and the project's set-up and test commands."""
+
+    tasks: list[TaskSpec]
+    setup_command: str = ""
+    test_command: str = ""
 
 
 def _dedupe(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
-
-
-def _task_errors(index: int, item: object) -> list[str]:
-    label = f"tasks[{index}]"
-    if not isinstance(item, dict):
-        return [f"{label}: expected object, got {type_name(item)}"]
-    tid = item.get("id")
-    if isinstance(tid, str) and tid.strip():
-        label = tid
-    errors = field_errors(label, item, _FIELDS)
-    if item.get("files") == []:
-        errors.append(f"{label}: files is empty: list every file the task creates or changes")
-    if item.get("acceptance") == []:
-        errors.append(f"{label}: acceptance is empty: give at least one checkable criterion")
-    return errors
 
 
 def _shortest_cycle(start: str, edges: Mapping[str, list[str]], within: set[str]) -> list[str]:
@@ -168,49 +154,69 @@ def _graph_errors(order: list[str], deps: Mapping[str, list[str]]) -> list[str]:
     return errors
 
 
-def parse_tasks(obj: object) -> list[TaskSpec]:
-    """The tasks in the Staff Engineer's structured output; raises `DagError` with every problem."""
-    shape = 'expected an object with a "tasks" array'
-    if obj is None:
-        raise DagError([f"no structured output: {shape}"])
-    if not isinstance(obj, dict):
-        raise DagError([f"{shape}, got {type_name(obj)}"])
-    if "tasks" not in obj:
-        raise DagError([f'missing field "tasks": {shape}'])
-    items = obj["tasks"]
-    if not isinstance(items, list):
-        raise DagError([f"tasks: expected array, got {type_name(items)}"])
-    if not items:
-        raise DagError(["tasks is empty: there must be at least one task"])
+def parse_tasks(obj: object, schema: Mapping[str, Any] | None = None) -> list[TaskSpec]:
+    """The tasks in the Staff Engineer's structured output (see `parse_task_list`)."""
+    return parse_task_list(obj, schema).tasks
+
+
+def parse_task_list(obj: object, schema: Mapping[str, Any] | None = None) -> TaskList:
+    """The Staff Engineer's structured output; raises `DagError` with every problem.
+
+    ``schema`` is the Staff Engineer role's (the packaged one's when None): the shape
+    is checked against it; duplicate ids, unknown deps, self-deps and cycles, which it
+    cannot express, here (among the tasks whose id and deps are usable, also when the
+    shape is wrong elsewhere: every problem is reported at once).
+    """
+    rule = role_schema("staff_engineer") if schema is None else schema
+    try:
+        answer = decode(obj, rule, TaskList, "task list", DagError)
+    except DagError as error:
+        raise DagError(error.errors + _id_errors(_usable(obj))) from None
+    if not answer.tasks:  # a project's schema may allow it; the run cannot
+        raise DagError(["tasks is empty: at least 1 item needed"])
+    errors = _id_errors([(t.id, t.deps) for t in answer.tasks])
+    if errors:
+        raise DagError(errors)
+    return msgspec.structs.replace(
+        answer,
+        tasks=[msgspec.structs.replace(task, deps=_dedupe(task.deps)) for task in answer.tasks],
+        setup_command=answer.setup_command.strip(),
+        test_command=answer.test_command.strip(),
+    )
+
+
+def _usable(obj: object) -> list[tuple[str, list[str]] | None]:
+    """Each raw task's id and deps, or None where they are not strings."""
+    items = obj.get("tasks") if isinstance(obj, dict) else None
+    found: list[tuple[str, list[str]] | None] = []
+    for item in items if isinstance(items, list) else []:
+        tid = item.get("id") if isinstance(item, dict) else None
+        deps = item.get("deps", []) if isinstance(item, dict) else None
+        ok = isinstance(deps, list) and all(isinstance(d, str) for d in deps)
+        if isinstance(tid, str) and tid.strip():
+            found.append((tid, list(deps) if ok and isinstance(deps, list) else []))
+        else:
+            found.append(None)
+    return found
+
+
+def _id_errors(tasks: Sequence[tuple[str, list[str]] | None]) -> list[str]:
+    """Duplicate ids, unknown deps, self-deps and cycles (None: a task without a usable id)."""
     errors: list[str] = []
     first_at: dict[str, int] = {}
     deps: dict[str, list[str]] = {}
-    for index, item in enumerate(items):
-        errors.extend(_task_errors(index, item))
-        if not isinstance(item, dict):
+    for index, task in enumerate(tasks):
+        if task is None:
             continue
-        tid = item.get("id")
-        if not isinstance(tid, str) or not tid.strip():
-            continue
+        tid, task_deps = task
         if tid in first_at:
             errors.append(
-                f"{tid}: duplicate id (tasks[{first_at[tid]}] and tasks[{index}] are both {tid})"
+                f"tasks[{index}].id: duplicate id {tid} (tasks[{first_at[tid]}] has it too)"
             )
             continue
         first_at[tid] = index
-        item_deps = item.get("deps")
-        # A task whose deps are malformed is already reported; it joins the graph without
-        # edges so the rest of the graph is still checked.
-        ok = type_error("", item_deps, list[str]) is None
-        deps[tid] = _dedupe(item_deps) if ok and isinstance(item_deps, list) else []
-    errors.extend(_graph_errors(list(first_at), deps))
-    if errors:
-        raise DagError(errors)
-    tasks: list[TaskSpec] = []
-    for item in items:
-        task = msgspec.convert(item, TaskSpec)
-        tasks.append(msgspec.structs.replace(task, deps=_dedupe(task.deps)))
-    return tasks
+        deps[tid] = _dedupe(task_deps)
+    return errors + _graph_errors(list(first_at), deps)
 
 
 def _checked(tasks: Sequence[TaskSpec]) -> dict[str, TaskSpec]:

@@ -37,6 +37,7 @@ from autonoma.protocol import (
     AgentProcessExited,
     AgentStateChanged,
     AgentTurnFinished,
+    AnswerRejected,
     AnyMessage,
     BudgetReached,
     Envelope,
@@ -51,6 +52,7 @@ from autonoma.protocol import (
     ReviewVerdict,
     RunFinished,
     RunOutcome,
+    SchemaRejected,
     SetupRan,
     TaskDefined,
     TaskFeedback,
@@ -66,10 +68,11 @@ from autonoma.protocol import (
 from autonoma.vcs.workspace import INTEGRATION_BRANCH
 from autonoma.workflow import commands as project_commands
 from autonoma.workflow import prompts, scheduler
+from autonoma.workflow.answers import AnswerError, developer_report, verdict_of
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER, developer_names, qa_names, role_of
 from autonoma.workflow.dag import TaskSpec, critical_path
 from autonoma.workflow.governor import GOVERNOR, Permit, is_rate_limited
-from autonoma.workflow.plan import AnswerError, parse_plan, plan_dict, plan_json, plan_text
+from autonoma.workflow.plan import parse_plan, plan_dict, plan_json, plan_text
 from autonoma.workflow.setup import failure_reason
 
 ORCHESTRATOR = "orchestrator"
@@ -110,6 +113,8 @@ class Config:
     budget_usd: float = 0.0
     task_budget_usd: float = 0.0
     main: str = "main"
+    resume_command: str = "autonoma start requirements.md"
+    """The command that resumes this run, as the user types it (said when it stops)."""
     policy: Literal["critical_path", "fifo"] = "critical_path"
     durations: Mapping[str, float] | None = None
 
@@ -129,6 +134,8 @@ class Turn:
     resume: bool = False
     prompt: str = ""
     finished: AgentTurnFinished | None = None
+    rejected: str = ""
+    """claude's reason when it rejected the turn's structured answer against the schema."""
 
 
 @dataclass
@@ -507,7 +514,7 @@ class _Step:
             if m.finished:
                 return
             m.stopping = True
-            self._finish("stopped", f"{event.reason}; `autonoma start` resumes the run")
+            self._finish("stopped", f"{event.reason}; `{self.cfg.resume_command}` resumes the run")
         elif isinstance(event, TurnSpawned):
             self._spawned(event)
         elif isinstance(event, TurnNotStarted):
@@ -543,6 +550,10 @@ class _Step:
             turn = m.turns.get(event.agent_id)
             if turn is not None:
                 turn.finished = event
+        elif isinstance(event, SchemaRejected):
+            turn = m.turns.get(event.agent_id)
+            if turn is not None:
+                turn.rejected = event.reason
         elif isinstance(event, AgentProcessExited):
             turn = m.turns.get(event.agent_id)
             if turn is not None and (event.pid is None or event.pid == turn.pid):
@@ -782,16 +793,17 @@ class _Step:
             errors = [why]
         else:
             assert finished is not None
+            schema = self._schema(turn.agent)
             try:
                 if turn.kind == "plan":
-                    plan = parse_plan(finished.structured_output)
+                    plan = parse_plan(finished.structured_output, schema)
                     path = self.cfg.plan_path
                     self.out.append(WriteFile(str(path), plan_json(plan)))
                     self._emit(PlanWritten(plan=plan_dict(plan), path=str(path)), durable=True)
                     self._phase("decomposition")
                 else:
                     specs, setup, test = project_commands.parse_task_answer(
-                        finished.structured_output
+                        finished.structured_output, schema
                     )
                     self._fix_commands(setup, test)
                     self._define_tasks(specs)
@@ -799,7 +811,17 @@ class _Step:
             except AnswerError as error:
                 errors = list(error.errors)
         step.failures += 1
-        what = "plan" if turn.kind == "plan" else "task list"
+        what = _ANSWER[turn.kind]
+        if not why:
+            self._emit(
+                AnswerRejected(
+                    role=role_of(turn.agent),
+                    what=what,
+                    errors=errors,
+                    attempt=step.failures,
+                    agent_id=turn.agent,
+                )
+            )
         if step.failures > self.cfg.max_retries:
             reason = f"the {what} was rejected {step.failures} times; last: {'; '.join(errors)}"
             self._emit(Escalation(source=ORCHESTRATOR, reason=reason))
@@ -1071,6 +1093,10 @@ class _Step:
             why = f"the turn failed ({finished.subtype}): {detail}"
         if finished is not None and not finished.is_error:
             m.stopped.discard(key)  # a turn that ended well: the next stop resumes again
+        if why and turn.rejected:
+            # What claude said of the answer, not the error the turn ended with after it.
+            what = _ANSWER[turn.kind]
+            why = f"claude rejected the {what} against the role's schema: {turn.rejected}"
         if finished is None and exited.signal is not None and not exited.timed_out:
             # Killed from outside (its agent stopped, the crew restarted, an OOM kill):
             # not the work's fault, so the task resumes instead of failing.
@@ -1168,7 +1194,18 @@ class _Step:
         )
         m.work[task.task_id] = Work("" if asked == first else asked, fresh=True)
 
+    def _schema(self, role: str) -> dict[str, object] | None:
+        """The role's schema: the rule for its answer (None: checked by its type alone)."""
+        found = self.cfg.roles.get(role)
+        return None if found is None else found.schema
+
     def _development_ended(self, task: Task, turn: Turn, why: str) -> None:
+        if not why and turn.finished is not None:
+            # What the developer says it did goes to QA (and to the record) first.
+            report = developer_report(
+                turn.finished, self._schema("developer"), task_id=task.task_id, agent_id=turn.agent
+            )
+            self._emit(report)
         if why:
             self._fail(task, why, prompts.turn_failed(task.task_id, why))
             return
@@ -1201,31 +1238,43 @@ class _Step:
         self, task: Task, turn: Turn, finished: AgentTurnFinished | None, why: str
     ) -> None:
         m = self.m
-        verdict = None if finished is None else finished.structured_output
-        if not why and not (
-            isinstance(verdict, dict) and verdict.get("verdict") in ("approve", "changes_requested")
-        ):
-            why = "QA gave no verdict"
-        if why:
+        verdict = None
+        errors: list[str] = []
+        if not why:
+            try:
+                verdict = verdict_of(finished, self._schema("qa"))
+            except AnswerError as error:
+                errors = error.errors
+                why = f"QA gave no usable verdict: {'; '.join(errors)}"
+        if verdict is None:
             failures = m.qa_failures[task.task_id] = m.qa_failures.get(task.task_id, 0) + 1
+            if errors:
+                self._emit(
+                    AnswerRejected(
+                        role="qa",
+                        what="verdict",
+                        errors=errors,
+                        attempt=failures,
+                        agent_id=turn.agent,
+                        task_id=task.task_id,
+                    )
+                )
             if failures > self.cfg.max_retries:
                 self._escalate(task, f"QA could not review it {failures} times; last: {why}")
             return  # the task stays in review: QA runs again
-        assert isinstance(verdict, dict)
-        reasons = [str(r) for r in verdict.get("reasons") or []]
-        command = str(verdict.get("test_command") or "")
+        reasons = list(verdict.reasons)
         self._emit(
             ReviewVerdict(
                 task_id=task.task_id,
                 agent_id=turn.agent,
-                verdict=verdict["verdict"],
+                verdict=verdict.verdict,
                 reasons=reasons,
-                test_command=command,
-                test_output_summary=str(verdict.get("test_output_summary") or ""),
+                test_command=verdict.test_command,
+                test_output_summary=verdict.test_output_summary,
                 attempt=task.reviews + 1,
             )
         )
-        if verdict["verdict"] == "approve":
+        if verdict.verdict == "approve":
             self._set(task.task_id, "merging", f"approved by {turn.agent}")
             self._submit(self.fold.tasks[task.task_id])
         else:
@@ -1350,8 +1399,8 @@ class _Step:
         text = "; ".join(parts) + f". {retries} retries, ${usage.usd:.2f}, {elapsed:.0f} s."
         if self.fold.budget:
             text += (
-                f" Stopped: {self.fold.budget}; raise budget_usd (AUTONOMA_BUDGET_USD) and "
-                "`autonoma start` again to go on."
+                f" Stopped: {self.fold.budget}; raise budget_usd (AUTONOMA_BUDGET_USD), then "
+                f"`{self.cfg.resume_command}` goes on."
             )
         return text
 
@@ -1396,6 +1445,15 @@ class _Step:
 
     def _uuid(self) -> str:
         return self.m.new_session()
+
+
+_ANSWER: dict[TurnKind, str] = {
+    "plan": "plan",
+    "decompose": "task list",
+    "develop": "summary",
+    "review": "verdict",
+}
+"""What each kind of turn answers with (its role's schema)."""
 
 
 def _last_line(text: str) -> str:

@@ -8,11 +8,11 @@ finds it when it resumes.
 
 from __future__ import annotations
 
-import shlex
 import time
 from typing import Literal
 
 from autonoma import project as projects
+from autonoma.hints import command, resume_command
 from autonoma.journal import reader
 from autonoma.journal.writer import Journal
 from autonoma.protocol import Envelope, ResolveRequested, RetryRequested
@@ -59,7 +59,7 @@ def request(project: projects.Project, kind: Kind, task_id: str, note: str) -> s
         else ResolveRequested(task_id=task_id, note=note)
     )
     run = state.runs.get(run_id)
-    requirements = run.requirements if run is not None and run.requirements else "<requirements>"
+    resume = resume_command(run) if run is not None else command("start", "requirements.md")
     try:
         # Held while appending: no run starts (and opens the journal) meanwhile.
         lock = projects.acquire_run_lock(project)
@@ -83,9 +83,7 @@ def request(project: projects.Project, kind: Kind, task_id: str, note: str) -> s
         finally:
             client.stop()
     what = "retried" if kind == "retry" else "marked resolved"
-    return (
-        f"{task_id} will be {what} when the run resumes: autonoma start {shlex.quote(requirements)}"
-    )
+    return f"{task_id} will be {what} when the run resumes: {resume}"
 
 
 def _refusal(kind: Kind, task_id: str, state: str) -> str:

@@ -45,6 +45,7 @@ from autonoma.agents.agent import AgentBusy, TurnRefused, TurnRequest
 from autonoma.agents.roles import load_role
 from autonoma.agents.turn import WRITE_LEFTOVER
 from autonoma.config import Settings
+from autonoma.hints import resume_command, start_command
 from autonoma.journal import reader
 from autonoma.journal.fold import fold_rows
 from autonoma.project import Project
@@ -60,6 +61,7 @@ from autonoma.protocol import (
     Envelope,
     MergeFailed,
     RunStarted,
+    SchemaRejected,
     SetupRan,
     SpawnsHeld,
     TaskMerged,
@@ -137,6 +139,8 @@ class RunContext:
     """Known task durations (the makespan bench); None: unit weights."""
     env: Mapping[str, str] = field(default_factory=dict)
     """The environment of the project's set-up commands (the agents' own)."""
+    endpoint: str = ""
+    """The model the run talks to, as `RunStarted.endpoint` records it."""
 
     @property
     def repo(self) -> Path:
@@ -194,6 +198,7 @@ _HEARD = (
     WorkResumed,
     BudgetReached,
     SpawnsHeld,
+    SchemaRejected,
     SetupRan,
 )
 
@@ -278,8 +283,16 @@ class Orchestrator(Actor):
                 max_workers=ctx.workers,
                 resumed=resumed,
                 main=ctx.main,
+                endpoint=ctx.endpoint,
             ),
             durable=True,
+        )
+        fold = fold_rows(reader.rows(ctx.project.state_db, run_id=ctx.run_id))
+        run = fold.run
+        resume = (
+            resume_command(run)
+            if run is not None
+            else start_command(str(ctx.requirements_path), ctx.endpoint)
         )
         config = Config(
             run_id=ctx.run_id,
@@ -295,10 +308,10 @@ class Orchestrator(Actor):
             budget_usd=self.settings.budget_usd,
             task_budget_usd=self.settings.task_budget_usd,
             main=ctx.main,
+            resume_command=resume,
             policy=ctx.policy,
             durations=ctx.durations,
         )
-        fold = fold_rows(reader.rows(ctx.project.state_db, run_id=ctx.run_id))
         self.machine = Machine(cfg=config, fold=fold)
         self._git = GitWorker(report)
         self._feed(Started())

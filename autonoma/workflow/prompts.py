@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from autonoma.agents.roles import Role, render
-from autonoma.journal.fold import Task
+from autonoma.journal.fold import Report, Task, Verdict
 from autonoma.protocol import ProjectCommands
 
 NONE = "(none)"
@@ -103,13 +103,46 @@ def qa_prompt(
     claude_md: str,
     commands: ProjectCommands | None = None,
 ) -> str:
-    """QA's review of a task's branch; ``review`` counts the reviews of this task from 1."""
+    """QA's review of a task's branch; ``review`` counts the reviews of this task from 1.
+
+    It names the project's test command, says what the developer reported at the end of
+    its latest turn and, on a re-review, QA's previous verdict (the developer's report
+    then answers it).
+    """
     return render(
         role,
         **_task_fields(task, claude_md),
         base_ref=base_ref,
         attempt=str(review),
         test_command=tests_text(commands),
+        developer_report=report_text(task.report),
+        previous_review=previous_review(task.verdicts),
+    )
+
+
+def report_text(report: Report | None) -> str:
+    """A developer's report, as QA's prompt quotes it."""
+    if report is None:
+        return "(the developer gave no report)"
+    if not report.structured:
+        summary = report.summary.strip() or "(nothing)"
+        return f"The developer gave no structured report; its last words:\n\n{summary}"
+    return (
+        f"Summary: {report.summary}\n\nChanges:\n{bullets(report.changes)}\n\n"
+        f"Tests: {report.tests or NONE}\n\nLeft to do:\n{bullets(report.left)}"
+    )
+
+
+def previous_review(verdicts: Sequence[Verdict]) -> str:
+    """QA's latest verdict on the task, for a re-review; ``(none: ...)`` on the first."""
+    if not verdicts:
+        return "(none: this is the first review of this task)"
+    last = verdicts[-1]
+    said = "approved it" if last.verdict == "approve" else "requested changes"
+    return (
+        f"Review {last.attempt or len(verdicts)} {said}, for these reasons:\n"
+        f"{bullets(last.reasons)}\n\nThe developer's report above is its answer to them: "
+        "check that every point was acted on."
     )
 
 

@@ -28,6 +28,7 @@ from autonoma.agents.environment import child_env
 from autonoma.agents.executable import find_claude
 from autonoma.agents.port import CLAUDE_NOT_FOUND
 from autonoma.agents.roles import ROLE_NAMES, RoleError, load_role
+from autonoma.hints import endpoint_of, endpoint_text, resume_command, start_command
 from autonoma.journal import reader
 from autonoma.journal.fold import State, fold_rows
 from autonoma.project import Project, ProjectError, RunLock, acquire_run_lock
@@ -134,10 +135,18 @@ def read_requirements(path: Path) -> str:
     return text
 
 
-def _run_to_resume(project: Project, requirements: Path, new: bool) -> State | None:
+def _same_endpoint(recorded: str, endpoint: str) -> bool:
+    if not recorded or recorded == endpoint:
+        return True  # "": a journal from before runs recorded it
+    return Path(recorded).resolve() == Path(endpoint).resolve()
+
+
+def _run_to_resume(project: Project, requirements: Path, new: bool, endpoint: str) -> State | None:
     """The unfinished run to continue (its folded state), if any.
 
-    `RunError` if it was for other requirements.
+    `RunError` if it was for other requirements, or against another model endpoint
+    (a scenario run resumed against the real model, or the other way round): the
+    message gives the command that resumes it.
     """
     if new:
         return None
@@ -151,7 +160,13 @@ def _run_to_resume(project: Project, requirements: Path, new: bool) -> State | N
     if run.requirements and Path(run.requirements) != requirements:
         raise RunError(
             f"{requirements}: run {run_id} of {run.requirements} is unfinished: "
-            f"`autonoma start {run.requirements}` resumes it, `--new` starts over"
+            f"`{resume_command(run)}` resumes it, `--new` starts over"
+        )
+    if not _same_endpoint(run.endpoint, endpoint):
+        raise RunError(
+            f"run {run_id} is unfinished and was started {endpoint_text(run.endpoint)}, "
+            f"not {endpoint_text(endpoint)}: `{resume_command(run)}` resumes it, "
+            "`--new` starts over"
         )
     return state
 
@@ -208,7 +223,9 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
     lock = acquire_run_lock(project)
     prepared: Prepared | None = None
     try:
-        earlier = _run_to_resume(project, options.requirements, options.new)
+        earlier = _run_to_resume(
+            project, options.requirements, options.new, endpoint_of(options.scenario)
+        )
         unfinished = None if earlier is None else earlier.run
         resumed = unfinished is not None
         run_id = unfinished.run_id if unfinished is not None else _new_run_id()
@@ -333,6 +350,7 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
         policy=prepared.options.policy,
         durations=prepared.options.durations,
         env=prepared.env,
+        endpoint=endpoint_of(prepared.options.scenario),
     )
     interrupted = False
     with _stopping(system):
@@ -393,7 +411,7 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
             end = RunFinished(
                 outcome="failed",
                 summary=f"{fatal[0].source} kept crashing ({fatal[0].reason}); "
-                "`autonoma start` resumes the run",
+                f"`{_resume(prepared)}` resumes the run",
             )
             system.bus.publish("run", end, durable=True)
             outcome.append(end)
@@ -401,7 +419,14 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
         end = outcome[-1]
         return RunResult(prepared.run_id, end.outcome, end.summary)
     reason = "interrupted" if interrupted else "ended without a result"
-    return RunResult(prepared.run_id, "stopped", f"the run {reason}; `autonoma start` resumes it")
+    return RunResult(
+        prepared.run_id, "stopped", f"the run {reason}; `{_resume(prepared)}` resumes it"
+    )
+
+
+def _resume(prepared: Prepared) -> str:
+    """The command that resumes this run."""
+    return start_command(str(prepared.options.requirements), endpoint_of(prepared.options.scenario))
 
 
 def _spent(state: State) -> dict[str | None, float]:

@@ -41,11 +41,14 @@ PLACEHOLDERS = {
         "attempt",
         "test_command",
         "claude_md",
+        "developer_report",
+        "previous_review",
     },
 }
 SCHEMA_KEYS = {
     "ceo": {"summary", "milestones", "assumptions", "out_of_scope"},
     "staff_engineer": {"tasks", "setup_command", "test_command"},
+    "developer": {"summary", "changes", "tests", "left"},
     "qa": {"verdict", "reasons", "test_command", "test_output_summary"},
 }
 

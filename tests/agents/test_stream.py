@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autonoma.agents.stream import decode_line, turn_cost, turn_failed, turn_failure
+from autonoma.agents.stream import StreamDecoder, decode_line, turn_cost, turn_failed, turn_failure
 from autonoma.protocol import (
     AgentApiRetry,
     AgentSessionStarted,
@@ -17,6 +17,8 @@ from autonoma.protocol import (
     AgentToolUse,
     AgentTurnFinished,
     CostReported,
+    PermissionDenied,
+    SchemaRejected,
 )
 
 # Copies of ../shared/claude-stream and claude-requests: the ground truth, kept with the tests.
@@ -680,3 +682,73 @@ def test_a_resumed_turns_result_line_is_booked_as_the_change() -> None:
         session_usd=1.575,
         session_id="s-1",
     )
+
+
+# --- the refusals: what only a turn's earlier lines explain ------------------------------
+
+
+def decode_turn(path: Path) -> list[object]:
+    decoder = StreamDecoder(agent_id=A, task_id=T)
+    return [m for line in path.read_bytes().splitlines() for m in decoder.decode(line)]
+
+
+def test_a_permission_denial_is_told_with_claudes_reason_before_the_turn_ends() -> None:
+    out = decode_turn(STREAM / "permission_denied.jsonl")
+    denied = [m for m in out if isinstance(m, PermissionDenied)]
+    assert denied == [
+        PermissionDenied(
+            agent_id=A,
+            tool="Write",
+            tool_use_id="toolu_01",
+            input=HELLO,
+            reason=(
+                "Claude requested permissions to write to /home/user/project/hello.txt, "
+                "but you haven't granted it yet."
+            ),
+            task_id=T,
+        )
+    ]
+    # Just before the result line: every view has it when the turn's end arrives.
+    at = out.index(denied[0])
+    assert isinstance(out[at + 1], AgentTurnFinished)
+    # decode_line alone (no memory of the turn) says nothing of it.
+    assert not [
+        m
+        for m in decode_file(STREAM / "permission_denied.jsonl")
+        if isinstance(m, PermissionDenied)
+    ]
+
+
+def test_a_structured_answer_claude_rejects_is_told_with_its_reason() -> None:
+    # claude 2.1.331: the first StructuredOutput call breaks the schema, the second fits.
+    out = decode_turn(STREAM / "schema_rejected.jsonl")
+    [rejected] = [m for m in out if isinstance(m, SchemaRejected)]
+    assert rejected.reason == (
+        'Output does not match required schema: /tasks/0/id: must match pattern "^t[0-9]+$"'
+    )
+    assert rejected.agent_id == A and rejected.task_id == T
+    [first, second] = [m for m in out if isinstance(m, AgentToolUse)]
+    assert rejected.tool_use_id == first.tool_use_id
+    # The error tool result itself is still journaled, just before what it means.
+    assert out[out.index(rejected) - 1] == AgentToolResult(
+        agent_id=A,
+        tool_use_id=first.tool_use_id,
+        content=rejected.reason,
+        is_error=True,
+        task_id=T,
+    )
+    [finished] = [m for m in out if isinstance(m, AgentTurnFinished)]
+    assert not finished.is_error and finished.structured_output == second.input
+
+
+def test_an_error_of_another_tool_is_no_refusal() -> None:
+    decoder = StreamDecoder(agent_id=A)
+    use = {"type": "tool_use", "id": "x1", "name": "Bash", "input": {"command": "false"}}
+    result = {"type": "tool_result", "tool_use_id": "x1", "content": "exit 1", "is_error": True}
+    lines = [
+        {"type": "assistant", "message": {"content": [use]}},
+        {"type": "user", "message": {"content": [result]}},
+        {"type": "result", "subtype": "success", "is_error": False, "session_id": "s"},
+    ]
+    out = [m for line in lines for m in decoder.decode(json.dumps(line))]
+    assert not [m for m in out if isinstance(m, PermissionDenied | SchemaRejected)]

@@ -40,16 +40,28 @@ def make_project(parent: Path, name: str = "project") -> Path:
 def start(
     root: Path, scenario: str, env: dict[str, str], *args: str
 ) -> subprocess.CompletedProcess[str]:
-    """``autonoma start requirements.md --scenario scenarios/<scenario> ARGS`` in ``root``."""
+    """``autonoma start requirements.md --scenario MODEL ARGS`` in ``root``.
+
+    MODEL is one file beside the project holding ``scenarios/<scenario>``: a run
+    remembers its scenario file and refuses to resume against another one, so a test
+    that changes what the model does between two runs rewrites that file.
+    """
     return run_autonoma(
         "start",
         "requirements.md",
         "--scenario",
-        str(SCENARIOS / scenario),
+        str(model_file(root, scenario)),
         *args,
         cwd=root,
         env=env,
     )
+
+
+def model_file(root: Path, scenario: str) -> Path:
+    """The project's scenario file (beside it), now holding ``scenarios/<scenario>``."""
+    model = root.parent / f"{root.name}-model.toml"
+    model.write_text((SCENARIOS / scenario).read_text())
+    return model
 
 
 def db_of(root: Path) -> Path:

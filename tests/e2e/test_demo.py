@@ -8,6 +8,8 @@ merged tree, without redoing what was merged.
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -331,7 +333,14 @@ def test_ctrl_c_stops_the_run_cleanly_and_start_resumes_it(
     assert [m.outcome for m in finished] == ["stopped"]
     assert _processes_gone(root) == []
 
-    second = start(root)
+    # The command the stopped run printed, run as printed, resumes it.
+    hint = re.search(r"`([^`]+)` resumes the run", stdout)
+    assert hint is not None, stdout
+    argv = shlex.split(hint.group(1))
+    assert argv[1:] == ["start", str(root / "requirements.md"), "--scenario", str(SCENARIO)]
+    second = subprocess.Popen(
+        argv, cwd=root, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     stdout, stderr = second.communicate(timeout=DEADLINE)
     assert second.returncode == 0, stderr
     assert "Resuming run" in stdout

@@ -279,6 +279,8 @@ def test_qa_rejects_the_first_review_of_one_task(scenario: Scenario) -> None:
                 attempt=str(review),
                 test_command=f"run `{TEST_COMMAND}`",
                 claude_md="(none)",
+                developer_report="(the developer gave no report)",
+                previous_review="(none: this is the first review of this task)",
             )
             name = answering(scenario, "qa", tid, prompt)
             if tid == REJECTED and review == 1:
@@ -610,8 +612,11 @@ def test_a_developer_turn_through_the_real_claude(scenario: Scenario, tmp_path: 
     assert result["is_error"] is False, result
     assert result["result"].startswith("Added todo/commands/list.py")
     assert result["total_cost_usd"] > 0
+    # The sample's developer ends with text, not the structured summary: claude nudges
+    # once, and the sim answers with the same last words.
     assert [(r.rule, r.step, r.status) for r in requests] == [
-        ("developer t2", step, 200) for step in range(4)
+        *[("developer t2", step, 200) for step in range(4)],
+        ("structured-output-enforce", 0, 200),
     ]
     tool_errors = [
         block

@@ -26,14 +26,19 @@ from autonoma.protocol import (
     AgentToolUse,
     AgentTurnFinished,
     AgentTurnStarting,
+    AnswerRejected,
     AnyMessage,
     CostReported,
+    DeveloperReport,
     Envelope,
     Escalation,
+    PermissionDenied,
     PhaseChanged,
     ProjectCommands,
+    ReviewVerdict,
     RunFinished,
     RunStarted,
+    SchemaRejected,
     SetupRan,
     SupervisorGaveUp,
     TaskDefined,
@@ -549,3 +554,32 @@ def test_the_project_commands_and_each_set_up_are_folded() -> None:
     assert json.loads(json.dumps(state.to_dict()))["runs"]["r1"]["commands"]["setup_command"] == (
         "npm ci"
     )
+
+
+def test_what_agents_say_and_what_is_refused_them() -> None:
+    state = folded(
+        RunStarted(requirements="/r.md", project="/p", max_workers=1, endpoint="/s.toml"),
+        DeveloperReport(task_id="t1", agent_id="developer-1", summary="Built.", left=["docs"]),
+        ReviewVerdict(task_id="t1", agent_id="qa-1", verdict="changes_requested", reasons=["x"]),
+        PermissionDenied(
+            agent_id="developer-1", tool="WebFetch", reason="not granted", task_id="t1"
+        ),
+        SchemaRejected(agent_id="staff_engineer", tool_use_id="u1", reason="bad id"),
+        AnswerRejected(role="staff_engineer", what="task list", errors=["a", "b"], attempt=2),
+    )
+    assert state.run is not None and state.run.endpoint == "/s.toml"
+    task = state.tasks["t1"]
+    assert task.report is not None and (task.report.summary, task.report.left) == (
+        "Built.",
+        ["docs"],
+    )
+    assert [(v.verdict, v.reasons) for v in task.verdicts] == [("changes_requested", ["x"])]
+    assert [r.text for r in task.refusals] == ["WebFetch denied: not granted"]
+    assert (
+        task.history[-1].state == "refused"
+        and task.history[-1].reason == "WebFetch denied: not granted"
+    )
+    assert state.agents["developer-1"].refusals == 1
+    assert state.agents["staff_engineer"].refusals == 2
+    assert state.agents["staff_engineer"].last_refusal == "the task list (attempt 2) rejected: a; b"
+    assert [r.kind for r in state.refusals] == ["permission", "schema", "answer"]

@@ -97,6 +97,33 @@ input = { command = "echo hi", description = "x" }
 text = "Sorry."
 
 [[rule]]
+name = "summary asked again"
+prompt_contains = "[structured-output-enforce]"
+system_contains = "TASK: obliging"
+[[rule.step]]
+[[rule.step.tool]]
+name = "StructuredOutput"
+input = { summary = "Wrote it." }
+
+[[rule]]
+name = "no summary"
+role = "developer"
+task = "forgetful"
+[[rule.step]]
+[[rule.step.tool]]
+name = "Bash"
+input = { command = "echo once >> ran.txt", description = "runs once" }
+[[rule.step]]
+text = "I wrote ran.txt."
+
+[[rule]]
+name = "summary on request"
+role = "developer"
+task = "obliging"
+[[rule.step]]
+text = "I wrote nothing."
+
+[[rule]]
 name = "remember"
 prompt_contains = "remember"
 [[rule.step]]
@@ -301,3 +328,60 @@ def test_malformed_tool_input_comes_back_as_a_tool_error(
     tool_result = requests[1].body["messages"][-1]["content"][0]
     assert tool_result["type"] == "tool_result"
     assert "could not be parsed as JSON" in str(tool_result["content"])
+
+
+SUMMARY = {
+    "type": "object",
+    "properties": {"summary": {"type": "string"}},
+    "required": ["summary"],
+}
+
+
+def test_the_structured_output_nudge_gets_plain_text_unless_a_rule_asks_for_it(
+    sim: SimServer, git_repo: Path, tmp_path: Path
+) -> None:
+    # A turn that ends without StructuredOutput: claude nudges once, the sim answers
+    # with the model's last words (not the rule's step 0 again: the Bash runs once).
+    args = ["--json-schema", json.dumps(SUMMARY), "--allowedTools", "Bash"]
+    proc, lines = run_claude(
+        sim,
+        tmp_path,
+        git_repo,
+        "-p",
+        "Write ran.txt",
+        *args,
+        "--append-system-prompt",
+        "ROLE: developer TASK: forgetful",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = result_of(lines)
+    assert result["is_error"] is False and result.get("structured_output") is None
+    assert result["result"] == "I wrote ran.txt."
+    assert (git_repo / "ran.txt").read_text() == "once\n"
+    requests = session_requests(sim, result["session_id"])
+    assert [(r.rule, r.step) for r in requests] == [
+        ("no summary", 0),
+        ("no summary", 1),
+        ("structured-output-enforce", 0),
+    ]
+    assert requests[-1].info is not None
+    assert requests[-1].info.prompt.startswith("[structured-output-enforce] You MUST call")
+
+    # A rule that names the nudge answers it.
+    proc, lines = run_claude(
+        sim,
+        tmp_path,
+        git_repo,
+        "-p",
+        "Write it",
+        *args,
+        "--append-system-prompt",
+        "ROLE: developer TASK: obliging",
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = result_of(lines)
+    assert result["structured_output"] == {"summary": "Wrote it."}
+    assert [r.rule for r in session_requests(sim, result["session_id"])] == [
+        "summary on request",
+        "summary asked again",
+    ]

@@ -180,8 +180,8 @@ def test_the_staff_engineers_answer_carries_both_commands(
         (
             {"tasks": [TASK]},
             [
-                'missing field "setup_command": a shell command, or "" when there is none',
-                'missing field "test_command": a shell command, or "" when there is none',
+                'the task list: missing field "setup_command"',
+                'the task list: missing field "test_command"',
             ],
         ),
         (
@@ -195,8 +195,8 @@ def test_the_staff_engineers_answer_carries_both_commands(
         (
             {"tasks": [], "test_command": "x"},
             [
-                "tasks is empty: there must be at least one task",
-                'missing field "setup_command": a shell command, or "" when there is none',
+                'the task list: missing field "setup_command"',
+                "tasks is empty: at least 1 item needed",
             ],
         ),
     ],

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from autonoma.agents.roles import load_role
 from autonoma.workflow.dag import (
     DagError,
     TaskSpec,
@@ -34,9 +35,16 @@ def spec(tid: str, *deps: str) -> TaskSpec:
     return TaskSpec(id=tid, title=tid, spec=tid, deps=list(deps), files=[tid], acceptance=["ok"])
 
 
+def with_commands(obj: object) -> object:
+    """The answer as the packaged schema wants it: with the project's two commands."""
+    if isinstance(obj, dict):
+        return {"setup_command": "", "test_command": "pytest -q", **obj}
+    return obj
+
+
 def errors_of(obj: object) -> list[str]:
     with pytest.raises(DagError) as info:
-        parse_tasks(obj)
+        parse_tasks(with_commands(obj))
     return info.value.errors
 
 
@@ -44,7 +52,7 @@ def errors_of(obj: object) -> list[str]:
 
 
 def test_valid_tasks_are_returned_in_definition_order() -> None:
-    tasks = parse_tasks({"tasks": [task("t2"), task("t1"), task("t3", "t1", "t2")]})
+    tasks = parse_tasks(with_commands({"tasks": [task("t2"), task("t1"), task("t3", "t1", "t2")]}))
     assert [t.id for t in tasks] == ["t2", "t1", "t3"]
     assert tasks[2] == TaskSpec(
         id="t3",
@@ -57,28 +65,46 @@ def test_valid_tasks_are_returned_in_definition_order() -> None:
 
 
 def test_duplicate_deps_are_dropped_keeping_the_first() -> None:
-    tasks = parse_tasks({"tasks": [task("t1"), task("t2"), task("t3", "t2", "t1", "t2")]})
+    tasks = parse_tasks(
+        with_commands({"tasks": [task("t1"), task("t2"), task("t3", "t2", "t1", "t2")]})
+    )
     assert tasks[2].deps == ["t2", "t1"]
 
 
-def test_fields_the_schema_does_not_name_are_ignored() -> None:
-    assert parse_tasks({"tasks": [task("t1", notes="x")]}) == parse_tasks({"tasks": [task("t1")]})
+def test_fields_the_schema_does_not_name_are_refused_by_it() -> None:
+    assert errors_of({"tasks": [task("t1", notes="x")]}) == ['tasks[0]: unexpected field "notes"']
+
+
+def test_fields_a_project_schema_adds_are_left_for_others_to_read() -> None:
+    schema = load_role("staff_engineer").schema
+    assert schema is not None
+    wider = {**schema, "properties": {**schema["properties"], "owner": {"type": "string"}}}
+    answer = with_commands({"tasks": [task("t1")], "owner": "platform team"})
+    assert parse_tasks(answer, wider) == parse_tasks(with_commands({"tasks": [task("t1")]}))
+
+
+def test_the_role_schema_is_the_rule_for_ids() -> None:
+    # claude checks the answer with this schema; Autonoma checks with the same one.
+    assert errors_of({"tasks": [task("T-1")]}) == [
+        'tasks[0].id: "T-1" does not match the pattern ^t[0-9]+$'
+    ]
 
 
 # --- parse_tasks: the shape of the answer ---------------------------------------------
 
 
 def test_no_structured_output_is_an_error() -> None:
-    assert errors_of(None) == ['no structured output: expected an object with a "tasks" array']
+    assert errors_of(None) == ["no structured output: expected the task list as an object"]
 
 
 def test_an_answer_that_is_not_an_object_is_an_error() -> None:
-    assert errors_of([task("t1")]) == ['expected an object with a "tasks" array, got array']
+    assert errors_of([task("t1")]) == ["the task list: expected object, got array"]
 
 
 def test_an_answer_without_tasks_is_an_error() -> None:
     assert errors_of({"task": []}) == [
-        'missing field "tasks": expected an object with a "tasks" array'
+        'the task list: unexpected field "task"',
+        'the task list: missing field "tasks"',
     ]
 
 
@@ -87,7 +113,7 @@ def test_tasks_that_are_not_a_list_is_an_error() -> None:
 
 
 def test_an_empty_task_list_is_an_error() -> None:
-    assert errors_of({"tasks": []}) == ["tasks is empty: there must be at least one task"]
+    assert errors_of({"tasks": []}) == ["tasks is empty: at least 1 item needed"]
 
 
 # --- parse_tasks: one task ------------------------------------------------------------
@@ -100,44 +126,46 @@ def test_a_task_that_is_not_an_object_is_named_by_position() -> None:
 def test_a_missing_field_is_named() -> None:
     item = task("t1")
     del item["files"]
-    assert errors_of({"tasks": [item]}) == ['t1: missing field "files"']
+    assert errors_of({"tasks": [item]}) == ['tasks[0]: missing field "files"']
 
 
 def test_a_wrong_type_names_the_task_the_field_and_both_types() -> None:
-    assert errors_of({"tasks": [task("t1", deps="t0")]}) == ["t1: deps: expected array, got string"]
+    assert errors_of({"tasks": [task("t1", deps="t0")]}) == [
+        "tasks[0].deps: expected array, got string"
+    ]
 
 
 def test_a_wrong_item_type_names_its_position() -> None:
     assert errors_of({"tasks": [task("t1", files=["a.py", None])]}) == [
-        "t1: files[1]: expected string, got null"
+        "tasks[0].files[1]: expected string, got null"
     ]
 
 
 def test_a_task_without_a_usable_id_is_named_by_position() -> None:
-    assert errors_of({"tasks": [task("t1"), task(" ")]}) == ["tasks[1]: id is empty"]
+    assert errors_of({"tasks": [task("t1"), task(" ")]}) == ["tasks[1].id is empty"]
 
 
 def test_a_task_whose_id_is_not_a_string_is_named_by_position() -> None:
-    assert errors_of({"tasks": [task(1)]}) == ["tasks[0]: id: expected string, got number"]  # type: ignore[arg-type]
+    assert errors_of({"tasks": [task(1)]}) == ["tasks[0].id: expected string, got number"]  # type: ignore[arg-type]
 
 
 def test_empty_title_and_spec_are_errors() -> None:
     assert errors_of({"tasks": [task("t1", title="", spec="\n")]}) == [
-        "t1: title is empty",
-        "t1: spec is empty",
+        "tasks[0].title is empty",
+        "tasks[0].spec is empty",
     ]
 
 
 def test_an_empty_acceptance_list_is_an_error() -> None:
     assert errors_of({"tasks": [task("t1", acceptance=[])]}) == [
-        "t1: acceptance is empty: give at least one checkable criterion"
+        "tasks[0].acceptance is empty: at least 1 item needed"
     ]
 
 
 def test_an_empty_file_list_is_an_error() -> None:
     # The schema asks for at least one file, and the scheduler keeps tasks apart by them.
     assert errors_of({"tasks": [task("t1", files=[])]}) == [
-        "t1: files is empty: list every file the task creates or changes"
+        "tasks[0].files is empty: at least 1 item needed"
     ]
 
 
@@ -146,7 +174,7 @@ def test_an_empty_file_list_is_an_error() -> None:
 
 def test_duplicate_ids_are_an_error() -> None:
     assert errors_of({"tasks": [task("t1"), task("t2"), task("t1")]}) == [
-        "t1: duplicate id (tasks[0] and tasks[2] are both t1)"
+        "tasks[2].id: duplicate id t1 (tasks[0] has it too)"
     ]
 
 
@@ -190,7 +218,7 @@ def test_every_task_of_an_entangled_group_appears_in_a_named_cycle() -> None:
 
 def test_a_long_chain_is_checked_without_recursion_limits() -> None:
     tasks = [task("t0")] + [task(f"t{i}", f"t{i - 1}") for i in range(1, 5000)]
-    assert len(parse_tasks({"tasks": tasks})) == 5000
+    assert len(parse_tasks(with_commands({"tasks": tasks}))) == 5000
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -198,9 +226,9 @@ def test_every_problem_is_reported_at_once() -> None:
     del item["spec"]
     tasks = [task("t1", "t2"), task("t2", "t1"), item, task("t1"), task("t5", acceptance=[])]
     assert errors_of({"tasks": tasks}) == [
-        't3: missing field "spec"',
-        "t1: duplicate id (tasks[0] and tasks[3] are both t1)",
-        "t5: acceptance is empty: give at least one checkable criterion",
+        'tasks[2]: missing field "spec"',
+        "tasks[4].acceptance is empty: at least 1 item needed",
+        "tasks[3].id: duplicate id t1 (tasks[0] has it too)",
         "t3 depends on t9, which is not a task",
         "cycle: t1 -> t2 -> t1 (each task depends on the next)",
     ]

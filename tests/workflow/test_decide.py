@@ -32,6 +32,7 @@ from autonoma.protocol import (
     ProjectCommands,
     RunFinished,
     RunStarted,
+    SchemaRejected,
     SetupRan,
     SpawnsHeld,
     TaskDefined,
@@ -81,6 +82,8 @@ PLAN = {
     "milestones": [
         {"id": "m1", "title": "Skeleton", "goal": "A package.", "acceptance": ["pytest passes"]}
     ],
+    "assumptions": [],
+    "out_of_scope": [],
 }
 TASKS = {
     "tasks": [
@@ -163,6 +166,13 @@ class Refused:
 
 
 @dataclass(frozen=True)
+class SchemaRefused:
+    """claude refused the StructuredOutput call against the role's schema (its tool result)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Again:
     """The next turn starts (asked for, spawned, its session reported)."""
 
@@ -174,7 +184,15 @@ class FromGovernor:
     message: AnyMessage
 
 
-Step = AgentTurnFinished | AgentProcessExited | Checked | Refused | Again | FromGovernor
+Step = (
+    AgentTurnFinished
+    | AgentProcessExited
+    | Checked
+    | Refused
+    | SchemaRefused
+    | Again
+    | FromGovernor
+)
 
 SUCCESS = result()
 FAILED_500 = result(
@@ -214,6 +232,7 @@ SCHEMA_GAVE_UP = result(
     text="",
     errors=("Failed to provide valid structured output after 5 attempts",),
 )
+SCHEMA_REASON = "Output does not match required schema: root: must have required property 'x'"
 SESSION_LOST = result(
     is_error=True,
     subtype="error_during_execution",
@@ -221,8 +240,22 @@ SESSION_LOST = result(
     errors=("No conversation found with session ID: 5f0c",),
     terminal="",
 )
-APPROVE = result(structured={"verdict": "approve", "reasons": [], "test_command": "pytest -q"})
-CHANGES = result(structured={"verdict": "changes_requested", "reasons": ["add a test"]})
+APPROVE = result(
+    structured={
+        "verdict": "approve",
+        "reasons": [],
+        "test_command": "pytest -q",
+        "test_output_summary": "3 passed",
+    }
+)
+CHANGES = result(
+    structured={
+        "verdict": "changes_requested",
+        "reasons": ["add a test"],
+        "test_command": "pytest -q",
+        "test_output_summary": "3 passed",
+    }
+)
 NO_VERDICT = result(text="Looks good to me.")
 EXIT_0, EXIT_1 = exited(0), exited(1)
 KILLED = exited(None, signal=9)
@@ -388,6 +421,11 @@ class Harness:
             self.feed(WorkChecked(T, commit.agent, why=step.why, refused=commit.refused))
         elif isinstance(step, Refused):
             self.feed(SpawnRefused(turn.agent, step.error))
+        elif isinstance(step, SchemaRefused):
+            refused = SchemaRejected(
+                agent_id=turn.agent, tool_use_id="toolu_01", reason=step.reason, task_id=T
+            )
+            self.hear(refused)
         elif isinstance(step, Again):
             self.begin()
         else:
@@ -667,12 +705,22 @@ ROWS = [
         "review",
         (NO_VERDICT, EXIT_0),
         "escalated",
-        "QA could not review it 1 times; last: QA gave no verdict",
+        "QA could not review it 1 times; last: QA gave no usable verdict: no structured output",
         "none",
         True,
         max_retries=0,
     ),
     Row("schema rejection", "review", (SCHEMA_GAVE_UP, EXIT_1), "review", "", "review", True),
+    Row(
+        "schema rejection by claude, its reason kept, out of retries",
+        "review",
+        (SchemaRefused(SCHEMA_REASON), SCHEMA_GAVE_UP, EXIT_1),
+        "escalated",
+        "claude rejected the verdict against the role's schema: Output does not match",
+        "none",
+        True,
+        max_retries=0,
+    ),
     Row("permission denial", "review", (DENIED, EXIT_0), "review", "", "review", True),
     Row(
         "spawn failure",
@@ -731,6 +779,17 @@ ROWS = [
         "",
         "fresh",
         True,
+    ),
+    Row(
+        "schema rejection by claude, its reason kept, out of retries",
+        "plan",
+        (SchemaRefused(SCHEMA_REASON), SCHEMA_GAVE_UP, EXIT_1),
+        "stopped",
+        "the plan was rejected 1 times; last: claude rejected the plan against the role's schema:"
+        " Output does not match required schema",
+        "none",
+        True,
+        max_retries=0,
     ),
     Row(
         "rejected, out of retries",

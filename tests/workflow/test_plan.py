@@ -58,16 +58,24 @@ def test_a_valid_answer_becomes_a_plan() -> None:
     assert plan.out_of_scope == ["A web UI"]
 
 
-def test_assumptions_and_out_of_scope_default_to_empty() -> None:
+def test_assumptions_and_out_of_scope_are_required_by_the_role_schema() -> None:
     obj = answer()
     del obj["assumptions"], obj["out_of_scope"]
-    plan = parse_plan(obj)
-    assert plan.assumptions == []
-    assert plan.out_of_scope == []
+    assert errors_of(obj) == [
+        'the plan: missing field "assumptions"',
+        'the plan: missing field "out_of_scope"',
+    ]
 
 
-def test_fields_the_schema_does_not_name_are_ignored() -> None:
-    assert parse_plan(answer(notes="extra")) == parse_plan(answer())
+def test_fields_the_schema_does_not_name_are_refused_by_it() -> None:
+    assert errors_of(answer(notes="extra")) == ['the plan: unexpected field "notes"']
+
+
+def test_a_project_schema_is_the_rule_when_given() -> None:
+    loose = {"type": "object", "required": ["summary", "milestones"]}
+    obj = answer()
+    del obj["assumptions"], obj["out_of_scope"]
+    assert parse_plan(obj, loose).assumptions == []
 
 
 def test_no_structured_output_is_an_error() -> None:
@@ -75,19 +83,17 @@ def test_no_structured_output_is_an_error() -> None:
 
 
 def test_an_answer_that_is_not_an_object_is_an_error() -> None:
-    assert errors_of(["m1"]) == ["the plan must be an object, got array"]
+    assert errors_of(["m1"]) == ["the plan: expected object, got array"]
 
 
 def test_missing_milestones_is_an_error() -> None:
     obj = answer()
     del obj["milestones"]
-    assert errors_of(obj) == ['missing field "milestones": the plan needs at least one milestone']
+    assert errors_of(obj) == ['the plan: missing field "milestones"']
 
 
 def test_empty_milestones_is_an_error() -> None:
-    assert errors_of(answer(milestones=[])) == [
-        "milestones is empty: the plan needs at least one milestone"
-    ]
+    assert errors_of(answer(milestones=[])) == ["milestones is empty: at least 1 item needed"]
 
 
 def test_milestones_that_are_not_a_list_is_an_error() -> None:
@@ -102,19 +108,19 @@ def test_a_milestone_that_is_not_an_object_is_an_error() -> None:
 
 def test_duplicate_milestone_ids_are_an_error() -> None:
     obj = answer(milestones=[milestone("m1"), milestone("m2"), milestone("m1")])
-    assert errors_of(obj) == ["duplicate milestone id m1 (milestones[0] and milestones[2])"]
+    assert errors_of(obj) == ["milestones[2].id: duplicate id m1 (milestones[0] has it too)"]
 
 
 def test_an_empty_acceptance_list_is_an_error() -> None:
     assert errors_of(answer(milestones=[milestone(acceptance=[])])) == [
-        "milestone m1: acceptance is empty: give at least one checkable criterion"
+        "milestones[0].acceptance is empty: at least 1 item needed"
     ]
 
 
 def test_a_missing_milestone_field_is_named() -> None:
     item = milestone()
     del item["goal"]
-    assert errors_of(answer(milestones=[item])) == ['milestone m1: missing field "goal"']
+    assert errors_of(answer(milestones=[item])) == ['milestones[0]: missing field "goal"']
 
 
 def test_a_wrong_type_names_the_field_and_both_types() -> None:
@@ -124,21 +130,21 @@ def test_a_wrong_type_names_the_field_and_both_types() -> None:
 def test_a_wrong_item_type_names_its_position() -> None:
     item = milestone(acceptance=["ok", 7])
     assert errors_of(answer(milestones=[item])) == [
-        "milestone m1: acceptance[1]: expected string, got number"
+        "milestones[0].acceptance[1]: expected string, got number"
     ]
 
 
 def test_a_milestone_without_a_usable_id_is_named_by_position() -> None:
     assert errors_of(answer(milestones=[milestone(), milestone(mid="")])) == [
-        "milestones[1]: id is empty"
+        "milestones[1].id is empty"
     ]
 
 
 def test_empty_text_fields_are_errors() -> None:
     assert errors_of(answer(summary=" ", milestones=[milestone(title="", goal="")])) == [
         "summary is empty",
-        "milestone m1: title is empty",
-        "milestone m1: goal is empty",
+        "milestones[0].title is empty",
+        "milestones[0].goal is empty",
     ]
 
 
@@ -150,10 +156,9 @@ def test_every_problem_is_reported_at_once() -> None:
     )
     assert errors_of(obj) == [
         "summary: expected string, got null",
-        "assumptions: expected array, got string",
-        "milestone m1: acceptance is empty: give at least one checkable criterion",
-        "duplicate milestone id m1 (milestones[0] and milestones[1])",
+        "milestones[0].acceptance is empty: at least 1 item needed",
         "milestones[2]: expected object, got string",
+        "assumptions: expected array, got string",
     ]
 
 
