@@ -161,7 +161,8 @@ def test_the_schema_check_finds_problems() -> None:
     assert schema_errors({"verdict": "approve"}, schema)
     tasks = load_role("staff_engineer").schema
     assert tasks is not None
-    assert schema_errors({"tasks": []}, tasks) == ["$.tasks: fewer than 1 items"]
+    empty = {"tasks": [], "setup_command": "", "test_command": "pytest -q"}
+    assert schema_errors(empty, tasks) == ["$.tasks: fewer than 1 items"]
 
 
 # --- the scenario --------------------------------------------------------------------------
