@@ -35,8 +35,8 @@ from tests.examples.samples import (
     DEVELOPER_SUMMARY,
     E2E_IDLE_TIMEOUT,
     STOPPED,
-    answer_errors,
     ancestors,
+    answer_errors,
     answering,
     apply,
     build,
@@ -218,7 +218,11 @@ def test_the_final_code_passes_its_tests(final_tree: Path, commands: tuple[str, 
     # Installed by pip from PyPI into the project's venv, in the pinned ranges.
     python = final_tree / ".venv" / "bin" / "python"
     versions = subprocess.run(
-        [str(python), "-c", "import click, tabulate; print(click.__version__, tabulate.__version__)"],
+        [
+            str(python),
+            "-c",
+            "import click, tabulate; print(click.__version__, tabulate.__version__)",
+        ],
         capture_output=True,
         text=True,
         check=True,
