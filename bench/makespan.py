@@ -246,6 +246,9 @@ def scenario_toml(dag: Dag) -> str:
         "[[rule.step.tool]]",
         'name = "StructuredOutput"',
         "[rule.step.tool.input]",
+        # Nothing to install; the scenario's QA names its own check.
+        'setup_command = ""',
+        'test_command = ""',
     ]
     for task in dag.tasks:
         out += [

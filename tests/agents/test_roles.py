@@ -35,7 +35,7 @@ PLACEHOLDERS = {
 }
 SCHEMA_KEYS = {
     "ceo": {"summary", "milestones", "assumptions", "out_of_scope"},
-    "staff_engineer": {"tasks"},
+    "staff_engineer": {"tasks", "setup_command", "test_command"},
     "qa": {"verdict", "reasons", "test_command", "test_output_summary"},
 }
 
