@@ -139,13 +139,16 @@ def test_the_silent_turn_was_stopped_for_idleness_and_resumed(finished: Finished
         for m in messages(finished.envelopes, AgentProcessExited)
         if getattr(m, "timeout", "") == "idle"
     ]
-    assert [m.task_id for m in stopped] == [plays["silent"]]
+    # The silent turn was stopped. (On a busy machine another turn may be too: claude
+    # prints nothing while a tool runs, an install say; its scenario resumes it.)
+    assert plays["silent"] in {m.task_id for m in stopped}
     turns = messages(
         finished.envelopes, AgentTurnStarting, role="developer", task_id=plays["silent"]
     )
     resumed = [t for t in turns if t.resume and STOPPED in t.argv[-1]]
     assert len(resumed) == 1 and resumed[0].session_id == turns[0].session_id
     # The long turn streamed for longer than the idle timeout and was not stopped.
+    assert plays["long"] not in {m.task_id for m in stopped}
     long_turns = messages(
         finished.envelopes, AgentTurnStarting, role="developer", task_id=plays["long"]
     )

@@ -56,6 +56,7 @@ PARALLEL = {"t2", "t3"}
 LONG = "developer t2"  # streams steadily, and is refused WebFetch
 SILENT = "developer t3"  # goes silent before its commit
 RESUMED = "developer t3 after its turn was stopped"
+FALLBACK = "developer stopped for time"
 REJECTED = "t3"
 ANSWER = "developer t3 acts on QA's review"
 UNCOMMITTED = "developer t4"  # leaves .env and caches, and no commit
@@ -91,7 +92,7 @@ def test_the_structured_answers_fit_the_role_schemas(scenario: Scenario) -> None
         assert rule.role in answered, rule.name
         assert answer_errors(rule) == [], rule.name
         answered[rule.role] += 1
-    assert answered == {"ceo": 1, "staff_engineer": 1, "qa": 6, "developer": 7}
+    assert answered == {"ceo": 1, "staff_engineer": 1, "qa": 6, "developer": 8}
     setup, test = staff_answer(scenario)["setup_command"], staff_answer(scenario)["test_command"]
     assert setup.startswith("python3 -m venv .venv") and "pip install" in setup
     assert test == ".venv/bin/python -m pytest -q"
@@ -134,6 +135,11 @@ def test_each_prompt_of_the_run_gets_its_rule(scenario: Scenario) -> None:
     assert answering(scenario, "developer", REJECTED, prompts.rejected("t3", 1, reasons)) == ANSWER
     stopped = f"{STOPPED} after 5 s without output. Look at `git status` and go on."
     assert answering(scenario, "developer", "t3", stopped) == RESUMED
+    # Any other turn stopped for time (a slow install, say) gets a turn that leaves its
+    # work for Autonoma to commit.
+    for tid in tasks_of(scenario):
+        if tid != "t3":
+            assert answering(scenario, "developer", tid, stopped) == FALLBACK
     assert answering(scenario, "ceo", None, "Plan it") == "ceo plan"
     assert answering(scenario, "staff_engineer", None, "Split it") == "staff engineer tasks"
 
@@ -168,7 +174,7 @@ def test_what_a_real_model_does_is_played(scenario: Scenario) -> None:
             t.input["command"] for t in tools(rule) if "git commit" in t.input.get("command", "")
         ]
         assert all(c.startswith("git add ") and " -A" not in c for c in commits), rule.name
-        assert len(commits) == (0 if rule.name == UNCOMMITTED else 1), rule.name
+        assert len(commits) == (0 if rule.name in (UNCOMMITTED, FALLBACK) else 1), rule.name
     # t4 leaves a .env with a (fake) secret that t1's .gitignore does not cover.
     written = [t.input.get("file_path") for t in tools(rule_named(scenario, UNCOMMITTED))]
     assert "{cwd}/.env" in written
