@@ -37,7 +37,9 @@ reaps the child, lets the reader drain, and calls
 Two limits stop a turn (SIGTERM, then SIGKILL after the grace period): ``timeout``,
 the wall clock, and ``idle_timeout``, seconds without a byte of output. A real turn
 may stream for an hour; one that says nothing for ten minutes is stuck. `PortExit`
-says which one fired.
+says which one fired. A tool that runs prints nothing in the stream until its result
+(a test suite, a package install): while the owner says one runs (`tool_running`), the
+idle limit is at least `TOOL_QUIET_LIMIT`, the longest a claude Bash call may take.
 """
 
 from __future__ import annotations
@@ -83,6 +85,10 @@ _WINDOW = struct.pack("HHHH", 50, 200, 0, 0)  # rows, columns: roomy, never 0x0
 OnLine = Callable[[bytes], None]
 OnExit = Callable[[int | None, int | None, bool], None]
 TimeoutKind = Literal["", "idle", "wall"]
+
+TOOL_QUIET_LIMIT = 660.0
+"""Seconds of silence allowed while a tool runs: claude's Bash tool stops a command after
+at most 10 minutes (its own limit), so a quiet minute past that is a stuck turn."""
 
 
 class PortError(Exception):
@@ -182,6 +188,8 @@ class Port:
         self._reaped = False
         self._timeout: TimeoutKind = ""
         self._last_output = 0.0
+        self._tool_running = False
+        self._idle_fired = 0.0
         self._stop_reason: str | None = None
         self._kill_at: float | None = None
         self._timers: list[threading.Timer] = []
@@ -259,6 +267,23 @@ class Port:
             self._add_timer(self.idle_timeout, self._check_idle)
         return self._pid
 
+    def tool_running(self, running: bool) -> None:
+        """Say whether a tool call of the child is running now (never blocks).
+
+        A tool's run is silent in the stream: meanwhile the idle limit is at least
+        `TOOL_QUIET_LIMIT`. The end of a tool counts as output.
+        """
+        with self._lock:
+            if self._tool_running and not running:
+                self._last_output = time.monotonic()
+            self._tool_running = running
+
+    def _idle_limit(self) -> float:
+        assert self.idle_timeout is not None
+        if self._tool_running:
+            return max(self.idle_timeout, TOOL_QUIET_LIMIT)
+        return self.idle_timeout
+
     def stop(self, reason: str = "stop") -> None:
         """SIGTERM to the whole tree; SIGKILL after ``grace`` seconds if anything still runs."""
         with self._lock:
@@ -308,11 +333,14 @@ class Port:
             if self._exited or self._stop_reason is not None:
                 return
             quiet = time.monotonic() - self._last_output
-            if quiet < self.idle_timeout:
-                wait = self.idle_timeout - quiet
+            limit = self._idle_limit()
+            if quiet < limit:
+                # Never longer than the idle limit: a tool that ends brings it back.
+                wait = min(limit - quiet, self.idle_timeout)
             else:
                 wait = 0.0
                 self._timeout = "idle"
+                self._idle_fired = limit
         if wait > 0:
             self._add_timer(wait, self._check_idle)  # output came since: look again then
         else:
@@ -394,7 +422,7 @@ class Port:
             os.write(self._wake_w, b"x")
             self._reader.join()
         os.close(self._wake_w)
-        limit = {"idle": self.idle_timeout, "wall": self.timeout}.get(timeout) or 0.0
+        limit = {"idle": self._idle_fired, "wall": self.timeout}.get(timeout) or 0.0
         code, sig = (None, -returncode) if returncode < 0 else (returncode, None)
         result = PortExit(
             exit_code=code,

@@ -22,6 +22,8 @@ from autonoma.config import Settings
 from autonoma.protocol import (
     AgentProcessExited,
     AgentProcessStarted,
+    AgentToolResult,
+    AgentToolUse,
     AgentTurnFinished,
     AgentTurnStarting,
 )
@@ -97,6 +99,8 @@ class Turn:
             budget_usd=budget_usd,
         )
         self._finished: AgentTurnFinished | None = None
+        self._tools: set[str] = set()
+        """Tool calls made and not answered yet: a tool is running."""
         self._decoder = StreamDecoder(agent_id=agent_id, task_id=task_id, session_usd=session_usd)
         self._outcome: TurnOutcome | None = None
         self._done = threading.Event()
@@ -165,7 +169,13 @@ class Turn:
         for message in self._decoder.decode(line):
             if isinstance(message, AgentTurnFinished):
                 self._finished = message
+            elif isinstance(message, AgentToolUse):
+                self._tools.add(message.tool_use_id)
+            elif isinstance(message, AgentToolResult):
+                self._tools.discard(message.tool_use_id)
             self.bus.publish(self.agent_id, message)
+        # A running tool is silent in the stream: the port must not take it for a stuck turn.
+        self.port.tool_running(bool(self._tools))
 
     def _on_exit(self, exit_code: int | None, sig: int | None, timed_out: bool) -> None:
         finished = self._finished

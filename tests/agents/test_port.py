@@ -388,6 +388,24 @@ def test_a_child_printing_steadily_past_the_idle_limit_is_not_stopped(tmp_path: 
     assert rec.lines == [str(i).encode() for i in range(1, 21)]
 
 
+def test_a_running_tool_stretches_the_idle_limit_until_it_ends(tmp_path: Path) -> None:
+    rec = Recorder()
+    # Silent for 1.5 s (three idle limits) while a tool runs, then silent again after it.
+    script = "echo tool; sleep 1.5; echo result; sleep 600"
+    port = make_port(tmp_path, script, rec, timeout=30.0, idle_timeout=0.5)
+
+    def on_line(line: bytes) -> None:
+        rec.on_line(line)
+        port.tool_running(line == b"tool")
+
+    port._on_line = on_line
+    port.start()
+    assert rec.exited() == (None, signal.SIGTERM, True)
+    assert rec.lines == [b"tool", b"result"]
+    assert port.result is not None
+    assert (port.result.timeout, port.result.timeout_s) == ("idle", 0.5)
+
+
 def test_the_wall_clock_stops_a_child_that_prints_steadily(tmp_path: Path) -> None:
     rec = Recorder()
     script = "while :; do echo tick; sleep 0.05; done"

@@ -137,6 +137,17 @@ task = "cost"
 text = "Counted."
 usage = { input_tokens = 100000, output_tokens = 1000 }
 
+# A tool that runs longer than the idle limit, silently (a test suite, an install).
+[[rule]]
+name = "slow tool"
+task = "slow"
+[[rule.step]]
+[[rule.step.tool]]
+name = "Bash"
+input = { command = "sleep 3 && echo built", description = "build" }
+[[rule.step]]
+text = "Built."
+
 [[rule]]
 name = "sleepy"
 task = "sleepy"
@@ -372,6 +383,21 @@ def test_timeout_stops_the_whole_tree(
     assert (exited[0].timeout, exited[0].timeout_s) == ("wall", 3.0)
     requests = [r for r in sim.messages_requests if r.rule == "sleepy"]
     assert [r.step for r in requests] == [0], "the Bash tool was running when the turn stopped"
+
+
+def test_a_silent_tool_is_not_taken_for_a_stuck_turn(
+    sim: SimServer, git_repo: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    # claude prints nothing while its Bash tool runs: an idle limit shorter than the tool
+    # must not stop the turn (the limit is then at least TOOL_QUIET_LIMIT).
+    run = Run(tmp_path)
+    role = dataclasses.replace(load_role("developer"), schema=None, idle_timeout=1.5)
+    turn = make_turn(run, git_repo, env, "slow", str(uuid.uuid4()), role=role)
+    turn.start()
+    outcome = turn.wait(40)
+    assert outcome is not None
+    assert not outcome.timed_out and not outcome.failed, outcome
+    assert outcome.finished is not None and outcome.finished.result == "Built."
 
 
 def test_structured_answer_and_failures_read_from_is_error(
