@@ -202,13 +202,17 @@ def demo(sample: str, where: Path | None, max_workers: int) -> None:
             )
         finally:
             here = shlex.quote(str(root))
-            click.echo(
-                f"The result: {root}\n  cd {here} && git log --oneline --graph main && "
-                f"python3 -m unittest discover -s tests -t . && {hints.command('status')}"
-            )
             run = None
             if proj.state_db.exists():
                 run = reader.replay(proj.state_db, run_id=reader.latest_run(proj.state_db)).run
+            # The project's own commands, as the run fixed them: set up, then test.
+            commands = (
+                []
+                if run is None or run.commands is None
+                else [c for c in (run.commands.setup_command, run.commands.test_command) if c]
+            )
+            steps = ["git log --oneline --graph main", *commands, hints.command("status")]
+            click.echo(f"The result: {root}\n  cd {here} && " + " && ".join(steps))
             if run is not None and run.outcome != "done":
                 click.echo(f"To resume it: cd {here} && {hints.resume_command(run)}")
 

@@ -125,10 +125,18 @@ def test_each_prompt_of_the_run_gets_its_rule(scenario: Scenario) -> None:
             "files": prompts.bullets(task["files"]),
             "claude_md": "(none)",
         }
-        first = render(developer, **fields, feedback="(none)")
+        first = render(developer, **fields, feedback="(none)", commands=prompts.commands_text(None))
         assert answering(scenario, "developer", tid, first) == f"developer {tid}"
         for review in (1, 2):
-            prompt = render(qa, **fields, base_ref="main", attempt=str(review))
+            prompt = render(
+                qa,
+                **fields,
+                base_ref="main",
+                attempt=str(review),
+                test_command=prompts.tests_text(None),
+                developer_report=prompts.report_text(None),
+                previous_review=prompts.previous_review([]),
+            )
             expected = "qa rejects t3's first review" if (tid, review) == ("t3", 1) else None
             assert answering(scenario, "qa", tid, prompt) == (expected or f"qa approves {tid}")
     reasons = structured_output(rule_named(scenario, "qa rejects t3's first review"))["reasons"]
@@ -369,6 +377,7 @@ def test_the_long_turn_streams_steadily_through_the_real_claude(
         files=prompts.bullets(task["files"]),
         feedback="(none)",
         claude_md="(none)",
+        commands=prompts.commands_text(None),
     )
     with SimServer(scenario) as sim:
         env = child_env(os.environ, sim_url=sim.url, config_dir=tmp_path / "home")
