@@ -35,7 +35,6 @@ from autonoma.sim import load_scenario
 from tests.e2e.runs import files_on, git, journal, messages
 from tests.examples.samples import E2E_IDLE_TIMEOUT, STOPPED, shell, staff_answer, unwanted
 
-
 # What each sample plays: the task whose turn goes silent, the task QA rejects once, the
 # tool claude denies.
 SAMPLES = {
