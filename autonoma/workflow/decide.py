@@ -72,6 +72,7 @@ from autonoma.workflow.answers import AnswerError, developer_report, verdict_of
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER, developer_names, qa_names, role_of
 from autonoma.workflow.dag import TaskSpec, critical_path
 from autonoma.workflow.governor import GOVERNOR, Permit, is_rate_limited
+from autonoma.workflow.merge_queue import MergeRequest
 from autonoma.workflow.plan import parse_plan, plan_dict, plan_json, plan_text
 from autonoma.workflow.setup import failure_reason
 
@@ -403,13 +404,12 @@ class ConflictMerge:
 class SubmitMerge:
     """Hand an approved task to the merge queue (`MergeNotSubmitted` if there is none)."""
 
-    task_id: str
-    branch: str
-    title: str
-    test_command: str
-    setup_command: str = ""
-    tests_opted_out: bool = False
-    tests_seen: bool = False
+    request: MergeRequest
+
+    @property
+    def task_id(self) -> str:
+        """The task to merge."""
+        return self.request.task_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -1058,13 +1058,15 @@ class _Step:
         run = self.fold.run
         self.out.append(
             SubmitMerge(
-                task.task_id,
-                task.branch,
-                task.title,
-                commands.test_command,
-                setup_command=commands.setup_command,
-                tests_opted_out=commands.tests_opted_out,
-                tests_seen=run is not None and run.tests_seen,
+                MergeRequest(
+                    task.task_id,
+                    task.branch,
+                    task.title,
+                    commands.test_command,
+                    setup_command=commands.setup_command,
+                    tests_opted_out=commands.tests_opted_out,
+                    tests_seen=run is not None and run.tests_seen,
+                )
             )
         )
         self.m.submitted.add(task.task_id)

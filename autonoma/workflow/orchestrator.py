@@ -110,7 +110,6 @@ from autonoma.workflow.decide import (
     decide,
 )
 from autonoma.workflow.governor import GOVERNOR
-from autonoma.workflow.merge_queue import MergeRequest
 from autonoma.workflow.setup import SetupRunner
 
 TICK = 0.2
@@ -397,17 +396,7 @@ class Orchestrator(Actor):
             merge_queue = self.ctx.merge_queue()
             if merge_queue is None:
                 return MergeNotSubmitted(action.task_id)
-            merge_queue.tell(
-                MergeRequest(
-                    action.task_id,
-                    action.branch,
-                    action.title,
-                    action.test_command,
-                    setup_command=action.setup_command,
-                    tests_opted_out=action.tests_opted_out,
-                    tests_seen=action.tests_seen,
-                )
-            )
+            merge_queue.tell(action.request)
         elif isinstance(action, RunSetup):
             self._run_setup(action)
         elif isinstance(action, WriteFile):
