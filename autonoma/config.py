@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -42,6 +43,7 @@ class Settings:
     task_budget_usd: float = 0.0
     setup_command: str = ""
     test_command: str = ""
+    agent_env: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class Option:
     word: bool = False
     """A str that must be one word (no spaces); with ``optional``, "" is allowed too."""
     optional: bool = False
+    names: bool = False
+    """A str that is a comma-separated list of environment variable names ("" for none)."""
 
     @property
     def env(self) -> str:
@@ -153,6 +157,15 @@ OPTIONS: tuple[Option, ...] = (
         'every merged result (empty: the Staff Engineer\'s; "none": merge without tests).',
     ),
     Option(
+        "agent_env",
+        str,
+        "Comma-separated names of your environment variables that agents and the "
+        "set-up and test commands also get in a real run, beside what claude needs to "
+        "reach the model (e.g. \"NPM_TOKEN,PIP_INDEX_URL\"); every other variable of "
+        "yours is withheld.",
+        names=True,
+    ),
+    Option(
         "test_timeout",
         float,
         "Seconds the merge gate's tests, or one set-up command, may run.",
@@ -176,6 +189,8 @@ def _suggest(name: str, known: list[str]) -> str:
 def _describe(option: Option) -> str:
     if option.kind is bool:
         return "true or false"
+    if option.names:
+        return 'comma-separated variable names (e.g. "FOO,BAR")'
     if option.word:
         return "one word (a model alias or id)" + (' or ""' if option.optional else "")
     noun = "a whole number" if option.kind is int else "a number"
@@ -191,8 +206,25 @@ def _check_bound(option: Option, value: float) -> bool:
     return value > option.minimum if option.exclusive_minimum else value >= option.minimum
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def variable_names(text: str) -> tuple[str, ...]:
+    """The names in a comma-separated list (``agent_env``); raises ValueError on a bad one."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    for name in names:
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+    return names
+
+
 def _word(option: Option, text: str) -> str | None:
     """``text``, unless the option takes one word and it is not one."""
+    if option.names:
+        try:
+            return ",".join(variable_names(text))
+        except ValueError:
+            return None
     if not option.word:
         return text
     if not text:
@@ -221,7 +253,7 @@ def _from_toml(option: Option, value: Any) -> Any:
     if option.kind is str:
         if type(value) is not str:
             return None
-        return _word(option, value.strip()) if option.word else value
+        return _word(option, value.strip()) if option.word or option.names else value
     if option.kind is bool:
         return value if type(value) is option.kind else None
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -68,6 +68,9 @@ def test_an_empty_variable_counts_as_unset() -> None:
         ("AUTONOMA_CLAUDE_MODEL", "opus 4", "AUTONOMA_CLAUDE_MODEL='opus 4': must be one word"),
         ("AUTONOMA_FALLBACK_MODEL", "--x", 'must be one word (a model alias or id) or ""'),
         ("AUTONOMA_USER_CLAUDE_CONFIG", "maybe", "must be true or false"),
+        ("AUTONOMA_AGENT_ENV", "FOO,BAR BAZ", "AUTONOMA_AGENT_ENV='FOO,BAR BAZ': must be comma"),
+        ("AUTONOMA_AGENT_ENV", "1X", "must be comma-separated variable names"),
+        ("AUTONOMA_AGENT_ENV", "A=B", "must be comma-separated variable names"),
         (
             "AUTONOMA_MAX_WORKER",
             "3",
@@ -96,6 +99,8 @@ def test_bad_environment_values_name_the_variable(name: str, value: str, message
         ("fallback_model = 4\n", "must be one word"),
         ('user_claude_config = "yes"\n', "must be true or false"),
         ("[section]\nx = 1\n", "unknown key 'section'"),
+        ('agent_env = "FOO;BAR"\n', "'agent_env' = 'FOO;BAR' must be comma-separated"),
+        ('agent_env = ["FOO"]\n', "must be comma-separated variable names"),
         ("max_workers = = 3\n", "invalid TOML"),
     ],
 )
@@ -117,6 +122,13 @@ def test_models_and_user_config_from_toml_and_environment(tmp_path: Path) -> Non
     environ = {"AUTONOMA_CLAUDE_MODEL": "claude-sonnet-4-5", "AUTONOMA_FALLBACK_MODEL": "none"}
     settings = load_settings(tmp_path, environ)
     assert (settings.claude_model, settings.fallback_model) == ("claude-sonnet-4-5", "none")
+
+
+def test_agent_env_names_are_normalised(tmp_path: Path) -> None:
+    write_toml(tmp_path, 'agent_env = " FOO , _BAR1,"\n')
+    assert load_settings(tmp_path, {}).agent_env == "FOO,_BAR1"
+    assert config.variable_names(load_settings(tmp_path, {}).agent_env) == ("FOO", "_BAR1")
+    assert load_settings(tmp_path, {"AUTONOMA_AGENT_ENV": "X"}).agent_env == "X"
 
 
 def test_toml_floats_accept_integers(tmp_path: Path) -> None:

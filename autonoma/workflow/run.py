@@ -252,7 +252,8 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
             home.mkdir(parents=True, exist_ok=True)
             env = child_env(parent, sim_url=sim.url, config_dir=home)
         else:
-            env = child_env(parent, sim_url=None)
+            # The user's own variables reach agents only when named (agent_env).
+            env = child_env(parent, sim_url=None, extra=config.variable_names(settings.agent_env))
         env.update(workspace.install_push_guard(project.dir / "hooks"))
         # The agents' own `git status`/`git add -A` do not see what is never committed.
         agent_exclude = excludes.agent_excludes(project.root, project.agent_exclude)

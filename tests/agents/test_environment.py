@@ -109,23 +109,105 @@ def test_the_sim_needs_a_config_dir() -> None:
         child_env({}, sim_url="http://127.0.0.1:1", config_dir=None)
 
 
-def test_a_real_run_keeps_the_users_auth_and_drops_the_parent_session() -> None:
-    env = child_env(HOSTILE, sim_url=None, config_dir=Path("/ignored"))
-    dropped = {
-        "CLAUDECODE",
-        "CLAUDE_CODE_ENTRYPOINT",
-        "CLAUDE_CODE_SESSION_ID",
-        "CLAUDE_CODE_CHILD_SESSION",
-        "CLAUDE_CODE_SSE_PORT",
-        "CLAUDE_PROJECT_DIR",
-        "CLAUDE_AGENT_SDK_VERSION",
-        "GIT_DIR",
-        "GIT_INDEX_FILE",
+# What claude needs to reach the model, and a shell: kept in every real run.
+REAL_KEPT = {
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "TERM",
+    "TMPDIR",
+    "USER",
+    "SHELL",
+    "IS_SANDBOX",
+    "GIT_AUTHOR_NAME",
+    "HOME",
+    "CLAUDE_CONFIG_DIR",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_MODEL",
+    "ANTHROPIC_CUSTOM_HEADERS",
+    "HTTPS_PROXY",
+}
+BEDROCK = {
+    "CLAUDE_CODE_USE_BEDROCK",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_BEARER_TOKEN_BEDROCK",
+}
+VERTEX = {"CLAUDE_CODE_USE_VERTEX", "GOOGLE_APPLICATION_CREDENTIALS"}
+
+
+def _without(*names: str) -> dict[str, str]:
+    return {k: v for k, v in HOSTILE.items() if k not in names}
+
+
+@pytest.mark.parametrize(
+    ("parent", "extra", "kept"),
+    [
+        # Both clouds on: each cloud's credentials come along, nothing else of the user's.
+        (HOSTILE, (), REAL_KEPT | BEDROCK | VERTEX),
+        # Bedrock off ("0" too): no AWS key reaches an agent.
+        (
+            _without("CLAUDE_CODE_USE_BEDROCK"),
+            (),
+            REAL_KEPT | {"CLAUDE_CODE_USE_VERTEX", "GOOGLE_APPLICATION_CREDENTIALS"},
+        ),
+        (
+            {**HOSTILE, "CLAUDE_CODE_USE_BEDROCK": "0"},
+            (),
+            REAL_KEPT | VERTEX | {"CLAUDE_CODE_USE_BEDROCK"},
+        ),
+        # Vertex off: no Google credential.
+        (_without("CLAUDE_CODE_USE_VERTEX"), (), REAL_KEPT | BEDROCK),
+        # Neither: the plain API.
+        (_without("CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_BEDROCK"), (), REAL_KEPT),
+        # The user's named extras come along; a session or git location variable never does.
+        (
+            _without("CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_BEDROCK"),
+            ("GITHUB_TOKEN", "NOT_SET", "GIT_DIR", "CLAUDECODE"),
+            REAL_KEPT | {"GITHUB_TOKEN"},
+        ),
+        ({}, (), set()),
+    ],
+)
+def test_a_real_run_gets_an_allowlist(
+    parent: dict[str, str], extra: tuple[str, ...], kept: set[str]
+) -> None:
+    env = child_env(parent, sim_url=None, extra=extra)
+    assert env == {k: v for k, v in parent.items() if k in kept}
+
+
+def test_a_real_run_drops_every_other_credential() -> None:
+    parent = {
+        **HOSTILE,
+        "DATABASE_URL": "postgres://u:p@db/x",
+        "ANTHROPIC_DEFAULT_OPUS_MODEL": "o",
+        "ANTHROPIC_MODEL_X": "x",
+        "http_proxy": "http://p:1",
+        "NODE_EXTRA_CA_CERTS": "/ca.pem",
+        "CLOUD_ML_REGION": "us",
     }
-    assert env == {k: v for k, v in HOSTILE.items() if k not in dropped}
+    env = child_env(parent, sim_url=None)
+    for name in (
+        "GITHUB_TOKEN",
+        "OPENAI_API_KEY",
+        "DATABASE_URL",
+        "MY_SERVICE_SECRET_VALUE",
+        "NODE_OPTIONS",
+        "CLAUDE_CODE_MAX_RETRIES",
+    ):
+        assert name not in env
+    for name in (
+        "ANTHROPIC_DEFAULT_OPUS_MODEL",
+        "ANTHROPIC_MODEL_X",
+        "http_proxy",
+        "NODE_EXTRA_CA_CERTS",
+        "CLOUD_ML_REGION",
+    ):
+        assert env[name] == parent[name]
     assert env["ANTHROPIC_API_KEY"] == "sk-ant-real"
-    assert env["ANTHROPIC_AUTH_TOKEN"] == "real-bearer"
-    assert env["CLAUDE_CONFIG_DIR"] == "/home/me/.claude-work"
     assert env["HOME"] == "/home/me"
 
 
