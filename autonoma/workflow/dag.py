@@ -1,7 +1,8 @@
 """The Staff Engineer's tasks: their model, the DAG checks, and the scheduler's graph measures.
 
 `parse_tasks` checks the answer against the Staff Engineer role's schema, then what a
-schema cannot say (duplicate ids, unknown deps, self-deps, cycles). It reports every
+schema cannot say (duplicate ids, unknown deps, self-deps, cycles, ``files`` outside the
+worktree). It reports every
 problem at once, each on one line naming the field or the task, because
 the list is sent back to the Staff Engineer to fix in a single turn. The other functions
 expect a valid DAG and raise `DagError` when handed one with unknown deps or a cycle.
@@ -171,10 +172,12 @@ def parse_task_list(obj: object, schema: Mapping[str, Any] | None = None) -> Tas
     try:
         answer = decode(obj, rule, TaskList, "task list", DagError)
     except DagError as error:
-        raise DagError(error.errors + _id_errors(_usable(obj))) from None
+        raise DagError(error.errors + _id_errors(_usable(obj)) + _raw_file_errors(obj)) from None
     if not answer.tasks:  # a project's schema may allow it; the run cannot
         raise DagError(["tasks is empty: at least 1 item needed"])
-    errors = _id_errors([(t.id, t.deps) for t in answer.tasks])
+    errors = _id_errors([(t.id, t.deps) for t in answer.tasks]) + [
+        line for t in answer.tasks for line in file_errors(t.id, t.files)
+    ]
     if errors:
         raise DagError(errors)
     return msgspec.structs.replace(
@@ -183,6 +186,52 @@ def parse_task_list(obj: object, schema: Mapping[str, Any] | None = None) -> Tas
         setup_command=answer.setup_command.strip(),
         test_command=answer.test_command.strip(),
     )
+
+
+# Folders no task may name a file in: the repository's own and Autonoma's.
+_PRIVATE_FOLDERS = frozenset({".git", ".autonoma"})
+
+
+def file_problem(path: str) -> str | None:
+    """Why a task's ``files`` entry is refused (None when it is a path inside the worktree).
+
+    Absolute paths (``/etc/shadow``, ``C:\\x``, ``~/x``), ``..`` components and paths
+    into ``.git`` or ``.autonoma`` would point a developer's prompt outside its work.
+    """
+    parts = path.replace("\\", "/").split("/")
+    if path.startswith(("/", "\\")) or (len(path) > 1 and path[0].isalpha() and path[1] == ":"):
+        return "an absolute path"
+    if parts[0] == "~":
+        return "a path in a home folder"
+    if ".." in parts:
+        return 'a ".." component leaves the worktree'
+    inside = next((part for part in parts if part in _PRIVATE_FOLDERS), None)
+    if inside is not None:
+        return f"points into {inside}"
+    return None
+
+
+def file_errors(task_id: str, files: Sequence[str]) -> list[str]:
+    """One line per refused ``files`` entry of a task, naming the task and the path."""
+    errors: list[str] = []
+    for path in files:
+        problem = file_problem(path)
+        if problem is not None:
+            errors.append(f'task {task_id}: file "{path}" is refused: {problem}')
+    return errors
+
+
+def _raw_file_errors(obj: object) -> list[str]:
+    """`file_errors` of each raw task whose id and files are strings (a wrong shape elsewhere)."""
+    items = obj.get("tasks") if isinstance(obj, dict) else None
+    errors: list[str] = []
+    for index, item in enumerate(items if isinstance(items, list) else []):
+        tid = item.get("id") if isinstance(item, dict) else None
+        files = item.get("files") if isinstance(item, dict) else None
+        if isinstance(files, list):
+            name = tid if isinstance(tid, str) and tid.strip() else f"at tasks[{index}]"
+            errors += file_errors(name, [f for f in files if isinstance(f, str)])
+    return errors
 
 
 def _usable(obj: object) -> list[tuple[str, list[str]] | None]:

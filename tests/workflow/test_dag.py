@@ -12,6 +12,7 @@ from autonoma.workflow.dag import (
     TaskSpec,
     critical_path,
     dependents,
+    file_problem,
     descendants,
     lower_bound,
     parse_tasks,
@@ -166,6 +167,45 @@ def test_an_empty_file_list_is_an_error() -> None:
     # The schema asks for at least one file, and the scheduler keeps tasks apart by them.
     assert errors_of({"tasks": [task("t1", files=[])]}) == [
         "tasks[0].files is empty: at least 1 item needed"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("../../etc/passwd", 'a ".." component leaves the worktree'),
+        ("src/../../x", 'a ".." component leaves the worktree'),
+        ("..", 'a ".." component leaves the worktree'),
+        ("src\\..\\..\\x", 'a ".." component leaves the worktree'),
+        ("/etc/shadow", "an absolute path"),
+        ("C:\\Windows\\x", "an absolute path"),
+        ("~/.ssh/id_rsa", "a path in a home folder"),
+        (".git/hooks/pre-commit", "points into .git"),
+        ("vendor/lib/.git/config", "points into .git"),
+        (".autonoma/inbox/x.json", "points into .autonoma"),
+        (".autonoma", "points into .autonoma"),
+        # inside the worktree: fine
+        (".gitignore", None),
+        ("a..b/c.py", None),
+        ("docs/.github/workflows/ci.yml", None),
+        ("src/autonoma.py", None),
+        ("~notes.txt", None),
+    ],
+)
+def test_files_outside_the_worktree_are_refused(path: str, problem: str | None) -> None:
+    assert file_problem(path) == problem
+    answer = with_commands({"tasks": [task("t1"), task("t2", files=["ok.py", path])]})
+    if problem is None:
+        assert parse_tasks(answer)[1].files == ["ok.py", path]
+    else:
+        assert errors_of(answer) == [f'task t2: file "{path}" is refused: {problem}']
+
+
+def test_refused_files_are_reported_with_the_other_problems() -> None:
+    # A wrong shape elsewhere: the file's problem is still in the same list.
+    assert errors_of({"tasks": [task("t1", title=""), task("t2", files=["/etc/shadow"])]}) == [
+        "tasks[0].title is empty",
+        'task t2: file "/etc/shadow" is refused: an absolute path',
     ]
 
 
