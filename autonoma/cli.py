@@ -21,6 +21,7 @@ import click
 from autonoma import config, hints, project, report
 from autonoma.journal import reader
 from autonoma.journal.schema import JournalError
+from autonoma.text import inert
 
 # Errors that are the user's to fix: one line, no traceback, and this exit code.
 _USER_ERRORS: dict[type[Exception], int] = {
@@ -113,7 +114,7 @@ def _run_company(proj: project.Project, options: Any) -> None:
     )
     progress = Progress(click.echo, color=sys.stdout.isatty())
     result = run.execute(prepared, listener=progress.feed)
-    click.echo(f"Run {result.run_id}: {result.outcome}. {result.summary}")
+    click.echo(inert(f"Run {result.run_id}: {result.outcome}. {result.summary}"))
     if result.outcome != "done":
         click.echo(f"Details: `{hints.command('status')}`; the journal: `{hints.command('logs')}`")
         sys.exit(130 if result.outcome == "stopped" else 1)
@@ -286,7 +287,7 @@ def _human_request(kind: Literal["retry", "resolve"], task_id: str, note: str) -
 
     proj = project.require_initialised(_here())
     _settings(proj.root)
-    click.echo(human.request(proj, kind, task_id, note))
+    click.echo(inert(human.request(proj, kind, task_id, note)))
 
 
 @main.command()

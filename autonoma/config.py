@@ -161,7 +161,7 @@ OPTIONS: tuple[Option, ...] = (
         str,
         "Comma-separated names of your environment variables that agents and the "
         "set-up and test commands also get in a real run, beside what claude needs to "
-        "reach the model (e.g. \"NPM_TOKEN,PIP_INDEX_URL\"); every other variable of "
+        'reach the model (e.g. "NPM_TOKEN,PIP_INDEX_URL"); every other variable of '
         "yours is withheld.",
         names=True,
     ),

@@ -19,6 +19,7 @@ from autonoma.hints import start_command
 from autonoma.protocol import Envelope
 from autonoma.report import commands_lines, setup_result
 from autonoma.report import left_out_text as _left_out
+from autonoma.text import inert
 
 REASON_CHARS = 160
 """How much of a reason (a verdict, a failure, a detail) one line keeps."""
@@ -108,7 +109,8 @@ class Progress:
                 text, style = line
                 stamp = f"[{elapsed(envelope.ts - self._started)}]"
                 for part in text.split("\n"):
-                    self._write(f"{stamp} {self._paint(part, style)}")
+                    # The edge: model text in the line can steer no terminal.
+                    self._write(f"{stamp} {self._paint(inert(part), style)}")
             except Exception as exc:
                 # A listener that raises would fail the actor that published: report it here.
                 kind = type(envelope.message).__name__

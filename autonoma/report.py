@@ -11,6 +11,7 @@ from autonoma import protocol as p
 from autonoma.hints import endpoint_text, resume_command
 from autonoma.journal.fold import State, Task, Usage
 from autonoma.protocol import Envelope
+from autonoma.text import inert
 
 _MAX_SUMMARY = 160
 
@@ -101,7 +102,7 @@ def envelope_text(envelope: Envelope) -> str:
         if envelope.recipient == "*"
         else f"{envelope.sender} → {envelope.recipient}"
     )
-    return (
+    return inert(
         f"{envelope.seq:>7} {clock_time(envelope.ts)} {route:<24} "
         f"{p.message_tag(message):<18} {summary(message)}"
     )
@@ -375,7 +376,8 @@ def state_text(state: State) -> str:
     if state.unknown:
         lines.append(f"Skipped {state.unknown} messages of a type this version does not know")
     lines.append(f"Journal: {state.last_seq} messages, last at {iso_time(state.last_ts)}")
-    return "\n".join(lines)
+    # The edge: plan, task and note text can steer no terminal.
+    return inert("\n".join(lines))
 
 
 def state_json(state: State) -> str:
