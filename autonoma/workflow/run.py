@@ -27,6 +27,7 @@ from autonoma.agents.command import isolation_args
 from autonoma.agents.environment import child_env
 from autonoma.agents.executable import find_claude
 from autonoma.agents.port import CLAUDE_NOT_FOUND
+from autonoma import inputfile
 from autonoma.agents.roles import ROLE_NAMES, RoleError, load_role
 from autonoma.hints import endpoint_of, endpoint_text, resume_command, start_command
 from autonoma.journal import reader
@@ -48,7 +49,6 @@ from autonoma.workflow.setup import cache_env
 _RUN_CRITICAL = frozenset({JOURNAL, GOVERNOR, MERGE_QUEUE, ORCHESTRATOR})
 """Children of the root without which the run cannot go on."""
 
-MAX_REQUIREMENTS_BYTES = 100_000
 """More than the CEO's prompt can carry in one argv string, with the template around it."""
 
 
@@ -112,26 +112,13 @@ class RunResult:
 def read_requirements(path: Path) -> str:
     """The requirements text; `RunError` if it is missing, empty, binary or too big."""
     try:
-        data = path.read_bytes()
+        text = inputfile.read_text(path, "requirements")
     except FileNotFoundError:
         raise RunError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise RunError(f"{path}: is a folder, not a requirements file") from None
-    except OSError as err:
-        raise RunError(f"{path}: cannot read: {err.strerror}") from None
-    if b"\0" in data:
-        raise RunError(f"{path}: not a text file (it holds NUL bytes)")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RunError(f"{path}: not UTF-8 text") from None
+    except inputfile.InputFileError as err:
+        raise RunError(str(err)) from None
     if not text.strip():
         raise RunError(f"{path}: is empty: write what to build in it")
-    if len(data) > MAX_REQUIREMENTS_BYTES:
-        raise RunError(
-            f"{path}: {len(data)} bytes, more than the {MAX_REQUIREMENTS_BYTES} a prompt can "
-            "carry: shorten it"
-        )
     return text
 
 
@@ -180,8 +167,10 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
     requirements = read_requirements(options.requirements)
     settings = config.load_settings(project.root)
     if options.max_workers is not None:
-        if options.max_workers < 1:
-            raise RunError(f"--max-workers must be at least 1, not {options.max_workers}")
+        if not 1 <= options.max_workers <= config.MAX_WORKERS:
+            raise RunError(
+                f"--max-workers must be from 1 to {config.MAX_WORKERS}, not {options.max_workers}"
+            )
         settings = dataclasses.replace(settings, max_workers=options.max_workers)
     for name in ROLE_NAMES:
         try:
