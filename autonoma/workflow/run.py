@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from autonoma import config
+from autonoma import config, inputfile
 from autonoma import project as project_module
 from autonoma.agents.auth import AuthError, check_auth
-from autonoma.agents.command import isolation_args
+from autonoma.agents.command import isolation_args, root_bypass_problem
 from autonoma.agents.environment import child_env
 from autonoma.agents.executable import find_claude
 from autonoma.agents.port import CLAUDE_NOT_FOUND
-from autonoma import inputfile
 from autonoma.agents.roles import ROLE_NAMES, RoleError, load_role
 from autonoma.hints import endpoint_of, endpoint_text, resume_command, start_command
 from autonoma.journal import reader
@@ -40,6 +39,7 @@ from autonoma.sim import ScenarioError, SimServer, load_scenario
 from autonoma.system import JOURNAL, ROOT, StartError, System, start
 from autonoma.vcs import excludes, workspace
 from autonoma.vcs.workspace import VcsError
+from autonoma.workflow import prompts
 from autonoma.workflow.crew import AgentRefs, crew_spec
 from autonoma.workflow.governor import GOVERNOR, Governor
 from autonoma.workflow.merge_queue import MERGE_QUEUE, MergeQueue
@@ -174,13 +174,25 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
         settings = dataclasses.replace(settings, max_workers=options.max_workers)
     for name in ROLE_NAMES:
         try:
-            load_role(name, project.root)
+            role = load_role(name, project.root)
         except RoleError as err:
             raise RunError(str(err)) from None
+        problem = prompts.role_problem(role)
+        if problem is not None:
+            raise RunError(problem)
+        problem = root_bypass_problem(role, settings, os.environ, os.geteuid())
+        if problem is not None:
+            # The setting is the user's to change (exit 2); a role file's mode is the file's.
+            if settings.dangerously_skip_permissions:
+                raise config.ConfigError(f"AUTONOMA_DANGEROUSLY_SKIP_PERMISSIONS: {problem}")
+            raise RunError(problem)
     try:
+        problem = workspace.repository_problem(project.root)
         dirty = workspace.dirty_files(project.root, untracked=False)
     except VcsError as err:
         raise RunError(str(err)) from None
+    if problem is not None:
+        raise RunError(problem)
     if dirty:
         shown = ", ".join(dirty[:5]) + (", ..." if len(dirty) > 5 else "")
         raise RunError(
@@ -190,9 +202,11 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
         )
     claude = find_claude(settings)
     if claude is None and settings.claude_path:
-        raise RunError(
+        configured = Path(settings.claude_path).expanduser()
+        what = "is a folder" if configured.is_dir() else "no executable file there"
+        raise config.ConfigError(
             f"claude_path {settings.claude_path!r} (AUTONOMA_CLAUDE_PATH or config.toml): "
-            "no executable file there"
+            f"{what}: name the claude executable"
         )
     if claude is None:
         raise RunError(CLAUDE_NOT_FOUND)
