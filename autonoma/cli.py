@@ -42,6 +42,10 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as err:
+            # A bad option or argument: one line, like every other bad input (exit 2).
+            path = err.ctx.command_path if err.ctx is not None else ctx.command_path
+            fail(f"{err.format_message()} (see `{path} --help`)", 2)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except tuple(_USER_ERRORS) as err:
