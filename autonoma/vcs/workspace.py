@@ -158,8 +158,8 @@ def repository_problem(repo_path: Path) -> str | None:
     """What in the user's repository would break a run (one line), or None. Changes nothing.
 
     A branch named ``autonoma`` makes every ``autonoma/...`` ref impossible (git cannot
-    have both), and an ``autonoma/integration`` on history unrelated to the checked-out branch would be
-    adopted as it is: tasks would merge into it and the branch would never move.
+    have both), and an ``autonoma/integration`` on history unrelated to the checked-out
+    branch would be adopted as it is: tasks would merge into it, the branch never moves.
     """
     repo = _open(repo_path)
     where = _where(repo)
