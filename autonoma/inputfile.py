@@ -18,6 +18,8 @@ LIMITS: dict[str, int] = {
     "config": 1_000_000,
     "role": 1_000_000,
     "scenario": 64_000_000,
+    "standards": 1_000_000,  # .autonoma/CLAUDE.md
+    "exclude": 1_000_000,  # .autonoma/exclude, the user's git excludes file
 }
 
 

@@ -122,6 +122,17 @@ def read_requirements(path: Path) -> str:
     return text
 
 
+def _read_standards(project: Project) -> str:
+    """The project's CLAUDE.md; `InputFileError` if unreadable.
+
+    When there is none, the one `project_module.init` is about to write.
+    """
+    try:
+        return inputfile.read_text(project.claude_md, "standards")
+    except FileNotFoundError:
+        return project_module.CLAUDE_MD
+
+
 def _same_endpoint(recorded: str, endpoint: str) -> bool:
     if not recorded or recorded == endpoint:
         return True  # "": a journal from before runs recorded it
@@ -216,6 +227,11 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
             scenario = load_scenario(options.scenario)
         except ScenarioError as err:
             raise RunError(str(err)) from None
+    try:
+        claude_md = _read_standards(project)
+        excludes.project_rules(project.root)
+    except inputfile.InputFileError as err:
+        raise RunError(str(err)) from None
     # Every check passed: from here on, things are made (a first commit in an empty
     # repository, .autonoma/, the lock).
     try:
@@ -242,7 +258,6 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
                     f"{project.root}: run {run_id} moves branch {main}, which is gone: "
                     f"recreate it, or start over with --new"
                 ) from None
-        claude_md = project.claude_md.read_text("utf-8") if project.claude_md.exists() else ""
         sim: SimServer | None = None
         parent = dict(os.environ)
         if options.path_prefix:

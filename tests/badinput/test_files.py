@@ -11,7 +11,7 @@ import pytest
 
 from autonoma import inputfile
 from autonoma.resources import packaged
-from tests.badinput.conftest import Cli
+from tests.badinput.conftest import SCENARIO, Cli
 
 DEEP_TOML = "a = " + "[" * 5000 + "]" * 5000 + "\n"
 
@@ -114,3 +114,19 @@ def test_role_json_schema_nested_5000_deep(cli: Cli, project: Path, requirements
     deep = '{"items": ' * 5000 + "{}" + "}" * 5000
     path.write_text(_qa_role('"test_command": {"type": "string"}', f'"test_command": {deep}'))
     cli.refused("start", str(requirements), code=1, says=f"{path}: front matter or 'schema' nested")
+
+
+@pytest.mark.parametrize("name", ["CLAUDE.md", "exclude"])
+def test_project_standards_and_excludes_that_are_fifos(
+    name: str, cli: Cli, project: Path, requirements: Path
+) -> None:
+    path = project / ".autonoma" / name
+    os.mkfifo(path)
+    cli.refused(
+        "start",
+        str(requirements),
+        "--scenario",
+        str(SCENARIO),
+        code=1,
+        says=f"{path}: not a regular file (a fifo)",
+    )
