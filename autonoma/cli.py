@@ -43,6 +43,10 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as err:
+            # A bad option or argument: one line, like every other bad input (exit 2).
+            path = err.ctx.command_path if err.ctx is not None else ctx.command_path
+            fail(f"{err.format_message()} (see `{path} --help`)", 2)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except tuple(_USER_ERRORS) as err:
@@ -101,6 +105,15 @@ _WORKERS = click.option(
 )
 
 
+def _check_workers(max_workers: int) -> None:
+    """Exit 2 with one line unless ``max_workers`` is within 1..MAX_WORKERS."""
+    if not 1 <= max_workers <= config.MAX_WORKERS:
+        fail(
+            f"--max-workers must be from 1 to {config.MAX_WORKERS}, not {max_workers}",
+            2,
+        )
+
+
 def _run_company(proj: project.Project, options: Any) -> None:
     """Prepare, run with the live progress view, print the end; exit 0 only when done."""
     from autonoma.progress import Progress
@@ -148,8 +161,8 @@ def start(
 
     if tui:
         fail("the TUI is not built yet: use --no-tui", 2)
-    if max_workers is not None and max_workers < 1:
-        fail(f"--max-workers must be at least 1, not {max_workers}", 2)
+    if max_workers is not None:
+        _check_workers(max_workers)
     proj = project.find(_here())  # initialised by the run, once every check passed
     _run_company(
         proj,
@@ -184,8 +197,7 @@ def demo(sample: str, where: Path | None, max_workers: int) -> None:
     from autonoma import demo as demo_mod
     from autonoma.workflow.run import RunOptions
 
-    if max_workers < 1:
-        fail(f"--max-workers must be at least 1, not {max_workers}", 2)
+    _check_workers(max_workers)
     folder = demo_mod.sample_dir(sample)
     root = demo_mod.make_repository(folder, None if where is None else where.absolute())
     click.echo(f"Demo project: {root} (a copy of {folder}; the model is simulated: no network)")
@@ -228,12 +240,20 @@ def status(as_json: bool) -> None:
     click.echo(report.state_json(state) if as_json else report.state_text(state))
 
 
+# SQLite's LIMIT is a signed 64-bit integer: past it, an OverflowError.
+_MAX_LIMIT = 2**63 - 1
+
+
 @main.command()
 @click.option(
     "--agent", "agent", metavar="ID", help="Only what this agent or actor sent or received."
 )
 @click.option(
-    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Last N messages."
+    "--limit",
+    type=click.IntRange(min=1, max=_MAX_LIMIT),
+    default=50,
+    show_default=True,
+    help="Last N messages.",
 )
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new messages as they arrive.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")

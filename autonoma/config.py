@@ -16,6 +16,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from autonoma import inputfile
+
 
 class ConfigError(Exception):
     """A setting is invalid; the message is one line naming the variable or file."""
@@ -48,13 +50,15 @@ class Settings:
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: its TOML key, its kind, its lower bound and what it means."""
+    """One setting: its TOML key, its kind, its bounds and what it means."""
 
     key: str
     kind: type
     doc: str
     minimum: float | None = None
     exclusive_minimum: bool = False
+    maximum: float | None = None
+    """The upper bound (inclusive); a float is always finite besides."""
     word: bool = False
     """A str that must be one word (no spaces); with ``optional``, "" is allowed too."""
     optional: bool = False
@@ -71,6 +75,11 @@ class Option:
         """Its default, from `Settings`."""
         return getattr(Settings(), self.key)
 
+
+# Upper bounds: far above any real use, below what exhausts the machine (threads and
+# memory per worker) or turns a limit off (a timeout of inf never fires).
+MAX_WORKERS = 64
+_WEEK = 7 * 24 * 3600.0
 
 OPTIONS: tuple[Option, ...] = (
     Option(
@@ -94,8 +103,14 @@ OPTIONS: tuple[Option, ...] = (
         "Let agents load your own Claude settings (~/.claude: hooks, MCP servers, CLAUDE.md); "
         "off: only the project's .claude settings and CLAUDE.md apply.",
     ),
-    Option("max_workers", int, "Developer agents working at once.", minimum=1),
-    Option("max_retries", int, "Attempts after the first before a task is escalated.", minimum=0),
+    Option("max_workers", int, "Developer agents working at once.", minimum=1, maximum=MAX_WORKERS),
+    Option(
+        "max_retries",
+        int,
+        "Attempts after the first before a task is escalated.",
+        minimum=0,
+        maximum=100,
+    ),
     Option(
         "task_timeout",
         float,
@@ -103,6 +118,7 @@ OPTIONS: tuple[Option, ...] = (
         "(a role file's `timeout` wins).",
         minimum=0,
         exclusive_minimum=True,
+        maximum=_WEEK,
     ),
     Option(
         "turn_idle_timeout",
@@ -111,38 +127,60 @@ OPTIONS: tuple[Option, ...] = (
         "is stopped (a role file's `idle_timeout` wins).",
         minimum=0,
         exclusive_minimum=True,
+        maximum=_WEEK,
     ),
     Option(
         "dangerously_skip_permissions",
         bool,
         "Pass --dangerously-skip-permissions to claude (off: explicit allowed tools).",
     ),
-    Option("restart_intensity", int, "Restarts a supervisor allows within the period.", minimum=0),
+    Option(
+        "restart_intensity",
+        int,
+        "Restarts a supervisor allows within the period.",
+        minimum=0,
+        maximum=1000,
+    ),
     Option(
         "restart_period",
         float,
         "Seconds of the sliding window restarts are counted in.",
         minimum=0,
         exclusive_minimum=True,
+        maximum=_WEEK,
     ),
-    Option("journal_batch_size", int, "Messages per journal group commit, at most.", minimum=1),
+    Option(
+        "journal_batch_size",
+        int,
+        "Messages per journal group commit, at most.",
+        minimum=1,
+        maximum=100_000,
+    ),
     Option(
         "journal_batch_ms",
         float,
         "Milliseconds a journal batch may wait before it is committed.",
         minimum=0,
         exclusive_minimum=True,
+        maximum=1000,
     ),
     Option(
         "claude_path", str, "The claude executable (empty: the project-local install, then PATH)."
     ),
-    Option("budget_usd", float, "Cost cap of a whole run in USD (0: no cap).", minimum=0),
+    Option(
+        "budget_usd",
+        float,
+        "Cost cap of a whole run in USD (0: no cap).",
+        minimum=0,
+        maximum=1_000_000,
+    ),
     Option(
         "task_budget_usd",
         float,
         "Cost cap of one task in USD over all its turns; each turn gets what is left "
         "as --max-budget-usd (0: no cap).",
         minimum=0,
+        maximum=1_000_000,
     ),
     Option(
         "setup_command",
@@ -171,6 +209,7 @@ OPTIONS: tuple[Option, ...] = (
         "Seconds the merge gate's tests, or one set-up command, may run.",
         minimum=0,
         exclusive_minimum=True,
+        maximum=_WEEK,
     ),
 )
 
@@ -197,10 +236,21 @@ def _describe(option: Option) -> str:
     if option.minimum is None:
         return noun if option.kind is not str else "text"
     bound = f"> {option.minimum:g}" if option.exclusive_minimum else f">= {option.minimum:g}"
-    return f"{noun} {bound}"
+    top = "" if option.maximum is None else f" and <= {_number(option.maximum)}"
+    return f"{noun} {bound}{top}"
+
+
+def _number(value: float) -> str:
+    """A bound as a reader writes it: 1000000, not 1e+06."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _check_bound(option: Option, value: float) -> bool:
+    # NaN fails every comparison but would pass a "not below" test; inf is no bound.
+    if not math.isfinite(value):
+        return False
+    if option.maximum is not None and value > option.maximum:
+        return False
     if option.minimum is None:
         return True
     return value > option.minimum if option.exclusive_minimum else value >= option.minimum
@@ -245,7 +295,7 @@ def _from_text(option: Option, text: str) -> Any:
         value: float = int(text) if option.kind is int else float(text)
     except ValueError:
         return None
-    return value if not math.isnan(value) and _check_bound(option, value) else None
+    return value if _check_bound(option, value) else None
 
 
 def _from_toml(option: Option, value: Any) -> Any:
@@ -266,17 +316,17 @@ def _from_toml(option: Option, value: Any) -> Any:
 def read_toml(path: Path) -> dict[str, Any]:
     """The settings in a config.toml (empty when there is none), checked key by key."""
     try:
-        raw = path.read_bytes()
+        text = inputfile.read_text(path, "config")
     except FileNotFoundError:
         return {}
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    except inputfile.InputFileError as err:
+        raise ConfigError(str(err)) from None
     try:
-        table = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
+        table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deep") from None
     values: dict[str, Any] = {}
     for key, value in table.items():
         option = _BY_KEY.get(key)
@@ -344,7 +394,10 @@ def commented_defaults() -> str:
         "",
     ]
     for option in OPTIONS:
-        lines.append(f"# {option.doc}")
+        lines.append(
+            f"# {option.doc}"
+            + ("" if option.maximum is None else f" At most {_number(option.maximum)}.")
+        )
         lines.append(f"# {option.key} = {_toml_literal(option.default)}")
         lines.append("")
     return "\n".join(lines)
@@ -355,5 +408,8 @@ def markdown_table() -> str:
     rows = ["| Variable | config.toml key | Default | Meaning |", "| --- | --- | --- | --- |"]
     for option in OPTIONS:
         default = _toml_literal(option.default)
-        rows.append(f"| `{option.env}` | `{option.key}` | `{default}` | {option.doc} |")
+        doc = option.doc + (
+            "" if option.maximum is None else f" At most {_number(option.maximum)}."
+        )
+        rows.append(f"| `{option.env}` | `{option.key}` | `{default}` | {doc} |")
     return "\n".join(rows)

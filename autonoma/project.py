@@ -234,9 +234,20 @@ def _holder_pid(fd: int) -> int:
 def find(start: Path) -> Project:
     """The project whose git working tree contains ``start``."""
     try:
-        return Project(repo.find_root(start))
+        project = Project(repo.find_root(start))
     except repo.NotARepository as err:
         raise ProjectError(str(err)) from None
+    _check_folder(project)
+    return project
+
+
+def _check_folder(project: Project) -> None:
+    """`ProjectError` if something other than a folder is where ``.autonoma/`` goes."""
+    where = project.dir
+    if where.exists() and not where.is_dir():
+        raise ProjectError(
+            f"{where}: is a file, where Autonoma keeps its folder: rename or remove it"
+        )
 
 
 def require_initialised(start: Path) -> Project:
@@ -253,6 +264,8 @@ def init(start: Path, git_init: bool = False) -> tuple[Project, list[str]]:
     """Create what is missing of ``.autonoma/``; returns the project and what was created."""
     try:
         root = repo.find_root(start)
+    except repo.NotOwned as err:
+        raise ProjectError(str(err)) from None
     except repo.NotARepository as err:
         if not git_init:
             raise ProjectError(
@@ -260,6 +273,7 @@ def init(start: Path, git_init: bool = False) -> tuple[Project, list[str]]:
             ) from None
         root = repo.init_repository(start)
     project = Project(root)
+    _check_folder(project)
     created: list[str] = []
     for folder in (project.dir, project.logs, project.worktrees, project.actors):
         if not folder.is_dir():

@@ -86,8 +86,8 @@ def test_a_bad_setting_is_one_line_and_exit_2(git_repo: Path, clean_env: dict[st
         )
         assert result.returncode == 2
         assert (
-            result.stderr
-            == f"autonoma: AUTONOMA_MAX_WORKERS={env_value!r}: must be a whole number >= 1\n"
+            result.stderr == f"autonoma: AUTONOMA_MAX_WORKERS={env_value!r}: "
+            "must be a whole number >= 1 and <= 64\n"
         )
         assert "Traceback" not in result.stdout + result.stderr
 

@@ -53,6 +53,30 @@ def role_line(role: str, task_id: str | None) -> str:
     return f"ROLE: {role}" if task_id is None else f"ROLE: {role} TASK: {task_id}"
 
 
+def root_bypass_problem(
+    role: Role, settings: Settings, env: Mapping[str, str], euid: int
+) -> str | None:
+    """Why claude would refuse this role's permissions for user ``euid``, or None.
+
+    claude refuses to skip permission checks as root unless IS_SANDBOX=1 is set; the
+    run checks this at start, so that it is one line, not a failed turn per agent.
+    """
+    skip = settings.dangerously_skip_permissions
+    bypass = skip or role.permission_mode == "bypassPermissions"
+    if not bypass or euid != 0 or env.get("IS_SANDBOX") == "1":
+        return None
+    what = (
+        "--dangerously-skip-permissions"
+        if skip
+        else f"permission_mode bypassPermissions (role file {role.path})"
+    )
+    return (
+        f"claude refuses {what} when run as root: set IS_SANDBOX=1 if this is a "
+        "disposable sandbox, or turn it off (unset AUTONOMA_DANGEROUSLY_SKIP_PERMISSIONS; "
+        "roles then run with --permission-mode acceptEdits and their allowed tools)"
+    )
+
+
 def build_argv(
     claude: Path,
     role: Role,
@@ -90,19 +114,10 @@ def build_argv(
             "more than one command-line argument may hold: shorten what it includes"
         )
 
+    problem = root_bypass_problem(role, settings, env, os.geteuid())
+    if problem is not None:
+        raise CommandError(problem)
     skip = settings.dangerously_skip_permissions
-    bypass = skip or role.permission_mode == "bypassPermissions"
-    if bypass and os.geteuid() == 0 and env.get("IS_SANDBOX") != "1":
-        what = (
-            "--dangerously-skip-permissions"
-            if skip
-            else f"permission_mode bypassPermissions (role file {role.path})"
-        )
-        raise CommandError(
-            f"claude refuses {what} when run as root: set IS_SANDBOX=1 if this is a "
-            "disposable sandbox, or turn it off (unset AUTONOMA_DANGEROUSLY_SKIP_PERMISSIONS; "
-            "roles then run with --permission-mode acceptEdits and their allowed tools)"
-        )
 
     argv = [str(claude), "-p", "--output-format", "stream-json", "--verbose"]
     argv += ["--resume", session_id] if resume else ["--session-id", session_id]

@@ -32,6 +32,7 @@ from typing import Any
 
 import jsonschema
 
+from autonoma import inputfile
 from autonoma.config import Settings
 from autonoma.resources import packaged
 
@@ -112,18 +113,24 @@ def load_role(name: str, project_dir: Path | None = None) -> Role:
     """The role ``name``: ``.autonoma/actors/<name>.md`` of the project over the packaged one."""
     path = role_path(name, project_dir)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = inputfile.read_text(path, "role")
     except FileNotFoundError:
         raise RoleError(f"{path}: no such role file (role '{name}')") from None
-    except UnicodeDecodeError:
-        raise RoleError(f"{path}: not UTF-8 text") from None
-    except OSError as err:
-        raise RoleError(f"{path}: cannot read: {err.strerror}") from None
+    except inputfile.InputFileError as err:
+        raise RoleError(str(err)) from None
     return parse_role(name, path, text)
 
 
 def parse_role(name: str, path: Path, text: str) -> Role:
-    """A role from the text of its file; ``path`` names the file in errors."""
+    """A role from the text of its file; ``path`` names the file in errors (`RoleError`)."""
+    try:
+        return _parse_role(name, path, text)
+    except RecursionError:
+        # TOML front matter or a JSON schema nested thousands deep.
+        raise RoleError(f"{path}: front matter or 'schema' nested too deep") from None
+
+
+def _parse_role(name: str, path: Path, text: str) -> Role:
 
     def fail(problem: str) -> RoleError:
         return RoleError(f"{path}: {' '.join(problem.split())}")

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autonoma import inputfile
+
 STRUCTURED_OUTPUT_NUDGE = "[structured-output-enforce]"
 """How claude's synthetic prompt starts when a ``--json-schema`` turn ended without the
 StructuredOutput call (it sends it once, then ends the turn without a structured answer)."""
@@ -376,6 +378,8 @@ def loads_scenario(text: str, source: str = "<scenario>") -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ScenarioError(f"{source}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise ScenarioError(f"{source}: not valid TOML: nested too deep") from None
     return parse_scenario(data, source)
 
 
@@ -383,9 +387,9 @@ def load_scenario(path: str | Path) -> Scenario:
     """Read and check a scenario file; raises ScenarioError with a one-line message."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ScenarioError(f"{path}: cannot read: {err.strerror or err}") from None
-    except UnicodeDecodeError:
-        raise ScenarioError(f"{path}: not UTF-8 text") from None
+        text = inputfile.read_text(path, "scenario")
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: cannot read: no such file") from None
+    except inputfile.InputFileError as err:
+        raise ScenarioError(str(err)) from None
     return loads_scenario(text, str(path))

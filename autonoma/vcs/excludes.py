@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pygit2
 
+from autonoma import inputfile
+
 # Relative to the project's root, like the rest of Autonoma's files.
 PROJECT_EXCLUDE = Path(".autonoma") / "exclude"
 
@@ -217,9 +219,12 @@ class Excludes:
 
 
 def project_rules(root: Path) -> str:
-    """The text of the project's ``.autonoma/exclude``; the defaults when it is missing."""
+    """The text of the project's ``.autonoma/exclude``; the defaults when it is missing.
+
+    Raises `inputfile.InputFileError` when it is not a readable, bounded text file.
+    """
     try:
-        return (root / PROJECT_EXCLUDE).read_text("utf-8")
+        return inputfile.read_text(root / PROJECT_EXCLUDE, "exclude")
     except FileNotFoundError:
         return DEFAULT_RULES
 
@@ -247,8 +252,8 @@ def agent_excludes(root: Path, target: Path) -> Path:
     user = user_excludes_file(root)
     if user is not None:
         # Often there is none; an unreadable one is skipped like git skips it.
-        with contextlib.suppress(OSError, UnicodeDecodeError):
-            parts.append(f"# from {user}\n{user.read_text('utf-8')}\n")
+        with contextlib.suppress(OSError, inputfile.InputFileError):
+            parts.append(f"# from {user}\n{inputfile.read_text(user, 'exclude')}\n")
     parts.append(f"# from {root / PROJECT_EXCLUDE}\n{project_rules(root)}")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("".join(parts), "utf-8")

@@ -12,12 +12,28 @@ class NotARepository(Exception):
     """The folder is not inside a git repository with a working tree."""
 
 
+class NotOwned(NotARepository):
+    """The repository belongs to another user, and git (and libgit2) refuse to use it."""
+
+
 def find_root(start: Path) -> Path:
     """The working-tree root of the git repository that contains ``start``."""
-    found = pygit2.discover_repository(str(start))
-    if found is None:
-        raise NotARepository(f"not a git repository: {start}")
-    repo = pygit2.Repository(found)
+    found: str | None = None
+    try:
+        found = pygit2.discover_repository(str(start))
+        if found is None:
+            raise NotARepository(f"not a git repository: {start}")
+        repo = pygit2.Repository(found)
+    except pygit2.GitError as err:
+        if "not owned by current user" in str(err):
+            # git's safe.directory check (CVE-2022-24765): libgit2 applies it too.
+            where = Path(found or start).resolve()
+            where = where.parent if where.name == ".git" else where
+            raise NotOwned(
+                f"{where}: the repository is owned by another user and git refuses it: run as "
+                f"its owner, or trust it with `git config --global --add safe.directory {where}`"
+            ) from None
+        raise NotARepository(f"{start}: cannot open the git repository: {err}") from None
     if repo.is_bare or repo.workdir is None:
         raise NotARepository(f"a bare git repository has no working tree: {start}")
     return Path(repo.workdir).resolve()

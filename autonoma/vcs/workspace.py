@@ -154,6 +154,38 @@ def remove_untracked(worktree: Path, pattern: re.Pattern[str]) -> list[str]:
     return removed
 
 
+def repository_problem(repo_path: Path) -> str | None:
+    """What in the user's repository would break a run (one line), or None. Changes nothing.
+
+    A branch named ``autonoma`` makes every ``autonoma/...`` ref impossible (git cannot
+    have both), and an ``autonoma/integration`` on history unrelated to the checked-out
+    branch would be adopted as it is: tasks would merge into it, the branch never moves.
+    """
+    repo = _open(repo_path)
+    where = _where(repo)
+    if repo.references.get("refs/heads/autonoma") is not None:
+        return (
+            f"{where}: a branch named 'autonoma' blocks Autonoma's autonoma/... branches: "
+            "rename it (git branch -m autonoma <new-name>)"
+        )
+    existing = repo.references.get(_ref_name(INTEGRATION_BRANCH))
+    if existing is None or repo.head_is_detached:
+        return None
+    branch = str(repo.lookup_reference("HEAD").target).removeprefix("refs/heads/")
+    try:
+        integration = existing.peel(pygit2.Commit).id
+    except (ValueError, pygit2.GitError):
+        integration = None
+    head = None if repo.head_is_unborn else repo.head.peel(pygit2.Commit).id
+    if integration is None or head is None or repo.merge_base(head, integration) is None:
+        return (
+            f"{where}: branch {INTEGRATION_BRANCH} shares no history with {branch}, so a "
+            f"run would never move {branch}: delete it (git branch -D {INTEGRATION_BRANCH}) "
+            "or rename it (git branch -m), then start again (--new does not help)"
+        )
+    return None
+
+
 def ensure_integration(repo_path: Path, main: str) -> str:
     """Create or fast-forward the integration branch from ``main``; return its head."""
     repo = _open(repo_path)

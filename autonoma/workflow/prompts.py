@@ -24,6 +24,43 @@ def bullets(items: Sequence[str]) -> str:
     return "\n".join(f"- {item}" for item in items) if items else NONE
 
 
+_TASK_FIELDS = frozenset({"task_id", "task_title", "spec", "acceptance", "files", "claude_md"})
+
+GIVEN: dict[str, frozenset[str]] = {
+    "ceo": frozenset({"requirements", "claude_md"}),
+    "staff_engineer": frozenset({"requirements", "plan", "claude_md"}),
+    "developer": _TASK_FIELDS | {"feedback", "commands"},
+    "qa": _TASK_FIELDS
+    | {"base_ref", "attempt", "test_command", "developer_report", "previous_review"},
+}
+"""The placeholders each role's prompt is filled with (the functions below give them)."""
+
+# Their answers are read as structured output: without a schema there is nothing to read.
+NEEDS_SCHEMA = frozenset({"ceo", "staff_engineer", "qa"})
+
+
+def role_problem(role: Role) -> str | None:
+    """Why a role file cannot be used by a run (one line naming the file), or None.
+
+    Checked at start, before any agent runs: a placeholder nobody fills, or a role whose
+    answer is read as structured output without a schema, would fail only mid-run.
+    """
+    unknown = sorted(role.placeholders - GIVEN.get(role.name, frozenset()))
+    if unknown:
+        names = ", ".join(f"${name}" for name in unknown)
+        known = ", ".join(f"${name}" for name in sorted(GIVEN.get(role.name, ())))
+        return (
+            f"{role.path}: the prompt uses {names}, which Autonoma never fills for the "
+            f"{role.name} role (it gives {known}; write $$ for a literal $)"
+        )
+    if role.name in NEEDS_SCHEMA and role.schema is None:
+        return (
+            f"{role.path}: the {role.name} role needs a 'schema' (its answer is read as "
+            "structured output): copy it from the packaged role file"
+        )
+    return None
+
+
 def ceo_prompt(role: Role, requirements: str, claude_md: str) -> str:
     """The CEO's planning turn."""
     return render(role, requirements=requirements, claude_md=claude_md or NONE)

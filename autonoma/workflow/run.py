@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from autonoma import config
+from autonoma import config, inputfile
 from autonoma import project as project_module
 from autonoma.agents.auth import AuthError, check_auth
-from autonoma.agents.command import isolation_args
+from autonoma.agents.command import isolation_args, root_bypass_problem
 from autonoma.agents.environment import child_env
 from autonoma.agents.executable import find_claude
 from autonoma.agents.port import CLAUDE_NOT_FOUND
@@ -39,6 +39,7 @@ from autonoma.sim import ScenarioError, SimServer, load_scenario
 from autonoma.system import JOURNAL, ROOT, StartError, System, start
 from autonoma.vcs import excludes, workspace
 from autonoma.vcs.workspace import VcsError
+from autonoma.workflow import prompts
 from autonoma.workflow.crew import AgentRefs, crew_spec
 from autonoma.workflow.governor import GOVERNOR, Governor
 from autonoma.workflow.merge_queue import MERGE_QUEUE, MergeQueue
@@ -48,7 +49,6 @@ from autonoma.workflow.setup import cache_env
 _RUN_CRITICAL = frozenset({JOURNAL, GOVERNOR, MERGE_QUEUE, ORCHESTRATOR})
 """Children of the root without which the run cannot go on."""
 
-MAX_REQUIREMENTS_BYTES = 100_000
 """More than the CEO's prompt can carry in one argv string, with the template around it."""
 
 
@@ -112,27 +112,25 @@ class RunResult:
 def read_requirements(path: Path) -> str:
     """The requirements text; `RunError` if it is missing, empty, binary or too big."""
     try:
-        data = path.read_bytes()
+        text = inputfile.read_text(path, "requirements")
     except FileNotFoundError:
         raise RunError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise RunError(f"{path}: is a folder, not a requirements file") from None
-    except OSError as err:
-        raise RunError(f"{path}: cannot read: {err.strerror}") from None
-    if b"\0" in data:
-        raise RunError(f"{path}: not a text file (it holds NUL bytes)")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RunError(f"{path}: not UTF-8 text") from None
+    except inputfile.InputFileError as err:
+        raise RunError(str(err)) from None
     if not text.strip():
         raise RunError(f"{path}: is empty: write what to build in it")
-    if len(data) > MAX_REQUIREMENTS_BYTES:
-        raise RunError(
-            f"{path}: {len(data)} bytes, more than the {MAX_REQUIREMENTS_BYTES} a prompt can "
-            "carry: shorten it"
-        )
     return text
+
+
+def _read_standards(project: Project) -> str:
+    """The project's CLAUDE.md; `InputFileError` if unreadable.
+
+    When there is none, the one `project_module.init` is about to write.
+    """
+    try:
+        return inputfile.read_text(project.claude_md, "standards")
+    except FileNotFoundError:
+        return project_module.CLAUDE_MD
 
 
 def _same_endpoint(recorded: str, endpoint: str) -> bool:
@@ -180,18 +178,32 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
     requirements = read_requirements(options.requirements)
     settings = config.load_settings(project.root)
     if options.max_workers is not None:
-        if options.max_workers < 1:
-            raise RunError(f"--max-workers must be at least 1, not {options.max_workers}")
+        if not 1 <= options.max_workers <= config.MAX_WORKERS:
+            raise RunError(
+                f"--max-workers must be from 1 to {config.MAX_WORKERS}, not {options.max_workers}"
+            )
         settings = dataclasses.replace(settings, max_workers=options.max_workers)
     for name in ROLE_NAMES:
         try:
-            load_role(name, project.root)
+            role = load_role(name, project.root)
         except RoleError as err:
             raise RunError(str(err)) from None
+        problem = prompts.role_problem(role)
+        if problem is not None:
+            raise RunError(problem)
+        problem = root_bypass_problem(role, settings, os.environ, os.geteuid())
+        if problem is not None:
+            # The setting is the user's to change (exit 2); a role file's mode is the file's.
+            if settings.dangerously_skip_permissions:
+                raise config.ConfigError(f"AUTONOMA_DANGEROUSLY_SKIP_PERMISSIONS: {problem}")
+            raise RunError(problem)
     try:
+        problem = workspace.repository_problem(project.root)
         dirty = workspace.dirty_files(project.root, untracked=False)
     except VcsError as err:
         raise RunError(str(err)) from None
+    if problem is not None:
+        raise RunError(problem)
     if dirty:
         shown = ", ".join(dirty[:5]) + (", ..." if len(dirty) > 5 else "")
         raise RunError(
@@ -201,9 +213,11 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
         )
     claude = find_claude(settings)
     if claude is None and settings.claude_path:
-        raise RunError(
+        configured = Path(settings.claude_path).expanduser()
+        what = "is a folder" if configured.is_dir() else "no executable file there"
+        raise config.ConfigError(
             f"claude_path {settings.claude_path!r} (AUTONOMA_CLAUDE_PATH or config.toml): "
-            "no executable file there"
+            f"{what}: name the claude executable"
         )
     if claude is None:
         raise RunError(CLAUDE_NOT_FOUND)
@@ -213,6 +227,11 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
             scenario = load_scenario(options.scenario)
         except ScenarioError as err:
             raise RunError(str(err)) from None
+    try:
+        claude_md = _read_standards(project)
+        excludes.project_rules(project.root)
+    except inputfile.InputFileError as err:
+        raise RunError(str(err)) from None
     # Every check passed: from here on, things are made (a first commit in an empty
     # repository, .autonoma/, the lock).
     try:
@@ -239,7 +258,6 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
                     f"{project.root}: run {run_id} moves branch {main}, which is gone: "
                     f"recreate it, or start over with --new"
                 ) from None
-        claude_md = project.claude_md.read_text("utf-8") if project.claude_md.exists() else ""
         sim: SimServer | None = None
         parent = dict(os.environ)
         if options.path_prefix:

@@ -482,7 +482,7 @@ BAD_STARTS = [
         _nothing,
         ["requirements.md", "--max-workers", "0"],
         {},
-        "--max-workers must be at least 1, not 0",
+        "--max-workers must be from 1 to 64, not 0",
     ),
     (
         "broken scenario",
