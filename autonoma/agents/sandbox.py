@@ -40,30 +40,36 @@ def _absolute(path: PurePosixPath, what: str) -> str:
 
 def sandbox_settings(
     workdir: PurePosixPath,
-    tmpdir: PurePosixPath,
+    tmpdir: PurePosixPath | None = None,
     *,
+    auto_allow_bash: bool = True,
     registries: bool = False,
     extra_domains: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The ``sandbox`` settings for one turn whose own folder is ``workdir``.
 
     Bash may write only in ``workdir`` (claude always allows its working
-    directory) and ``tmpdir`` (the turn's private temp folder, to be passed as
-    TMPDIR), and reach only ``extra_domains`` plus, with ``registries``, the
-    package registries. claude's own calls to the model API are not sandboxed
-    and need no entry. Raises ValueError for a relative path or one with ``..``.
+    directory), ``tmpdir`` if given (the turn's private temp folder, to be passed
+    as TMPDIR; claude's own TMPDIR ``/tmp/claude-<uid>`` is writable anyway, but
+    shared by every turn of the user), and reach only ``extra_domains`` plus,
+    with ``registries``, the package registries. claude's own calls to the
+    model API are not sandboxed and need no entry. ``auto_allow_bash``: run any Bash call without a
+    permission rule (sandboxed): only for roles whose tools include plain
+    ``Bash``; a role limited to ``Bash(git log:*)`` would be widened by it.
+    Raises ValueError for a relative path or one with ``..``.
     """
+    write = [_absolute(workdir, "folder")]
+    if tmpdir is not None:
+        write.append(_absolute(tmpdir, "temp folder"))
     domains = [*(REGISTRY_DOMAINS if registries else ()), *extra_domains]
     return {
         "sandbox": {
             "enabled": True,
             "failIfUnavailable": True,
             "allowUnsandboxedCommands": False,
-            "autoAllowBashIfSandboxed": True,
+            "autoAllowBashIfSandboxed": auto_allow_bash,
             "excludedCommands": [],
-            "filesystem": {
-                "allowWrite": [_absolute(workdir, "folder"), _absolute(tmpdir, "temp folder")]
-            },
+            "filesystem": {"allowWrite": write},
             # strictAllowlist: anything else is denied, never asked about.
             "network": {"allowedDomains": domains, "strictAllowlist": True},
         }

@@ -9,22 +9,29 @@ unconfined (docs/sandbox.md has the findings behind each).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 
+from autonoma.agents.environment import child_env
 from autonoma.agents.executable import LOCAL_INSTALL
+from autonoma.agents.roles import load_role
 from autonoma.agents.sandbox import (
     REGISTRY_DOMAINS,
     file_tool_rules,
     sandbox_settings,
     settings_arg,
 )
+from autonoma.agents.turn import Turn
+from autonoma.config import Settings
+from autonoma.runtime.bus import Bus
 from autonoma.sim import SimServer, loads_scenario
 
 CLAUDE = LOCAL_INSTALL / "claude"
@@ -36,6 +43,7 @@ T = PurePosixPath("/tmp/turn")
     ("kwargs", "write", "domains"),
     [
         ({}, ["/w/task", "/tmp/turn"], []),
+        ({"tmpdir": None}, ["/w/task"], []),
         ({"registries": True}, ["/w/task", "/tmp/turn"], list(REGISTRY_DOMAINS)),
         ({"extra_domains": ["localhost"]}, ["/w/task", "/tmp/turn"], ["localhost"]),
         (
@@ -46,13 +54,19 @@ T = PurePosixPath("/tmp/turn")
     ],
 )
 def test_settings_table(kwargs: dict[str, Any], write: list[str], domains: list[str]) -> None:
-    sandbox = sandbox_settings(W, T, **kwargs)["sandbox"]
+    sandbox = sandbox_settings(W, **{"tmpdir": T, **kwargs})["sandbox"]
     assert sandbox["enabled"] is True
     assert sandbox["failIfUnavailable"] is True
+    assert sandbox["autoAllowBashIfSandboxed"] is True
     assert sandbox["allowUnsandboxedCommands"] is False
     assert sandbox["excludedCommands"] == []
     assert sandbox["filesystem"] == {"allowWrite": write}
     assert sandbox["network"] == {"allowedDomains": domains, "strictAllowlist": True}
+
+
+def test_auto_allow_bash_off_for_narrow_roles() -> None:
+    sandbox = sandbox_settings(W, auto_allow_bash=False)["sandbox"]
+    assert sandbox["autoAllowBashIfSandboxed"] is False
 
 
 @pytest.mark.parametrize(
@@ -194,3 +208,39 @@ def test_no_bubblewrap_refuses_to_start(git_repo: Path, tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "bubblewrap (bwrap) not installed" in proc.stderr
     assert "Refusing to start without a working sandbox" in proc.stderr
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="make test installs bubblewrap")
+@pytest.mark.parametrize("sandbox", [True, False])
+def test_turn_with_the_sandbox_setting(sandbox: bool, git_repo: Path, tmp_path: Path) -> None:
+    """A developer's turn through `Turn` with ``sandbox`` on: its Bash cannot write
+    outside its folder (off: it can, which is what the setting changes)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    calls = [
+        ("Bash", {"command": "echo in > inside.txt", "description": "inside"}),
+        ("Bash", {"command": f"echo out > {outside}/bash.txt", "description": "outside"}),
+    ]
+    home = tmp_path / "home"
+    home.mkdir()
+    with SimServer(loads_scenario(_scenario(calls))) as sim:
+        bus = Bus(run_id="test")
+        turn = Turn(
+            bus,
+            agent_id="dev-1",
+            role=dataclasses.replace(load_role("developer"), schema=None),
+            prompt="go",
+            session_id=str(uuid.uuid4()),
+            resume=False,
+            cwd=git_repo,
+            settings=Settings(sandbox=sandbox),
+            env=child_env(dict(os.environ), sim_url=sim.url, config_dir=home),
+            claude=CLAUDE,
+            task_id="t1",
+        )
+        turn.start()
+        outcome = turn.wait(50)
+    assert outcome is not None and outcome.exit_code == 0 and not outcome.failed
+    assert (git_repo / "inside.txt").read_text() == "in\n"
+    assert (outside / "bash.txt").exists() is (not sandbox)
