@@ -13,7 +13,8 @@ Pure functions, no I/O. What they encode was checked with claude 2.1.331 on Linu
 - Permission rules for the file tools take absolute paths with a leading ``//``;
   ``Write(/abs/**)`` is relative to the settings file and matches nothing here.
 
-Not switched on for turns yet (see docs/sandbox.md, "Not done").
+Used by `Turn` only with the ``sandbox`` setting (off by default): docs/sandbox.md
+says what still breaks with it on.
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ def sandbox_settings(
     as TMPDIR; claude's own TMPDIR ``/tmp/claude-<uid>`` is writable anyway, but
     shared by every turn of the user), and reach only ``extra_domains`` plus,
     with ``registries``, the package registries. claude's own calls to the
-    model API are not sandboxed and need no entry. ``auto_allow_bash``: run any Bash call without a
-    permission rule (sandboxed): only for roles whose tools include plain
-    ``Bash``; a role limited to ``Bash(git log:*)`` would be widened by it.
+    model API are not sandboxed and need no entry. ``auto_allow_bash``: run
+    any Bash call without a permission rule (sandboxed): only for roles whose
+    tools include plain ``Bash``; a role limited to ``Bash(git log:*)`` would
+    be widened by it.
     Raises ValueError for a relative path or one with ``..``.
     """
     write = [_absolute(workdir, "folder")]
