@@ -6,7 +6,7 @@ CLAUDE_VERSION := 2.1.331
 CLAUDE_DIR := .tools/claude
 CLAUDE_BIN := $(CLAUDE_DIR)/node_modules/.bin/claude
 
-.PHONY: dev claude test lint format demo wheel clean-tools
+.PHONY: dev claude sandbox-deps test lint format demo wheel clean-tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,18 @@ $(CLAUDE_BIN):
 
 claude: $(CLAUDE_BIN)
 
-test: dev claude
+# Claude Code's sandbox needs bubblewrap and socat on Linux (docs/sandbox.md). Installed
+# with apt where missing and we are root (CI: Debian, as root); otherwise one line saying what to install.
+sandbox-deps:
+	@if [ "$$(uname -s)" = Linux ] && ! { command -v bwrap && command -v socat; } >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap socat; \
+		else \
+			echo "claude's sandbox needs bubblewrap and socat: sudo apt-get install bubblewrap socat" >&2; exit 1; \
+		fi; \
+	fi
+
+test: dev claude sandbox-deps
 	$(PY) -m pytest -q
 
 # A full offline run of the company on autonoma/examples/todo: simulated model, real claude.

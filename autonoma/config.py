@@ -36,6 +36,7 @@ class Settings:
     turn_idle_timeout: float = 600.0
     test_timeout: float = 1800.0
     dangerously_skip_permissions: bool = False
+    sandbox: bool = False
     restart_intensity: int = 3
     restart_period: float = 60.0
     journal_batch_size: int = 256
@@ -133,6 +134,12 @@ OPTIONS: tuple[Option, ...] = (
         "dangerously_skip_permissions",
         bool,
         "Pass --dangerously-skip-permissions to claude (off: explicit allowed tools).",
+    ),
+    Option(
+        "sandbox",
+        bool,
+        "Experimental: run agents' Bash in claude's own sandbox (bubblewrap and socat on "
+        "Linux): writes only in the turn's folder, no network (docs/sandbox.md).",
     ),
     Option(
         "restart_intensity",

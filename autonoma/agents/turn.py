@@ -12,11 +12,12 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from autonoma.agents.command import build_argv
 from autonoma.agents.port import Port, TimeoutKind
 from autonoma.agents.roles import Role
+from autonoma.agents.sandbox import sandbox_settings, settings_arg
 from autonoma.agents.stream import StreamDecoder, turn_failed
 from autonoma.config import Settings
 from autonoma.protocol import (
@@ -98,6 +99,15 @@ class Turn:
             child_env=env,
             budget_usd=budget_usd,
         )
+        if settings.sandbox:
+            # Before the options: --allowedTools takes several values and comes last.
+            # A role limited to e.g. Bash(git log:*) must not get every Bash call.
+            self.argv[1:1] = settings_arg(
+                sandbox_settings(
+                    PurePosixPath(self.cwd.resolve()),
+                    auto_allow_bash="Bash" in role.allowed_tools,
+                )
+            )
         self._finished: AgentTurnFinished | None = None
         self._tools: set[str] = set()
         """Tool calls made and not answered yet: a tool is running."""
