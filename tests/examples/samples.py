@@ -73,12 +73,12 @@ def tasks_of(scenario: Scenario) -> dict[str, dict[str, Any]]:
 
 def ancestors(tasks: Mapping[str, Mapping[str, Any]], task_id: str) -> set[str]:
     found: set[str] = set()
-    todo = list(tasks[task_id]["deps"])
-    while todo:
-        dep = todo.pop()
+    pending = list(tasks[task_id]["deps"])
+    while pending:
+        dep = pending.pop()
         if dep not in found:
             found.add(dep)
-            todo += tasks[dep]["deps"]
+            pending += tasks[dep]["deps"]
     return found
 
 

@@ -15,7 +15,7 @@ import re
 import shlex
 import subprocess
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,8 @@ from autonoma.agents.executable import LOCAL_INSTALL
 from autonoma.agents.roles import load_role, render
 from autonoma.config import Settings
 from autonoma.demo import sample_dir
-from autonoma.sim import RequestInfo, Rule, Scenario, SimServer, ToolCall, load_scenario
+from autonoma.sim import RequestInfo, Rule, Scenario, SimServer, load_scenario
+from tests.examples.samples import ancestors, rule_named, schema_errors, tools
 
 SAMPLE = sample_dir("todo")
 TEST_COMMAND = "python3 -m unittest discover -s tests -t ."
@@ -52,18 +53,8 @@ def scenario() -> Scenario:
     return load_scenario(SAMPLE / "scenario.toml")
 
 
-def rule_named(scenario: Scenario, name: str) -> Rule:
-    found = [rule for rule in scenario.rules if rule.name == name]
-    assert len(found) == 1, f"expected one rule named {name!r}"
-    return found[0]
-
-
 def rule_index(scenario: Scenario, name: str) -> int:
     return scenario.rules.index(rule_named(scenario, name))
-
-
-def tools(rule: Rule) -> list[ToolCall]:
-    return [tool for step in rule.steps for tool in step.tools]
 
 
 def structured_output(rule: Rule) -> dict[str, Any]:
@@ -118,37 +109,6 @@ _JSON_TYPES: dict[str, type | tuple[type, ...]] = {
     "number": (int, float),
     "integer": int,
 }
-
-
-def schema_errors(value: Any, schema: Mapping[str, Any], where: str = "$") -> list[str]:
-    """Every way ``value`` breaks ``schema`` (type, required, additionalProperties false,
-    properties, items, minItems, enum, pattern), one line each."""
-    kind = schema.get("type")
-    if kind is not None:
-        expected = _JSON_TYPES[kind]
-        if not isinstance(value, expected) or (kind != "boolean" and isinstance(value, bool)):
-            return [f"{where}: expected {kind}, got {type(value).__name__}"]
-    errors: list[str] = []
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{where}: {value!r} is not one of {schema['enum']}")
-    if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
-        errors.append(f"{where}: {value!r} does not match {schema['pattern']}")
-    if isinstance(value, list):
-        if len(value) < schema.get("minItems", 0):
-            errors.append(f"{where}: fewer than {schema['minItems']} items")
-        for index, item in enumerate(value):
-            errors += schema_errors(item, schema.get("items", {}), f"{where}[{index}]")
-    if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        errors += [
-            f"{where}: missing {key!r}" for key in schema.get("required", []) if key not in value
-        ]
-        if schema.get("additionalProperties") is False:
-            errors += [f"{where}: unexpected {key!r}" for key in value if key not in properties]
-        for key, item in value.items():
-            if key in properties:
-                errors += schema_errors(item, properties[key], f"{where}.{key}")
-    return errors
 
 
 def test_the_schema_check_finds_problems() -> None:
@@ -207,17 +167,6 @@ def test_the_structured_answers_fit_the_role_schemas(scenario: Scenario) -> None
     assert [m["id"] for m in plan["milestones"]] == ["m1", "m2", "m3"]
     for task in tasks_of(scenario).values():
         assert re.match(r"Milestone m[1-3]\.", task["spec"]), task["id"]
-
-
-def ancestors(tasks: Mapping[str, Mapping[str, Any]], task_id: str) -> set[str]:
-    found: set[str] = set()
-    todo = list(tasks[task_id]["deps"])
-    while todo:
-        dep = todo.pop()
-        if dep not in found:
-            found.add(dep)
-            todo += tasks[dep]["deps"]
-    return found
 
 
 def test_the_task_dag(scenario: Scenario) -> None:

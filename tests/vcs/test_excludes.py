@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
+import pygit2
 import pytest
 
 from autonoma import project as project_module
@@ -169,13 +169,22 @@ def test_agents_git_does_not_see_excluded_files_and_keeps_the_users_own_excludes
 
 
 def test_the_users_default_global_excludes_file_is_found(
-    git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    git_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
-    probe = subprocess.run(
-        ["git", "config", "--get", "core.excludesFile"], cwd=git_repo, capture_output=True
+    # A user whose global and system git config name no excludes file (whatever this
+    # machine's say): git then reads $XDG_CONFIG_HOME/git/ignore.
+    empty = tmp_path / "no-config"
+    empty.mkdir()
+    search = pygit2.settings.search_path
+    levels = (
+        pygit2.GIT_CONFIG_LEVEL_GLOBAL,
+        pygit2.GIT_CONFIG_LEVEL_XDG,
+        pygit2.GIT_CONFIG_LEVEL_SYSTEM,
     )
-    if probe.stdout.strip():
-        pytest.skip("this machine's git config names its own excludes file")
+    saved = {level: search[level] for level in levels}
+    for level in levels:
+        search[level] = str(empty)
+    request.addfinalizer(lambda: [search.__setitem__(k, v) for k, v in saved.items()])
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     assert excludes.user_excludes_file(git_repo) == tmp_path / "xdg" / "git" / "ignore"
     write(tmp_path / "xdg", "git/ignore", "*.orig\n")
