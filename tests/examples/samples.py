@@ -17,20 +17,12 @@ from typing import Any
 
 from autonoma import demo
 from autonoma.agents.roles import load_role
+from autonoma.journal.fold import Task
 from autonoma.sim import RequestInfo, Rule, Scenario, ToolCall
+from autonoma.workflow import prompts
 
-# The developer's structured answer (the shared contracts between helpers).
-DEVELOPER_SUMMARY: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["summary", "changes", "tests", "left"],
-    "properties": {
-        "summary": {"type": "string"},
-        "changes": {"type": "array", "items": {"type": "string"}},
-        "tests": {"type": "string"},
-        "left": {"type": "array", "items": {"type": "string"}},
-    },
-}
+DEVELOPER_FIELDS = ("summary", "changes", "tests", "left")
+"""What a developer's report holds (its role's schema requires them)."""
 
 # The phrase of the prompt that resumes a turn stopped for time (contracts).
 STOPPED = "Your previous turn was stopped"
@@ -146,17 +138,56 @@ def schema_errors(value: Any, schema: Mapping[str, Any], where: str = "$") -> li
 
 
 def answer_errors(rule: Rule) -> list[str]:
-    """How the structured answer of a ceo, staff engineer, qa or developer rule breaks its
-    schema: the role file's, and for developers also the contract's summary schema."""
-    answer = structured_output(rule)
+    """How the structured answer of a rule breaks its role file's schema."""
     assert rule.role is not None
     schema = load_role(rule.role).schema
-    errors = [] if schema is None else schema_errors(answer, schema)
-    if rule.role == "developer":
-        errors += schema_errors(answer, DEVELOPER_SUMMARY)
-    else:
-        assert schema is not None, rule.role
-    return errors
+    assert schema is not None, rule.role
+    return schema_errors(structured_output(rule), schema)
+
+
+def check_prompts_get_their_rules(
+    scenario: Scenario,
+    *,
+    rejected: str,
+    answer: str,
+    silent: str,
+    resumed: str,
+    fallback: str,
+) -> None:
+    """Each prompt a run of the sample asks (made by Autonoma's own prompt functions) gets
+    the rule meant for it: first turns, both reviews (QA rejects ``rejected``'s first),
+    the answer to QA, the resumed silent turn, and any other turn stopped for time."""
+    developer, qa = load_role("developer"), load_role("qa")
+    for tid, spec in tasks_of(scenario).items():
+        task = Task(
+            tid,
+            title=spec["title"],
+            spec=spec["spec"],
+            acceptance=list(spec["acceptance"]),
+            files=list(spec["files"]),
+        )
+        first = prompts.developer_prompt(developer, task, "")
+        assert answering(scenario, "developer", tid, first) == f"developer {tid}"
+        for review in (1, 2):
+            prompt = prompts.qa_prompt(qa, task, "main", review, "")
+            expected = (
+                f"qa rejects {tid}'s first review" if (tid, review) == (rejected, 1) else None
+            )
+            assert answering(scenario, "qa", tid, prompt) == (expected or f"qa approves {tid}")
+    reasons = structured_output(rule_named(scenario, f"qa rejects {rejected}'s first review"))[
+        "reasons"
+    ]
+    assert answering(scenario, "developer", rejected, prompts.rejected(rejected, 1, reasons)) == (
+        answer
+    )
+    stopped = f"{STOPPED} after 5 s without output. Look at `git status` and go on."
+    assert answering(scenario, "developer", silent, stopped) == resumed
+    # Any other turn stopped for time (a slow install, say) gets a turn that leaves its
+    # work for Autonoma to commit.
+    for tid in tasks_of(scenario):
+        if tid != silent:
+            assert answering(scenario, "developer", tid, stopped) == fallback
+    assert answering(scenario, "staff_engineer", None, "Split it") == "staff engineer tasks"
 
 
 # --- what a rule's tool calls do, without claude ------------------------------------------

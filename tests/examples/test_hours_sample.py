@@ -12,7 +12,6 @@ branch QA reviews and at the end; and one real ``claude`` turn, the long one.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -32,14 +31,14 @@ from autonoma.sim import Scenario, SimServer, load_scenario
 from autonoma.workflow import prompts
 from autonoma.workflow.dag import parse_tasks
 from tests.examples.samples import (
-    DEVELOPER_SUMMARY,
+    DEVELOPER_FIELDS,
     E2E_IDLE_TIMEOUT,
-    STOPPED,
     ancestors,
     answer_errors,
     answering,
     apply,
     build,
+    check_prompts_get_their_rules,
     rule_named,
     shell,
     staff_answer,
@@ -115,41 +114,10 @@ def test_the_task_dag(scenario: Scenario) -> None:
 
 
 def test_each_prompt_of_the_run_gets_its_rule(scenario: Scenario) -> None:
-    developer, qa = load_role("developer"), load_role("qa")
-    for tid, task in tasks_of(scenario).items():
-        fields = {
-            "task_id": tid,
-            "task_title": task["title"],
-            "spec": task["spec"],
-            "acceptance": prompts.bullets(task["acceptance"]),
-            "files": prompts.bullets(task["files"]),
-            "claude_md": "(none)",
-        }
-        first = render(developer, **fields, feedback="(none)", commands=prompts.commands_text(None))
-        assert answering(scenario, "developer", tid, first) == f"developer {tid}"
-        for review in (1, 2):
-            prompt = render(
-                qa,
-                **fields,
-                base_ref="main",
-                attempt=str(review),
-                test_command=prompts.tests_text(None),
-                developer_report=prompts.report_text(None),
-                previous_review=prompts.previous_review([]),
-            )
-            expected = "qa rejects t3's first review" if (tid, review) == ("t3", 1) else None
-            assert answering(scenario, "qa", tid, prompt) == (expected or f"qa approves {tid}")
-    reasons = structured_output(rule_named(scenario, "qa rejects t3's first review"))["reasons"]
-    assert answering(scenario, "developer", REJECTED, prompts.rejected("t3", 1, reasons)) == ANSWER
-    stopped = f"{STOPPED} after 5 s without output. Look at `git status` and go on."
-    assert answering(scenario, "developer", "t3", stopped) == RESUMED
-    # Any other turn stopped for time (a slow install, say) gets a turn that leaves its
-    # work for Autonoma to commit.
-    for tid in tasks_of(scenario):
-        if tid != "t3":
-            assert answering(scenario, "developer", tid, stopped) == FALLBACK
+    check_prompts_get_their_rules(
+        scenario, rejected=REJECTED, answer=ANSWER, silent="t3", resumed=RESUMED, fallback=FALLBACK
+    )
     assert answering(scenario, "ceo", None, "Plan it") == "ceo plan"
-    assert answering(scenario, "staff_engineer", None, "Split it") == "staff engineer tasks"
 
 
 def test_what_a_real_model_does_is_played(scenario: Scenario) -> None:
@@ -177,7 +145,7 @@ def test_what_a_real_model_does_is_played(scenario: Scenario) -> None:
     for rule in scenario.rules:
         if rule.role != "developer":
             continue
-        assert set(structured_output(rule)) == set(DEVELOPER_SUMMARY["properties"])
+        assert set(structured_output(rule)) == set(DEVELOPER_FIELDS)
         commits = [
             t.input["command"] for t in tools(rule) if "git commit" in t.input.get("command", "")
         ]
@@ -366,8 +334,6 @@ def test_the_long_turn_streams_steadily_through_the_real_claude(
 
     task = tasks_of(scenario)["t2"]
     role = load_role("developer")
-    if role.schema is None:  # the summary schema lands with another part of issue 9
-        role = dataclasses.replace(role, schema=DEVELOPER_SUMMARY)
     prompt = render(
         role,
         task_id="t2",

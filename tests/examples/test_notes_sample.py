@@ -32,17 +32,15 @@ from autonoma.agents.executable import LOCAL_INSTALL
 from autonoma.agents.roles import load_role, render
 from autonoma.config import Settings
 from autonoma.sim import Scenario, SimServer, load_scenario
-from autonoma.workflow import prompts
 from autonoma.workflow.dag import parse_tasks
 from tests.examples.samples import (
-    DEVELOPER_SUMMARY,
+    DEVELOPER_FIELDS,
     E2E_IDLE_TIMEOUT,
-    STOPPED,
     ancestors,
     answer_errors,
-    answering,
     apply,
     build,
+    check_prompts_get_their_rules,
     rule_named,
     shell,
     staff_answer,
@@ -117,40 +115,9 @@ def test_the_task_dag(scenario: Scenario) -> None:
 
 
 def test_each_prompt_of_the_run_gets_its_rule(scenario: Scenario) -> None:
-    developer, qa = load_role("developer"), load_role("qa")
-    for tid, task in tasks_of(scenario).items():
-        fields = {
-            "task_id": tid,
-            "task_title": task["title"],
-            "spec": task["spec"],
-            "acceptance": prompts.bullets(task["acceptance"]),
-            "files": prompts.bullets(task["files"]),
-            "claude_md": "(none)",
-        }
-        first = render(developer, **fields, feedback="(none)", commands=prompts.commands_text(None))
-        assert answering(scenario, "developer", tid, first) == f"developer {tid}"
-        for review in (1, 2):
-            prompt = render(
-                qa,
-                **fields,
-                base_ref="main",
-                attempt=str(review),
-                test_command=prompts.tests_text(None),
-                developer_report=prompts.report_text(None),
-                previous_review=prompts.previous_review([]),
-            )
-            expected = "qa rejects t4's first review" if (tid, review) == ("t4", 1) else None
-            assert answering(scenario, "qa", tid, prompt) == (expected or f"qa approves {tid}")
-    reasons = structured_output(rule_named(scenario, "qa rejects t4's first review"))["reasons"]
-    assert answering(scenario, "developer", "t4", prompts.rejected("t4", 1, reasons)) == ANSWER
-    stopped = f"{STOPPED} after 5 s without output. Look at `git status` and go on."
-    assert answering(scenario, "developer", "t3", stopped) == RESUMED
-    # Any other turn stopped for time (a slow install, say) gets a turn that leaves its
-    # work for Autonoma to commit.
-    for tid in tasks_of(scenario):
-        if tid != "t3":
-            assert answering(scenario, "developer", tid, stopped) == FALLBACK
-    assert answering(scenario, "staff_engineer", None, "Split it") == "staff engineer tasks"
+    check_prompts_get_their_rules(
+        scenario, rejected="t4", answer=ANSWER, silent="t3", resumed=RESUMED, fallback=FALLBACK
+    )
 
 
 def test_what_a_real_model_does_is_played(scenario: Scenario) -> None:
@@ -176,7 +143,7 @@ def test_what_a_real_model_does_is_played(scenario: Scenario) -> None:
     for rule in scenario.rules:
         if rule.role != "developer":
             continue
-        assert set(structured_output(rule)) == set(DEVELOPER_SUMMARY["properties"])
+        assert set(structured_output(rule)) == set(DEVELOPER_FIELDS)
         commits = [
             t.input["command"] for t in tools(rule) if "git commit" in t.input.get("command", "")
         ]
