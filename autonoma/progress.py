@@ -17,7 +17,7 @@ from collections.abc import Callable
 from autonoma import protocol as p
 from autonoma.hints import start_command
 from autonoma.protocol import Envelope
-from autonoma.report import commands_lines, setup_result
+from autonoma.report import commands_lines, origin_text, setup_result
 from autonoma.report import left_out_text as _left_out
 from autonoma.text import inert
 
@@ -255,10 +255,18 @@ class Progress:
                 if len(errors) > 10:
                     lines.append(f"  … {len(errors) - 10} more")
                 return "\n".join(lines), "yellow"
-            case p.RetryRequested(task_id=task, note=note):
-                return f"{task}: a human asked for a retry{f': {note}' if note else ''}", "bold"
-            case p.ResolveRequested(task_id=task, note=note):
-                return f"{task}: a human resolved it by hand{f': {note}' if note else ''}", "bold"
+            case p.RetryRequested(task_id=task, note=note, origin=origin):
+                noted = f": {note}" if note else ""
+                return f"{task}: a human asked for a retry{noted}{origin_text(origin)}", "bold"
+            case p.ResolveRequested(task_id=task, note=note, origin=origin):
+                noted = f": {note}" if note else ""
+                return f"{task}: a human resolved it by hand{noted}{origin_text(origin)}", "bold"
+            case p.HumanCommandRejected(path=path, reason=reason):
+                return (
+                    f"!!! REJECTED a command in the inbox, not acted on: {_short(path, TOOL_CHARS)}"
+                    f": {_short(reason, REASON_CHARS)}",
+                    "red",
+                )
             case p.AgentStateChanged(agent_id=agent, state=state, task_id=task, detail=detail):
                 if state not in ("dead", "waiting"):
                     return None

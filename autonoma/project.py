@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +125,16 @@ class Project:
     def inbox(self) -> Path:
         """Commands from other processes (``retry``, ``resolve``) for the active run."""
         return self.dir / "inbox"
+
+    @property
+    def keys(self) -> Path:
+        """Secret files agents must never read (mode 0700): the inbox's signing key."""
+        return self.dir / "keys"
+
+    @property
+    def inbox_key(self) -> Path:
+        """The secret that signs the humans' commands in the inbox (mode 0600)."""
+        return self.keys / "inbox.key"
 
     @property
     def initialised(self) -> bool:
@@ -290,9 +302,74 @@ def init(start: Path, git_init: bool = False) -> tuple[Project, list[str]]:
     if not project.state_db.exists():
         schema.open_write(project.state_db).close()
         created.append(_relative(project, project.state_db))
+    if not project.inbox_key.exists():
+        secret_key(project)
+        created.append(_relative(project, project.inbox_key))
     if repo.ensure_excluded(root, f"/{AUTONOMA_DIR}/"):
         created.append(f".git/info/exclude: /{AUTONOMA_DIR}/")
     return project, created
+
+
+_KEY_BYTES = 32
+
+
+def secret_key(project: Project) -> bytes:
+    """The project's inbox key, made (32 random bytes, as hex) when there is none yet.
+
+    ``keys/`` is kept at mode 0700 and the key at 0600, owned by this user: it never goes
+    to the journal or to an agent's environment, and the agents' sandbox denies reading
+    the folder. Raises `ProjectError` (one line) if the folder or the file is not one
+    Autonoma made (a symlink, another owner, not 64 hex digits). Blocks only on the file.
+    """
+    folder, path = project.keys, project.inbox_key
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise ProjectError(f"{folder}: not a folder of this user's: remove it")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(folder, 0o700)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        _make_key(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        raise ProjectError(f"{path}: cannot read the inbox key: {err.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            raise ProjectError(f"{path}: not a file of this user's: remove it")
+        if stat.S_IMODE(info.st_mode) != 0o600:
+            os.fchmod(fd, 0o600)
+        text = os.read(fd, 4 * _KEY_BYTES).strip()
+    finally:
+        os.close(fd)
+    try:
+        key = bytes.fromhex(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        key = b""
+    if len(key) != _KEY_BYTES:
+        raise ProjectError(
+            f"{path}: not a key Autonoma made ({2 * _KEY_BYTES} hex digits): remove it"
+        )
+    return key
+
+
+def _make_key(path: Path) -> None:
+    """Write a new key whole, or leave the one another process made first."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            os.write(fd, secrets.token_hex(_KEY_BYTES).encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        # link, not rename: it never replaces a key another process made meanwhile.
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def clean(project: Project) -> list[str]:

@@ -328,17 +328,33 @@ class SetupRan(Message, frozen=True):
 
 
 class RetryRequested(Message, frozen=True):
-    """A human sends an escalated task back to work, with added context in ``note``."""
+    """A human sends an escalated task back to work, with added context in ``note``.
+
+    ``origin`` says who gave the command and where (user, uid, pid, tty, host), as the
+    command line that sent it saw itself; "" in journals older than the field.
+    """
 
     task_id: str
     note: str = ""
+    origin: str = ""
 
 
 class ResolveRequested(Message, frozen=True):
-    """A human finished an escalated task by hand: its dependents may run."""
+    """A human finished an escalated task by hand: its dependents may run (``origin``: as
+    in `RetryRequested`)."""
 
     task_id: str
     note: str = ""
+    origin: str = ""
+
+
+class HumanCommandRejected(Message, frozen=True):
+    """A file in the inbox was not acted on: unsigned, badly signed, replayed, for another
+    run, not a regular file of the run's user, too big, or one of too many. ``path`` is
+    where it was set aside (``<name>.bad``), or the inbox when many were."""
+
+    path: str
+    reason: str
 
 
 # --- the governor ----------------------------------------------------------------
@@ -584,6 +600,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     SetupRan,
     RetryRequested,
     ResolveRequested,
+    HumanCommandRejected,
     SpawnsHeld,
     BudgetReached,
     AgentStateChanged,
@@ -630,6 +647,7 @@ AnyMessage = (
     | SetupRan
     | RetryRequested
     | ResolveRequested
+    | HumanCommandRejected
     | SpawnsHeld
     | BudgetReached
     | AgentStateChanged

@@ -31,6 +31,15 @@ def _short(text: str, limit: int = _MAX_SUMMARY) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+ORIGIN_CHARS = 100
+"""How much of a human command's origin a line keeps."""
+
+
+def origin_text(origin: str) -> str:
+    """`` (from <origin>)``, the one short form every view gives; "" when unknown."""
+    return f" (from {_short(origin, ORIGIN_CHARS)})" if origin.strip() else ""
+
+
 def summary(message: p.Message) -> str:
     """One line saying what a message means."""
     match message:
@@ -87,6 +96,14 @@ def summary(message: p.Message) -> str:
             return _short(f"answer rejected against the schema: {reason}")
         case p.AnswerRejected(what=what, errors=errors, attempt=attempt):
             return _short(f"the {what} rejected (attempt {attempt}): {'; '.join(errors)}")
+        case p.RetryRequested(task_id=task, note=note, origin=origin):
+            said = f": {note}" if note else ""
+            return _short(f"{task} retry requested{origin_text(origin)}{said}", 2 * _MAX_SUMMARY)
+        case p.ResolveRequested(task_id=task, note=note, origin=origin):
+            said = f": {note}" if note else ""
+            return _short(f"{task} resolve requested{origin_text(origin)}{said}", 2 * _MAX_SUMMARY)
+        case p.HumanCommandRejected(path=path, reason=reason):
+            return _short(f"not acted on: {path}: {reason}", 2 * _MAX_SUMMARY)
         case p.DeveloperReport(task_id=task, summary=said, structured=structured):
             plain = "" if structured else " (unstructured)"
             return _short(f"{task} report{plain}: {said}")
@@ -184,6 +201,7 @@ _TASK_ORDER = (
 _HISTORY_REASON = 200
 _HISTORY_EVENTS = 20
 _REFUSALS = 3
+_REJECTED = 5
 
 
 def _hhmmss(ts: float) -> str:
@@ -270,7 +288,12 @@ def _task_lines(task: Task, widths: list[int], tasks: dict[str, Task]) -> list[s
         lines.append(f"{pad}report{how}: {_short(task.report.summary, _HISTORY_REASON)}")
     lines += [f"{pad}note: {_short(note, _HISTORY_REASON)}" for note in task.notes]
     if task.requested:
-        lines.append(f"{pad}{task.requested} requested: the run has not acted on it yet")
+        lines.append(
+            f"{pad}{task.requested} requested{origin_text(task.requested_by)}: "
+            "the run has not acted on it yet"
+        )
+    elif task.state == "resolved" and task.requested_by:
+        lines.append(f"{pad}resolved by hand{origin_text(task.requested_by)}")
     return lines
 
 
@@ -357,6 +380,16 @@ def state_text(state: State) -> str:
             lines.append(
                 f"  #{refusal.seq} {clock_time(refusal.ts)} {refusal.agent}: "
                 f"{_short(refusal.text, _HISTORY_REASON)}"
+            )
+    if state.rejected_commands:
+        rejected = state.rejected_commands
+        lines.append(
+            f"Commands rejected from the inbox (not acted on): {len(rejected)} (latest last)"
+        )
+        for command in rejected[-_REJECTED:]:
+            lines.append(
+                f"  #{command.seq} {clock_time(command.ts)} {_short(command.path, _HISTORY_REASON)}"
+                f": {_short(command.reason, _HISTORY_REASON)}"
             )
     if state.escalations:
         lines.append("Escalations:")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import socket
+import stat
 from pathlib import Path
 
 import pytest
@@ -11,10 +15,13 @@ from autonoma import protocol as p
 from autonoma.hints import command
 from autonoma.journal import reader
 from autonoma.journal.writer import Journal
+from autonoma.project import Project, secret_key
 from autonoma.runtime.bus import Bus
 from autonoma.workflow import inbox
 from tests.conftest import run_autonoma
 from tests.test_run_lock import hold_run_lock
+
+USER = pwd.getpwuid(os.getuid()).pw_name
 
 
 def publish_escalated_run(db: Path) -> None:
@@ -81,13 +88,20 @@ def test_retry_without_an_active_run_goes_to_the_journal(
     )
     row = last_row(escalated)
     assert row.seq == before + 1
-    assert row.message == p.RetryRequested(task_id="t3", note="use sqlite")
+    message = row.message
+    assert isinstance(message, p.RetryRequested)
+    assert (message.task_id, message.note) == ("t3", "use sqlite")
+    # Where it came from: the command line's user, process and host.
+    assert message.origin.startswith(f"user {USER} (uid {os.getuid()}), pid ")
+    assert f"host {socket.gethostname()}" in message.origin
     assert (row.run_id, row.sender, row.recipient) == ("run-1", "human", "orchestrator")
     assert not (escalated / ".autonoma" / "inbox").exists()
 
     status = run_autonoma("status", cwd=escalated, env=clean_env).stdout
     assert "note: use sqlite" in status
-    assert "retry requested" in status
+    assert f"retry requested (from {message.origin}): the run has not acted on it" in status
+    logs = run_autonoma("logs", cwd=escalated, env=clean_env).stdout.splitlines()
+    assert logs[-1].endswith(f"t3 retry requested (from {message.origin}): use sqlite")
     state = json.loads(run_autonoma("status", "--json", cwd=escalated, env=clean_env).stdout)
     assert state["tasks"]["t3"]["requested"] == "retry"
     assert state["tasks"]["t3"]["notes"] == ["use sqlite"]
@@ -98,7 +112,9 @@ def test_resolve_a_task_finished_by_hand(escalated: Path, clean_env: dict[str, s
         result = run_autonoma("resolve", task, cwd=escalated, env=clean_env)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith(f"{task} will be marked resolved when the run resumes")
-        assert last_row(escalated).message == p.ResolveRequested(task_id=task)
+        message = last_row(escalated).message
+        assert isinstance(message, p.ResolveRequested)
+        assert message.task_id == task and message.origin.startswith(f"user {USER} ")
     state = json.loads(run_autonoma("status", "--json", cwd=escalated, env=clean_env).stdout)
     assert state["tasks"]["t4"]["requested"] == "resolve"
     assert state["tasks"]["t4"]["notes"] == []
@@ -179,10 +195,34 @@ def test_with_an_active_run_the_request_goes_to_its_inbox(
         assert result.returncode == 0, result.stderr
         assert result.stdout == f"t3: retry sent to the active run (pid {holder.pid})\n"
     assert reader.last_seq(db) == before  # the journal is the run's to write
-    pending = inbox.take(escalated / ".autonoma" / "inbox")
-    assert [message for _, message in pending] == [
-        p.RetryRequested(task_id="t3", note="use sqlite")
-    ]
+    folder = escalated / ".autonoma" / "inbox"
+    (name,) = os.listdir(folder)
+    assert b"hmac-sha256:" in (folder / name).read_bytes()  # signed
+    # The run, with the project's key, believes it, and sees where it came from.
+    proj = Project(escalated)
+    key = proj.keys / "inbox.key"
+    assert stat.S_IMODE(proj.keys.stat().st_mode) == 0o700
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    taker = inbox.Taker(folder, secret_key(proj), "run-1", proj.keys / "inbox-taken")
+    (taken,) = taker.take()
+    message = taken.message
+    assert isinstance(message, p.RetryRequested)
+    assert (message.task_id, message.note) == ("t3", "use sqlite")
+    assert message.origin.startswith(f"user {USER} (uid {os.getuid()}), pid ")
+    # The key is nowhere in the command, the journal or the environment.
+    secret = key.read_text().strip()
+    assert secret not in (folder / name).read_text()
+    assert secret.encode() not in db.read_bytes()
+
+
+def test_a_note_too_long_for_the_inbox_is_one_line(
+    escalated: Path, clean_env: dict[str, str]
+) -> None:
+    with hold_run_lock(escalated):
+        result = run_autonoma("retry", "t3", "--note", "x" * 70_000, cwd=escalated, env=clean_env)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "shorten the note" in result.stderr
+    assert not (escalated / ".autonoma" / "inbox").exists()
 
 
 def test_a_journal_held_by_another_writer_is_one_line(

@@ -46,6 +46,7 @@ from autonoma.protocol import (
     DeveloperReport,
     Envelope,
     Escalation,
+    HumanCommandRejected,
     MergeFailed,
     PermissionDenied,
     PhaseChanged,
@@ -395,6 +396,8 @@ class Task:
     """What humans added with ``autonoma retry --note``."""
     requested: str = ""
     """``retry`` or ``resolve`` when a human asked for it and the run has not acted yet."""
+    requested_by: str = ""
+    """Where the latest human request on it came from (its ``origin``); kept after."""
     reviews: int = 0
     """QA verdicts given on it so far."""
     test_command: str = ""
@@ -439,6 +442,7 @@ class Task:
             "history": [e.to_dict() for e in self.history],
             "notes": list(self.notes),
             "requested": self.requested,
+            "requested_by": self.requested_by,
             "reviews": self.reviews,
             "test_command": self.test_command,
             "left_out": list(self.left_out),
@@ -615,6 +619,27 @@ class EscalationRecord:
 
 
 @dataclass(slots=True)
+class RejectedCommand:
+    """A file in the inbox that was not acted on (`HumanCommandRejected`)."""
+
+    seq: int
+    ts: float
+    run_id: str
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "seq": self.seq,
+            "ts": self.ts,
+            "run_id": self.run_id,
+            "path": self.path,
+            "reason": self.reason,
+        }
+
+
+@dataclass(slots=True)
 class SupervisionEvent:
     """A crash, a restart, a kill or a supervisor giving up."""
 
@@ -666,6 +691,8 @@ class State:
     """Set when a run budget was reached: why no new work starts."""
     refusals: list[Refusal] = field(default_factory=list)
     """Every refusal, task or not (a plan or task list rejected, a tool denied), in order."""
+    rejected_commands: list[RejectedCommand] = field(default_factory=list)
+    """Files in the inbox that were not believed (forged, replayed, ...), in order."""
     last_seq: int = 0
     last_ts: float = 0.0
     unknown: int = 0
@@ -697,6 +724,7 @@ class State:
             "escalations": [e.to_dict() for e in self.escalations],
             "supervision": [e.to_dict() for e in self.supervision],
             "refusals": [r.to_dict() for r in self.refusals],
+            "rejected_commands": [r.to_dict() for r in self.rejected_commands],
             "unknown": self.unknown,
         }
 
@@ -949,16 +977,22 @@ def _setup_ran(state: State, seq: int, ts: float, run_id: str, m: SetupRan) -> N
 
 def _retry_requested(state: State, seq: int, ts: float, run_id: str, m: RetryRequested) -> None:
     task = _task(state, m.task_id)
-    task.requested = "retry"
+    task.requested, task.requested_by = "retry", m.origin
     if m.note:
         task.notes.append(m.note)
 
 
 def _resolve_requested(state: State, seq: int, ts: float, run_id: str, m: ResolveRequested) -> None:
     task = _task(state, m.task_id)
-    task.requested = "resolve"
+    task.requested, task.requested_by = "resolve", m.origin
     if m.note:
         task.notes.append(m.note)
+
+
+def _human_command_rejected(
+    state: State, seq: int, ts: float, run_id: str, m: HumanCommandRejected
+) -> None:
+    state.rejected_commands.append(RejectedCommand(seq, ts, run_id, m.path, m.reason))
 
 
 def _spawns_held(state: State, seq: int, ts: float, run_id: str, m: SpawnsHeld) -> None:
@@ -1091,6 +1125,7 @@ _HANDLERS: dict[str, _Handler] = {
     "SetupRan": _setup_ran,
     "RetryRequested": _retry_requested,
     "ResolveRequested": _resolve_requested,
+    "HumanCommandRejected": _human_command_rejected,
     "SpawnsHeld": _spawns_held,
     "BudgetReached": _budget_reached,
     "AgentStateChanged": _agent_state_changed,

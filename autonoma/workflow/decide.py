@@ -42,6 +42,7 @@ from autonoma.protocol import (
     BudgetReached,
     Envelope,
     Escalation,
+    HumanCommandRejected,
     MergeFailed,
     MergeFailure,
     PhaseChanged,
@@ -508,7 +509,8 @@ class _Step:
         elif isinstance(event, Heard):
             self._heard(event.envelope)
         elif isinstance(event, InboxCommand):
-            if isinstance(event.message, RetryRequested | ResolveRequested):
+            # A human's command, or the inbox's word that a file was not one: journaled.
+            if isinstance(event.message, RetryRequested | ResolveRequested | HumanCommandRejected):
                 self._emit(event.message, durable=True)
         elif isinstance(event, StopRequested):
             if m.finished:

@@ -2,8 +2,8 @@
 
 The request is checked against the latest run's state (the fold, as ``status`` shows
 it), then given to the run: through the inbox if a run is active (the journal has one
-writer, the run), else appended to the journal under that run's id, where the run
-finds it when it resumes.
+writer, the run), signed with the project's key, else appended to the journal under that
+run's id, where the run finds it when it resumes. Either way it carries its ``origin``.
 """
 
 from __future__ import annotations
@@ -53,10 +53,12 @@ def request(project: projects.Project, kind: Kind, task_id: str, note: str) -> s
         raise HumanCommandError(f"no task {task_id!r} in run {run_id} (its tasks: {known})")
     if task.state not in ALLOWED[kind]:
         raise HumanCommandError(_refusal(kind, task_id, task.state))
+    # Who and where, journaled with the command: the run's record names its human.
+    origin = inbox.origin()
     message = (
-        RetryRequested(task_id=task_id, note=note)
+        RetryRequested(task_id=task_id, note=note, origin=origin)
         if kind == "retry"
-        else ResolveRequested(task_id=task_id, note=note)
+        else ResolveRequested(task_id=task_id, note=note, origin=origin)
     )
     run = state.runs.get(run_id)
     resume = resume_command(run) if run is not None else command("start", "requirements.md")
@@ -64,7 +66,11 @@ def request(project: projects.Project, kind: Kind, task_id: str, note: str) -> s
         # Held while appending: no run starts (and opens the journal) meanwhile.
         lock = projects.acquire_run_lock(project)
     except projects.RunActiveError as active:
-        inbox.post(project.inbox, message)
+        # Signed with the project's key: the run acts on no file an agent could forge.
+        try:
+            inbox.post(project.inbox, projects.secret_key(project), run_id, message)
+        except inbox.CommandTooLarge as err:
+            raise HumanCommandError(str(err)) from None
         return f"{task_id}: {kind} sent to the active run (pid {active.pid})"
     with lock:
         client = Journal.open(db)

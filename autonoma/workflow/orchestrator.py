@@ -48,7 +48,7 @@ from autonoma.config import Settings
 from autonoma.hints import resume_command, start_command
 from autonoma.journal import reader
 from autonoma.journal.fold import fold_rows
-from autonoma.project import Project
+from autonoma.project import Project, secret_key
 from autonoma.protocol import (
     ActorCrashed,
     AgentProcessExited,
@@ -250,6 +250,7 @@ class Orchestrator(Actor):
         self.clock = clock
         self.machine: Machine | None = None
         self._git: GitWorker | None = None
+        self._taker: inbox.Taker | None = None
         # Set-up commands run in their own worker threads, never in this mailbox.
         self._setups = SetupRunner(ctx.env, ctx.settings.test_timeout)
         self._names = [CEO, STAFF_ENGINEER, *developer_names(ctx.workers), *qa_names(ctx.workers)]
@@ -312,6 +313,7 @@ class Orchestrator(Actor):
             durations=ctx.durations,
         )
         self.machine = Machine(cfg=config, fold=fold)
+        self._inbox()  # the key exists before any agent turn starts
         self._git = GitWorker(report)
         self._feed(Started())
         threading.Thread(target=self._tick_loop, name="orchestrator-tick", daemon=True).start()
@@ -350,9 +352,9 @@ class Orchestrator(Actor):
         if isinstance(message, _Heard):
             self._feed(Heard(message.envelope))
         elif isinstance(message, _Tick):
-            for path, command in inbox.take(self.ctx.project.inbox):
-                self._feed(InboxCommand(command))
-                inbox.done(path)
+            for item in self._inbox().take():
+                self._feed(InboxCommand(item.message))
+                self._inbox().done(item)
             self._feed(Tick())
         elif isinstance(message, _Done):
             self._feed(message.event)
@@ -363,6 +365,15 @@ class Orchestrator(Actor):
         elif isinstance(message, _JobCrashed):
             raise message.error
         return None
+
+    def _inbox(self) -> inbox.Taker:
+        """The run's end of the inbox, with the project's key (made on the first call)."""
+        if self._taker is None:
+            project = self.ctx.project
+            self._taker = inbox.Taker(
+                project.inbox, secret_key(project), self.ctx.run_id, project.keys / "inbox-taken"
+            )
+        return self._taker
 
     def _feed(self, event: Event) -> None:
         """Decide on ``event``, carry the actions out, and decide on what they report."""
