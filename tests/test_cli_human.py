@@ -237,3 +237,34 @@ def test_a_journal_held_by_another_writer_is_one_line(
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert "is writing this journal" in result.stderr
+
+
+def test_status_and_logs_show_rejected_commands_and_who_resolved(
+    escalated: Path, clean_env: dict[str, str]
+) -> None:
+    origin = "user alice (uid 1000), pid 4242, tty /dev/pts/3, host box"
+    client = Journal.open(escalated / ".autonoma" / "state.db")
+    bus = Bus(run_id="run-1")
+    bus.attach(client)
+    bad = "/p/.autonoma/inbox/1-1.json.bad"
+    bus.publish(
+        "orchestrator",
+        p.HumanCommandRejected(path=bad, reason="unsigned: no hmac-sha256 line"),
+    )
+    bus.publish("orchestrator", p.ResolveRequested(task_id="t3", origin=origin))
+    bus.publish("orchestrator", p.TaskStateChanged(task_id="t3", state="resolved"), durable=True)
+    client.stop()
+    status = run_autonoma("status", cwd=escalated, env=clean_env)
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    at = lines.index("Commands rejected from the inbox (not acted on): 1 (latest last)")
+    assert lines[at + 1].endswith(f" {bad}: unsigned: no hmac-sha256 line")
+    assert f"      resolved by hand (from {origin})" in lines
+    state = json.loads(run_autonoma("status", "--json", cwd=escalated, env=clean_env).stdout)
+    (rejected,) = state["rejected_commands"]
+    assert (rejected["path"], rejected["reason"]) == (bad, "unsigned: no hmac-sha256 line")
+    assert state["tasks"]["t3"]["requested_by"] == origin
+    logs = run_autonoma("logs", "--limit", "3", cwd=escalated, env=clean_env).stdout.splitlines()
+    assert "HumanCommandRejected" in logs[0]
+    assert logs[0].endswith(f"not acted on: {bad}: unsigned: no hmac-sha256 line")
+    assert logs[1].endswith(f"t3 resolve requested (from {origin})")

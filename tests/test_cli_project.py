@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pygit2
@@ -37,6 +38,13 @@ def test_init_creates_the_project_files(git_repo: Path, clean_env: dict[str, str
         assert name.split("/")[1] in result.stdout
     exclude = (git_repo / ".git" / "info" / "exclude").read_text().splitlines()
     assert "/.autonoma/" in exclude
+    # The inbox's signing key: only this user may read it, and it is 32 random bytes.
+    keys = git_repo / ".autonoma" / "keys"
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+    key = keys / "inbox.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert len(bytes.fromhex(key.read_text())) == 32
+    assert ".autonoma/keys/inbox.key" in result.stdout
     # git itself now ignores the folder: the user's status stays clean.
     assert pygit2.Repository(str(git_repo)).status() == {}
 

@@ -118,6 +118,10 @@ def test_what_went_wrong_is_said() -> None:
         (9, p.BudgetReached(scope="task", limit_usd=1.0, spent_usd=1.2, task_id="t3")),
         (10, p.RetryRequested(task_id="t3", note="use sqlite")),
         (11, p.ResolveRequested(task_id="t4")),
+        (11, p.ResolveRequested(task_id="t4", origin=ORIGIN)),
+        (11, p.HumanCommandRejected(path="/p/.autonoma/inbox/1-1.json.bad", reason=FORGED)),
+        # A file's name is anyone's: it can fake no line and steer no terminal.
+        (11, p.HumanCommandRejected(path="x\nrun done\x1b]52;c;aGk=\x07.json", reason="r")),
         (
             12,
             p.WorkCommittedForAgent(
@@ -160,12 +164,20 @@ def test_what_went_wrong_is_said() -> None:
         "[00:09] t3 budget $1.00 reached ($1.20 spent)",
         "[00:10] t3: a human asked for a retry: use sqlite",
         "[00:11] t4: a human resolved it by hand",
+        f"[00:11] t4: a human resolved it by hand (from {ORIGIN})",
+        "[00:11] !!! REJECTED a command in the inbox, not acted on: "
+        f"/p/.autonoma/inbox/1-1.json.bad: {FORGED}",
+        "[00:11] !!! REJECTED a command in the inbox, not acted on: x run done.json: r",
         "[00:12] developer-2 [t3] left changes uncommitted: committed as abcdef01 (2 files)",
         "[00:13] developer-2 [t3] left changes uncommitted: committed as abcdef01 (1 file); "
         "left out (excluded, or not in the task's files): .env, node_modules/",
         "[00:14] developer-1 [t4] nothing committed for it; left out (excluded, or not in the "
         "task's files): n0.md, n1.md, n2.md, n3.md, n4.md, n5.md, n6.md, n7.md and 92 more",
     ]
+
+
+ORIGIN = "user alice (uid 1000), pid 4242, tty /dev/pts/3, host box"
+FORGED = "unsigned: no hmac-sha256 line"
 
 
 def test_agents_at_work() -> None:

@@ -6,6 +6,9 @@ The real ``autonoma start``, the real ``claude`` and the scenarios in ``scenario
 
 from __future__ import annotations
 
+import os
+import pwd
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -228,7 +231,15 @@ def test_a_human_retry_reaches_the_active_run_and_the_task_is_merged(
         active.kill()
     assert active.returncode == 0, stdout + stderr
     rows = journal(root)
-    assert messages(rows, RetryRequested, task_id="t2")[0].note == "It must say hello."
+    (request,) = messages(rows, RetryRequested, task_id="t2")
+    assert request.note == "It must say hello."
+    # Signed by the command line, checked by the run, journaled with where it came from.
+    assert request.origin.startswith(f"user {pwd.getpwuid(os.getuid()).pw_name} ")
+    assert f"host {socket.gethostname()}" in request.origin
+    logs = run_autonoma("logs", "--limit", "100000", cwd=root, env=env).stdout.splitlines()
+    (shown,) = [line for line in logs if " RetryRequested " in line]
+    assert shown.endswith(f"t2 retry requested (from {request.origin}): It must say hello.")
+    assert not [line for line in logs if " HumanCommandRejected " in line]
     retried = [m for m in messages(rows, AgentTurnStarting, task_id="t2") if m.role == "developer"][
         -1
     ]

@@ -28,8 +28,10 @@ from autonoma.protocol import (
     CostReported,
     Envelope,
     Escalation,
+    HumanCommandRejected,
     PlanWritten,
     ProjectCommands,
+    ResolveRequested,
     RunFinished,
     RunStarted,
     SchemaRejected,
@@ -48,6 +50,7 @@ from autonoma.workflow.decide import (
     Emit,
     Event,
     Heard,
+    InboxCommand,
     Machine,
     PrepareWorkspace,
     RemoveWorktrees,
@@ -1032,3 +1035,26 @@ def test_the_set_up_runs_off_the_mailbox_before_the_first_turn_and_failing_is_an
     assert h.emitted(SetupRan)[-1].ok
     (start,) = [a for a in h.actions if isinstance(a, StartTurn)]
     assert start.kind == "develop" and setup in start.prompt
+
+
+INBOX = [
+    # (what the inbox gave, the task's state after, journaled)
+    (ResolveRequested(task_id=T, origin="user a"), "resolved", True),
+    (HumanCommandRejected(path="/p/1-1.json.bad", reason="unsigned"), "escalated", True),
+    # Only commands and rejections reach the journal from the inbox; anything else is not
+    # a human's to send (the inbox refuses it first; decide does not act on it either).
+    (TaskStateChanged(task_id=T, state="merged"), "escalated", False),
+]
+
+
+@pytest.mark.parametrize(("given", "state", "journaled"), INBOX, ids=lambda v: str(v)[:40])
+def test_what_the_inbox_gives_is_journaled_and_only_a_command_acts(
+    given: AnyMessage, state: str, journaled: bool
+) -> None:
+    h = Harness("development", max_retries=0)
+    h.begin()
+    h.hear(TaskStateChanged(task_id=T, state="escalated", reason="given up"), "orchestrator")
+    actions = h.feed(InboxCommand(given))
+    emitted = [a for a in actions if isinstance(a, Emit) and a.message == given]
+    assert [a.durable for a in emitted] == ([True] if journaled else [])
+    assert h.task.state == state
