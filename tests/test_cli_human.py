@@ -268,3 +268,28 @@ def test_status_and_logs_show_rejected_commands_and_who_resolved(
     assert "HumanCommandRejected" in logs[0]
     assert logs[0].endswith(f"not acted on: {bad}: unsigned: no hmac-sha256 line")
     assert logs[1].endswith(f"t3 resolve requested (from {origin})")
+
+
+def test_a_key_autonoma_did_not_make_is_one_line(
+    escalated: Path, clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    key = escalated / ".autonoma" / "keys" / "inbox.key"
+    key.write_text("not hex\n")
+    with hold_run_lock(escalated):
+        result = run_autonoma("retry", "t3", cwd=escalated, env=clean_env)
+        assert result.returncode == 1
+        assert result.stderr == (
+            f"autonoma: {key}: not a key Autonoma made (64 hex digits): remove it\n"
+        )
+        key.unlink()
+        elsewhere = tmp_path / "planted.key"
+        elsewhere.write_text("00" * 32 + "\n")
+        key.symlink_to(elsewhere)  # planted: never read through
+        result = run_autonoma("retry", "t3", cwd=escalated, env=clean_env)
+        assert result.returncode == 1
+        assert result.stderr.startswith(f"autonoma: {key}: cannot read the inbox key")
+        assert result.stderr.count("\n") == 1
+        key.unlink()
+        result = run_autonoma("retry", "t3", cwd=escalated, env=clean_env)  # made anew
+        assert result.returncode == 0, result.stderr
+    assert len(bytes.fromhex(key.read_text())) == 32
