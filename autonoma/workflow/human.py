@@ -69,7 +69,7 @@ def request(project: projects.Project, kind: Kind, task_id: str, note: str) -> s
         # Signed with the project's key: the run acts on no file an agent could forge.
         try:
             inbox.post(project.inbox, projects.secret_key(project), run_id, message)
-        except inbox.CommandTooLarge as err:
+        except inbox.InboxError as err:
             raise HumanCommandError(str(err)) from None
         return f"{task_id}: {kind} sent to the active run (pid {active.pid})"
     with lock:

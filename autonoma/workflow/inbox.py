@@ -66,7 +66,11 @@ _SIGNATURE = b"\nhmac-sha256:"
 _DOMAIN = b"autonoma inbox command v1\n"
 
 
-class CommandTooLarge(ValueError):
+class InboxError(ValueError):
+    """A command cannot be posted; the message is one line."""
+
+
+class CommandTooLarge(InboxError):
     """The command would be over `MAX_BYTES` (a very long note): it is not posted."""
 
 
@@ -141,6 +145,10 @@ def post(inbox: Path, key: bytes, run_id: str, message: Command) -> Path:
             f"the command is {len(body)} bytes, over the inbox's {MAX_BYTES}: shorten the note"
         )
     inbox.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(inbox)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        # A link planted in its place would carry the command where someone else reads it.
+        raise InboxError(f"{inbox}: not a folder of this user's: remove it")
     name = f"{_next_ns()}-{os.getpid()}{SUFFIX}"
     final = inbox / name
     # A leading dot and another suffix: `take` never sees a file still being written.
@@ -188,11 +196,16 @@ class Taker:
         self._record = record
         self._taken: set[str] = _load_record(record, run_id)
         self._uid = os.geteuid()
+        self._broken = ""
+        """Why the inbox could not be read, once reported (not again at every tick)."""
 
     def take(self) -> list[Taken]:
         """The pending commands, oldest first, and a rejection for each file refused."""
         pending: list[str] = []
         try:
+            info = os.lstat(self.inbox)
+            if not stat.S_ISDIR(info.st_mode):
+                raise NotADirectoryError(errno.ENOTDIR, f"{_kind(info.st_mode)}, not a folder")
             with os.scandir(self.inbox) as entries:
                 for entry in entries:
                     if entry.name.endswith(SUFFIX) and not entry.name.startswith("."):
@@ -201,6 +214,13 @@ class Taker:
                             break
         except FileNotFoundError:
             return []
+        except OSError as err:
+            why = f"the inbox cannot be read: {err.strerror}"
+            if why == self._broken:
+                return []
+            self._broken = why
+            return [Taken(self.inbox, HumanCommandRejected(path=_shown(self.inbox), reason=why))]
+        self._broken = ""
         if len(pending) > MAX_PENDING:
             return self._flood(pending)
         taken: list[Taken] = []
@@ -305,6 +325,8 @@ class Taker:
 def _kind(mode: int) -> str:
     """What a file that is not a regular one is."""
     for test, name in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISREG, "a file"),
         (stat.S_ISFIFO, "a fifo"),
         (stat.S_ISDIR, "a folder"),
         (stat.S_ISSOCK, "a socket"),
@@ -391,6 +413,7 @@ __all__ = [
     "SUFFIX",
     "Command",
     "CommandTooLarge",
+    "InboxError",
     "Signed",
     "Taken",
     "Taker",

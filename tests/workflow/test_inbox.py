@@ -304,3 +304,22 @@ def test_posts_from_other_processes(tmp_path: Path) -> None:
         by_process.setdefault(process, []).append(int(n))
     # Each process's commands stay in the order it posted them.
     assert by_process == {f"p{k}": list(range(8)) for k in range(4)}
+
+
+def test_an_inbox_that_is_not_a_folder_is_reported_once_and_never_followed(
+    tmp_path: Path,
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    inbox.post(elsewhere, KEY, RUN, ResolveRequested(task_id="t2"))
+    folder = tmp_path / "inbox"
+    folder.symlink_to(elsewhere)  # planted: a genuine command waits behind it
+    t = taker(folder)
+    (rejected,) = messages(take(t))
+    assert rejected == HumanCommandRejected(
+        path=str(folder), reason="the inbox cannot be read: a symbolic link, not a folder"
+    )
+    assert take(t) == []  # said once, not at every tick
+    with pytest.raises(inbox.InboxError, match="not a folder of this user's"):
+        inbox.post(folder, KEY, RUN, RetryRequested(task_id="t1"))
+    assert len(os.listdir(elsewhere)) == 1
