@@ -93,13 +93,23 @@ def test_a_set_up_gets_the_proxy_folder_and_the_proxy_variables() -> None:
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "npm_config_proxy"):
         assert argv[argv.index(name) + 1] == "http://127.0.0.1:3128"
     # The command is an argument of the relay script, never spliced into it.
-    assert argv[-5:] == ["sh", "npm ci", "3128", "/tmp/.autonoma-proxy/proxy.sock", "/usr/bin/socat"]
+    assert argv[-5:] == [
+        "sh",
+        "npm ci",
+        "3128",
+        "/tmp/.autonoma-proxy/proxy.sock",
+        "/usr/bin/socat",
+    ]
     assert "--unshare-net" in argv
 
 
 @pytest.mark.parametrize(
     ("folder", "network", "proxy_dir"),
-    [(Path("relative"), "none", None), (Path("/a/../b"), "none", None), (FOLDER, "registries", None)],
+    [
+        (Path("relative"), "none", None),
+        (Path("/a/../b"), "none", None),
+        (FOLDER, "registries", None),
+    ],
 )
 def test_bad_arguments_raise(folder: Path, network: str, proxy_dir: Path | None) -> None:
     with pytest.raises(ValueError):
@@ -282,7 +292,12 @@ def test_a_set_up_reaches_only_allowed_names_through_the_proxy(
     assert ran.command == f"python3 {script}; {TRY_EXAMPLE}"
     # Not on the allow-list: the same tunnel is refused.
     denied = run_setup(
-        f"python3 {script}", place.folder, env, 60, task_id="t1", place="task",
+        f"python3 {script}",
+        place.folder,
+        env,
+        60,
+        task_id="t1",
+        place="task",
         confinement=place.confinement,
     )
     assert "403 Forbidden" in denied.output_tail and "echo: hello" not in denied.output_tail
@@ -308,7 +323,12 @@ def test_a_timeout_leaves_no_process_behind(place: Place, network: str) -> None:
     command = f"sleep {marker} & setsid sleep {marker} & nohup sleep {marker} & sleep {marker}"
     began = time.monotonic()
     result = run_check(
-        command, place.folder, place.env, 2, confinement=place.confinement, network=network  # type: ignore[arg-type]
+        command,
+        place.folder,
+        place.env,
+        2,
+        confinement=place.confinement,
+        network=network,  # type: ignore[arg-type]
     )
     assert result.timed_out and time.monotonic() - began < 10
     deadline = time.monotonic() + 3
@@ -320,7 +340,11 @@ def test_a_timeout_leaves_no_process_behind(place: Place, network: str) -> None:
 def test_a_finished_command_leaves_no_daemon_behind(place: Place) -> None:
     marker = f"1001.{os.getpid()}"
     result = run_check(
-        f"setsid sleep {marker} & echo done", place.folder, place.env, 30, confinement=place.confinement
+        f"setsid sleep {marker} & echo done",
+        place.folder,
+        place.env,
+        30,
+        confinement=place.confinement,
     )
     assert result.passed and result.output == "done\n"
     assert _running(marker) == []
@@ -351,5 +375,7 @@ def test_without_bubblewrap_one_line_says_why(place: Place) -> None:
         "autonoma: cannot confine the command: bubblewrap (/nonexistent/bwrap) is not "
         "installed (apt-get install bubblewrap), or set sandbox = false"
     )
-    ran = run_setup("true", place.folder, place.env, 30, task_id="t1", place="task", confinement=missing)
+    ran = run_setup(
+        "true", place.folder, place.env, 30, task_id="t1", place="task", confinement=missing
+    )
     assert not ran.ok and ran.output_tail == result.output and ran.command == "true"
