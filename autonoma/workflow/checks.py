@@ -78,7 +78,9 @@ def _watch(process: subprocess.Popen[bytes], pipe: int, timeout: float) -> tuple
                 break
             wait = min(max((stop_at or deadline) - now, 0.0), 0.1)
             if not reading:
-                time.sleep(wait)
+                # The output ended first: the shell's exit is only a moment away, and a
+                # long sleep here would add to every check's time.
+                time.sleep(min(wait, 0.005))
             elif selector.select(wait):
                 chunk = os.read(pipe, _CHUNK)
                 if not chunk:
