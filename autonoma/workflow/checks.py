@@ -6,6 +6,7 @@ Confined by bubblewrap when given a `Confinement` (the ``sandbox`` setting).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import selectors
 import signal
@@ -123,8 +124,14 @@ def run_check(
     if why_not is not None:
         output = f"autonoma: {why_not}"
         return CheckResult(passed=False, exit_code=None, timed_out=False, output=output)
-    with confinement.argv(command, cwd, env, network) as argv:
-        return _run(argv, cwd, env, timeout, started)
+    with confinement.argv(command, cwd, env, network) as (argv, refused):
+        result = _run(argv, cwd, env, timeout, started)
+        if not refused:
+            return result
+        # Said once, after the command's own words (pip's and npm's are obscure).
+        names = ", ".join(dict.fromkeys(refused))
+        note = f"\nautonoma: the set-up may reach only the package registries; refused: {names}"
+        return dataclasses.replace(result, output=(result.output + note)[-OUTPUT_TAIL:])
 
 
 def _run(

@@ -213,9 +213,10 @@ class Confinement:
     @contextlib.contextmanager
     def argv(
         self, command: str, folder: Path, env: Mapping[str, str], network: Network
-    ) -> Iterator[list[str]]:
-        """The argv running ``command`` confined in ``folder``; for "registries" the proxy
-        runs until the block ends (a thread; its socket in a private folder, removed after).
+    ) -> Iterator[tuple[list[str], list[str]]]:
+        """The argv running ``command`` confined in ``folder``, and the ``host:port`` names
+        the proxy refuses (filled while it runs); for "registries" the proxy runs until the
+        block ends (a thread; its socket in a private folder, removed after).
 
         Creates the cache folder. Raises OSError if the proxy's socket cannot be bound,
         ValueError for a relative ``folder``.
@@ -233,16 +234,17 @@ class Confinement:
         ]
         folder = folder.absolute()
         if network == "none":
-            yield confined_argv(
+            argv = confined_argv(
                 command, folder, [cache], hidden, network, readable=readable, bwrap=self.bwrap
             )
+            yield argv, []
             return
         socat = shutil.which("socat") or "/usr/bin/socat"
         with tempfile.TemporaryDirectory(prefix="autonoma-proxy-") as place:
             proxy_dir = Path(place)
             allow = (*REGISTRIES, *self.extra_domains)
-            with RegistryProxy(proxy_dir / _SOCKET_NAME, allow, upstream_of(env)):
-                yield confined_argv(
+            with RegistryProxy(proxy_dir / _SOCKET_NAME, allow, upstream_of(env)) as proxy:
+                argv = confined_argv(
                     command,
                     folder,
                     [cache],
@@ -253,6 +255,7 @@ class Confinement:
                     socat=socat,
                     bwrap=self.bwrap,
                 )
+                yield argv, proxy.denied
 
 
 def confinement_for(settings: Settings, project: Project) -> Confinement | None:

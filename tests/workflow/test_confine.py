@@ -289,6 +289,9 @@ def test_a_set_up_reaches_only_allowed_names_through_the_proxy(
     assert "echo: hello" in ran.output_tail
     assert "reached" not in ran.output_tail
     assert "CONNECT tunnel failed, response 403" in ran.output_tail
+    assert ran.output_tail.endswith(
+        "\nautonoma: the set-up may reach only the package registries; refused: example.com:443"
+    )
     # The journal names the model's command, not bwrap's argv.
     assert ran.command == f"python3 {script}; {TRY_EXAMPLE}"
     # Not on the allow-list: the same tunnel is refused.
