@@ -1,8 +1,12 @@
-"""Running the project's own test command on a worktree, bounded in time and output."""
+"""Running the project's own test command on a worktree, bounded in time and output.
+
+Confined by bubblewrap when given a `Confinement` (the ``sandbox`` setting).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import selectors
 import signal
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autonoma.agents.process import die_with_parent
+from autonoma.workflow.confine import Confinement, Network
 
 OUTPUT_TAIL = 4000
 TERM_GRACE = 2.0
@@ -74,7 +79,9 @@ def _watch(process: subprocess.Popen[bytes], pipe: int, timeout: float) -> tuple
                 break
             wait = min(max((stop_at or deadline) - now, 0.0), 0.1)
             if not reading:
-                time.sleep(wait)
+                # The output ended first: the shell's exit is only a moment away, and a
+                # long sleep here would add to every check's time.
+                time.sleep(min(wait, 0.005))
             elif selector.select(wait):
                 chunk = os.read(pipe, _CHUNK)
                 if not chunk:
@@ -93,16 +100,49 @@ def run_check(
     env: Mapping[str, str],
     timeout: float,
     started: Callable[[int], None] | None = None,
+    *,
+    confinement: Confinement | None = None,
+    network: Network = "none",
 ) -> CheckResult:
     """Run ``command`` with /bin/sh in ``cwd``; kill its whole process group on timeout.
 
+    With ``confinement`` it runs under bubblewrap (`autonoma.workflow.confine`): writes
+    only in ``cwd`` and the caches, ``network`` "none" (the tests) or "registries" (a
+    set-up, through the registry proxy, which runs until the command ends), and killing
+    it (timeout, `kill_check`) kills every process it started. A machine that cannot
+    confine gets a failed result whose output is one line saying why.
+
     ``started`` gets the process group id as soon as it runs, for whoever must be able
-    to kill the check from another thread (`kill_check`).
+    to kill the check from another thread (`kill_check`). Blocks until the command ends
+    or is killed. Raises ValueError for an empty command, OSError if it cannot start.
     """
     if not command.strip():
         raise ValueError("the check command is empty")
+    if confinement is None:
+        return _run(["/bin/sh", "-c", command], cwd, env, timeout, started)
+    why_not = confinement.unavailable(network)
+    if why_not is not None:
+        output = f"autonoma: {why_not}"
+        return CheckResult(passed=False, exit_code=None, timed_out=False, output=output)
+    with confinement.argv(command, cwd, env, network) as (argv, refused):
+        result = _run(argv, cwd, env, timeout, started)
+        if not refused:
+            return result
+        # Said once, after the command's own words (pip's and npm's are obscure).
+        names = ", ".join(dict.fromkeys(refused))
+        note = f"\nautonoma: the set-up may reach only the package registries; refused: {names}"
+        return dataclasses.replace(result, output=(result.output + note)[-OUTPUT_TAIL:])
+
+
+def _run(
+    argv: list[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    started: Callable[[int], None] | None,
+) -> CheckResult:
     process = subprocess.Popen(
-        ["/bin/sh", "-c", command],
+        argv,
         cwd=cwd,
         env=dict(env),
         stdin=subprocess.DEVNULL,
@@ -118,7 +158,8 @@ def run_check(
         tail, timed_out = _watch(process, process.stdout.fileno(), timeout)
     finally:
         # Whatever is left of the group (a server the tests started, a child that ignored
-        # SIGTERM) goes with the check, so nothing outlives it.
+        # SIGTERM) goes with the check, so nothing outlives it. Confined, the group is
+        # bwrap itself: its death ends the sandbox's PID namespace, setsid'd children too.
         _signal_group(process.pid, signal.SIGKILL)
         process.stdout.close()
         returncode = process.wait()

@@ -33,6 +33,7 @@ from autonoma.workflow.commands import (
     judge_tests,
     no_test_command,
 )
+from autonoma.workflow.confine import Confinement
 from autonoma.workflow.setup import failure_reason, run_setup
 
 MERGE_QUEUE = "merge_queue"
@@ -68,6 +69,7 @@ class MergeQueue(Actor):
         main: str,
         env: Mapping[str, str],
         timeout: float,
+        confinement: Confinement | None = None,
     ) -> None:
         super().__init__()
         self.bus = bus
@@ -76,6 +78,8 @@ class MergeQueue(Actor):
         self.main = main
         self.env = dict(env)
         self.timeout = timeout
+        self.confinement = confinement
+        """Bubblewrap for the gate's set-up and tests (``sandbox`` setting); None: unconfined."""
         self._check_group: int | None = None
 
     def on_kill(self) -> None:
@@ -151,6 +155,7 @@ class MergeQueue(Actor):
                     task_id=request.task_id,
                     place="merge_gate",
                     started=self._started,
+                    confinement=self.confinement,
                 )
                 self.bus.publish(MERGE_QUEUE, ran)
                 if not ran.ok:
@@ -161,7 +166,12 @@ class MergeQueue(Actor):
                         f"{ran.output_tail}",
                     )
             outcome = run_check(
-                request.test_command, check, self.env, self.timeout, started=self._started
+                request.test_command,
+                check,
+                self.env,
+                self.timeout,
+                started=self._started,
+                confinement=self.confinement,
             )
         finally:
             self._check_group = None

@@ -74,6 +74,7 @@ from autonoma.vcs import workspace
 from autonoma.vcs.repo import remove_worktrees_under
 from autonoma.vcs.workspace import VcsError
 from autonoma.workflow import commits, inbox
+from autonoma.workflow.confine import confinement_for
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER, AgentRefs, developer_names, qa_names
 from autonoma.workflow.decide import (
     MAX_INTERRUPTIONS,
@@ -252,7 +253,9 @@ class Orchestrator(Actor):
         self._git: GitWorker | None = None
         self._taker: inbox.Taker | None = None
         # Set-up commands run in their own worker threads, never in this mailbox.
-        self._setups = SetupRunner(ctx.env, ctx.settings.test_timeout)
+        self._setups = SetupRunner(
+            ctx.env, ctx.settings.test_timeout, confinement_for(ctx.settings, ctx.project)
+        )
         self._names = [CEO, STAFF_ENGINEER, *developer_names(ctx.workers), *qa_names(ctx.workers)]
 
     # --- life cycle -----------------------------------------------------------------

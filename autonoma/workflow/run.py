@@ -40,6 +40,7 @@ from autonoma.system import JOURNAL, ROOT, StartError, System, start
 from autonoma.vcs import excludes, workspace
 from autonoma.vcs.workspace import VcsError
 from autonoma.workflow import prompts
+from autonoma.workflow.confine import confinement_for
 from autonoma.workflow.crew import AgentRefs, crew_spec
 from autonoma.workflow.governor import GOVERNOR, Governor
 from autonoma.workflow.merge_queue import MERGE_QUEUE, MergeQueue
@@ -392,6 +393,7 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
                         main=prepared.main,
                         env=prepared.env,
                         timeout=settings.test_timeout,
+                        confinement=confinement_for(settings, project),
                     ),
                 ),
                 # A merge cut short is done again on resume; the tests are killed with it.

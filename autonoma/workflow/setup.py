@@ -19,6 +19,7 @@ from pathlib import Path
 
 from autonoma.protocol import SetupPlace, SetupRan
 from autonoma.workflow.checks import kill_check, run_check
+from autonoma.workflow.confine import Confinement
 
 OUTPUT_TAIL = 2000
 """Characters of a set-up's output kept in the journal."""
@@ -45,14 +46,26 @@ def run_setup(
     task_id: str | None,
     place: SetupPlace,
     started: Callable[[int], None] | None = None,
+    confinement: Confinement | None = None,
 ) -> SetupRan:
     """Run ``command`` in ``cwd`` (blocks until it ends or ``timeout`` passes); its `SetupRan`.
 
     Its whole process group is killed on timeout (`autonoma.workflow.checks.run_check`).
+    With ``confinement`` it runs under bubblewrap, its network limited to the package
+    registries (`autonoma.workflow.registry_proxy`); the `SetupRan` still names
+    ``command`` as the model wrote it. Never raises for a command that cannot run.
     """
     began = time.monotonic()
     try:
-        outcome = run_check(command, cwd, env, timeout, started=started)
+        outcome = run_check(
+            command,
+            cwd,
+            env,
+            timeout,
+            started=started,
+            confinement=confinement,
+            network="registries",
+        )
     except OSError as error:  # the worktree went away, no /bin/sh
         return SetupRan(
             task_id=task_id,
@@ -91,9 +104,13 @@ def failure_reason(ran: SetupRan) -> str:
 class SetupRunner:
     """Runs set-up commands in worker threads, one per task at most; `stop` kills them all."""
 
-    def __init__(self, env: Mapping[str, str], timeout: float) -> None:
+    def __init__(
+        self, env: Mapping[str, str], timeout: float, confinement: Confinement | None = None
+    ) -> None:
         self.env = dict(env)
         self.timeout = timeout
+        self.confinement = confinement
+        """Bubblewrap for every set-up (the ``sandbox`` setting); None: unconfined."""
         self._lock = threading.Lock()
         self._running: dict[str, int | None] = {}
         """Task id -> the process group of its set-up (None until it has started)."""
@@ -133,6 +150,7 @@ class SetupRunner:
                     task_id=task_id,
                     place="task",
                     started=started,
+                    confinement=self.confinement,
                 )
             finally:
                 with self._lock:
