@@ -79,7 +79,7 @@ def summary(message: p.Message) -> str:
         case p.ProjectCommands():
             return _short("; ".join(commands_lines(message)))
         case p.SetupRan(task_id=task, place=place):
-            where = "merge gate" if place == "merge_gate" else "worktree"
+            where = {"merge_gate": "merge gate", "review": "QA's checkout"}.get(place, "clone")
             return _short(f"{task or '-'} set-up in the {where}: {setup_result(message)}")
         case p.PermissionDenied(tool=tool, reason=reason):
             return _short(f"{tool} denied: {reason}")

@@ -208,6 +208,12 @@ def ensure_integration(repo_path: Path, main: str) -> str:
     return str(current)
 
 
+def check_name(repo: pygit2.Repository, part: str) -> None:
+    """Raise `VcsError` unless ``part`` (a task or run id) can name a branch and a folder."""
+    if not _TASK_ID.fullmatch(part) or ".." in part or part.endswith(".lock"):
+        raise VcsError(f"{_where(repo)}: {part!r} cannot name a branch and a folder")
+
+
 def _worktree_name(task_id: str) -> str:
     return f"autonoma-{task_id}"
 
@@ -256,8 +262,7 @@ def create_worktree(
     """
     repo = _open(repo_path)
     for part in (task_id, run) if run else (task_id,):
-        if not _TASK_ID.fullmatch(part) or ".." in part or part.endswith(".lock"):
-            raise VcsError(f"{_where(repo)}: {part!r} cannot name a branch and a folder")
+        check_name(repo, part)
     branch = task_branch(task_id, run)
     path = (worktrees_dir / run / task_id if run else worktrees_dir / task_id).absolute()
     name = _worktree_name(f"{run}-{task_id}" if run else task_id)

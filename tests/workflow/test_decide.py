@@ -43,12 +43,14 @@ from autonoma.protocol import (
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER
 from autonoma.workflow.decide import (
     Action,
+    CheckoutReady,
     CommitForAgent,
     Config,
     Emit,
     Event,
     Heard,
     Machine,
+    PrepareCheckout,
     PrepareWorkspace,
     RemoveWorktrees,
     RunSetup,
@@ -341,6 +343,8 @@ class Harness:
                     self.feed(WorkspaceReady(T, "autonoma/t1", WORKTREE, "base", created=True))
                 else:
                     self.feed(WorkspaceReady(T))
+            elif isinstance(action, PrepareCheckout):  # QA's or planning's clone, at once
+                self.feed(CheckoutReady(action.purpose, action.path, action.task_id))
         return actions
 
     def hear(self, message: AnyMessage, sender: str = "agent") -> list[Action]:
