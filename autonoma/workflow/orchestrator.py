@@ -513,16 +513,16 @@ def _prepare(repo: Path, clones_dir: Path, run_id: str, action: PrepareWorkspace
     return WorkspaceReady(action.task_id, branch, path, base, created)
 
 
-def _is_clone(worktree: Path) -> bool:
-    # Runs journaled before per-task clones worked in worktrees (a .git file): their
-    # commits are in the user's repository already.
-    git = worktree / ".git"
-    return git.is_symlink() or not git.is_file()
+def _is_clone(repo: Path, worktree: Path) -> bool:
+    # Runs journaled before per-task clones worked in worktrees of the user's repository
+    # (their commits are there already). Told by where the folder is, never by what is
+    # in it: an agent can replace its clone's .git by a file naming the user's.
+    return not worktree.absolute().is_relative_to(Project(repo).worktrees.absolute())
 
 
 def _bring_back(repo: Path, worktree: Path, branch: str) -> None:
     """The clone's task branch into the user's repository (`clones.fetch_branch`)."""
-    if branch and _is_clone(worktree):
+    if branch and _is_clone(repo, worktree):
         clones.fetch_branch(repo, worktree, branch)
 
 
@@ -531,7 +531,7 @@ def _commit_for_agent(repo: Path, action: CommitForAgent) -> Event:
     not reviewable."""
     worktree = Path(action.worktree)
     try:
-        if _is_clone(worktree):
+        if _is_clone(repo, worktree):
             # Autonoma's own git work in the clone runs outside the sandbox: only in
             # the clone it made, never through a link the agent put there.
             clones.verify_clone(worktree, action.branch)
@@ -568,10 +568,10 @@ def _conflict_merge(repo: Path, action: ConflictMerge) -> Event:
     """
     worktree = Path(action.worktree)
     try:
-        if action.branch and _is_clone(worktree):
+        if _is_clone(repo, worktree):
             clones.verify_clone(worktree, action.branch)
         integration = workspace.head_of(repo, workspace.INTEGRATION_BRANCH)
-        if _is_clone(worktree):
+        if _is_clone(repo, worktree):
             clones.set_local_ref(worktree, workspace.INTEGRATION_BRANCH, integration)
         conflicts = workspace.start_conflict_merge(worktree, integration)
         if not conflicts:
@@ -625,7 +625,7 @@ def _remove_worktrees(repo: Path, run_clones: Path, action: RemoveWorktrees) -> 
         where = Path(path)
         if not where.exists():
             continue
-        if _is_clone(where):
+        if _is_clone(repo, where):
             with contextlib.suppress(OSError):
                 clones.remove_clone(where)
         else:
