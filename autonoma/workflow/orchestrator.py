@@ -634,6 +634,8 @@ def _remove_worktrees(repo: Path, run_clones: Path, action: RemoveWorktrees) -> 
     for leftover in (PLAN_CHECKOUT, REVIEW_CHECKOUTS):
         with contextlib.suppress(OSError):
             clones.remove_clone(run_clones / leftover)
+    with contextlib.suppress(OSError):
+        run_clones.rmdir()  # only when nothing is left in it
     return WorktreesRemoved(action.then)
 
 

@@ -149,7 +149,7 @@ def test_a_failing_set_up_is_retried_then_escalated_with_its_output(
     assert "(exit code 3): ERROR: No matching distribution found for left-pad" in (
         escalation.reason
     )
-    assert "last set-up (clone) failed, exit code 3" in status_text(root, env)
+    assert "last set-up (worktree) failed, exit code 3" in status_text(root, env)
 
 
 def test_the_set_up_runs_in_each_worktree_and_in_the_merge_gate_before_the_tests(

@@ -95,7 +95,9 @@ def test_the_branch_is_brought_back_and_nothing_else(user: Path) -> None:
     assert {line.split()[0] for line in changed} == {f"refs/heads/{BRANCH}"}
     assert workspace.head_of(user, "main") != head
     assert workspace.branch_changes(user, "main", BRANCH) == ["work.txt"]
-    assert subprocess.run(["git", "fsck", "--strict"], cwd=user, capture_output=True).returncode == 0
+    assert (
+        subprocess.run(["git", "fsck", "--strict"], cwd=user, capture_output=True).returncode == 0
+    )
 
 
 def test_a_branch_rewritten_off_its_base_is_still_brought_back(user: Path) -> None:
@@ -121,7 +123,9 @@ def test_a_clone_that_points_at_the_users_repository_is_refused(user: Path) -> N
 
     with pytest.raises(VcsError, match="no longer the clone's own folder"):
         clones.fetch_branch(user, path, BRANCH)
-    answer = orchestrator._commit_for_agent(user, CommitForAgent("t1", "developer-1", str(path), BRANCH))
+    answer = orchestrator._commit_for_agent(
+        user, CommitForAgent("t1", "developer-1", str(path), BRANCH)
+    )
     assert isinstance(answer, WorkChecked)
     assert "no longer the clone's own folder" in answer.why and "\n" not in answer.why
     assert refs(user) == before
