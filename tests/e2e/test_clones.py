@@ -42,6 +42,8 @@ def test_agents_in_sandboxed_clones_cannot_touch_the_users_repository(
     )
     assert "qa.txt" not in files_on(root, workspace.branch)
     assert not (root / ".git" / "EVIL").exists()
+    # The CEO's `git log --output` wrote its file, in its scratch clone (gone now).
+    assert not result_of(rows, "--output=ceo-was-here.txt").is_error
     assert not (root / "ceo-was-here.txt").exists()
     # The moves in the clone worked (so the commands ran); the ones aimed at the user's
     # repository did not.
