@@ -504,7 +504,7 @@ def _prepare(repo: Path, clones_dir: Path, run_id: str, action: PrepareWorkspace
             branch, made = clones.create_clone(repo, clones_dir, action.task_id, base, run=run_id)
         except VcsError as error:
             return WorkspaceFailed(action.task_id, str(error))
-        except OSError as error:
+        except (OSError, pygit2.GitError) as error:
             return WorkspaceFailed(action.task_id, _one_line(error))
         path = str(made)
     # A claude killed mid-Write (a crash, a restart) leaves its temp file behind.
