@@ -603,7 +603,9 @@ def _prepare_checkout(repo: Path, action: PrepareCheckout) -> Event:
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.is_symlink():
                 target.unlink()
-            target.write_bytes(data)
+            # Never through a link the checkout holds: only into the checkout itself.
+            if target.resolve().is_relative_to(path.resolve()):
+                target.write_bytes(data)
     except VcsError as error:
         return CheckoutReady(action.purpose, action.path, action.task_id, str(error))
     except (OSError, pygit2.GitError) as error:

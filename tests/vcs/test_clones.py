@@ -12,7 +12,7 @@ import pytest
 from autonoma.vcs import clones, workspace
 from autonoma.vcs.workspace import VcsError
 from autonoma.workflow import orchestrator
-from autonoma.workflow.decide import CommitForAgent, WorkChecked
+from autonoma.workflow.decide import CheckoutReady, CommitForAgent, PrepareCheckout, WorkChecked
 
 RUN = "r1"
 BRANCH = "autonoma/r1/t1"
@@ -222,3 +222,20 @@ def test_a_planning_checkout_is_kept_when_asked(user: Path) -> None:
 
     assert (plan / "notes.txt").exists()
     assert pygit2.Repository(str(plan)).head_is_detached
+
+
+def test_the_planning_checkout_holds_the_requirements_even_untracked(user: Path) -> None:
+    # The user's requirements.md is not committed: the planning turns still read it.
+    (user / "requirements.md").write_text("Build a todo list.\n")
+    plan = user / ".autonoma" / "clones" / RUN / "_plan"
+    files = (("requirements.md", b"Build a todo list.\n"), ("../escape.txt", b"no"))
+    action = PrepareCheckout("plan", str(plan), "main", fresh=False, files=files)
+
+    answer = orchestrator._prepare_checkout(user, action)
+
+    assert answer == CheckoutReady("plan", str(plan))
+    assert (plan / "requirements.md").read_text() == "Build a todo list.\n"
+    assert (plan / "a.txt").read_text() == "a\n"
+    assert not (plan.parent / "escape.txt").exists()
+    missing = orchestrator._prepare_checkout(user, PrepareCheckout("plan", str(plan), "nope"))
+    assert missing.error.startswith(str(user)) and "no commit nope" in missing.error
