@@ -190,7 +190,7 @@ class Progress:
             case p.ProjectCommands():
                 return "project " + "; ".join(commands_lines(message)), "bold"
             case p.SetupRan(task_id=task, place=place):
-                where = " (merge gate)" if place == "merge_gate" else ""
+                where = {"merge_gate": " (merge gate)", "review": " (QA's checkout)"}.get(place, "")
                 style = "" if message.ok else "yellow"
                 return f"{task or '-'} set-up{where}: {setup_result(message)}", style
             case p.WorkCommittedForAgent(task_id=task, agent_id=agent, commit=commit, files=files):

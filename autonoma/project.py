@@ -88,8 +88,15 @@ class Project:
 
     @property
     def worktrees(self) -> Path:
-        """One git worktree per task."""
+        """Autonoma's own git worktrees: the merge gate's check worktree ``_merge``
+        (and tasks' worktrees of runs made before per-task clones)."""
         return self.dir / "worktrees"
+
+    @property
+    def clones(self) -> Path:
+        """The agents' clones: ``clones/<run>/<task>``, QA's ``clones/<run>/_review/...``,
+        the planning turns' ``clones/<run>/_plan``."""
+        return self.dir / "clones"
 
     @property
     def actors(self) -> Path:
@@ -373,7 +380,8 @@ def _make_key(path: Path) -> None:
 
 
 def clean(project: Project) -> list[str]:
-    """Remove worktrees, journal and logs; settings, CLAUDE.md and roles stay. What went."""
+    """Remove clones, worktrees, journal and logs; settings, CLAUDE.md and roles stay.
+    What went."""
     # Held throughout, so a run neither is active nor starts while its files go.
     with acquire_run_lock(project):
         return _clean(project)
@@ -383,7 +391,7 @@ def _clean(project: Project) -> list[str]:
     removed: list[str] = []
     repo.remove_worktrees_under(project.root, project.worktrees)
     # Commands left in the inbox were for the run whose journal goes now.
-    for folder in (project.worktrees, project.logs, project.inbox):
+    for folder in (project.clones, project.worktrees, project.logs, project.inbox):
         if folder.exists() and any(folder.iterdir()):
             shutil.rmtree(folder)
             folder.mkdir()

@@ -306,7 +306,8 @@ class ProjectCommands(Message, frozen=True):
     proposed_test_command: str = ""
 
 
-SetupPlace = Literal["task", "merge_gate"]
+SetupPlace = Literal["task", "merge_gate", "review"]
+"""Where a set-up ran: a task's clone, the merge gate, or QA's review checkout."""
 
 
 class SetupRan(Message, frozen=True):

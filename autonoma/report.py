@@ -88,7 +88,7 @@ def summary(message: p.Message) -> str:
         case p.ProjectCommands():
             return _short("; ".join(commands_lines(message)))
         case p.SetupRan(task_id=task, place=place):
-            where = "merge gate" if place == "merge_gate" else "worktree"
+            where = {"merge_gate": "merge gate", "review": "QA's checkout"}.get(place, "worktree")
             return _short(f"{task or '-'} set-up in the {where}: {setup_result(message)}")
         case p.PermissionDenied(tool=tool, reason=reason):
             return _short(f"{tool} denied: {reason}")
@@ -270,7 +270,7 @@ def _task_lines(task: Task, widths: list[int], tasks: dict[str, Task]) -> list[s
 
     if task.setups and not task.setups[-1].ok and task.state not in ("merged", "resolved"):
         last = task.setups[-1]
-        where = "merge gate" if last.place == "merge_gate" else "worktree"
+        where = {"merge_gate": "merge gate", "review": "QA's checkout"}.get(last.place, "worktree")
         how = "timed out" if last.timed_out else f"exit code {last.exit_code}"
         tail = _short(last.output_tail[-_HISTORY_REASON:], _HISTORY_REASON)
         lines.append(f"{pad}last set-up ({where}) failed, {how}: {tail}")

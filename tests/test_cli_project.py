@@ -8,6 +8,7 @@ from pathlib import Path
 import pygit2
 
 from autonoma import hints
+from autonoma.vcs import clones
 from tests.conftest import run_autonoma
 
 EXPECTED = [
@@ -122,7 +123,7 @@ def test_commands_before_init_say_what_to_do(git_repo: Path, clean_env: dict[str
         assert result.stderr.count("\n") == 1
 
 
-def test_clean_removes_worktrees_and_state_but_keeps_settings(
+def test_clean_removes_clones_worktrees_and_state_but_keeps_settings(
     git_repo: Path, clean_env: dict[str, str]
 ) -> None:
     assert run_autonoma("init", cwd=git_repo, env=clean_env).returncode == 0
@@ -133,17 +134,21 @@ def test_clean_removes_worktrees_and_state_but_keeps_settings(
     branch = repository.branches.local.create("autonoma/t1", repository.head.peel(pygit2.Commit))
     worktree_path = git_repo / ".autonoma" / "worktrees" / "t1"
     repository.add_worktree("t1", str(worktree_path), branch)
+    base = str(repository.head.target)
+    _, clone = clones.create_clone(git_repo, git_repo / ".autonoma" / "clones", "t2", base, run="r")
     (git_repo / ".autonoma" / "logs" / "agent.log").write_text("said things\n")
     settings = (git_repo / ".autonoma" / "config.toml").read_text() + "max_workers = 2\n"
     (git_repo / ".autonoma" / "config.toml").write_text(settings)
 
     declined = run_autonoma("clean", cwd=git_repo, env=clean_env, input="n\n")
     assert declined.returncode == 1
-    assert worktree_path.exists()
+    assert worktree_path.exists() and clone.exists()
 
     result = run_autonoma("clean", "--yes", cwd=git_repo, env=clean_env)
     assert result.returncode == 0, result.stderr
     assert not worktree_path.exists()
+    assert not clone.exists() and not (git_repo / ".autonoma" / "clones" / "r").exists()
+    assert "autonoma/r/t2" in pygit2.Repository(str(git_repo)).branches.local  # kept
     assert pygit2.Repository(str(git_repo)).list_worktrees() == []
     assert not (git_repo / ".autonoma" / "logs" / "agent.log").exists()
     assert (git_repo / ".autonoma" / "config.toml").read_text() == settings

@@ -1,4 +1,5 @@
-"""Branches, worktrees, merges and the push guard of a run (pygit2, no git subprocess).
+"""Branches, commits, merges, the check worktree and the push guard of a run (pygit2, no
+git subprocess). The agents' clones are in `autonoma.vcs.clones`.
 
 The user's working tree is never written to except by ``advance_main``, and then only
 through a safe checkout of a clean tree; every other change happens on Autonoma's own
@@ -208,6 +209,12 @@ def ensure_integration(repo_path: Path, main: str) -> str:
     return str(current)
 
 
+def check_name(repo: pygit2.Repository, part: str) -> None:
+    """Raise `VcsError` unless ``part`` (a task or run id) can name a branch and a folder."""
+    if not _TASK_ID.fullmatch(part) or ".." in part or part.endswith(".lock"):
+        raise VcsError(f"{_where(repo)}: {part!r} cannot name a branch and a folder")
+
+
 def _worktree_name(task_id: str) -> str:
     return f"autonoma-{task_id}"
 
@@ -224,17 +231,6 @@ def _is_registered_at(worktree: pygit2.Worktree, path: Path) -> bool:
     return there.exists() and there.resolve() == path.resolve() and (path / ".git").exists()
 
 
-def _clear_folder(repo: pygit2.Repository, path: Path) -> None:
-    # libgit2 refuses to add a worktree into an existing folder, even an empty one.
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return
-    if path.is_dir() and not any(path.iterdir()):
-        path.rmdir()
-        return
-    raise VcsError(f"{_where(repo)}: {path} exists and is not a worktree of this repository")
-
-
 def _add_worktree(repo: pygit2.Repository, name: str, path: Path, branch: pygit2.Reference) -> None:
     try:
         repo.add_worktree(name, str(path), branch)
@@ -244,43 +240,6 @@ def _add_worktree(repo: pygit2.Repository, name: str, path: Path, branch: pygit2
         if stale is not None and not Path(stale.path).exists():
             stale.prune(True)
         raise VcsError(f"{_where(repo)}: cannot add worktree {path}: {error}") from error
-
-
-def create_worktree(
-    repo_path: Path, worktrees_dir: Path, task_id: str, base: str, *, run: str = ""
-) -> tuple[str, Path]:
-    """Branch `task_branch` at ``base`` with its worktree; reuse both if present.
-
-    With ``run``, the branch and the folder (``worktrees_dir/<run>/<task_id>``) belong
-    to that run, so a new run's ``t1`` never picks up an old run's.
-    """
-    repo = _open(repo_path)
-    for part in (task_id, run) if run else (task_id,):
-        if not _TASK_ID.fullmatch(part) or ".." in part or part.endswith(".lock"):
-            raise VcsError(f"{_where(repo)}: {part!r} cannot name a branch and a folder")
-    branch = task_branch(task_id, run)
-    path = (worktrees_dir / run / task_id if run else worktrees_dir / task_id).absolute()
-    name = _worktree_name(f"{run}-{task_id}" if run else task_id)
-    registered = _find_worktree(repo, name)
-    reference = repo.references.get(_ref_name(branch))
-    if registered is not None:
-        if reference is not None and _is_registered_at(registered, path):
-            return branch, path
-        if Path(registered.path).exists():
-            raise VcsError(
-                f"{_where(repo)}: worktree {name} is at {registered.path}, expected {path}"
-            )
-        # The folder was deleted: forget the registration, keep the branch and its commits.
-        registered.prune(True)
-    if reference is None:
-        start = _commit(repo, base)
-        try:
-            reference = repo.branches.local.create(branch, start)
-        except pygit2.GitError as error:
-            raise VcsError(f"{_where(repo)}: cannot create branch {branch}: {error}") from error
-    _clear_folder(repo, path)
-    _add_worktree(repo, name, path, reference)
-    return branch, path
 
 
 def head_of(repo_path: Path, ref: str) -> str:
@@ -357,11 +316,17 @@ class CommitResult:
 
 
 def _main_root(repo: pygit2.Repository) -> Path:
-    # A linked worktree's git dir points at the shared one, whose working tree is the
-    # user's repository: where .autonoma/ lives.
+    # A linked worktree's git dir points at the shared one, and a task's clone borrows
+    # the objects of the user's repository: its working tree is where .autonoma/ lives.
     git_dir = Path(repo.path)
     pointer = git_dir / "commondir"
     common = (git_dir / pointer.read_text().strip()).resolve() if pointer.exists() else git_dir
+    alternates = common / "objects" / "info" / "alternates"
+    if alternates.is_file():
+        lines = alternates.read_text().split("\n")
+        borrowed = Path(lines[0].strip()).parent if lines and lines[0].strip() else None
+        if borrowed is not None and borrowed.is_dir():
+            common = borrowed
     workdir = pygit2.Repository(str(common)).workdir
     return Path(workdir) if workdir else common.parent
 

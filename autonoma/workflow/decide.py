@@ -54,6 +54,7 @@ from autonoma.protocol import (
     RunFinished,
     RunOutcome,
     SchemaRejected,
+    SetupPlace,
     SetupRan,
     TaskDefined,
     TaskFeedback,
@@ -79,6 +80,11 @@ from autonoma.workflow.setup import failure_reason
 
 ORCHESTRATOR = "orchestrator"
 
+PLAN_CHECKOUT = "_plan"
+"""The planning turns' scratch clone, in the run's clones folder."""
+REVIEW_CHECKOUTS = "_review"
+"""QA's throwaway checkouts, in the run's clones folder."""
+
 MAX_INTERRUPTIONS = 5
 """Turns of one task (or phase) killed from outside before that counts as a failure."""
 
@@ -100,7 +106,7 @@ class Config:
 
     run_id: str
     repo: Path
-    """The user's repository: where planning turns run."""
+    """The user's repository (no agent works in it)."""
     plan_path: Path
     requirements: str
     claude_md: str
@@ -119,6 +125,19 @@ class Config:
     """The command that resumes this run, as the user types it (said when it stops)."""
     policy: Literal["critical_path", "fifo"] = "critical_path"
     durations: Mapping[str, float] | None = None
+    clones: Path = Path(".autonoma/clones/run")
+    """The run's clones folder (``.autonoma/clones/<run>``): tasks', QA's and planning's."""
+    requirements_name: str = "requirements.md"
+    """The requirements file's path in the planning checkout (it is copied there)."""
+
+    @property
+    def plan_dir(self) -> Path:
+        """The CEO's and Staff Engineer's scratch clone of ``main``."""
+        return self.clones / PLAN_CHECKOUT
+
+    def review_dir(self, task_id: str, review: int) -> Path:
+        """QA's throwaway checkout for review number ``review`` of ``task_id``."""
+        return self.clones / REVIEW_CHECKOUTS / f"{task_id}-{review}"
 
 
 # --- state --------------------------------------------------------------------------
@@ -190,6 +209,15 @@ class Machine:
     """Tasks whose developer's work is being committed and checked."""
     setting_up: set[str] = field(default_factory=set)
     """Tasks whose worktree runs the project's set-up command before their first turn."""
+    plan_dir: str = ""
+    """The planning checkout, once made (planning turns run there)."""
+    plan_preparing: bool = False
+    review_dirs: dict[str, str] = field(default_factory=dict)
+    """Task -> QA's checkout for its review under way (made, not yet removed)."""
+    review_preparing: set[str] = field(default_factory=set)
+    """Tasks whose QA checkout is being made."""
+    review_set_up: set[str] = field(default_factory=set)
+    """QA checkouts in which the project's set-up command succeeded."""
     stopping: bool = False
     finished: bool = False
     started_at: float = 0.0
@@ -298,6 +326,16 @@ class ConflictMergeDone:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckoutReady:
+    """`PrepareCheckout` is done: the checkout at ``path`` exists, or ``error`` says why not."""
+
+    purpose: Literal["plan", "review"]
+    path: str
+    task_id: str | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SetupDone:
     """`RunSetup` is done: how the set-up command ran."""
 
@@ -331,6 +369,7 @@ Event = (
     | WorkspaceFailed
     | WorkChecked
     | ConflictMergeDone
+    | CheckoutReady
     | MergeNotSubmitted
     | SetupDone
     | WorktreesRemoved
@@ -392,13 +431,39 @@ class CommitForAgent:
 
 @dataclass(frozen=True, slots=True)
 class ConflictMerge:
-    """Off the mailbox: merge the integration head into the task's worktree;
-    `ConflictMergeDone`."""
+    """Off the mailbox: merge the integration head into the task's clone (and bring its
+    branch back when that merge commits); `ConflictMergeDone`."""
 
     task_id: str
     worktree: str
     kind: MergeFailure
     output: str = ""
+    branch: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareCheckout:
+    """Off the mailbox: make a throwaway clone of ``rev`` at ``path``; `CheckoutReady`.
+
+    ``branch``: checked out on a local branch of that name (else detached). ``fresh``:
+    a leftover folder goes first (else one found there is kept). ``files``: written into
+    it after the checkout (relative path, content).
+    """
+
+    purpose: Literal["plan", "review"]
+    path: str
+    rev: str
+    task_id: str | None = None
+    branch: str = ""
+    fresh: bool = True
+    files: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveCheckout:
+    """Off the mailbox: delete a throwaway clone (QA's, planning's); nothing answers."""
+
+    path: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +485,7 @@ class RunSetup:
     task_id: str
     command: str
     worktree: str
+    place: SetupPlace = "task"
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,6 +518,8 @@ Action = (
     | PrepareWorkspace
     | CommitForAgent
     | ConflictMerge
+    | PrepareCheckout
+    | RemoveCheckout
     | SubmitMerge
     | RunSetup
     | EnsureIntegration
@@ -534,6 +602,8 @@ class _Step:
             self._work_checked(event)
         elif isinstance(event, ConflictMergeDone):
             self._conflict_merge_done(event)
+        elif isinstance(event, CheckoutReady):
+            self._checkout_ready(event)
         elif isinstance(event, MergeNotSubmitted):
             m.submitted.discard(event.task_id)
         elif isinstance(event, SetupDone):
@@ -560,10 +630,13 @@ class _Step:
             turn = m.turns.get(event.agent_id)
             if turn is not None and (event.pid is None or event.pid == turn.pid):
                 del m.turns[event.agent_id]
+                self._review_over(turn)
                 if not m.stopping:
                     self._turn_ended(turn, event)
         elif isinstance(event, ActorCrashed):
             turn = m.turns.pop(event.name, None)
+            if turn is not None:
+                self._review_over(turn)
             if turn is not None and not m.stopping:
                 self._turn_lost(
                     turn, f"{event.name} crashed: {event.error_type}: {event.error_text}"
@@ -585,7 +658,9 @@ class _Step:
             else:
                 # Still submitted until the conflict merge answers: nothing resubmits it.
                 self.out.append(
-                    ConflictMerge(task.task_id, task.worktree, event.kind, event.output)
+                    ConflictMerge(
+                        task.task_id, task.worktree, event.kind, event.output, task.branch
+                    )
                 )
         elif isinstance(event, WorkPaused):
             m.paused_by.add(envelope.sender)
@@ -721,6 +796,7 @@ class _Step:
         turn = self.m.turns.pop(event.agent, None)
         if turn is None:
             return
+        self._review_over(turn)
         why = f"the turn could not start: {event.error}"
         task = None if turn.task_id is None else self.fold.tasks.get(turn.task_id)
         if task is None:
@@ -768,6 +844,22 @@ class _Step:
         agent = CEO if kind == "plan" else STAFF_ENGINEER
         if agent in m.turns or agent not in m.live or self._permit(agent, None) is None:
             return
+        if not m.plan_dir:
+            # The planning turns run in a scratch clone of main, never in the user's
+            # repository: whatever they write (git log --output=...) stays there.
+            if not m.plan_preparing:
+                m.plan_preparing = True
+                requirements = self.cfg.requirements.encode()
+                self.out.append(
+                    PrepareCheckout(
+                        "plan",
+                        str(self.cfg.plan_dir),
+                        self.cfg.main,
+                        fresh=False,
+                        files=((self.cfg.requirements_name, requirements),),
+                    )
+                )
+            return
         step = m.plan if kind == "plan" else m.decompose
         role = self.cfg.roles[agent]
         if step.prompt and step.started:
@@ -783,7 +875,7 @@ class _Step:
                 )
             resume = False
         self._start_turn(
-            agent, kind, agent, prompt, session_id=session, resume=resume, cwd=str(self.cfg.repo)
+            agent, kind, agent, prompt, session_id=session, resume=resume, cwd=m.plan_dir
         )
 
     def _phase_turn_ended(self, turn: Turn, finished: AgentTurnFinished | None, why: str) -> None:
@@ -867,6 +959,9 @@ class _Step:
             self._emit(TaskStateChanged(task_id=spec.id, state="pending"))
         self._derive()
         self._phase("development", durable=True)
+        if self.m.plan_dir:
+            self.out.append(RemoveCheckout(self.m.plan_dir))
+            self.m.plan_dir = ""
 
     # --- development ------------------------------------------------------------------
 
@@ -890,6 +985,8 @@ class _Step:
     def _in_flight(self, task_id: str) -> bool:
         m = self.m
         if task_id in m.preparing or task_id in m.checking or task_id in m.setting_up:
+            return True
+        if task_id in m.review_preparing:
             return True
         return any(t.task_id == task_id for t in m.turns.values())
 
@@ -1017,6 +1114,9 @@ class _Step:
             return
         self._emit(ran)
         task = None if ran.task_id is None else self.fold.tasks.get(ran.task_id)
+        if ran.place == "review":
+            self._review_set_up(ran, task)
+            return
         if ran.ok or task is None or task.state != "running":
             return  # the pump starts its first turn
         # Not _fail: no developer turn ran, so none is told anything; the set-up runs again.
@@ -1028,12 +1128,81 @@ class _Step:
         else:
             self._set(task.task_id, "running", f"retry: {why}", attempt + 1)
 
+    def _review_set_up(self, ran: SetupRan, task: Task | None) -> None:
+        """The set-up in QA's checkout ended: QA may start; a failure sends the work back."""
+        m = self.m
+        if task is None or task.state != "review":
+            return
+        if m.review_dirs.get(task.task_id) != ran.worktree:
+            return
+        if ran.ok:
+            m.review_set_up.add(ran.worktree)
+            return
+        # A fresh checkout of the branch cannot be set up: the developer's work to fix.
+        self._drop_review(task.task_id)
+        why = f"{failure_reason(ran)} (in a fresh checkout of the branch, before QA)"
+        self._fail(task, why, prompts.turn_failed(task.task_id, why))
+
+    def _checkout_ready(self, event: CheckoutReady) -> None:
+        m = self.m
+        if event.purpose == "plan":
+            m.plan_preparing = False
+            if event.error and not m.finished:
+                reason = f"could not make the planning checkout: {event.error}"
+                self._emit(Escalation(source=ORCHESTRATOR, reason=reason))
+                self._finish("failed", f"stopped in planning: {reason}")
+            elif not event.error:
+                m.plan_dir = event.path
+            return
+        task_id = event.task_id or ""
+        m.review_preparing.discard(task_id)
+        task = self.fold.tasks.get(task_id)
+        if task is None or task.state != "review" or m.finished or m.stopping:
+            if not event.error:
+                self.out.append(RemoveCheckout(event.path))
+            return
+        if event.error:
+            failures = m.qa_failures[task_id] = m.qa_failures.get(task_id, 0) + 1
+            why = f"could not make QA's checkout: {event.error}"
+            if failures > self.cfg.max_retries:
+                self._escalate(task, f"QA could not review it {failures} times; last: {why}")
+            return
+        m.review_dirs[task_id] = event.path
+
+    def _review_over(self, turn: Turn) -> None:
+        """A QA turn ended (however): its checkout goes; a next review gets a fresh one."""
+        if turn.kind == "review" and turn.task_id is not None:
+            self._drop_review(turn.task_id)
+
+    def _drop_review(self, task_id: str) -> None:
+        path = self.m.review_dirs.pop(task_id, None)
+        if path is not None:
+            self.m.review_set_up.discard(path)
+            self.out.append(RemoveCheckout(path))
+
     def _start_review(self, task: Task) -> bool:
+        """QA's turn on ``task``, once its checkout is made (and set up); False: no QA free."""
+        m = self.m
+        review = task.reviews + 1
+        path = m.review_dirs.get(task.task_id)
+        if path is None:
+            # A fresh clone at the branch's head: nothing QA does there reaches the branch.
+            m.review_preparing.add(task.task_id)
+            where = str(self.cfg.review_dir(task.task_id, review))
+            self.out.append(
+                PrepareCheckout("review", where, task.branch, task.task_id, branch=task.branch)
+            )
+            return True
+        command = self._commands().setup_command
+        if command and path not in m.review_set_up:
+            if task.task_id not in m.setting_up:
+                m.setting_up.add(task.task_id)
+                self.out.append(RunSetup(task.task_id, command, path, place="review"))
+            return True
         claimed = self._claim(qa_names(self.cfg.workers), task.task_id)
         if claimed is None:
             return False
         agent, answer = claimed
-        review = task.reviews + 1
         prompt = prompts.qa_prompt(
             self.cfg.roles["qa"],
             task,
@@ -1049,7 +1218,7 @@ class _Step:
             prompt,
             session_id=self._uuid(),
             resume=False,
-            cwd=task.worktree,
+            cwd=path,
             task_id=task.task_id,
             budget=answer.task_budget_left,
         )
@@ -1370,7 +1539,7 @@ class _Step:
 
     def _maybe_finish(self) -> None:
         m = self.m
-        if m.turns or m.submitted or m.preparing or m.checking:
+        if m.turns or m.submitted or m.preparing or m.checking or m.review_preparing:
             return
         states = self._states()
         budget = bool(self.fold.budget)
@@ -1493,6 +1662,7 @@ __all__ = [
     "MAX_INTERRUPTIONS",
     "ORCHESTRATOR",
     "Action",
+    "CheckoutReady",
     "CommitForAgent",
     "Config",
     "ConflictMerge",
@@ -1504,7 +1674,9 @@ __all__ = [
     "InboxCommand",
     "Machine",
     "MergeNotSubmitted",
+    "PrepareCheckout",
     "PrepareWorkspace",
+    "RemoveCheckout",
     "RemoveWorktrees",
     "RunSetup",
     "SetupDone",

@@ -7,8 +7,9 @@ tick every `TICK` seconds, the humans' commands from the inbox, and the results 
 work it carried out. The actions: publish a message, start an agent's turn, hand a task
 to the merge queue, write the plan, and git work.
 
-Git work (making a worktree, the commit for the agent, the conflict merge, removing
-worktrees) runs off the mailbox, in `GitWorker`'s thread, one job at a time; each job
+Git work (making a task's clone, the commit for the agent and bringing its branch back,
+the conflict merge, QA's and planning's throwaway clones, removing clones) runs off the
+mailbox, in `GitWorker`'s thread, one job at a time; each job
 reports back as an event. So the mailbox never waits on git. Starting a turn is an ask
 of the agent, which only spawns the process (milliseconds) and answers with its pid.
 
@@ -41,6 +42,7 @@ from typing import Any, Literal
 import pygit2
 import pykka
 
+from autonoma import inputfile
 from autonoma.agents.agent import AgentBusy, TurnRefused, TurnRequest
 from autonoma.agents.roles import load_role
 from autonoma.agents.turn import WRITE_LEFTOVER
@@ -70,7 +72,8 @@ from autonoma.protocol import (
 )
 from autonoma.runtime.actor import Actor
 from autonoma.runtime.bus import Bus
-from autonoma.vcs import workspace
+from autonoma.vcs import clones, workspace
+from autonoma.vcs.excludes import project_rules
 from autonoma.vcs.repo import remove_worktrees_under
 from autonoma.vcs.workspace import VcsError
 from autonoma.workflow import commits, inbox
@@ -79,7 +82,10 @@ from autonoma.workflow.crew import CEO, STAFF_ENGINEER, AgentRefs, developer_nam
 from autonoma.workflow.decide import (
     MAX_INTERRUPTIONS,
     ORCHESTRATOR,
+    PLAN_CHECKOUT,
+    REVIEW_CHECKOUTS,
     Action,
+    CheckoutReady,
     CommitForAgent,
     Config,
     ConflictMerge,
@@ -91,7 +97,9 @@ from autonoma.workflow.decide import (
     InboxCommand,
     Machine,
     MergeNotSubmitted,
+    PrepareCheckout,
     PrepareWorkspace,
+    RemoveCheckout,
     RemoveWorktrees,
     RunSetup,
     SetupDone,
@@ -146,6 +154,11 @@ class RunContext:
     def repo(self) -> Path:
         """The user's repository (its working-tree root)."""
         return self.project.root
+
+    @property
+    def clones(self) -> Path:
+        """The run's clones: tasks', QA's and the planning turns'."""
+        return self.project.clones / self.run_id
 
     @property
     def logs(self) -> Path:
@@ -314,6 +327,8 @@ class Orchestrator(Actor):
             resume_command=resume,
             policy=ctx.policy,
             durations=ctx.durations,
+            clones=ctx.clones,
+            requirements_name=_requirements_name(ctx),
         )
         self.machine = Machine(cfg=config, fold=fold)
         self._inbox()  # the key exists before any agent turn starts
@@ -451,13 +466,15 @@ class Orchestrator(Actor):
             with contextlib.suppress(pykka.ActorDeadError):
                 ref.tell(_SetupDone(ran))
 
-        self._setups.start(action.task_id, action.command, Path(action.worktree), report)
+        self._setups.start(
+            action.task_id, action.command, Path(action.worktree), report, action.place
+        )
 
     def _git_job(self, action: Action) -> Callable[[], Event | None]:
         """The git work of ``action``, to run in the worker's thread."""
         repo, ctx = self.ctx.repo, self.ctx
         if isinstance(action, PrepareWorkspace):
-            return lambda: _prepare(repo, ctx.project.worktrees, ctx.run_id, action)
+            return lambda: _prepare(repo, ctx.project.clones, ctx.run_id, action)
         if isinstance(action, CommitForAgent):
             return lambda: _commit_for_agent(repo, action)
         if isinstance(action, ConflictMerge):
@@ -465,25 +482,44 @@ class Orchestrator(Actor):
         if isinstance(action, EnsureIntegration):
             return lambda: _ensure_integration(repo, action)
         if isinstance(action, RemoveWorktrees):
-            return lambda: _remove_worktrees(repo, action)
+            return lambda: _remove_worktrees(repo, ctx.clones, action)
+        if isinstance(action, PrepareCheckout):
+            return lambda: _prepare_checkout(repo, action)
+        if isinstance(action, RemoveCheckout):
+            return lambda: _remove_checkout(ctx.clones, action)
         raise TypeError(f"not an action: {action!r}")
 
 
 # --- git jobs (run in the worker's thread) ---------------------------------------------
 
 
-def _prepare(repo: Path, worktrees: Path, run_id: str, action: PrepareWorkspace) -> Event:
-    """Make the task's worktree when it is new or gone; drop claude's Write leftovers."""
+def _requirements_name(ctx: RunContext) -> str:
+    """The requirements file's path in the planning checkout: as in the repository, if
+    it is inside it, else its name."""
+    path = ctx.requirements_path.absolute()
+    try:
+        return str(path.relative_to(ctx.repo.absolute()))
+    except ValueError:
+        return path.name or "requirements.md"
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _prepare(repo: Path, clones_dir: Path, run_id: str, action: PrepareWorkspace) -> Event:
+    """Make the task's clone when it is new or gone; drop claude's Write leftovers."""
     created = action.create or not (action.worktree and Path(action.worktree).is_dir())
     branch = path = base = ""
     if created:
         try:
             base = workspace.head_of(repo, workspace.INTEGRATION_BRANCH)
-            branch, made = workspace.create_worktree(
-                repo, worktrees, action.task_id, base, run=run_id
-            )
+            branch, made = clones.create_clone(repo, clones_dir, action.task_id, base, run=run_id)
         except VcsError as error:
             return WorkspaceFailed(action.task_id, str(error))
+        except (OSError, pygit2.GitError) as error:
+            return WorkspaceFailed(action.task_id, _one_line(error))
         path = str(made)
     # A claude killed mid-Write (a crash, a restart) leaves its temp file behind.
     with contextlib.suppress(VcsError, OSError):
@@ -491,16 +527,40 @@ def _prepare(repo: Path, worktrees: Path, run_id: str, action: PrepareWorkspace)
     return WorkspaceReady(action.task_id, branch, path, base, created)
 
 
+def _is_clone(repo: Path, worktree: Path) -> bool:
+    # Runs journaled before per-task clones worked in worktrees of the user's repository
+    # (their commits are there already). Told by where the folder is, never by what is
+    # in it: an agent can replace its clone's .git by a file naming the user's.
+    return not worktree.absolute().is_relative_to(Project(repo).worktrees.absolute())
+
+
+def _bring_back(repo: Path, worktree: Path, branch: str) -> None:
+    """The clone's task branch into the user's repository (`clones.fetch_branch`)."""
+    if branch and _is_clone(repo, worktree):
+        clones.fetch_branch(repo, worktree, branch)
+
+
 def _commit_for_agent(repo: Path, action: CommitForAgent) -> Event:
-    """Commit what the developer left uncommitted; say why the branch is not reviewable."""
+    """Commit what the developer left uncommitted, bring the branch back, say why it is
+    not reviewable."""
+    worktree = Path(action.worktree)
     try:
+        if _is_clone(repo, worktree):
+            # Autonoma's own git work in the clone runs outside the sandbox: only in
+            # the clone it made, never through a link the agent put there.
+            clones.verify_clone(worktree, action.branch)
         committed = workspace.commit_all(
-            Path(action.worktree),
+            worktree,
             f"{action.task_id}: work {action.agent} left uncommitted",
             action.declared,
+            rules=project_rules(repo),
         )
-    except VcsError as error:
+        _bring_back(repo, worktree, action.branch)
+    except (VcsError, inputfile.InputFileError) as error:
         return WorkChecked(action.task_id, action.agent, why=str(error), refused=action.refused)
+    except (OSError, pygit2.GitError) as error:
+        why = f"{worktree}: {_one_line(error)}"
+        return WorkChecked(action.task_id, action.agent, why=why, refused=action.refused)
     journaled = commits.for_agent(action.task_id, action.agent, committed)
     integration = workspace.head_of(repo, workspace.INTEGRATION_BRANCH)
     head = workspace.head_of(repo, action.branch)
@@ -515,12 +575,26 @@ def _commit_for_agent(repo: Path, action: CommitForAgent) -> Event:
 
 
 def _conflict_merge(repo: Path, action: ConflictMerge) -> Event:
-    """Merge the integration head into the task's worktree; the files left in conflict."""
+    """Merge the integration head into the task's clone; the files left in conflict.
+
+    The clone sees the integration commit through its alternates. A merge that commits
+    at once moves the clone's branch: it is brought back before the merge is retried.
+    """
+    worktree = Path(action.worktree)
     try:
+        if _is_clone(repo, worktree):
+            clones.verify_clone(worktree, action.branch)
         integration = workspace.head_of(repo, workspace.INTEGRATION_BRANCH)
-        conflicts = workspace.start_conflict_merge(Path(action.worktree), integration)
+        if _is_clone(repo, worktree):
+            clones.set_local_ref(worktree, workspace.INTEGRATION_BRANCH, integration)
+        conflicts = workspace.start_conflict_merge(worktree, integration)
+        if not conflicts:
+            _bring_back(repo, worktree, action.branch)
     except VcsError as error:
         return ConflictMergeDone(action.task_id, action.kind, action.output, error=str(error))
+    except (OSError, pygit2.GitError) as error:
+        why = f"{worktree}: {_one_line(error)}"
+        return ConflictMergeDone(action.task_id, action.kind, action.output, error=why)
     return ConflictMergeDone(action.task_id, action.kind, action.output, tuple(conflicts))
 
 
@@ -529,12 +603,55 @@ def _ensure_integration(repo: Path, action: EnsureIntegration) -> None:
         workspace.ensure_integration(repo, action.main)
 
 
-def _remove_worktrees(repo: Path, action: RemoveWorktrees) -> Event:
-    """Merged tasks' worktrees go (their branches stay); then the run may end."""
+def _prepare_checkout(repo: Path, action: PrepareCheckout) -> Event:
+    """Make QA's or planning's throwaway clone; write the files it needs."""
+    path = Path(action.path)
+    try:
+        clones.make_checkout(
+            repo, path, action.rev, branch=action.branch or None, fresh=action.fresh
+        )
+        for name, data in action.files:
+            target = path / name
+            if ".." in Path(name).parts or Path(name).is_absolute():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_symlink():
+                target.unlink()
+            # Never through a link the checkout holds: only into the checkout itself.
+            if target.resolve().is_relative_to(path.resolve()):
+                target.write_bytes(data)
+    except VcsError as error:
+        return CheckoutReady(action.purpose, action.path, action.task_id, str(error))
+    except (OSError, pygit2.GitError) as error:
+        return CheckoutReady(action.purpose, action.path, action.task_id, _one_line(error))
+    return CheckoutReady(action.purpose, str(path), action.task_id)
+
+
+def _remove_checkout(run_clones: Path, action: RemoveCheckout) -> None:
+    path = Path(action.path)
+    if path.absolute().is_relative_to(run_clones.absolute()):
+        with contextlib.suppress(OSError):
+            clones.remove_clone(path)
+
+
+def _remove_worktrees(repo: Path, run_clones: Path, action: RemoveWorktrees) -> Event:
+    """Merged tasks' clones go (their branches stay), and QA's and planning's leftovers;
+    then the run may end."""
     for path in action.paths:
-        if Path(path).exists():
+        where = Path(path)
+        if not where.exists():
+            continue
+        if _is_clone(repo, where):
+            with contextlib.suppress(OSError):
+                clones.remove_clone(where)
+        else:
             with contextlib.suppress(OSError, pygit2.GitError):
-                remove_worktrees_under(repo, Path(path))
+                remove_worktrees_under(repo, where)
+    for leftover in (PLAN_CHECKOUT, REVIEW_CHECKOUTS):
+        with contextlib.suppress(OSError):
+            clones.remove_clone(run_clones / leftover)
+    with contextlib.suppress(OSError):
+        run_clones.rmdir()  # only when nothing is left in it
     return WorktreesRemoved(action.then)
 
 

@@ -122,7 +122,12 @@ class SetupRunner:
             return task_id in self._running
 
     def start(
-        self, task_id: str, command: str, cwd: Path, report: Callable[[SetupRan], None]
+        self,
+        task_id: str,
+        command: str,
+        cwd: Path,
+        report: Callable[[SetupRan], None],
+        place: SetupPlace = "task",
     ) -> bool:
         """Start ``task_id``'s set-up in a thread (never blocks); False if one runs already.
 
@@ -148,7 +153,7 @@ class SetupRunner:
                     self.env,
                     self.timeout,
                     task_id=task_id,
-                    place="task",
+                    place=place,
                     started=started,
                     confinement=self.confinement,
                 )

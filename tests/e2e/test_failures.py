@@ -602,6 +602,8 @@ def test_agents_never_push(tmp_path: Path, clean_env: dict[str, str]) -> None:
         if "git push" in m.input.get("command", "")
     ]
     assert len(pushes) == 2
+    # The task's clone has no remote: "origin" is taken as a URL, and the guard refuses
+    # every push URL, as it does the remote's path.
     for push in pushes:
         (answer,) = messages(rows, AgentToolResult, tool_use_id=push.tool_use_id)
         assert answer.is_error

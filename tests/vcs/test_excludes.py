@@ -8,7 +8,7 @@ import pygit2
 import pytest
 
 from autonoma import project as project_module
-from autonoma.vcs import excludes, workspace
+from autonoma.vcs import clones, excludes, workspace
 from autonoma.vcs.excludes import DEFAULT_RULES, Excludes
 from tests.vcs.test_workspace import git, write
 
@@ -141,7 +141,7 @@ def test_agents_git_does_not_see_excluded_files_and_keeps_the_users_own_excludes
     write(git_repo, "a.txt", "a\n")
     git(git_repo, "add", "a.txt")
     git(git_repo, "commit", "-qm", "start")
-    _, path = workspace.create_worktree(git_repo, project.worktrees, "T1", "main")
+    _, path = clones.create_clone(git_repo, project.clones, "T1", "main", run="r")
 
     env = workspace.install_push_guard(project.dir / "hooks")
     agent_exclude = excludes.agent_excludes(git_repo, project.agent_exclude)

@@ -1,4 +1,4 @@
-"""Branches, worktrees, merges and the push guard, on real repositories, as a user sees them."""
+"""Branches, task clones, merges and the push guard, on real repositories, as a user sees them."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from autonoma.vcs import repo, workspace
+from autonoma.vcs import clones, repo, workspace
 from autonoma.vcs.workspace import INTEGRATION_BRANCH, MergeResult, VcsError
 
-# The git CLI stands for an agent (or the user) working in a worktree.
+# The git CLI stands for an agent (or the user) working in a clone.
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Agent",
     "GIT_AUTHOR_EMAIL": "agent@example.com",
@@ -68,12 +68,26 @@ def project(git_repo: Path) -> Path:
 
 @pytest.fixture
 def worktrees(project: Path) -> Path:
-    """Where the run's worktrees live (as in a real project: .autonoma/worktrees)."""
+    """Where Autonoma's own worktrees live (as in a real project: .autonoma/worktrees)."""
     return project / ".autonoma" / "worktrees"
+
+
+RUN = "run"
+
+
+def task(project: Path, task_id: str, base: str) -> tuple[str, Path]:
+    """A task's clone as a run makes it: ``.autonoma/clones/run/<task_id>``."""
+    return clones.create_clone(project, project / ".autonoma" / "clones", task_id, base, run=RUN)
+
+
+def back(project: Path, clone: Path) -> str:
+    """Bring the clone's task branch back into the project, as a run does after a turn."""
+    return clones.fetch_branch(project, clone, f"autonoma/{RUN}/{clone.name}")
 
 
 def test_task_branch_name() -> None:
     assert workspace.task_branch("T1") == "autonoma/task/T1"
+    assert workspace.task_branch("T1", "run") == "autonoma/run/T1"
 
 
 def test_current_branch_on_an_empty_repository_makes_an_initial_commit(git_repo: Path) -> None:
@@ -184,53 +198,50 @@ def test_head_of_names_a_missing_branch(project: Path) -> None:
         workspace.head_of(project, "nope")
 
 
-def test_create_worktree_branches_from_base_and_is_idempotent(
-    project: Path, worktrees: Path
-) -> None:
+def test_create_clone_branches_from_base_and_is_idempotent(project: Path) -> None:
     base = workspace.ensure_integration(project, "main")
-    branch, path = workspace.create_worktree(project, worktrees, "T1", base)
+    branch, path = task(project, "T1", base)
 
-    assert branch == "autonoma/task/T1"
-    assert path == worktrees / "T1"
-    assert git(path, "branch", "--show-current") == "autonoma/task/T1\n"
+    assert branch == "autonoma/run/T1"
+    assert path == project / ".autonoma" / "clones" / RUN / "T1"
+    assert git(path, "branch", "--show-current") == "autonoma/run/T1\n"
     assert git(path, "rev-parse", "HEAD").strip() == base
     assert (path / "a.txt").read_text() == "1\n2\n3\n4\n5\n"
     assert git(project, "status", "--porcelain") == ""
 
     # A resumed run finds the agent's work where it left it.
     write(path, "wip.txt", "half done\n")
-    assert workspace.create_worktree(project, worktrees, "T1", base) == (branch, path)
+    assert task(project, "T1", base) == (branch, path)
     assert (path / "wip.txt").read_text() == "half done\n"
 
-    # The folder was deleted: the branch (and its commits) come back in a new worktree.
+    # The folder was deleted: the branch (and its commits brought back) come back in a
+    # new clone.
     commit = workspace.commit_all(path, "wip", ["wip.txt"]).commit
     assert commit is not None
+    back(project, path)
     shutil.rmtree(path)
-    assert workspace.create_worktree(project, worktrees, "T1", base) == (branch, path)
+    assert task(project, "T1", base) == (branch, path)
     assert git(path, "rev-parse", "HEAD").strip() == commit
     assert (path / "wip.txt").read_text() == "half done\n"
     assert git(path, "status", "--porcelain") == ""
 
 
-def test_create_worktree_refuses_an_unsafe_task_id_or_a_foreign_folder(
-    project: Path, worktrees: Path
-) -> None:
+def test_create_clone_refuses_an_unsafe_task_id_or_a_foreign_folder(project: Path) -> None:
     base = workspace.head_of(project, "main")
     for bad in ("../x", "a/b", "_merge", "x.lock", "a..b", ""):
         with pytest.raises(VcsError, match="cannot name a branch and a folder"):
-            workspace.create_worktree(project, worktrees, bad, base)
+            task(project, bad, base)
 
-    write(worktrees, "T2/keep.txt", "someone's file\n")
+    folder = project / ".autonoma" / "clones" / RUN
+    write(folder, "T2/keep.txt", "someone's file\n")
     with pytest.raises(VcsError, match="exists"):
-        workspace.create_worktree(project, worktrees, "T2", base)
-    assert (worktrees / "T2" / "keep.txt").read_text() == "someone's file\n"
+        task(project, "T2", base)
+    assert (folder / "T2" / "keep.txt").read_text() == "someone's file\n"
 
 
-def test_commit_all_takes_tracked_changes_and_declared_files_only(
-    project: Path, worktrees: Path
-) -> None:
+def test_commit_all_takes_tracked_changes_and_declared_files_only(project: Path) -> None:
     base = workspace.head_of(project, "main")
-    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    _, path = task(project, "T1", base)
     assert workspace.commit_all(path, "nothing") == workspace.CommitResult(None, [], [])
 
     write(path, "a.txt", "changed\n")  # tracked: taken
@@ -249,7 +260,8 @@ def test_commit_all_takes_tracked_changes_and_declared_files_only(
         "?? scratch/a.txt\n?? src/__pycache__/new.cpython-311.pyc\n?? src/notes.md\n"
     )
     assert git(path, "log", "-1", "--format=%H %s") == f"{result.commit} work\n"
-    assert workspace.head_of(project, "autonoma/task/T1") == result.commit
+    back(project, path)
+    assert workspace.head_of(project, "autonoma/run/T1") == result.commit
 
     (path / "gone.txt").unlink()
     result = workspace.commit_all(path, "delete")
@@ -260,11 +272,9 @@ def test_commit_all_takes_tracked_changes_and_declared_files_only(
     assert again.commit is None and again.left_out == result.left_out
 
 
-def test_commit_all_never_takes_what_the_exclude_list_matches(
-    project: Path, worktrees: Path
-) -> None:
+def test_commit_all_never_takes_what_the_exclude_list_matches(project: Path) -> None:
     base = workspace.head_of(project, "main")
-    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    _, path = task(project, "T1", base)
     declared = ["app.py", ".env", "node_modules/", ".venv/lib/site.py", "config/"]
     write(path, "app.py", "x = 1\n")
     write(path, ".env", "TOKEN=secret\n")
@@ -294,9 +304,9 @@ def test_commit_all_never_takes_what_the_exclude_list_matches(
     assert custom.files == [".env.example"]
 
 
-def test_commit_all_reads_the_project_exclude_file(project: Path, worktrees: Path) -> None:
+def test_commit_all_reads_the_project_exclude_file(project: Path) -> None:
     base = workspace.head_of(project, "main")
-    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    _, path = task(project, "T1", base)
     write(project, ".autonoma/exclude", "*.secret\n")
     write(path, "x.secret", "")
     write(path, ".env", "declared, and no longer excluded\n")
@@ -304,20 +314,20 @@ def test_commit_all_reads_the_project_exclude_file(project: Path, worktrees: Pat
     assert (result.files, result.left_out) == ([".env"], ["x.secret"])
 
 
-def test_commit_all_leaves_out_a_tracked_file_the_list_matches(
-    project: Path, worktrees: Path
-) -> None:
+def test_commit_all_leaves_out_a_tracked_file_the_list_matches(project: Path) -> None:
     base = workspace.head_of(project, "main")
-    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    _, path = task(project, "T1", base)
     write(path, "vendor/lib.go", "v1\n")
     write(path, "main.go", "v1\n")
     git(path, "add", "-f", "vendor/lib.go", "main.go")
     git(path, "commit", "-qm", "the agent's own commit, vendor/ included")
-    own = workspace.head_of(project, "autonoma/task/T1")
+    back(project, path)
+    own = workspace.head_of(project, "autonoma/run/T1")
     write(path, "vendor/lib.go", "v2\n")
     write(path, "main.go", "v2\n")
 
     result = workspace.commit_all(path, "work")
+    back(project, path)
 
     assert (result.files, result.left_out) == (["main.go"], ["vendor/lib.go"])
     # The agent's commit is its own: kept as it was, the new commit on top of it.
@@ -326,9 +336,9 @@ def test_commit_all_leaves_out_a_tracked_file_the_list_matches(
     assert git(path, "status", "--porcelain") == " M vendor/lib.go\n"
 
 
-def test_commit_all_bounds_what_it_reports(project: Path, worktrees: Path) -> None:
+def test_commit_all_bounds_what_it_reports(project: Path) -> None:
     base = workspace.head_of(project, "main")
-    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    _, path = task(project, "T1", base)
     for i in range(workspace.LEFT_OUT_LIMIT + 5):
         write(path, f"note{i:02}.md", "")
     for i in range(500):
@@ -340,10 +350,10 @@ def test_commit_all_bounds_what_it_reports(project: Path, worktrees: Path) -> No
     assert result.left_out_more == 6
 
 
-def test_commit_all_uses_the_repository_identity(project: Path, worktrees: Path) -> None:
+def test_commit_all_uses_the_repository_identity(project: Path) -> None:
     git(project, "config", "user.name", "Repo Owner")
     git(project, "config", "user.email", "owner@example.com")
-    _, path = workspace.create_worktree(project, worktrees, "T1", "main")
+    _, path = task(project, "T1", "main")
     write(path, "b.txt", "b\n")
     assert workspace.commit_all(path, "b", ["b.txt"]).commit is not None
     assert git(path, "log", "-1", "--format=%an <%ae> / %cn <%ce>") == (
@@ -351,10 +361,10 @@ def test_commit_all_uses_the_repository_identity(project: Path, worktrees: Path)
     )
 
 
-def _two_conflicting_tasks(project: Path, worktrees: Path) -> tuple[str, Path, Path]:
+def _two_conflicting_tasks(project: Path) -> tuple[str, Path, Path]:
     base = workspace.ensure_integration(project, "main")
-    _, first = workspace.create_worktree(project, worktrees, "T1", base)
-    _, second = workspace.create_worktree(project, worktrees, "T2", base)
+    _, first = task(project, "T1", base)
+    _, second = task(project, "T2", base)
     # One agent commits with the git CLI, the other leaves its work for commit_all.
     write(first, "a.txt", "1\n2\nfirst\n4\n5\n")
     write(first, "first.txt", "T1\n")
@@ -363,29 +373,30 @@ def _two_conflicting_tasks(project: Path, worktrees: Path) -> tuple[str, Path, P
     write(second, "a.txt", "1\n2\nsecond\n4\n5\n")
     write(second, "second.txt", "T2\n")
     assert workspace.commit_all(second, "T2 work", ["second.txt"]).commit is not None
+    back(project, first)
+    back(project, second)
     return base, first, second
 
 
-def test_merge_queue_flow_conflict_resolution_and_main_advanced(
-    project: Path, worktrees: Path
-) -> None:
-    base, _, second = _two_conflicting_tasks(project, worktrees)
+def test_merge_queue_flow_conflict_resolution_and_main_advanced(project: Path) -> None:
+    base, _, second = _two_conflicting_tasks(project)
     before = refs(project)
 
-    merged = workspace.prepare_merge(project, base, "autonoma/task/T1", "Merge T1")
+    merged = workspace.prepare_merge(project, base, "autonoma/run/T1", "Merge T1")
     assert merged.conflicts == []
     assert merged.commit is not None
-    assert parents(project, merged.commit) == [base, workspace.head_of(project, "autonoma/task/T1")]
+    assert parents(project, merged.commit) == [base, workspace.head_of(project, "autonoma/run/T1")]
     assert refs(project) == before
     workspace.move_branch(project, INTEGRATION_BRANCH, base, merged.commit)
     integration = merged.commit
 
     before = refs(project)
-    clash = workspace.prepare_merge(project, integration, "autonoma/task/T2", "Merge T2")
+    clash = workspace.prepare_merge(project, integration, "autonoma/run/T2", "Merge T2")
     assert clash == MergeResult(commit=None, conflicts=["a.txt"])
     assert refs(project) == before
 
-    # The developer gets the conflict in its own worktree, the way `git merge` leaves it.
+    # The developer gets the conflict in its own clone, the way `git merge` leaves it; the
+    # clone sees the integration commit through its alternates.
     assert workspace.start_conflict_merge(second, integration) == ["a.txt"]
     text = (second / "a.txt").read_text()
     assert "<<<<<<< " in text and "=======" in text and ">>>>>>> " in text
@@ -397,11 +408,12 @@ def test_merge_queue_flow_conflict_resolution_and_main_advanced(
 
     write(second, "a.txt", "1\n2\nfirst and second\n4\n5\n")
     git(second, "commit", "-qam", "resolve")
-    t2_head = workspace.head_of(project, "autonoma/task/T2")
+    back(project, second)
+    t2_head = workspace.head_of(project, "autonoma/run/T2")
     assert len(parents(project, t2_head)) == 2
     assert git(second, "status", "--porcelain") == ""
 
-    clean = workspace.prepare_merge(project, integration, "autonoma/task/T2", "Merge T2")
+    clean = workspace.prepare_merge(project, integration, "autonoma/run/T2", "Merge T2")
     assert clean.conflicts == []
     assert clean.commit is not None
     assert parents(project, clean.commit) == [integration, t2_head]
@@ -420,23 +432,22 @@ def test_merge_queue_flow_conflict_resolution_and_main_advanced(
     ]
 
 
-def test_prepare_merge_makes_a_merge_commit_even_for_a_fast_forward(
-    project: Path, worktrees: Path
-) -> None:
+def test_prepare_merge_makes_a_merge_commit_even_for_a_fast_forward(project: Path) -> None:
     base = workspace.ensure_integration(project, "main")
-    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    _, path = task(project, "T1", base)
     write(path, "b.txt", "b\n")
     result = workspace.commit_all(path, "b", ["b.txt"]).commit
     assert result is not None
+    back(project, path)
 
-    merged = workspace.prepare_merge(project, base, "autonoma/task/T1", "Merge T1")
+    merged = workspace.prepare_merge(project, base, "autonoma/run/T1", "Merge T1")
     assert merged.commit is not None
     assert parents(project, merged.commit) == [base, result]
     assert git(project, "log", "-1", "--format=%s", merged.commit) == "Merge T1\n"
     assert workspace.head_of(project, INTEGRATION_BRANCH) == base
 
     # A branch with nothing new merges to the commit it was given.
-    assert workspace.prepare_merge(project, merged.commit, "autonoma/task/T1", "again") == (
+    assert workspace.prepare_merge(project, merged.commit, "autonoma/run/T1", "again") == (
         MergeResult(commit=merged.commit, conflicts=[])
     )
 
@@ -448,11 +459,11 @@ def test_merge_result_has_either_a_commit_or_conflicts() -> None:
         MergeResult(commit="abc", conflicts=["a.txt"])
 
 
-def test_commit_all_concludes_a_merge_with_both_parents(project: Path, worktrees: Path) -> None:
-    base, _, second = _two_conflicting_tasks(project, worktrees)
-    integration = workspace.prepare_merge(project, base, "autonoma/task/T1", "Merge T1").commit
+def test_commit_all_concludes_a_merge_with_both_parents(project: Path) -> None:
+    base, _, second = _two_conflicting_tasks(project)
+    integration = workspace.prepare_merge(project, base, "autonoma/run/T1", "Merge T1").commit
     assert integration is not None
-    t2_head = workspace.head_of(project, "autonoma/task/T2")
+    t2_head = workspace.head_of(project, "autonoma/run/T2")
 
     assert workspace.start_conflict_merge(second, integration) == ["a.txt"]
     # Resumed: the same merge is still waiting, nothing is redone.
@@ -461,43 +472,47 @@ def test_commit_all_concludes_a_merge_with_both_parents(project: Path, worktrees
     result = workspace.commit_all(second, "resolve").commit
 
     assert result is not None
+    back(project, second)
     assert parents(project, result) == [t2_head, integration]
     assert "merge" not in git(second, "status")
     assert git(second, "status", "--porcelain") == ""
     assert not (Path(pygit2.Repository(str(second)).path) / "MERGE_HEAD").exists()
 
 
-def test_start_conflict_merge_commits_a_clean_merge_at_once(project: Path, worktrees: Path) -> None:
+def test_start_conflict_merge_commits_a_clean_merge_at_once(project: Path) -> None:
     base = workspace.ensure_integration(project, "main")
-    _, first = workspace.create_worktree(project, worktrees, "T1", base)
-    _, second = workspace.create_worktree(project, worktrees, "T2", base)
+    _, first = task(project, "T1", base)
+    _, second = task(project, "T2", base)
     write(first, "first.txt", "T1\n")
     workspace.commit_all(first, "T1", ["first.txt"])
+    back(project, first)
     write(second, "second.txt", "T2\n")
     t2 = workspace.commit_all(second, "T2", ["second.txt"]).commit
     assert t2 is not None
+    back(project, second)
     # QA ran the tests here: their leftovers neither block the merge nor go into it.
     write(second, ".coverage", "data")
-    integration = workspace.prepare_merge(project, base, "autonoma/task/T1", "Merge T1").commit
+    integration = workspace.prepare_merge(project, base, "autonoma/run/T1", "Merge T1").commit
     assert integration is not None
 
     assert workspace.start_conflict_merge(second, integration) == []
-    head = workspace.head_of(project, "autonoma/task/T2")
+    back(project, second)
+    head = workspace.head_of(project, "autonoma/run/T2")
     assert parents(project, head) == [t2, integration]
     assert git(second, "status", "--porcelain") == "?? .coverage\n"
     assert ".coverage" not in git(second, "ls-files")
     assert (second / "first.txt").read_text() == "T1\n"
     assert git(second, "log", "-1", "--format=%s") == (
-        f"Merge {INTEGRATION_BRANCH} ({integration[:10]}) into autonoma/task/T2\n"
+        f"Merge {INTEGRATION_BRANCH} ({integration[:10]}) into autonoma/run/T2\n"
     )
     # Already merged: nothing to do.
     assert workspace.start_conflict_merge(second, integration) == []
-    assert workspace.head_of(project, "autonoma/task/T2") == head
+    assert workspace.head_of(project, "autonoma/run/T2") == head
 
 
-def test_start_conflict_merge_refuses_uncommitted_work(project: Path, worktrees: Path) -> None:
-    base, _, second = _two_conflicting_tasks(project, worktrees)
-    integration = workspace.prepare_merge(project, base, "autonoma/task/T1", "Merge T1").commit
+def test_start_conflict_merge_refuses_uncommitted_work(project: Path) -> None:
+    base, _, second = _two_conflicting_tasks(project)
+    integration = workspace.prepare_merge(project, base, "autonoma/run/T1", "Merge T1").commit
     assert integration is not None
     write(second, "second.txt", "unsaved\n")
     with pytest.raises(VcsError, match=r"uncommitted changes \(second\.txt\)"):
@@ -505,37 +520,40 @@ def test_start_conflict_merge_refuses_uncommitted_work(project: Path, worktrees:
     assert (second / "second.txt").read_text() == "unsaved\n"
 
 
-def test_conflict_marker_files_finds_whole_blocks_only(project: Path, worktrees: Path) -> None:
+def test_conflict_marker_files_finds_whole_blocks_only(project: Path) -> None:
     base = workspace.head_of(project, "main")
-    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    _, path = task(project, "T1", base)
     write(path, "doc.md", "A line starting\n<<<<<<< is fine alone\n")
     result = workspace.commit_all(path, "doc", ["doc.md"]).commit
     assert result is not None
+    back(project, path)
     assert workspace.conflict_marker_files(project, base, result) == []
 
     # An agent that commits markers with the git CLI is caught before its branch is merged.
     write(path, "b.txt", "<<<<<<< HEAD\nmine\n=======\ntheirs\n>>>>>>> other\n")
     git(path, "add", "b.txt")
     git(path, "commit", "-qm", "markers")
-    head = workspace.head_of(project, "autonoma/task/T1")
+    back(project, path)
+    head = workspace.head_of(project, "autonoma/run/T1")
     assert workspace.conflict_marker_files(project, base, head) == ["b.txt"]
 
 
-def _merged_work(project: Path, worktrees: Path) -> str:
+def _merged_work(project: Path) -> str:
     base = workspace.ensure_integration(project, "main")
-    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    _, path = task(project, "T1", base)
     write(path, "feature.py", "x = 1\n")
     write(path, "a.txt", "1\n2\n3\n4\n5\n6\n")
     workspace.commit_all(path, "feature", ["feature.py"])
-    merged = workspace.prepare_merge(project, base, "autonoma/task/T1", "Merge T1").commit
+    back(project, path)
+    merged = workspace.prepare_merge(project, base, "autonoma/run/T1", "Merge T1").commit
     assert merged is not None
     workspace.move_branch(project, INTEGRATION_BRANCH, base, merged)
     return merged
 
 
-def test_advance_main_keeps_a_dirty_user_tree_untouched(project: Path, worktrees: Path) -> None:
+def test_advance_main_keeps_a_dirty_user_tree_untouched(project: Path) -> None:
     old = workspace.head_of(project, "main")
-    merged = _merged_work(project, worktrees)
+    merged = _merged_work(project)
     write(project, "a.txt", "the user's unsaved edit\n")
 
     moved, reason = workspace.advance_main(project, "main", merged)
@@ -548,10 +566,8 @@ def test_advance_main_keeps_a_dirty_user_tree_untouched(project: Path, worktrees
     assert not (project / "feature.py").exists()
 
 
-def test_advance_main_moves_only_the_ref_when_main_is_not_checked_out(
-    project: Path, worktrees: Path
-) -> None:
-    merged = _merged_work(project, worktrees)
+def test_advance_main_moves_only_the_ref_when_main_is_not_checked_out(project: Path) -> None:
+    merged = _merged_work(project)
     git(project, "switch", "-q", "-c", "experiment")
     write(project, "a.txt", "work on another branch\n")
 
@@ -564,10 +580,8 @@ def test_advance_main_moves_only_the_ref_when_main_is_not_checked_out(
     assert not (project / "feature.py").exists()
 
 
-def test_advance_main_updates_a_user_worktree_that_has_main(
-    project: Path, worktrees: Path, tmp_path: Path
-) -> None:
-    merged = _merged_work(project, worktrees)
+def test_advance_main_updates_a_user_worktree_that_has_main(project: Path, tmp_path: Path) -> None:
+    merged = _merged_work(project)
     git(project, "switch", "-q", "-c", "experiment")
     elsewhere = tmp_path / "users-main"
     git(project, "worktree", "add", "-q", str(elsewhere), "main")
@@ -578,10 +592,8 @@ def test_advance_main_updates_a_user_worktree_that_has_main(
     assert (elsewhere / "feature.py").read_text() == "x = 1\n"
 
 
-def test_advance_main_refuses_when_the_user_committed_on_main(
-    project: Path, worktrees: Path
-) -> None:
-    merged = _merged_work(project, worktrees)
+def test_advance_main_refuses_when_the_user_committed_on_main(project: Path) -> None:
+    merged = _merged_work(project)
     write(project, "mine.txt", "user\n")
     git(project, "add", "mine.txt")
     git(project, "commit", "-qm", "user work")
@@ -637,18 +649,18 @@ def test_check_worktree_is_exactly_the_commit(project: Path, worktrees: Path) ->
     assert git(path, "rev-parse", "HEAD").strip() == second
 
 
-def test_push_guard_refuses_agent_pushes(project: Path, worktrees: Path, tmp_path: Path) -> None:
+def test_push_guard_refuses_agent_pushes(project: Path, tmp_path: Path) -> None:
     remote = tmp_path / "remote.git"
     pygit2.init_repository(str(remote), bare=True)
-    git(project, "remote", "add", "origin", str(remote))
-    _, path = workspace.create_worktree(project, worktrees, "T1", "main")
+    _, path = task(project, "T1", "main")
+    git(path, "remote", "add", "origin", str(remote))
     guard = workspace.install_push_guard(tmp_path / "hooks")
     assert guard["GIT_CONFIG_KEY_0"] == "core.hooksPath"
     assert os.access(tmp_path / "hooks" / "pre-push", os.X_OK)
 
     for args in (
-        ["push", "origin", "autonoma/task/T1"],
-        ["push", "--no-verify", "origin", "autonoma/task/T1"],
+        ["push", "origin", "autonoma/run/T1"],
+        ["push", "--no-verify", "origin", "autonoma/run/T1"],
         ["push", str(remote), "HEAD:refs/heads/x"],
     ):
         pushed = subprocess.run(
@@ -666,21 +678,21 @@ def test_push_guard_refuses_agent_pushes(project: Path, worktrees: Path, tmp_pat
     assert "hookspath" not in git(project, "config", "--list").lower()
 
     # The same push without the guard's environment works: the guard is what refuses.
-    git(path, "push", "-q", "origin", "autonoma/task/T1")
-    assert "refs/heads/autonoma/task/T1" in git(remote, "for-each-ref")
+    git(path, "push", "-q", "origin", "autonoma/run/T1")
+    assert "refs/heads/autonoma/run/T1" in git(remote, "for-each-ref")
 
 
-def test_push_guard_hook_alone_refuses(project: Path, worktrees: Path, tmp_path: Path) -> None:
+def test_push_guard_hook_alone_refuses(project: Path, tmp_path: Path) -> None:
     remote = tmp_path / "remote.git"
     pygit2.init_repository(str(remote), bare=True)
-    _, path = workspace.create_worktree(project, worktrees, "T1", "main")
+    _, path = task(project, "T1", "main")
     guard = workspace.install_push_guard(tmp_path / "hooks")
     # A remote with an explicit pushurl escapes the URL rewrite; the hook still refuses.
-    git(project, "remote", "add", "origin", str(remote))
-    git(project, "remote", "set-url", "--push", "origin", str(remote))
+    git(path, "remote", "add", "origin", str(remote))
+    git(path, "remote", "set-url", "--push", "origin", str(remote))
     hook_only = {key: guard[key] for key in ("GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0")}
     pushed = subprocess.run(
-        ["git", "push", "origin", "autonoma/task/T1"],
+        ["git", "push", "origin", "autonoma/run/T1"],
         cwd=path,
         env={**os.environ, **GIT_IDENTITY, **hook_only, "GIT_CONFIG_COUNT": "1"},
         capture_output=True,
@@ -692,15 +704,16 @@ def test_push_guard_hook_alone_refuses(project: Path, worktrees: Path, tmp_path:
     assert git(remote, "for-each-ref") == ""
 
 
-def test_branch_changes_ignores_what_the_integration_gained(project: Path, worktrees: Path) -> None:
+def test_branch_changes_ignores_what_the_integration_gained(project: Path) -> None:
     base = workspace.ensure_integration(project, "main")
-    _, path = workspace.create_worktree(project, worktrees, "T1", base)
+    _, path = task(project, "T1", base)
     newer = _commit_on(project, INTEGRATION_BRANCH, "other.txt")
-    assert workspace.branch_changes(project, newer, "autonoma/task/T1") == []
+    assert workspace.branch_changes(project, newer, "autonoma/run/T1") == []
     assert workspace.changed_files(
-        project, newer, workspace.head_of(project, "autonoma/task/T1")
+        project, newer, workspace.head_of(project, "autonoma/run/T1")
     ) == ["other.txt"]
 
     write(path, "mine.txt", "T1\n")
     workspace.commit_all(path, "T1", ["mine.txt"])
-    assert workspace.branch_changes(project, newer, "autonoma/task/T1") == ["mine.txt"]
+    back(project, path)
+    assert workspace.branch_changes(project, newer, "autonoma/run/T1") == ["mine.txt"]

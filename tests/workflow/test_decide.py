@@ -45,6 +45,7 @@ from autonoma.protocol import (
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER
 from autonoma.workflow.decide import (
     Action,
+    CheckoutReady,
     CommitForAgent,
     Config,
     Emit,
@@ -52,7 +53,9 @@ from autonoma.workflow.decide import (
     Heard,
     InboxCommand,
     Machine,
+    PrepareCheckout,
     PrepareWorkspace,
+    RemoveCheckout,
     RemoveWorktrees,
     RunSetup,
     SetupDone,
@@ -78,6 +81,9 @@ DEV = "developer-1"
 QA = "qa-1"
 NOW = 1_000_000.0
 WORKTREE = "/work/t1"
+CLONES = Path("/repo/.autonoma/clones") / RUN
+REVIEW_1 = str(CLONES / "_review" / "t1-1")
+PLAN_DIR = str(CLONES / "_plan")
 LIVE = frozenset({CEO, STAFF_ENGINEER, DEV, QA, GOVERNOR})
 
 PLAN = {
@@ -290,7 +296,10 @@ class Harness:
         task_budget: float = 0.0,
         budget: float = 0.0,
         commands: ProjectCommands | None = None,
+        checkouts: bool = True,
     ) -> None:
+        self.checkouts = checkouts
+        """Answer `PrepareCheckout` at once (else the row feeds `CheckoutReady` itself)."""
         roles = {name: load_role(name) for name in (CEO, STAFF_ENGINEER, "developer", "qa")}
         config = Config(
             run_id=RUN,
@@ -301,6 +310,7 @@ class Harness:
             roles=roles,
             workers=1,
             max_retries=max_retries,
+            clones=CLONES,
             budget_usd=budget,
             task_budget_usd=task_budget,
         )
@@ -344,6 +354,8 @@ class Harness:
                     self.feed(WorkspaceReady(T, "autonoma/t1", WORKTREE, "base", created=True))
                 else:
                     self.feed(WorkspaceReady(T))
+            elif isinstance(action, PrepareCheckout) and self.checkouts:  # made at once
+                self.feed(CheckoutReady(action.purpose, action.path, action.task_id))
         return actions
 
     def hear(self, message: AnyMessage, sender: str = "agent") -> list[Action]:
@@ -1058,3 +1070,180 @@ def test_what_the_inbox_gives_is_journaled_and_only_a_command_acts(
     emitted = [a for a in actions if isinstance(a, Emit) and a.message == given]
     assert [a.durable for a in emitted] == ([True] if journaled else [])
     assert h.task.state == state
+
+
+# --- throwaway clones: planning's and QA's ----------------------------------------------
+
+
+def trace(actions: list[Action]) -> list[str]:
+    """The clone work and the turns, in order, as a reader would list them."""
+    said: list[str] = []
+    for a in actions:
+        if isinstance(a, PrepareCheckout):
+            said.append(f"make {a.purpose} checkout {Path(a.path).name} of {a.rev}")
+        elif isinstance(a, RemoveCheckout):
+            said.append(f"remove {Path(a.path).name}")
+        elif isinstance(a, RunSetup):
+            said.append(f"set-up ({a.place}) in {Path(a.worktree).name}")
+        elif isinstance(a, StartTurn):
+            said.append(f"{a.role} turn in {Path(a.cwd).name}")
+    return said
+
+
+def test_the_planning_turns_run_in_a_scratch_clone_of_main_made_before_the_ceos_turn() -> None:
+    h = Harness("planning", checkouts=False)
+    (make,) = [a for a in h.actions if isinstance(a, PrepareCheckout)]
+    assert trace(h.actions) == ["make plan checkout _plan of main"]
+    assert (make.path, make.fresh) == (PLAN_DIR, False)  # kept: a resumed session's cwd
+    assert make.files == (("requirements.md", b"A todo list."),)
+    h.feed(Tick())
+    assert len(trace(h.actions)) == 1  # asked once, and no turn before it is made
+    h.feed(CheckoutReady("plan", PLAN_DIR))
+    h.begin()
+    h.play(result(structured=PLAN))
+    h.play(EXIT_0)
+    h.begin()
+    h.play(result(structured=TASKS))
+    h.play(EXIT_0)
+    assert trace(h.actions) == [
+        "make plan checkout _plan of main",
+        "ceo turn in _plan",
+        "staff_engineer turn in _plan",
+        "remove _plan",  # once the tasks are defined
+        "developer turn in t1",
+    ]
+
+
+def test_a_planning_checkout_that_cannot_be_made_stops_the_run_with_its_reason() -> None:
+    h = Harness("planning", checkouts=False)
+    h.feed(CheckoutReady("plan", PLAN_DIR, error="/repo: no branch main"))
+    (end,) = h.emitted(RunFinished)
+    assert end.outcome == "failed" and "no branch main" in end.summary
+    assert not [a for a in h.actions if isinstance(a, StartTurn)]
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    name: str
+    setup: str
+    """The project's set-up command ("" none)."""
+    events: tuple[Event | Step, ...]
+    """Played after the developer's work was checked (QA's turn is begun by `Again`)."""
+    trace: tuple[str, ...]
+    """What was done from the check on (see `trace`)."""
+    state: str
+    reason: str = ""
+
+
+SETUP = "pip install -e ."
+SET_UP = SetupRan(task_id=T, command=SETUP, exit_code=0, place="review", worktree=REVIEW_1)
+NOT_SET_UP = SetupRan(
+    task_id=T,
+    command=SETUP,
+    exit_code=2,
+    output_tail="no pyproject",
+    place="review",
+    worktree=REVIEW_1,
+)
+MADE = CheckoutReady("review", REVIEW_1, T)
+
+REVIEW_ROWS = [
+    ReviewRow(
+        "approved: QA ran in its checkout, removed after the verdict",
+        "",
+        (MADE, Again(), APPROVE, EXIT_0),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa turn in t1-1",
+            "remove t1-1",
+        ),
+        "merging",
+    ),
+    ReviewRow(
+        "changes requested: removed; the next review gets a new checkout",
+        "",
+        (MADE, Again(), CHANGES, EXIT_0),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa turn in t1-1",
+            "remove t1-1",
+            "developer turn in t1",
+        ),
+        "running",
+        "QA requested changes",
+    ),
+    ReviewRow(
+        "QA killed: removed, and made afresh for the review run again",
+        "",
+        (MADE, Again(), KILLED),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa turn in t1-1",
+            "remove t1-1",
+            "make review checkout t1-1 of autonoma/t1",
+        ),
+        "review",
+    ),
+    ReviewRow(
+        "with a set-up: it runs in the checkout before QA's turn",
+        SETUP,
+        (MADE, SetupDone(SET_UP), Again(), APPROVE, EXIT_0),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "set-up (review) in t1-1",
+            "qa turn in t1-1",
+            "remove t1-1",
+        ),
+        "merging",
+    ),
+    ReviewRow(
+        "a set-up failing in a fresh checkout sends the work back, no QA turn",
+        SETUP,
+        (MADE, SetupDone(NOT_SET_UP)),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "set-up (review) in t1-1",
+            "remove t1-1",
+            "developer turn in t1",
+        ),
+        "running",
+        "no pyproject",
+    ),
+    ReviewRow(
+        "a checkout that cannot be made counts as a review QA could not do",
+        "",
+        (CheckoutReady("review", REVIEW_1, T, error="no commit"),),
+        # Tried again (the task stays in review) until QA's failures pass max_retries.
+        ("make review checkout t1-1 of autonoma/t1", "make review checkout t1-1 of autonoma/t1"),
+        "review",
+    ),
+]
+
+
+@pytest.mark.parametrize("row", REVIEW_ROWS, ids=[r.name for r in REVIEW_ROWS])
+def test_qa_reviews_in_a_throwaway_checkout_of_the_branch(row: ReviewRow) -> None:
+    commands = ProjectCommands(
+        setup_command=row.setup,
+        test_command="pytest -q",
+        proposed_setup_command=row.setup,
+        proposed_test_command="pytest -q",
+    )
+    h = Harness("development", checkouts=False, commands=commands)
+    if row.setup:
+        h.feed(SetupDone(SetupRan(task_id=T, command=SETUP, exit_code=0, worktree=WORKTREE)))
+    h.begin()
+    h.play(SUCCESS)
+    h.play(EXIT_0)
+    start = len(h.actions)
+    h.play(Checked())
+    for event in row.events:
+        if isinstance(event, Again | AgentTurnFinished | AgentProcessExited):
+            h.play(event)
+        else:
+            h.feed(event)
+    h.feed(Tick())
+    assert trace(h.actions[start:]) == list(row.trace)
+    assert h.task.state == row.state
+    assert row.reason in h.task.reason
+    if "cannot be made" in row.name:
+        assert h.m.qa_failures[T] == 1

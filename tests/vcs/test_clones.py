@@ -1,0 +1,241 @@
+"""Per-task clones: made from the user's objects, brought back with pygit2, and unable to
+change the user's repository. Real git and real pygit2 throughout."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from autonoma.vcs import clones, workspace
+from autonoma.vcs.workspace import VcsError
+from autonoma.workflow import orchestrator
+from autonoma.workflow.decide import CheckoutReady, CommitForAgent, PrepareCheckout, WorkChecked
+
+RUN = "r1"
+BRANCH = "autonoma/r1/t1"
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def refs(repo: Path) -> str:
+    """Every ref of the repository with its commit: what must not change."""
+    return git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
+
+
+@pytest.fixture
+def user(tmp_path: Path) -> Path:
+    root = tmp_path / "user"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.name", "User")
+    git(root, "config", "user.email", "user@example.invalid")
+    (root / "a.txt").write_text("a\n")
+    git(root, "add", "a.txt")
+    git(root, "commit", "-q", "-m", "first")
+    (root / ".git" / "info" / "exclude").write_text("/.autonoma/\n")
+    workspace.ensure_integration(root, "main")
+    return root
+
+
+def make(user: Path) -> Path:
+    base = workspace.head_of(user, workspace.INTEGRATION_BRANCH)
+    branch, path = clones.create_clone(user, user / ".autonoma" / "clones", "t1", base, run=RUN)
+    assert branch == BRANCH
+    return path
+
+
+def commit(clone: Path, name: str, text: str = "x\n") -> str:
+    (clone / name).write_text(text)
+    git(clone, "add", name)
+    git(clone, "commit", "-q", "-m", f"add {name}")
+    return git(clone, "rev-parse", "HEAD").strip()
+
+
+def test_a_clone_borrows_the_users_objects_and_is_no_worktree(user: Path) -> None:
+    path = make(user)
+
+    assert path == user / ".autonoma" / "clones" / RUN / "t1"
+    assert git(path, "rev-parse", "--abbrev-ref", "HEAD").strip() == BRANCH
+    assert (path / "a.txt").read_text() == "a\n"
+    alternates = (path / ".git" / "objects" / "info" / "alternates").read_text()
+    assert alternates.strip() == str((user / ".git" / "objects").resolve())
+    # No object was copied: the clone's own store is empty but for what it makes.
+    assert git(path, "count-objects").startswith("0 objects")
+    assert git(path, "remote") == ""
+    assert git(user, "worktree", "list").count("\n") == 1
+    # The user's identity of this repository holds in the clone.
+    assert git(path, "config", "user.name").strip() == "User"
+    # The branch exists in the user's repository, at the base, before any work.
+    assert workspace.head_of(user, BRANCH) == workspace.head_of(user, "main")
+
+
+def test_the_branch_is_brought_back_and_nothing_else(user: Path) -> None:
+    path = make(user)
+    before = refs(user)
+    head = commit(path, "work.txt")
+    # What a hostile agent could do in its clone: all of it stays there.
+    git(path, "update-ref", "refs/heads/main", head)
+    git(path, "branch", "evil")
+    git(path, "tag", "v9", head)
+    assert refs(user) == before
+
+    assert clones.fetch_branch(user, path, BRANCH) == head
+
+    after = refs(user)
+    assert workspace.head_of(user, BRANCH) == head
+    # Only the task's branch moved.
+    changed = set(after.splitlines()) ^ set(before.splitlines())
+    assert {line.split()[0] for line in changed} == {f"refs/heads/{BRANCH}"}
+    assert workspace.head_of(user, "main") != head
+    assert workspace.branch_changes(user, "main", BRANCH) == ["work.txt"]
+    assert (
+        subprocess.run(["git", "fsck", "--strict"], cwd=user, capture_output=True).returncode == 0
+    )
+
+
+def test_a_branch_rewritten_off_its_base_is_still_brought_back(user: Path) -> None:
+    path = make(user)
+    git(path, "checkout", "-q", "--orphan", "fresh")
+    git(path, "rm", "-q", "-rf", ".")
+    orphan = commit(path, "alone.txt")
+    git(path, "branch", "-f", BRANCH, orphan)
+
+    assert clones.fetch_branch(user, path, BRANCH) == orphan
+    # The merge gate judges it (no common history): it is only carried back.
+    assert workspace.head_of(user, BRANCH) == orphan
+
+
+def test_a_clone_that_points_at_the_users_repository_is_refused(user: Path) -> None:
+    path = make(user)
+    commit(path, "work.txt")
+    before = refs(user)
+    # The agent swaps its .git for a pointer to the user's: Autonoma's own git work
+    # (outside the sandbox) would then commit on the user's branches.
+    subprocess.run(["rm", "-rf", str(path / ".git")], check=True)
+    (path / ".git").write_text(f"gitdir: {user / '.git'}\n")
+
+    with pytest.raises(VcsError, match="no longer the clone's own folder"):
+        clones.fetch_branch(user, path, BRANCH)
+    answer = orchestrator._commit_for_agent(
+        user, CommitForAgent("t1", "developer-1", str(path), BRANCH)
+    )
+    assert isinstance(answer, WorkChecked)
+    assert "no longer the clone's own folder" in answer.why and "\n" not in answer.why
+    assert refs(user) == before
+
+
+def test_a_linked_refs_folder_is_refused(user: Path) -> None:
+    path = make(user)
+    heads = path / ".git" / "refs" / "heads" / "autonoma"
+    subprocess.run(["rm", "-rf", str(heads)], check=True)
+    heads.symlink_to(user / ".git" / "refs" / "heads")
+
+    with pytest.raises(VcsError, match="symbolic link"):
+        clones.verify_clone(path, BRANCH)
+
+
+def test_a_corrupt_object_fails_in_one_line(user: Path) -> None:
+    path = make(user)
+    head = commit(path, "work.txt", "content that only the clone has\n")
+    blob = git(path, "rev-parse", "HEAD:work.txt").strip()
+    loose = path / ".git" / "objects" / blob[:2] / blob[2:]
+    loose.chmod(0o644)
+    loose.write_bytes(b"garbage")
+    before = refs(user)
+
+    with pytest.raises(VcsError) as raised:
+        clones.fetch_branch(user, path, BRANCH)
+    assert "cannot bring autonoma/r1/t1 back" in str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert refs(user) == before
+    assert head not in refs(user)
+
+
+def test_an_oversized_branch_is_refused(user: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = make(user)
+    commit(path, "big.txt", "x" * 5000)
+    monkeypatch.setattr(clones, "FETCH_LIMIT_BYTES", 4000)
+    before = refs(user)
+
+    with pytest.raises(VcsError, match="refused"):
+        clones.fetch_branch(user, path, BRANCH)
+    assert refs(user) == before
+
+
+def test_an_existing_clone_is_kept_with_its_work(user: Path) -> None:
+    path = make(user)
+    head = commit(path, "work.txt")
+    (path / "draft.txt").write_text("not yet committed\n")
+
+    assert make(user) == path
+
+    assert git(path, "rev-parse", "HEAD").strip() == head
+    assert (path / "draft.txt").exists()
+
+
+def test_a_lost_clone_is_made_again_from_the_branch_brought_back(user: Path) -> None:
+    path = make(user)
+    head = commit(path, "work.txt")
+    clones.fetch_branch(user, path, BRANCH)
+    clones.remove_clone(path)
+
+    assert make(user) == path
+
+    assert git(path, "rev-parse", "HEAD").strip() == head
+    assert (path / "work.txt").exists()
+
+
+def test_a_review_checkout_never_changes_the_branch(user: Path) -> None:
+    path = make(user)
+    head = commit(path, "work.txt")
+    clones.fetch_branch(user, path, BRANCH)
+    review = user / ".autonoma" / "clones" / RUN / "_review" / "t1-1"
+    (review).mkdir(parents=True)
+    (review / "leftover").write_text("from a killed review\n")
+
+    clones.make_checkout(user, review, BRANCH, branch=BRANCH)
+
+    assert not (review / "leftover").exists()
+    assert git(review, "rev-parse", "--abbrev-ref", "HEAD").strip() == BRANCH
+    qa = commit(review, "qa.txt")
+    assert git(review, "rev-parse", workspace.INTEGRATION_BRANCH).strip() == workspace.head_of(
+        user, workspace.INTEGRATION_BRANCH
+    )
+    assert workspace.head_of(user, BRANCH) == head != qa
+    clones.remove_clone(review)
+    assert not review.exists()
+
+
+def test_a_planning_checkout_is_kept_when_asked(user: Path) -> None:
+    plan = user / ".autonoma" / "clones" / RUN / "_plan"
+    clones.make_checkout(user, plan, "main", fresh=False)
+    (plan / "notes.txt").write_text("kept\n")
+
+    clones.make_checkout(user, plan, "main", fresh=False)
+
+    assert (plan / "notes.txt").exists()
+    assert pygit2.Repository(str(plan)).head_is_detached
+
+
+def test_the_planning_checkout_holds_the_requirements_even_untracked(user: Path) -> None:
+    # The user's requirements.md is not committed: the planning turns still read it.
+    (user / "requirements.md").write_text("Build a todo list.\n")
+    plan = user / ".autonoma" / "clones" / RUN / "_plan"
+    files = (("requirements.md", b"Build a todo list.\n"), ("../escape.txt", b"no"))
+    action = PrepareCheckout("plan", str(plan), "main", fresh=False, files=files)
+
+    answer = orchestrator._prepare_checkout(user, action)
+
+    assert answer == CheckoutReady("plan", str(plan))
+    assert (plan / "requirements.md").read_text() == "Build a todo list.\n"
+    assert (plan / "a.txt").read_text() == "a\n"
+    assert not (plan.parent / "escape.txt").exists()
+    missing = orchestrator._prepare_checkout(user, PrepareCheckout("plan", str(plan), "nope"))
+    assert missing.error.startswith(str(user)) and "no commit nope" in missing.error
