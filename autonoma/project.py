@@ -125,6 +125,16 @@ class Project:
         return self.dir / "inbox"
 
     @property
+    def tmp(self) -> Path:
+        """Each agent turn's private temp folder: ``tmp/<run>/<agent_id>`` (its TMPDIR)."""
+        return self.dir / "tmp"
+
+    @property
+    def keys(self) -> Path:
+        """Secret files no agent may read (mode 0700)."""
+        return self.dir / "keys"
+
+    @property
     def initialised(self) -> bool:
         """Whether ``autonoma init`` has run here."""
         return self.state_db.exists()
@@ -306,7 +316,7 @@ def _clean(project: Project) -> list[str]:
     removed: list[str] = []
     repo.remove_worktrees_under(project.root, project.worktrees)
     # Commands left in the inbox were for the run whose journal goes now.
-    for folder in (project.worktrees, project.logs, project.inbox):
+    for folder in (project.worktrees, project.logs, project.inbox, project.tmp):
         if folder.exists() and any(folder.iterdir()):
             shutil.rmtree(folder)
             folder.mkdir()

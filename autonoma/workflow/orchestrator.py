@@ -283,6 +283,7 @@ class Orchestrator(Actor):
                 resumed=resumed,
                 main=ctx.main,
                 endpoint=ctx.endpoint,
+                sandbox=ctx.settings.sandbox,
             ),
             durable=True,
         )
