@@ -132,6 +132,20 @@ def file_tool_rules(
     return rules
 
 
+def deny_rules(paths: Sequence[PurePosixPath]) -> list[str]:
+    """``permissions.deny`` rules keeping every file tool off ``paths`` (files or folders).
+
+    Deny rules hold even with ``--dangerously-skip-permissions`` (checked with claude
+    2.1.331), where the scoped allow rules mean nothing. Raises ValueError like
+    `sandbox_settings`.
+    """
+    rules: list[str] = []
+    for path in paths:
+        where = _absolute(path, "unreadable path").rstrip("/")
+        rules += [f"{tool}(/{where}{tail})" for tail in ("", "/**") for tool in FILE_TOOLS]
+    return rules
+
+
 def scoped_tools(
     allowed: Sequence[str], workdir: PurePosixPath, *more: PurePosixPath
 ) -> list[str]:

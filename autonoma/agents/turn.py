@@ -24,6 +24,7 @@ from autonoma.agents.port import Port, PortError, TimeoutKind
 from autonoma.agents.roles import Role
 from autonoma.agents.sandbox import (
     cache_folders,
+    deny_rules,
     network_for,
     sandbox_settings,
     scoped_tools,
@@ -138,24 +139,30 @@ class Turn:
             child_env=env,
             budget_usd=budget_usd,
         )
+        denied = [PurePosixPath(p) for p in deny_read]
+        extra: dict[str, object] = {}
+        if denied:
+            extra["permissions"] = {"deny": deny_rules(denied)}
         if settings.sandbox:
             has_bash = "Bash" in role.allowed_tools
             registries, domains = network_for(
                 role.name, has_bash, settings.agent_network, domain_names(settings.agent_domains)
             )
-            # Before the options: --allowedTools takes several values and comes last.
             # A role limited to e.g. Bash(git log:*) must not get every Bash call.
-            self.argv[1:1] = settings_arg(
+            extra.update(
                 sandbox_settings(
                     workdir,
                     folders[0] if folders else None,
                     auto_allow_bash=has_bash,
                     registries=registries,
                     extra_domains=domains,
-                    deny_read=[PurePosixPath(p) for p in deny_read],
+                    deny_read=denied,
                     extra_write=cache_folders(env),
                 )
             )
+        if extra:
+            # Before the options: --allowedTools takes several values and comes last.
+            self.argv[1:1] = settings_arg(extra)
         self._finished: AgentTurnFinished | None = None
         self._tools: set[str] = set()
         """Tool calls made and not answered yet: a tool is running."""

@@ -310,6 +310,7 @@ def _developer_turn(
     tmpdir: Path | None = None,
     deny_read: list[Path] | None = None,
     env_extra: dict[str, str] | None = None,
+    settings: Settings | None = None,
 ) -> tuple[Any, list[Any]]:
     seen: list[Any] = []
     with SimServer(loads_scenario(_scenario(calls))) as sim:
@@ -325,7 +326,7 @@ def _developer_turn(
             session_id=str(uuid.uuid4()),
             resume=False,
             cwd=cwd,
-            settings=Settings(),
+            settings=settings or Settings(),
             env=env,
             claude=CLAUDE,
             task_id="t1",
@@ -447,3 +448,37 @@ def test_git_add_all_works_in_the_sandbox_and_keeps_a_tracked_gitmodules(
         check=True,
     ).stdout.split()
     assert sorted(shown) == [".gitmodules", "new.txt"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="make test installs bubblewrap")
+def test_skip_permissions_still_confines_bash_and_keeps_secrets(
+    git_repo: Path, tmp_path: Path
+) -> None:
+    """--dangerously-skip-permissions: no permission prompts (the Write tool may write
+    anywhere), but Bash stays in the sandbox and no file tool reads the secrets."""
+    secrets = tmp_path / "userhome" / ".aws"
+    secrets.mkdir(parents=True)
+    (secrets / "credentials").write_text("AWS SECRET\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    calls = [
+        ("Bash", {"command": f"echo b > {outside}/b.txt", "description": "out"}),
+        ("Read", {"file_path": f"{secrets}/credentials"}),
+        ("Write", {"file_path": f"{outside}/w.txt", "content": "w\n"}),
+    ]
+    home = tmp_path / "home"
+    home.mkdir()
+    outcome, seen = _developer_turn(
+        calls,
+        git_repo,
+        home,
+        deny_read=[secrets],
+        env_extra={"IS_SANDBOX": "1"},
+        settings=Settings(dangerously_skip_permissions=True),
+    )
+    assert outcome is not None and outcome.exit_code == 0
+    results = _results(seen)
+    assert results[0][0] and "Read-only file system" in results[0][1]
+    assert results[1][0] and "AWS SECRET" not in results[1][1]
+    assert sorted(p.name for p in outside.iterdir()) == ["w.txt"]
