@@ -122,9 +122,7 @@ def _sandbox_gate(root: Path | None) -> None:
 
     settings = _settings(root)
     if not settings.sandbox:
-        click.echo(
-            f"autonoma: {opt_out_warning(config.setting_source('sandbox', root))}", err=True
-        )
+        click.echo(f"autonoma: {opt_out_warning(config.setting_source('sandbox', root))}", err=True)
         return
     problem = sandbox_problem(sys.platform, shutil.which)
     if problem is not None:

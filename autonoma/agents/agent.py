@@ -137,7 +137,11 @@ class AgentActor(Actor):
         sandbox sees the whole file system. Only what exists gets a rule.
         """
         home = Path.home()
-        config = Path(self.env.get("CLAUDE_CONFIG_DIR") or os.environ.get("CLAUDE_CONFIG_DIR") or home / ".claude")
+        config = Path(
+            self.env.get("CLAUDE_CONFIG_DIR")
+            or os.environ.get("CLAUDE_CONFIG_DIR")
+            or home / ".claude"
+        )
         paths = [Path(p) for p in secret_paths(PurePosixPath(home), PurePosixPath(config))]
         paths.append(home / ".claude" / ".credentials.json")
         if self.project_dir is not None:

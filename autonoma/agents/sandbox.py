@@ -146,9 +146,7 @@ def deny_rules(paths: Sequence[PurePosixPath]) -> list[str]:
     return rules
 
 
-def scoped_tools(
-    allowed: Sequence[str], workdir: PurePosixPath, *more: PurePosixPath
-) -> list[str]:
+def scoped_tools(allowed: Sequence[str], workdir: PurePosixPath, *more: PurePosixPath) -> list[str]:
     """A role's allowed tools with each plain ``Read``/``Write``/``Edit`` scoped to its folders.
 
     A rule the role file wrote itself (``Read(src/**)``) and every other tool stay

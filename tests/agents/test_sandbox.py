@@ -360,7 +360,10 @@ def test_secrets_tmpdir_and_file_tools_of_a_default_turn(git_repo: Path, tmp_pat
     turn_tmp = tmp_path / "project" / ".autonoma" / "tmp" / "run-1" / "developer-1"
     calls = [
         ("Bash", {"command": f"cat {fake_home}/.ssh/id_rsa", "description": "steal"}),
-        ("Bash", {"command": 'echo "$TMPDIR" > tmpdir.txt; echo t > "$TMPDIR/t"', "description": "t"}),
+        (
+            "Bash",
+            {"command": 'echo "$TMPDIR" > tmpdir.txt; echo t > "$TMPDIR/t"', "description": "t"},
+        ),
         ("Write", {"file_path": f"{outside}/w.txt", "content": "w\n"}),
         ("Read", {"file_path": f"{fake_home}/.ssh/id_rsa"}),
         ("Write", {"file_path": f"{git_repo.resolve()}/w.txt", "content": "w\n"}),

@@ -22,7 +22,9 @@ from tests.conftest import run_autonoma
     ],
 )
 def test_sandbox_problem_table(platform: str, present: set[str], missing: str | None) -> None:
-    problem = sandbox_problem(platform, lambda name: f"/usr/bin/{name}" if name in present else None)
+    problem = sandbox_problem(
+        platform, lambda name: f"/usr/bin/{name}" if name in present else None
+    )
     if missing is None:
         assert problem is None
     else:
