@@ -55,6 +55,11 @@ WRITE_LEFTOVER = re.compile(r"\.tmp\.\d+\.[0-9a-f]+$")
 turn killed mid-Write leaves it in its working directory."""
 
 
+_OWNERS: dict[Path, Turn] = {}
+"""Which turn made each temp folder last: only that one removes it."""
+_OWNERS_LOCK = threading.Lock()
+
+
 @dataclass(frozen=True)
 class TurnOutcome:
     """How a turn ended."""
@@ -185,6 +190,8 @@ class Turn:
         """Create the turn's temp folder (private, empty) and its short alias if any."""
         if self.tmpdir is None:
             return
+        with _OWNERS_LOCK:
+            _OWNERS[self.tmpdir] = self
         shutil.rmtree(self.tmpdir, ignore_errors=True)  # what an earlier turn left
         self.tmpdir.mkdir(mode=0o700, parents=True)
         if self._alias is not None:
@@ -199,11 +206,21 @@ class Turn:
             self._alias.symlink_to(self.tmpdir)
 
     def _remove_tmpdir(self) -> None:
+        """Remove what `_make_tmpdir` made, unless a later turn of the agent made it anew.
+
+        A crashed agent's turn ends (its port's thread) after the restarted agent's
+        next turn may have made the same folder: that one must stay.
+        """
+        if self.tmpdir is None:
+            return
+        with _OWNERS_LOCK:
+            if _OWNERS.get(self.tmpdir) is not self:
+                return
+            del _OWNERS[self.tmpdir]
         if self._alias is not None:
             with contextlib.suppress(OSError):
                 self._alias.unlink()
-        if self.tmpdir is not None:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def start(self) -> int:
         """Journal the turn, spawn ``claude``; return its pid at once.

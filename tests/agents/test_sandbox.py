@@ -485,3 +485,33 @@ def test_skip_permissions_still_confines_bash_and_keeps_secrets(
     assert results[0][0] and "Read-only file system" in results[0][1]
     assert results[1][0] and "AWS SECRET" not in results[1][1]
     assert sorted(p.name for p in outside.iterdir()) == ["w.txt"]
+
+
+def test_a_late_end_of_a_crashed_turn_keeps_the_next_turns_temp_folder(tmp_path: Path) -> None:
+    """A crashed agent's turn may end after its restarted agent's next turn made the
+    same temp folder (same run, same agent): the late end must not remove it."""
+    tmpdir = tmp_path / ("long-" * 12) / ".autonoma" / "tmp" / "run-1" / "developer-1"
+
+    def turn() -> Turn:
+        return Turn(
+            Bus(run_id="test"),
+            agent_id="developer-1",
+            role=load_role("developer"),
+            prompt="go",
+            session_id=str(uuid.uuid4()),
+            resume=False,
+            cwd=tmp_path,
+            settings=Settings(),
+            env={"PATH": os.environ["PATH"]},
+            claude=CLAUDE,
+            tmpdir=tmpdir,
+        )
+
+    old, new = turn(), turn()
+    old._make_tmpdir()
+    new._make_tmpdir()
+    old._remove_tmpdir()  # the crashed turn's port thread, late
+    assert tmpdir.is_dir()
+    assert new._alias is not None and new._alias.is_symlink()
+    new._remove_tmpdir()
+    assert not tmpdir.exists() and not new._alias.is_symlink()
