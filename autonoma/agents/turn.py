@@ -130,8 +130,12 @@ class Turn:
                 self._alias = Path(short_alias(real, base))
                 env["TMPDIR"] = str(self._alias)
                 folders.append(PurePosixPath(self._alias))
+        given = PurePosixPath(self.cwd.absolute())
+        # A path through a symlink names the same folder: the rules take both spellings.
+        spelled = [given] if given != workdir else []
         scoped = dataclasses.replace(
-            role, allowed_tools=tuple(scoped_tools(role.allowed_tools, workdir, *folders))
+            role,
+            allowed_tools=tuple(scoped_tools(role.allowed_tools, workdir, *spelled, *folders)),
         )
         self.argv = build_argv(
             claude,
