@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from autonoma.agents import process
 from autonoma.agents.environment import child_env
 from autonoma.agents.executable import LOCAL_INSTALL
 from autonoma.agents.roles import load_role
@@ -151,7 +152,11 @@ def _claude(
             text=True,
             timeout=50,
             stdin=subprocess.DEVNULL,
+            # Its own session: what it leaves (claude does not reap its children) is
+            # reparented here as a stray the port's reaper can tell from our children.
+            start_new_session=True,
         )
+    process.reap_strays()
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc, lines
 
