@@ -10,6 +10,7 @@ exit_unless_supported()
 
 import contextlib
 import shlex
+import shutil
 import sys
 import tempfile
 import traceback
@@ -114,11 +115,27 @@ def _check_workers(max_workers: int) -> None:
         )
 
 
-def _run_company(proj: project.Project, options: Any) -> None:
+def _sandbox_gate(root: Path | None) -> None:
+    """Before any agent runs: exit 2 with one line if claude's sandbox cannot run here;
+    with the sandbox turned off, say so loudly on stderr (every start)."""
+    from autonoma.agents.sandbox import opt_out_warning, sandbox_problem
+
+    settings = _settings(root)
+    if not settings.sandbox:
+        click.echo(f"autonoma: {opt_out_warning(config.setting_source('sandbox', root))}", err=True)
+        return
+    problem = sandbox_problem(sys.platform, shutil.which)
+    if problem is not None:
+        fail(problem, 2)
+
+
+def _run_company(proj: project.Project, options: Any, *, gate: bool = True) -> None:
     """Prepare, run with the live progress view, print the end; exit 0 only when done."""
     from autonoma.progress import Progress
     from autonoma.workflow import run
 
+    if gate:
+        _sandbox_gate(proj.root)
     prepared = run.prepare(proj, options)
     verb = "Resuming" if prepared.resumed else "Starting"
     click.echo(
@@ -198,6 +215,7 @@ def demo(sample: str, where: Path | None, max_workers: int) -> None:
     from autonoma.workflow.run import RunOptions
 
     _check_workers(max_workers)
+    _sandbox_gate(None)  # before the demo's folder is made (it has no settings yet)
     folder = demo_mod.sample_dir(sample)
     root = demo_mod.make_repository(folder, None if where is None else where.absolute())
     click.echo(f"Demo project: {root} (a copy of {folder}; the model is simulated: no network)")
@@ -212,6 +230,7 @@ def demo(sample: str, where: Path | None, max_workers: int) -> None:
                     scenario=folder / "scenario.toml",
                     path_prefix=(demo_mod.python_bin(),),
                 ),
+                gate=False,
             )
         finally:
             here = shlex.quote(str(root))

@@ -36,7 +36,9 @@ class Settings:
     turn_idle_timeout: float = 600.0
     test_timeout: float = 1800.0
     dangerously_skip_permissions: bool = False
-    sandbox: bool = False
+    sandbox: bool = True
+    agent_network: str = "registries"
+    agent_domains: str = ""
     restart_intensity: int = 3
     restart_period: float = 60.0
     journal_batch_size: int = 256
@@ -65,6 +67,10 @@ class Option:
     optional: bool = False
     names: bool = False
     """A str that is a comma-separated list of environment variable names ("" for none)."""
+    choices: tuple[str, ...] = ()
+    """A str that must be one of these."""
+    domains: bool = False
+    """A str that is a comma-separated list of host names ("" for none)."""
 
     @property
     def env(self) -> str:
@@ -138,8 +144,24 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "sandbox",
         bool,
-        "Experimental: run agents' Bash in claude's own sandbox (bubblewrap and socat on "
-        "Linux): writes only in the turn's folder, no network (docs/sandbox.md).",
+        "Run every agent's Bash in claude's own sandbox (bubblewrap and socat on Linux): "
+        "writes only in the turn's folder and its temp folder, no network but what "
+        "agent_network and agent_domains allow, your secret dotfiles unreadable. false: "
+        "the explicit opt-out, said at every start (docs/sandbox.md).",
+    ),
+    Option(
+        "agent_network",
+        str,
+        'What developers\' sandboxed Bash may reach: "registries" (PyPI, npm, to install '
+        'packages) or "none". Other roles never reach the network.',
+        choices=("registries", "none"),
+    ),
+    Option(
+        "agent_domains",
+        str,
+        "Comma-separated host names developers' and QA's sandboxed Bash may reach too "
+        '(e.g. "github.com,*.example.org").',
+        domains=True,
     ),
     Option(
         "restart_intensity",
@@ -237,6 +259,10 @@ def _describe(option: Option) -> str:
         return "true or false"
     if option.names:
         return 'comma-separated variable names (e.g. "FOO,BAR")'
+    if option.choices:
+        return " or ".join(f'"{c}"' for c in option.choices)
+    if option.domains:
+        return 'comma-separated host names (e.g. "github.com,*.example.org")'
     if option.word:
         return "one word (a model alias or id)" + (' or ""' if option.optional else "")
     noun = "a whole number" if option.kind is int else "a number"
@@ -275,8 +301,29 @@ def variable_names(text: str) -> tuple[str, ...]:
     return names
 
 
+_DOMAIN = re.compile(
+    r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
+)
+
+
+def domain_names(text: str) -> tuple[str, ...]:
+    """The host names in a comma-separated list (``agent_domains``); ValueError on a bad one."""
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    for name in names:
+        if len(name) > 253 or not _DOMAIN.fullmatch(name):
+            raise ValueError(f"{name!r} is not a host name")
+    return names
+
+
 def _word(option: Option, text: str) -> str | None:
     """``text``, unless the option takes one word and it is not one."""
+    if option.choices:
+        return text if text in option.choices else None
+    if option.domains:
+        try:
+            return ",".join(domain_names(text))
+        except ValueError:
+            return None
     if option.names:
         try:
             return ",".join(variable_names(text))
@@ -310,7 +357,8 @@ def _from_toml(option: Option, value: Any) -> Any:
     if option.kind is str:
         if type(value) is not str:
             return None
-        return _word(option, value.strip()) if option.word or option.names else value
+        special = option.word or option.names or option.choices or option.domains
+        return _word(option, value.strip()) if special else value
     if option.kind is bool:
         return value if type(value) is option.kind else None
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -383,6 +431,24 @@ def load_settings(
         merged.update(read_toml(config_path(project_root)))
     merged.update(read_environment(os.environ if environ is None else environ))
     return Settings(**merged)
+
+
+def setting_source(
+    key: str, project_root: Path | None, environ: Mapping[str, str] | None = None
+) -> str:
+    """Where setting ``key`` comes from, for messages: its variable, config.toml, or defaults."""
+    environ = os.environ if environ is None else environ
+    option = _BY_KEY[key]
+    if environ.get(option.env, "").strip():
+        return option.env
+    if project_root is not None:
+        path = config_path(project_root)
+        try:
+            if key in read_toml(path):
+                return str(path)
+        except ConfigError:
+            return str(path)
+    return "the defaults"
 
 
 def _toml_literal(value: Any) -> str:

@@ -134,6 +134,11 @@ class Project:
         return self.dir / "inbox"
 
     @property
+    def tmp(self) -> Path:
+        """Each agent turn's private temp folder: ``tmp/<run>/<agent_id>`` (its TMPDIR)."""
+        return self.dir / "tmp"
+
+    @property
     def keys(self) -> Path:
         """Secret files agents must never read (mode 0700): the inbox's signing key."""
         return self.dir / "keys"
@@ -391,7 +396,7 @@ def _clean(project: Project) -> list[str]:
     removed: list[str] = []
     repo.remove_worktrees_under(project.root, project.worktrees)
     # Commands left in the inbox were for the run whose journal goes now.
-    for folder in (project.clones, project.worktrees, project.logs, project.inbox):
+    for folder in (project.clones, project.worktrees, project.logs, project.inbox, project.tmp):
         if folder.exists() and any(folder.iterdir()):
             shutil.rmtree(folder)
             folder.mkdir()

@@ -107,6 +107,9 @@ class RunStarted(Message, frozen=True):
     endpoint: str = ""
     """The model it talks to: ``api`` (the real one), or the absolute path of the sim
     scenario it plays (``--scenario``). Empty in journals older than this field."""
+    sandbox: bool = False
+    """Whether agents' Bash ran in claude's sandbox (the ``sandbox`` setting). False in
+    journals older than this field: the sandbox was off by default then."""
 
 
 class RunFinished(Message, frozen=True):

@@ -319,6 +319,11 @@ def state_text(state: State) -> str:
             lines += [f"  {line}" for line in commands_lines(run.commands)]
         if run.endpoint:
             lines.append(f"  model: {endpoint_text(run.endpoint).removeprefix('against ')}")
+        lines.append(
+            "  sandbox: on (agents' Bash confined to their folders)"
+            if run.sandbox
+            else "  sandbox: OFF (agents could write anywhere you can)"
+        )
         if run.summary:
             lines.append(f"  {run.summary}")
         if run.outcome in ("failed", "stopped"):

@@ -350,3 +350,25 @@ def test_status_after_the_hold_has_passed(project: Path, clean_env: dict[str, st
     out = run_autonoma("status", cwd=project, env=clean_env).stdout
     assert "held" not in out and "Plan:" not in out and "BUDGET" not in out
     assert "PAUSED" not in out
+
+
+@pytest.mark.parametrize(
+    ("started", "shown"),
+    [
+        (p.RunStarted(requirements="r.md", project="/p", max_workers=1, sandbox=True), "on"),
+        # A journal from before the field: the sandbox was off by default then.
+        (p.RunStarted(requirements="r.md", project="/p", max_workers=1), "OFF"),
+    ],
+)
+def test_status_says_whether_agents_ran_in_the_sandbox(
+    started: p.RunStarted, shown: str, project: Path, clean_env: dict[str, str]
+) -> None:
+    client = Journal.open(project / ".autonoma" / "state.db")
+    bus = Bus(run_id="run-4")
+    bus.attach(client)
+    bus.publish("orchestrator", started, durable=True)
+    client.stop()
+    out = run_autonoma("status", cwd=project, env=clean_env).stdout
+    assert f"  sandbox: {shown} " in out
+    as_json = json.loads(run_autonoma("status", "--json", cwd=project, env=clean_env).stdout)
+    assert json.dumps(as_json).count(f'"sandbox": {str(shown == "on").lower()}') == 1

@@ -10,16 +10,19 @@ the actor stops its turn's process tree; a supervisor's kill SIGKILLs it.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from autonoma.agents.command import CommandError
 from autonoma.agents.port import PortError
 from autonoma.agents.roles import RoleError, load_role
+from autonoma.agents.sandbox import secret_paths
 from autonoma.agents.turn import Turn, TurnOutcome
 from autonoma.config import Settings
+from autonoma.project import Project
 from autonoma.protocol import AgentState, AgentStateChanged
 from autonoma.runtime.actor import Actor, Refusal
 from autonoma.runtime.bus import Bus
@@ -107,6 +110,8 @@ class AgentActor(Actor):
                 transcript=request.transcript,
                 budget_usd=request.budget_usd,
                 session_usd=request.session_usd,
+                tmpdir=self._tmpdir(),
+                deny_read=self._deny_read(),
                 # Called from the port's thread once the process is gone: the actor
                 # learns of it through its mailbox, like of anything else.
                 on_end=lambda outcome: _tell(ref, _TurnEnded(outcome)),
@@ -118,6 +123,30 @@ class AgentActor(Actor):
         self._turn = turn
         self._publish("working", request.task_id)
         return pid
+
+    def _tmpdir(self) -> Path | None:
+        """This agent's private temp folder in the project: ``.autonoma/tmp/<run>/<agent>``."""
+        if self.project_dir is None:
+            return None
+        return Project(self.project_dir).tmp / (self.bus.run_id or "run") / self.agent_id
+
+    def _deny_read(self) -> list[Path]:
+        """What the agent's Bash may not read: the keys folder and the user's secrets.
+
+        The user's real home (this process's), whatever HOME the agent gets: the
+        sandbox sees the whole file system. Only what exists gets a rule.
+        """
+        home = Path.home()
+        config = Path(
+            self.env.get("CLAUDE_CONFIG_DIR")
+            or os.environ.get("CLAUDE_CONFIG_DIR")
+            or home / ".claude"
+        )
+        paths = [Path(p) for p in secret_paths(PurePosixPath(home), PurePosixPath(config))]
+        paths.append(home / ".claude" / ".credentials.json")
+        if self.project_dir is not None:
+            paths.insert(0, Project(self.project_dir).keys)
+        return list(dict.fromkeys(p.absolute() for p in paths if os.path.lexists(p)))
 
     def busy(self) -> bool:
         """Whether a turn's process is running now."""

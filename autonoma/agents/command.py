@@ -73,7 +73,7 @@ def root_bypass_problem(
     return (
         f"claude refuses {what} when run as root: set IS_SANDBOX=1 if this is a "
         "disposable sandbox, or turn it off (unset AUTONOMA_DANGEROUSLY_SKIP_PERMISSIONS; "
-        "roles then run with --permission-mode acceptEdits and their allowed tools)"
+        "roles then run with their permission_mode and allowed tools)"
     )
 
 

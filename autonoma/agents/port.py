@@ -44,6 +44,7 @@ idle limit is at least `TOOL_QUIET_LIMIT`, the longest a claude Bash call may ta
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -79,6 +80,8 @@ DRAIN_TIMEOUT = 2.0
 # After SIGKILL, how long to wait for the tree to disappear before giving up.
 KILL_TIMEOUT = 5.0
 _POLL_INTERVAL = 0.01
+# How often the waiter notes the child's descendants by parent link while it runs.
+TRACK_INTERVAL = 0.5
 _READ_SIZE = 65536
 _WINDOW = struct.pack("HHHH", 50, 200, 0, 0)  # rows, columns: roomy, never 0x0
 
@@ -199,6 +202,8 @@ class Port:
         self._wake_w = -1
         self._reader: threading.Thread | None = None
         self._waiter: threading.Thread | None = None
+        self._known: dict[int, int] = {}
+        """Descendants seen by parent link (pid: start time), in or out of the session."""
 
     # -- public API --------------------------------------------------------
 
@@ -291,7 +296,7 @@ class Port:
                 return
             self._stop_reason = reason
             self._kill_at = time.monotonic() + self.grace
-            process.signal_tree(self._pid, signal.SIGTERM)
+            self._signal_all(signal.SIGTERM)
         self._add_timer(self.grace, self._escalate)
 
     def kill(self) -> None:
@@ -302,7 +307,7 @@ class Port:
             if self._stop_reason is None:
                 self._stop_reason = "kill"
             self._kill_at = time.monotonic()
-            process.signal_tree(self._pid, signal.SIGKILL)
+            self._signal_all(signal.SIGKILL)
 
     def wait(self, timeout: float | None = None) -> PortExit | None:
         """Block until `on_exit` has been called (not for actors); None on timeout."""
@@ -310,6 +315,45 @@ class Port:
         return self._result
 
     # -- internals ---------------------------------------------------------
+
+    def _track(self) -> list[process.ProcEntry]:
+        """Note every descendant of the child by parent link; the table it read.
+
+        Called with the lock held. A process that left the session (claude's Bash
+        tool, the sandbox's ``bwrap``) is found only this way; once the child is gone
+        its orphans are reparented here, and the noted pids (checked against their
+        start time) still name them.
+        """
+        assert self._pid is not None
+        table = list(process.processes())
+        by_pid = {entry.pid: entry for entry in table}
+        roots = {self._pid} | {
+            pid for pid, start in self._known.items() if _same(by_pid.get(pid), start)
+        }
+        for entry in process.descendants(roots, table):
+            self._known.setdefault(entry.pid, entry.start)
+        return table
+
+    def _rest(self, pid: int, *, include_leader: bool = False) -> list[process.ProcEntry]:
+        """What is left of the tree: the group, the session and the noted descendants."""
+        table = self._track()
+        left = {e.pid: e for e in table if e.pgid == pid or e.sid == pid}
+        for entry in table:
+            if _same(entry, self._known.get(entry.pid)):
+                left.setdefault(entry.pid, entry)
+        if not include_leader:
+            left.pop(pid, None)
+        return list(left.values())
+
+    def _signal_all(self, sig: int) -> None:
+        """``sig`` to the child's group and session and to every noted descendant."""
+        assert self._pid is not None
+        table = self._track()
+        process.signal_tree(self._pid, sig)
+        for entry in table:
+            if entry.alive and _same(entry, self._known.get(entry.pid)):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(entry.pid, sig)
 
     def _add_timer(self, delay: float, action: Callable[[], None]) -> None:
         timer = threading.Timer(delay, action)
@@ -350,8 +394,8 @@ class Port:
         with self._lock:
             if self._pid is None or self._reaped:
                 return
-            if any(e.alive for e in process.tree(self._pid)):
-                process.signal_tree(self._pid, signal.SIGKILL)
+            if any(e.alive for e in self._rest(self._pid, include_leader=True)):
+                self._signal_all(signal.SIGKILL)
 
     def _read_loop(self, transcript: BinaryIO | None) -> None:
         pending = b""
@@ -401,9 +445,7 @@ class Port:
         assert self._proc is not None and self._pid is not None
         pid = self._pid
         try:
-            # Wait for the exit but leave the zombie: the pid stays ours until the
-            # tree is cleared, so signalling the group can never hit a stranger.
-            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            self._await_exit(pid)
             with self._lock:
                 self._exited = True  # a turn timeout from now on is not the turn's
             self._clear_tree(pid)
@@ -439,13 +481,43 @@ class Port:
         finally:
             self._done.set()
 
+    def _await_exit(self, pid: int) -> None:
+        """Block until the child has exited, noting its descendants meanwhile.
+
+        The zombie is left: the pid stays ours until the tree is cleared, so
+        signalling the group can never hit a stranger.
+        """
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (OSError, AttributeError):
+            pidfd = -1  # an old kernel: descendants are noted only when signalled
+        try:
+            while pidfd >= 0 and not select.select([pidfd], [], [], TRACK_INTERVAL)[0]:
+                with self._lock:
+                    table = self._track()
+                process.reap_strays(table)  # a sandboxed Bash call leaves one per call
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        finally:
+            if pidfd >= 0:
+                os.close(pidfd)
+
     def _clear_tree(self, pid: int) -> None:
         """After the child's exit: end whatever of its tree is left, and reap orphans."""
         termed = killed = False
         give_up: float | None = None
+        me = os.getpid()
         while True:
             process.reap_orphans(pid)
-            rest = [e for e in process.tree(pid) if e.pid != pid]
+            with self._lock:
+                rest = self._rest(pid)
+            for entry in rest:
+                if entry.ppid == me and not entry.alive and entry.pid in self._known:
+                    # A noted descendant reparented here: no Popen of ours owns it.
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(entry.pid, os.WNOHANG)
+            process.reap_strays()
+            with self._lock:
+                rest = self._rest(pid)
             if not rest:
                 return
             now = time.monotonic()
@@ -454,10 +526,10 @@ class Port:
                     if self._kill_at is None:
                         self._kill_at = now + self.grace
                     if not termed:
-                        process.signal_tree(pid, signal.SIGTERM)
+                        self._signal_all(signal.SIGTERM)
                         termed = True
                     if not killed and now >= self._kill_at:
-                        process.signal_tree(pid, signal.SIGKILL)
+                        self._signal_all(signal.SIGKILL)
                         killed = True
                         give_up = now + KILL_TIMEOUT
                 elif all(e.ppid != os.getpid() for e in rest):
@@ -468,6 +540,11 @@ class Port:
                 log.warning("pid %s: processes of its tree remain: %s", pid, rest)
                 return
             time.sleep(_POLL_INTERVAL)
+
+
+def _same(entry: process.ProcEntry | None, start: int | None) -> bool:
+    """Whether ``entry`` is the process noted with ``start`` (not a later one with its pid)."""
+    return entry is not None and start is not None and entry.start == start
 
 
 class _Poller:

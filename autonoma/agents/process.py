@@ -29,6 +29,8 @@ class ProcEntry:
     pgid: int
     sid: int
     state: str
+    start: int = 0
+    """Start time (clock ticks after boot): tells a process from a later one with its pid."""
 
     @property
     def alive(self) -> bool:
@@ -53,6 +55,7 @@ def read_entry(pid: int) -> ProcEntry | None:
         pgid=int(fields[2]),
         sid=int(fields[3]),
         state=fields[0].decode("ascii", "replace"),
+        start=int(fields[19]) if len(fields) > 19 else 0,
     )
 
 
@@ -68,6 +71,63 @@ def processes() -> Iterator[ProcEntry]:
 def tree(leader: int) -> list[ProcEntry]:
     """Every process (zombies included) in the group or the session of ``leader``."""
     return [e for e in processes() if e.pgid == leader or e.sid == leader]
+
+
+def descendants(roots: set[int], table: list[ProcEntry]) -> list[ProcEntry]:
+    """The processes of ``table`` below ``roots`` by parent link (not the roots themselves).
+
+    Catches what left the roots' session with ``setsid`` (claude's Bash tool runs each
+    command in a session of its own, and the sandbox's bwrap in another one).
+    """
+    children: dict[int, list[ProcEntry]] = {}
+    for entry in table:
+        children.setdefault(entry.ppid, []).append(entry)
+    found: list[ProcEntry] = []
+    todo = list(roots)
+    seen = set(roots)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child.pid not in seen:
+                seen.add(child.pid)
+                found.append(child)
+                todo.append(child.pid)
+    return found
+
+
+def reap_strays(table: list[ProcEntry] | None = None) -> list[int]:
+    """Reap this process's zombie children that no ``Popen`` of it can own; their pids.
+
+    A child this process forked is in its PID namespace and has its session (a plain
+    ``subprocess.run``) or one of its own (``start_new_session``). A zombie child in
+    another session, or in a PID namespace of its own, was reparented here (this
+    process is a child subreaper) from a tree it no longer belongs to, such as the
+    inner ``bwrap`` of a sandboxed Bash call (pid 1 of its namespace) whose outer
+    ``bwrap`` exited first. Reaping it can never take an exit code another thread
+    waits for. ``table``: a fresh enough `processes` list (read here when None).
+    """
+    me, mine = os.getpid(), os.getsid(0)
+    reaped: list[int] = []
+    for entry in processes() if table is None else table:
+        if entry.ppid != me or entry.alive:
+            continue
+        if entry.sid in (mine, entry.pid) and not _nested_namespace(entry.pid):
+            continue
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(entry.pid, os.WNOHANG)[0] == entry.pid:
+                reaped.append(entry.pid)
+    return reaped
+
+
+def _nested_namespace(pid: int) -> bool:
+    """Whether ``pid`` lives in a PID namespace below this process's (``NSpid`` has two ids)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"NSpid:"):
+                    return len(line.split()) > 2
+    except OSError:
+        pass
+    return False
 
 
 def signal_tree(leader: int, sig: int) -> None:

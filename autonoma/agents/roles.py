@@ -8,7 +8,8 @@ then the prompt template, a `string.Template` (``$task_id``, ``${spec}``, ``$$``
     allowed_tools = ["Read", "Write", "Edit", "Bash"]
     max_turns = 60
     # optional: model (an alias such as "opus", "sonnet", "haiku", or a model id;
-    # default: the claude_model setting), permission_mode (default "acceptEdits"),
+    # default: the claude_model setting), permission_mode (default "default": only the
+    # allowed tools, the file tools scoped to the turn's folder),
     # timeout (seconds of wall clock per turn), idle_timeout (seconds without output),
     # schema (a JSON object schema: a TOML table, or a JSON string)
     +++
@@ -74,7 +75,7 @@ class Role:
     allowed_tools: tuple[str, ...]
     max_turns: int
     prompt: str
-    permission_mode: str = "acceptEdits"
+    permission_mode: str = "default"
     model: str | None = None
     timeout: float | None = None
     idle_timeout: float | None = None
@@ -229,7 +230,7 @@ def _max_turns(meta: dict[str, Any], fail: _Fail) -> int:
 
 
 def _permission_mode(meta: dict[str, Any], fail: _Fail) -> str:
-    value = meta.get("permission_mode", "acceptEdits")
+    value = meta.get("permission_mode", "default")
     if value not in PERMISSION_MODES:
         raise fail(
             f"'permission_mode' = {value!r} must be one of {', '.join(sorted(PERMISSION_MODES))}"

@@ -8,18 +8,32 @@ and `AgentProcessExited` ends the turn. Nothing blocks but `wait`.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
 import re
+import shutil
+import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from autonoma.agents.command import build_argv
-from autonoma.agents.port import Port, TimeoutKind
+from autonoma.agents.port import Port, PortError, TimeoutKind
 from autonoma.agents.roles import Role
-from autonoma.agents.sandbox import sandbox_settings, settings_arg
+from autonoma.agents.sandbox import (
+    cache_folders,
+    deny_rules,
+    network_for,
+    sandbox_settings,
+    scoped_tools,
+    settings_arg,
+    short_alias,
+    too_long_for_sockets,
+)
 from autonoma.agents.stream import StreamDecoder, turn_failed
-from autonoma.config import Settings
+from autonoma.config import Settings, domain_names
 from autonoma.protocol import (
     AgentProcessExited,
     AgentProcessStarted,
@@ -39,6 +53,11 @@ _CSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]")
 WRITE_LEFTOVER = re.compile(r"\.tmp\.\d+\.[0-9a-f]+$")
 """The temp file claude's Write tool renames into place (``x.py.tmp.<pid>.<hex>``): a
 turn killed mid-Write leaves it in its working directory."""
+
+
+_OWNERS: dict[Path, Turn] = {}
+"""Which turn made each temp folder last: only that one removes it."""
+_OWNERS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -75,9 +94,17 @@ class Turn:
         on_end: Callable[[TurnOutcome], None] | None = None,
         budget_usd: float | None = None,
         session_usd: float = 0.0,
+        tmpdir: Path | None = None,
+        deny_read: Sequence[Path] = (),
     ) -> None:
         """``session_usd``: claude's running total of the session before this turn
-        (0 for a new one), what this turn's cost is counted from."""
+        (0 for a new one), what this turn's cost is counted from. ``tmpdir``: the
+        turn's private temp folder (its TMPDIR), made at `start` and removed when
+        the turn ends. ``deny_read``: what its sandboxed Bash may not read.
+
+        The role's plain ``Read``/``Write``/``Edit`` are granted only in ``cwd`` and
+        ``tmpdir``; with the ``sandbox`` setting on (the default) its Bash runs in
+        claude's sandbox (docs/sandbox.md)."""
         self.bus = bus
         self._on_end = on_end
         self.agent_id = agent_id
@@ -88,9 +115,31 @@ class Turn:
         self.task_id = task_id
         self.model = role.model_for(settings)
         self.session_usd = session_usd
+        env = dict(env)
+        workdir = PurePosixPath(self.cwd.resolve())
+        self.tmpdir = tmpdir.absolute() if tmpdir is not None else None
+        self._alias: Path | None = None
+        folders: list[PurePosixPath] = []
+        if self.tmpdir is not None:
+            real = PurePosixPath(self.tmpdir)
+            folders.append(real)
+            env["TMPDIR"] = str(real)
+            if too_long_for_sockets(real):
+                # claude's sandbox puts its sockets in TMPDIR: give it a short name.
+                base = PurePosixPath(tempfile.gettempdir()) / f"autonoma-{os.getuid()}"
+                self._alias = Path(short_alias(real, base))
+                env["TMPDIR"] = str(self._alias)
+                folders.append(PurePosixPath(self._alias))
+        given = PurePosixPath(self.cwd.absolute())
+        # A path through a symlink names the same folder: the rules take both spellings.
+        spelled = [given] if given != workdir else []
+        scoped = dataclasses.replace(
+            role,
+            allowed_tools=tuple(scoped_tools(role.allowed_tools, workdir, *spelled, *folders)),
+        )
         self.argv = build_argv(
             claude,
-            role,
+            scoped,
             prompt,
             session_id=session_id,
             resume=resume,
@@ -99,15 +148,30 @@ class Turn:
             child_env=env,
             budget_usd=budget_usd,
         )
+        denied = [PurePosixPath(p) for p in deny_read]
+        extra: dict[str, object] = {}
+        if denied:
+            extra["permissions"] = {"deny": deny_rules(denied)}
         if settings.sandbox:
-            # Before the options: --allowedTools takes several values and comes last.
+            has_bash = "Bash" in role.allowed_tools
+            registries, domains = network_for(
+                role.name, has_bash, settings.agent_network, domain_names(settings.agent_domains)
+            )
             # A role limited to e.g. Bash(git log:*) must not get every Bash call.
-            self.argv[1:1] = settings_arg(
+            extra.update(
                 sandbox_settings(
-                    PurePosixPath(self.cwd.resolve()),
-                    auto_allow_bash="Bash" in role.allowed_tools,
+                    workdir,
+                    folders[0] if folders else None,
+                    auto_allow_bash=has_bash,
+                    registries=registries,
+                    extra_domains=domains,
+                    deny_read=denied,
+                    extra_write=cache_folders(env),
                 )
             )
+        if extra:
+            # Before the options: --allowedTools takes several values and comes last.
+            self.argv[1:1] = settings_arg(extra)
         self._finished: AgentTurnFinished | None = None
         self._tools: set[str] = set()
         """Tool calls made and not answered yet: a tool is running."""
@@ -125,6 +189,42 @@ class Turn:
             idle_timeout=role.idle_timeout_for(settings),
             transcript=transcript,
         )
+
+    def _make_tmpdir(self) -> None:
+        """Create the turn's temp folder (private, empty) and its short alias if any."""
+        if self.tmpdir is None:
+            return
+        with _OWNERS_LOCK:
+            _OWNERS[self.tmpdir] = self
+        shutil.rmtree(self.tmpdir, ignore_errors=True)  # what an earlier turn left
+        self.tmpdir.mkdir(mode=0o700, parents=True)
+        if self._alias is not None:
+            base = self._alias.parent
+            with contextlib.suppress(FileExistsError):
+                base.mkdir(mode=0o700)
+            info = base.lstat()
+            if not base.is_dir() or base.is_symlink() or info.st_uid != os.getuid():
+                raise PortError(f"{base}: not a folder of this user: cannot make temp folders")
+            with contextlib.suppress(FileNotFoundError):
+                self._alias.unlink()
+            self._alias.symlink_to(self.tmpdir)
+
+    def _remove_tmpdir(self) -> None:
+        """Remove what `_make_tmpdir` made, unless a later turn of the agent made it anew.
+
+        A crashed agent's turn ends (its port's thread) after the restarted agent's
+        next turn may have made the same folder: that one must stay.
+        """
+        if self.tmpdir is None:
+            return
+        with _OWNERS_LOCK:
+            if _OWNERS.get(self.tmpdir) is not self:
+                return
+            del _OWNERS[self.tmpdir]
+        if self._alias is not None:
+            with contextlib.suppress(OSError):
+                self._alias.unlink()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def start(self) -> int:
         """Journal the turn, spawn ``claude``; return its pid at once.
@@ -146,7 +246,15 @@ class Turn:
             ),
             durable=True,
         )
-        pid = self._pid = self.port.start()
+        try:
+            self._make_tmpdir()
+            pid = self._pid = self.port.start()
+        except OSError as err:
+            self._remove_tmpdir()
+            raise PortError(f"could not make the turn's temp folder: {err}") from err
+        except PortError:
+            self._remove_tmpdir()
+            raise
         self.bus.publish(
             self.agent_id,
             AgentProcessStarted(agent_id=self.agent_id, pid=pid, task_id=self.task_id),
@@ -215,6 +323,7 @@ class Turn:
                 ),
             )
         finally:
+            self._remove_tmpdir()
             self._done.set()
             if self._on_end is not None:
                 self._on_end(self._outcome)

@@ -134,6 +134,8 @@ class Run:
     endpoint: str = ""
     """``api``, or the absolute path of the sim scenario it plays; "" when not recorded."""
     max_workers: int = 0
+    sandbox: bool = False
+    """Whether agents' Bash runs in claude's sandbox (as the last start said)."""
     phase: str = ""
     outcome: str | None = None
     """None while the run goes on (or if it died without a `RunFinished`)."""
@@ -186,6 +188,7 @@ class Run:
             "main": self.main,
             "endpoint": self.endpoint,
             "max_workers": self.max_workers,
+            "sandbox": self.sandbox,
             "phase": self.phase,
             "outcome": self.outcome,
             "summary": self.summary,
@@ -846,6 +849,7 @@ def _run_started(state: State, seq: int, ts: float, run_id: str, m: RunStarted) 
     run.requirements, run.project, run.max_workers = m.requirements, m.project, m.max_workers
     run.main = m.main or run.main
     run.endpoint = m.endpoint or run.endpoint
+    run.sandbox = m.sandbox
     run.outcome, run.summary, run.ended = None, "", None
     state.current_run = run_id
 

@@ -90,6 +90,26 @@ Thumbs.db
 .autonoma/
 """
 
+SANDBOX_PLACEHOLDERS = """\
+# claude's sandbox mounts a placeholder (a character device) on each of these names
+# that does not exist in the agent's folder (claude 2.1.331), so that Bash cannot create
+# them; `git add -A` fails on a placeholder. Git ignores only untracked files: a real,
+# tracked .gitmodules or .claude/settings.json is still seen and committed.
+/.gitconfig
+/.gitmodules
+/.bashrc
+/.bash_profile
+/.zshrc
+/.zprofile
+/.profile
+/.ripgreprc
+/.mcp.json
+/.vscode
+/.idea
+/.claude/
+"""
+"""Always last in the agents' excludes file, whatever ``.autonoma/exclude`` says."""
+
 _AGENT_HEADER = """\
 # Written by Autonoma at the start of each run: your global git excludes file, then the
 # project's .autonoma/exclude. The agents' git reads it as core.excludesFile (from their
@@ -246,7 +266,8 @@ def agent_excludes(root: Path, target: Path) -> Path:
     """Write the agents' ``core.excludesFile`` to ``target``; returns its absolute path.
 
     Setting ``core.excludesFile`` for the agents replaces the user's own global excludes
-    file, so its rules come first, then the project's (which win where they disagree).
+    file, so its rules come first, then the project's (which win where they disagree),
+    then `SANDBOX_PLACEHOLDERS` (which win over both).
     """
     parts = [_AGENT_HEADER]
     user = user_excludes_file(root)
@@ -254,7 +275,8 @@ def agent_excludes(root: Path, target: Path) -> Path:
         # Often there is none; an unreadable one is skipped like git skips it.
         with contextlib.suppress(OSError, inputfile.InputFileError):
             parts.append(f"# from {user}\n{inputfile.read_text(user, 'exclude')}\n")
-    parts.append(f"# from {root / PROJECT_EXCLUDE}\n{project_rules(root)}")
+    parts.append(f"# from {root / PROJECT_EXCLUDE}\n{project_rules(root)}\n")
+    parts.append(f"# claude's sandbox (Autonoma's own, always)\n{SANDBOX_PLACEHOLDERS}")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("".join(parts), "utf-8")
     return target.absolute()
@@ -282,6 +304,7 @@ def _declares(entry: str, path: str) -> bool:
 __all__ = [
     "DEFAULT_RULES",
     "PROJECT_EXCLUDE",
+    "SANDBOX_PLACEHOLDERS",
     "Excludes",
     "agent_excludes",
     "declared",

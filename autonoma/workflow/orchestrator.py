@@ -300,6 +300,7 @@ class Orchestrator(Actor):
                 resumed=resumed,
                 main=ctx.main,
                 endpoint=ctx.endpoint,
+                sandbox=ctx.settings.sandbox,
             ),
             durable=True,
         )

@@ -67,7 +67,7 @@ def test_a_first_turn_in_full() -> None:
         "project,local",
         "--strict-mcp-config",
         "--permission-mode",
-        "acceptEdits",
+        "default",
         "--max-turns",
         "7",
         "--append-system-prompt",

@@ -79,7 +79,7 @@ def test_packaged_roles_load(name: str, tmp_path: Path) -> None:
 
 def test_role_specifics() -> None:
     developer = load_role("developer")
-    assert developer.permission_mode == "acceptEdits"
+    assert developer.permission_mode == "default"
     assert set(developer.allowed_tools) == {"Read", "Write", "Edit", "Bash"}
     qa = load_role("qa")
     assert qa.schema is not None

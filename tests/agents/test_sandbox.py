@@ -14,20 +14,26 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 
+from autonoma.agents import process
 from autonoma.agents.environment import child_env
 from autonoma.agents.executable import LOCAL_INSTALL
 from autonoma.agents.roles import load_role
 from autonoma.agents.sandbox import (
     REGISTRY_DOMAINS,
     file_tool_rules,
+    network_for,
     sandbox_settings,
+    scoped_tools,
+    secret_paths,
     settings_arg,
+    too_long_for_sockets,
 )
 from autonoma.agents.turn import Turn
 from autonoma.config import Settings
@@ -60,7 +66,7 @@ def test_settings_table(kwargs: dict[str, Any], write: list[str], domains: list[
     assert sandbox["autoAllowBashIfSandboxed"] is True
     assert sandbox["allowUnsandboxedCommands"] is False
     assert sandbox["excludedCommands"] == []
-    assert sandbox["filesystem"] == {"allowWrite": write}
+    assert sandbox["filesystem"] == {"allowWrite": write, "denyRead": []}
     assert sandbox["network"] == {"allowedDomains": domains, "strictAllowlist": True}
 
 
@@ -146,7 +152,11 @@ def _claude(
             text=True,
             timeout=50,
             stdin=subprocess.DEVNULL,
+            # Its own session: what it leaves (claude does not reap its children) is
+            # reparented here as a stray the port's reaper can tell from our children.
+            start_new_session=True,
         )
+    process.reap_strays()
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc, lines
 
@@ -244,3 +254,269 @@ def test_turn_with_the_sandbox_setting(sandbox: bool, git_repo: Path, tmp_path: 
     assert outcome is not None and outcome.exit_code == 0 and not outcome.failed
     assert (git_repo / "inside.txt").read_text() == "in\n"
     assert (outside / "bash.txt").exists() is (not sandbox)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "scoped"),
+    [
+        (["Bash"], ["Bash"]),
+        (
+            ["Read", "Bash(git log:*)"],
+            ["Read(//w/task/**)", "Read(//tmp/turn/**)", "Bash(git log:*)"],
+        ),
+        (
+            ["Read", "Write", "Edit", "Bash"],
+            [
+                "Read(//w/task/**)",
+                "Read(//tmp/turn/**)",
+                "Write(//w/task/**)",
+                "Write(//tmp/turn/**)",
+                "Edit(//w/task/**)",
+                "Edit(//tmp/turn/**)",
+                "Bash",
+            ],
+        ),
+        (["Read(src/**)", "Grep"], ["Read(src/**)", "Grep"]),  # a role file's own rule stays
+    ],
+)
+def test_scoped_tools_table(allowed: list[str], scoped: list[str]) -> None:
+    assert scoped_tools(allowed, W, T) == scoped
+
+
+@pytest.mark.parametrize(
+    ("role", "bash", "network", "extra", "expected"),
+    [
+        ("developer", True, "registries", [], (True, [])),
+        ("developer", True, "none", [], (False, [])),
+        ("developer", True, "none", ["x.org"], (False, ["x.org"])),
+        ("qa", True, "registries", ["x.org"], (False, ["x.org"])),
+        ("ceo", False, "registries", ["x.org"], (False, [])),
+    ],
+)
+def test_network_table(
+    role: str, bash: bool, network: str, extra: list[str], expected: tuple[bool, list[str]]
+) -> None:
+    assert network_for(role, bash, network, extra) == expected
+
+
+def test_secret_paths_and_socket_room() -> None:
+    home = PurePosixPath("/home/u")
+    paths = secret_paths(home, home / ".claude")
+    assert home / ".ssh" in paths and home / ".claude" / ".credentials.json" in paths
+    assert not too_long_for_sockets(PurePosixPath("/tmp/autonoma-0/0123456789ab"))
+    assert too_long_for_sockets(PurePosixPath("/" + "a" * 60))
+
+
+def _developer_turn(
+    calls: list[tuple[str, dict[str, str]]],
+    cwd: Path,
+    home: Path,
+    *,
+    tmpdir: Path | None = None,
+    deny_read: list[Path] | None = None,
+    env_extra: dict[str, str] | None = None,
+    settings: Settings | None = None,
+) -> tuple[Any, list[Any]]:
+    seen: list[Any] = []
+    with SimServer(loads_scenario(_scenario(calls))) as sim:
+        bus = Bus(run_id="test")
+        bus.subscribe(lambda envelope: seen.append(envelope.message))
+        env = child_env(dict(os.environ), sim_url=sim.url, config_dir=home)
+        env.update(env_extra or {})
+        turn = Turn(
+            bus,
+            agent_id="dev-1",
+            role=dataclasses.replace(load_role("developer"), schema=None),
+            prompt="go",
+            session_id=str(uuid.uuid4()),
+            resume=False,
+            cwd=cwd,
+            settings=settings or Settings(),
+            env=env,
+            claude=CLAUDE,
+            task_id="t1",
+            tmpdir=tmpdir,
+            deny_read=deny_read or [],
+        )
+        turn.start()
+        outcome = turn.wait(50)
+    return outcome, seen
+
+
+def _results(seen: list[Any]) -> list[tuple[bool, str]]:
+    from autonoma.protocol import AgentToolResult
+
+    return [(m.is_error, m.content) for m in seen if isinstance(m, AgentToolResult)]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="make test installs bubblewrap")
+def test_secrets_tmpdir_and_file_tools_of_a_default_turn(git_repo: Path, tmp_path: Path) -> None:
+    """With the defaults (sandbox on): a planted ~/.ssh key is unreadable to Bash, the
+    turn's TMPDIR is its own folder (gone after the turn), and the Write tool is refused
+    outside the turn's folder, journaled as `PermissionDenied`."""
+    from autonoma.protocol import PermissionDenied
+
+    fake_home = tmp_path / "userhome"
+    (fake_home / ".ssh").mkdir(parents=True)
+    (fake_home / ".ssh" / "id_rsa").write_text("PRIVATE KEY\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    turn_tmp = tmp_path / "project" / ".autonoma" / "tmp" / "run-1" / "developer-1"
+    calls = [
+        ("Bash", {"command": f"cat {fake_home}/.ssh/id_rsa", "description": "steal"}),
+        (
+            "Bash",
+            {"command": 'echo "$TMPDIR" > tmpdir.txt; echo t > "$TMPDIR/t"', "description": "t"},
+        ),
+        ("Write", {"file_path": f"{outside}/w.txt", "content": "w\n"}),
+        ("Read", {"file_path": f"{fake_home}/.ssh/id_rsa"}),
+        ("Write", {"file_path": f"{git_repo.resolve()}/w.txt", "content": "w\n"}),
+    ]
+    home = tmp_path / "home"
+    home.mkdir()
+    outcome, seen = _developer_turn(
+        calls, git_repo, home, tmpdir=turn_tmp, deny_read=[fake_home / ".ssh"]
+    )
+    assert outcome is not None and outcome.exit_code == 0
+    results = _results(seen)
+    assert len(results) == 5, results
+    assert "PRIVATE KEY" not in results[0][1] and results[0][0], results[0]
+    used = (git_repo / "tmpdir.txt").read_text().strip()
+    assert used.startswith(tempfile.gettempdir()) and "claude-" in used  # the short alias
+    assert not turn_tmp.exists()  # removed after the turn
+    assert list(outside.iterdir()) == []
+    assert (git_repo / "w.txt").read_text() == "w\n"
+    denied = [m for m in seen if isinstance(m, PermissionDenied)]
+    assert [m.tool for m in denied] == ["Write", "Read"], denied
+    assert "haven't granted" in denied[0].reason
+
+
+def _zombie_children() -> list[Any]:
+    from autonoma.agents import process
+
+    me = os.getpid()
+    return [e for e in process.processes() if e.ppid == me and not e.alive]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="make test installs bubblewrap")
+def test_sandboxed_bash_calls_leave_no_zombie(git_repo: Path, tmp_path: Path) -> None:
+    """Each sandboxed Bash call's inner bwrap is reparented here (a subreaper): the port
+    reaps it (docs/sandbox.md section 5); the port tests' no-zombie check runs after."""
+    calls = [("Bash", {"command": f"echo {i}", "description": "x"}) for i in range(5)]
+    home = tmp_path / "home"
+    home.mkdir()
+    outcome, _seen = _developer_turn(calls, git_repo, home)
+    assert outcome is not None and outcome.exit_code == 0
+    assert _zombie_children() == []
+    from tests.agents.test_port import test_many_ports_leak_no_fd_and_leave_no_zombie
+
+    test_many_ports_leak_no_fd_and_leave_no_zombie(tmp_path / "ports")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="make test installs bubblewrap")
+def test_git_add_all_works_in_the_sandbox_and_keeps_a_tracked_gitmodules(
+    git_repo: Path, tmp_path: Path
+) -> None:
+    """claude mounts placeholders on absent dotfiles; with the agents' excludes file
+    `git add -A` ignores them, and a tracked .gitmodules is still committed."""
+    from autonoma.vcs import excludes, workspace
+
+    (git_repo / ".gitmodules").write_text("# none\n")
+    subprocess.run(["git", "add", ".gitmodules"], cwd=git_repo, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qm", "m"],
+        cwd=git_repo,
+        check=True,
+    )
+    # Changed as the Edit tool would (claude's sandbox keeps Bash from writing it).
+    (git_repo / ".gitmodules").write_text("# changed\n")
+    agent_exclude = excludes.agent_excludes(git_repo, tmp_path / "agent-exclude")
+    env: dict[str, str] = {}
+    workspace.add_git_config(env, "core.excludesFile", str(agent_exclude))
+    script = (
+        "echo x > new.txt && git add -A && "
+        "git -c user.name=a -c user.email=a@b commit -qm work && git show --stat --format= HEAD"
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    outcome, seen = _developer_turn(
+        [("Bash", {"command": script, "description": "commit"})], git_repo, home, env_extra=env
+    )
+    assert outcome is not None and outcome.exit_code == 0
+    results = _results(seen)
+    assert not results[0][0], results
+    shown = subprocess.run(
+        ["git", "show", "--name-only", "--format=", "HEAD"],
+        cwd=git_repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert sorted(shown) == [".gitmodules", "new.txt"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="make test installs bubblewrap")
+def test_skip_permissions_still_confines_bash_and_keeps_secrets(
+    git_repo: Path, tmp_path: Path
+) -> None:
+    """--dangerously-skip-permissions: no permission prompts (the Write tool may write
+    anywhere), but Bash stays in the sandbox and no file tool reads the secrets."""
+    secrets = tmp_path / "userhome" / ".aws"
+    secrets.mkdir(parents=True)
+    (secrets / "credentials").write_text("AWS SECRET\n")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    calls = [
+        ("Bash", {"command": f"echo b > {outside}/b.txt", "description": "out"}),
+        ("Read", {"file_path": f"{secrets}/credentials"}),
+        ("Write", {"file_path": f"{outside}/w.txt", "content": "w\n"}),
+    ]
+    home = tmp_path / "home"
+    home.mkdir()
+    outcome, seen = _developer_turn(
+        calls,
+        git_repo,
+        home,
+        deny_read=[secrets],
+        env_extra={"IS_SANDBOX": "1"},
+        settings=Settings(dangerously_skip_permissions=True),
+    )
+    assert outcome is not None and outcome.exit_code == 0
+    results = _results(seen)
+    assert results[0][0] and "Read-only file system" in results[0][1]
+    assert results[1][0] and "AWS SECRET" not in results[1][1]
+    assert sorted(p.name for p in outside.iterdir()) == ["w.txt"]
+
+
+def test_a_late_end_of_a_crashed_turn_keeps_the_next_turns_temp_folder(tmp_path: Path) -> None:
+    """A crashed agent's turn may end after its restarted agent's next turn made the
+    same temp folder (same run, same agent): the late end must not remove it."""
+    tmpdir = tmp_path / ("long-" * 12) / ".autonoma" / "tmp" / "run-1" / "developer-1"
+
+    def turn() -> Turn:
+        return Turn(
+            Bus(run_id="test"),
+            agent_id="developer-1",
+            role=load_role("developer"),
+            prompt="go",
+            session_id=str(uuid.uuid4()),
+            resume=False,
+            cwd=tmp_path,
+            settings=Settings(),
+            env={"PATH": os.environ["PATH"]},
+            claude=CLAUDE,
+            tmpdir=tmpdir,
+        )
+
+    old, new = turn(), turn()
+    old._make_tmpdir()
+    new._make_tmpdir()
+    old._remove_tmpdir()  # the crashed turn's port thread, late
+    assert tmpdir.is_dir()
+    assert new._alias is not None and new._alias.is_symlink()
+    new._remove_tmpdir()
+    assert not tmpdir.exists() and not new._alias.is_symlink()
