@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from autonoma.agents import sandbox
+from autonoma.config import domain_names
 from autonoma.workflow.registry_proxy import REGISTRIES, RegistryProxy, upstream_of
 
 if TYPE_CHECKING:
@@ -58,17 +60,11 @@ PROXY_VARIABLES: tuple[str, ...] = (
 """Set inside a set-up's sandbox to the relayed proxy (pip, npm, curl read them)."""
 
 SECRET_DOTFILES: tuple[str, ...] = (
-    ".ssh",
-    ".aws",
-    ".netrc",
-    ".git-credentials",
-    ".config/gh",
-    ".docker",
-    ".npmrc",
-    ".pypirc",
-    ".claude/.credentials.json",
+    *sandbox.SECRET_DOTFILES,
+    f".claude/{sandbox.CLAUDE_CREDENTIALS}",
 )
-"""The user's secrets under a home folder that a confined command must not read."""
+"""The user's secrets under a home folder that a confined command must not read: the
+agents' list (one list, in `autonoma.agents.sandbox`) and claude's login in its default place."""
 
 # Where the proxy socket's folder appears inside the sandbox (under its private /tmp).
 _SOCKET_DIR = "/tmp/.autonoma-proxy"
@@ -262,7 +258,13 @@ def confinement_for(settings: Settings, project: Project) -> Confinement | None:
     """The project's `Confinement` when the ``sandbox`` setting is on; None: run unconfined."""
     if not settings.sandbox:
         return None
-    return Confinement(autonoma_dir=project.dir, repo=project.root)
+    # The hosts the user named for agents are what their set-ups need too (the proxy
+    # allows a name's subdomains: "*.x" is "x").
+    return Confinement(
+        autonoma_dir=project.dir,
+        repo=project.root,
+        extra_domains=tuple(d.removeprefix("*.") for d in domain_names(settings.agent_domains)),
+    )
 
 
 __all__ = [

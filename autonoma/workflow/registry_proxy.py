@@ -23,7 +23,9 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
-REGISTRIES: tuple[str, ...] = ("pypi.org", "files.pythonhosted.org", "registry.npmjs.org")
+from autonoma.agents.sandbox import REGISTRY_DOMAINS
+
+REGISTRIES: tuple[str, ...] = REGISTRY_DOMAINS
 """Where pip and npm fetch packages from: what a set-up may reach by default."""
 
 REGISTRY_PORTS: tuple[int, ...] = (443,)
