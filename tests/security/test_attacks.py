@@ -151,7 +151,7 @@ def test_a_hook_of_the_agents_own_repository_never_reaches_the_user(run: Run) ->
     # Writing its own hooks is refused, or the hook is confined with the agent.
     attempted(run, "dev-own-hook")
     assert not (run.user.root / "hooked.txt").exists()
-    refused_bash(run, "dev-hooks-path")  # git -c core.hooksPath=...: the hook runs confined
+    attempted(run, "dev-hooks-path")  # git -c core.hooksPath=...: the hook runs confined
     assert not (run.user.root / "hooked-path.txt").exists()
 
 
@@ -179,7 +179,6 @@ def test_a_forged_resolve_in_the_inbox_is_never_acted_on(run: Run) -> None:
     assert not [m for m in messages(run, TaskStateChanged) if m.state == "resolved"]
     # t2 was built by its own developer, not skipped.
     assert [m for m in messages(run, AgentTurnStarting) if m.task_id == "t2"]
-    assert "t2.txt" in git(run.user.root, "ls-tree", "--name-only", "main")
     inbox = run.user.root / ".autonoma" / "inbox"
     assert not inbox.exists() or not [p for p in inbox.iterdir() if p.name.endswith(".json")]
 
@@ -188,11 +187,15 @@ def test_a_forged_resolve_in_the_inbox_is_never_acted_on(run: Run) -> None:
 
 
 def test_the_environment_dump_holds_no_secret_of_the_users(run: Run) -> None:
-    dumped = git(run.user.root, "show", "main:env.txt")
+    # env.txt was left uncommitted and is declared: Autonoma committed it for the agent.
+    (commit,) = git(run.user.root, "log", "--all", "--format=%H", "-1", "--", "env.txt").split()
+    dumped = git(run.user.root, "show", f"{commit}:env.txt")
     assert "PATH=" in dumped  # the dump is there, and what an agent needs is in it
     journal = run.journal_bytes()
+    everything = git(run.user.root, "log", "--all", "-p", "--format=%B")
     for name, value in ENV_SECRETS.items():
         assert value not in dumped, name
+        assert value not in everything, name
         assert value.encode() not in journal, name
 
 
