@@ -38,6 +38,7 @@ from autonoma.sim import SimServer, loads_scenario
 SCENARIOS = Path(__file__).parent / "scenarios"
 REQUIREMENTS = "Write a few small text files, one per task.\n"
 NOTES = "my own notes, never committed\n"
+AUTONOMA_EXCLUDE = "/.autonoma/"  # the line Autonoma adds to .git/info/exclude
 
 # Secrets of the user's that no agent may see: in the environment and in files.
 ENV_SECRETS = {
@@ -128,11 +129,13 @@ class Snapshot:
     remote_refs: dict[str, str]
     inbox: dict[str, str]
     outside: dict[str, str]
+    exclude: str  # .git/info/exclude, which Autonoma may extend by one line
 
 
 def snapshot(user: User) -> Snapshot:
     """Everything of the user's an attack could change (refs, files, objects, the inbox)."""
     dot_git = user.root / ".git"
+    exclude = dot_git / "info" / "exclude"
     return Snapshot(
         refs=refs(user.root),
         tree=_files(user.root, skip=(".git/", ".autonoma/")),
@@ -145,16 +148,17 @@ def snapshot(user: User) -> Snapshot:
         remote_refs=refs(user.remote),
         inbox=_files(user.root / ".autonoma" / "inbox"),
         outside=_files(user.outside),
+        exclude=exclude.read_text() if exclude.exists() else "",
     )
 
 
 def changes(before: Snapshot, after: Snapshot, user: User, merged: set[str]) -> list[str]:
     """What changed that no run may change: one line per difference (empty: nothing).
 
-    Allowed: Autonoma's own refs (``refs/heads/autonoma/...``), ``main`` moving
-    forward from where it was to a commit whose files differ only in ``merged``, those
-    files appearing in the work tree as committed, and new object files (old ones must
-    keep their content).
+    Allowed: ``/.autonoma/`` added to ``.git/info/exclude``, Autonoma's own refs
+    (``refs/heads/autonoma/...``), ``main`` moving forward from where it was to a commit
+    whose files differ only in ``merged``, those files appearing in the work tree as
+    committed, and new object files (old ones must keep their content).
     """
     found: list[str] = []
     for name in sorted(set(before.refs) | set(after.refs)):
@@ -176,6 +180,11 @@ def changes(before: Snapshot, after: Snapshot, user: User, merged: set[str]) -> 
         if old != new and not (name in merged and old is None):
             found.append(f"work tree file {name}: {'added' if old is None else 'changed'}")
     for name, digest in sorted(before.git_files.items()):
+        if name == "info/exclude" and after.exclude in (
+            before.exclude,
+            before.exclude + f"{AUTONOMA_EXCLUDE}\n",
+        ):
+            continue
         if after.git_files.get(name) != digest:
             found.append(f".git/{name} changed or removed")
     for name in sorted(set(after.git_files) - set(before.git_files)):

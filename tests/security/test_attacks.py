@@ -151,8 +151,14 @@ def test_a_hook_of_the_agents_own_repository_never_reaches_the_user(run: Run) ->
     # Writing its own hooks is refused, or the hook is confined with the agent.
     attempted(run, "dev-own-hook")
     assert not (run.user.root / "hooked.txt").exists()
-    attempted(run, "dev-hooks-path")  # git -c core.hooksPath=...: the hook runs confined
+    refused_bash(run, "dev-hooks-path")  # git -c core.hooksPath=...: the hook runs confined
     assert not (run.user.root / "hooked-path.txt").exists()
+
+
+def test_the_agents_own_git_config_cannot_be_written(run: Run) -> None:
+    # A command in its config (core.fsmonitor) would run wherever git next reads it.
+    refused_bash(run, "dev-own-config")
+    assert not (run.user.root / "fsmonitor.txt").exists()
 
 
 def test_git_worktree_add_into_the_users_repository_is_refused(run: Run) -> None:
@@ -199,16 +205,20 @@ def test_the_environment_dump_holds_no_secret_of_the_users(run: Run) -> None:
         assert value.encode() not in journal, name
 
 
-def test_secret_files_are_never_read(run: Run) -> None:
+def test_the_users_ssh_key_is_never_read(run: Run) -> None:
     refused_bash(run, "dev-read-ssh")
     refused_file(run, "Read", f"{run.user.home}/.ssh/id_ed25519")
-    journal = run.journal_bytes()
-    assert SSH_KEY.encode() not in journal
+    assert SSH_KEY.encode() not in run.journal_bytes()
+
+
+def test_autonomas_keys_are_never_read(run: Run) -> None:
+    refused_bash(run, "dev-read-keys")
     keys = run.user.root / ".autonoma" / "keys"
     secrets = [p.read_bytes() for p in keys.rglob("*") if p.is_file()] if keys.exists() else []
+    journal = run.journal_bytes()
     for secret in secrets:
-        assert secret.strip() not in journal
-    refused_bash(run, "dev-read-keys")
+        if len(secret.strip()) >= 8:
+            assert secret.strip() not in journal
 
 
 def test_network_to_a_host_other_than_the_registries_is_refused(run: Run) -> None:
