@@ -20,6 +20,7 @@ from autonoma.protocol import (
     AnswerRejected,
     ResolveRequested,
     RunFinished,
+    SetupRan,
     TaskStateChanged,
 )
 from tests.security.harness import (
@@ -174,6 +175,19 @@ def test_git_worktree_add_into_the_users_repository_is_refused(run: Run) -> None
 def test_git_log_output_writes_no_file_of_the_users(run: Run, role: str, name: str) -> None:
     refused_bash(run, f"{role}-log-output")
     assert not (run.user.root / f"{name}-output.txt").exists()
+
+
+# --- commands Autonoma runs for a model ------------------------------------------------
+
+
+def test_set_up_and_test_commands_from_models_write_nothing_of_the_users(run: Run) -> None:
+    setups = messages(run, SetupRan)
+    assert setups
+    for ran in setups:  # the refusal, journaled in the command's output
+        assert "Read-only file system" in ran.output_tail, ran.output_tail
+    for name in ("setup-wrote.txt", "gate-wrote.txt", "qa-test-wrote.txt"):
+        assert not (run.user.root / name).exists(), name
+    assert "setup-x" not in remote_branches(run)
 
 
 # --- human commands ----------------------------------------------------------------------
