@@ -91,7 +91,7 @@ def test_push_guard_bypass_lands_nothing_on_the_remote(
 ) -> None:
     refused_bash(run, f"{who}-{attack_name}")
     assert f"{who}-{branch}" not in remote_branches(run)
-    assert remote_branches(run) == {"main"}
+    assert f"{who}-{branch}" not in git(run.user.root, "for-each-ref", "--format=%(refname)")
 
 
 def test_push_to_origin_from_the_agents_folder_is_refused(run: Run) -> None:

@@ -66,4 +66,7 @@ def test_overwriting_an_object_of_the_users_store_is_refused(run: Run) -> None:
 
 def test_an_agent_cannot_kill_the_autonoma_process(run: Run) -> None:
     refused_bash(run, "qa-kill-autonoma")
-    assert [m.outcome for m in messages(run, RunFinished)] == ["done"]
+    # Killed, the run stops (SIGTERM) or never finishes; whatever else ended it, not that.
+    outcomes = [m.outcome for m in messages(run, RunFinished)]
+    assert outcomes and "stopped" not in outcomes, outcomes
+    assert run.result.returncode >= 0
