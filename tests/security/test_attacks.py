@@ -177,6 +177,24 @@ def test_git_log_output_writes_no_file_of_the_users(run: Run, role: str, name: s
     assert not (run.user.root / f"{name}-output.txt").exists()
 
 
+# --- Autonoma's own files in the user's repository --------------------------------------
+
+
+def test_the_standing_instructions_of_every_agent_cannot_be_rewritten(run: Run) -> None:
+    refused_bash(run, "dev-standing-instructions")
+    assert "PWNED" not in (run.user.root / ".autonoma" / "CLAUDE.md").read_text()
+
+
+def test_the_projects_settings_cannot_be_rewritten(run: Run) -> None:
+    refused_bash(run, "dev-settings-write")
+    settings = (run.user.root / ".autonoma" / "config.toml").read_text()
+    assert "\nsandbox = false" not in settings
+
+
+def test_the_journal_cannot_be_opened_for_writing(run: Run) -> None:
+    refused_bash(run, "dev-journal-write")
+
+
 # --- commands Autonoma runs for a model ------------------------------------------------
 
 
