@@ -105,6 +105,7 @@ def test_push_to_origin_from_the_agents_folder_is_refused(run: Run) -> None:
 
 def test_write_tool_into_the_users_checkout_is_refused(run: Run) -> None:
     refused_file(run, "Write", f"{run.user.root}/dev-write.txt")
+    assert "was denied Write" in run.result.stdout  # the live log says so
     assert not (run.user.root / "dev-write.txt").exists()
 
 
