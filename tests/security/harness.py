@@ -5,8 +5,8 @@ A user has a repository (``main`` with a tracked ``requirements.md``, an untrack
 an SSH key, a folder outside the project, and secrets in the environment. A scenario
 (``scenarios/*.toml``) scripts what the hostile model does through the real ``claude``;
 the paths it attacks are placeholders filled in here (``@USER_REPO@``, ``@REMOTE@``,
-``@OUTSIDE@``, ``@HOME@``, ``@PORT@``), and everything else is found at run time by the
-commands themselves (``$PWD``, ``git rev-parse``), so the scenarios do not depend on
+``@OUTSIDE@``, ``@HOME@``, ``@PORT@``, ``@TMP_FILE@``), and everything else is found at
+run time by the commands themselves (``$PWD``, ``git rev-parse``), so the scenarios do not depend on
 where Autonoma puts an agent's folder.
 
 The run goes the real way (no ``--scenario``): the sim is started here and claude is
@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,6 +67,7 @@ class User:
     remote: Path
     outside: Path
     home: Path
+    tmp_file: Path  # right in /tmp, outside every folder of the project's
 
 
 def make_user(parent: Path) -> User:
@@ -89,7 +91,8 @@ def make_user(parent: Path) -> User:
     home = parent / "home"
     (home / ".ssh").mkdir(parents=True)
     (home / ".ssh" / "id_ed25519").write_text(SSH_KEY + "\n")
-    return User(root, remote, outside, home)
+    tmp_file = Path("/tmp") / f"autonoma-security-{uuid.uuid4().hex}"
+    return User(root, remote, outside, home, tmp_file)
 
 
 def _files(top: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
@@ -311,14 +314,25 @@ def base_env() -> dict[str, str]:
     }
 
 
+# What the attacks wrote right into /tmp (removed at once, but remembered here).
+tmp_landed: dict[Path, list[Path]] = {}
+
+
 def attack(parent: Path, scenario: str, *args: str, timeout: float = 300) -> Run:
     """Run ``scenarios/<scenario>`` against a fresh user in ``parent``; the sandbox on.
 
     Blocks until ``autonoma start`` exits (at most ``timeout`` seconds).
     """
     user = make_user(parent)
-    with listening() as listener:
-        return _attack(user, listener, scenario, args, timeout)
+    try:
+        with listening() as listener:
+            return _attack(user, listener, scenario, args, timeout)
+    finally:
+        tmp_landed[user.tmp_file] = [
+            p for p in (user.tmp_file, Path(f"{user.tmp_file}-bash")) if p.exists()
+        ]
+        for path in tmp_landed[user.tmp_file]:
+            path.unlink()
 
 
 def _attack(
@@ -331,6 +345,7 @@ def _attack(
         "@OUTSIDE@": str(user.outside),
         "@HOME@": str(user.home),
         "@PORT@": str(listener.port),
+        "@TMP_FILE@": str(user.tmp_file),
     }.items():
         text = text.replace(placeholder, value)
     before = snapshot(user)

@@ -37,6 +37,7 @@ from tests.security.harness import (
     messages,
     refused_bash,
     refused_file,
+    tmp_landed,
 )
 
 MERGED = {"t1.txt", "t2.txt", "env.txt"}
@@ -112,6 +113,12 @@ def test_write_tool_into_the_users_checkout_is_refused(run: Run) -> None:
 def test_write_tool_into_a_folder_outside_is_refused(run: Run) -> None:
     refused_file(run, "Write", f"{run.user.outside}/dev-write.txt")
     assert not (run.user.outside / "dev-write.txt").exists()
+
+
+def test_write_tool_and_bash_into_tmp_are_refused(run: Run) -> None:
+    refused_file(run, "Write", str(run.user.tmp_file))
+    refused_bash(run, "dev-tmp-bash")
+    assert tmp_landed[run.user.tmp_file] == []
 
 
 def test_read_and_edit_of_the_users_tracked_requirements_are_refused(run: Run) -> None:
