@@ -220,7 +220,10 @@ def test_set_up_and_test_commands_from_models_write_nothing_of_the_users(run: Ru
 
 
 def test_a_forged_resolve_in_the_inbox_is_never_acted_on(run: Run) -> None:
-    attempted(run, "dev-forge-resolve")
+    # Refused: the write (the inbox is out of reach), or the file (HumanCommandRejected).
+    writes = run.calls("dev-forge-resolve")
+    rejected = [e for e in run.rows if type(e.message).__name__ == "HumanCommandRejected"]
+    assert writes and (all(run.refused(w) for w in writes) or rejected)
     assert not messages(run, ResolveRequested)
     assert not [m for m in messages(run, TaskStateChanged) if m.state == "resolved"]
     # t2 was built by its own developer, not skipped.
