@@ -348,11 +348,13 @@ def resolve(task_id: str, note: str) -> None:
 @main.command()
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def clean(yes: bool) -> None:
-    """Remove task worktrees, the journal and logs (settings and roles stay)."""
+    """Remove task clones and worktrees, the journal and logs (settings and roles stay)."""
     proj = project.require_initialised(_here())
     if not yes:
         click.confirm(
-            f"Remove the worktrees, journal and logs under {proj.dir}?", abort=True, err=True
+            f"Remove the clones, worktrees, journal and logs under {proj.dir}?",
+            abort=True,
+            err=True,
         )
     removed = project.clean(proj)
     if not removed:

@@ -27,9 +27,13 @@ REASON_CHARS = 160
 TOOL_CHARS = 120
 """How much of a tool call's argument one line keeps."""
 
-# An absolute path into a task's worktree, for when the agent's folder is not known:
-# followed by a slash it goes, on its own it becomes "." (paths as the agent sees them).
-_WORKTREE = r"/(?:[^\s'\"]*/)?\.autonoma/worktrees/[^/\s'\"]+"
+# An absolute path into a task's clone (or an older run's worktree), for when the agent's
+# folder is not known: followed by a slash it goes, on its own it becomes "." (paths as
+# the agent sees them). A clone is ``clones/<run>/<task>`` or ``clones/<run>/_review/<n>``.
+_WORKTREE = (
+    r"/(?:[^\s'\"]*/)?\.autonoma/"
+    r"(?:worktrees/[^/\s'\"]+|clones/[^/\s'\"]+/(?:_review/[^/\s'\"]+|(?!_review/)[^/\s'\"]+))"
+)
 _END = r"(?=$|[\s'\"])"
 _WORKTREE_SLASH = re.compile(_WORKTREE + "/")
 _WORKTREE_END = re.compile(_WORKTREE + _END)

@@ -256,8 +256,15 @@ def test_agents_at_work() -> None:
     ]
 
 
-def test_worktree_paths_are_shortened_without_knowing_the_cwd() -> None:
-    other = "/srv/p/.autonoma/worktrees/t7"
+@pytest.mark.parametrize(
+    "other",
+    [
+        "/srv/p/.autonoma/worktrees/t7",
+        "/srv/p/.autonoma/clones/r1/t7",
+        "/srv/p/.autonoma/clones/r1/_review/t7-2",
+    ],
+)
+def test_worktree_paths_are_shortened_without_knowing_the_cwd(other: str) -> None:
     lines = show(
         (1, tool("Edit", task="t7", file_path=f"{other}/src/app.py")),
         (2, tool("Bash", task="t7", command=f"ls '{other}' {other}/tests")),

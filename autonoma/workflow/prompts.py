@@ -91,7 +91,7 @@ def commands_text(commands: ProjectCommands | None) -> str:
         "add a dependency, declare it in the project's manifest, then run it again."
         if commands.setup_command
         else "- Set-up: none. When you add a dependency, declare it in the project's "
-        "manifest and install it into this worktree with the project's package manager."
+        "manifest and install it into this clone with the project's package manager."
     )
     return f"{setup}\n- Tests: {tests_text(commands)}"
 

@@ -36,7 +36,7 @@ def test_commands_from_the_model_cannot_write_the_users_repository(
     assert_clean_exit(result, 0)
     rows = journal(root)
     places = {ran.place: ran for ran in messages(rows, SetupRan)}
-    assert set(places) == {"task", "merge_gate"}
+    assert set(places) == {"task", "review", "merge_gate"}
     for ran in places.values():
         # The model's command as written, not bubblewrap's argv; its writes refused.
         assert ran.command.startswith('d=$PWD; while [ "$d" != / ]')
