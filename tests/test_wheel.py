@@ -9,6 +9,7 @@ a wheel user would name theirs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -195,7 +196,16 @@ def test_without_claude_a_wheel_user_is_told_how_to_name_it(installed: Installed
     root = make_project(installed.tmp, "no-claude")
     env = installed.env()
     del env["AUTONOMA_CLAUDE_PATH"]
-    env["PATH"] = str(installed.bin)  # no claude on it, and no source checkout beside
+    # No claude on it, and no source checkout beside; the sandbox's tools are there, so
+    # the missing claude is what start names.
+    tools = installed.tmp / "sandbox-tools"
+    tools.mkdir(exist_ok=True)
+    for name in ("bwrap", "socat"):
+        found = shutil.which(name)
+        assert found, f"{name} is needed (make test installs it)"
+        with contextlib.suppress(FileExistsError):
+            (tools / name).symlink_to(found)
+    env["PATH"] = f"{installed.bin}:{tools}"
     started = subprocess.run(
         [str(installed.bin / "autonoma"), "start", "requirements.md"],
         cwd=root,
