@@ -12,6 +12,15 @@ from autonoma.hints import endpoint_text, resume_command
 from autonoma.journal.fold import State, Task, Usage
 from autonoma.protocol import Envelope
 from autonoma.text import inert
+from autonoma.words import (
+    commands_lines,
+    describe,
+    left_out_text,
+    line,
+    origin_text,
+    short,
+)
+from autonoma.words import money as _money
 
 _MAX_SUMMARY = 160
 
@@ -27,88 +36,7 @@ def clock_time(ts: float) -> str:
 
 
 def _short(text: str, limit: int = _MAX_SUMMARY) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-ORIGIN_CHARS = 100
-"""How much of a human command's origin a line keeps."""
-
-
-def origin_text(origin: str) -> str:
-    """`` (from <origin>)``, the one short form every view gives; "" when unknown."""
-    return f" (from {_short(origin, ORIGIN_CHARS)})" if origin.strip() else ""
-
-
-def summary(message: p.Message) -> str:
-    """One line saying what a message means."""
-    match message:
-        case p.ActorStarted(name=name, kind=kind, restart=restart):
-            return f"{'restarted' if restart else 'started'} {kind} {name}"
-        case p.ActorCrashed(name=name, error_type=etype, error_text=text, during_start=start):
-            where = " while starting" if start else ""
-            return _short(f"{name} crashed{where}: {etype}: {text}")
-        case p.ActorExited(name=name, reason=reason):
-            return f"{name} exited ({reason})"
-        case p.ActorStopped(name=name, how=how):
-            return f"{name} {'killed after its shutdown timeout' if how == 'killed' else 'stopped'}"
-        case p.SupervisorGaveUp(name=name, restarts=n, period=period, child=child, error=error):
-            return _short(f"{name} gave up: {n} restarts in {period:g} s (last: {child}: {error})")
-        case p.Escalation(source=source, reason=reason, task_id=task):
-            return _short(f"ESCALATION from {source}{f' on {task}' if task else ''}: {reason}")
-        case p.WorkPaused(reason=reason):
-            return _short(f"work paused: {reason}")
-        case p.WorkResumed(reason=reason):
-            return _short(f"work resumed: {reason}")
-        case p.AgentText(text=text):
-            return _short(text)
-        case p.AgentToolUse(tool=tool, input=tool_input):
-            return _short(f"{tool} {msgspec.json.encode(tool_input).decode()}")
-        case p.AgentToolResult(content=content, is_error=is_error):
-            return _short(("error: " if is_error else "") + content)
-        case p.TaskStateChanged(task_id=task, state=state, reason=reason, attempt=attempt):
-            tried = f" (attempt {attempt})" if attempt else ""
-            return _short(f"{task} → {state}{tried}{f': {reason}' if reason else ''}")
-        case p.TaskDefined(task_id=task, title=title, deps=deps):
-            after = f" (after {', '.join(deps)})" if deps else ""
-            return _short(f"{task}: {title}{after}")
-        case p.PhaseChanged(phase=phase):
-            return f"phase {phase}"
-        case p.AgentStateChanged(state=state, task_id=task, detail=detail):
-            return _short(
-                f"{state}{f' on {task}' if task else ''}{f': {detail}' if detail else ''}"
-            )
-        case p.WorkCommittedForAgent(commit=commit, files=files, left_out=left, left_out_more=more):
-            left_text = f"; {left_out_text(left, more)}" if left else ""
-            return _short(f"committed {commit[:10]} for the agent: {', '.join(files)}{left_text}")
-        case p.WorkLeftOut(left_out=left, left_out_more=more):
-            return _short(f"nothing committed for the agent; {left_out_text(left, more)}")
-        case p.CostReported(usd=usd, input_tokens=tin, output_tokens=tout):
-            return f"${usd:.4f} ({tin} in, {tout} out)"
-        case p.ProjectCommands():
-            return _short("; ".join(commands_lines(message)))
-        case p.SetupRan(task_id=task, place=place):
-            where = {"merge_gate": "merge gate", "review": "QA's checkout"}.get(place, "worktree")
-            return _short(f"{task or '-'} set-up in the {where}: {setup_result(message)}")
-        case p.PermissionDenied(tool=tool, reason=reason):
-            return _short(f"{tool} denied: {reason}")
-        case p.SchemaRejected(reason=reason):
-            return _short(f"answer rejected against the schema: {reason}")
-        case p.AnswerRejected(what=what, errors=errors, attempt=attempt):
-            return _short(f"the {what} rejected (attempt {attempt}): {'; '.join(errors)}")
-        case p.RetryRequested(task_id=task, note=note, origin=origin):
-            said = f": {note}" if note else ""
-            return _short(f"{task} retry requested{origin_text(origin)}{said}", 2 * _MAX_SUMMARY)
-        case p.ResolveRequested(task_id=task, note=note, origin=origin):
-            said = f": {note}" if note else ""
-            return _short(f"{task} resolve requested{origin_text(origin)}{said}", 2 * _MAX_SUMMARY)
-        case p.HumanCommandRejected(path=path, reason=reason):
-            return _short(f"not acted on: {path}: {reason}", 2 * _MAX_SUMMARY)
-        case p.DeveloperReport(task_id=task, summary=said, structured=structured):
-            plain = "" if structured else " (unstructured)"
-            return _short(f"{task} report{plain}: {said}")
-    fields = msgspec.structs.asdict(message)
-    return _short(" ".join(f"{key}={value}" for key, value in fields.items()))
+    return short(text, limit)
 
 
 def envelope_text(envelope: Envelope) -> str:
@@ -121,8 +49,18 @@ def envelope_text(envelope: Envelope) -> str:
     )
     return inert(
         f"{envelope.seq:>7} {clock_time(envelope.ts)} {route:<24} "
-        f"{p.message_tag(message):<18} {summary(message)}"
+        f"{p.message_tag(message):<18} {message_text(message)}"
     )
+
+
+def message_text(message: p.Message) -> str:
+    """A message's words (`autonoma.words`), with who said them; its fields for a type
+    this version has no words for."""
+    said = describe(message)
+    if said is not None:
+        return line(said)
+    fields = msgspec.structs.asdict(message)
+    return _short(" ".join(f"{key}={value}" for key, value in fields.items()))
 
 
 def envelope_json(envelope: Envelope) -> str:
@@ -130,51 +68,6 @@ def envelope_json(envelope: Envelope) -> str:
     data: dict[str, Any] = msgspec.to_builtins(envelope)
     data["time"] = iso_time(envelope.ts)
     return msgspec.json.encode(data).decode()
-
-
-def left_out_text(paths: list[str], more: int = 0, shown: int = 8) -> str:
-    """What Autonoma did not commit for an agent, in one phrase (for the log and status)."""
-    count = len(paths) + more
-    hidden = count - min(len(paths), shown)
-    rest = f" and {hidden} more" if hidden else ""
-    return f"left out (excluded, or not in the task's files): {', '.join(paths[:shown])}{rest}"
-
-
-_SOURCES = {"config": "from the config", "staff_engineer": "from the Staff Engineer"}
-
-
-def commands_lines(commands: p.ProjectCommands) -> list[str]:
-    """The project's set-up and test commands, one line each, with where they came from."""
-    source = _SOURCES.get(commands.setup_source, "")
-    if commands.setup_command:
-        setup = f"set-up: `{commands.setup_command}` ({source})"
-    else:
-        setup = "set-up: none" + (" (the config says none)" if commands.setup_source else "")
-    if commands.test_command:
-        tests = f"tests: `{commands.test_command}` ({_SOURCES.get(commands.test_source, '')})"
-    elif commands.tests_opted_out:
-        tests = 'tests: none, by the user\'s choice (test_command = "none"): merged untested'
-    else:
-        tests = (
-            "tests: NONE known: merging is refused; set test_command in .autonoma/config.toml "
-            '(or "none" to opt out)'
-        )
-    return [setup, tests]
-
-
-def setup_result(ran: p.SetupRan) -> str:
-    """How one set-up ended, in a few words."""
-    took = f"{ran.duration_s:.1f} s"
-    if ran.exit_code == 0 and not ran.timed_out:
-        return f"`{ran.command}` ok in {took}"
-    how = "timed out" if ran.timed_out else f"exit code {ran.exit_code}"
-    lines = [line for line in ran.output_tail.splitlines() if line.strip()]
-    last = f": {lines[-1].strip()}" if lines else ""
-    return f"`{ran.command}` FAILED ({how}) after {took}{last}"
-
-
-def _money(usd: float) -> str:
-    return f"${usd:,.4f}" if usd < 1 else f"${usd:,.2f}"
 
 
 def _usage_text(usage: Usage) -> str:
@@ -202,6 +95,12 @@ _HISTORY_REASON = 200
 _HISTORY_EVENTS = 20
 _REFUSALS = 3
 _REJECTED = 5
+
+
+def _said(message: p.Message) -> str:
+    """A folded record told in the words of the message it came from (`autonoma.words`)."""
+    said = describe(message)
+    return said.text if said is not None else p.message_tag(message)
 
 
 def _hhmmss(ts: float) -> str:
@@ -262,9 +161,15 @@ def _task_lines(task: Task, widths: list[int], tasks: dict[str, Task]) -> list[s
         if earlier > 0:
             lines.append(f"{pad}  … {earlier} earlier")
         for event in task.history[-_HISTORY_EVENTS:]:
-            tried = f" (attempt {event.attempt})" if event.attempt else ""
-            why = f": {_short(event.reason, _HISTORY_REASON)}" if event.reason else ""
-            lines.append(f"{pad}  #{event.seq} {_hhmmss(event.ts)} {event.state}{tried}{why}")
+            said = _said(
+                p.TaskStateChanged(
+                    task_id=task.task_id,
+                    state=event.state,  # type: ignore[arg-type]
+                    reason=event.reason,
+                    attempt=event.attempt,
+                )
+            )
+            lines.append(f"{pad}  #{event.seq} {_hhmmss(event.ts)} {said}")
     if task.left_out:
         lines.append(f"{pad}{left_out_text(task.left_out, task.left_out_more)}")
 
@@ -358,7 +263,7 @@ def state_text(state: State) -> str:
         lines.append("Agents:")
         for agent in state.agents.values():
             action = agent.last_action
-            doing = f" {action.summary}" if action is not None else ""
+            doing = f" {_said(action.message)}" if action is not None else ""
             working_on = f" [{agent.task_id}]" if agent.task_id else ""
             model = f" {agent.model}" if agent.model else ""
             cost = f" {_money(agent.usage.usd)}" if agent.usage.turns else ""
@@ -392,15 +297,13 @@ def state_text(state: State) -> str:
             f"Commands rejected from the inbox (not acted on): {len(rejected)} (latest last)"
         )
         for command in rejected[-_REJECTED:]:
-            lines.append(
-                f"  #{command.seq} {clock_time(command.ts)} {_short(command.path, _HISTORY_REASON)}"
-                f": {_short(command.reason, _HISTORY_REASON)}"
-            )
+            said = _said(p.HumanCommandRejected(path=command.path, reason=command.reason))
+            lines.append(f"  #{command.seq} {clock_time(command.ts)} {said}")
     if state.escalations:
         lines.append("Escalations:")
         for esc in state.escalations:
-            on = f" [{esc.task_id}]" if esc.task_id else ""
-            lines.append(f"  #{esc.seq} {clock_time(esc.ts)} {esc.source}{on}: {esc.reason}")
+            said = _said(p.Escalation(source=esc.source, reason=esc.reason, task_id=esc.task_id))
+            lines.append(f"  #{esc.seq} {clock_time(esc.ts)} {said}")
     crashes = [e for e in state.supervision if e.kind != "restarted"]
     if crashes:
         lines.append(f"Crashes, kills and give-ups: {len(crashes)} (latest last)")

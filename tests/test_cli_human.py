@@ -101,7 +101,7 @@ def test_retry_without_an_active_run_goes_to_the_journal(
     assert "note: use sqlite" in status
     assert f"retry requested (from {message.origin}): the run has not acted on it" in status
     logs = run_autonoma("logs", cwd=escalated, env=clean_env).stdout.splitlines()
-    assert logs[-1].endswith(f"t3 retry requested (from {message.origin}): use sqlite")
+    assert logs[-1].endswith(f"t3: a human asked for a retry: use sqlite (from {message.origin})")
     state = json.loads(run_autonoma("status", "--json", cwd=escalated, env=clean_env).stdout)
     assert state["tasks"]["t3"]["requested"] == "retry"
     assert state["tasks"]["t3"]["notes"] == ["use sqlite"]
@@ -267,7 +267,7 @@ def test_status_and_logs_show_rejected_commands_and_who_resolved(
     logs = run_autonoma("logs", "--limit", "3", cwd=escalated, env=clean_env).stdout.splitlines()
     assert "HumanCommandRejected" in logs[0]
     assert logs[0].endswith(f"not acted on: {bad}: unsigned: no hmac-sha256 line")
-    assert logs[1].endswith(f"t3 resolve requested (from {origin})")
+    assert logs[1].endswith(f"t3: a human resolved it by hand (from {origin})")
 
 
 def test_a_key_autonoma_did_not_make_is_one_line(

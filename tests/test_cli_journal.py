@@ -102,8 +102,8 @@ def test_status_shows_the_run(project: Path, clean_env: dict[str, str]) -> None:
     assert "Run run-1: running, phase development" in out
     assert "Tasks: 1 escalated, 1 merged" in out
     assert "t2" in out and "tests fail after 3 retries" in out
-    assert "developer-1" in out and "Write: todo/cli.py" in out
-    assert "orchestrator [t2]: t2: tests fail after 3 retries" in out
+    assert "developer-1" in out and "Write todo/cli.py" in out  # as the live log says it
+    assert "ESCALATION [t2] from orchestrator: t2: tests fail after 3 retries" in out
     assert "crew/developer-1 crashed: RuntimeError: pty closed" in out
     assert "$0.2500" in out
 
@@ -322,7 +322,8 @@ def test_status_shows_what_a_user_needs(project: Path, clean_env: dict[str, str]
     # Its history, latest last, long reasons cut; then the human's note and request.
     history = lines[escalated + 2 : running]
     assert history[0] == "      history (latest last):"
-    states = [line.split()[2] for line in history[1:6]]
+    # Each event in the words of its TaskStateChanged: "#seq hh:mm:ss t2 → state ...".
+    states = [line.split()[4] for line in history[1:6]]
     assert states == ["running", "failed", "running", "failed", "escalated"]
     assert history[2].endswith("…") and len(history[2]) < 250
     assert history[6:] == [

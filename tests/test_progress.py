@@ -473,8 +473,8 @@ def test_reports_and_refusals_are_said_with_claudes_reason() -> None:
         "[00:02] developer-2 [t3] reports: Built. (1 left to do)",
         "[00:03] developer-2 [t3] says (no structured report): I built it.",
         "[00:04] developer-2 [t3] was denied WebFetch: no",
-        "[00:05] staff_engineer: the task list was rejected (attempt 2):",
-        "[00:05]   - t1 cycles",
+        # One message, one line (it was a line per error).
+        "[00:05] staff_engineer had its task list rejected (attempt 2): t1 cycles",
         "[00:06] staff_engineer answer rejected by claude against the role's schema: "
         "/tasks/0/id: bad",
         "[00:07] staff_engineer turn failed: claude rejected its answer against the role's "

@@ -141,4 +141,4 @@ def test_forged_and_hostile_commands_never_act(tmp_path: Path, clean_env: dict[s
     logs = run_autonoma("logs", "--limit", "100000", cwd=root, env=env).stdout.splitlines()
     assert len([line for line in logs if " HumanCommandRejected " in line]) == count
     (shown,) = [line for line in logs if " RetryRequested " in line]
-    assert shown.endswith(f"t2 retry requested (from {retry.origin})")
+    assert shown.endswith(f"t2: a human asked for a retry (from {retry.origin})")

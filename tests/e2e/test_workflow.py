@@ -238,7 +238,9 @@ def test_a_human_retry_reaches_the_active_run_and_the_task_is_merged(
     assert f"host {socket.gethostname()}" in request.origin
     logs = run_autonoma("logs", "--limit", "100000", cwd=root, env=env).stdout.splitlines()
     (shown,) = [line for line in logs if " RetryRequested " in line]
-    assert shown.endswith(f"t2 retry requested (from {request.origin}): It must say hello.")
+    assert shown.endswith(
+        f"t2: a human asked for a retry: It must say hello. (from {request.origin})"
+    )
     assert not [line for line in logs if " HumanCommandRejected " in line]
     retried = [m for m in messages(rows, AgentTurnStarting, task_id="t2") if m.role == "developer"][
         -1
