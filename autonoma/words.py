@@ -340,10 +340,10 @@ def _words(m: p.Message, cwd: str) -> tuple[str, Level] | None:
             if is_error:
                 return f"error: {short(content, TEXT_CHARS)}", "bad"
             return f"→ {short(content, TEXT_CHARS)}", "info"
-        case p.AgentTurnStarting(role=role, resume=resume, model=model):
+        case p.AgentTurnStarting(resume=resume, model=model):
             how = "resumes its session" if resume else "starts a turn"
             on = f" on {model}" if model else ""
-            return f"{role} {how}{on} in {short(m.cwd, TOOL_CHARS)}", "info"
+            return f"{how}{on} in {short(m.cwd, TOOL_CHARS)}", "info"
         case p.AgentProcessStarted(pid=pid):
             return f"claude started (pid {pid})", "info"
         case p.AgentSessionStarted(model=model):
