@@ -189,8 +189,17 @@ def _task_lines(task: Task, widths: list[int], tasks: dict[str, Task]) -> list[s
                 f"{_short(refusal.text, _HISTORY_REASON)}"
             )
     if task.report is not None and task.state not in ("merged", "resolved"):
-        how = "" if task.report.structured else " (unstructured)"
-        lines.append(f"{pad}report{how}: {_short(task.report.summary, _HISTORY_REASON)}")
+        report = task.report
+        said = _said(
+            p.DeveloperReport(
+                task_id=task.task_id,
+                agent_id=report.agent,
+                summary=report.summary,
+                left=report.left,
+                structured=report.structured,
+            )
+        )
+        lines.append(f"{pad}{report.agent} {said}")
     lines += [f"{pad}note: {_short(note, _HISTORY_REASON)}" for note in task.notes]
     if task.requested:
         lines.append(
