@@ -3,7 +3,7 @@
 `Progress` turns envelopes into readable lines as they are published. It is a bus
 listener, so it runs in the publishing actor's thread: it only formats and writes,
 under a lock (lines from several actors never interleave), and it never raises into
-the publisher. The words are `autonoma.words`'; what is shown is what `words.notable`
+the publisher. The words are `autonoma.words`'s; what is shown is what `words.notable`
 says is an event of the run (what agents say and what their tools return is left out:
 too much to read; what they do, tool calls, is shown in one short line each), and the
 framing is this view's: the elapsed time, colours, what this session has cost.

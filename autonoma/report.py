@@ -17,12 +17,10 @@ from autonoma.words import (
     describe,
     left_out_text,
     line,
+    money,
     origin_text,
     short,
 )
-from autonoma.words import money as _money
-
-_MAX_SUMMARY = 160
 
 
 def iso_time(ts: float) -> str:
@@ -33,10 +31,6 @@ def iso_time(ts: float) -> str:
 def clock_time(ts: float) -> str:
     """HH:MM:SS.mmm in UTC."""
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%H:%M:%S.%f")[:-3]
-
-
-def _short(text: str, limit: int = _MAX_SUMMARY) -> str:
-    return short(text, limit)
 
 
 def envelope_text(envelope: Envelope) -> str:
@@ -60,7 +54,7 @@ def message_text(message: p.Message) -> str:
     if said is not None:
         return line(said)
     fields = msgspec.structs.asdict(message)
-    return _short(" ".join(f"{key}={value}" for key, value in fields.items()))
+    return short(" ".join(f"{key}={value}" for key, value in fields.items()))
 
 
 def envelope_json(envelope: Envelope) -> str:
@@ -72,7 +66,7 @@ def envelope_json(envelope: Envelope) -> str:
 
 def _usage_text(usage: Usage) -> str:
     return (
-        f"{_money(usage.usd)}, {usage.tokens:,} tokens "
+        f"{money(usage.usd)}, {usage.tokens:,} tokens "
         f"({usage.input_tokens:,} in, {usage.output_tokens:,} out, "
         f"{usage.cache_read_tokens + usage.cache_creation_tokens:,} cache)"
     )
@@ -110,7 +104,7 @@ def _hhmmss(ts: float) -> str:
 def _plan_text(plan: dict[str, Any] | None) -> str:
     if not plan:
         return ""
-    text = _short(str(plan.get("summary") or ""), 300)
+    text = short(str(plan.get("summary") or ""), 300)
     milestones = plan.get("milestones")
     count = len(milestones) if isinstance(milestones, list) else 0
     if not count:
@@ -122,7 +116,7 @@ def _plan_text(plan: dict[str, Any] | None) -> str:
 def _task_columns(task: Task) -> tuple[str, str, str, str, str]:
     """A task's id, state, attempts, agent and cost, as shown."""
     attempts = f"attempt {task.attempts}" if task.attempts else "-"
-    cost = _money(task.usage.usd) if task.usage.turns else "-"
+    cost = money(task.usage.usd) if task.usage.turns else "-"
     return task.task_id, task.state, attempts, task.agent or "-", cost
 
 
@@ -148,7 +142,7 @@ def _task_lines(task: Task, widths: list[int], tasks: dict[str, Task]) -> list[s
     # The cost is aligned right, the rest left; the title and reason end the line.
     cells = [c.ljust(w) for c, w in zip(columns[:-1], widths, strict=False)]
     cells.append(columns[-1].rjust(widths[-1]))
-    reason = f": {_short(task.reason)}" if task.reason else ""
+    reason = f": {short(task.reason)}" if task.reason else ""
     if task.state in ("pending", "ready"):
         blockers = _blockers(task, tasks)
         if blockers:
@@ -177,7 +171,7 @@ def _task_lines(task: Task, widths: list[int], tasks: dict[str, Task]) -> list[s
         last = task.setups[-1]
         where = {"merge_gate": "merge gate", "review": "QA's checkout"}.get(last.place, "worktree")
         how = "timed out" if last.timed_out else f"exit code {last.exit_code}"
-        tail = _short(last.output_tail[-_HISTORY_REASON:], _HISTORY_REASON)
+        tail = short(last.output_tail[-_HISTORY_REASON:], _HISTORY_REASON)
         lines.append(f"{pad}last set-up ({where}) failed, {how}: {tail}")
     if task.refusals and task.state != "escalated":  # an escalated task shows its history
         earlier = len(task.refusals) - _REFUSALS
@@ -186,7 +180,7 @@ def _task_lines(task: Task, widths: list[int], tasks: dict[str, Task]) -> list[s
         for refusal in task.refusals[-_REFUSALS:]:
             lines.append(
                 f"{pad}  #{refusal.seq} {_hhmmss(refusal.ts)} {refusal.agent}: "
-                f"{_short(refusal.text, _HISTORY_REASON)}"
+                f"{short(refusal.text, _HISTORY_REASON)}"
             )
     if task.report is not None and task.state not in ("merged", "resolved"):
         report = task.report
@@ -200,7 +194,7 @@ def _task_lines(task: Task, widths: list[int], tasks: dict[str, Task]) -> list[s
             )
         )
         lines.append(f"{pad}{report.agent} {said}")
-    lines += [f"{pad}note: {_short(note, _HISTORY_REASON)}" for note in task.notes]
+    lines += [f"{pad}note: {short(note, _HISTORY_REASON)}" for note in task.notes]
     if task.requested:
         lines.append(
             f"{pad}{task.requested} requested{origin_text(task.requested_by)}: "
@@ -275,13 +269,13 @@ def state_text(state: State) -> str:
             doing = f" {_said(action.message)}" if action is not None else ""
             working_on = f" [{agent.task_id}]" if agent.task_id else ""
             model = f" {agent.model}" if agent.model else ""
-            cost = f" {_money(agent.usage.usd)}" if agent.usage.turns else ""
+            cost = f" {money(agent.usage.usd)}" if agent.usage.turns else ""
             why = ""
             if agent.state in ("dead", "waiting") and (agent.detail or agent.last_error):
-                why = f" ({_short(agent.detail or agent.last_error)})"
+                why = f" ({short(agent.detail or agent.last_error)})"
             if agent.refusals:
                 times = "" if agent.refusals == 1 else f" {agent.refusals}x, last"
-                why += f" (refused{times}: {_short(agent.last_refusal)})"
+                why += f" (refused{times}: {short(agent.last_refusal)})"
             lines.append(
                 f"  {agent.name:<14} {agent.state or '-':<9}{working_on}{model}{cost}{why}{doing}"
             )
@@ -298,7 +292,7 @@ def state_text(state: State) -> str:
         for refusal in answers[-5:]:
             lines.append(
                 f"  #{refusal.seq} {clock_time(refusal.ts)} {refusal.agent}: "
-                f"{_short(refusal.text, _HISTORY_REASON)}"
+                f"{short(refusal.text, _HISTORY_REASON)}"
             )
     if state.rejected_commands:
         rejected = state.rejected_commands
