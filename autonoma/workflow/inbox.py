@@ -40,8 +40,11 @@ import msgspec
 from autonoma.protocol import (
     AnyMessage,
     HumanCommandRejected,
+    PauseRequested,
     ResolveRequested,
+    ResumeRequested,
     RetryRequested,
+    StopRequested,
 )
 
 SUFFIX = ".json"
@@ -50,10 +53,16 @@ SUFFIX = ".json"
 BAD_SUFFIX = ".bad"
 """Added to a file that is refused: kept for a human to look at, never taken again."""
 
-COMMANDS: tuple[type[RetryRequested | ResolveRequested], ...] = (RetryRequested, ResolveRequested)
-"""The messages a human may send to a run through the inbox (issue 11 adds more)."""
+Command = RetryRequested | ResolveRequested | PauseRequested | ResumeRequested | StopRequested
 
-Command = RetryRequested | ResolveRequested
+COMMANDS: tuple[type[Command], ...] = (
+    RetryRequested,
+    ResolveRequested,
+    PauseRequested,
+    ResumeRequested,
+    StopRequested,
+)
+"""The messages a human may send to a run through the inbox."""
 
 MAX_BYTES = 64 * 1024
 """A command file larger than this is refused unread."""

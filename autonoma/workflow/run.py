@@ -43,6 +43,7 @@ from autonoma.workflow import prompts
 from autonoma.workflow.confine import confinement_for
 from autonoma.workflow.crew import AgentRefs, crew_spec
 from autonoma.workflow.governor import GOVERNOR, Governor
+from autonoma.workflow.inbox import origin
 from autonoma.workflow.merge_queue import MERGE_QUEUE, MergeQueue
 from autonoma.workflow.orchestrator import ORCHESTRATOR, Orchestrator, RunContext
 from autonoma.workflow.setup import cache_env
@@ -371,6 +372,8 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
         durations=prepared.options.durations,
         env=prepared.env,
         endpoint=endpoint_of(prepared.options.scenario),
+        # `autonoma resume` after the root paused: a tell, the orchestrator never waits.
+        resume_root=lambda reason: _resume_root(system, reason),
     )
     interrupted = False
     with _stopping(system):
@@ -425,9 +428,11 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
             interrupted = True
             orchestrator = refs.get(ORCHESTRATOR)
             if orchestrator is not None:
+                # The same graceful stop as `autonoma stop`: the merge under way finishes.
                 with contextlib.suppress(Exception):
-                    orchestrator.proxy().stop_run().get(timeout=10)
-            finished.wait(5)
+                    orchestrator.proxy().stop_run(origin=f"Ctrl-C, {origin()}").get(timeout=10)
+            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop now
+                finished.wait(_stop_grace(settings))
         if fatal and not outcome:
             end = RunFinished(
                 outcome="failed",
@@ -443,6 +448,16 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
     return RunResult(
         prepared.run_id, "stopped", f"the run {reason}; `{_resume(prepared)}` resumes it"
     )
+
+
+def _resume_root(system: System, reason: str) -> None:
+    """Ask the root to end its pause; returns at once (the root answers on the bus)."""
+    system.root.proxy().resume(reason)
+
+
+def _stop_grace(settings: config.Settings) -> float:
+    """Seconds a stop may wait for the merge under way (its tests) before cutting it."""
+    return settings.test_timeout + 30.0
 
 
 def _resume(prepared: Prepared) -> str:
