@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 
 from autonoma import protocol as p
-from autonoma.hints import start_command
+from autonoma.hints import command, start_command
 from autonoma.protocol import Envelope
 from autonoma.report import commands_lines, origin_text, setup_result
 from autonoma.report import left_out_text as _left_out
@@ -51,6 +51,11 @@ _STYLES = {
 # A tool call's main argument, in the order it is looked for.
 _PATH_KEYS = ("file_path", "path", "notebook_path")
 _OTHER_KEYS = ("pattern", "url", "query", "description", "prompt")
+
+
+def _who_asked(origin: str) -> str:
+    """Who gave a pause, resume or stop, shortly ("a human" when not recorded)."""
+    return _short(origin, REASON_CHARS) if origin.strip() else "a human"
 
 
 def _short(text: str, limit: int) -> str:
@@ -218,10 +223,27 @@ class Progress:
             case p.WorkPaused(reason=reason):
                 text = f"PAUSED: {_short(reason, REASON_CHARS)}"
                 if "by itself" not in reason:  # the root's pause waits for a human
-                    text += f" (new work waits: Ctrl-C stops the run, `{self._resume}` resumes it)"
+                    text += (
+                        f" (new work waits: `{command('resume')}` resumes it, "
+                        f"`{command('stop')}` stops the run)"
+                    )
                 return text, "red"
             case p.WorkResumed(reason=reason):
                 return f"resumed: {_short(reason, REASON_CHARS)}", "green"
+            case p.PauseRequested(origin=origin):
+                return (
+                    f"PAUSED by {_who_asked(origin)}: no new turn starts, turns under way "
+                    f"finish (`{command('resume')}` resumes)",
+                    "red",
+                )
+            case p.ResumeRequested(origin=origin):
+                return f"resumed by {_who_asked(origin)}", "green"
+            case p.StopRequested(origin=origin):
+                return (
+                    f"STOPPING (asked by {_who_asked(origin)}): nothing new starts, the merge "
+                    f"under way finishes, then the run ends; `{self._resume}` resumes it",
+                    "red",
+                )
             case p.SpawnsHeld(delay=delay, reason=reason):
                 why = f" ({_short(reason, REASON_CHARS)})" if reason else ""
                 return f"rate limited: new agents held for {delay:.1f} s{why}", "yellow"
