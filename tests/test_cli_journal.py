@@ -309,7 +309,7 @@ def test_status_shows_what_a_user_needs(project: Path, clean_env: dict[str, str]
     # A human's pause and the root's, each with why; who asked for the stop under way.
     assert (
         "PAUSED: paused by user alice (uid 1000); the crew supervisor gave up "
-        f"(no new turn starts: `{hint_command("resume")}` resumes)"
+        f"(no new turn starts: `{hint_command('resume')}` resumes)"
     ) in lines
     assert (
         "STOPPING (asked by user bob (uid 1001)): nothing new starts; the run ends once the "
