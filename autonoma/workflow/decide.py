@@ -666,6 +666,7 @@ class _Step:
         m = self.m
         if m.submitted or m.preparing or m.checking or m.review_preparing:
             return
+        self._maybe_finish()  # the last merge may have ended the run: it is done then
         self._finish("stopped", f"{m.stop_reason}; `{self.cfg.resume_command}` resumes the run")
 
     def _paused(self) -> bool:
