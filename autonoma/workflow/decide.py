@@ -513,6 +513,14 @@ class WriteFile:
 
 
 @dataclass(frozen=True, slots=True)
+class StopTurns:
+    """Stop these agents' turns under way (SIGTERM through their ports); nothing answers
+    but their processes' exits. Never blocks."""
+
+    agents: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ResumeRoot:
     """Ask the root supervisor to end its pause (a subtree that kept crashing): it starts
     what it left stopped and says `WorkResumed`. Nothing answers; never blocks."""
@@ -542,6 +550,7 @@ Action = (
     | EnsureIntegration
     | WriteFile
     | ResumeRoot
+    | StopTurns
     | RemoveWorktrees
 )
 
@@ -659,12 +668,15 @@ class _Step:
         if m.finished or m.stopping:
             return
         m.stopping, m.stop_reason = True, reason
+        if m.turns:
+            # Their ends change nothing now (the resumed run resumes them): waited for only.
+            self.out.append(StopTurns(tuple(sorted(m.turns))))
 
     def _maybe_stop(self) -> None:
-        """End a stopping run once the merge queue answered what it was given (a merge
-        is never cut in half) and the git work under way is done."""
+        """End a stopping run once its turns stopped, the merge queue answered what it
+        was given (a merge is never cut in half) and the git work under way is done."""
         m = self.m
-        if m.submitted or m.preparing or m.checking or m.review_preparing:
+        if m.turns or m.submitted or m.preparing or m.checking or m.review_preparing:
             return
         self._maybe_finish()  # the last merge may have ended the run: it is done then
         self._finish("stopped", f"{m.stop_reason}; `{self.cfg.resume_command}` resumes the run")
@@ -1748,6 +1760,7 @@ __all__ = [
     "StartTurn",
     "Started",
     "StopRun",
+    "StopTurns",
     "SubmitMerge",
     "Tick",
     "TurnNotStarted",

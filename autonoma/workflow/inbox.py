@@ -1,7 +1,7 @@
 """Commands from other processes to the active run, as signed files in ``.autonoma/inbox/``.
 
 The journal has one writer, the run; a human command (``autonoma retry``, ``resolve``,
-and next ``pause``/``resume``/``stop``) given while a run is active cannot append to it,
+``pause``, ``resume``, ``stop``) given while a run is active cannot append to it,
 so it posts a file here and the run takes it, journals the message itself, then removes
 the file. A file is ``<time_ns>-<pid>.json``; it appears whole or not at all (written
 beside, fsynced, then renamed), so a taker never reads half of one.

@@ -108,6 +108,7 @@ from autonoma.workflow.decide import (
     Started,
     StartTurn,
     StopRun,
+    StopTurns,
     SubmitMerge,
     Tick,
     TurnNotStarted,
@@ -438,6 +439,12 @@ class Orchestrator(Actor):
         elif isinstance(action, ResumeRoot):
             if self.ctx.resume_root is not None:
                 self.ctx.resume_root(action.reason)
+        elif isinstance(action, StopTurns):
+            for name in action.agents:
+                ref = self.ctx.agents.get(name)
+                if ref is not None:
+                    # A proxy call not waited for: the mailbox never blocks on an agent.
+                    ref.proxy().stop_turn()
         else:
             assert self._git is not None
             self._git.submit(self._git_job(action))

@@ -32,7 +32,7 @@ from autonoma.hints import endpoint_of, endpoint_text, resume_command, start_com
 from autonoma.journal import reader
 from autonoma.journal.fold import State, fold_rows
 from autonoma.project import Project, ProjectError, RunLock, acquire_run_lock
-from autonoma.protocol import Envelope, Escalation, RunFinished
+from autonoma.protocol import Envelope, Escalation, RunFinished, StopRequested
 from autonoma.runtime.bus import Listener
 from autonoma.runtime.supervisor import ChildSpec
 from autonoma.sim import ScenarioError, SimServer, load_scenario
@@ -335,9 +335,12 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
     outcome: list[RunFinished] = []
 
     fatal: list[Escalation] = []
+    stop_asked: list[float] = []
 
     def watch(envelope: Envelope) -> None:
         message = envelope.message
+        if isinstance(message, StopRequested) and not stop_asked:
+            stop_asked.append(time.monotonic())
         if isinstance(message, RunFinished) and envelope.sender == ORCHESTRATOR:
             outcome.append(message)
             finished.set()
@@ -423,7 +426,8 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
         )
         try:
             while not finished.wait(0.5):
-                pass
+                if stop_asked and time.monotonic() - stop_asked[0] > _stop_grace(settings):
+                    break  # `autonoma stop` waited long enough: the tree is stopped now
         except KeyboardInterrupt:
             interrupted = True
             orchestrator = refs.get(ORCHESTRATOR)

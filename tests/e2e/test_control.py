@@ -8,12 +8,14 @@ user sees: the journal's rows, the exit codes, ``status`` and the files on ``mai
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from autonoma.protocol import (
+    AgentProcessExited,
     AgentSessionStarted,
     AgentTurnStarting,
     PauseRequested,
@@ -135,6 +137,15 @@ def test_stop_ends_the_run_gracefully_and_start_resumes_it(
     (asked,) = envelopes(rows, StopRequested)
     (end,) = envelopes(rows, RunFinished)
     assert asked.seq < end.seq and end.message.outcome == "stopped"
+    # The developer's turn was stopped through its port (SIGTERM) before the run ended.
+    (killed,) = [
+        e
+        for e in envelopes(rows, AgentProcessExited, agent_id="developer-1")
+        if asked.seq < e.seq < end.seq
+    ]
+    ended = killed.message
+    # claude exits 128 + 15 on a SIGTERM it catches.
+    assert ended.signal == signal.SIGTERM or ended.exit_code == 128 + signal.SIGTERM, ended
     assert not [e for e in envelopes(rows, AgentTurnStarting) if e.seq > asked.seq]
     state = status_json(root, clean_env)
     assert not state["stopping"] and state["runs"][end.run_id]["outcome"] == "stopped"

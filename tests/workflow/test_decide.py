@@ -71,6 +71,7 @@ from autonoma.workflow.decide import (
     Started,
     StartTurn,
     StopRun,
+    StopTurns,
     SubmitMerge,
     Tick,
     TurnNotStarted,
@@ -1289,6 +1290,7 @@ ROOT_RESUMED = From("root", WorkResumed(reason=f"resumed by {ORIGIN}"))
 MERGED = From("merge_queue", TaskMerged(task_id=T, commit="abc"))
 CONFLICT = From("merge_queue", MergeFailed(task_id=T, kind="conflict", files=["todo.py"]))
 DEVELOPED = (SUCCESS, EXIT_0, Checked())
+TERMINATED = exited(None, signal=15)
 
 
 @dataclass(frozen=True)
@@ -1305,6 +1307,8 @@ class ControlRow:
     """The run's end, if it ended."""
     asks_root: bool = False
     """The root is asked to end its pause (`ResumeRoot`)."""
+    stops: tuple[str, ...] = ()
+    """The agents whose turns are stopped (`StopTurns`)."""
 
 
 CONTROL_ROWS = [
@@ -1371,14 +1375,31 @@ CONTROL_ROWS = [
         "stopped",
     ),
     ControlRow(
-        "stop with a turn under way: the run ends (the turn is stopped with the crew)",
+        "stop with a turn under way: stopped, waited for",
         "developing",
         (STOP,),
         "running",
         "none",
-        "stopped",
+        stops=(DEV,),
     ),
-    ControlRow("stop while paused", "developing", (PAUSE, STOP), "running", "none", "stopped"),
+    ControlRow(
+        "stop: the turn stopped, the run ends; the task stays running for the resumed run",
+        "developing",
+        (STOP, TERMINATED),
+        "running",
+        "none",
+        "stopped",
+        stops=(DEV,),
+    ),
+    ControlRow(
+        "stop while paused",
+        "developing",
+        (PAUSE, STOP, TERMINATED),
+        "running",
+        "none",
+        "stopped",
+        stops=(DEV,),
+    ),
     ControlRow(
         "Ctrl-C is the same stop",
         "merging",
@@ -1427,6 +1448,9 @@ def test_a_humans_pause_resume_and_stop(row: ControlRow) -> None:
         if row.outcome == "stopped":
             assert "resumes the run" in end.summary
     assert bool([a for a in h.actions if isinstance(a, ResumeRoot)]) == row.asks_root
+    assert [a.agents for a in h.actions if isinstance(a, StopTurns)] == (
+        [row.stops] if row.stops else []
+    )
     assert not [a for a in h.actions if isinstance(a, ConflictMerge)]
     nxt, _ = what_next(h, "develop")
     assert nxt == row.next
