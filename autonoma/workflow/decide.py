@@ -659,7 +659,7 @@ class _Step:
         self._emit(message, durable=True)
         if isinstance(message, ResumeRequested) and ROOT in m.paused_by and not m.finished:
             # The root's pause ends with its `WorkResumed`, once it restarted the subtree.
-            self.out.append(ResumeRoot(f"resumed by {message.origin or 'a human'}"))
+            self.out.append(ResumeRoot(f"by {message.origin or 'a human'}"))
 
     def _stop(self, asked: StopRequested, reason: str) -> None:
         """Stop gracefully: journaled; nothing new starts; the run ends in `_maybe_stop`."""

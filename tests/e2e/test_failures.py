@@ -446,7 +446,7 @@ def test_too_many_crashes_make_the_crew_give_up_the_root_pause_and_autonoma_resu
     rows = journal(root)
     (human,) = envelopes(rows, ResumeRequested)
     (again,) = envelopes(rows, WorkResumed)
-    assert again.sender == "root" and again.message.reason == f"resumed by {human.message.origin}"
+    assert again.sender == "root" and again.message.reason == f"by {human.message.origin}"
     assert [e for e in envelopes(rows, AgentTurnStarting) if e.seq > again.seq]
     assert gave_up.seq < paused.seq < human.seq < again.seq
     assert messages(rows, TaskMerged, task_id="t1")

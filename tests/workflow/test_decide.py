@@ -1286,7 +1286,7 @@ PAUSE = Cmd(PauseRequested(origin=ORIGIN))
 RESUME = Cmd(ResumeRequested(origin=ORIGIN))
 STOP = Cmd(StopRequested(origin=ORIGIN))
 ROOT_PAUSED = From("root", WorkPaused(reason="crew restarted more than 1 times in 5s"))
-ROOT_RESUMED = From("root", WorkResumed(reason=f"resumed by {ORIGIN}"))
+ROOT_RESUMED = From("root", WorkResumed(reason=f"by {ORIGIN}"))
 MERGED = From("merge_queue", TaskMerged(task_id=T, commit="abc"))
 CONFLICT = From("merge_queue", MergeFailed(task_id=T, kind="conflict", files=["todo.py"]))
 DEVELOPED = (SUCCESS, EXIT_0, Checked())
@@ -1447,7 +1447,8 @@ def test_a_humans_pause_resume_and_stop(row: ControlRow) -> None:
         assert end.outcome == row.outcome
         if row.outcome == "stopped":
             assert "resumes the run" in end.summary
-    assert bool([a for a in h.actions if isinstance(a, ResumeRoot)]) == row.asks_root
+    asked_root = [a.reason for a in h.actions if isinstance(a, ResumeRoot)]
+    assert asked_root == ([f"by {ORIGIN}"] if row.asks_root else [])
     assert [a.agents for a in h.actions if isinstance(a, StopTurns)] == (
         [row.stops] if row.stops else []
     )
