@@ -223,8 +223,8 @@ class Machine:
     review_set_up: set[str] = field(default_factory=set)
     """QA checkouts in which the project's set-up command succeeded."""
     stopping: bool = False
-    """A stop was asked: nothing new starts; the run ends once the merges submitted
-    are answered and the git work under way is done."""
+    """A stop was asked: nothing new starts, the turns under way are stopped; the run
+    ends once they exited, the merges submitted are answered and the git work is done."""
     stop_reason: str = ""
     """How the stop is said in the run's summary (``stopped by ...``)."""
     finished: bool = False
