@@ -345,6 +345,68 @@ def resolve(task_id: str, note: str) -> None:
     _human_request("resolve", task_id, note)
 
 
+def _send(message: Any) -> project.Project:
+    """Give a pause, resume or stop to the active run; print the result line."""
+    from autonoma.workflow import human
+
+    proj = project.require_initialised(_here())
+    _settings(proj.root)
+    click.echo(inert(human.send(proj, message)))
+    return proj
+
+
+@main.command()
+def pause() -> None:
+    """Pause the active run: no new agent turn starts; turns under way finish."""
+    from autonoma.protocol import PauseRequested
+
+    _send(PauseRequested())
+
+
+@main.command()
+def resume() -> None:
+    """Resume the active run after `autonoma pause`, or after the root paused it."""
+    from autonoma.protocol import ResumeRequested
+
+    _send(ResumeRequested())
+
+
+_STOP_WAIT = 300.0
+"""Seconds `autonoma stop` waits for the run to end before it says it is still going."""
+
+
+@main.command()
+@click.option("--no-wait", is_flag=True, help="Return once the run has the command.")
+def stop(no_wait: bool) -> None:
+    """Stop the active run gracefully; `autonoma start` resumes it later.
+
+    New work stops, the merge under way finishes, the agents' turns are stopped, and
+    the run is journaled as stopped. Waits until the run has ended (exit 0), unless
+    --no-wait.
+    """
+    import time
+
+    from autonoma.protocol import StopRequested
+
+    proj = _send(StopRequested())
+    if no_wait:
+        return
+    deadline = time.monotonic() + _STOP_WAIT
+    while time.monotonic() < deadline:
+        try:
+            lock = project.acquire_run_lock(proj)
+        except project.RunActiveError:
+            time.sleep(0.2)
+            continue
+        lock.release()
+        state = reader.replay(proj.state_db, run_id=reader.latest_run(proj.state_db))
+        run = state.run
+        if run is not None and run.outcome is not None:
+            click.echo(inert(f"Run {run.run_id}: {run.outcome}. {run.summary}"))
+        return
+    fail(f"the run has not ended after {_STOP_WAIT:.0f} s: `{hints.command('status')}` shows it")
+
+
 @main.command()
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def clean(yes: bool) -> None:

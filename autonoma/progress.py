@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from autonoma import protocol as p
 from autonoma import words
-from autonoma.hints import start_command
+from autonoma.hints import command, start_command
 from autonoma.protocol import Envelope
 from autonoma.words import money
 
@@ -127,7 +127,12 @@ class Progress:
                 text += f" ({money(self._usd)} so far)"
             case p.WorkPaused(reason=reason) if "by itself" not in reason:
                 # The root's pause waits for a human.
-                text += f" (new work waits: Ctrl-C stops the run, `{self._resume}` resumes it)"
+                text += (
+                    f" (new work waits: `{command('resume')}` resumes it, "
+                    f"`{command('stop')}` stops the run)"
+                )
+            case p.StopRequested():
+                text += f"; `{self._resume}` resumes it"
             case p.AgentTurnFinished(agent_id=agent) if agent in self._rejected:
                 # The turn failed for the answer claude refused, whatever error ended it.
                 reason = words.short(

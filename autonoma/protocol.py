@@ -352,6 +352,29 @@ class ResolveRequested(Message, frozen=True):
     origin: str = ""
 
 
+class PauseRequested(Message, frozen=True):
+    """A human paused the active run (``autonoma pause``): no new agent turn starts until
+    `ResumeRequested`; turns under way finish and merges go on (``origin``: as in
+    `RetryRequested`)."""
+
+    origin: str = ""
+
+
+class ResumeRequested(Message, frozen=True):
+    """A human resumed the active run (``autonoma resume``): new work starts again, after
+    a human's pause or a root supervisor's pause (a subtree that kept crashing)."""
+
+    origin: str = ""
+
+
+class StopRequested(Message, frozen=True):
+    """A human stopped the active run (``autonoma stop``, or Ctrl-C in its terminal): no
+    new work, the merge in flight finishes, turns are stopped, and the run ends journaled
+    as stopped; the next ``autonoma start`` resumes it."""
+
+    origin: str = ""
+
+
 class HumanCommandRejected(Message, frozen=True):
     """A file in the inbox was not acted on: unsigned, badly signed, replayed, for another
     run, not a regular file of the run's user, too big, or one of too many. ``path`` is
@@ -604,6 +627,9 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     SetupRan,
     RetryRequested,
     ResolveRequested,
+    PauseRequested,
+    ResumeRequested,
+    StopRequested,
     HumanCommandRejected,
     SpawnsHeld,
     BudgetReached,
@@ -651,6 +677,9 @@ AnyMessage = (
     | SetupRan
     | RetryRequested
     | ResolveRequested
+    | PauseRequested
+    | ResumeRequested
+    | StopRequested
     | HumanCommandRejected
     | SpawnsHeld
     | BudgetReached

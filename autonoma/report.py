@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from autonoma import protocol as p
+from autonoma.hints import command as hint_command
 from autonoma.hints import endpoint_text, resume_command
 from autonoma.journal.fold import State, Task, Usage
 from autonoma.protocol import Envelope
@@ -239,8 +240,16 @@ def state_text(state: State) -> str:
     plan = _plan_text(state.plan)
     if plan:
         lines.append(f"Plan: {plan}")
+    if state.stopping:
+        lines.append(
+            f"STOPPING (asked by {state.stopped_by}): nothing new starts; the run ends once "
+            "the merge under way is done"
+        )
     if state.paused:
-        lines.append(f"PAUSED: {state.pause_reason}")
+        # The governor's pause ends by itself; a human's or the root's waits for a human.
+        waits = state.paused_by or "by itself" not in state.pause_reason
+        hint = f" (no new turn starts: `{hint_command('resume')}` resumes)" if waits else ""
+        lines.append(f"PAUSED: {state.pause_reason}{hint}")
     # Against the last message, not the clock: the fold has no clock, and a replay shows
     # what held then.
     if state.held_until > state.last_ts:

@@ -23,6 +23,7 @@ from typing import Literal
 import msgspec
 
 from autonoma import protocol as p
+from autonoma.hints import command
 from autonoma.text import inert
 
 Level = Literal["info", "good", "warn", "bad"]
@@ -93,6 +94,11 @@ def line(said: Said) -> str:
     if said.agent_id:
         return f"{who(said.agent_id, said.task_id)} {said.text}"
     return said.text
+
+
+def _who_asked(origin: str) -> str:
+    """Who gave a pause, resume or stop, shortly ("a human" when not recorded)."""
+    return short(origin, ORIGIN_CHARS) if origin.strip() else "a human"
 
 
 def origin_text(origin: str) -> str:
@@ -243,6 +249,20 @@ def _words(m: p.Message, cwd: str) -> tuple[str, Level] | None:
             return f"PAUSED: {short(reason)}", "bad"
         case p.WorkResumed(reason=reason):
             return f"resumed: {short(reason)}", "good"
+        case p.PauseRequested(origin=origin):
+            return (
+                f"PAUSED by {_who_asked(origin)}: no new turn starts, turns under way finish "
+                f"(`{command('resume')}` resumes)",
+                "bad",
+            )
+        case p.ResumeRequested(origin=origin):
+            return f"resumed by {_who_asked(origin)}", "good"
+        case p.StopRequested(origin=origin):
+            return (
+                f"STOPPING (asked by {_who_asked(origin)}): nothing new starts, the merge "
+                "under way finishes, then the run ends",
+                "bad",
+            )
         # --- the run and its tasks
         case p.RunStarted(requirements=req, max_workers=workers, resumed=resumed):
             how = "resumed" if resumed else "started"

@@ -7,6 +7,9 @@ import os
 import pwd
 import socket
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from autonoma.project import Project, secret_key
 from autonoma.runtime.bus import Bus
 from autonoma.workflow import inbox
 from tests.conftest import run_autonoma
+from tests.journal.testlib import wait_for
 from tests.test_run_lock import hold_run_lock
 
 USER = pwd.getpwuid(os.getuid()).pw_name
@@ -293,3 +297,83 @@ def test_a_key_autonoma_did_not_make_is_one_line(
         result = run_autonoma("retry", "t3", cwd=escalated, env=clean_env)  # made anew
         assert result.returncode == 0, result.stderr
     assert len(bytes.fromhex(key.read_text())) == 32
+
+
+# --- pause, resume, stop: for the active run only ---------------------------------------
+
+RUN_COMMANDS = {"pause": p.PauseRequested, "resume": p.ResumeRequested, "stop": p.StopRequested}
+
+
+@pytest.mark.parametrize("name", list(RUN_COMMANDS))
+def test_pause_resume_and_stop_with_no_active_run_say_so(
+    name: str, escalated: Path, project: Path, clean_env: dict[str, str]
+) -> None:
+    db = escalated / ".autonoma" / "state.db"
+    before = reader.last_seq(db)
+    result = run_autonoma(name, cwd=escalated, env=clean_env)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"autonoma: no run is active: nothing to {name}\n"
+    # Nothing kept for a later start: a pause waiting there would only surprise.
+    assert reader.last_seq(db) == before
+    assert not (escalated / ".autonoma" / "inbox").exists()
+
+
+@pytest.mark.parametrize("name", ["pause", "resume"])
+def test_pause_and_resume_go_to_the_active_runs_inbox_signed(
+    name: str, escalated: Path, clean_env: dict[str, str]
+) -> None:
+    db = escalated / ".autonoma" / "state.db"
+    before = reader.last_seq(db)
+    with hold_run_lock(escalated) as holder:
+        result = run_autonoma(name, cwd=escalated, env=clean_env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"{name} sent to the running run run-1 (pid {holder.pid})\n"
+    assert reader.last_seq(db) == before  # the journal is the run's to write
+    proj = Project(escalated)
+    taker = inbox.Taker(proj.inbox, secret_key(proj), "run-1", proj.keys / "inbox-taken")
+    (taken,) = taker.take()
+    assert isinstance(taken.message, RUN_COMMANDS[name])
+    assert taken.message.origin.startswith(f"user {USER} (uid {os.getuid()}), pid ")
+
+
+def test_stop_waits_for_the_run_to_end_and_says_how(
+    escalated: Path, clean_env: dict[str, str]
+) -> None:
+    proj = Project(escalated)
+    with hold_run_lock(escalated) as holder:
+        stopping = subprocess.Popen(
+            [sys.executable, "-m", "autonoma", "stop"],
+            cwd=escalated,
+            env=clean_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for(
+                lambda: proj.inbox.exists() and list(proj.inbox.glob("[0-9]*.json")), timeout=30
+            )
+            taker = inbox.Taker(proj.inbox, secret_key(proj), "run-1", proj.keys / "inbox-taken")
+            (taken,) = taker.take()
+            assert isinstance(taken.message, p.StopRequested)
+            time.sleep(0.5)
+            assert stopping.poll() is None  # still waiting: the run has not ended
+            # The run ends, journaled as stopped, and lets the lock go.
+            client = Journal.open(proj.state_db)
+            bus = Bus(run_id="run-1")
+            bus.attach(client)
+            bus.publish(
+                "orchestrator",
+                p.RunFinished(outcome="stopped", summary="stopped by `autonoma stop`"),
+                durable=True,
+            )
+            client.stop()
+            holder.kill()
+            stdout, stderr = stopping.communicate(timeout=30)
+        finally:
+            stopping.kill()
+    assert stopping.returncode == 0, stderr
+    assert stdout == (
+        f"stop sent to the running run run-1 (pid {holder.pid})\n"
+        "Run run-1: stopped. stopped by `autonoma stop`\n"
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from autonoma import protocol as p
+from autonoma.hints import command as hint_command
 from autonoma.journal.writer import Journal
 from autonoma.runtime.bus import Bus
 from tests.conftest import run_autonoma
@@ -292,7 +293,9 @@ def publish_busy_run(db: Path) -> None:
     say("human", p.RetryRequested(task_id="t2", note="use sqlite"))
     say("governor", p.SpawnsHeld(until=t0 + 100, delay=80.0, reason="API 429 seen by developer-1"))
     say("governor", p.BudgetReached(scope="run", limit_usd=1.0, spent_usd=1.5))
-    say("root", p.WorkPaused(reason="the crew supervisor gave up"), durable=True)
+    say("human", p.PauseRequested(origin="user alice (uid 1000)"))
+    say("root", p.WorkPaused(reason="the crew supervisor gave up"))
+    say("human", p.StopRequested(origin="user bob (uid 1001)"), durable=True)
     client.stop()
 
 
@@ -303,7 +306,15 @@ def test_status_shows_what_a_user_needs(project: Path, clean_env: dict[str, str]
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Run run-2: running, phase development, started ")
     assert "Plan: A todo CLI backed by a JSON file (2 milestones)" in lines
-    assert "PAUSED: the crew supervisor gave up" in lines
+    # A human's pause and the root's, each with why; who asked for the stop under way.
+    assert (
+        "PAUSED: paused by user alice (uid 1000); the crew supervisor gave up "
+        f"(no new turn starts: `{hint_command('resume')}` resumes)"
+    ) in lines
+    assert (
+        "STOPPING (asked by user bob (uid 1001)): nothing new starts; the run ends once the "
+        "merge under way is done"
+    ) in lines
     assert "Governor: spawns held until 22:15:00: API 429 seen by developer-1" in lines
     assert "BUDGET: run budget $1.00 reached ($1.50 spent): no new work starts" in lines
     assert "Tasks: 1 escalated, 1 running, 1 pending" in lines

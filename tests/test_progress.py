@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from autonoma import protocol as p
-from autonoma.hints import start_command
+from autonoma.hints import command, start_command
 from autonoma.progress import Progress, elapsed
 from autonoma.runtime.bus import Bus
 
@@ -157,7 +157,7 @@ def test_what_went_wrong_is_said() -> None:
         "FAILED test_store.py::test_add",
         "[00:05] !!! ESCALATION [t3] from orchestrator: 3 attempts failed",
         "[00:06] PAUSED: crew gave up"
-        f" (new work waits: Ctrl-C stops the run, `{start_command('requirements.md')}` resumes it)",
+        f" (new work waits: `{command('resume')}` resumes it, `{command('stop')}` stops the run)",
         "[00:07] resumed: by a human",
         "[00:08] rate limited: new agents held for 4.1 s",
         "[00:09] BUDGET: run budget $5.00 reached ($5.01 spent): no new work starts",
@@ -468,8 +468,8 @@ def test_reports_and_refusals_are_said_with_claudes_reason() -> None:
     )
     assert lines == [
         "[00:00] run started: /r.md (up to 1 developers at once)",
-        "[00:01] PAUSED: crew gave up (new work waits: Ctrl-C stops the run, "
-        f"`{start_command('/r.md', '/s.toml')}` resumes it)",
+        "[00:01] PAUSED: crew gave up (new work waits: "
+        f"`{command('resume')}` resumes it, `{command('stop')}` stops the run)",
         "[00:02] developer-2 [t3] reports: Built. (1 left to do)",
         "[00:03] developer-2 [t3] says (no structured report): I built it.",
         "[00:04] developer-2 [t3] was denied WebFetch: no",
@@ -479,4 +479,20 @@ def test_reports_and_refusals_are_said_with_claudes_reason() -> None:
         "/tasks/0/id: bad",
         "[00:07] staff_engineer turn failed: claude rejected its answer against the role's "
         "schema: /tasks/0/id: bad",
+    ]
+
+
+def test_a_humans_pause_resume_and_stop_are_said_with_who_asked() -> None:
+    lines = show(
+        (0, p.RunStarted(requirements="/r.md", project="/p", max_workers=1)),
+        (1, p.PauseRequested(origin=ORIGIN)),
+        (2, p.ResumeRequested(origin=ORIGIN)),
+        (3, p.StopRequested()),
+    )
+    assert lines[1:] == [
+        f"[00:01] PAUSED by {ORIGIN}: no new turn starts, turns under way finish "
+        f"(`{command('resume')}` resumes)",
+        f"[00:02] resumed by {ORIGIN}",
+        "[00:03] STOPPING (asked by a human): nothing new starts, the merge under way "
+        f"finishes, then the run ends; `{start_command('/r.md')}` resumes it",
     ]

@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from autonoma import protocol as p
+from autonoma.hints import command
 from autonoma.words import Said, describe, line, notable
 
 CLONE = "/srv/p/.autonoma/clones/r1/t3"
@@ -128,6 +129,19 @@ ROWS: list[tuple[p.Message, str, str, str | None, str | None, bool]] = [
         p.RetryRequested(task_id="t3", note="use sqlite", origin="user ada"),
         "t3: a human asked for a retry: use sqlite (from user ada)",
         "info", "t3", None, True,
+    ),
+    (
+        p.PauseRequested(origin="user ada"),
+        f"PAUSED by user ada: no new turn starts, turns under way finish "
+        f"(`{command('resume')}` resumes)",
+        "bad", None, None, True,
+    ),
+    (p.ResumeRequested(), "resumed by a human", "good", None, None, True),
+    (
+        p.StopRequested(origin="Ctrl-C"),
+        "STOPPING (asked by Ctrl-C): nothing new starts, the merge under way finishes, "
+        "then the run ends",
+        "bad", None, None, True,
     ),
     (
         p.ResolveRequested(task_id="t4"),

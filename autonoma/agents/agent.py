@@ -148,6 +148,12 @@ class AgentActor(Actor):
             paths.insert(0, Project(self.project_dir).keys)
         return list(dict.fromkeys(p.absolute() for p in paths if os.path.lexists(p)))
 
+    def stop_turn(self) -> None:
+        """Stop the turn under way, if any: SIGTERM to its process tree through the port,
+        SIGKILL after the grace period. Its end is reported as any end is. Never blocks."""
+        if self._turn is not None:
+            self._turn.stop()
+
     def busy(self) -> bool:
         """Whether a turn's process is running now."""
         return self._turn is not None

@@ -48,11 +48,13 @@ from autonoma.protocol import (
     Escalation,
     HumanCommandRejected,
     MergeFailed,
+    PauseRequested,
     PermissionDenied,
     PhaseChanged,
     PlanWritten,
     ProjectCommands,
     ResolveRequested,
+    ResumeRequested,
     RetryRequested,
     ReviewVerdict,
     RunFinished,
@@ -60,6 +62,7 @@ from autonoma.protocol import (
     SchemaRejected,
     SetupRan,
     SpawnsHeld,
+    StopRequested,
     SupervisorGaveUp,
     TaskDefined,
     TaskFeedback,
@@ -679,7 +682,17 @@ class State:
     escalations: list[EscalationRecord] = field(default_factory=list)
     supervision: list[SupervisionEvent] = field(default_factory=list)
     paused: bool = False
+    """No new agent turn starts: a human's pause, or the system's (`pause_reason`)."""
     pause_reason: str = ""
+    """Why: ``paused by <origin>`` (``autonoma pause``), and/or the root supervisor's or
+    the governor's reason (a subtree that kept crashing, a lasting rate limit)."""
+    paused_by: str = ""
+    """The origin of the human's pause in force ("" for none)."""
+    work_pause: str = ""
+    """The reason of the system's pause in force (`WorkPaused`; "" for none)."""
+    stopping: bool = False
+    """A stop was asked (``autonoma stop``, Ctrl-C): the run is ending."""
+    stopped_by: str = ""
     usage: Usage = field(default_factory=Usage)
     """Total cost and tokens."""
     session_usd: dict[str, float] = field(default_factory=dict)
@@ -715,6 +728,9 @@ class State:
             "runs": {k: v.to_dict() for k, v in self.runs.items()},
             "paused": self.paused,
             "pause_reason": self.pause_reason,
+            "paused_by": self.paused_by,
+            "stopping": self.stopping,
+            "stopped_by": self.stopped_by,
             "plan": self.plan,
             "held_until": self.held_until,
             "hold_reason": self.hold_reason,
@@ -733,6 +749,9 @@ class State:
 
 
 # --- handlers: (state, seq, ts, run_id, message) -> None, mutating state ----------------
+
+_ROOT, _JOURNAL = "root", "journal"
+"""The root supervisor and its first child, as `autonoma.system` names them."""
 
 
 def _run(state: State, run_id: str) -> Run:
@@ -772,6 +791,10 @@ def _actor(state: State, name: str, supervisor: str) -> ActorInfo:
 
 
 def _actor_started(state: State, seq: int, ts: float, run_id: str, m: ActorStarted) -> None:
+    if m.name == _JOURNAL and m.supervisor == _ROOT and not m.restart:
+        # The root starts the journal first, once per process: a new `autonoma start`.
+        # A pause or a stop asked of an earlier process does not carry over.
+        _clear_pauses(state)
     actor = _actor(state, m.name, m.supervisor)
     actor.supervisor, actor.kind, actor.status, actor.since = m.supervisor, m.kind, "running", ts
     actor.starts += 1
@@ -832,12 +855,51 @@ def _escalation(state: State, seq: int, ts: float, run_id: str, m: Escalation) -
     state.escalations.append(EscalationRecord(seq, ts, run_id, m.source, m.reason, m.task_id))
 
 
+def _pause_changed(state: State) -> None:
+    """`State.paused` and `State.pause_reason` from the human's and the system's pauses."""
+    reasons = [f"paused by {state.paused_by}"] if state.paused_by else []
+    if state.work_pause:
+        reasons.append(state.work_pause)
+    state.paused, state.pause_reason = bool(reasons), "; ".join(reasons)
+
+
+def _clear_pauses(state: State) -> None:
+    state.paused_by = state.work_pause = state.stopped_by = ""
+    state.stopping = False
+    _pause_changed(state)
+
+
 def _work_paused(state: State, seq: int, ts: float, run_id: str, m: WorkPaused) -> None:
-    state.paused, state.pause_reason = True, m.reason
+    state.work_pause = m.reason
+    _pause_changed(state)
 
 
 def _work_resumed(state: State, seq: int, ts: float, run_id: str, m: WorkResumed) -> None:
-    state.paused, state.pause_reason = False, ""
+    state.work_pause = ""
+    _pause_changed(state)
+
+
+def _ended(state: State, run_id: str) -> bool:
+    run = state.runs.get(run_id)
+    return run is not None and run.outcome is not None
+
+
+def _pause_requested(state: State, seq: int, ts: float, run_id: str, m: PauseRequested) -> None:
+    if not _ended(state, run_id):  # a command that came as the run ended changes nothing
+        state.paused_by = m.origin or "a human"
+        _pause_changed(state)
+
+
+def _resume_requested(state: State, seq: int, ts: float, run_id: str, m: ResumeRequested) -> None:
+    # The root's pause ends with its own `WorkResumed`, when the run has restarted what
+    # it stopped; the governor's when the limit lifts.
+    state.paused_by = ""
+    _pause_changed(state)
+
+
+def _stop_requested(state: State, seq: int, ts: float, run_id: str, m: StopRequested) -> None:
+    if not _ended(state, run_id):
+        state.stopping, state.stopped_by = True, m.origin or "a human"
 
 
 def _run_started(state: State, seq: int, ts: float, run_id: str, m: RunStarted) -> None:
@@ -857,6 +919,7 @@ def _run_started(state: State, seq: int, ts: float, run_id: str, m: RunStarted) 
 def _run_finished(state: State, seq: int, ts: float, run_id: str, m: RunFinished) -> None:
     run = _run(state, run_id)
     run.outcome, run.summary, run.ended = m.outcome, m.summary, ts
+    _clear_pauses(state)  # an ended run is neither paused nor stopping
 
 
 def _phase_changed(state: State, seq: int, ts: float, run_id: str, m: PhaseChanged) -> None:
@@ -1129,6 +1192,9 @@ _HANDLERS: dict[str, _Handler] = {
     "SetupRan": _setup_ran,
     "RetryRequested": _retry_requested,
     "ResolveRequested": _resolve_requested,
+    "PauseRequested": _pause_requested,
+    "ResumeRequested": _resume_requested,
+    "StopRequested": _stop_requested,
     "HumanCommandRejected": _human_command_rejected,
     "SpawnsHeld": _spawns_held,
     "BudgetReached": _budget_reached,

@@ -303,8 +303,10 @@ class Supervisor(Actor):
                 try:
                     self._start(child, restart=True)
                 except StartFailed:
-                    # From here on a failed restart like any other: counted and retried.
+                    # From here on a failed restart like any other: counted and retried,
+                    # with what its strategy restarts along (the ones after it wait).
                     self.actor_ref.tell(_TryAgainRestart(child.name))
+                    break
         return True
 
     # --- restarts ---------------------------------------------------------------------
@@ -337,13 +339,7 @@ class Supervisor(Actor):
 
     def _restart_group(self, child: _Child) -> _Child | None:
         """Restart ``child`` and the siblings its strategy takes along; the one that failed."""
-        children = list(self._children.values())
-        if self._strategy == "one_for_one":
-            group = [child]
-        elif self._strategy == "one_for_all":
-            group = children
-        else:
-            group = children[children.index(child) :]
+        group = self._group(child)
         for other in reversed(group):
             if other.link is not None:
                 self._stop_child(other)
@@ -361,6 +357,15 @@ class Supervisor(Actor):
                 return member
         return None
 
+    def _group(self, child: _Child) -> list[_Child]:
+        """``child`` and the siblings its strategy restarts along, in start order."""
+        children = list(self._children.values())
+        if self._strategy == "one_for_one":
+            return [child]
+        if self._strategy == "one_for_all":
+            return children
+        return children[children.index(child) :]
+
     def _give_up(self, child: _Child, error: str) -> None:
         window = self._window
         detail = (
@@ -368,8 +373,17 @@ class Supervisor(Actor):
             f"{window.period:g}s; last: {error}"
         )
         if self._root:
-            # The root has nobody to escalate to: pause and wait for a human.
-            child.restarting = True
+            # The root has nobody to escalate to: pause and wait for a human. What the
+            # strategy restarts along with the child (rest_for_one: the ones after it)
+            # stays stopped with it until `resume` starts them again, in order.
+            group = self._group(child)
+            for other in reversed(group):
+                if other.link is not None:
+                    self._stop_child(other)
+                    if other.spec.restart == "temporary":
+                        del self._children[other.name]
+            for member in group:
+                member.restarting = True
             self._escalate_and_pause(child.name, detail)
             return
         self._stop_children(list(self._children.values()))

@@ -45,10 +45,12 @@ from autonoma.protocol import (
     HumanCommandRejected,
     MergeFailed,
     MergeFailure,
+    PauseRequested,
     PhaseChanged,
     PlanWritten,
     ProjectCommands,
     ResolveRequested,
+    ResumeRequested,
     RetryRequested,
     ReviewVerdict,
     RunFinished,
@@ -56,6 +58,7 @@ from autonoma.protocol import (
     SchemaRejected,
     SetupPlace,
     SetupRan,
+    StopRequested,
     TaskDefined,
     TaskFeedback,
     TaskMerged,
@@ -67,6 +70,7 @@ from autonoma.protocol import (
     WorkPaused,
     WorkResumed,
 )
+from autonoma.system import ROOT
 from autonoma.vcs.workspace import INTEGRATION_BRANCH
 from autonoma.workflow import commands as project_commands
 from autonoma.workflow import prompts, scheduler
@@ -219,6 +223,10 @@ class Machine:
     review_set_up: set[str] = field(default_factory=set)
     """QA checkouts in which the project's set-up command succeeded."""
     stopping: bool = False
+    """A stop was asked: nothing new starts, the turns under way are stopped; the run
+    ends once they exited, the merges submitted are answered and the git work is done."""
+    stop_reason: str = ""
+    """How the stop is said in the run's summary (``stopped by ...``)."""
     finished: bool = False
     started_at: float = 0.0
     new_session: Callable[[], str] = field(default=lambda: str(uuid.uuid4()), repr=False)
@@ -253,10 +261,11 @@ class InboxCommand:
 
 
 @dataclass(frozen=True, slots=True)
-class StopRequested:
-    """Start no more work and record the run as stopped."""
+class StopRun:
+    """Ctrl-C in the run's terminal: stop as `StopRequested` from the inbox does."""
 
-    reason: str = "stopped by the user"
+    origin: str = ""
+    reason: str = "interrupted (Ctrl-C)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,7 +370,7 @@ Event = (
     | Tick
     | Heard
     | InboxCommand
-    | StopRequested
+    | StopRun
     | TurnSpawned
     | TurnNotStarted
     | SpawnRefused
@@ -504,6 +513,22 @@ class WriteFile:
 
 
 @dataclass(frozen=True, slots=True)
+class StopTurns:
+    """Stop these agents' turns under way (SIGTERM through their ports); nothing answers
+    but their processes' exits. Never blocks."""
+
+    agents: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRoot:
+    """Ask the root supervisor to end its pause (a subtree that kept crashing): it starts
+    what it left stopped and says `WorkResumed`. Nothing answers; never blocks."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class RemoveWorktrees:
     """Off the mailbox: remove merged tasks' worktrees (those that exist), then
     `WorktreesRemoved` with ``then``."""
@@ -524,6 +549,8 @@ Action = (
     | RunSetup
     | EnsureIntegration
     | WriteFile
+    | ResumeRoot
+    | StopTurns
     | RemoveWorktrees
 )
 
@@ -577,14 +604,9 @@ class _Step:
         elif isinstance(event, Heard):
             self._heard(event.envelope)
         elif isinstance(event, InboxCommand):
-            # A human's command, or the inbox's word that a file was not one: journaled.
-            if isinstance(event.message, RetryRequested | ResolveRequested | HumanCommandRejected):
-                self._emit(event.message, durable=True)
-        elif isinstance(event, StopRequested):
-            if m.finished:
-                return
-            m.stopping = True
-            self._finish("stopped", f"{event.reason}; `{self.cfg.resume_command}` resumes the run")
+            self._command(event.message)
+        elif isinstance(event, StopRun):
+            self._stop(StopRequested(origin=event.origin), event.reason)
         elif isinstance(event, TurnSpawned):
             self._spawned(event)
         elif isinstance(event, TurnNotStarted):
@@ -611,8 +633,58 @@ class _Step:
         elif isinstance(event, WorktreesRemoved):
             self._emit(event.then, durable=True)
             return
-        if not m.stopping and not m.finished:
+        if m.finished:
+            return
+        if m.stopping:
+            self._maybe_stop()
+        else:
             self._pump()
+
+    def _command(self, message: AnyMessage) -> None:
+        """A human's command from the inbox, or the inbox's word that a file was not one:
+        journaled (durably: the human's record), then acted on."""
+        m = self.m
+        if isinstance(message, StopRequested):
+            self._stop(message, "stopped by `autonoma stop`")
+            return
+        if not isinstance(
+            message,
+            RetryRequested
+            | ResolveRequested
+            | HumanCommandRejected
+            | PauseRequested
+            | ResumeRequested,
+        ):
+            return  # not a human's to send (the inbox refuses it first)
+        self._emit(message, durable=True)
+        if isinstance(message, ResumeRequested) and ROOT in m.paused_by and not m.finished:
+            # The root's pause ends with its `WorkResumed`, once it restarted the subtree.
+            self.out.append(ResumeRoot(f"by {message.origin or 'a human'}"))
+
+    def _stop(self, asked: StopRequested, reason: str) -> None:
+        """Stop gracefully: journaled; nothing new starts; the run ends in `_maybe_stop`."""
+        m = self.m
+        self._emit(asked, durable=True)
+        if m.finished or m.stopping:
+            return
+        m.stopping, m.stop_reason = True, reason
+        if m.turns:
+            # Their ends change nothing now (the resumed run resumes them): waited for only.
+            self.out.append(StopTurns(tuple(sorted(m.turns))))
+
+    def _maybe_stop(self) -> None:
+        """End a stopping run once its turns stopped, the merge queue answered what it
+        was given (a merge is never cut in half) and the git work under way is done."""
+        m = self.m
+        if m.turns or m.submitted or m.preparing or m.checking or m.review_preparing:
+            return
+        self._maybe_finish()  # the last merge may have ended the run: it is done then
+        self._finish("stopped", f"{m.stop_reason}; `{self.cfg.resume_command}` resumes the run")
+
+    def _paused(self) -> bool:
+        """New turns wait: a human paused the run, or the root did (the governor's hold
+        is its own, in `permit`)."""
+        return bool(self.fold.paused_by) or bool(self.m.paused_by - {GOVERNOR})
 
     def _heard(self, envelope: Envelope) -> None:
         m = self.m
@@ -649,7 +721,8 @@ class _Step:
                 m.retired.append(task.worktree)
         elif isinstance(event, MergeFailed):
             task = self.fold.tasks.get(event.task_id)
-            if task is None:
+            if task is None or m.stopping:
+                # Stopping: the task stays merging; the resumed run merges it again.
                 m.submitted.discard(event.task_id)
             elif event.kind == "no_test_command":
                 # Nothing can merge until a human names the tests (or opts out): not a retry.
@@ -682,6 +755,8 @@ class _Step:
         tasks = self.fold.tasks
         run = self.fold.run
         m.started_at = run.started if run is not None and run.started else m.now
+        if self.fold.stopping:  # restarted while a stop was under way: it goes on
+            m.stopping, m.stop_reason = True, f"stopped by {self.fold.stopped_by}"
         self._derive()
         if not permit(m, None).run_budget_reached:
             # A budget reached in an earlier session of the run, since raised.
@@ -744,8 +819,8 @@ class _Step:
     def _permit(self, agent: str, task_id: str | None) -> Permit | None:
         """The governor's answer, or None when new work must wait."""
         m = self.m
-        if m.paused_by - {GOVERNOR}:
-            return None  # the root paused new work after an escalation
+        if self._paused():
+            return None  # a human paused, or the root after a subtree kept crashing
         if GOVERNOR not in m.live:
             return None
         answer = permit(m, task_id)
@@ -1056,8 +1131,8 @@ class _Step:
                     base=event.base,
                 )
             )
-        if m.stopping:
-            return
+        if m.stopping or self._paused():
+            return  # paused since it was claimed: a ready task stays ready
         if task.state == "ready":
             self._set(task.task_id, "running", "", 1)
         if task.state != "running":
@@ -1678,12 +1753,14 @@ __all__ = [
     "PrepareWorkspace",
     "RemoveCheckout",
     "RemoveWorktrees",
+    "ResumeRoot",
     "RunSetup",
     "SetupDone",
     "SpawnRefused",
     "StartTurn",
     "Started",
-    "StopRequested",
+    "StopRun",
+    "StopTurns",
     "SubmitMerge",
     "Tick",
     "TurnNotStarted",

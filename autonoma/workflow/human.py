@@ -1,9 +1,12 @@
-"""What a human asks of a run from the command line: ``autonoma retry`` and ``resolve``.
+"""What a human asks of a run: ``autonoma retry``, ``resolve``, ``pause``, ``resume``, ``stop``.
 
-The request is checked against the latest run's state (the fold, as ``status`` shows
-it), then given to the run: through the inbox if a run is active (the journal has one
-writer, the run), signed with the project's key, else appended to the journal under that
-run's id, where the run finds it when it resumes. Either way it carries its ``origin``.
+`send` is the one way in, for the command line and the dashboard alike. A request is
+checked against the latest run's state (the fold, as ``status`` shows it), then given
+to the run: through the inbox if a run is active (the journal has one writer, the run),
+signed with the project's key. With no active run, a retry or a resolve is appended to
+the journal under that run's id, where the run finds it when it resumes; a pause, a
+resume or a stop is refused (there is nothing to pause, and a pause waiting for the next
+start would only surprise). Either way it carries its ``origin``.
 """
 
 from __future__ import annotations
@@ -11,11 +14,20 @@ from __future__ import annotations
 import time
 from typing import Literal
 
+import msgspec
+
 from autonoma import project as projects
 from autonoma.hints import command, resume_command
 from autonoma.journal import reader
 from autonoma.journal.writer import Journal
-from autonoma.protocol import Envelope, ResolveRequested, RetryRequested
+from autonoma.protocol import (
+    Envelope,
+    PauseRequested,
+    ResolveRequested,
+    ResumeRequested,
+    RetryRequested,
+    StopRequested,
+)
 from autonoma.workflow import inbox
 
 Kind = Literal["retry", "resolve"]
@@ -40,8 +52,70 @@ class HumanCommandError(projects.ProjectError):
     """A request that cannot be made (no run, unknown task, wrong state); one line."""
 
 
+RunCommand = PauseRequested | ResumeRequested | StopRequested
+
+NAMES: dict[type[inbox.Command], str] = {
+    RetryRequested: "retry",
+    ResolveRequested: "resolve",
+    PauseRequested: "pause",
+    ResumeRequested: "resume",
+    StopRequested: "stop",
+}
+"""Each command as the user types it."""
+
+NO_ACTIVE_RUN = "no run is active"
+
+
+def send(project: projects.Project, message: inbox.Command) -> str:
+    """Give a human's command to the run; returns the one line to show the user.
+
+    ``message`` is any of `autonoma.workflow.inbox.COMMANDS`; an empty ``origin`` is
+    filled with this process's (`inbox.origin`). Raises `HumanCommandError` (one line)
+    when it is refused: no run, an unknown task or one in the wrong state, or (for a
+    pause, resume or stop) no active run. Blocks on the disk only (an fsync, or a
+    journal append when no run is active), never on the run.
+    """
+    if not message.origin:
+        message = msgspec.structs.replace(message, origin=inbox.origin())
+    if isinstance(message, RetryRequested | ResolveRequested):
+        kind: Kind = "retry" if isinstance(message, RetryRequested) else "resolve"
+        return _task_request(project, kind, message)
+    return _run_command(project, message)
+
+
 def request(project: projects.Project, kind: Kind, task_id: str, note: str) -> str:
     """Give ``kind`` for ``task_id`` to the latest run; returns the line to print."""
+    message = (
+        RetryRequested(task_id=task_id, note=note)
+        if kind == "retry"
+        else ResolveRequested(task_id=task_id, note=note)
+    )
+    return send(project, message)
+
+
+def _run_command(project: projects.Project, message: RunCommand) -> str:
+    """Post a pause, resume or stop to the active run; refused when none is active."""
+    name = NAMES[type(message)]
+    run_id = reader.latest_run(project.state_db) if project.state_db.exists() else None
+    try:
+        lock = projects.acquire_run_lock(project)
+    except projects.RunActiveError as active:
+        if run_id is None:
+            raise HumanCommandError(f"{NO_ACTIVE_RUN} yet: the run is starting") from None
+        try:
+            inbox.post(project.inbox, projects.secret_key(project), run_id, message)
+        except inbox.InboxError as err:
+            raise HumanCommandError(str(err)) from None
+        return f"{name} sent to the running run {run_id} (pid {active.pid})"
+    lock.release()
+    raise HumanCommandError(f"{NO_ACTIVE_RUN}: nothing to {name}")
+
+
+def _task_request(
+    project: projects.Project, kind: Kind, message: RetryRequested | ResolveRequested
+) -> str:
+    """A retry or a resolve: to the active run, or journaled for the next start."""
+    task_id = message.task_id
     db = project.state_db
     run_id = reader.latest_run(db)
     if run_id is None:
@@ -53,13 +127,6 @@ def request(project: projects.Project, kind: Kind, task_id: str, note: str) -> s
         raise HumanCommandError(f"no task {task_id!r} in run {run_id} (its tasks: {known})")
     if task.state not in ALLOWED[kind]:
         raise HumanCommandError(_refusal(kind, task_id, task.state))
-    # Who and where, journaled with the command: the run's record names its human.
-    origin = inbox.origin()
-    message = (
-        RetryRequested(task_id=task_id, note=note, origin=origin)
-        if kind == "retry"
-        else ResolveRequested(task_id=task_id, note=note, origin=origin)
-    )
     run = state.runs.get(run_id)
     resume = resume_command(run) if run is not None else command("start", "requirements.md")
     try:

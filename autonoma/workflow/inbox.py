@@ -1,7 +1,7 @@
 """Commands from other processes to the active run, as signed files in ``.autonoma/inbox/``.
 
 The journal has one writer, the run; a human command (``autonoma retry``, ``resolve``,
-and next ``pause``/``resume``/``stop``) given while a run is active cannot append to it,
+``pause``, ``resume``, ``stop``) given while a run is active cannot append to it,
 so it posts a file here and the run takes it, journals the message itself, then removes
 the file. A file is ``<time_ns>-<pid>.json``; it appears whole or not at all (written
 beside, fsynced, then renamed), so a taker never reads half of one.
@@ -40,8 +40,11 @@ import msgspec
 from autonoma.protocol import (
     AnyMessage,
     HumanCommandRejected,
+    PauseRequested,
     ResolveRequested,
+    ResumeRequested,
     RetryRequested,
+    StopRequested,
 )
 
 SUFFIX = ".json"
@@ -50,10 +53,16 @@ SUFFIX = ".json"
 BAD_SUFFIX = ".bad"
 """Added to a file that is refused: kept for a human to look at, never taken again."""
 
-COMMANDS: tuple[type[RetryRequested | ResolveRequested], ...] = (RetryRequested, ResolveRequested)
-"""The messages a human may send to a run through the inbox (issue 11 adds more)."""
+Command = RetryRequested | ResolveRequested | PauseRequested | ResumeRequested | StopRequested
 
-Command = RetryRequested | ResolveRequested
+COMMANDS: tuple[type[Command], ...] = (
+    RetryRequested,
+    ResolveRequested,
+    PauseRequested,
+    ResumeRequested,
+    StopRequested,
+)
+"""The messages a human may send to a run through the inbox."""
 
 MAX_BYTES = 64 * 1024
 """A command file larger than this is refused unread."""

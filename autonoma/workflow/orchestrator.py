@@ -101,12 +101,14 @@ from autonoma.workflow.decide import (
     PrepareWorkspace,
     RemoveCheckout,
     RemoveWorktrees,
+    ResumeRoot,
     RunSetup,
     SetupDone,
     SpawnRefused,
     Started,
     StartTurn,
-    StopRequested,
+    StopRun,
+    StopTurns,
     SubmitMerge,
     Tick,
     TurnNotStarted,
@@ -149,6 +151,8 @@ class RunContext:
     """The environment of the project's set-up commands (the agents' own)."""
     endpoint: str = ""
     """The model the run talks to, as `RunStarted.endpoint` records it."""
+    resume_root: Callable[[str], None] | None = None
+    """Ends the root supervisor's pause (`autonoma resume`); must not block."""
 
     @property
     def repo(self) -> Path:
@@ -361,9 +365,10 @@ class Orchestrator(Actor):
             except pykka.ActorDeadError:
                 return
 
-    def stop_run(self, reason: str = "stopped by the user") -> None:
-        """Start no more work and record the run as stopped; the agents are stopped next."""
-        self._feed(StopRequested(reason))
+    def stop_run(self, reason: str = "interrupted (Ctrl-C)", origin: str = "") -> None:
+        """Stop gracefully (Ctrl-C): nothing new starts, the merges under way finish, then
+        the run is journaled as stopped; the agents are stopped next."""
+        self._feed(StopRun(origin or inbox.origin(), reason))
 
     # --- messages -------------------------------------------------------------------
 
@@ -431,6 +436,15 @@ class Orchestrator(Actor):
             self._run_setup(action)
         elif isinstance(action, WriteFile):
             Path(action.path).write_bytes(action.data)
+        elif isinstance(action, ResumeRoot):
+            if self.ctx.resume_root is not None:
+                self.ctx.resume_root(action.reason)
+        elif isinstance(action, StopTurns):
+            for name in action.agents:
+                ref = self.ctx.agents.get(name)
+                if ref is not None:
+                    # A proxy call not waited for: the mailbox never blocks on an agent.
+                    ref.proxy().stop_turn()
         else:
             assert self._git is not None
             self._git.submit(self._git_job(action))

@@ -32,7 +32,7 @@ from autonoma.hints import endpoint_of, endpoint_text, resume_command, start_com
 from autonoma.journal import reader
 from autonoma.journal.fold import State, fold_rows
 from autonoma.project import Project, ProjectError, RunLock, acquire_run_lock
-from autonoma.protocol import Envelope, Escalation, RunFinished
+from autonoma.protocol import Envelope, Escalation, RunFinished, StopRequested
 from autonoma.runtime.bus import Listener
 from autonoma.runtime.supervisor import ChildSpec
 from autonoma.sim import ScenarioError, SimServer, load_scenario
@@ -43,6 +43,7 @@ from autonoma.workflow import prompts
 from autonoma.workflow.confine import confinement_for
 from autonoma.workflow.crew import AgentRefs, crew_spec
 from autonoma.workflow.governor import GOVERNOR, Governor
+from autonoma.workflow.inbox import origin
 from autonoma.workflow.merge_queue import MERGE_QUEUE, MergeQueue
 from autonoma.workflow.orchestrator import ORCHESTRATOR, Orchestrator, RunContext
 from autonoma.workflow.setup import cache_env
@@ -334,9 +335,12 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
     outcome: list[RunFinished] = []
 
     fatal: list[Escalation] = []
+    stop_asked: list[float] = []
 
     def watch(envelope: Envelope) -> None:
         message = envelope.message
+        if isinstance(message, StopRequested) and not stop_asked:
+            stop_asked.append(time.monotonic())
         if isinstance(message, RunFinished) and envelope.sender == ORCHESTRATOR:
             outcome.append(message)
             finished.set()
@@ -371,6 +375,8 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
         durations=prepared.options.durations,
         env=prepared.env,
         endpoint=endpoint_of(prepared.options.scenario),
+        # `autonoma resume` after the root paused: a tell, the orchestrator never waits.
+        resume_root=lambda reason: _resume_root(system, reason),
     )
     interrupted = False
     with _stopping(system):
@@ -420,14 +426,17 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
         )
         try:
             while not finished.wait(0.5):
-                pass
+                if stop_asked and time.monotonic() - stop_asked[0] > _stop_grace(settings):
+                    break  # `autonoma stop` waited long enough: the tree is stopped now
         except KeyboardInterrupt:
             interrupted = True
             orchestrator = refs.get(ORCHESTRATOR)
             if orchestrator is not None:
+                # The same graceful stop as `autonoma stop`: the merge under way finishes.
                 with contextlib.suppress(Exception):
-                    orchestrator.proxy().stop_run().get(timeout=10)
-            finished.wait(5)
+                    orchestrator.proxy().stop_run(origin=f"Ctrl-C, {origin()}").get(timeout=10)
+            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop now
+                finished.wait(_stop_grace(settings))
         if fatal and not outcome:
             end = RunFinished(
                 outcome="failed",
@@ -443,6 +452,16 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
     return RunResult(
         prepared.run_id, "stopped", f"the run {reason}; `{_resume(prepared)}` resumes it"
     )
+
+
+def _resume_root(system: System, reason: str) -> None:
+    """Ask the root to end its pause; returns at once (the root answers on the bus)."""
+    system.root.proxy().resume(reason)
+
+
+def _stop_grace(settings: config.Settings) -> float:
+    """Seconds a stop may wait for the merge under way (its tests) before cutting it."""
+    return settings.test_timeout + 30.0
 
 
 def _resume(prepared: Prepared) -> str:

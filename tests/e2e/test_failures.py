@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from autonoma.protocol import (
     AgentTurnStarting,
     Envelope,
     Escalation,
+    ResumeRequested,
     RetryRequested,
     ReviewVerdict,
     RunFinished,
@@ -37,11 +39,11 @@ from autonoma.protocol import (
     TaskMerged,
     TaskStateChanged,
     WorkPaused,
+    WorkResumed,
 )
 from autonoma.vcs.workspace import PUSH_REFUSED
 from autonoma.workflow import run
 from autonoma.workflow.decide import _Step
-from autonoma.workflow.orchestrator import Orchestrator
 from autonoma.workflow.run import RunOptions, RunResult
 from tests.conftest import run_autonoma
 from tests.e2e.runs import (
@@ -413,7 +415,7 @@ def test_an_orchestrator_that_keeps_crashing_ends_the_run_instead_of_hanging(
     assert messages(rows, RunFinished)[-1].outcome == "failed"
 
 
-def test_too_many_crashes_make_the_crew_give_up_and_the_root_pause_new_work(
+def test_too_many_crashes_make_the_crew_give_up_the_root_pause_and_autonoma_resume_go_on(
     tmp_path: Path, clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AUTONOMA_RESTART_INTENSITY", "1")
@@ -430,15 +432,25 @@ def test_too_many_crashes_make_the_crew_give_up_and_the_root_pause_new_work(
     running.first(Escalation, source="crew")
     # The root restarts the crew, but starts no new work: no turn after the pause.
     running.first(ActorStarted, name="crew", restart=True)
-    (orchestrator,) = pykka.ActorRegistry.get_by_class(Orchestrator)
-    orchestrator.proxy().stop_run("stopped by the test").get(timeout=10)
-    result = running.result()
-    assert result.outcome == "stopped"
-    rows = journal(root)
-    assert not [e for e in envelopes(rows, AgentTurnStarting) if e.seq > paused.seq]
-    assert gave_up.seq < paused.seq
+    time.sleep(1.0)  # five ticks of the orchestrator
+    assert not [e for e in envelopes(journal(root), AgentTurnStarting) if e.seq > paused.seq]
     state = status_json(root, clean_env)
     assert state["paused"] and state["escalations"][0]["source"] == "crew"
+    assert "crew" in state["pause_reason"]
+
+    # A human resumes it from another terminal: no stop and start needed.
+    resumed = run_autonoma("resume", cwd=root, env=clean_env)
+    assert resumed.returncode == 0, resumed.stderr
+    result = running.result()
+    assert result.outcome == "done", result.summary
+    rows = journal(root)
+    (human,) = envelopes(rows, ResumeRequested)
+    (again,) = envelopes(rows, WorkResumed)
+    assert again.sender == "root" and again.message.reason == f"by {human.message.origin}"
+    assert [e for e in envelopes(rows, AgentTurnStarting) if e.seq > again.seq]
+    assert gave_up.seq < paused.seq < human.seq < again.seq
+    assert messages(rows, TaskMerged, task_id="t1")
+    assert not status_json(root, clean_env)["paused"]
 
 
 # --- 4. bad input for `autonoma start` ------------------------------------------------

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from autonoma import protocol as p
 from autonoma.journal.fold import (
     HANDLED_TYPES,
     State,
@@ -164,6 +165,66 @@ def test_escalation() -> None:
         (1, "crew", "gave up", None, "r1"),
         (2, "orchestrator", "3 failed attempts", "t2", "r1"),
     ]
+
+
+PAUSE_CASES = [
+    # (messages, paused, pause_reason, stopping)
+    ((p.PauseRequested(origin="user a"),), True, "paused by user a", False),
+    ((p.PauseRequested(origin="user a"), p.ResumeRequested(origin="user b")), False, "", False),
+    (
+        (p.PauseRequested(origin="user a"), p.WorkPaused(reason="crew gave up")),
+        True,
+        "paused by user a; crew gave up",
+        False,
+    ),
+    # A human's resume ends the human's pause; the root's ends with its WorkResumed.
+    (
+        (p.WorkPaused(reason="crew gave up"), p.ResumeRequested(origin="user b")),
+        True,
+        "crew gave up",
+        False,
+    ),
+    ((p.WorkPaused(reason="crew gave up"), p.WorkResumed(reason="by b")), False, "", False),
+    ((p.PauseRequested(), p.StopRequested(origin="user c")), True, "paused by a human", True),
+    # The run ended: neither paused nor stopping any more.
+    (
+        (p.PauseRequested(), p.StopRequested(), p.RunFinished(outcome="stopped")),
+        False,
+        "",
+        False,
+    ),
+    # A command that came as the run ended changes nothing.
+    ((p.RunFinished(outcome="done"), p.PauseRequested(), p.StopRequested()), False, "", False),
+    # A new process (the root starts the journal first): an earlier pause is gone.
+    (
+        (
+            p.PauseRequested(),
+            p.StopRequested(),
+            p.ActorStarted(name="journal", supervisor="root", urn="u"),
+        ),
+        False,
+        "",
+        False,
+    ),
+    # The journal restarted in the same process: the pause holds.
+    (
+        (
+            p.PauseRequested(origin="user a"),
+            p.ActorStarted(name="journal", supervisor="root", urn="u", restart=True),
+        ),
+        True,
+        "paused by user a",
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(("given", "paused", "reason", "stopping"), PAUSE_CASES)
+def test_a_humans_pause_and_stop_and_the_systems_pause(
+    given: tuple[AnyMessage, ...], paused: bool, reason: str, stopping: bool
+) -> None:
+    state = folded(p.RunStarted(requirements="r", project="/p", max_workers=1), *given)
+    assert (state.paused, state.pause_reason, state.stopping) == (paused, reason, stopping)
 
 
 def test_work_paused_and_resumed() -> None:

@@ -787,3 +787,31 @@ def test_every_event_is_on_the_bus_in_order(world: World) -> None:
         ("stopped", "a", "shutdown"),
     ]
     assert {e.sender for e in world.envelopes} == {"sup"}
+
+
+def test_a_root_pause_stops_what_rest_for_one_takes_along_and_resume_starts_it_in_order(
+    world: World,
+) -> None:
+    root = start_sup(
+        world,
+        [world.spec("journal"), world.spec("orchestrator"), world.spec("crew")],
+        name="root",
+        strategy="rest_for_one",
+        intensity=0,
+        period=3600,
+        root=True,
+    )
+    journal_urn = root.urn("journal")
+    orchestrator = root.child("orchestrator")
+    orchestrator.tell("crash")  # intensity 0: the root pauses at once
+    world.wait_for(lambda m: isinstance(m, WorkPaused))
+    # The crew, started after the orchestrator, is stopped with it (OTP's rest_for_one).
+    world.wait_for(of_type(ActorStopped, name="crew"))
+    assert root.urns() == {"journal": journal_urn, "orchestrator": None, "crew": None}
+
+    assert root.proxy.resume("a human looked").get(timeout=WAIT)
+    world.wait_for(started("crew"))
+    order = [m.name for m in world.matching(of_type(ActorStarted, restart=True))]
+    assert order == ["orchestrator", "crew"]  # in start order
+    assert root.urn("journal") == journal_urn  # before the failed child: untouched
+    assert not root.proxy.is_paused().get(timeout=WAIT)

@@ -29,18 +29,24 @@ from autonoma.protocol import (
     Envelope,
     Escalation,
     HumanCommandRejected,
+    MergeFailed,
+    PauseRequested,
     PlanWritten,
     ProjectCommands,
     ResolveRequested,
+    ResumeRequested,
     RunFinished,
     RunStarted,
     SchemaRejected,
     SetupRan,
     SpawnsHeld,
+    StopRequested,
     TaskDefined,
     TaskMerged,
     TaskStateChanged,
     WorkCommittedForAgent,
+    WorkPaused,
+    WorkResumed,
 )
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER
 from autonoma.workflow.decide import (
@@ -48,6 +54,7 @@ from autonoma.workflow.decide import (
     CheckoutReady,
     CommitForAgent,
     Config,
+    ConflictMerge,
     Emit,
     Event,
     Heard,
@@ -57,11 +64,14 @@ from autonoma.workflow.decide import (
     PrepareWorkspace,
     RemoveCheckout,
     RemoveWorktrees,
+    ResumeRoot,
     RunSetup,
     SetupDone,
     SpawnRefused,
     Started,
     StartTurn,
+    StopRun,
+    StopTurns,
     SubmitMerge,
     Tick,
     TurnNotStarted,
@@ -297,8 +307,11 @@ class Harness:
         budget: float = 0.0,
         commands: ProjectCommands | None = None,
         checkouts: bool = True,
+        workspaces: bool = True,
     ) -> None:
         self.checkouts = checkouts
+        self.workspaces = workspaces
+        """Answer `PrepareWorkspace` at once (else the test feeds `WorkspaceReady`)."""
         """Answer `PrepareCheckout` at once (else the row feeds `CheckoutReady` itself)."""
         roles = {name: load_role(name) for name in (CEO, STAFF_ENGINEER, "developer", "qa")}
         config = Config(
@@ -349,7 +362,7 @@ class Harness:
         _, actions = decide(self.m, event)
         self.actions.extend(actions)
         for action in actions:
-            if isinstance(action, PrepareWorkspace):  # the git worker, done at once
+            if isinstance(action, PrepareWorkspace) and self.workspaces:  # done at once
                 if action.create:
                     self.feed(WorkspaceReady(T, "autonoma/t1", WORKTREE, "base", created=True))
                 else:
@@ -1247,3 +1260,214 @@ def test_qa_reviews_in_a_throwaway_checkout_of_the_branch(row: ReviewRow) -> Non
     assert row.reason in h.task.reason
     if "cannot be made" in row.name:
         assert h.m.qa_failures[T] == 1
+
+
+# --- a human's pause, resume and stop (and the root's pause) ------------------------------
+
+ORIGIN = "user alice (uid 1000), pid 42, tty none, host box"
+
+
+@dataclass(frozen=True)
+class Cmd:
+    """A human's command, as the inbox gives it to the run."""
+
+    message: AnyMessage
+
+
+@dataclass(frozen=True)
+class From:
+    """A message another actor published (the root, the merge queue)."""
+
+    sender: str
+    message: AnyMessage
+
+
+PAUSE = Cmd(PauseRequested(origin=ORIGIN))
+RESUME = Cmd(ResumeRequested(origin=ORIGIN))
+STOP = Cmd(StopRequested(origin=ORIGIN))
+ROOT_PAUSED = From("root", WorkPaused(reason="crew restarted more than 1 times in 5s"))
+ROOT_RESUMED = From("root", WorkResumed(reason=f"by {ORIGIN}"))
+MERGED = From("merge_queue", TaskMerged(task_id=T, commit="abc"))
+CONFLICT = From("merge_queue", MergeFailed(task_id=T, kind="conflict", files=["todo.py"]))
+DEVELOPED = (SUCCESS, EXIT_0, Checked())
+TERMINATED = exited(None, signal=15)
+
+
+@dataclass(frozen=True)
+class ControlRow:
+    name: str
+    at: Literal["developing", "merging"]
+    """A developer's turn runs; or QA approved and the merge was submitted."""
+    steps: tuple[Step | Cmd | From | StopRun, ...]
+    state: str
+    """The task's state after."""
+    next: Next
+    """What starts next (after time passes)."""
+    outcome: str | None = None
+    """The run's end, if it ended."""
+    asks_root: bool = False
+    """The root is asked to end its pause (`ResumeRoot`)."""
+    stops: tuple[str, ...] = ()
+    """The agents whose turns are stopped (`StopTurns`)."""
+
+
+CONTROL_ROWS = [
+    ControlRow(
+        "a pause holds the next turn; the turn under way finishes and is handled",
+        "developing",
+        (PAUSE, *DEVELOPED),
+        "review",
+        "none",
+    ),
+    ControlRow(
+        "resume: the held turn starts",
+        "developing",
+        (PAUSE, *DEVELOPED, RESUME),
+        "review",
+        "review",
+    ),
+    ControlRow(
+        "the root's pause holds work; resume asks the root, nothing starts before it resumed",
+        "developing",
+        (ROOT_PAUSED, *DEVELOPED, RESUME),
+        "review",
+        "none",
+        asks_root=True,
+    ),
+    ControlRow(
+        "the root resumed: the held turn starts",
+        "developing",
+        (ROOT_PAUSED, *DEVELOPED, RESUME, ROOT_RESUMED),
+        "review",
+        "review",
+        asks_root=True,
+    ),
+    ControlRow(
+        "a human's resume ends the human's pause and the root's",
+        "developing",
+        (PAUSE, ROOT_PAUSED, *DEVELOPED, RESUME, ROOT_RESUMED),
+        "review",
+        "review",
+        asks_root=True,
+    ),
+    ControlRow(
+        "a pause lets the merge under way finish",
+        "merging",
+        (PAUSE, MERGED),
+        "merged",
+        "none",
+        "done",
+    ),
+    ControlRow(
+        "stop waits for the merge under way, which ends the run",
+        "merging",
+        (STOP, MERGED),
+        "merged",
+        "none",
+        "done",
+    ),
+    ControlRow(
+        "stop: a merge failing is left to the resumed run (no conflict merge now)",
+        "merging",
+        (STOP, CONFLICT),
+        "merging",
+        "none",
+        "stopped",
+    ),
+    ControlRow(
+        "stop with a turn under way: stopped, waited for",
+        "developing",
+        (STOP,),
+        "running",
+        "none",
+        stops=(DEV,),
+    ),
+    ControlRow(
+        "stop: the turn stopped, the run ends; the task stays running for the resumed run",
+        "developing",
+        (STOP, TERMINATED),
+        "running",
+        "none",
+        "stopped",
+        stops=(DEV,),
+    ),
+    ControlRow(
+        "stop while paused",
+        "developing",
+        (PAUSE, STOP, TERMINATED),
+        "running",
+        "none",
+        "stopped",
+        stops=(DEV,),
+    ),
+    ControlRow(
+        "Ctrl-C is the same stop",
+        "merging",
+        (StopRun(ORIGIN), CONFLICT),
+        "merging",
+        "none",
+        "stopped",
+    ),
+]
+
+
+@pytest.mark.parametrize("row", CONTROL_ROWS, ids=[r.name for r in CONTROL_ROWS])
+def test_a_humans_pause_resume_and_stop(row: ControlRow) -> None:
+    if row.at == "developing":
+        h = Harness("development")
+        h.begin()
+    else:
+        h = reviewing()
+        h.begin()
+        for step in (APPROVE, EXIT_0):
+            h.play(step)
+        assert [a for a in h.actions if isinstance(a, SubmitMerge)]
+        h.mark = len(h.actions)
+    for step in row.steps:
+        if isinstance(step, Cmd):
+            h.feed(InboxCommand(step.message))
+        elif isinstance(step, From):
+            h.hear(step.message, step.sender)
+        elif isinstance(step, StopRun):
+            h.feed(step)
+        else:
+            h.play(step)
+        if isinstance(step, Cmd | StopRun):  # journaled durably, before anything else
+            asked = step.message if isinstance(step, Cmd) else StopRequested(origin=ORIGIN)
+            assert Emit(asked, durable=True) in h.actions
+
+    assert h.task.state == row.state
+    if row.outcome is None:
+        assert not h.emitted(RunFinished)
+    else:
+        if not h.emitted(RunFinished):  # the run ends once merged worktrees are removed
+            (remove,) = [a for a in h.actions if isinstance(a, RemoveWorktrees)]
+            h.feed(WorktreesRemoved(remove.then))
+        (end,) = h.emitted(RunFinished)
+        assert end.outcome == row.outcome
+        if row.outcome == "stopped":
+            assert "resumes the run" in end.summary
+    asked_root = [a.reason for a in h.actions if isinstance(a, ResumeRoot)]
+    assert asked_root == ([f"by {ORIGIN}"] if row.asks_root else [])
+    assert [a.agents for a in h.actions if isinstance(a, StopTurns)] == (
+        [row.stops] if row.stops else []
+    )
+    assert not [a for a in h.actions if isinstance(a, ConflictMerge)]
+    nxt, _ = what_next(h, "develop")
+    assert nxt == row.next
+
+
+def test_a_task_claimed_before_a_pause_stays_ready_and_its_turn_waits() -> None:
+    # Its worktree is being made (off the mailbox) when the pause comes.
+    h = Harness("development", workspaces=False)
+    (prepare,) = [a for a in h.actions if isinstance(a, PrepareWorkspace)]
+    assert prepare.create and h.task.state == "ready"
+    h.feed(InboxCommand(PauseRequested(origin=ORIGIN)))
+    h.feed(WorkspaceReady(T, "autonoma/t1", WORKTREE, "base", created=True))
+    h.feed(Tick())
+    assert not [a for a in h.actions if isinstance(a, StartTurn)]
+    assert h.task.state == "ready" and h.task.worktree == WORKTREE and not h.m.preparing
+    h.workspaces = True
+    h.feed(InboxCommand(ResumeRequested(origin=ORIGIN)))
+    (start,) = [a for a in h.actions if isinstance(a, StartTurn)]
+    assert (start.kind, start.cwd, h.task.state) == ("develop", WORKTREE, "running")
