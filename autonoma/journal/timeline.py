@@ -29,7 +29,7 @@ from typing import cast
 import apsw
 import msgspec
 
-from autonoma.journal.fold import Row, State, fold_rows
+from autonoma.journal.fold import Row, State, Task, fold_rows
 from autonoma.journal.schema import COLUMNS, JournalError, journal_error, open_read
 
 CHECKPOINT_EVERY = 1000
@@ -67,6 +67,45 @@ NO_ROW: Row = (0, 0.0, "", "", "", "", "")
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(State)
+_TASK_DECODER = msgspec.msgpack.Decoder(Task)
+
+
+class _Checkpoint:
+    """A State, encoded: its tasks one by one, each shared with the checkpoint before it
+    when it did not change since (most tasks of a long run are long finished)."""
+
+    __slots__ = ("rest", "tasks")
+
+    def __init__(self, state: State, before: _Checkpoint | None) -> None:
+        tasks = state.tasks
+        state.tasks = {}
+        try:
+            self.rest = _ENCODER.encode(state)
+        finally:
+            state.tasks = tasks
+        known = before.tasks if before is not None else {}
+        self.tasks: dict[str, bytes] = {}
+        for task_id, task in tasks.items():
+            encoded = _ENCODER.encode(task)
+            old = known.get(task_id)
+            # The same bytes object as before: memory is shared, not copied.
+            self.tasks[task_id] = old if old == encoded else encoded
+
+    def state(self) -> State:
+        """A new State, decoded from the checkpoint."""
+        state = _DECODER.decode(self.rest)
+        decode = _TASK_DECODER.decode
+        state.tasks = {task_id: decode(encoded) for task_id, encoded in self.tasks.items()}
+        return state
+
+    def size(self, seen: set[int]) -> int:
+        """Bytes held, not counting the tasks' bytes already in ``seen`` (ids)."""
+        total = len(self.rest)
+        for encoded in self.tasks.values():
+            if id(encoded) not in seen:
+                seen.add(id(encoded))
+                total += len(encoded)
+        return total
 
 
 def copy_state(state: State) -> State:
@@ -104,8 +143,8 @@ class Timeline:
         self._seqs: array[int] = array("q")
         self._events: array[int] = array("q")
         self._head = State()
-        # _checkpoints[i]: the state after the first i * every rows, encoded.
-        self._checkpoints: list[bytes] = [_ENCODER.encode(State())]
+        # _checkpoints[i]: the state after the first i * every rows.
+        self._checkpoints: list[_Checkpoint] = [_Checkpoint(State(), None)]
         self.caught_up = False
         """The last `refresh` read everything committed then."""
         if catch_up:
@@ -180,7 +219,7 @@ class Timeline:
                         self._events.append(row[0])
                 start += len(chunk)
                 if len(self._seqs) % every == 0:
-                    self._checkpoints.append(_ENCODER.encode(self._head))
+                    self._checkpoints.append(_Checkpoint(self._head, self._checkpoints[-1]))
             return self.head
 
     def _fold(self, rows: list[Row], state: State) -> None:
@@ -207,8 +246,9 @@ class Timeline:
         return len(self._checkpoints)
 
     def checkpoint_bytes(self) -> int:
-        """Memory taken by the checkpoints' bytes."""
-        return sum(len(c) for c in self._checkpoints)
+        """Memory taken by the checkpoints' bytes (a task's bytes shared by several once)."""
+        seen: set[int] = set()
+        return sum(c.size(seen) for c in self._checkpoints)
 
     def _count_at(self, seq: int | None) -> int:
         """How many of the run's rows have a seq <= ``seq`` (None: all)."""
@@ -228,7 +268,7 @@ class Timeline:
             if count == len(self._seqs):
                 return copy_state(self._head)
             base = count // self.every
-            state = _DECODER.decode(self._checkpoints[base])
+            state = self._checkpoints[base].state()
             done = base * self.every
             if count > done:
                 after = self._seqs[done - 1] if done else 0
