@@ -175,7 +175,7 @@ def bench_state_at(db: Path, samples: int, intervals: Sequence[int]) -> None:
     )
     for every in intervals:
         timeline = Timeline(db, checkpoint_every=every)
-        times = [_timed(lambda s=s: timeline.state_at(s)) for s in picks]
+        times = [_timed(lambda s=s, t=timeline: t.state_at(s)) for s in picks]
         median = statistics.median(times)
         mark = " <- CHECKPOINT_EVERY" if every == CHECKPOINT_EVERY else ""
         print(
