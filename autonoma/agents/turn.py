@@ -194,20 +194,23 @@ class Turn:
         """Create the turn's temp folder (private, empty) and its short alias if any."""
         if self.tmpdir is None:
             return
+        # Under the lock, the whole of it: a crashed turn's late `_remove_tmpdir` must
+        # run wholly before this (and this makes the folder anew) or wholly after (and
+        # sees it is not its own): interleaved, it removed the new turn's folder.
         with _OWNERS_LOCK:
             _OWNERS[self.tmpdir] = self
-        shutil.rmtree(self.tmpdir, ignore_errors=True)  # what an earlier turn left
-        self.tmpdir.mkdir(mode=0o700, parents=True)
-        if self._alias is not None:
-            base = self._alias.parent
-            with contextlib.suppress(FileExistsError):
-                base.mkdir(mode=0o700)
-            info = base.lstat()
-            if not base.is_dir() or base.is_symlink() or info.st_uid != os.getuid():
-                raise PortError(f"{base}: not a folder of this user: cannot make temp folders")
-            with contextlib.suppress(FileNotFoundError):
-                self._alias.unlink()
-            self._alias.symlink_to(self.tmpdir)
+            shutil.rmtree(self.tmpdir, ignore_errors=True)  # what an earlier turn left
+            self.tmpdir.mkdir(mode=0o700, parents=True)
+            if self._alias is not None:
+                base = self._alias.parent
+                with contextlib.suppress(FileExistsError):
+                    base.mkdir(mode=0o700)
+                info = base.lstat()
+                if not base.is_dir() or base.is_symlink() or info.st_uid != os.getuid():
+                    raise PortError(f"{base}: not a folder of this user: cannot make temp folders")
+                with contextlib.suppress(FileNotFoundError):
+                    self._alias.unlink()
+                self._alias.symlink_to(self.tmpdir)
 
     def _remove_tmpdir(self) -> None:
         """Remove what `_make_tmpdir` made, unless a later turn of the agent made it anew.
@@ -221,10 +224,10 @@ class Turn:
             if _OWNERS.get(self.tmpdir) is not self:
                 return
             del _OWNERS[self.tmpdir]
-        if self._alias is not None:
-            with contextlib.suppress(OSError):
-                self._alias.unlink()
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
+            if self._alias is not None:
+                with contextlib.suppress(OSError):
+                    self._alias.unlink()
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def start(self) -> int:
         """Journal the turn, spawn ``claude``; return its pid at once.
