@@ -151,14 +151,15 @@ class Dashboard(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit_dashboard", "Quit"),
         Binding("ctrl+c", "quit_dashboard", "Quit", show=False, priority=True),
-        Binding("left", "step(-1)", "← msg", show=False),
-        Binding("right", "step(1)", "msg →", show=False),
+        Binding("left", "step(-1)", "← msg", show=False, priority=True),
+        Binding("right", "step(1)", "msg →", show=False, priority=True),
         Binding("comma", "step(-1)", "◀ msg"),
         Binding("full_stop", "step(1)", "msg ▶"),
         Binding("left_square_bracket", "task_step(-1)", "◀ task"),
         Binding("right_square_bracket", "task_step(1)", "task ▶"),
-        Binding("home", "jump_start", "Start"),
-        Binding("end,l", "live", "Live"),
+        Binding("home", "jump_start", "Start", priority=True),
+        Binding("end", "live", "Live", show=False, priority=True),
+        Binding("l", "live", "Live"),
         Binding("r", "human('retry')", "Retry"),
         Binding("d", "human('resolve')", "Resolve"),
         Binding("p", "control('pause')", "Pause", show=False),
@@ -416,6 +417,14 @@ class Dashboard(App[None]):
             self._draw_stream()
 
     # --- keys --------------------------------------------------------------------------
+
+    _TRAVEL = frozenset({"step", "task_step", "jump_start", "live"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Time travel keys belong to the dashboard, not to a dialog's text field."""
+        if action in self._TRAVEL and len(self.screen_stack) > 1:
+            return False
+        return True
 
     def action_step(self, by: int) -> None:
         self._go(self.source.step(self.seq, by))
