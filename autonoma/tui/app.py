@@ -422,9 +422,7 @@ class Dashboard(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Time travel keys belong to the dashboard, not to a dialog's text field."""
-        if action in self._TRAVEL and len(self.screen_stack) > 1:
-            return False
-        return True
+        return not (action in self._TRAVEL and len(self.screen_stack) > 1)
 
     def action_step(self, by: int) -> None:
         self._go(self.source.step(self.seq, by))
