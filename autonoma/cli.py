@@ -178,9 +178,11 @@ def _run_with_dashboard(proj: project.Project, prepared: Any) -> Any:
             run_id=prepared.run_id,
             link=RunLink(running=worker.running, stop=worker.interrupt),
         )
+    except BaseException:
+        worker.interrupt()  # the dashboard failed: stop the run cleanly, then say why
+        raise
     finally:
-        if worker.running():
-            worker.interrupt()
+        # The run ended (its actors may still be winding down), or the user chose to stop it.
         while worker.running():
             try:
                 worker.thread.join(0.5)

@@ -483,7 +483,9 @@ class Dashboard(App[None]):
 
     def action_quit_dashboard(self) -> None:
         link = self.link
-        if link is None or not link.running():
+        head = self.source.state_at(None).run
+        if link is None or not link.running() or (head is not None and head.outcome is not None):
+            # Nothing to stop: no run here, or it ended (its actors are only winding down).
             self.exit()
             return
 

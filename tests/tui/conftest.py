@@ -1,8 +1,8 @@
 """Journals for the dashboard's tests, recorded from real runs (the real claude, the sim).
 
-``demo_run`` runs ``autonoma demo`` once per session; ``escalated_run`` runs ``autonoma
-start`` on the ``rejects_t2`` scenario with one retry, so that t2 ends escalated. Both
-run with stdout a pipe: they also show what start and demo print when not on a terminal.
+``demo_run`` runs ``autonoma demo`` once per session on a real terminal (tmux) with the
+dashboard, to its end; ``escalated_run`` runs ``autonoma start`` (stdout a pipe: the plain
+log) on the ``rejects_t2`` scenario with one retry, so that t2 ends escalated.
 The snapshot tests use ``data/*.db``, two journals recorded the same way and kept, so
 that the pictures do not change with each run's timings.
 """
@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_autonoma
 from tests.e2e.runs import make_project, start
+from tests.tui.terminal import Terminal
 
 DATA = Path(__file__).parent / "data"
 
@@ -39,13 +40,36 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("AUTONOMA_")}
 
 
+@dataclass(frozen=True)
+class OnScreen:
+    """A run watched on a real terminal: its project, and the screens read."""
+
+    root: Path
+    last_dashboard: str
+    """The dashboard's screen once the run ended."""
+    after: str
+    """The terminal after ``q``: what the command printed, and ``EXIT=<code>``."""
+
+    @property
+    def db(self) -> Path:
+        return self.root / ".autonoma" / "state.db"
+
+
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
-    """``autonoma demo --no-tui`` to its end, once."""
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> OnScreen:
+    """``autonoma demo`` on a real terminal (tmux), with the dashboard, to its end and ``q``."""
     where = tmp_path_factory.mktemp("tui-demo") / "todo"
-    result = run_autonoma("demo", "--dir", str(where), "--no-tui", cwd=where.parent, env=_env())
-    assert result.returncode == 0, result.stdout + result.stderr
-    return Recorded(where, result)
+    argv = [sys.executable, "-m", "autonoma", "demo", "--dir", str(where)]
+    term = Terminal(argv, where.parent, _env())
+    try:
+        done = term.wait_for(
+            lambda s: ": done" in s and "tasks 6/6 done" in s, "the run done", timeout=240
+        )
+        term.keys("q")
+        after = term.wait_for(lambda s: "EXIT=" in s, "the command's end")
+    finally:
+        term.close()
+    return OnScreen(where, done, after)
 
 
 @pytest.fixture(scope="session")

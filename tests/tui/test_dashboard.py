@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
+import apsw
 from textual.widgets import DataTable, Static, Tree
 
 from autonoma.journal import reader
+from autonoma.journal.schema import open_write
 from autonoma.project import find
 from autonoma.protocol import RetryRequested
 from autonoma.tui.app import ConfirmQuit, Dashboard, HelpScreen, RunLink
 from autonoma.tui.run import human_command
 from autonoma.tui.source import JournalSource
-from tests.e2e.runs import journal, messages
-from tests.tui.conftest import Recorded
+from tests.conftest import run_autonoma
+from tests.e2e.runs import journal, make_project, messages, model_file
+from tests.tui.conftest import OnScreen, Recorded, _env
+from tests.tui.terminal import Terminal
 
 TASKS = [f"t{i}" for i in range(1, 7)]
 
@@ -63,7 +67,7 @@ def tree_labels(app: Dashboard) -> list[str]:
 
 @sync
 async def test_a_finished_demo_shows_every_task_merged_every_agent_and_the_outcome(
-    demo_run: Recorded,
+    demo_run: OnScreen,
 ) -> None:
     app = Dashboard(JournalSource(demo_run.db))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -83,7 +87,7 @@ async def test_a_finished_demo_shows_every_task_merged_every_agent_and_the_outco
 
 @sync
 async def test_time_travel_shows_the_run_as_it_was_and_l_returns_to_live(
-    demo_run: Recorded,
+    demo_run: OnScreen,
 ) -> None:
     app = Dashboard(JournalSource(demo_run.db))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -115,7 +119,7 @@ async def test_time_travel_shows_the_run_as_it_was_and_l_returns_to_live(
 
 
 @sync
-async def test_choosing_an_agent_in_the_tree_shows_its_stream(demo_run: Recorded) -> None:
+async def test_choosing_an_agent_in_the_tree_shows_its_stream(demo_run: OnScreen) -> None:
     app = Dashboard(JournalSource(demo_run.db))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
@@ -187,11 +191,27 @@ async def test_a_refused_command_is_said_and_nothing_is_journaled(escalated_copy
     assert reader.last_seq(db) == before
 
 
+def partial_journal(
+    source: Path, db: Path, rows: int
+) -> tuple[apsw.Connection, list[tuple[Any, ...]]]:
+    """A journal at ``db`` holding the first ``rows`` rows of ``source`` (a run under
+    way); its open connection, and the rows left out."""
+    every = list(reader.rows(source))
+    marks = ",".join("?" * len(every[0]))
+    target = open_write(db)
+    with target:
+        target.executemany(f"INSERT INTO messages VALUES ({marks})", every[:rows])
+    return target, list(every[rows:])
+
+
 @sync
-async def test_quitting_while_the_run_goes_on_asks_and_s_stops_it(demo_run: Recorded) -> None:
+async def test_quitting_while_the_run_goes_on_asks_and_s_stops_it(
+    demo_run: OnScreen, tmp_path: Path
+) -> None:
     stopped: list[bool] = []
     link = RunLink(running=lambda: not stopped, stop=lambda: stopped.append(True))
-    app = Dashboard(JournalSource(demo_run.db), link=link)
+    partial_journal(demo_run.db, tmp_path / "state.db", 200)
+    app = Dashboard(JournalSource(tmp_path / "state.db"), link=link)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("q")
         await pilot.pause()
@@ -207,7 +227,7 @@ async def test_quitting_while_the_run_goes_on_asks_and_s_stops_it(demo_run: Reco
 
 
 @sync
-async def test_question_mark_opens_the_help(demo_run: Recorded) -> None:
+async def test_question_mark_opens_the_help(demo_run: OnScreen) -> None:
     app = Dashboard(JournalSource(demo_run.db))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("question_mark")
@@ -220,18 +240,12 @@ async def test_question_mark_opens_the_help(demo_run: Recorded) -> None:
 
 @sync
 async def test_the_live_dashboard_follows_rows_as_they_are_committed(
-    demo_run: Recorded, tmp_path: Path
+    demo_run: OnScreen, tmp_path: Path
 ) -> None:
-    from autonoma.journal.schema import open_write
-
     db = tmp_path / "state.db"
-    every = list(reader.rows(demo_run.db))
-    marks = ",".join("?" * len(every[0]))
-    target = open_write(db)
     # The first 200 rows now, the rest while the dashboard is open (a run writing them).
-    with target:
-        target.executemany(f"INSERT INTO messages VALUES ({marks})", every[:200])
-    rows = every[200:]
+    target, rows = partial_journal(demo_run.db, db, 200)
+    marks = ",".join("?" * len(rows[0]))
     app = Dashboard(JournalSource(db), refresh_s=0.05)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
@@ -247,21 +261,45 @@ async def test_the_live_dashboard_follows_rows_as_they_are_committed(
         assert board(app) == dict.fromkeys(TASKS, "merged")
 
 
-def test_start_and_demo_print_the_plain_log_when_stdout_is_not_a_terminal(
-    demo_run: Recorded, escalated_run: Recorded
-) -> None:
-    # demo --no-tui, and start with no option at all (stdout a pipe): the plain log.
-    for result in (demo_run.result, escalated_run.result):
-        assert "[00:0" in result.stdout
-        assert "\x1b[?1049h" not in result.stdout + result.stderr  # no full screen
-    assert "Run " in demo_run.result.stdout and ": done." in demo_run.result.stdout
-    assert "!!! ESCALATION [t2]" in escalated_run.result.stdout
+def test_the_demo_on_a_terminal_runs_with_the_dashboard_to_its_end(demo_run: OnScreen) -> None:
+    # The dashboard showed the run done, every task merged, until q.
+    screen = demo_run.last_dashboard
+    assert screen.count(" merged ") + screen.count(" merged\n") >= 6 or all(
+        f"{t}   merged" in screen for t in TASKS
+    ), screen
+    for task in TASKS:
+        assert any(task in line and "merged" in line for line in screen.splitlines()), screen
+    # Then the same end as the plain log: the summary, the result's path, exit 0.
+    after = demo_run.after
+    assert "Run " in after and ": done. 6 tasks: 6 merged" in after, after
+    assert f"The result: {demo_run.root}" in after
+    assert "EXIT=0" in after
+    assert "Traceback" not in after
 
 
-@pytest.mark.parametrize("tty", [False])
-def test_dashboard_refuses_without_a_terminal(demo_run: Recorded, tty: bool) -> None:
-    from tests.conftest import run_autonoma
+def test_start_without_a_terminal_prints_the_plain_log(escalated_run: Recorded) -> None:
+    out = escalated_run.result.stdout
+    assert "[00:0" in out and "!!! ESCALATION [t2]" in out
+    assert "\x1b[?1049h" not in out + escalated_run.result.stderr  # no full screen
+    assert "failed. 3 tasks: 1 merged; 1 escalated" in out
 
+
+def test_no_tui_on_a_terminal_prints_the_plain_log(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    model = model_file(root, "rejects_t2.toml")
+    argv = [sys.executable, "-m", "autonoma", "start", "requirements.md"]
+    argv += ["--scenario", str(model), "--max-workers", "2", "--no-tui"]
+    term = Terminal(argv, root, {**_env(), "AUTONOMA_MAX_RETRIES": "1"})
+    try:
+        screen = term.wait_for(lambda s: "EXIT=" in s, "the command's end", timeout=90)
+    finally:
+        term.close()
+    assert "Starting run" in screen and "!!! ESCALATION [t2]" in screen, screen
+    assert "EXIT=1" in screen
+    assert "tasks (* critical path)" not in screen
+
+
+def test_dashboard_refuses_without_a_terminal(demo_run: OnScreen) -> None:
     result = run_autonoma("dashboard", cwd=demo_run.root)
     assert result.returncode == 2
     assert "needs a terminal" in result.stderr
