@@ -202,6 +202,8 @@ class Dashboard(App[None]):
         self.state = State()
         self._shown: tuple[int | None, int] | None = None
         self._notified: set[str] = set()
+        self.notified: list[str] = []
+        """What the bell and the desktop notifications said, in order."""
         self._first = True
         self._stream_shown: list[tuple[str, Level]] = []
         self.stream_text = ""
@@ -389,7 +391,8 @@ class Dashboard(App[None]):
         self._notified.update(k for k, _ in events)
         if self._first or not fresh or not self.notify_on:
             return  # what was there when the dashboard opened is no news
-        body = fresh[-1][1]
+        body = "; ".join(text for _, text in fresh)
+        self.notified.append(body)
         self.bell()
         driver = self._driver
         if driver is not None:

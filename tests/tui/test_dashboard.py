@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import apsw
+import pytest
 from textual.widgets import DataTable, Static, Tree
 
 from autonoma.journal import reader
 from autonoma.journal.schema import open_write
 from autonoma.project import find
-from autonoma.protocol import RetryRequested
+from autonoma.protocol import Escalation, RetryRequested
 from autonoma.tui.app import ConfirmQuit, Dashboard, HelpScreen, RunLink
+from autonoma.tui.notify import escape
 from autonoma.tui.run import human_command
 from autonoma.tui.source import JournalSource
 from tests.conftest import run_autonoma
@@ -304,3 +306,55 @@ def test_dashboard_refuses_without_a_terminal(demo_run: OnScreen) -> None:
     assert result.returncode == 2
     assert "needs a terminal" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("notify", [True, False])
+def test_an_escalation_arriving_live_rings_once_unless_switched_off(
+    escalated_run: Recorded, tmp_path: Path, notify: bool
+) -> None:
+    @sync
+    async def scenario() -> None:
+        db = tmp_path / "state.db"
+        escalation = next(
+            e.seq for e in journal(escalated_run.root) if isinstance(e.message, Escalation)
+        )
+        # The run up to just before the escalation; then the rest is committed.
+        target, rows = partial_journal(escalated_run.db, db, escalation - 1)
+        marks = ",".join("?" * len(rows[0]))
+        app = Dashboard(JournalSource(db), refresh_s=0.05, notify=notify)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            assert app.notified == []
+            with target:
+                target.executemany(f"INSERT INTO messages VALUES ({marks})", rows)
+            for _ in range(100):
+                if app.source.head == rows[-1][0]:
+                    break
+                await asyncio.sleep(0.05)
+            await pilot.pause(0.3)
+            if notify:
+                # The escalation and the run's end: each said once.
+                assert any("t2" in said for said in app.notified), app.notified
+                count = len(app.notified)
+                await pilot.pause(0.3)
+                assert len(app.notified) == count
+            else:
+                assert app.notified == []
+
+    scenario()
+
+
+@pytest.mark.parametrize(
+    ("title", "body", "shown"),
+    [
+        ("autonoma", "run done", "autonoma: run done"),
+        # A body cannot end the sequence or add fields: ; and control characters go.
+        ("autonoma", "evil\x1b]9;pwned\x07;x", "autonoma: evilx"),
+    ],
+)
+def test_the_notification_escape(title: str, body: str, shown: str) -> None:
+    sent = escape(title, body)
+    assert sent.startswith("\a\x1b]9;")
+    osc9 = sent[len("\a\x1b]9;") : sent.index("\x1b\\")]
+    assert osc9 == shown
+    assert sent.count("\x1b") == 4  # two sequences, two terminators: nothing injected
