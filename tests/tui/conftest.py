@@ -63,7 +63,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> OnScreen:
     term = Terminal(argv, where.parent, _env())
     try:
         done = term.wait_for(
-            lambda s: ": done" in s and "tasks 6/6 done" in s, "the run done", timeout=240
+            lambda s: "6 tasks: 6 merged" in s, "the run done", timeout=240
         )
         term.keys("q")
         after = term.wait_for(lambda s: "EXIT=" in s, "the command's end")
