@@ -129,8 +129,11 @@ def _sandbox_gate(root: Path | None) -> None:
         fail(problem, 2)
 
 
-def _run_company(proj: project.Project, options: Any, *, gate: bool = True) -> None:
-    """Prepare, run with the live progress view, print the end; exit 0 only when done."""
+def _run_company(
+    proj: project.Project, options: Any, *, gate: bool = True, tui: bool | None = None
+) -> None:
+    """Prepare, run with the dashboard (or the live progress log), print the end; exit 0
+    only when done. ``tui`` None: the dashboard when stdout is a terminal."""
     from autonoma.progress import Progress
     from autonoma.workflow import run
 
@@ -142,21 +145,64 @@ def _run_company(proj: project.Project, options: Any, *, gate: bool = True) -> N
         f"{verb} run {prepared.run_id} in {proj.root} with {prepared.settings.max_workers} "
         f"developers{' against the simulated model' if prepared.sim is not None else ''}"
     )
-    progress = Progress(click.echo, color=sys.stdout.isatty())
-    result = run.execute(prepared, listener=progress.feed)
+    # Not on a terminal, the plain log whatever was asked: a dashboard needs a screen.
+    if tui is None or not sys.stdout.isatty():
+        tui = sys.stdout.isatty() and sys.stdin.isatty()
+    if tui:
+        result = _run_with_dashboard(proj, prepared)
+    else:
+        progress = Progress(click.echo, color=sys.stdout.isatty())
+        result = run.execute(prepared, listener=progress.feed)
     click.echo(inert(f"Run {result.run_id}: {result.outcome}. {result.summary}"))
     if result.outcome != "done":
         click.echo(f"Details: `{hints.command('status')}`; the journal: `{hints.command('logs')}`")
         sys.exit(130 if result.outcome == "stopped" else 1)
 
 
+def _run_with_dashboard(proj: project.Project, prepared: Any) -> Any:
+    """The run in a thread of its own, the dashboard on this one until the user quits.
+
+    The dashboard only reads the journal; quitting while the run goes on stops it as
+    Ctrl-C does (the run lives in this process: it cannot be left running).
+    """
+    from autonoma.tui.app import RunLink
+    from autonoma.tui.run import Background, open_dashboard
+    from autonoma.workflow import run
+
+    worker = Background(lambda: run.execute(prepared))
+    worker.start()
+    try:
+        open_dashboard(
+            proj,
+            prepared.settings,
+            run_id=prepared.run_id,
+            link=RunLink(running=worker.running, stop=worker.interrupt),
+        )
+    except BaseException:
+        worker.interrupt()  # the dashboard failed: stop the run cleanly, then say why
+        raise
+    finally:
+        # The run ended (its actors may still be winding down), or the user chose to stop it.
+        while worker.running():
+            try:
+                worker.thread.join(0.5)
+            except KeyboardInterrupt:
+                worker.interrupt()
+    if worker.error is not None:
+        raise worker.error
+    return worker.result
+
+
+_TUI = click.option(
+    "--tui/--no-tui",
+    default=None,
+    help="The dashboard, or a plain progress log (default: the dashboard on a terminal).",
+)
+
+
 @main.command()
 @click.argument("requirements", type=click.Path(path_type=Path, dir_okay=True))
-@click.option(
-    "--tui/--no-tui",
-    default=False,
-    help="The full-screen view (not built yet) or a live progress log (the default for now).",
-)
+@_TUI
 @_WORKERS
 @click.option("--new", is_flag=True, help="Start a new run even if the last one did not finish.")
 @click.option(
@@ -167,7 +213,7 @@ def _run_company(proj: project.Project, options: Any, *, gate: bool = True) -> N
     help="Play this simulated-model scenario instead of a real model (offline; see the demo).",
 )
 def start(
-    requirements: Path, tui: bool, max_workers: int | None, new: bool, scenario: Path | None
+    requirements: Path, tui: bool | None, max_workers: int | None, new: bool, scenario: Path | None
 ) -> None:
     """Build what REQUIREMENTS asks for: plan, split, implement, review, merge into main.
 
@@ -176,8 +222,6 @@ def start(
     """
     from autonoma.workflow.run import RunOptions
 
-    if tui:
-        fail("the TUI is not built yet: use --no-tui", 2)
     if max_workers is not None:
         _check_workers(max_workers)
     proj = project.find(_here())  # initialised by the run, once every check passed
@@ -189,6 +233,7 @@ def start(
             scenario=None if scenario is None else scenario.absolute(),
             new=new,
         ),
+        tui=tui,
     )
 
 
@@ -209,7 +254,8 @@ def start(
     metavar="N",
     help="Developer agents working at once.",
 )
-def demo(sample: str, where: Path | None, max_workers: int) -> None:
+@_TUI
+def demo(sample: str, where: Path | None, max_workers: int, tui: bool | None) -> None:
     """Run the whole company offline on a sample project (simulated model, real claude)."""
     from autonoma import demo as demo_mod
     from autonoma.workflow.run import RunOptions
@@ -231,6 +277,7 @@ def demo(sample: str, where: Path | None, max_workers: int) -> None:
                     path_prefix=(demo_mod.python_bin(),),
                 ),
                 gate=False,
+                tui=tui,
             )
         finally:
             here = shlex.quote(str(root))
@@ -314,6 +361,29 @@ def replay(at_seq: int | None, run_id: str | None, as_json: bool) -> None:
         fail(f"--run {run_id}: no such run in {proj.state_db}", 2)
     state = reader.replay(proj.state_db, at_seq=at_seq, run_id=run_id)
     click.echo(report.state_json(state) if as_json else report.state_text(state))
+
+
+@main.command()
+@click.option("--run", "run_id", metavar="ID", help="This run (default: the latest).")
+@click.option(
+    "--at",
+    "at_seq",
+    type=click.IntRange(min=0),
+    metavar="SEQ",
+    help="Open at this message (time travel); `end` or `l` goes live.",
+)
+@click.option("--no-notify", is_flag=True, help="No bell or desktop notification.")
+def dashboard(run_id: str | None, at_seq: int | None, no_notify: bool) -> None:
+    """The live dashboard of a run: attached to an active run, or on a finished one."""
+    from autonoma.tui.run import open_dashboard
+
+    proj = project.require_initialised(_here())
+    settings = _settings(proj.root)
+    if run_id is not None and run_id not in reader.run_ids(proj.state_db):
+        fail(f"--run {run_id}: no such run in {proj.state_db}", 2)
+    if not sys.stdout.isatty():
+        fail("the dashboard needs a terminal: `autonoma status` prints the state", 2)
+    open_dashboard(proj, settings, run_id=run_id, at=at_seq, notify=not no_notify)
 
 
 _NOTE = click.option(

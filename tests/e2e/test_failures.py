@@ -510,7 +510,6 @@ BAD_STARTS = [
         {"AUTONOMA_CLAUDE_PATH": "/nonexistent"},
         "claude_path '/nonexistent' (AUTONOMA_CLAUDE_PATH or config.toml): no executable",
     ),
-    ("tui", _nothing, ["requirements.md", "--tui"], {}, "the TUI is not built yet"),
 ]
 
 

@@ -1,0 +1,510 @@
+"""The dashboard: a Textual app over one run's journal.
+
+Every panel is drawn from ``source.state_at(at)`` (``at`` None: live, following new
+rows on a timer). Keys step through the journal (time travel), send a human's commands
+(retry, resolve, pause, resume, stop) and open the help. The app reads only the journal
+and sends only commands.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Footer, Input, Label, RichLog, Static, Tree
+from textual.widgets.tree import TreeNode
+
+from autonoma.journal.fold import State
+from autonoma.tui import views
+from autonoma.tui.notify import escape
+from autonoma.tui.said import Level
+from autonoma.tui.source import JournalSource
+
+STYLES: dict[Level, str] = {"info": "", "good": "green", "warn": "yellow", "bad": "bold red"}
+
+REFRESH_S = 0.25
+"""Seconds between two looks for new rows in the journal while live."""
+
+Command = Callable[[str, str, str], str]
+"""Sends a human's command: ``(kind, task_id, note) -> the line to show``."""
+
+
+def styled(lines: list[tuple[str, Level]]) -> Text:
+    """Lines joined, each in its level's style (no style at all under NO_COLOR)."""
+    text = Text()
+    for i, (line, level) in enumerate(lines):
+        if i:
+            text.append("\n")
+        text.append(line, style=STYLES[level])
+    return text
+
+
+@dataclass
+class RunLink:
+    """The run this dashboard was started beside (same process), if any."""
+
+    running: Callable[[], bool]
+    """True while the run goes on."""
+    stop: Callable[[], None]
+    """Stops it as Ctrl-C does (returns at once)."""
+
+
+HELP = """\
+[b]Autonoma dashboard[/b]  (reads the journal; sends only commands)
+
+[b]Time travel[/b]
+  ← / →      one message back / forward
+  [ / ]      one task event back / forward
+  home       the start of the run
+  end, l     back to live
+[b]Panels[/b]
+  tab        next panel; enter on an agent shows its stream
+[b]Commands[/b] (on the task selected in the board)
+  r          retry it, with a note
+  d          resolve it by hand, with a note
+  p / u / s  pause / resume / stop the run
+[b]Other[/b]
+  n          notifications on or off
+  ?          this help
+  q          quit
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    """The keys, one screen."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark", "close", "Close"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(HELP, id="help")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class NoteDialog(ModalScreen[str | None]):
+    """Asks for the note that goes with a retry or a resolve (escape: cancel)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question)
+            yield Input(placeholder="a note for the agent or the record (enter: send)")
+
+    @on(Input.Submitted)
+    def submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmQuit(ModalScreen[str]):
+    """Quitting while the run goes on: stop it, or stay."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "choose('cancel')", "Cancel"),
+        Binding("s", "choose('stop')", "Stop the run"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(
+                "The run is still going, in this process: quitting stops it "
+                "(the next `autonoma start` resumes it)."
+            )
+            with Horizontal():
+                yield Button("Stop the run and quit (s)", id="stop", variant="error")
+                yield Button("Cancel (esc)", id="cancel")
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id or "cancel")
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss(choice)
+
+
+class Dashboard(App[None]):
+    """The live dashboard of one run."""
+
+    CSS_PATH = "dashboard.tcss"
+    TITLE = "autonoma"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit_dashboard", "Quit"),
+        Binding("ctrl+c", "quit_dashboard", "Quit", show=False, priority=True),
+        Binding("left", "step(-1)", "← msg", show=False, priority=True),
+        Binding("right", "step(1)", "msg →", show=False, priority=True),
+        Binding("comma", "step(-1)", "◀ msg"),
+        Binding("full_stop", "step(1)", "msg ▶"),
+        Binding("left_square_bracket", "task_step(-1)", "◀ task"),
+        Binding("right_square_bracket", "task_step(1)", "task ▶"),
+        Binding("home", "jump_start", "Start", priority=True),
+        Binding("end", "live", "Live", show=False, priority=True),
+        Binding("l", "live", "Live"),
+        Binding("r", "human('retry')", "Retry"),
+        Binding("d", "human('resolve')", "Resolve"),
+        Binding("p", "control('pause')", "Pause", show=False),
+        Binding("u", "control('resume')", "Resume", show=False),
+        Binding("s", "control('stop')", "Stop", show=False),
+        Binding("n", "toggle_notify", "Notify", show=False),
+        Binding("question_mark", "help", "Help"),
+    ]
+
+    def __init__(
+        self,
+        source: JournalSource,
+        *,
+        at: int | None = None,
+        command: Command | None = None,
+        control: Callable[[str], str] | None = None,
+        link: RunLink | None = None,
+        notify: bool = True,
+        budget_usd: float = 0.0,
+        task_budget_usd: float = 0.0,
+        max_retries: int | None = None,
+        refresh_s: float = REFRESH_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.at: int | None = at
+        """The seq shown; None: live (the head, followed)."""
+        self.command = command
+        self.control = control
+        self.link = link
+        self.notify_on = notify
+        self.budget_usd = budget_usd
+        self.task_budget_usd = task_budget_usd
+        self.max_retries = max_retries
+        self.refresh_s = refresh_s
+        self.clock = clock
+        self.agent: str | None = None
+        """The agent whose stream is shown."""
+        self.state = State()
+        self._shown: tuple[int | None, int] | None = None
+        self._notified: set[str] = set()
+        self.notified: list[str] = []
+        """What the bell and the desktop notifications said, in order."""
+        self._first = True
+        self._stream_shown: list[tuple[str, Level]] = []
+        self.stream_text = ""
+        """What the stream panel shows (for tests and screen readers)."""
+        if os.environ.get("NO_COLOR"):
+            # Textual honours NO_COLOR for its own colours; our styles follow.
+            for level in STYLES:
+                STYLES[level] = "bold" if level == "bad" else ""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="seqbar")
+        with Horizontal(id="body"):
+            with Vertical(id="left"):
+                tree: Tree[str] = Tree("root", id="actors")
+                tree.border_title = "actors"
+                tree.show_root = True
+                yield tree
+                run = Static(id="run")
+                run.border_title = "run"
+                yield run
+            with Vertical(id="right"):
+                board: DataTable[str | Text] = DataTable(
+                    id="board", cursor_type="row", zebra_stripes=True
+                )
+                board.border_title = "tasks (* critical path)"
+                yield board
+                escalations = Static(id="escalations")
+                escalations.border_title = "needs a human"
+                yield escalations
+                stream = RichLog(id="stream", wrap=True, markup=False, auto_scroll=True)
+                stream.border_title = "stream"
+                yield stream
+        yield Footer()
+
+    def on_mount(self) -> None:
+        board = self.query_one("#board", DataTable)
+        board.add_columns("task", "state", "deps", "tries", "cost", "title")
+        self.source.refresh()
+        self.redraw()
+        self.set_interval(self.refresh_s, self.follow)
+
+    # --- reading -----------------------------------------------------------------------
+
+    def follow(self) -> None:
+        """Read new rows; redraw if the live view moved (time travel stays where it is)."""
+        self.source.refresh()
+        self.redraw()
+
+    def redraw(self, force: bool = False) -> None:
+        """Draw every panel from the state at ``self.at``."""
+        key = (self.at, self.source.head)
+        if not force and key == self._shown and self.at is not None:
+            return
+        live = self.at is None
+        if key != self._shown or force:
+            self.state = self.source.state_at(self.at)
+        self._shown = key
+        self._draw_seqbar(live)
+        self._draw_tree()
+        self._draw_board()
+        self._draw_run(live)
+        self._draw_escalations()
+        self._draw_stream()
+        if live:
+            self._maybe_notify()
+        self._first = False
+
+    @property
+    def seq(self) -> int:
+        """The seq shown now."""
+        return self.source.head if self.at is None else self.at
+
+    def _draw_seqbar(self, live: bool) -> None:
+        bar = self.query_one("#seqbar", Static)
+        where = "live" if live else "time travel: end or l returns to live"
+        run = self.state.run
+        name = run.run_id if run is not None else "no run yet"
+        bar.update(Text(f"{name} · at {self.seq} / {self.source.head} ({where})"))
+        bar.set_class(not live, "travel")
+
+    def _draw_tree(self) -> None:
+        tree: Tree[str] = self.query_one("#actors", Tree)
+        root = views.tree(self.state)
+        tree.root.set_label(root.label)
+        tree.root.data = root.name
+        self._sync(tree.root, root)
+        tree.root.expand_all()
+
+    def _sync(self, node: TreeNode[str], model: views.Node) -> None:
+        existing = {child.data: child for child in node.children}
+        wanted = [c.name for c in model.children]
+        if [c.data for c in node.children] != wanted:
+            node.remove_children()
+            existing = {}
+        for child in model.children:
+            label = Text(child.label, style=STYLES[child.level])
+            target = existing.get(child.name)
+            if target is None:
+                target = node.add(label, data=child.name, expand=True)
+            else:
+                target.set_label(label)
+            if child.children or target.children:
+                target.allow_expand = True
+                self._sync(target, child)
+            else:
+                target.allow_expand = False
+
+    def _draw_board(self) -> None:
+        board = self.query_one("#board", DataTable)
+        rows = views.board(self.state, self.max_retries)
+        selected = self.selected_task()
+        board.clear()
+        for row in rows:
+            style = {"merged": "green", "resolved": "green", "escalated": "bold red"}.get(
+                row.raw_state, STYLES["warn"] if row.raw_state == "failed" else ""
+            )
+            if os.environ.get("NO_COLOR"):
+                style = "bold" if row.raw_state == "escalated" else ""
+            name = f"*{row.task_id}" if row.critical else f" {row.task_id}"
+            board.add_row(
+                name,
+                Text(row.state, style=style),
+                row.deps,
+                str(row.attempts),
+                row.cost,
+                row.title,
+                key=row.task_id,
+            )
+        if selected is not None and selected in self.state.tasks:
+            board.move_cursor(row=list(self.state.tasks).index(selected))
+
+    def _draw_run(self, live: bool) -> None:
+        lines = views.run_lines(
+            self.state,
+            live=live,
+            now=self.clock(),
+            budget_usd=self.budget_usd,
+            task_budget_usd=self.task_budget_usd,
+        )
+        costs = views.agent_costs(self.state)
+        if costs:
+            lines.append(("; ".join(costs), "info"))
+        self.query_one("#run", Static).update(styled(lines))
+
+    def _draw_escalations(self) -> None:
+        lines = views.escalations(self.state)
+        panel = self.query_one("#escalations", Static)
+        panel.update(styled(lines) if lines else "")
+        panel.set_class(bool(lines), "shown")
+
+    def _draw_stream(self) -> None:
+        stream = self.query_one("#stream", RichLog)
+        agent = self.agent
+        if agent is None:
+            # The agent working now, else the last that acted.
+            working = [a for a in self.state.agents.values() if a.state == "working"]
+            acted = [a for a in self.state.agents.values() if a.last is not None]
+            pick = working[0] if working else (max(acted, key=_last_seq) if acted else None)
+            agent = pick.name if pick is not None else None
+        stream.border_title = f"stream of {agent}" if agent else "stream"
+        lines: list[tuple[str, Level]] = (
+            views.stream_lines(self.source.rows_of(agent, self.seq))[-200:]
+            if agent is not None
+            else [("no agent has spoken yet", "info")]
+        )
+        if lines == self._stream_shown:
+            return
+        self._stream_shown = lines
+        stream.clear()
+        for line, level in lines:
+            stream.write(Text(line, style=STYLES[level]))
+        self.stream_text = "\n".join(line for line, _ in lines)
+
+    def _maybe_notify(self) -> None:
+        """Ring once per new escalation, "needs a human", and at the run's end."""
+        events: list[tuple[str, str]] = []
+        for record in self.state.escalations:
+            events.append((f"esc:{record.seq}", f"escalation: {record.reason}"))
+        if self.state.paused:
+            events.append((f"pause:{self.state.pause_reason}", "paused: needs a human"))
+        run = self.state.run
+        if run is not None and run.outcome is not None:
+            events.append((f"end:{run.run_id}:{run.ended}", f"run {run.outcome}"))
+        fresh = [(k, t) for k, t in events if k not in self._notified]
+        self._notified.update(k for k, _ in events)
+        if self._first or not fresh or not self.notify_on:
+            return  # what was there when the dashboard opened is no news
+        body = "; ".join(text for _, text in fresh)
+        self.notified.append(body)
+        self.bell()
+        driver = self._driver
+        if driver is not None:
+            driver.write(escape("autonoma", body))
+
+    # --- selection ---------------------------------------------------------------------
+
+    def selected_task(self) -> str | None:
+        """The task under the board's cursor."""
+        board = self.query_one("#board", DataTable)
+        if board.row_count == 0:
+            return None
+        try:
+            key = board.coordinate_to_cell_key(board.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return None if key.value is None else str(key.value)
+
+    @on(Tree.NodeHighlighted)
+    @on(Tree.NodeSelected)
+    def agent_picked(self, event: Tree.NodeHighlighted[str] | Tree.NodeSelected[str]) -> None:
+        name = event.node.data
+        if name is not None and name in self.state.agents and name != self.agent:
+            self.agent = name
+            self._draw_stream()
+
+    # --- keys --------------------------------------------------------------------------
+
+    _TRAVEL = frozenset({"step", "task_step", "jump_start", "live"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Time travel keys belong to the dashboard, not to a dialog's text field."""
+        return not (action in self._TRAVEL and len(self.screen_stack) > 1)
+
+    def action_step(self, by: int) -> None:
+        self._go(self.source.step(self.seq, by))
+
+    def action_task_step(self, by: int) -> None:
+        self._go(self.source.step(self.seq, by, task_events=True))
+
+    def action_jump_start(self) -> None:
+        seqs = self.source.seqs
+        self._go(seqs[0] if seqs else 0)
+
+    def action_live(self) -> None:
+        self.at = None
+        self.redraw(force=True)
+
+    def _go(self, seq: int) -> None:
+        self.at = None if seq >= self.source.head else seq
+        self.redraw(force=True)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_toggle_notify(self) -> None:
+        self.notify_on = not self.notify_on
+        self.notify(f"notifications {'on' if self.notify_on else 'off'}")
+
+    def action_human(self, kind: str) -> None:
+        task = self.selected_task()
+        if task is None:
+            self.notify("no task selected", severity="warning")
+            return
+        if self.command is None:
+            self.notify("this dashboard cannot send commands", severity="warning")
+            return
+        command = self.command
+
+        def send(note: str | None) -> None:
+            if note is None:
+                return
+            try:
+                said = command(kind, task, note)
+            except Exception as err:  # a refusal (wrong state...): said, not raised
+                self.notify(str(err), severity="error", timeout=8)
+                return
+            self.notify(said, timeout=8)
+
+        verb = "Retry" if kind == "retry" else "Resolve by hand"
+        self.push_screen(NoteDialog(f"{verb} {task}: a note?"), send)
+
+    def action_control(self, kind: str) -> None:
+        if self.control is None:
+            self.notify(f"{kind}: not available here", severity="warning")
+            return
+        try:
+            self.notify(self.control(kind), timeout=8)
+        except Exception as err:
+            self.notify(str(err), severity="error", timeout=8)
+
+    def action_quit_dashboard(self) -> None:
+        link = self.link
+        head = self.source.state_at(None).run
+        if link is None or not link.running() or (head is not None and head.outcome is not None):
+            # Nothing to stop: no run here, or it ended (its actors are only winding down).
+            self.exit()
+            return
+
+        def chosen(choice: str | None) -> None:
+            if choice == "stop":
+                link.stop()
+                self.exit()
+
+        self.push_screen(ConfirmQuit(), chosen)
+
+
+def _last_seq(agent: object) -> int:
+    last = getattr(agent, "last", None)
+    return 0 if last is None else int(last.seq if hasattr(last, "seq") else last[0])
+
+
+def dashboard_for(db: Path, run_id: str | None = None, **options: object) -> Dashboard:
+    """A dashboard on the journal ``db`` (run ``run_id``, None: the latest)."""
+    return Dashboard(JournalSource(db, run_id), **options)  # type: ignore[arg-type]
