@@ -9,11 +9,14 @@ from autonoma.words import Level, describe
 def said(message: p.Message) -> tuple[str, Level]:
     """One inert line for ``message`` and how it reads (info, good, warn or bad).
 
-    Shown in an agent's own stream, so the words leave the agent out (`words.describe`
-    does for what an agent does itself)."""
+    Shown in an agent's own stream: the words of what the agent did itself leave the
+    agent out (`words.describe`), and keep its task."""
     words = describe(message)
     if words is None:
         return type(message).__name__, "info"
+    if words.agent_id and words.task_id:
+        # The agent is the stream's own; which task it was on still matters.
+        return f"[{words.task_id}] {words.text}", words.level
     return words.text, words.level
 
 
