@@ -83,14 +83,14 @@ def descendants(roots: set[int], table: list[ProcEntry]) -> list[ProcEntry]:
     for entry in table:
         children.setdefault(entry.ppid, []).append(entry)
     found: list[ProcEntry] = []
-    todo = list(roots)
+    pending = list(roots)
     seen = set(roots)
-    while todo:
-        for child in children.get(todo.pop(), ()):
+    while pending:
+        for child in children.get(pending.pop(), ()):
             if child.pid not in seen:
                 seen.add(child.pid)
                 found.append(child)
-                todo.append(child.pid)
+                pending.append(child.pid)
     return found
 
 

@@ -234,23 +234,7 @@ def test_turn_with_the_sandbox_setting(sandbox: bool, git_repo: Path, tmp_path: 
     ]
     home = tmp_path / "home"
     home.mkdir()
-    with SimServer(loads_scenario(_scenario(calls))) as sim:
-        bus = Bus(run_id="test")
-        turn = Turn(
-            bus,
-            agent_id="dev-1",
-            role=dataclasses.replace(load_role("developer"), schema=None),
-            prompt="go",
-            session_id=str(uuid.uuid4()),
-            resume=False,
-            cwd=git_repo,
-            settings=Settings(sandbox=sandbox),
-            env=child_env(dict(os.environ), sim_url=sim.url, config_dir=home),
-            claude=CLAUDE,
-            task_id="t1",
-        )
-        turn.start()
-        outcome = turn.wait(50)
+    outcome, _ = _developer_turn(calls, git_repo, home, settings=Settings(sandbox=sandbox))
     assert outcome is not None and outcome.exit_code == 0 and not outcome.failed
     assert (git_repo / "inside.txt").read_text() == "in\n"
     assert (outside / "bash.txt").exists() is (not sandbox)
