@@ -14,8 +14,10 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from autonoma.journal.fold import Run
+if TYPE_CHECKING:  # the fold renders its records with autonoma.words, which uses this
+    from autonoma.journal.fold import Run
 
 API = "api"
 """`RunStarted.endpoint` of a run against the real model (a sim run records its scenario)."""

@@ -98,6 +98,12 @@ def _said(message: p.Message) -> str:
     return said.text if said is not None else p.message_tag(message)
 
 
+def _line(message: p.Message) -> str:
+    """`_said` with who said it (``developer-1 [t2] was denied WebFetch: ...``)."""
+    said = describe(message)
+    return line(said) if said is not None else p.message_tag(message)
+
+
 def _hhmmss(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%H:%M:%S")
 
@@ -156,14 +162,17 @@ def _task_lines(task: Task, widths: list[int], tasks: dict[str, Task]) -> list[s
         if earlier > 0:
             lines.append(f"{pad}  … {earlier} earlier")
         for event in task.history[-_HISTORY_EVENTS:]:
-            said = _said(
-                p.TaskStateChanged(
-                    task_id=task.task_id,
-                    state=event.state,  # type: ignore[arg-type]
-                    reason=event.reason,
-                    attempt=event.attempt,
+            if event.refusal is not None:
+                said = _line(event.refusal.message)
+            else:
+                said = _said(
+                    p.TaskStateChanged(
+                        task_id=task.task_id,
+                        state=event.state,  # type: ignore[arg-type]
+                        reason=event.reason,
+                        attempt=event.attempt,
+                    )
                 )
-            )
             lines.append(f"{pad}  #{event.seq} {_hhmmss(event.ts)} {said}")
     if task.left_out:
         lines.append(f"{pad}{left_out_text(task.left_out, task.left_out_more)}")
@@ -179,10 +188,7 @@ def _task_lines(task: Task, widths: list[int], tasks: dict[str, Task]) -> list[s
         more = f" (+{earlier} earlier)" if earlier > 0 else ""
         lines.append(f"{pad}refused{more}:")
         for refusal in task.refusals[-_REFUSALS:]:
-            lines.append(
-                f"{pad}  #{refusal.seq} {_hhmmss(refusal.ts)} {refusal.agent}: "
-                f"{short(refusal.text, _HISTORY_REASON)}"
-            )
+            lines.append(f"{pad}  #{refusal.seq} {_hhmmss(refusal.ts)} {_line(refusal.message)}")
     if task.report is not None and task.state not in ("merged", "resolved"):
         report = task.report
         said = _said(
@@ -282,9 +288,9 @@ def state_text(state: State) -> str:
             why = ""
             if agent.state in ("dead", "waiting") and (agent.detail or agent.last_error):
                 why = f" ({short(agent.detail or agent.last_error)})"
-            if agent.refusals:
-                times = "" if agent.refusals == 1 else f" {agent.refusals}x, last"
-                why += f" (refused{times}: {short(agent.last_refusal)})"
+            if agent.last_refusal is not None:
+                times = "" if agent.refusals == 1 else f"refused {agent.refusals}x, last: "
+                why += f" ({times}{_said(agent.last_refusal.message)})"
             lines.append(
                 f"  {agent.name:<14} {agent.state or '-':<9}{working_on}{model}{cost}{why}{doing}"
             )
@@ -299,10 +305,7 @@ def state_text(state: State) -> str:
     if answers:
         lines.append(f"Refused outside tasks: {len(answers)} (latest last)")
         for refusal in answers[-5:]:
-            lines.append(
-                f"  #{refusal.seq} {clock_time(refusal.ts)} {refusal.agent}: "
-                f"{short(refusal.text, _HISTORY_REASON)}"
-            )
+            lines.append(f"  #{refusal.seq} {clock_time(refusal.ts)} {_line(refusal.message)}")
     if state.rejected_commands:
         rejected = state.rejected_commands
         lines.append(
@@ -320,11 +323,11 @@ def state_text(state: State) -> str:
     if crashes:
         lines.append(f"Crashes, kills and give-ups: {len(crashes)} (latest last)")
         for event in crashes[-5:]:
-            error = f": {event.error}" if event.error else ""
-            lines.append(
-                f"  #{event.seq} {clock_time(event.ts)} {event.supervisor}/{event.child} "
-                f"{event.kind}{error}"
-            )
+            if event.message is not None:
+                said = _said(event.message)
+            else:  # not made by the fold: its fields
+                said = f"{event.supervisor}/{event.child} {event.kind}: {event.error}"
+            lines.append(f"  #{event.seq} {clock_time(event.ts)} {said}")
     lines.append(f"Cost: {_usage_text(state.usage)}")
     if state.unknown:
         lines.append(f"Skipped {state.unknown} messages of a type this version does not know")

@@ -74,12 +74,10 @@ from autonoma.protocol import (
     WorkPaused,
     WorkResumed,
 )
+from autonoma.words import describe
 
 Row = tuple[int, float, str, str, str, str, str]
 """A journal row: ``(seq, ts, run_id, sender, recipient, type, body)``."""
-
-SUMMARY_CHARS = 160
-"""How much of an agent's last text, command or tool output `Activity.summary` keeps."""
 
 
 @dataclass(slots=True)
@@ -208,6 +206,7 @@ class Activity:
     """An agent's last action (what it said, a tool it called, a tool's result).
 
     Made on demand from the stored row or envelope: the message is decoded only here.
+    Its words are `autonoma.words.describe` of `message`.
     """
 
     __slots__ = ("_message", "seq", "ts", "type")
@@ -232,33 +231,15 @@ class Activity:
         """The full message."""
         return self._message
 
-    @property
-    def summary(self) -> str:
-        """One short line: the start of the text, the tool and its main argument, the result."""
-        message = self._message
-        if isinstance(message, AgentText):
-            return _first_line(message.text)
-        if isinstance(message, AgentToolUse):
-            for key in ("command", "file_path", "path", "pattern", "url", "description"):
-                value = message.input.get(key)
-                if isinstance(value, str) and value:
-                    return _first_line(f"{message.tool}: {value}")
-            return message.tool
-        if isinstance(message, AgentToolResult):
-            text = _first_line(message.content)
-            return f"error: {text}" if message.is_error else text
-        if isinstance(message, AgentStreamLine):
-            return _first_line(message.text)
-        return self.type
-
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data."""
-        return {"seq": self.seq, "ts": self.ts, "type": self.type, "summary": self.summary}
+        """Plain JSON-ready data; ``summary``: the message's words (`autonoma.words`)."""
+        return {"seq": self.seq, "ts": self.ts, "type": self.type, "summary": _said(self._message)}
 
 
-def _first_line(text: str) -> str:
-    line = text.strip().split("\n", 1)[0].strip()
-    return line if len(line) <= SUMMARY_CHARS else line[: SUMMARY_CHARS - 1] + "…"
+def _said(message: AnyMessage) -> str:
+    """The words of ``message`` for JSON readers: `autonoma.words`, the one place."""
+    said = describe(message)
+    return type(message).__name__ if said is None else said.text
 
 
 @dataclass(slots=True)
@@ -290,8 +271,8 @@ class Agent:
 
     refusals: int = 0
     """Tool calls and structured answers claude refused it."""
-    last_refusal: str = ""
-    """The latest of them, with claude's reason."""
+    last_refusal: Refusal | None = None
+    """The latest of them."""
     # The row or envelope of its last AgentText/AgentToolUse/AgentToolResult, kept
     # undecoded: `last_action` decodes it when asked. Not compared: a row and an
     # envelope of the same message are the same activity.
@@ -323,7 +304,7 @@ class Agent:
             "api_retries": self.api_retries,
             "model": self.model,
             "refusals": self.refusals,
-            "last_refusal": self.last_refusal,
+            "last_refusal": None if self.last_refusal is None else self.last_refusal.to_dict(),
             "last_action": None if action is None else action.to_dict(),
         }
 
@@ -540,34 +521,56 @@ class Verdict:
         }
 
 
+Refused = PermissionDenied | SchemaRejected | AnswerRejected
+"""The messages that record a refusal."""
+
+
 @dataclass(slots=True)
 class Refusal:
     """Something claude refused an agent, or Autonoma refused an agent's answer.
 
-    ``kind``: ``permission`` (a tool call denied), ``schema`` (claude rejected the
-    structured answer against the role's schema) or ``answer`` (Autonoma could not use
-    it: `AnswerRejected`).
+    The message itself is kept; its words are `autonoma.words.describe` of it. ``kind``:
+    ``permission`` (a tool call denied), ``schema`` (claude rejected the structured answer
+    against the role's schema) or ``answer`` (Autonoma could not use it: `AnswerRejected`).
     """
 
     seq: int
     ts: float
-    agent: str
-    kind: str
-    reason: str
-    tool: str = ""
-    task_id: str | None = None
+    message: Refused
 
     @property
-    def text(self) -> str:
-        """One line: what was refused, and why."""
-        if self.kind == "permission":
-            return f"{self.tool or 'a tool'} denied: {self.reason or 'no reason given'}"
-        if self.kind == "schema":
-            return f"answer rejected by the schema: {self.reason}"
-        return f"{self.tool} rejected: {self.reason}"
+    def agent(self) -> str:
+        """The agent refused (the role, for an answer of an agent not named)."""
+        m = self.message
+        return (m.agent_id or m.role) if isinstance(m, AnswerRejected) else m.agent_id
+
+    @property
+    def kind(self) -> str:
+        """``permission``, ``schema`` or ``answer``."""
+        m = self.message
+        if isinstance(m, PermissionDenied):
+            return "permission"
+        return "schema" if isinstance(m, SchemaRejected) else "answer"
+
+    @property
+    def reason(self) -> str:
+        """claude's reason (a denial, a schema error), or the answer's errors joined."""
+        m = self.message
+        return "; ".join(m.errors) if isinstance(m, AnswerRejected) else m.reason
+
+    @property
+    def tool(self) -> str:
+        """The tool denied ("" for an answer)."""
+        return self.message.tool if isinstance(self.message, PermissionDenied) else ""
+
+    @property
+    def task_id(self) -> str | None:
+        """The task it happened on, if any."""
+        return self.message.task_id
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data."""
+        """Plain JSON-ready data; ``text``: its words (`autonoma.words`)."""
+        m = self.message
         return {
             "seq": self.seq,
             "ts": self.ts,
@@ -575,8 +578,10 @@ class Refusal:
             "kind": self.kind,
             "tool": self.tool,
             "reason": self.reason,
+            "what": m.what if isinstance(m, AnswerRejected) else "",
+            "attempt": m.attempt if isinstance(m, AnswerRejected) else 0,
             "task_id": self.task_id,
-            "text": self.text,
+            "text": _said(m),
         }
 
 
@@ -587,8 +592,10 @@ class TaskEvent:
     seq: int
     ts: float
     state: str
+    """A task state, or ``refused`` (then ``refusal`` says what)."""
     reason: str = ""
     attempt: int = 0
+    refusal: Refusal | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -598,6 +605,7 @@ class TaskEvent:
             "state": self.state,
             "reason": self.reason,
             "attempt": self.attempt,
+            "refusal": None if self.refusal is None else self.refusal.to_dict(),
         }
 
 
@@ -645,9 +653,14 @@ class RejectedCommand:
         }
 
 
+Supervised = ActorCrashed | ActorStarted | ActorStopped | SupervisorGaveUp
+"""The messages that record a crash, a restart, a kill or a supervisor giving up."""
+
+
 @dataclass(slots=True)
 class SupervisionEvent:
-    """A crash, a restart, a kill or a supervisor giving up."""
+    """A crash, a restart, a kill or a supervisor giving up; its words are
+    `autonoma.words.describe` of ``message``."""
 
     seq: int
     ts: float
@@ -656,9 +669,11 @@ class SupervisionEvent:
     supervisor: str
     child: str
     error: str = ""
+    """The crash (``Type: text``), or the last error of the child a supervisor gave up on."""
+    message: Supervised | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data."""
+        """Plain JSON-ready data; ``text``: its words (`autonoma.words`)."""
         return {
             "seq": self.seq,
             "ts": self.ts,
@@ -666,6 +681,7 @@ class SupervisionEvent:
             "supervisor": self.supervisor,
             "child": self.child,
             "error": self.error,
+            "text": "" if self.message is None else _said(self.message),
         }
 
 
@@ -800,7 +816,9 @@ def _actor_started(state: State, seq: int, ts: float, run_id: str, m: ActorStart
     actor.starts += 1
     if m.restart:
         actor.restarts += 1
-        state.supervision.append(SupervisionEvent(seq, ts, "restarted", m.supervisor, m.name))
+        state.supervision.append(
+            SupervisionEvent(seq, ts, "restarted", m.supervisor, m.name, message=m)
+        )
         agent = state.agents.get(m.name)
         if agent is not None:
             agent.restarts += 1
@@ -827,7 +845,9 @@ def _actor_crashed(state: State, seq: int, ts: float, run_id: str, m: ActorCrash
     actor = _actor(state, m.name, m.supervisor)
     actor.status, actor.since, actor.last_error = "crashed", ts, error
     actor.crashes += 1
-    state.supervision.append(SupervisionEvent(seq, ts, "crashed", m.supervisor, m.name, error))
+    state.supervision.append(
+        SupervisionEvent(seq, ts, "crashed", m.supervisor, m.name, error, message=m)
+    )
     agent = state.agents.get(m.name)
     if agent is not None:
         agent.crashes += 1
@@ -840,15 +860,15 @@ def _actor_stopped(state: State, seq: int, ts: float, run_id: str, m: ActorStopp
     actor.status, actor.since = m.how, ts
     _agent_gone(state, m.name, ts, "stopped" if m.how == "shutdown" else "killed")
     if m.how == "killed":
-        state.supervision.append(SupervisionEvent(seq, ts, "killed", m.supervisor, m.name))
+        state.supervision.append(
+            SupervisionEvent(seq, ts, "killed", m.supervisor, m.name, message=m)
+        )
 
 
 def _supervisor_gave_up(
     state: State, seq: int, ts: float, run_id: str, m: SupervisorGaveUp
 ) -> None:
-    why = f"{m.restarts} restarts within {m.period:g} s (intensity {m.intensity})"
-    error = f"{why}: {m.error}" if m.error else why
-    state.supervision.append(SupervisionEvent(seq, ts, "gave_up", m.name, m.child, error))
+    state.supervision.append(SupervisionEvent(seq, ts, "gave_up", m.name, m.child, m.error, m))
 
 
 def _escalation(state: State, seq: int, ts: float, run_id: str, m: Escalation) -> None:
@@ -994,26 +1014,25 @@ def _refused(state: State, refusal: Refusal) -> None:
     if refusal.agent:
         agent = _agent(state, refusal.agent)
         agent.refusals += 1
-        agent.last_refusal = refusal.text
+        agent.last_refusal = refusal
     if refusal.task_id is not None:
         task = _task(state, refusal.task_id)
         task.refusals.append(refusal)
         # In the history beside the states, so an escalation shows what was refused.
-        task.history.append(TaskEvent(refusal.seq, refusal.ts, "refused", refusal.text))
+        event = TaskEvent(refusal.seq, refusal.ts, "refused", refusal.reason, refusal=refusal)
+        task.history.append(event)
 
 
 def _permission_denied(state: State, seq: int, ts: float, run_id: str, m: PermissionDenied) -> None:
-    _refused(state, Refusal(seq, ts, m.agent_id, "permission", m.reason, m.tool, m.task_id))
+    _refused(state, Refusal(seq, ts, m))
 
 
 def _schema_rejected(state: State, seq: int, ts: float, run_id: str, m: SchemaRejected) -> None:
-    _refused(state, Refusal(seq, ts, m.agent_id, "schema", m.reason, "", m.task_id))
+    _refused(state, Refusal(seq, ts, m))
 
 
 def _answer_rejected(state: State, seq: int, ts: float, run_id: str, m: AnswerRejected) -> None:
-    reason = "; ".join(m.errors)
-    what = f"the {m.what}" + (f" (attempt {m.attempt})" if m.attempt else "")
-    _refused(state, Refusal(seq, ts, m.agent_id or m.role, "answer", reason, what, m.task_id))
+    _refused(state, Refusal(seq, ts, m))
 
 
 def _merge_failed(state: State, seq: int, ts: float, run_id: str, m: MergeFailed) -> None:

@@ -19,6 +19,7 @@ from autonoma.protocol import (
 )
 from autonoma.text import inert
 from autonoma.tui.said import Level, said
+from autonoma.words import describe, line, tool_call
 from autonoma.workflow.dag import TaskSpec, critical_path
 
 DONE = frozenset({"merged", "resolved"})
@@ -154,8 +155,8 @@ def agent_label(agent: Agent) -> str:
         parts[0] += f" {agent.task_id}"
     action = agent.last_action
     if agent.state == "working" and action is not None:
-        if action.type == "AgentToolUse":
-            parts.append(short(action.summary, 40))
+        if isinstance(action.message, AgentToolUse):
+            parts.append(short(tool_call(action.message), 40))
         else:
             parts.append("thinking")
     if agent.model:
@@ -260,6 +261,11 @@ def escalations(state: State) -> list[tuple[str, Level]]:
             continue
         lines.append((f"{task.task_id} escalated: {short(task.reason, 200)}", "bad"))
         for event in task.history[-6:]:
+            if event.refusal is not None:
+                refused = describe(event.refusal.message)
+                if refused is not None:
+                    lines.append((f"  seq {event.seq} {short(line(refused), 120)}", "info"))
+                    continue
             why = f": {short(event.reason, 100)}" if event.reason else ""
             lines.append((f"  seq {event.seq} {event.state}{why}", "info"))
         if task.notes:
@@ -325,7 +331,7 @@ def stream_lines(rows: list[Row]) -> list[tuple[str, Level]]:
         elif isinstance(message, AgentText):
             lines.append((short(message.text, 300), "info"))
         elif isinstance(message, AgentToolUse):
-            lines.append((f"▶ {short(rel(Activity.of(row).summary), 200)}", "info"))
+            lines.append((f"▶ {short(tool_call(message, cwd), 200)}", "info"))
         elif isinstance(message, AgentToolResult):
             first = message.content.strip().split("\n", 1)[0]
             more = message.content.count("\n")

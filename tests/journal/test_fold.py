@@ -153,7 +153,10 @@ def test_supervisor_gave_up() -> None:
     )
     [event] = state.supervision
     assert (event.kind, event.supervisor, event.child) == ("gave_up", "crew", "developer-2")
-    assert event.error == "4 restarts within 5 s (intensity 3): boom"
+    assert event.error == "boom"
+    assert state.to_dict()["supervision"][0]["text"] == (
+        "crew gave up after 4 restarts in 5 s (last: developer-2: boom)"
+    )
 
 
 def test_escalation() -> None:
@@ -332,9 +335,9 @@ def test_agent_restarts_and_errors_come_from_its_supervisor() -> None:
     [
         (
             AgentText(agent_id="dev", text="\n  Running the tests now.\nThen commit."),
-            "Running the tests now.",
+            "Running the tests now. Then commit.",
         ),
-        (AgentText(agent_id="dev", text="x" * 500), "x" * 159 + "…"),
+        (AgentText(agent_id="dev", text="x" * 500), "x" * 239 + "…"),
         (
             AgentToolUse(
                 agent_id="dev", tool_use_id="u", tool="Bash", input={"command": "pytest -q"}
@@ -343,10 +346,10 @@ def test_agent_restarts_and_errors_come_from_its_supervisor() -> None:
         ),
         (
             AgentToolUse(agent_id="dev", tool_use_id="u", tool="Edit", input={"file_path": "a.py"}),
-            "Edit: a.py",
+            "Edit a.py",
         ),
         (AgentToolUse(agent_id="dev", tool_use_id="u", tool="TodoWrite"), "TodoWrite"),
-        (AgentToolResult(agent_id="dev", tool_use_id="u", content="3 passed\n"), "3 passed"),
+        (AgentToolResult(agent_id="dev", tool_use_id="u", content="3 passed\n"), "→ 3 passed"),
         (
             AgentToolResult(agent_id="dev", tool_use_id="u", content="boom", is_error=True),
             "error: boom",
@@ -357,13 +360,9 @@ def test_agent_last_action(message: AnyMessage, summary: str) -> None:
     state = folded(AgentText(agent_id="dev", text="earlier"), message)
     action = state.agents["dev"].last_action
     assert action is not None
-    assert (action.seq, action.ts, action.type, action.summary) == (
-        2,
-        102.0,
-        type(message).__name__,
-        summary,
-    )
+    assert (action.seq, action.ts, action.type) == (2, 102.0, type(message).__name__)
     assert action.message == message
+    # JSON readers get the words of autonoma.words, as the log says them.
     assert state.to_dict()["agents"]["dev"]["last_action"]["summary"] == summary
 
 
@@ -474,7 +473,10 @@ def test_an_agent_turn_from_spawn_to_exit() -> None:
         4242,
     )
     assert agent.api_retries == 1
-    assert agent.last_action is not None and agent.last_action.summary == "Warning: something odd"
+    assert agent.last_action is not None
+    assert agent.last_action.message == AgentStreamLine(
+        agent_id="dev-1", kind="not_json", text="Warning: something odd"
+    )
 
     failed = AgentTurnFinished(
         agent_id="dev-1",
@@ -635,12 +637,28 @@ def test_what_agents_say_and_what_is_refused_them() -> None:
         ["docs"],
     )
     assert [(v.verdict, v.reasons) for v in task.verdicts] == [("changes_requested", ["x"])]
-    assert [r.text for r in task.refusals] == ["WebFetch denied: not granted"]
-    assert (
-        task.history[-1].state == "refused"
-        and task.history[-1].reason == "WebFetch denied: not granted"
+    # The fold keeps what was refused; its words are autonoma.words' (for JSON too).
+    assert [(r.agent, r.tool, r.reason) for r in task.refusals] == [
+        ("developer-1", "WebFetch", "not granted")
+    ]
+    event = task.history[-1]
+    assert (event.state, event.reason, event.refusal) == (
+        "refused",
+        "not granted",
+        task.refusals[0],
     )
     assert state.agents["developer-1"].refusals == 1
     assert state.agents["staff_engineer"].refusals == 2
-    assert state.agents["staff_engineer"].last_refusal == "the task list (attempt 2) rejected: a; b"
+    last = state.agents["staff_engineer"].last_refusal
+    assert last is not None and (last.agent, last.kind, last.reason) == (
+        "staff_engineer",
+        "answer",
+        "a; b",
+    )
+    shown = state.to_dict()["agents"]["staff_engineer"]["last_refusal"]
+    assert (shown["what"], shown["attempt"]) == ("task list", 2)
+    assert shown["text"] == "had its task list rejected (attempt 2): a; b"
+    assert state.to_dict()["tasks"]["t1"]["refusals"][0]["text"] == (
+        "was denied WebFetch: not granted"
+    )
     assert [r.kind for r in state.refusals] == ["permission", "schema", "answer"]

@@ -17,8 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from autonoma.journal import reader
-from autonoma.protocol import AgentTurnStarting, RetryRequested, RunFinished, RunStarted
-from autonoma.protocol import TaskStateChanged
+from autonoma.protocol import (
+    AgentTurnStarting,
+    RetryRequested,
+    RunFinished,
+    RunStarted,
+    TaskStateChanged,
+)
 from tests.conftest import run_autonoma
 from tests.e2e.runs import files_on, git, journal, make_project, messages, start
 from tests.tui.conftest import _env
@@ -97,7 +102,7 @@ def test_a_finished_run_travelled_and_retried_from_the_keyboard(tmp_path: Path) 
         shown = seqbar(term.screen())
         for _ in range(30):
             term.keys("]")
-            screen = term.wait_for(lambda s: seqbar(s) != shown, "a task event on")
+            screen = term.wait_for(lambda s, was=shown: seqbar(s) != was, "a task event on")
             shown = seqbar(screen)
             if board_state(screen, "t1") is not None:
                 break
