@@ -85,10 +85,13 @@ def test_reports_reach_qa_a_re_review_sees_its_verdict_and_refusals_show(
     t1 = state["tasks"]["t1"]
     assert [r["kind"] for r in t1["refusals"]] == ["permission"]
     assert any(e["state"] == "refused" and "WebFetch" in e["reason"] for e in t1["history"])
-    assert "WebFetch denied" in state["agents"]["developer-1"]["last_refusal"]
-    assert "schema" in state["agents"]["staff_engineer"]["last_refusal"]
+    last = state["agents"]["developer-1"]["last_refusal"]
+    assert (last["kind"], last["tool"]) == ("permission", "WebFetch")
+    assert last["text"] == f"was denied WebFetch: {denied.reason}"
+    assert "schema" in state["agents"]["staff_engineer"]["last_refusal"]["text"]
+    # status says it in the live log's words.
     text = run_autonoma("status", cwd=root, env=clean_env).stdout
-    assert "refused:" in text and "WebFetch denied: Claude requested permissions" in text
+    assert "refused:" in text and f"developer-1 [t1] was denied WebFetch: {denied.reason}" in text
 
 
 def test_a_task_list_claude_rejects_fails_with_claudes_reason(
@@ -128,8 +131,9 @@ def test_a_task_list_autonoma_rejects_is_journaled_and_shown(
         "staff_engineer had its task list rejected (attempt 1): t1 depends on itself"
         in result.stdout
     )
+    # status says the latest in the same words.
     text = run_autonoma("status", cwd=root, env=env).stdout
-    assert "the task list (attempt 2) rejected: t1 depends on itself" in text
+    assert "staff_engineer had its task list rejected (attempt 2): t1 depends on itself" in text
 
 
 def _hint(line: str) -> list[str]:
