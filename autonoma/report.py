@@ -14,12 +14,14 @@ from autonoma.journal.fold import State, Task, Usage
 from autonoma.protocol import Envelope
 from autonoma.text import inert
 from autonoma.words import (
+    asked_by,
     commands_lines,
     describe,
     left_out_text,
     line,
     money,
     origin_text,
+    pause_reason,
     short,
 )
 
@@ -248,22 +250,24 @@ def state_text(state: State) -> str:
         lines.append(f"Plan: {plan}")
     if state.stopping:
         lines.append(
-            f"STOPPING (asked by {state.stopped_by}): nothing new starts; the run ends once "
+            f"STOPPING (asked by {asked_by(state.stopped_by)}): nothing new starts; the run ends "
+            "once "
             "the merge under way is done"
         )
     if state.paused:
         # The governor's pause ends by itself; a human's or the root's waits for a human.
-        waits = state.paused_by or "by itself" not in state.pause_reason
+        waits = state.human_pause or "by itself" not in state.work_pause
         hint = f" (no new turn starts: `{hint_command('resume')}` resumes)" if waits else ""
-        lines.append(f"PAUSED: {state.pause_reason}{hint}")
+        why = pause_reason(state.human_pause, state.paused_by, state.work_pause)
+        lines.append(f"PAUSED: {why}{hint}")
     # Against the last message, not the clock: the fold has no clock, and a replay shows
     # what held then.
     if state.held_until > state.last_ts:
         lines.append(
             f"Governor: spawns held until {_hhmmss(state.held_until)}: {state.hold_reason}"
         )
-    if state.budget:
-        lines.append(f"BUDGET: {state.budget}: no new work starts")
+    if state.budget is not None:
+        lines.append(_said(state.budget))
     if state.tasks:
         groups: dict[str, list[Task]] = {}
         for task in state.tasks.values():

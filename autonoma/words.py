@@ -96,9 +96,24 @@ def line(said: Said) -> str:
     return said.text
 
 
-def _who_asked(origin: str) -> str:
+def asked_by(origin: str) -> str:
     """Who gave a pause, resume or stop, shortly ("a human" when not recorded)."""
     return short(origin, ORIGIN_CHARS) if origin.strip() else "a human"
+
+
+def pause_reason(human: bool, origin: str, work_pause: str) -> str:
+    """Why no new turn starts: a human's pause (``human``, given by ``origin``) and/or the
+    system's (``work_pause``: the root's or the governor's reason); "" for neither."""
+    reasons = [f"paused by {asked_by(origin)}"] if human else []
+    if work_pause:
+        reasons.append(work_pause)
+    return "; ".join(reasons)
+
+
+def budget_text(reached: p.BudgetReached) -> str:
+    """``run budget $1.00 reached ($1.02 spent)``, or the task's."""
+    whose = "run" if reached.scope == "run" else (reached.task_id or "task")
+    return f"{whose} budget {money(reached.limit_usd)} reached ({money(reached.spent_usd)} spent)"
 
 
 def origin_text(origin: str) -> str:
@@ -251,15 +266,15 @@ def _words(m: p.Message, cwd: str) -> tuple[str, Level] | None:
             return f"resumed: {short(reason)}", "good"
         case p.PauseRequested(origin=origin):
             return (
-                f"PAUSED by {_who_asked(origin)}: no new turn starts, turns under way finish "
+                f"PAUSED by {asked_by(origin)}: no new turn starts, turns under way finish "
                 f"(`{command('resume')}` resumes)",
                 "bad",
             )
         case p.ResumeRequested(origin=origin):
-            return f"resumed by {_who_asked(origin)}", "good"
+            return f"resumed by {asked_by(origin)}", "good"
         case p.StopRequested(origin=origin):
             return (
-                f"STOPPING (asked by {_who_asked(origin)}): nothing new starts, the merge "
+                f"STOPPING (asked by {asked_by(origin)}): nothing new starts, the merge "
                 "under way finishes, then the run ends",
                 "bad",
             )
@@ -322,14 +337,10 @@ def _words(m: p.Message, cwd: str) -> tuple[str, Level] | None:
         case p.SpawnsHeld(delay=delay, reason=reason):
             why = f" ({short(reason)})" if reason else ""
             return f"rate limited: new agents held for {delay:.1f} s{why}", "warn"
-        case p.BudgetReached(scope="task", limit_usd=limit, spent_usd=spent, task_id=task):
-            return f"{task} budget {money(limit)} reached ({money(spent)} spent)", "warn"
-        case p.BudgetReached(limit_usd=limit, spent_usd=spent):
-            return (
-                f"BUDGET: run budget {money(limit)} reached ({money(spent)} spent): "
-                "no new work starts",
-                "bad",
-            )
+        case p.BudgetReached(scope="task"):
+            return budget_text(m), "warn"
+        case p.BudgetReached():
+            return f"BUDGET: {budget_text(m)}: no new work starts", "bad"
         # --- an agent's own doings (the view says who)
         case p.DeveloperReport(summary=said, structured=structured):
             how = "reports" if structured else "says (no structured report)"
@@ -459,6 +470,8 @@ _DETAIL = (
 __all__ = [
     "Level",
     "Said",
+    "asked_by",
+    "budget_text",
     "commands_lines",
     "describe",
     "left_out_text",
@@ -466,6 +479,7 @@ __all__ = [
     "money",
     "notable",
     "origin_text",
+    "pause_reason",
     "relative",
     "setup_result",
     "short",

@@ -91,7 +91,7 @@ def test_too_many_crashes_pause_work_instead_of_killing_the_program(tmp_path: Pa
     running.stop(timeout=10)
     state = reader.replay(db)
     assert state.paused
-    assert "worker" in state.pause_reason
+    assert state.to_dict()["pause_reason"] == state.work_pause and "worker" in state.work_pause
     messages = [e.message for e in reader.read(db)]
     assert any(isinstance(m, Escalation) and m.source == "worker" for m in messages)
     assert sum(isinstance(m, WorkPaused) for m in messages) == 1

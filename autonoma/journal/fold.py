@@ -74,7 +74,7 @@ from autonoma.protocol import (
     WorkPaused,
     WorkResumed,
 )
-from autonoma.words import describe
+from autonoma.words import budget_text, describe, pause_reason
 
 Row = tuple[int, float, str, str, str, str, str]
 """A journal row: ``(seq, ts, run_id, sender, recipient, type, body)``."""
@@ -698,17 +698,19 @@ class State:
     escalations: list[EscalationRecord] = field(default_factory=list)
     supervision: list[SupervisionEvent] = field(default_factory=list)
     paused: bool = False
-    """No new agent turn starts: a human's pause, or the system's (`pause_reason`)."""
-    pause_reason: str = ""
-    """Why: ``paused by <origin>`` (``autonoma pause``), and/or the root supervisor's or
-    the governor's reason (a subtree that kept crashing, a lasting rate limit)."""
+    """No new agent turn starts: a human's pause (`human_pause`), or the system's
+    (`work_pause`); `autonoma.words.pause_reason` says why."""
+    human_pause: bool = False
+    """A human's pause (``autonoma pause``) is in force."""
     paused_by: str = ""
-    """The origin of the human's pause in force ("" for none)."""
+    """The origin of the human's pause in force ("" for none, or not recorded)."""
     work_pause: str = ""
-    """The reason of the system's pause in force (`WorkPaused`; "" for none)."""
+    """The reason of the system's pause in force (`WorkPaused`: the root supervisor's or
+    the governor's, a subtree that kept crashing, a lasting rate limit; "" for none)."""
     stopping: bool = False
     """A stop was asked (``autonoma stop``, Ctrl-C): the run is ending."""
     stopped_by: str = ""
+    """The origin of that stop ("" when not recorded)."""
     usage: Usage = field(default_factory=Usage)
     """Total cost and tokens."""
     session_usd: dict[str, float] = field(default_factory=dict)
@@ -719,8 +721,8 @@ class State:
     held_until: float = 0.0
     """No new agent turn starts before this time (epoch seconds): the governor's backoff."""
     hold_reason: str = ""
-    budget: str = ""
-    """Set when a run budget was reached: why no new work starts."""
+    budget: BudgetReached | None = None
+    """The run's budget reached: why no new work starts (None: not reached)."""
     refusals: list[Refusal] = field(default_factory=list)
     """Every refusal, task or not (a plan or task list rejected, a tool denied), in order."""
     rejected_commands: list[RejectedCommand] = field(default_factory=list)
@@ -743,14 +745,16 @@ class State:
             "current_run": self.current_run,
             "runs": {k: v.to_dict() for k, v in self.runs.items()},
             "paused": self.paused,
-            "pause_reason": self.pause_reason,
+            "pause_reason": pause_reason(self.human_pause, self.paused_by, self.work_pause),
+            "human_pause": self.human_pause,
             "paused_by": self.paused_by,
+            "work_pause": self.work_pause,
             "stopping": self.stopping,
             "stopped_by": self.stopped_by,
             "plan": self.plan,
             "held_until": self.held_until,
             "hold_reason": self.hold_reason,
-            "budget": self.budget,
+            "budget": "" if self.budget is None else budget_text(self.budget),
             "usage": self.usage.to_dict(),
             "session_usd": dict(self.session_usd),
             "agents": {k: v.to_dict() for k, v in self.agents.items()},
@@ -876,16 +880,13 @@ def _escalation(state: State, seq: int, ts: float, run_id: str, m: Escalation) -
 
 
 def _pause_changed(state: State) -> None:
-    """`State.paused` and `State.pause_reason` from the human's and the system's pauses."""
-    reasons = [f"paused by {state.paused_by}"] if state.paused_by else []
-    if state.work_pause:
-        reasons.append(state.work_pause)
-    state.paused, state.pause_reason = bool(reasons), "; ".join(reasons)
+    """`State.paused` from the human's and the system's pauses."""
+    state.paused = state.human_pause or bool(state.work_pause)
 
 
 def _clear_pauses(state: State) -> None:
     state.paused_by = state.work_pause = state.stopped_by = ""
-    state.stopping = False
+    state.stopping = state.human_pause = False
     _pause_changed(state)
 
 
@@ -906,20 +907,20 @@ def _ended(state: State, run_id: str) -> bool:
 
 def _pause_requested(state: State, seq: int, ts: float, run_id: str, m: PauseRequested) -> None:
     if not _ended(state, run_id):  # a command that came as the run ended changes nothing
-        state.paused_by = m.origin or "a human"
+        state.human_pause, state.paused_by = True, m.origin
         _pause_changed(state)
 
 
 def _resume_requested(state: State, seq: int, ts: float, run_id: str, m: ResumeRequested) -> None:
     # The root's pause ends with its own `WorkResumed`, when the run has restarted what
     # it stopped; the governor's when the limit lifts.
-    state.paused_by = ""
+    state.human_pause, state.paused_by = False, ""
     _pause_changed(state)
 
 
 def _stop_requested(state: State, seq: int, ts: float, run_id: str, m: StopRequested) -> None:
     if not _ended(state, run_id):
-        state.stopping, state.stopped_by = True, m.origin or "a human"
+        state.stopping, state.stopped_by = True, m.origin
 
 
 def _run_started(state: State, seq: int, ts: float, run_id: str, m: RunStarted) -> None:
@@ -1087,7 +1088,7 @@ def _spawns_held(state: State, seq: int, ts: float, run_id: str, m: SpawnsHeld) 
 
 def _budget_reached(state: State, seq: int, ts: float, run_id: str, m: BudgetReached) -> None:
     if m.scope == "run":
-        state.budget = f"run budget ${m.limit_usd:.2f} reached (${m.spent_usd:.2f} spent)"
+        state.budget = m
 
 
 def _agent_state_changed(
@@ -1169,8 +1170,7 @@ def _agent_turn_finished(
         state.session_usd[m.session_id] = max(known, m.total_cost_usd)
     if m.is_error:
         agent.failed_turns += 1
-        status = f" {m.api_error_status}" if m.api_error_status is not None else ""
-        agent.last_error = f"turn failed ({m.subtype}{status}): {m.result or m.terminal_reason}"
+        agent.last_error = m.result or m.api_error or m.terminal_reason or m.subtype
 
 
 def _agent_process_exited(

@@ -383,7 +383,9 @@ class Dashboard(App[None]):
         for record in self.state.escalations:
             events.append((f"esc:{record.seq}", f"escalation: {record.reason}"))
         if self.state.paused:
-            events.append((f"pause:{self.state.pause_reason}", "paused: needs a human"))
+            events.append(
+                (f"pause:{self.state.paused_by}:{self.state.work_pause}", "paused: needs a human")
+            )
         run = self.state.run
         if run is not None and run.outcome is not None:
             events.append((f"end:{run.run_id}:{run.ended}", f"run {run.outcome}"))

@@ -19,7 +19,7 @@ from autonoma.protocol import (
 )
 from autonoma.text import inert
 from autonoma.tui.said import Level, said
-from autonoma.words import describe, line, tool_call
+from autonoma.words import budget_text, describe, line, pause_reason, tool_call
 from autonoma.workflow.dag import TaskSpec, critical_path
 
 DONE = frozenset({"merged", "resolved"})
@@ -227,10 +227,11 @@ def run_lines(
     lines.append((f"cost {money(run.usage.usd)}{cap} · {run.usage.tokens:,} tokens", "info"))
     if task_budget_usd:
         lines.append((f"task cap {money(task_budget_usd)}", "info"))
-    if state.budget:
-        lines.append((state.budget, "bad"))
+    if state.budget is not None:
+        lines.append((budget_text(state.budget), "bad"))
     if state.paused:
-        lines.append((f"PAUSED: {short(state.pause_reason, 120)}", "bad"))
+        why = pause_reason(state.human_pause, state.paused_by, state.work_pause)
+        lines.append((f"PAUSED: {short(why, 120)}", "bad"))
     if state.held_until > state.last_ts:
         wait = state.held_until - state.last_ts
         lines.append((f"governor holds new agents {wait:.0f} s: {state.hold_reason}", "warn"))

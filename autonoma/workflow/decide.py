@@ -72,6 +72,7 @@ from autonoma.protocol import (
 )
 from autonoma.system import ROOT
 from autonoma.vcs.workspace import INTEGRATION_BRANCH
+from autonoma.words import asked_by, budget_text
 from autonoma.workflow import commands as project_commands
 from autonoma.workflow import prompts, scheduler
 from autonoma.workflow.answers import AnswerError, developer_report, verdict_of
@@ -684,7 +685,7 @@ class _Step:
     def _paused(self) -> bool:
         """New turns wait: a human paused the run, or the root did (the governor's hold
         is its own, in `permit`)."""
-        return bool(self.fold.paused_by) or bool(self.m.paused_by - {GOVERNOR})
+        return self.fold.human_pause or bool(self.m.paused_by - {GOVERNOR})
 
     def _heard(self, envelope: Envelope) -> None:
         m = self.m
@@ -756,11 +757,11 @@ class _Step:
         run = self.fold.run
         m.started_at = run.started if run is not None and run.started else m.now
         if self.fold.stopping:  # restarted while a stop was under way: it goes on
-            m.stopping, m.stop_reason = True, f"stopped by {self.fold.stopped_by}"
+            m.stopping, m.stop_reason = True, f"stopped by {asked_by(self.fold.stopped_by)}"
         self._derive()
         if not permit(m, None).run_budget_reached:
             # A budget reached in an earlier session of the run, since raised.
-            self.fold.budget = ""
+            self.fold.budget = None
         for task in tasks.values():
             if task.state == "merged" and task.worktree:
                 m.retired.append(task.worktree)  # the last run stopped first
@@ -1645,9 +1646,10 @@ class _Step:
         usage = self.fold.run.usage if self.fold.run else self.fold.usage
         elapsed = m.now - m.started_at
         text = "; ".join(parts) + f". {retries} retries, ${usage.usd:.2f}, {elapsed:.0f} s."
-        if self.fold.budget:
+        if self.fold.budget is not None:
             text += (
-                f" Stopped: {self.fold.budget}; raise budget_usd (AUTONOMA_BUDGET_USD), then "
+                f" Stopped: {budget_text(self.fold.budget)}; raise budget_usd "
+                "(AUTONOMA_BUDGET_USD), then "
                 f"`{self.cfg.resume_command}` goes on."
             )
         return text

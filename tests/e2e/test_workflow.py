@@ -179,7 +179,7 @@ def test_a_run_past_its_budget_starts_no_new_work_and_says_so(
     env = {**clean_env, "AUTONOMA_BUDGET_USD": "0.03"}
     result = start(root, "approves_all.toml", env, "--max-workers", "1")
     assert_clean_exit(result, 1)
-    assert "run budget $0.03 reached" in result.stdout
+    assert "run budget $0.0300 reached" in result.stdout
     assert "raise budget_usd (AUTONOMA_BUDGET_USD)" in result.stdout
     rows = journal(root)
     [reached] = messages(rows, BudgetReached)
@@ -191,7 +191,7 @@ def test_a_run_past_its_budget_starts_no_new_work_and_says_so(
     assert started_after == []
     # No task failed because of the budget; the rest waits to be resumed.
     assert all(m.state != "failed" for m in messages(rows, TaskStateChanged))
-    assert "BUDGET: run budget $0.03 reached" in status_text(root, env)
+    assert "BUDGET: run budget $0.0300 reached" in status_text(root, env)
 
 
 def status_text(root: Path, env: dict[str, str]) -> str:

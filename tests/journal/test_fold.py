@@ -52,6 +52,7 @@ from autonoma.protocol import (
     WorkResumed,
 )
 from autonoma.report import state_text
+from autonoma.words import pause_reason
 
 from .testlib import env, numbered, row_of
 
@@ -227,14 +228,20 @@ def test_a_humans_pause_and_stop_and_the_systems_pause(
     given: tuple[AnyMessage, ...], paused: bool, reason: str, stopping: bool
 ) -> None:
     state = folded(p.RunStarted(requirements="r", project="/p", max_workers=1), *given)
-    assert (state.paused, state.pause_reason, state.stopping) == (paused, reason, stopping)
+    assert (state.paused, why_paused(state), state.stopping) == (paused, reason, stopping)
+
+
+def why_paused(state: State) -> str:
+    """The fold keeps who paused and why; `autonoma.words` says it."""
+    return pause_reason(state.human_pause, state.paused_by, state.work_pause)
 
 
 def test_work_paused_and_resumed() -> None:
     state = folded(WorkPaused(reason="rate limited until 12:00"))
-    assert (state.paused, state.pause_reason) == (True, "rate limited until 12:00")
+    assert (state.paused, why_paused(state)) == (True, "rate limited until 12:00")
+    assert state.to_dict()["pause_reason"] == "rate limited until 12:00"
     state = folded(WorkPaused(reason="x"), WorkResumed(reason="limit reset"))
-    assert (state.paused, state.pause_reason) == (False, "")
+    assert (state.paused, why_paused(state)) == (False, "")
 
 
 def test_run_started_finished_resumed() -> None:
@@ -489,7 +496,7 @@ def test_an_agent_turn_from_spawn_to_exit() -> None:
     state = folded(starting, failed, AgentProcessExited(agent_id="dev-1", exit_code=1))
     agent = state.agents["dev-1"]
     assert (agent.turns, agent.failed_turns, agent.pid) == (1, 1, None)
-    assert agent.last_error == "turn failed (success 429): API Error: Request rejected (429)"
+    assert agent.last_error == "API Error: Request rejected (429)"
 
 
 @pytest.mark.parametrize(
