@@ -12,6 +12,11 @@ Speed matters (a long run has millions of messages), so:
   how; their bodies are not decoded while folding, only the agent id is read from
   the front of the JSON, and the last one per agent is decoded when someone asks
   (`Agent.last_action`).
+
+No words for people are made here: a record keeps its message (a refusal, a crash, the
+budget reached) or the raw fields (who paused, the system's reason), and the views say
+them with `autonoma.words`, the one place, as the live log and ``logs`` do. ``to_dict``
+adds those words (``text``, ``summary``, ``pause_reason``) for JSON readers.
 """
 
 from __future__ import annotations
