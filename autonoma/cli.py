@@ -390,7 +390,16 @@ def status(as_json: bool) -> None:
     proj = project.require_initialised(_here())
     _settings(proj.root)
     state = reader.replay(proj.state_db, run_id=reader.latest_run(proj.state_db))
-    click.echo(report.state_json(state) if as_json else report.state_text(state))
+    if as_json:
+        click.echo(report.state_json(state))
+        return
+    text = report.state_text(state)
+    pid = project.active_run(proj)
+    if pid and state.run is not None and state.run.outcome is None:
+        # The process running it (the run lock's holder): the run goes on there.
+        first, _, rest = text.partition("\n")
+        text = f"{first}\n  process: pid {pid} (`{hints.command('stop')}` stops the run)\n{rest}"
+    click.echo(text)
 
 
 # SQLite's LIMIT is a signed 64-bit integer: past it, an OverflowError.

@@ -189,7 +189,7 @@ def _last_line(log: Path, code: int) -> str:
         lines = []
     lines = [line for line in lines if line]
     if not lines:
-        return f"the run exited with code {code} before it started; its log: {log}"
+        return f"the run exited with code {code} before it started, saying nothing"
     return lines[-1].removeprefix("autonoma: ")
 
 
