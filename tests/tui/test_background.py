@@ -12,7 +12,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -155,15 +157,17 @@ def test_a_check_failing_in_the_child_is_its_one_line_and_exit_code(
     assert not list((root / ".autonoma" / "logs").glob("run-*.log"))
 
 
-def sync_pilot(coroutine: object) -> None:
-    asyncio.run(coroutine)  # type: ignore[arg-type]
+def sync_pilot(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a pilot scenario in its own event loop."""
+    asyncio.run(coroutine)
 
 
-async def wait_until(check: object, timeout: float) -> None:
+async def wait_until(check: Callable[[], bool], timeout: float) -> None:
+    """Let the app run until ``check`` holds; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() > deadline:
-            raise AssertionError("timed out")
+            raise AssertionError(f"not within {timeout} s")
         await asyncio.sleep(0.1)
 
 
@@ -205,6 +209,16 @@ def test_quitting_while_the_run_goes_on_asks_leave_keeps_it_stop_ends_it(
 
         sync_pilot(leave())
         assert background.alive(detached)
+        # `autonoma status` names the process the run goes on in.
+        status = subprocess.run(
+            [sys.executable, "-m", "autonoma", "status"],
+            cwd=root,
+            env=clean_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert f"  process: pid {detached.pid} (" in status.stdout, status.stdout
         assert not messages(journal(root), StopRequested)
         assert not messages(journal(root), RunFinished)
 
