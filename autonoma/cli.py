@@ -297,7 +297,9 @@ def start(
     """Build what REQUIREMENTS asks for: plan, split, implement, review, merge into main.
 
     An unfinished run of this project (interrupted, or with escalated tasks) is
-    resumed where it stopped; Ctrl-C stops it cleanly.
+    resumed where it stopped. With the dashboard, the run goes on in a process of its
+    own: quitting while it goes on asks whether to stop it or leave it running; with
+    the plain log, Ctrl-C stops it cleanly.
     """
     from autonoma.workflow.run import RunOptions
 

@@ -302,3 +302,27 @@ def test_start_on_a_terminal_says_a_failed_check_in_one_line(tmp_path: Path) -> 
     assert f"autonoma: {root}/missing.md: no such file" in screen, screen
     assert "EXIT=1" in screen and "Traceback" not in screen
     assert reader.last_seq(root / ".autonoma" / "state.db") == 0
+
+
+def test_start_on_a_terminal_stopped_from_the_quit_dialog_ends_as_a_stopped_run(
+    tmp_path: Path,
+) -> None:
+    root = make_project(tmp_path)
+    model = model_file(root, "paced.toml")
+    argv = [sys.executable, "-m", "autonoma", "start", "requirements.md"]
+    argv += ["--scenario", str(model), "--max-workers", "1"]
+    term = Terminal(argv, root, _env(), size=(80, 24))
+    try:
+        term.wait_for(lambda s: "developing" in s, "a task under way", timeout=120)
+        term.keys("q")
+        term.wait_for(lambda s: "is still going" in s, "the quit dialog", timeout=20)
+        term.keys("s")
+        term.wait_for(lambda s: "stopping…" in s, "the stop under way", timeout=20)
+        after = term.wait_for(lambda s: "EXIT=" in s, "the command's end", timeout=120)
+    finally:
+        term.close()
+    (end,) = envelopes(journal(root), RunFinished)
+    assert end.message.outcome == "stopped"
+    assert f"Run {end.run_id}: stopped." in after, after
+    assert "EXIT=130" in after and "Traceback" not in after
+    assert active_run(find(root)) is None
