@@ -228,7 +228,7 @@ def _run_in_background(proj: project.Project, options: Any) -> Literal["ended", 
         fail(
             f"run {detached.run_id} ended without a result (exit code {code}): "
             f"its log: {detached.log}",
-            code or 1,
+            code if code is not None and code > 0 else 1,  # killed by a signal: 1
         )
     _say_end(run.run_id, run.outcome, run.summary)
     if code is None:
