@@ -14,7 +14,10 @@ Printed, each against a baseline measured in the same run:
    the first head state, against ``reader.replay`` of the whole run;
 3. ``state_at`` at random seqs (median, p99, max) against ``reader.replay(db, seq)``
    at the same seqs (the ratio of medians), for several checkpoint intervals K, with the
-   checkpoints' memory: what chose `CHECKPOINT_EVERY`;
+   checkpoints' memory: what chose `CHECKPOINT_EVERY`. Each State is kept until the
+   next call, as the dashboard keeps the one it shows, so the figure holds freeing the
+   previous State and the cyclic GC walking the new one (the GC's part of the slowest
+   call is printed: it is where the worst case goes);
 4. ``step`` by task event, then the state there (what the dashboard's key does);
 5. memory: what the Timeline keeps (tracemalloc), against the head State's objects.
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import os
 import random
 import shutil
@@ -135,6 +139,47 @@ def _p(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+class GcClock:
+    """Time spent in the cyclic garbage collector (``gc.callbacks``), per call measured."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+        self.full = 0
+        self._start = 0.0
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self._tick)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._tick)
+
+    def _tick(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.spent += time.perf_counter() - self._start
+            self.full += info["generation"] == 2
+
+
+def kept_states(timeline: Timeline, seqs: Sequence[int]) -> tuple[list[float], list[float], int]:
+    """``state_at`` at each seq, each State kept until the next call, as the dashboard
+    keeps the one it shows: the previous State is freed, and the collector walks the new
+    one, within the figure. The time of each call, the GC's part of it, full collections."""
+    times: list[float] = []
+    in_gc: list[float] = []
+    kept = None
+    with GcClock() as clock:
+        for seq in seqs:
+            clock.spent = 0.0
+            start = time.perf_counter()
+            kept = timeline.state_at(seq)
+            times.append(time.perf_counter() - start)
+            in_gc.append(clock.spent)
+    del kept
+    return times, in_gc, clock.full
+
+
 def bench_copy(db: Path) -> None:
     state = reader.replay(db)
     deep = min(_timed(lambda: copy.deepcopy(state)) for _ in range(5))
@@ -175,12 +220,14 @@ def bench_state_at(db: Path, samples: int, intervals: Sequence[int]) -> None:
     )
     for every in intervals:
         timeline = Timeline(db, checkpoint_every=every)
-        times = [_timed(lambda s=s, t=timeline: t.state_at(s)) for s in picks]
+        times, in_gc, full = kept_states(timeline, picks)
         median = statistics.median(times)
+        worst = max(range(len(times)), key=times.__getitem__)
         mark = " <- CHECKPOINT_EVERY" if every == CHECKPOINT_EVERY else ""
         print(
             f"  K={every:>5}: median {_ms(median)}  p99 {_ms(_p(times, 0.99))}"
-            f"  max {_ms(max(times))}  replay / state_at = {replay / median:6.1f}"
+            f"  max {_ms(max(times))} (GC {_ms(in_gc[worst])} of it;"
+            f" {full} full GCs in all)  replay / state_at = {replay / median:6.1f}"
             f"  checkpoints {timeline.checkpoints:>4} = {timeline.checkpoint_bytes() / 1e6:6.1f} MB"
             f"{mark}"
         )
@@ -198,15 +245,17 @@ def bench_step(db: Path, samples: int) -> None:
     while seq != timeline.head:
         seq = timeline.step(seq, 1, task_events=True)
         events += 1
+    kept = None
     for _ in range(samples):
         seq = rng.choice(timeline.seqs)
         by = rng.choice((1, -1))
         start = time.perf_counter()
         target = timeline.step(seq, by, task_events=True)
         middle = time.perf_counter()
-        timeline.state_at(target)
+        kept = timeline.state_at(target)  # kept until the next one, as the dashboard does
         states.append(time.perf_counter() - middle)
         steps.append(middle - start)
+    del kept
     print(
         f"step by one task event ({events:,} in the run) from {samples} random seqs:"
         f" step median {statistics.median(steps) * 1e6:.1f} us;"

@@ -20,6 +20,7 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Input, Label, RichLog, Static, Tree
 from textual.widgets.tree import TreeNode
@@ -28,7 +29,7 @@ from autonoma.journal.fold import State
 from autonoma.tui import views
 from autonoma.tui.notify import escape
 from autonoma.tui.said import Level
-from autonoma.tui.source import JournalSource
+from autonoma.tui.source import STREAM_ROWS, JournalSource
 
 STYLES: dict[Level, str] = {"info": "", "good": "green", "warn": "yellow", "bad": "bold red"}
 
@@ -206,6 +207,7 @@ class Dashboard(App[None]):
         """What the bell and the desktop notifications said, in order."""
         self._first = True
         self._stream_shown: list[tuple[str, Level]] = []
+        self._stream_rows: tuple[str | None, int, int] | None = None
         self.stream_text = ""
         """What the stream panel shows (for tests and screen readers)."""
         if os.environ.get("NO_COLOR"):
@@ -250,16 +252,26 @@ class Dashboard(App[None]):
     def follow(self) -> None:
         """Read new rows; redraw if the live view moved (time travel stays where it is)."""
         self.source.refresh()
-        self.redraw()
+        try:
+            self.redraw()
+        except NoMatches:
+            # The timer fired while the app quits: its screen's widgets are already gone.
+            return
 
     def redraw(self, force: bool = False) -> None:
-        """Draw every panel from the state at ``self.at``."""
+        """Draw every panel from the state at ``self.at``.
+
+        Nothing new (same seq shown, same head): only the run panel is drawn again, and
+        only while live (its elapsed time moves); every other panel is a function of the
+        state, which did not change.
+        """
         key = (self.at, self.source.head)
-        if not force and key == self._shown and self.at is not None:
-            return
         live = self.at is None
-        if key != self._shown or force:
-            self.state = self.source.state_at(self.at)
+        if not force and key == self._shown:
+            if live:
+                self._draw_run(live)
+            return
+        self.state = self.source.state_at(self.at)
         self._shown = key
         self._draw_seqbar(live)
         self._draw_tree()
@@ -364,8 +376,15 @@ class Dashboard(App[None]):
             pick = working[0] if working else (max(acted, key=_last_seq) if acted else None)
             agent = pick.name if pick is not None else None
         stream.border_title = f"stream of {agent}" if agent else "stream"
+        rows = self.source.rows_of(agent, self.seq) if agent is not None else []
+        # The rows are the agent's last ones up to the seq shown: their first and last
+        # seqs say which. The same rows: the same lines, not decoded again.
+        shown = (agent, rows[0][0], rows[-1][0]) if rows else (agent, 0, 0)
+        if shown == self._stream_rows:
+            return
+        self._stream_rows = shown
         lines: list[tuple[str, Level]] = (
-            views.stream_lines(self.source.rows_of(agent, self.seq))[-200:]
+            views.stream_lines(rows)[-STREAM_ROWS:]
             if agent is not None
             else [("no agent has spoken yet", "info")]
         )
