@@ -208,6 +208,10 @@ class Dashboard(App[None]):
         self._first = True
         self._stream_shown: list[tuple[str, Level]] = []
         self._stream_rows: tuple[str | None, int, int] | None = None
+        # What each panel shows, to leave alone the panels that did not change.
+        self._statics: dict[str, Text] = {}
+        self._tree_shown: views.Node | None = None
+        self._board_shown: list[views.BoardRow] | None = None
         self.stream_text = ""
         """What the stream panel shows (for tests and screen readers)."""
         if os.environ.get("NO_COLOR"):
@@ -293,12 +297,16 @@ class Dashboard(App[None]):
         where = "live" if live else "time travel: end or l returns to live"
         run = self.state.run
         name = run.run_id if run is not None else "no run yet"
-        bar.update(Text(f"{name} · at {self.seq} / {self.source.head} ({where})"))
+        # One line, always: no layout to redo.
+        self._update(bar, Text(f"{name} · at {self.seq} / {self.source.head} ({where})"), False)
         bar.set_class(not live, "travel")
 
     def _draw_tree(self) -> None:
         tree: Tree[str] = self.query_one("#actors", Tree)
         root = views.tree(self.state)
+        if root == self._tree_shown:
+            return  # every label as it is: nothing to lay out again
+        self._tree_shown = root
         tree.root.set_label(root.label)
         tree.root.data = root.name
         self._sync(tree.root, root)
@@ -326,6 +334,9 @@ class Dashboard(App[None]):
     def _draw_board(self) -> None:
         board = self.query_one("#board", DataTable)
         rows = views.board(self.state, self.max_retries)
+        if rows == self._board_shown:
+            return
+        self._board_shown = rows
         selected = self.selected_task()
         board.clear()
         for row in rows:
@@ -358,13 +369,22 @@ class Dashboard(App[None]):
         costs = views.agent_costs(self.state)
         if costs:
             lines.append(("; ".join(costs), "info"))
-        self.query_one("#run", Static).update(styled(lines))
+        self._update(self.query_one("#run", Static), styled(lines))
 
     def _draw_escalations(self) -> None:
         lines = views.escalations(self.state)
         panel = self.query_one("#escalations", Static)
-        panel.update(styled(lines) if lines else "")
+        self._update(panel, styled(lines) if lines else Text())
         panel.set_class(bool(lines), "shown")
+
+    def _update(self, panel: Static, text: Text, layout: bool = True) -> None:
+        """Show ``text`` in ``panel`` unless it shows it already (an update lays the
+        screen out again: the costliest part of a redraw)."""
+        key = panel.id or ""
+        if self._statics.get(key) == text:
+            return
+        self._statics[key] = text
+        panel.update(text, layout=layout)
 
     def _draw_stream(self) -> None:
         stream = self.query_one("#stream", RichLog)
@@ -390,9 +410,14 @@ class Dashboard(App[None]):
         )
         if lines == self._stream_shown:
             return
+        old = self._stream_shown
         self._stream_shown = lines
-        stream.clear()
-        for line, level in lines:
+        if old and lines[: len(old)] == old:
+            new = lines[len(old) :]  # the same stream, grown: only its new lines are drawn
+        else:
+            stream.clear()
+            new = lines
+        for line, level in new:
             stream.write(Text(line, style=STYLES[level]))
         self.stream_text = "\n".join(line for line, _ in lines)
 
