@@ -16,8 +16,9 @@ Printed, each against a baseline measured in the same run:
    at the same seqs (the ratio of medians), for several checkpoint intervals K, with the
    checkpoints' memory: what chose `CHECKPOINT_EVERY`. Each State is kept until the
    next call, as the dashboard keeps the one it shows, so the figure holds freeing the
-   previous State and the cyclic GC walking the new one (the GC's part of the slowest
-   call is printed: it is where the worst case goes);
+   previous State and the cyclic GC walking the new one. The slowest call is shown with
+   its CPU time (this thread's: the rest of its wall time was spent waiting for a core
+   on a loaded machine) and the GC's part of it, and the CPU time's median and max;
 4. ``step`` by task event, then the state there (what the dashboard's key does);
 5. memory: what the Timeline keeps (tracemalloc), against the head State's objects.
 
@@ -40,6 +41,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -162,22 +164,38 @@ class GcClock:
             self.full += info["generation"] == 2
 
 
-def kept_states(timeline: Timeline, seqs: Sequence[int]) -> tuple[list[float], list[float], int]:
+@dataclass
+class Calls:
+    """What each call took: wall time, this thread's CPU time, the GC's part."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    gc: list[float] = field(default_factory=list)
+    full_gcs: int = 0
+
+    def worst(self) -> str:
+        """The slowest call: wall, CPU (the rest is waiting for a core), GC."""
+        at = max(range(len(self.wall)), key=self.wall.__getitem__)
+        return f"max {_ms(self.wall[at])} (CPU {_ms(self.cpu[at])}, GC {_ms(self.gc[at])})"
+
+
+def kept_states(timeline: Timeline, seqs: Sequence[int]) -> Calls:
     """``state_at`` at each seq, each State kept until the next call, as the dashboard
     keeps the one it shows: the previous State is freed, and the collector walks the new
-    one, within the figure. The time of each call, the GC's part of it, full collections."""
-    times: list[float] = []
-    in_gc: list[float] = []
+    one, within the figure."""
+    calls = Calls()
     kept = None
     with GcClock() as clock:
         for seq in seqs:
             clock.spent = 0.0
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             kept = timeline.state_at(seq)
-            times.append(time.perf_counter() - start)
-            in_gc.append(clock.spent)
+            calls.wall.append(time.perf_counter() - start)
+            calls.cpu.append(time.thread_time() - cpu)
+            calls.gc.append(clock.spent)
     del kept
-    return times, in_gc, clock.full
+    calls.full_gcs = clock.full
+    return calls
 
 
 def bench_copy(db: Path) -> None:
@@ -220,15 +238,15 @@ def bench_state_at(db: Path, samples: int, intervals: Sequence[int]) -> None:
     )
     for every in intervals:
         timeline = Timeline(db, checkpoint_every=every)
-        times, in_gc, full = kept_states(timeline, picks)
-        median = statistics.median(times)
-        worst = max(range(len(times)), key=times.__getitem__)
+        calls = kept_states(timeline, picks)
+        median = statistics.median(calls.wall)
         mark = " <- CHECKPOINT_EVERY" if every == CHECKPOINT_EVERY else ""
         print(
-            f"  K={every:>5}: median {_ms(median)}  p99 {_ms(_p(times, 0.99))}"
-            f"  max {_ms(max(times))} (GC {_ms(in_gc[worst])} of it;"
-            f" {full} full GCs in all)  replay / state_at = {replay / median:6.1f}"
-            f"  checkpoints {timeline.checkpoints:>4} = {timeline.checkpoint_bytes() / 1e6:6.1f} MB"
+            f"  K={every:>5}: median {_ms(median)}  p99 {_ms(_p(calls.wall, 0.99))}"
+            f"  {calls.worst()}; CPU median {_ms(statistics.median(calls.cpu))}"
+            f" max {_ms(max(calls.cpu))}; {calls.full_gcs} full GCs"
+            f"  replay / state_at = {replay / median:5.1f}"
+            f"  checkpoints {timeline.checkpoints:>4} = {timeline.checkpoint_bytes() / 1e6:5.1f} MB"
             f"{mark}"
         )
         timeline.close()
@@ -239,28 +257,24 @@ def bench_step(db: Path, samples: int) -> None:
     rng = random.Random(12)
     timeline = Timeline(db)
     steps: list[float] = []
-    states: list[float] = []
     events = 0
     seq = timeline.seqs[0]
     while seq != timeline.head:
         seq = timeline.step(seq, 1, task_events=True)
         events += 1
-    kept = None
+    targets: list[int] = []
     for _ in range(samples):
         seq = rng.choice(timeline.seqs)
         by = rng.choice((1, -1))
         start = time.perf_counter()
-        target = timeline.step(seq, by, task_events=True)
-        middle = time.perf_counter()
-        kept = timeline.state_at(target)  # kept until the next one, as the dashboard does
-        states.append(time.perf_counter() - middle)
-        steps.append(middle - start)
-    del kept
+        targets.append(timeline.step(seq, by, task_events=True))
+        steps.append(time.perf_counter() - start)
+    calls = kept_states(timeline, targets)
     print(
         f"step by one task event ({events:,} in the run) from {samples} random seqs:"
         f" step median {statistics.median(steps) * 1e6:.1f} us;"
-        f" then state_at: median {_ms(statistics.median(states))},"
-        f" p99 {_ms(_p(states, 0.99))}, max {_ms(max(states))}"
+        f" then state_at: median {_ms(statistics.median(calls.wall))},"
+        f" p99 {_ms(_p(calls.wall, 0.99))}, {calls.worst()}"
     )
     timeline.close()
 
