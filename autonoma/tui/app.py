@@ -212,6 +212,7 @@ class Dashboard(App[None]):
         self._statics: dict[str, Text] = {}
         self._tree_shown: views.Node | None = None
         self._board_shown: list[views.BoardRow] | None = None
+        self._board_widths: list[int] = []
         self.stream_text = ""
         """What the stream panel shows (for tests and screen readers)."""
         if os.environ.get("NO_COLOR"):
@@ -334,27 +335,32 @@ class Dashboard(App[None]):
     def _draw_board(self) -> None:
         board = self.query_one("#board", DataTable)
         rows = views.board(self.state, self.max_retries)
-        if rows == self._board_shown:
+        old = self._board_shown
+        if rows == old:
             return
         self._board_shown = rows
+        cells = [_board_cells(row) for row in rows]
+        widths = _widths(cells)
+        if (
+            old is not None
+            and [r.task_id for r in rows] == [r.task_id for r in old]
+            and widths == self._board_widths
+        ):
+            # The same tasks and column widths: only the cells that changed are drawn
+            # again (a cleared table renders every row anew); the table looks the same.
+            columns = list(board.columns)
+            for row, before, now in zip(rows, old, cells, strict=True):
+                if row == before:
+                    continue
+                for column, value, was in zip(columns, now, _board_cells(before), strict=True):
+                    if value != was:
+                        board.update_cell(row.task_id, column, value)
+            return
+        self._board_widths = widths
         selected = self.selected_task()
         board.clear()
-        for row in rows:
-            style = {"merged": "green", "resolved": "green", "escalated": "bold red"}.get(
-                row.raw_state, STYLES["warn"] if row.raw_state == "failed" else ""
-            )
-            if os.environ.get("NO_COLOR"):
-                style = "bold" if row.raw_state == "escalated" else ""
-            name = f"*{row.task_id}" if row.critical else f" {row.task_id}"
-            board.add_row(
-                name,
-                Text(row.state, style=style),
-                row.deps,
-                str(row.attempts),
-                row.cost,
-                row.title,
-                key=row.task_id,
-            )
+        for row, values in zip(rows, cells, strict=True):
+            board.add_row(*values, key=row.task_id)
         if selected is not None and selected in self.state.tasks:
             board.move_cursor(row=list(self.state.tasks).index(selected))
 
@@ -378,12 +384,20 @@ class Dashboard(App[None]):
         panel.set_class(bool(lines), "shown")
 
     def _update(self, panel: Static, text: Text, layout: bool = True) -> None:
-        """Show ``text`` in ``panel`` unless it shows it already (an update lays the
-        screen out again: the costliest part of a redraw)."""
+        """Show ``text`` in ``panel`` unless it shows it already.
+
+        Laying the screen out again is the costliest part of a redraw: it is asked only
+        when the panel's height (``height: auto``) changes with the text, wrapped.
+        """
         key = panel.id or ""
-        if self._statics.get(key) == text:
+        before = self._statics.get(key)
+        if before == text:
             return
         self._statics[key] = text
+        width = panel.content_size.width
+        if layout and before is not None and width > 0:
+            # Both at today's width (the screen may have been resized since).
+            layout = len(text.wrap(self.console, width)) != len(before.wrap(self.console, width))
         panel.update(text, layout=layout)
 
     def _draw_stream(self) -> None:
@@ -542,6 +556,28 @@ class Dashboard(App[None]):
                 self.exit()
 
         self.push_screen(ConfirmQuit(), chosen)
+
+
+def _board_cells(row: views.BoardRow) -> tuple[Text, ...]:
+    """The board's cells for one task, as shown: Text, never markup (a title is the
+    model's words: ``[/x]`` in it is text, not a closing tag)."""
+    style = {"merged": "green", "resolved": "green", "escalated": "bold red"}.get(
+        row.raw_state, STYLES["warn"] if row.raw_state == "failed" else ""
+    )
+    if os.environ.get("NO_COLOR"):
+        style = "bold" if row.raw_state == "escalated" else ""
+    name = f"*{row.task_id}" if row.critical else f" {row.task_id}"
+    plain = (row.deps, str(row.attempts), row.cost, row.title)
+    return (Text(name), Text(row.state, style=style), *(Text(cell) for cell in plain))
+
+
+def _widths(cells: list[tuple[Text, ...]]) -> list[int]:
+    """Each column's widest cell: what the table's column widths follow."""
+    widest = [0] * (len(cells[0]) if cells else 0)
+    for row in cells:
+        for i, cell in enumerate(row):
+            widest[i] = max(widest[i], cell.cell_len)
+    return widest
 
 
 def _last_seq(agent: object) -> int:
