@@ -229,6 +229,7 @@ def bench_state_at(db: Path, samples: int, intervals: Sequence[int]) -> None:
     probe = Timeline(db, checkpoint_every=10**9)
     seqs = list(probe.seqs)
     probe.close()
+    del probe  # its objects would lengthen every full GC of what follows
     picks = [rng.choice(seqs) for _ in range(samples)]
     replays = [_timed(lambda s=s: reader.replay(db, s)) for s in picks[: max(5, samples // 20)]]
     replay = statistics.median(replays)

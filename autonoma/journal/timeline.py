@@ -14,8 +14,17 @@ the bytes take a fraction of the memory of the objects they describe. A checkpoi
 encodes each task apart and reuses the previous checkpoint's bytes for a task that did
 not change, so the memory grows with what changed, not with checkpoints x tasks.
 
-Only seqs are kept in memory (and the seqs of task events); rows are read back from
-the journal when a state or a message is asked for.
+A task's long texts (its prompt, its spec: half a long run's bytes) stay out of the
+checkpoints' bytes: the same immutable str objects are put back into every decoded
+task, so a decode costs a third less and a prompt is held once.
+
+Seqs are kept in memory (and the seqs of task events), and the rows after the last
+checkpoint (so the head and the states near it need no read); older rows are read back
+from the journal when a state or a message is asked for. No State of a long run is
+kept between two looks at its head: the one `refresh` folded is handed to the next
+``state_at`` of the head. A State is tens of thousands of objects that every full
+cyclic GC of the process walks: where ``state_at``'s worst case went (see
+``bench/timetravel.py``).
 """
 
 from __future__ import annotations
@@ -223,7 +232,12 @@ class Timeline:
         self._lock = threading.RLock()
         self._seqs: array[int] = array("q")
         self._events: array[int] = array("q")
-        self._head = State()
+        # The head State when nobody else holds it. `refresh` folds new rows into it (or
+        # into one made from the last checkpoint and the tail); `state_at` of the head
+        # hands a large one out (then forgets it) and copies a small one. So a Timeline
+        # keeps no State of a long run between two looks at its head: its objects would
+        # only make every full cyclic GC of the process longer (see bench/timetravel.py).
+        self._spare: State | None = State()
         # _checkpoints[i]: the state after the first i * every rows.
         self._checkpoints: list[_Checkpoint] = [_Checkpoint(State(), None)]
         # The rows after the last checkpoint (fewer than `every`): states there are
@@ -290,13 +304,19 @@ class Timeline:
                 (self.run_id, after, limit),
             )
             self.caught_up = len(rows) < limit
+            if not rows:
+                return self.head
+            # Taken: should a fold fail, the next refresh starts again from what is kept.
+            head, self._spare = self._spare, None
+            if head is None:
+                head = self._state(len(self._seqs))
             every = self.every
             start = 0
             while start < len(rows):
                 # Fold up to the next checkpoint boundary, then keep a checkpoint.
                 room = every - len(self._seqs) % every
                 chunk = rows[start : start + room]
-                self._fold(chunk, self._head)
+                self._fold(chunk, head)
                 self._read(chunk)
                 self._tail.extend(chunk)
                 for row in chunk:
@@ -305,8 +325,9 @@ class Timeline:
                         self._events.append(row[0])
                 start += len(chunk)
                 if len(self._seqs) % every == 0:
-                    self._checkpoints.append(_Checkpoint(self._head, self._checkpoints[-1]))
+                    self._checkpoints.append(_Checkpoint(head, self._checkpoints[-1]))
                     self._tail = []
+            self._spare = head
             return self.head
 
     def _read(self, rows: list[Row]) -> None:
@@ -360,24 +381,31 @@ class Timeline:
         """
         with self._lock, _no_gc():
             count = self._count_at(seq)
-            base = count // self.every
-            last = self._checkpoints[-1]
-            if count == len(self._seqs) and last.nbytes < len(self._tail) * COPY_BYTES_PER_ROW:
-                return copy_state(self._head)  # a small State: cheaper than the fold
-            state = self._checkpoints[base].state()
-            done = base * self.every
-            if base == len(self._checkpoints) - 1:
-                # After the last checkpoint (the head too): the rows are in memory.
-                self._fold(self._tail[: count - done], state)
-            elif count > done:
-                after = self._seqs[done - 1] if done else 0
-                rows = self._query(
-                    f"SELECT {COLUMNS} FROM messages"
-                    " WHERE run_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
-                    (self.run_id, after, self._seqs[count - 1]),
-                )
-                self._fold(rows, state)
-            return state
+            spare = self._spare
+            if count == len(self._seqs) and spare is not None:
+                if self._checkpoints[-1].nbytes < len(self._tail) * COPY_BYTES_PER_ROW:
+                    return copy_state(spare)  # a small State: cheaper than the fold
+                self._spare = None  # the caller's now
+                return spare
+            return self._state(count)
+
+    def _state(self, count: int) -> State:
+        """A new State after the run's first ``count`` rows (the lock held, GC off)."""
+        base = count // self.every
+        state = self._checkpoints[base].state()
+        done = base * self.every
+        if base == len(self._checkpoints) - 1:
+            # After the last checkpoint (the head too): the rows are in memory.
+            self._fold(self._tail[: count - done], state)
+        elif count > done:
+            after = self._seqs[done - 1] if done else 0
+            rows = self._query(
+                f"SELECT {COLUMNS} FROM messages"
+                " WHERE run_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
+                (self.run_id, after, self._seqs[count - 1]),
+            )
+            self._fold(rows, state)
+        return state
 
     def step(self, seq: int, by: int = 1, *, task_events: bool = False) -> int:
         """The seq ``by`` messages after ``seq`` (before, if negative), clamped to the run.
