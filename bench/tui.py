@@ -607,7 +607,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             share = run.cpu / run.wall
             shares.append(share)
             print(f"   {run.label:15} {run.cpu:6.1f} s CPU / {run.wall:6.1f} s wall = {share:6.1%}")
-        print(f"   with / without a dashboard: {shares[1] / shares[0]:.3f}")
+        print(
+            f"   with / without a dashboard: CPU share {shares[1] / shares[0]:.3f},"
+            f" CPU seconds {runs[1].cpu / runs[0].cpu:.3f}"
+        )
         if watched.dashboard_cpu is not None:
             print(
                 f"   the dashboard process itself: {watched.dashboard_cpu:6.1f} s CPU"
