@@ -14,7 +14,11 @@ Printed, each against a baseline measured in the same run:
    the first head state, against ``reader.replay`` of the whole run;
 3. ``state_at`` at random seqs (median, p99, max) against ``reader.replay(db, seq)``
    at the same seqs (the ratio of medians), for several checkpoint intervals K, with the
-   checkpoints' memory: what chose `CHECKPOINT_EVERY`;
+   checkpoints' memory: what chose `CHECKPOINT_EVERY`. Each State is kept until the
+   next call, as the dashboard keeps the one it shows, so the figure holds freeing the
+   previous State and the cyclic GC walking the new one. The slowest call is shown with
+   its CPU time (this thread's: the rest of its wall time was spent waiting for a core
+   on a loaded machine) and the GC's part of it, and the CPU time's median and max;
 4. ``step`` by task event, then the state there (what the dashboard's key does);
 5. memory: what the Timeline keeps (tracemalloc), against the head State's objects.
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import os
 import random
 import shutil
@@ -36,6 +41,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +141,63 @@ def _p(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+class GcClock:
+    """Time spent in the cyclic garbage collector (``gc.callbacks``), per call measured."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+        self.full = 0
+        self._start = 0.0
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self._tick)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._tick)
+
+    def _tick(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.spent += time.perf_counter() - self._start
+            self.full += info["generation"] == 2
+
+
+@dataclass
+class Calls:
+    """What each call took: wall time, this thread's CPU time, the GC's part."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    gc: list[float] = field(default_factory=list)
+    full_gcs: int = 0
+
+    def worst(self) -> str:
+        """The slowest call: wall, CPU (the rest is waiting for a core), GC."""
+        at = max(range(len(self.wall)), key=self.wall.__getitem__)
+        return f"max {_ms(self.wall[at])} (CPU {_ms(self.cpu[at])}, GC {_ms(self.gc[at])})"
+
+
+def kept_states(timeline: Timeline, seqs: Sequence[int]) -> Calls:
+    """``state_at`` at each seq, each State kept until the next call, as the dashboard
+    keeps the one it shows: the previous State is freed, and the collector walks the new
+    one, within the figure."""
+    calls = Calls()
+    kept = None
+    with GcClock() as clock:
+        for seq in seqs:
+            clock.spent = 0.0
+            start, cpu = time.perf_counter(), time.thread_time()
+            kept = timeline.state_at(seq)
+            calls.wall.append(time.perf_counter() - start)
+            calls.cpu.append(time.thread_time() - cpu)
+            calls.gc.append(clock.spent)
+    del kept
+    calls.full_gcs = clock.full
+    return calls
+
+
 def bench_copy(db: Path) -> None:
     state = reader.replay(db)
     deep = min(_timed(lambda: copy.deepcopy(state)) for _ in range(5))
@@ -166,6 +229,7 @@ def bench_state_at(db: Path, samples: int, intervals: Sequence[int]) -> None:
     probe = Timeline(db, checkpoint_every=10**9)
     seqs = list(probe.seqs)
     probe.close()
+    del probe  # its objects would lengthen every full GC of what follows
     picks = [rng.choice(seqs) for _ in range(samples)]
     replays = [_timed(lambda s=s: reader.replay(db, s)) for s in picks[: max(5, samples // 20)]]
     replay = statistics.median(replays)
@@ -175,13 +239,15 @@ def bench_state_at(db: Path, samples: int, intervals: Sequence[int]) -> None:
     )
     for every in intervals:
         timeline = Timeline(db, checkpoint_every=every)
-        times = [_timed(lambda s=s, t=timeline: t.state_at(s)) for s in picks]
-        median = statistics.median(times)
+        calls = kept_states(timeline, picks)
+        median = statistics.median(calls.wall)
         mark = " <- CHECKPOINT_EVERY" if every == CHECKPOINT_EVERY else ""
         print(
-            f"  K={every:>5}: median {_ms(median)}  p99 {_ms(_p(times, 0.99))}"
-            f"  max {_ms(max(times))}  replay / state_at = {replay / median:6.1f}"
-            f"  checkpoints {timeline.checkpoints:>4} = {timeline.checkpoint_bytes() / 1e6:6.1f} MB"
+            f"  K={every:>5}: median {_ms(median)}  p99 {_ms(_p(calls.wall, 0.99))}"
+            f"  {calls.worst()}; CPU median {_ms(statistics.median(calls.cpu))}"
+            f" max {_ms(max(calls.cpu))}; {calls.full_gcs} full GCs"
+            f"  replay / state_at = {replay / median:5.1f}"
+            f"  checkpoints {timeline.checkpoints:>4} = {timeline.checkpoint_bytes() / 1e6:5.1f} MB"
             f"{mark}"
         )
         timeline.close()
@@ -192,26 +258,24 @@ def bench_step(db: Path, samples: int) -> None:
     rng = random.Random(12)
     timeline = Timeline(db)
     steps: list[float] = []
-    states: list[float] = []
     events = 0
     seq = timeline.seqs[0]
     while seq != timeline.head:
         seq = timeline.step(seq, 1, task_events=True)
         events += 1
+    targets: list[int] = []
     for _ in range(samples):
         seq = rng.choice(timeline.seqs)
         by = rng.choice((1, -1))
         start = time.perf_counter()
-        target = timeline.step(seq, by, task_events=True)
-        middle = time.perf_counter()
-        timeline.state_at(target)
-        states.append(time.perf_counter() - middle)
-        steps.append(middle - start)
+        targets.append(timeline.step(seq, by, task_events=True))
+        steps.append(time.perf_counter() - start)
+    calls = kept_states(timeline, targets)
     print(
         f"step by one task event ({events:,} in the run) from {samples} random seqs:"
         f" step median {statistics.median(steps) * 1e6:.1f} us;"
-        f" then state_at: median {_ms(statistics.median(states))},"
-        f" p99 {_ms(_p(states, 0.99))}, max {_ms(max(states))}"
+        f" then state_at: median {_ms(statistics.median(calls.wall))},"
+        f" p99 {_ms(_p(calls.wall, 0.99))}, {calls.worst()}"
     )
     timeline.close()
 

@@ -14,14 +14,24 @@ the bytes take a fraction of the memory of the objects they describe. A checkpoi
 encodes each task apart and reuses the previous checkpoint's bytes for a task that did
 not change, so the memory grows with what changed, not with checkpoints x tasks.
 
-Only seqs are kept in memory (and the seqs of task events); rows are read back from
-the journal when a state or a message is asked for.
+A task's long texts (its prompt, its spec: half a long run's bytes) stay out of the
+checkpoints' bytes: the same immutable str objects are put back into every decoded
+task, so a decode costs a third less and a prompt is held once.
+
+Seqs are kept in memory (and the seqs of task events), and the rows after the last
+checkpoint (so the head and the states near it need no read); older rows are read back
+from the journal when a state or a message is asked for. No State of a long run is
+kept between two looks at its head: the one `refresh` folded is handed to the next
+``state_at`` of the head. A State is tens of thousands of objects that every full
+cyclic GC of the process walks: where ``state_at``'s worst case went (see
+``bench/timetravel.py``).
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import gc
 import os
 import threading
@@ -38,6 +48,11 @@ from autonoma.journal.schema import COLUMNS, JournalError, journal_error, open_r
 
 CHECKPOINT_EVERY = 1000
 """Rows between two checkpoints of the fold (see ``bench/timetravel.py``)."""
+
+COPY_BYTES_PER_ROW = 800
+"""Copying a State (a msgpack round trip) costs about as much per this many bytes as
+folding one row (measured on a 100,000-row run: 2.5 ms per MB, 2 us per row): the
+head is copied when that is cheaper than folding the rows after the last checkpoint."""
 
 REFRESH_ROWS = 5000
 """At most this many rows are read and folded by one `Timeline.refresh` call."""
@@ -74,11 +89,37 @@ _DECODER = msgspec.msgpack.Decoder(State)
 _TASK_DECODER = msgspec.msgpack.Decoder(Task)
 
 
+BIG_TEXT = 256
+"""A task's text fields longer than this (its prompt, its spec) are kept out of the
+checkpoints' bytes: the str object itself is shared (it is immutable), not decoded."""
+
+_TEXT_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(Task) if f.type in ("str", str)
+)
+
+_Texts = tuple[tuple[str, str], ...]
+"""A task's long text fields, by name."""
+
+
+def _long_texts(task: Task) -> _Texts:
+    return tuple(
+        (name, text)
+        for name in _TEXT_FIELDS
+        if len(text := cast(str, getattr(task, name))) > BIG_TEXT
+    )
+
+
 class _Checkpoint:
     """A State, encoded: its tasks one by one, each shared with the checkpoint before it
-    when it did not change since (most tasks of a long run are long finished)."""
+    when it did not change since (most tasks of a long run are long finished).
 
-    __slots__ = ("rest", "tasks")
+    A task's long texts (`BIG_TEXT`) are not encoded: the same str objects are put back
+    into each decoded task. They are half the bytes of a long run's state (its prompts),
+    so decoding a checkpoint costs about half as much, and a task's prompt is held once
+    however many checkpoints hold the task.
+    """
+
+    __slots__ = ("nbytes", "rest", "tasks", "texts")
 
     def __init__(self, state: State, before: _Checkpoint | None) -> None:
         tasks = state.tasks
@@ -88,18 +129,38 @@ class _Checkpoint:
         finally:
             state.tasks = tasks
         known = before.tasks if before is not None else {}
+        known_texts = before.texts if before is not None else {}
         self.tasks: dict[str, bytes] = {}
+        self.texts: dict[str, _Texts] = {}
         for task_id, task in tasks.items():
-            encoded = _ENCODER.encode(task)
+            texts = _long_texts(task)
+            # Blanked while encoded (the fold is not running: the lock is held).
+            for name, _ in texts:
+                setattr(task, name, "")
+            try:
+                encoded = _ENCODER.encode(task)
+            finally:
+                for name, text in texts:
+                    setattr(task, name, text)
             old = known.get(task_id)
             # The same bytes object as before: memory is shared, not copied.
             self.tasks[task_id] = old if old == encoded else encoded
+            if texts:
+                old_texts = known_texts.get(task_id)
+                self.texts[task_id] = old_texts if old_texts == texts else texts
+        self.nbytes = len(self.rest) + sum(map(len, self.tasks.values()))
+        self.nbytes += sum(len(text) for texts in self.texts.values() for _, text in texts)
+        """The State's size as msgpack (about): what copying it costs."""
 
     def state(self) -> State:
         """A new State, decoded from the checkpoint."""
         state = _DECODER.decode(self.rest)
         decode = _TASK_DECODER.decode
-        state.tasks = {task_id: decode(encoded) for task_id, encoded in self.tasks.items()}
+        state.tasks = tasks = {task_id: decode(encoded) for task_id, encoded in self.tasks.items()}
+        for task_id, texts in self.texts.items():
+            task = tasks[task_id]
+            for name, text in texts:
+                setattr(task, name, text)
         return state
 
     def size(self, seen: set[int]) -> int:
@@ -109,6 +170,11 @@ class _Checkpoint:
             if id(encoded) not in seen:
                 seen.add(id(encoded))
                 total += len(encoded)
+        for texts in self.texts.values():
+            for _, text in texts:
+                if id(text) not in seen:
+                    seen.add(id(text))
+                    total += len(text)
         return total
 
 
@@ -166,9 +232,17 @@ class Timeline:
         self._lock = threading.RLock()
         self._seqs: array[int] = array("q")
         self._events: array[int] = array("q")
-        self._head = State()
+        # The head State when nobody else holds it. `refresh` folds new rows into it (or
+        # into one made from the last checkpoint and the tail); `state_at` of the head
+        # hands a large one out (then forgets it) and copies a small one. So a Timeline
+        # keeps no State of a long run between two looks at its head: its objects would
+        # only make every full cyclic GC of the process longer (see bench/timetravel.py).
+        self._spare: State | None = State()
         # _checkpoints[i]: the state after the first i * every rows.
         self._checkpoints: list[_Checkpoint] = [_Checkpoint(State(), None)]
+        # The rows after the last checkpoint (fewer than `every`): states there are
+        # folded from memory, the head's included, with no read and no copy of the head.
+        self._tail: list[Row] = []
         self.caught_up = False
         """The last `refresh` read everything committed then."""
         if catch_up:
@@ -230,21 +304,35 @@ class Timeline:
                 (self.run_id, after, limit),
             )
             self.caught_up = len(rows) < limit
+            if not rows:
+                return self.head
+            # Taken: should a fold fail, the next refresh starts again from what is kept.
+            head, self._spare = self._spare, None
+            if head is None:
+                head = self._state(len(self._seqs))
             every = self.every
             start = 0
             while start < len(rows):
                 # Fold up to the next checkpoint boundary, then keep a checkpoint.
                 room = every - len(self._seqs) % every
                 chunk = rows[start : start + room]
-                self._fold(chunk, self._head)
+                self._fold(chunk, head)
+                self._read(chunk)
+                self._tail.extend(chunk)
                 for row in chunk:
                     self._seqs.append(row[0])
                     if row[5] in TASK_EVENTS:
                         self._events.append(row[0])
                 start += len(chunk)
                 if len(self._seqs) % every == 0:
-                    self._checkpoints.append(_Checkpoint(self._head, self._checkpoints[-1]))
+                    self._checkpoints.append(_Checkpoint(head, self._checkpoints[-1]))
+                    self._tail = []
+            self._spare = head
             return self.head
+
+    def _read(self, rows: list[Row]) -> None:
+        """Called by `refresh` with the rows it just folded, in seq order, the lock held:
+        a subclass keeps what it needs of them (nothing here)."""
 
     def _fold(self, rows: list[Row], state: State) -> None:
         try:
@@ -285,24 +373,39 @@ class Timeline:
 
         The same as ``reader.replay(db, seq, run_id)``. The State is the caller's: later
         refreshes never change it. A seq before the run gives the empty State, one after
-        its head the head. Reads at most `checkpoint_every` rows from the journal.
+        its head the head. Reads at most `checkpoint_every` rows from the journal (none
+        after the last checkpoint: those rows are kept).
+
+        The cost is decoding the checkpoint before ``seq`` (it grows with the run's
+        tasks) and folding the rows after it (fewer than `checkpoint_every`).
         """
         with self._lock, _no_gc():
             count = self._count_at(seq)
-            if count == len(self._seqs):
-                return copy_state(self._head)
-            base = count // self.every
-            state = self._checkpoints[base].state()
-            done = base * self.every
-            if count > done:
-                after = self._seqs[done - 1] if done else 0
-                rows = self._query(
-                    f"SELECT {COLUMNS} FROM messages"
-                    " WHERE run_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
-                    (self.run_id, after, self._seqs[count - 1]),
-                )
-                self._fold(rows, state)
-            return state
+            spare = self._spare
+            if count == len(self._seqs) and spare is not None:
+                if self._checkpoints[-1].nbytes < len(self._tail) * COPY_BYTES_PER_ROW:
+                    return copy_state(spare)  # a small State: cheaper than the fold
+                self._spare = None  # the caller's now
+                return spare
+            return self._state(count)
+
+    def _state(self, count: int) -> State:
+        """A new State after the run's first ``count`` rows (the lock held, GC off)."""
+        base = count // self.every
+        state = self._checkpoints[base].state()
+        done = base * self.every
+        if base == len(self._checkpoints) - 1:
+            # After the last checkpoint (the head too): the rows are in memory.
+            self._fold(self._tail[: count - done], state)
+        elif count > done:
+            after = self._seqs[done - 1] if done else 0
+            rows = self._query(
+                f"SELECT {COLUMNS} FROM messages"
+                " WHERE run_id = ? AND seq > ? AND seq <= ? ORDER BY seq",
+                (self.run_id, after, self._seqs[count - 1]),
+            )
+            self._fold(rows, state)
+        return state
 
     def step(self, seq: int, by: int = 1, *, task_events: bool = False) -> int:
         """The seq ``by`` messages after ``seq`` (before, if negative), clamped to the run.

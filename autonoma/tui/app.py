@@ -20,6 +20,7 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Label, RichLog, Static, Tree
 from textual.widgets.tree import TreeNode
@@ -29,7 +30,7 @@ from autonoma.tui import views
 from autonoma.tui.notify import escape
 from autonoma.tui.quit import Quit, QuitDialog, Stopping
 from autonoma.tui.said import Level
-from autonoma.tui.source import JournalSource
+from autonoma.tui.source import STREAM_ROWS, JournalSource
 
 STYLES: dict[Level, str] = {"info": "", "good": "green", "warn": "yellow", "bad": "bold red"}
 
@@ -183,6 +184,12 @@ class Dashboard(App[Quit]):
         """What the bell and the desktop notifications said, in order."""
         self._first = True
         self._stream_shown: list[tuple[str, Level]] = []
+        self._stream_rows: tuple[str | None, int, int] | None = None
+        # What each panel shows, to leave alone the panels that did not change.
+        self._statics: dict[str, Text] = {}
+        self._tree_shown: views.Node | None = None
+        self._board_shown: list[views.BoardRow] | None = None
+        self._board_widths: list[int] = []
         self.stream_text = ""
         """What the stream panel shows (for tests and screen readers)."""
         if os.environ.get("NO_COLOR"):
@@ -228,18 +235,28 @@ class Dashboard(App[Quit]):
         """Read new rows; redraw if the live view moved (time travel stays where it is).
         After a stop from the quit dialog: exit once the run has ended."""
         self.source.refresh()
-        self.redraw()
+        try:
+            self.redraw()
+        except NoMatches:
+            # The timer fired while the app quits: its screen's widgets are already gone.
+            return
         if self.stopping and self.link is not None and not self.link.running():
             self.exit("stopped")
 
     def redraw(self, force: bool = False) -> None:
-        """Draw every panel from the state at ``self.at``."""
+        """Draw every panel from the state at ``self.at``.
+
+        Nothing new (same seq shown, same head): only the run panel is drawn again, and
+        only while live (its elapsed time moves); every other panel is a function of the
+        state, which did not change.
+        """
         key = (self.at, self.source.head)
-        if not force and key == self._shown and self.at is not None:
-            return
         live = self.at is None
-        if key != self._shown or force:
-            self.state = self.source.state_at(self.at)
+        if not force and key == self._shown:
+            if live:
+                self._draw_run(live)
+            return
+        self.state = self.source.state_at(self.at)
         self._shown = key
         self._draw_seqbar(live)
         self._draw_tree()
@@ -261,12 +278,16 @@ class Dashboard(App[Quit]):
         where = "live" if live else "time travel: end or l returns to live"
         run = self.state.run
         name = run.run_id if run is not None else "no run yet"
-        bar.update(Text(f"{name} · at {self.seq} / {self.source.head} ({where})"))
+        # One line, always: no layout to redo.
+        self._update(bar, Text(f"{name} · at {self.seq} / {self.source.head} ({where})"), False)
         bar.set_class(not live, "travel")
 
     def _draw_tree(self) -> None:
         tree: Tree[str] = self.query_one("#actors", Tree)
         root = views.tree(self.state)
+        if root == self._tree_shown:
+            return  # every label as it is: nothing to lay out again
+        self._tree_shown = root
         tree.root.set_label(root.label)
         tree.root.data = root.name
         self._sync(tree.root, root)
@@ -294,24 +315,32 @@ class Dashboard(App[Quit]):
     def _draw_board(self) -> None:
         board = self.query_one("#board", DataTable)
         rows = views.board(self.state, self.max_retries)
+        old = self._board_shown
+        if rows == old:
+            return
+        self._board_shown = rows
+        cells = [_board_cells(row) for row in rows]
+        widths = _widths(cells)
+        if (
+            old is not None
+            and [r.task_id for r in rows] == [r.task_id for r in old]
+            and widths == self._board_widths
+        ):
+            # The same tasks and column widths: only the cells that changed are drawn
+            # again (a cleared table renders every row anew); the table looks the same.
+            columns = list(board.columns)
+            for row, before, now in zip(rows, old, cells, strict=True):
+                if row == before:
+                    continue
+                for column, value, was in zip(columns, now, _board_cells(before), strict=True):
+                    if value != was:
+                        board.update_cell(row.task_id, column, value)
+            return
+        self._board_widths = widths
         selected = self.selected_task()
         board.clear()
-        for row in rows:
-            style = {"merged": "green", "resolved": "green", "escalated": "bold red"}.get(
-                row.raw_state, STYLES["warn"] if row.raw_state == "failed" else ""
-            )
-            if os.environ.get("NO_COLOR"):
-                style = "bold" if row.raw_state == "escalated" else ""
-            name = f"*{row.task_id}" if row.critical else f" {row.task_id}"
-            board.add_row(
-                name,
-                Text(row.state, style=style),
-                row.deps,
-                str(row.attempts),
-                row.cost,
-                row.title,
-                key=row.task_id,
-            )
+        for row, values in zip(rows, cells, strict=True):
+            board.add_row(*values, key=row.task_id)
         if selected is not None and selected in self.state.tasks:
             board.move_cursor(row=list(self.state.tasks).index(selected))
 
@@ -326,13 +355,30 @@ class Dashboard(App[Quit]):
         costs = views.agent_costs(self.state)
         if costs:
             lines.append(("; ".join(costs), "info"))
-        self.query_one("#run", Static).update(styled(lines))
+        self._update(self.query_one("#run", Static), styled(lines))
 
     def _draw_escalations(self) -> None:
         lines = views.escalations(self.state)
         panel = self.query_one("#escalations", Static)
-        panel.update(styled(lines) if lines else "")
+        self._update(panel, styled(lines) if lines else Text())
         panel.set_class(bool(lines), "shown")
+
+    def _update(self, panel: Static, text: Text, layout: bool = True) -> None:
+        """Show ``text`` in ``panel`` unless it shows it already.
+
+        Laying the screen out again is the costliest part of a redraw: it is asked only
+        when the panel's height (``height: auto``) changes with the text, wrapped.
+        """
+        key = panel.id or ""
+        before = self._statics.get(key)
+        if before == text:
+            return
+        self._statics[key] = text
+        width = panel.content_size.width
+        if layout and before is not None and width > 0:
+            # Both at today's width (the screen may have been resized since).
+            layout = len(text.wrap(self.console, width)) != len(before.wrap(self.console, width))
+        panel.update(text, layout=layout)
 
     def _draw_stream(self) -> None:
         stream = self.query_one("#stream", RichLog)
@@ -344,16 +390,28 @@ class Dashboard(App[Quit]):
             pick = working[0] if working else (max(acted, key=_last_seq) if acted else None)
             agent = pick.name if pick is not None else None
         stream.border_title = f"stream of {agent}" if agent else "stream"
+        rows = self.source.rows_of(agent, self.seq) if agent is not None else []
+        # The rows are the agent's last ones up to the seq shown: their first and last
+        # seqs say which. The same rows: the same lines, not decoded again.
+        shown = (agent, rows[0][0], rows[-1][0]) if rows else (agent, 0, 0)
+        if shown == self._stream_rows:
+            return
+        self._stream_rows = shown
         lines: list[tuple[str, Level]] = (
-            views.stream_lines(self.source.rows_of(agent, self.seq))[-200:]
+            views.stream_lines(rows)[-STREAM_ROWS:]
             if agent is not None
             else [("no agent has spoken yet", "info")]
         )
         if lines == self._stream_shown:
             return
+        old = self._stream_shown
         self._stream_shown = lines
-        stream.clear()
-        for line, level in lines:
+        if old and lines[: len(old)] == old:
+            new = lines[len(old) :]  # the same stream, grown: only its new lines are drawn
+        else:
+            stream.clear()
+            new = lines
+        for line, level in new:
             stream.write(Text(line, style=STYLES[level]))
         self.stream_text = "\n".join(line for line, _ in lines)
 
@@ -493,6 +551,28 @@ class Dashboard(App[Quit]):
                 return
             self.stopping = True
             self.push_screen(Stopping(said))
+
+
+def _board_cells(row: views.BoardRow) -> tuple[Text, ...]:
+    """The board's cells for one task, as shown: Text, never markup (a title is the
+    model's words: ``[/x]`` in it is text, not a closing tag)."""
+    style = {"merged": "green", "resolved": "green", "escalated": "bold red"}.get(
+        row.raw_state, STYLES["warn"] if row.raw_state == "failed" else ""
+    )
+    if os.environ.get("NO_COLOR"):
+        style = "bold" if row.raw_state == "escalated" else ""
+    name = f"*{row.task_id}" if row.critical else f" {row.task_id}"
+    plain = (row.deps, str(row.attempts), row.cost, row.title)
+    return (Text(name), Text(row.state, style=style), *(Text(cell) for cell in plain))
+
+
+def _widths(cells: list[tuple[Text, ...]]) -> list[int]:
+    """Each column's widest cell: what the table's column widths follow."""
+    widest = [0] * (len(cells[0]) if cells else 0)
+    for row in cells:
+        for i, cell in enumerate(row):
+            widest[i] = max(widest[i], cell.cell_len)
+    return widest
 
 
 def _last_seq(agent: object) -> int:
