@@ -99,6 +99,8 @@ class Outbox:
         """Add ``item``, waiting while the outbox is full (the client's own pace)."""
         while len(self._items) >= self.limit and self.closed_reason is None:
             await self._wakeup.park()
+        if self.closed_reason is not None:
+            return
         self._items.append(item)
         self._wakeup.unpark_all()
 

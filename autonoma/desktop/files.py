@@ -30,7 +30,9 @@ def _parts(path: str) -> list[str]:
     if "\x00" in path or "\\" in path:
         raise OutsideProject(f"{path!r}: not a path inside the project")
     if path.startswith("/"):
-        raise OutsideProject(f"{path!r}: absolute paths are refused: give one relative to the project")
+        raise OutsideProject(
+            f"{path!r}: absolute paths are refused: give one relative to the project"
+        )
     parts = [] if path in ("", ".") else path.rstrip("/").split("/")
     for part in parts:
         if part in ("", ".", ".."):

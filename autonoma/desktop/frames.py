@@ -37,7 +37,11 @@ SEQ_MAX = 2**63 - 1
 """SQLite's largest integer: a seq past it is no seq."""
 
 Seq = Annotated[int, msgspec.Meta(ge=0, le=SEQ_MAX)]
-RequestId = Annotated[str, msgspec.Meta(max_length=MAX_ID)] | Annotated[int, msgspec.Meta(ge=-SEQ_MAX, le=SEQ_MAX)] | None
+RequestId = (
+    Annotated[str, msgspec.Meta(max_length=MAX_ID)]
+    | Annotated[int, msgspec.Meta(ge=-SEQ_MAX, le=SEQ_MAX)]
+    | None
+)
 Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
 RelPath = Annotated[str, msgspec.Meta(max_length=MAX_PATH)]
 Note = Annotated[str, msgspec.Meta(max_length=MAX_NOTE)]
@@ -55,20 +59,20 @@ class _In(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, frozen=T
     id: RequestId = None
 
 
-class Subscribe(_In, tag="subscribe", kw_only=True):
+class Subscribe(_In, tag="subscribe", frozen=True, kw_only=True):
     """Every journaled row with seq > ``from_seq`` (all runs), then live."""
 
     from_seq: Seq = 0
 
 
-class SnapshotRequest(_In, tag="snapshot", kw_only=True):
+class SnapshotRequest(_In, tag="snapshot", frozen=True, kw_only=True):
     """The folded state of ``run_id`` (None: the latest run) at ``at_seq`` (None: its head)."""
 
     at_seq: Seq | None = None
     run_id: Name | None = None
 
 
-class CommandRequest(_In, tag="command", kw_only=True):
+class CommandRequest(_In, tag="command", frozen=True, kw_only=True):
     """A human's command to the run (``task_id`` for retry and resolve, ``requirements``
     for start)."""
 
@@ -78,7 +82,7 @@ class CommandRequest(_In, tag="command", kw_only=True):
     requirements: RelPath | None = None
 
 
-class ListRequest(_In, tag="list", kw_only=True):
+class ListRequest(_In, tag="list", frozen=True, kw_only=True):
     """The entries of a folder of the project ('' is its root)."""
 
     path: RelPath = ""
@@ -151,9 +155,7 @@ def decode_request(text: str | bytes) -> Request:
         raise FrameError(f"malformed {peek.type} frame: {err}", request_id) from None
     if isinstance(request, CommandRequest) and request.command not in COMMANDS:
         shown = request.command if len(request.command) <= 40 else request.command[:39] + "…"
-        raise FrameError(
-            f"unknown command {shown!r} (known: {', '.join(COMMANDS)})", request.id
-        )
+        raise FrameError(f"unknown command {shown!r} (known: {', '.join(COMMANDS)})", request.id)
     return request
 
 
@@ -164,7 +166,7 @@ class _Out(msgspec.Struct, tag_field="type", frozen=True, kw_only=True):
     """A frame the gateway sends."""
 
 
-class Hello(_Out, tag="hello", kw_only=True):
+class Hello(_Out, tag="hello", frozen=True, kw_only=True):
     """The first frame of every connection."""
 
     protocol: int = PROTOCOL
@@ -173,7 +175,7 @@ class Hello(_Out, tag="hello", kw_only=True):
     head: int
 
 
-class MessageFrame(_Out, tag="message", kw_only=True):
+class MessageFrame(_Out, tag="message", frozen=True, kw_only=True):
     """One journaled row: its envelope, the message as the journal holds it, its words."""
 
     seq: int
@@ -186,7 +188,7 @@ class MessageFrame(_Out, tag="message", kw_only=True):
     said: Said | None
 
 
-class Live(_Out, tag="live", kw_only=True):
+class Live(_Out, tag="live", frozen=True, kw_only=True):
     """The catch-up of a ``subscribe`` is over: what follows is live, from ``seq`` on."""
 
     seq: int
@@ -202,7 +204,7 @@ class SnapshotView(msgspec.Struct, frozen=True, kw_only=True):
     costs: list[str]
 
 
-class Snapshot(_Out, tag="snapshot", kw_only=True):
+class Snapshot(_Out, tag="snapshot", frozen=True, kw_only=True):
     """The state of ``run_id`` once ``seq`` was committed, and its views."""
 
     id: str | int | None = None
@@ -214,7 +216,7 @@ class Snapshot(_Out, tag="snapshot", kw_only=True):
     view: SnapshotView
 
 
-class Ack(_Out, tag="ack", kw_only=True):
+class Ack(_Out, tag="ack", frozen=True, kw_only=True):
     """A command was taken: ``text`` is the line the CLI prints for it."""
 
     id: str | int | None = None
@@ -229,7 +231,7 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True):
     size: int
 
 
-class Listing(_Out, tag="listing", kw_only=True):
+class Listing(_Out, tag="listing", frozen=True, kw_only=True):
     """The entries of a folder of the project, folders first, then by name."""
 
     id: str | int | None = None
@@ -238,14 +240,14 @@ class Listing(_Out, tag="listing", kw_only=True):
     truncated: bool = False
 
 
-class Error(_Out, tag="error", kw_only=True):
+class Error(_Out, tag="error", frozen=True, kw_only=True):
     """A request could not be answered; the connection stays open."""
 
     id: str | int | None = None
     error: str
 
 
-class Dropped(_Out, tag="dropped", kw_only=True):
+class Dropped(_Out, tag="dropped", frozen=True, kw_only=True):
     """The client fell behind: the gateway closes (code 4000); resubscribe from ``last_seq``."""
 
     reason: str
