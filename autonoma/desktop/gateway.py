@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import signal
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -143,6 +144,17 @@ class Gateway:
             for listener in listeners:
                 with contextlib.suppress(Exception):
                     listener.socket.close()
+
+    async def drain(self, timeout: float = 1.0) -> None:
+        """Wait, at most ``timeout`` seconds, until every row committed now was offered to
+        the live clients and their outboxes are empty (before a stop: the run's last rows
+        reach the web view)."""
+        with trio.move_on_after(timeout):
+            last = await trio.to_thread.run_sync(
+                reader.last_seq, self.project.state_db, limiter=self.db_limiter
+            )
+            while self.feed.cursor < last or any(len(c.outbox) for c in self.clients.values()):
+                await trio.sleep(0.02)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         """One TCP connection: an HTTP request, or a websocket."""
@@ -348,16 +360,37 @@ def _error(request_id: str | int | None, text: str) -> str:
 def serve_forever(
     gateway: Gateway, ready: Callable[[info.GatewayInfo], None] | None = None
 ) -> None:
-    """Run ``gateway`` in this thread until Ctrl-C (KeyboardInterrupt propagates, after
-    ``gateway.json`` is removed). ``ready`` is called once it listens."""
+    """Run ``gateway`` in this thread until Ctrl-C (KeyboardInterrupt is raised) or SIGTERM
+    or SIGHUP (it returns); ``gateway.json`` is removed either way. ``ready`` is called
+    once it listens. Raises OSError (cannot listen), `JournalError` (a broken journal).
+    """
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             found = await nursery.start(gateway.serve)
             if ready is not None:
                 ready(found)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+                async for _ in signals:
+                    break
+            with trio.move_on_after(2.0):
+                await gateway.drain()
+            nursery.cancel_scope.cancel()
 
-    trio.run(main)
+    try:
+        trio.run(main)
+    except BaseExceptionGroup as group:
+        raise _first(group) from None
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error in ``group`` that is not a cancellation (what to tell the user)."""
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            return _first(error)
+        if not isinstance(error, trio.Cancelled):
+            return error
+    return group
 
 
 class GatewayThread:
@@ -381,6 +414,8 @@ class GatewayThread:
             raise TimeoutError(f"the gateway did not start within {timeout:.0f} s")
         if self.info is None:
             raise self.error or RuntimeError("the gateway did not start")
+        if self.error is not None:
+            raise self.error
         return self.info
 
     def _main(self) -> None:
@@ -395,7 +430,7 @@ class GatewayThread:
         try:
             trio.run(main)
         except BaseException as err:
-            self.error = err
+            self.error = _first(err) if isinstance(err, BaseExceptionGroup) else err
             if self._ready.is_set() and not self._stopping and self.on_crash is not None:
                 self.on_crash(err)
         finally:
@@ -406,6 +441,8 @@ class GatewayThread:
         self._stopping = True
         token, scope = self._token, self._scope
         if token is not None and scope is not None:
+            with contextlib.suppress(trio.RunFinishedError, trio.Cancelled, JournalError):
+                trio.from_thread.run(self.gateway.drain, trio_token=token)
             with contextlib.suppress(trio.RunFinishedError):
                 trio.from_thread.run_sync(scope.cancel, trio_token=token)
         if self.thread.is_alive():
