@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
@@ -130,67 +131,145 @@ def _sandbox_gate(root: Path | None) -> None:
 
 
 def _run_company(
-    proj: project.Project, options: Any, *, gate: bool = True, tui: bool | None = None
-) -> None:
-    """Prepare, run with the dashboard (or the live progress log), print the end; exit 0
-    only when done. ``tui`` None: the dashboard when stdout is a terminal."""
+    proj: project.Project,
+    options: Any,
+    *,
+    gate: bool = True,
+    tui: bool | None = None,
+    on_prepared: Callable[[Any], None] | None = None,
+) -> Literal["ended", "left"]:
+    """Run the company with the dashboard (or the live progress log), print the end; exit
+    0 only when done. ``tui`` None: the dashboard when stdout is a terminal.
+
+    With the dashboard, the run goes on in a process of its own (`_run_in_background`):
+    "left" when the user left it running. The plain log runs it in this process (Ctrl-C
+    stops it cleanly); ``on_prepared`` is called once it is prepared (lock held, id known).
+    """
     from autonoma.progress import Progress
     from autonoma.workflow import run
 
     if gate:
         _sandbox_gate(proj.root)
+    # Not on a terminal, the plain log whatever was asked: a dashboard needs a screen.
+    if tui is None or not sys.stdout.isatty():
+        tui = sys.stdout.isatty() and sys.stdin.isatty()
+    if tui:
+        return _run_in_background(proj, options)
     prepared = run.prepare(proj, options)
+    if on_prepared is not None:
+        on_prepared(prepared)
     verb = "Resuming" if prepared.resumed else "Starting"
     click.echo(
         f"{verb} run {prepared.run_id} in {proj.root} with {prepared.settings.max_workers} "
         f"developers{' against the simulated model' if prepared.sim is not None else ''}"
     )
-    # Not on a terminal, the plain log whatever was asked: a dashboard needs a screen.
-    if tui is None or not sys.stdout.isatty():
-        tui = sys.stdout.isatty() and sys.stdin.isatty()
-    if tui:
-        result = _run_with_dashboard(proj, prepared)
-    else:
-        progress = Progress(click.echo, color=sys.stdout.isatty())
-        result = run.execute(prepared, listener=progress.feed)
-    click.echo(inert(f"Run {result.run_id}: {result.outcome}. {result.summary}"))
+    progress = Progress(click.echo, color=sys.stdout.isatty())
+    result = run.execute(prepared, listener=progress.feed)
+    _say_end(result.run_id, result.outcome, result.summary)
     if result.outcome != "done":
-        click.echo(f"Details: `{hints.command('status')}`; the journal: `{hints.command('logs')}`")
         sys.exit(130 if result.outcome == "stopped" else 1)
+    return "ended"
 
 
-def _run_with_dashboard(proj: project.Project, prepared: Any) -> Any:
-    """The run in a thread of its own, the dashboard on this one until the user quits.
+def _say_end(run_id: str, outcome: str, summary: str) -> None:
+    """The run's last words, as the plain log ends: its outcome, and where to look."""
+    click.echo(inert(f"Run {run_id}: {outcome}. {summary}"))
+    if outcome != "done":
+        click.echo(f"Details: `{hints.command('status')}`; the journal: `{hints.command('logs')}`")
 
-    The dashboard only reads the journal; quitting while the run goes on stops it as
-    Ctrl-C does (the run lives in this process: it cannot be left running).
+
+_EXIT_CODES = {"done": 0, "stopped": 130}
+"""A run's exit code by its outcome (any other: 1)."""
+
+
+def _run_in_background(proj: project.Project, options: Any) -> Literal["ended", "left"]:
+    """The run in a detached process (`autonoma.workflow.background`), the dashboard on
+    this terminal until the user quits.
+
+    Quitting once the run ended prints its end and exits with its code; quitting while
+    it goes on asks: stop it (then as when it ended), or leave it running ("left": one
+    line says how to come back to it and how to stop it).
     """
     from autonoma.tui.app import RunLink
-    from autonoma.tui.run import Background, open_dashboard
-    from autonoma.workflow import run
+    from autonoma.tui.run import open_dashboard
+    from autonoma.workflow import background
 
-    worker = Background(lambda: run.execute(prepared))
-    worker.start()
     try:
-        open_dashboard(
+        detached = background.start_detached(proj, options)
+    except background.DetachFailed as err:
+        fail(str(err), err.exit_code)
+    run = reader.replay(proj.state_db, run_id=detached.run_id).run
+    verb = "Resuming" if run is not None and run.resumes else "Starting"
+    click.echo(
+        f"{verb} run {detached.run_id} in {proj.root} in the background "
+        f"(pid {detached.pid}; its log: {detached.log})"
+    )
+    left = (
+        f"Run {detached.run_id} goes on in the background (pid {detached.pid}; its log: "
+        f"{detached.log}). Come back to it: {_in(proj, hints.command('dashboard'))}; "
+        f"stop it: {_in(proj, hints.command('stop'))}"
+    )
+    try:
+        choice = open_dashboard(
             proj,
-            prepared.settings,
-            run_id=prepared.run_id,
-            link=RunLink(running=worker.running, stop=worker.interrupt),
+            _settings(proj.root),
+            run_id=detached.run_id,
+            link=RunLink(running=lambda: background.alive(detached), started_here=True),
         )
     except BaseException:
-        worker.interrupt()  # the dashboard failed: stop the run cleanly, then say why
+        click.echo(left, err=True)  # the dashboard failed, not the run: say where it is
         raise
-    finally:
-        # The run ended (its actors may still be winding down), or the user chose to stop it.
-        while worker.running():
-            try:
-                worker.thread.join(0.5)
-            except KeyboardInterrupt:
-                worker.interrupt()
-    if worker.error is not None:
-        raise worker.error
-    return worker.result
+    if choice == "left":
+        click.echo(left)
+        return "left"
+    code = background.exit_code(detached)  # the run ended: its process is winding down
+    run = reader.replay(proj.state_db, run_id=detached.run_id).run
+    if run is None or run.outcome is None:
+        fail(
+            f"run {detached.run_id} ended without a result (exit code {code}): "
+            f"its log: {detached.log}",
+            code or 1,
+        )
+    _say_end(run.run_id, run.outcome, run.summary)
+    if code is None:
+        code = _EXIT_CODES.get(run.outcome, 1)
+    if code != 0:
+        sys.exit(code)
+    return "ended"
+
+
+def _in(proj: project.Project, command: str) -> str:
+    """``cd ROOT && command``: works as printed from any folder (the demo's is new)."""
+    return f"cd {shlex.quote(str(proj.root))} && {command}"
+
+
+@main.command("_run", hidden=True)
+@click.option("--options", "spec", type=click.Path(path_type=Path), required=True)
+@click.option("--ready", type=click.Path(path_type=Path), required=True)
+def run_here(spec: Path, ready: Path) -> None:
+    """The run itself, in the detached process `autonoma.workflow.background` starts:
+    its options from the file SPEC (msgspec JSON); its run id written to READY once
+    prepared. Prints the plain progress log (into the run's log file)."""
+    import signal
+
+    from autonoma.workflow.background import decode_options
+
+    # `kill PID` stops the run as Ctrl-C does: cleanly, resumable.
+    signal.signal(signal.SIGTERM, _interrupt)
+    options = decode_options(spec.read_bytes())
+    spec.unlink(missing_ok=True)
+
+    def prepared(done: Any) -> None:
+        # Written whole, then renamed: the parent never reads half an id.
+        partial = ready.with_name(ready.name + ".part")
+        partial.write_text(done.run_id)
+        partial.replace(ready)
+
+    _run_company(project.find(_here()), options, gate=True, tui=False, on_prepared=prepared)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 _TUI = click.option(
@@ -267,8 +346,9 @@ def demo(sample: str, where: Path | None, max_workers: int, tui: bool | None) ->
     click.echo(f"Demo project: {root} (a copy of {folder}; the model is simulated: no network)")
     with contextlib.chdir(root):
         proj = project.find(root)
+        ended: str | None = None
         try:
-            _run_company(
+            ended = _run_company(
                 proj,
                 RunOptions(
                     requirements=root / "requirements.md",
@@ -280,20 +360,27 @@ def demo(sample: str, where: Path | None, max_workers: int, tui: bool | None) ->
                 tui=tui,
             )
         finally:
-            here = shlex.quote(str(root))
-            run = None
-            if proj.state_db.exists():
-                run = reader.replay(proj.state_db, run_id=reader.latest_run(proj.state_db)).run
-            # The project's own commands, as the run fixed them: set up, then test.
-            commands = (
-                []
-                if run is None or run.commands is None
-                else [c for c in (run.commands.setup_command, run.commands.test_command) if c]
-            )
-            steps = ["git log --oneline --graph main", *commands, hints.command("status")]
-            click.echo(f"The result: {root}\n  cd {here} && " + " && ".join(steps))
-            if run is not None and run.outcome != "done":
-                click.echo(f"To resume it: cd {here} && {hints.resume_command(run)}")
+            if ended != "left":  # left running: its line said where it is
+                _say_result(proj)
+
+
+def _say_result(proj: project.Project) -> None:
+    """Where the demo's result is, how to look at it, and how to resume an unfinished run."""
+    root = proj.root
+    here = shlex.quote(str(root))
+    run = None
+    if proj.state_db.exists():
+        run = reader.replay(proj.state_db, run_id=reader.latest_run(proj.state_db)).run
+    # The project's own commands, as the run fixed them: set up, then test.
+    commands = (
+        []
+        if run is None or run.commands is None
+        else [c for c in (run.commands.setup_command, run.commands.test_command) if c]
+    )
+    steps = ["git log --oneline --graph main", *commands, hints.command("status")]
+    click.echo(f"The result: {root}\n  cd {here} && " + " && ".join(steps))
+    if run is not None and run.outcome != "done":
+        click.echo(f"To resume it: cd {here} && {hints.resume_command(run)}")
 
 
 @main.command()
@@ -373,17 +460,82 @@ def replay(at_seq: int | None, run_id: str | None, as_json: bool) -> None:
     help="Open at this message (time travel); `end` or `l` goes live.",
 )
 @click.option("--no-notify", is_flag=True, help="No bell or desktop notification.")
-def dashboard(run_id: str | None, at_seq: int | None, no_notify: bool) -> None:
+@click.option(
+    "--web",
+    is_flag=True,
+    help="The web view in the browser instead (starts `autonoma serve` if none runs).",
+)
+def dashboard(run_id: str | None, at_seq: int | None, no_notify: bool, web: bool) -> None:
     """The live dashboard of a run: attached to an active run, or on a finished one."""
     from autonoma.tui.run import open_dashboard
 
     proj = project.require_initialised(_here())
     settings = _settings(proj.root)
+    if web:
+        if run_id is not None or at_seq is not None:
+            fail("--run and --at are for the terminal dashboard: the web view has its own", 2)
+        _web_dashboard(proj)
+        return
     if run_id is not None and run_id not in reader.run_ids(proj.state_db):
         fail(f"--run {run_id}: no such run in {proj.state_db}", 2)
     if not sys.stdout.isatty():
         fail("the dashboard needs a terminal: `autonoma status` prints the state", 2)
-    open_dashboard(proj, settings, run_id=run_id, at=at_seq, notify=not no_notify)
+    if open_dashboard(proj, settings, run_id=run_id, at=at_seq, notify=not no_notify) == "stopped":
+        run = reader.replay(proj.state_db, run_id=run_id or reader.latest_run(proj.state_db)).run
+        if run is not None and run.outcome is not None:
+            click.echo(inert(f"Run {run.run_id}: {run.outcome}. {run.summary}"))
+
+
+def _web_dashboard(proj: project.Project) -> None:
+    """Open the web view of ``proj``'s gateway in the browser (or print where it is)."""
+    from autonoma.desktop import launch
+
+    try:
+        found = launch.find_or_start(proj)
+    except launch.LaunchError as err:
+        fail(str(err))
+    url = found.info.browser_url()
+    if found.started is not None:
+        pid = found.started
+        click.echo(f"Started the gateway (autonoma serve, pid {pid}); `kill {pid}` stops it")
+    if launch.open_browser(url):
+        click.echo(f"Opened the dashboard in the browser: {url}")
+    else:
+        click.echo(f"No browser to open here: open {url}")
+
+
+@main.command()
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port on 127.0.0.1 (0 picks a free one).",
+)
+def serve(port: int) -> None:
+    """Serve the web view and its live feed on 127.0.0.1 until Ctrl-C (docs/gateway.md)."""
+    from autonoma.desktop import info
+    from autonoma.desktop.gateway import Gateway, serve_forever
+
+    proj = project.require_initialised(_here())
+    settings = _settings(proj.root)
+    running = info.live(info.path_in(proj.dir))
+    if running is not None:
+        fail(f"a gateway of this project already runs (pid {running.pid}) at {running.http}")
+
+    def ready(found: info.GatewayInfo) -> None:
+        click.echo(f"autonoma serve: {proj.root} at {found.http} (websocket {found.url})")
+        click.echo(f"The web view: {found.browser_url()}")
+        click.echo(f"Address and token: {info.path_in(proj.dir)}. Press Ctrl-C to stop.")
+        sys.stdout.flush()
+
+    try:
+        serve_forever(Gateway(proj, settings, port=port), ready)
+    except KeyboardInterrupt:
+        pass
+    except OSError as err:
+        fail(f"cannot listen on 127.0.0.1:{port}: {err.strerror or err}", 2)
+    click.echo("autonoma serve: stopped")
 
 
 _NOTE = click.option(

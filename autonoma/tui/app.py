@@ -21,12 +21,13 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Footer, Input, Label, RichLog, Static, Tree
+from textual.widgets import DataTable, Footer, Input, Label, RichLog, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from autonoma.journal.fold import State
 from autonoma.tui import views
 from autonoma.tui.notify import escape
+from autonoma.tui.quit import Quit, QuitDialog, Stopping
 from autonoma.tui.said import Level
 from autonoma.tui.source import JournalSource
 
@@ -49,14 +50,14 @@ def styled(lines: list[tuple[str, Level]]) -> Text:
     return text
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunLink:
-    """The run this dashboard was started beside (same process), if any."""
+    """The run behind this dashboard, which quitting may stop or leave running."""
 
     running: Callable[[], bool]
-    """True while the run goes on."""
-    stop: Callable[[], None]
-    """Stops it as Ctrl-C does (returns at once)."""
+    """True while the run's process goes on (it ends a little after the run's end)."""
+    started_here: bool = False
+    """The command that opened this dashboard started the run (in the background)."""
 
 
 HELP = """\
@@ -117,33 +118,7 @@ class NoteDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class ConfirmQuit(ModalScreen[str]):
-    """Quitting while the run goes on: stop it, or stay."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "choose('cancel')", "Cancel"),
-        Binding("s", "choose('stop')", "Stop the run"),
-    ]
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label(
-                "The run is still going, in this process: quitting stops it "
-                "(the next `autonoma start` resumes it)."
-            )
-            with Horizontal():
-                yield Button("Stop the run and quit (s)", id="stop", variant="error")
-                yield Button("Cancel (esc)", id="cancel")
-
-    @on(Button.Pressed)
-    def pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id or "cancel")
-
-    def action_choose(self, choice: str) -> None:
-        self.dismiss(choice)
-
-
-class Dashboard(App[None]):
+class Dashboard(App[Quit]):
     """The live dashboard of one run."""
 
     CSS_PATH = "dashboard.tcss"
@@ -191,6 +166,8 @@ class Dashboard(App[None]):
         self.command = command
         self.control = control
         self.link = link
+        self.stopping = False
+        """A stop was sent from the quit dialog: the app exits once the run has ended."""
         self.notify_on = notify
         self.budget_usd = budget_usd
         self.task_budget_usd = task_budget_usd
@@ -248,9 +225,12 @@ class Dashboard(App[None]):
     # --- reading -----------------------------------------------------------------------
 
     def follow(self) -> None:
-        """Read new rows; redraw if the live view moved (time travel stays where it is)."""
+        """Read new rows; redraw if the live view moved (time travel stays where it is).
+        After a stop from the quit dialog: exit once the run has ended."""
         self.source.refresh()
         self.redraw()
+        if self.stopping and self.link is not None and not self.link.running():
+            self.exit("stopped")
 
     def redraw(self, force: bool = False) -> None:
         """Draw every panel from the state at ``self.at``."""
@@ -485,19 +465,32 @@ class Dashboard(App[None]):
             self.notify(str(err), severity="error", timeout=8)
 
     def action_quit_dashboard(self) -> None:
+        """Quit; while the run goes on, ask first: stop it, or leave it running."""
+        if isinstance(self.screen, QuitDialog | Stopping):
+            return  # already asked: its own keys answer
         link = self.link
         head = self.source.state_at(None).run
         if link is None or not link.running() or (head is not None and head.outcome is not None):
             # Nothing to stop: no run here, or it ended (its actors are only winding down).
-            self.exit()
+            self.exit("quit")
             return
+        run_id = head.run_id if head is not None else "the run"
+        self.push_screen(QuitDialog(run_id, link.started_here), self._quit_chosen)
 
-        def chosen(choice: str | None) -> None:
-            if choice == "stop":
-                link.stop()
-                self.exit()
-
-        self.push_screen(ConfirmQuit(), chosen)
+    def _quit_chosen(self, choice: str | None) -> None:
+        if choice == "leave":
+            self.exit("left")
+        elif choice == "stop":
+            if self.control is None:
+                self.notify("stop: not available here", severity="warning")
+                return
+            try:
+                said = self.control("stop")
+            except Exception as err:  # refused (the run just ended...): said, not raised
+                self.notify(str(err), severity="error", timeout=8)
+                return
+            self.stopping = True
+            self.push_screen(Stopping(said))
 
 
 def _last_seq(agent: object) -> int:

@@ -1,16 +1,17 @@
-"""Opening the dashboard: on its own (``autonoma dashboard``) or beside a run in this process."""
+"""Opening the dashboard: on its own (``autonoma dashboard``), or on a run the command
+just started in the background (``autonoma start``, ``autonoma demo``)."""
 
 from __future__ import annotations
 
-import ctypes
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Literal
 
 from autonoma import config
+from autonoma import project as projects
+from autonoma.journal import reader
 from autonoma.project import Project
 from autonoma.tui.app import Dashboard, RunLink
+from autonoma.tui.quit import Quit
 from autonoma.tui.source import open_source
 
 ControlKind = Literal["pause", "resume", "stop"]
@@ -58,56 +59,34 @@ def open_dashboard(
     at: int | None = None,
     notify: bool = True,
     link: RunLink | None = None,
-) -> None:
-    """Run the dashboard on the terminal until the user quits (blocks)."""
+) -> Quit:
+    """Run the dashboard on the terminal until the user quits (blocks); how it ended.
+
+    ``link`` None: the run shown, if it is the active one, may be stopped or left
+    running on quitting (`watching`)."""
     app = Dashboard(
         open_source(project.state_db, run_id),
         at=at,
         command=human_command(project),
         control=control_command(project),
-        link=link,
+        link=watching(project, run_id) if link is None else link,
         notify=notify,
         budget_usd=settings.budget_usd,
         task_budget_usd=settings.task_budget_usd,
         max_retries=settings.max_retries,
     )
-    app.run()
+    # None: the app ended without a choice (an error Textual already showed).
+    return app.run() or "quit"
 
 
-@dataclass
-class Background:
-    """A function run in a thread of its own, its result or error kept for the caller."""
+def watching(project: Project, run_id: str | None) -> RunLink:
+    """The link of ``autonoma dashboard``: the run shown goes on while a process holds the
+    project's run lock and it is the latest run (the one that process runs)."""
 
-    target: Callable[[], object]
-    result: object = None
-    error: BaseException | None = None
-    thread: threading.Thread = field(init=False)
+    def running() -> bool:
+        if projects.active_run(project) is None:
+            return False
+        latest = reader.latest_run(project.state_db)
+        return run_id is None or run_id == latest
 
-    def __post_init__(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="autonoma-run", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.result = self.target()
-        except BaseException as err:
-            self.error = err
-
-    def start(self) -> None:
-        """Start the thread (returns at once)."""
-        self.thread.start()
-
-    def running(self) -> bool:
-        """True until the function returned or raised."""
-        return self.thread.is_alive()
-
-    def interrupt(self) -> None:
-        """Raise KeyboardInterrupt in the thread, as Ctrl-C does on the main thread.
-
-        `autonoma.workflow.run.execute` waits in a loop that wakes every half second;
-        it takes the interrupt there and stops the run cleanly, as after a Ctrl-C.
-        """
-        ident = self.thread.ident
-        if ident is not None and self.thread.is_alive():
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)
-            )
+    return RunLink(running=running)
