@@ -181,6 +181,7 @@
   var waitingFor = null;
   var stale = false;
   var redrawTimer = null;
+  var pinned = true;
   var folder = "";
   var chosen = null;
   var notes = new Map;
@@ -473,14 +474,19 @@
   function drawStream() {
     const list = byId("stream");
     const frames = streamOf(feed.messages, shownRun ?? feed.latestRun, who, at, STREAM_LINES);
-    const follow = list.scrollTop + list.clientHeight >= list.scrollHeight - 40;
     if (frames.length === 0) {
       fill(list, [el("li", "empty", caughtUp ? "nothing said yet" : "reading the journal…")]);
       return;
     }
     fill(list, frames.map(streamLine));
-    if (follow || at !== null)
+    if (pinned || at !== null)
       list.scrollTop = list.scrollHeight;
+  }
+  function watchScroll() {
+    const list = byId("stream");
+    list.addEventListener("scroll", () => {
+      pinned = list.scrollTop + list.clientHeight >= list.scrollHeight - 24;
+    });
   }
   function streamLine(frame) {
     const said = frame.said;
@@ -636,6 +642,7 @@
         command("start", undefined, undefined, chosen);
     });
     document.addEventListener("keydown", keys);
+    watchScroll();
     window.addEventListener("hashchange", () => {
       token = tokenFromHash(location.hash);
       if (socket === null && token !== null)

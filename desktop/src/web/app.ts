@@ -53,6 +53,11 @@ let waitingFor: string | null = null;
 /** Messages came while a snapshot was on its way: ask again when it comes. */
 let stale = false;
 let redrawTimer: number | null = null;
+/**
+ * The stream follows its newest line unless the user scrolled up to read. Kept from the
+ * user's scrolling, not measured at each redraw: panels change size as the board grows.
+ */
+let pinned = true;
 
 let folder = "";
 let chosen: string | null = null;
@@ -399,13 +404,19 @@ function drawEscalated(rows: readonly BoardRow[]): void {
 function drawStream(): void {
 	const list = byId("stream");
 	const frames = streamOf(feed.messages, shownRun ?? feed.latestRun, who, at, STREAM_LINES);
-	const follow = list.scrollTop + list.clientHeight >= list.scrollHeight - 40;
 	if (frames.length === 0) {
 		fill(list, [el("li", "empty", caughtUp ? "nothing said yet" : "reading the journal…")]);
 		return;
 	}
 	fill(list, frames.map(streamLine));
-	if (follow || at !== null) list.scrollTop = list.scrollHeight;
+	if (pinned || at !== null) list.scrollTop = list.scrollHeight;
+}
+
+function watchScroll(): void {
+	const list = byId("stream");
+	list.addEventListener("scroll", () => {
+		pinned = list.scrollTop + list.clientHeight >= list.scrollHeight - 24;
+	});
 }
 
 function streamLine(frame: MessageFrame): HTMLLIElement {
@@ -575,6 +586,7 @@ function start(): void {
 		if (chosen !== null) command("start", undefined, undefined, chosen);
 	});
 	document.addEventListener("keydown", keys);
+	watchScroll();
 	window.addEventListener("hashchange", () => {
 		token = tokenFromHash(location.hash);
 		if (socket === null && token !== null) connect();
