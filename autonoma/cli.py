@@ -684,3 +684,34 @@ def sim(port: int, scenario_file: Path) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     click.echo("autonoma sim: stopped")
+
+
+@main.command("build-desktop")
+@click.option(
+    "--platform",
+    "choice",
+    type=click.Choice(["darwin", "win32", "linux", "all"]),
+    default=None,
+    help="Which app to build (default: this machine's). Electrobun builds on the system it is for.",
+)
+def build_desktop(choice: str | None) -> None:
+    """Build the desktop app (Electrobun, from desktop/ of a source checkout).
+
+    Electrobun downloads its toolchain from GitHub on first use: where it cannot, one line
+    says so and the exit code is 1. The web view needs none of it: `autonoma dashboard --web`.
+    """
+    from autonoma import desktop_build
+
+    here, elsewhere = desktop_build.plan(choice, desktop_build.host())
+    if not here and not elsewhere:
+        fail(f"Electrobun builds no app on this system ({sys.platform})")
+    for platform in here:
+        try:
+            artifacts = desktop_build.build(platform)
+        except desktop_build.BuildFailed as err:
+            fail(str(err), err.exit_code)
+        click.echo(f"the {desktop_build.NAMES[platform]} app: {artifacts}")
+    for platform in elsewhere:
+        click.echo(f"autonoma: {desktop_build.elsewhere_line(platform)}", err=True)
+    if elsewhere:
+        sys.exit(1)

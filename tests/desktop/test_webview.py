@@ -28,8 +28,8 @@ from autonoma.journal import reader
 from autonoma.journal.timeline import Timeline
 from autonoma.protocol import RetryRequested
 from autonoma.tui import views
-from autonoma.workflow.human import NO_ACTIVE_RUN
 from autonoma.words import describe
+from autonoma.workflow.human import NO_ACTIVE_RUN
 from tests.conftest import run_autonoma
 from tests.e2e.runs import make_project
 
@@ -50,7 +50,9 @@ def chromium_path() -> str:
         found = shutil.which(name)
         if found:
             return found
-    pytest.fail("the web view's tests need Chromium: `make chromium` (sudo apt-get install chromium)")
+    pytest.fail(
+        "the web view's tests need Chromium: `make chromium` (sudo apt-get install chromium)"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -302,9 +304,12 @@ def test_time_travel_shows_an_earlier_state(browser: Browser, demo_served: Serve
 
     # The slider: halfway through the run.
     page.locator("#slider").evaluate(
-        "s => { s.value = String(Math.floor(Number(s.max) / 2)); s.dispatchEvent(new Event('input')); }"
+        "s => { s.value = String(Math.floor(Number(s.max) / 2));"
+        " s.dispatchEvent(new Event('input')); }"
     )
-    wait_until("the slider's seq", lambda: page.locator("#past-seq").inner_text() not in ("", str(at - 1)))
+    wait_until(
+        "the slider's seq", lambda: page.locator("#past-seq").inner_text() not in ("", str(at - 1))
+    )
     middle = int(page.locator("#past-seq").inner_text())
     wait_until("the board halfway", lambda: board(page) == expected_board(db, middle))
     shot(page, "time-travel-middle")
@@ -395,7 +400,10 @@ def test_a_gone_gateway_is_said_and_the_page_reconnects(browser: Browser, tmp_pa
         wait_until("the board", lambda: len(board(page)) == 6)
         served.stop()
         page.wait_for_selector("#connection:text('gone')")
-        assert re.search(r"Gateway gone: .*Reconnecting in [\d.]+ s, from seq \d+", page.locator("#banner").inner_text())
+        assert re.search(
+            r"Gateway gone: .*Reconnecting in [\d.]+ s, from seq \d+",
+            page.locator("#banner").inner_text(),
+        )
         assert len(board(page)) == 6  # what it showed stays
         shot(page, "gateway-gone")
         # A new gateway on the same port has a new token: the page, reconnecting, is told
