@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, WebSocketRoute, sync_playwright
 
 from autonoma.journal import reader
 from autonoma.journal.timeline import Timeline
@@ -419,6 +419,55 @@ def test_a_gone_gateway_is_said_and_the_page_reconnects(browser: Browser, tmp_pa
         page.close()
     finally:
         served.stop()
+
+
+def test_a_dropped_connection_resubscribes_from_the_last_seq_it_has(
+    browser: Browser, escalated_served: Served
+) -> None:
+    root = escalated_served.root
+    db = root / ".autonoma" / "state.db"
+    page = browser.new_page(viewport={"width": 1024, "height": 640})
+    page.set_default_timeout(WAIT_MS)
+    sent: list[dict[str, Any]] = []
+    routes: list[WebSocketRoute] = []
+
+    def through(route: WebSocketRoute) -> None:
+        # The real gateway behind the route; the page's frames are recorded on the way.
+        server = route.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            sent.append(json.loads(message))
+            server.send(message)
+
+        route.on_message(to_server)
+        routes.append(route)
+
+    page.route_web_socket(re.compile(r"/ws\?token="), through)
+    page.goto(escalated_served.url())
+    page.wait_for_selector("#connection:text('live')")
+    head = last_seq(db)
+    wait_until("every row", lambda: page.locator("#stream li[data-seq]").count() > 0)
+
+    routes[0].close(code=4000, reason="slow client")  # as the gateway drops a slow client
+    page.wait_for_selector("#connection:text('gone')")
+    assert "code 4000: slow client" in page.locator("#banner").inner_text()
+    page.wait_for_selector("#connection:text('live')")
+    assert page.locator("#banner").is_hidden()
+    subscribes = [f["from_seq"] for f in sent if f["type"] == "subscribe"]
+    assert subscribes == [0, head]
+
+    # A row written after the reconnection arrives once.
+    done = run_autonoma("retry", "t2", "--note", "after the drop", cwd=root, env=_env())
+    assert done.returncode == 0, done.stderr
+    wait_until("the new row", lambda: last_seq(db) > head)
+    seq = last_seq(db)
+    page.wait_for_selector(f"#stream li[data-seq='{seq}']")
+    seqs = page.locator("#stream li[data-seq]").evaluate_all(
+        "items => items.map(i => Number(i.dataset.seq))"
+    )
+    assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs)
+    assert page.locator("#where").inner_text() == f"live · seq {seq}"
+    page.close()
 
 
 # --- the file browser -----------------------------------------------------------------------
