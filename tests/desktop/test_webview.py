@@ -479,6 +479,7 @@ def test_the_file_browser_lists_the_project_and_starts_nothing_outside_it(
     root = demo_served.root
     (root / "specs").mkdir()
     (root / "specs" / "app.md").write_text("Make an app.\n")
+    (root / "specs" / "empty.md").write_text("")
     page = open_page(browser, demo_served.url())
     page.wait_for_selector("#connection:text('live')")
     page.wait_for_selector("#files button.file[data-path='requirements.md']")
@@ -492,6 +493,18 @@ def test_the_file_browser_lists_the_project_and_starts_nothing_outside_it(
     page.locator("#files button.dir", has_text="..").click()
     page.wait_for_selector("#files button.file[data-path='requirements.md']")
     shot(page, "files")
+
+    # Start: the run's own refusal comes back as the error line (an empty requirements
+    # file is refused before anything runs).
+    page.locator("#files button.dir", has_text="specs/").click()
+    page.locator("#files button.file[data-path='specs/empty.md']").click()
+    page.locator("#start").click()
+    page.wait_for_selector("#reply.level-bad", timeout=90_000)
+    assert "empty" in page.locator("#reply").inner_text()
+    assert "RunStarted" not in {
+        row[5] for row in reader.rows(root / ".autonoma" / "state.db", after_seq=456)
+    }
+    shot(page, "files-start-refused")
     page.close()
 
 
