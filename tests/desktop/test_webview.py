@@ -194,6 +194,13 @@ def expected_board(db: Path, at_seq: int | None) -> dict[str, str]:
     return {row.task_id: row.state for row in views.board(state)}
 
 
+def expected_critical(db: Path, at_seq: int | None) -> set[str]:
+    """The tasks the terminal dashboard marks as on the critical path at ``at_seq``."""
+    timeline = Timeline(db, None)
+    timeline.refresh()
+    return {row.task_id for row in views.board(timeline.state_at(at_seq)) if row.critical}
+
+
 def expected_stream(db: Path, who: str | None, until: int | None = None) -> list[str]:
     """What the page's stream should show: autonoma.words for the rows of ``who``."""
     lines: list[str] = []
@@ -292,6 +299,11 @@ def test_time_travel_shows_an_earlier_state(browser: Browser, demo_served: Serve
     at = int(page.locator("#past-seq").inner_text())
     wait_until("the board at the seq", lambda: board(page) == expected_board(db, at))
     assert board(page), seen
+    # The critical path of that moment is marked, as the dashboard marks it.
+    marked = set(
+        page.locator("#board-rows tr.critical").evaluate_all("rs => rs.map(r => r.dataset.task)")
+    )
+    assert marked and marked == expected_critical(db, at)
     assert set(board(page).values()) != {"merged"}  # earlier than the end
     assert "merged" not in board(page).values()
     # The stream stops at that seq too.

@@ -115,7 +115,7 @@
       run.seqs.push(frame.seq);
       if (TASK_EVENTS.has(frame.kind))
         run.events.push(frame.seq);
-      this.messages.push(frame);
+      this.messages.push({ ...frame, message: {} });
       if (this.messages.length > KEEP_MESSAGES * 1.25) {
         this.messages = this.messages.slice(-KEEP_MESSAGES);
       }

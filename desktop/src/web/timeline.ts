@@ -82,7 +82,8 @@ export class Feed {
 		}
 		run.seqs.push(frame.seq);
 		if (TASK_EVENTS.has(frame.kind)) run.events.push(frame.seq);
-		this.messages.push(frame);
+		// The message's body is not drawn (its words are in `said`): not kept.
+		this.messages.push({ ...frame, message: {} });
 		if (this.messages.length > KEEP_MESSAGES * 1.25) {
 			this.messages = this.messages.slice(-KEEP_MESSAGES);
 		}
