@@ -314,9 +314,7 @@ class Gateway:
         """The frame answering ``request`` (None: a subscription, answered by its feed)."""
         if isinstance(request, Subscribe):
             if client.subscribed:
-                return _error(
-                    request.id, "already subscribed: open another connection to resubscribe"
-                )
+                return _error(request.id, "already subscribed: open another connection")
             client.subscribed = True
             assert client.nursery is not None
             client.nursery.start_soon(self.feed.subscribe, client.outbox, request.from_seq)
