@@ -16,6 +16,7 @@ twice.
 from __future__ import annotations
 
 import collections
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -37,8 +38,12 @@ BATCH = 500
 INTERVAL = 0.05
 """Seconds between two looks at the journal when nothing new was found."""
 
-OUTBOX_FRAMES = 4096
-"""Frames waiting for one client, at most: past it the client is dropped."""
+OUTBOX_FRAMES = 10_000
+"""Frames waiting for one client, at most: past it the client is dropped. Cheap: a frame
+is one string shared by every outbox it waits in (an outbox holds references)."""
+
+STALL = 30.0
+"""Seconds a catching-up client's full outbox may stay full before it is dropped."""
 
 Item = tuple[int, str]
 """A frame to send: the seq it carries (0 for none) and its JSON text."""
@@ -95,14 +100,18 @@ class Outbox:
         self._items.append(item)
         self._wakeup.unpark_all()
 
-    async def put(self, item: Item) -> None:
-        """Add ``item``, waiting while the outbox is full (the client's own pace)."""
-        while len(self._items) >= self.limit and self.closed_reason is None:
-            await self._wakeup.park()
-        if self.closed_reason is not None:
-            return
-        self._items.append(item)
-        self._wakeup.unpark_all()
+    async def put(self, item: Item, stall: float = math.inf) -> bool:
+        """Add ``item``, waiting while the outbox is full (the client's own pace); False
+        if it stayed full ``stall`` seconds (the client does not read) or was closed."""
+        with trio.move_on_after(stall):
+            while len(self._items) >= self.limit and self.closed_reason is None:
+                await self._wakeup.park()
+            if self.closed_reason is not None:
+                return False
+            self._items.append(item)
+            self._wakeup.unpark_all()
+            return True
+        return False
 
     async def get(self) -> Item | None:
         """The next frame to send; None once the outbox is closed (the rest is dropped)."""
@@ -135,8 +144,10 @@ class Feed:
         *,
         interval: float = INTERVAL,
         limiter: trio.CapacityLimiter | None = None,
+        stall: float = STALL,
     ) -> None:
         self.db = db
+        self.stall = stall
         self.interval = interval
         self.limiter = limiter if limiter is not None else trio.CapacityLimiter(4)
         self.cursor = 0
@@ -221,8 +232,8 @@ class Feed:
                 position = min(target, position + BATCH)  # a gap in the seqs: step over it
                 continue
             for item in items:
-                await outbox.put(item)
-                if outbox.closed_reason is not None:
+                if not await outbox.put(item, self.stall):
+                    self.drop(outbox, f"not reading: {outbox.limit} frames waited {self.stall:g} s")
                     return
             position = items[-1][0]
 

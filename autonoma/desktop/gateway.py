@@ -30,7 +30,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_st
 
 from autonoma.config import Settings
 from autonoma.desktop import commands, files, info, web
-from autonoma.desktop.feed import INTERVAL, OUTBOX_FRAMES, Feed, Outbox, dropped_frame
+from autonoma.desktop.feed import BATCH, INTERVAL, OUTBOX_FRAMES, Feed, Outbox, dropped_frame
 from autonoma.desktop.frames import (
     CLOSE_DROPPED,
     CLOSE_GOING_AWAY,
@@ -100,6 +100,9 @@ class Gateway:
         max_clients: int = MAX_CLIENTS,
         drop_grace: float = DROP_GRACE,
     ) -> None:
+        if outbox_frames < 2 * BATCH:
+            # One look at the journal offers up to BATCH frames at once.
+            raise ValueError(f"outbox_frames must be at least {2 * BATCH}, not {outbox_frames}")
         self.project = project
         self.settings = settings
         self.port = port
@@ -311,9 +314,7 @@ class Gateway:
         """The frame answering ``request`` (None: a subscription, answered by its feed)."""
         if isinstance(request, Subscribe):
             if client.subscribed:
-                return _error(
-                    request.id, "already subscribed: open another connection to resubscribe"
-                )
+                return _error(request.id, "already subscribed: open another connection")
             client.subscribed = True
             assert client.nursery is not None
             client.nursery.start_soon(self.feed.subscribe, client.outbox, request.from_seq)
