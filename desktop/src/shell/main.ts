@@ -78,7 +78,10 @@ async function startGateway(project: string): Promise<{ info: GatewayInfo; serve
 	const until = Date.now() + SERVE_START_MS;
 	while (Date.now() < until) {
 		const info = readGateway(project);
-		if (info !== null && info.pid === serve.pid) return { info, serve };
+		if (info !== null && info.pid === serve.pid) {
+			void new Response(serve.stderr).text(); // drained: a full pipe would block serve
+			return { info, serve };
+		}
 		if (serve.exitCode !== null) {
 			if (info !== null && alive(info.pid)) return { info, serve: null };
 			const said = (await new Response(serve.stderr).text()).trim().split("\n").pop();
@@ -118,7 +121,12 @@ class Watcher {
 			this.ask();
 		});
 		ws.addEventListener("message", (event: MessageEvent) => {
-			if (typeof event.data === "string") this.receive(JSON.parse(event.data) as ServerFrame);
+			if (typeof event.data !== "string") return;
+			try {
+				this.receive(JSON.parse(event.data) as ServerFrame);
+			} catch (error) {
+				console.error("autonoma desktop: a frame it cannot read:", error);
+			}
 		});
 		ws.addEventListener("close", () => {
 			this.socket = null;
