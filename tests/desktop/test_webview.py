@@ -375,6 +375,20 @@ def test_retry_of_an_escalated_task_from_the_page_reaches_the_run(
     assert page.locator("#stream b").count() == 0
     assert page.locator(f"#stream li[data-seq='{seq}']").count() == 1
     shot(page, "escalated-retried")
+
+    # Resolve, the other button: its own row, its own answer.
+    form.locator("input[name='note']").fill("done by hand")
+    form.locator("button.resolve").click()
+    page.wait_for_selector("#reply:not(.level-info)")
+    assert page.locator("#reply.level-good").count() == 1, page.locator("#reply").inner_text()
+    answer = page.locator("#reply").inner_text()
+    assert answer.startswith("t2 will be marked resolved when the run resumes"), answer
+    resolved = [
+        reader.envelope_of(row).message
+        for row in reader.rows(db, after_seq=seq)
+        if row[5] == "ResolveRequested"
+    ]
+    assert [(m.task_id, m.note) for m in resolved] == [("t2", "done by hand")]  # type: ignore[attr-defined]
     assert page.errors == []  # type: ignore[attr-defined]
     page.close()
 
