@@ -5,8 +5,17 @@ PY := $(VENV)/bin/python
 CLAUDE_VERSION := 2.1.331
 CLAUDE_DIR := .tools/claude
 CLAUDE_BIN := $(CLAUDE_DIR)/node_modules/.bin/claude
+# bun builds the web view (desktop/src -> autonoma/desktop/static) and runs the desktop
+# shell's tools. The npm package takes its binary from an npm optional dependency
+# (@oven/bun-<os>-<arch>): nothing but the npm registry is asked.
+BUN_VERSION := 1.4.5
+BUN_DIR := .tools/bun
+BUN_BIN := $(BUN_DIR)/node_modules/.bin/bun
+# The web view's Chromium tests drive Debian's chromium (Playwright's own download is a CDN).
+CHROMIUM ?= chromium
 
-.PHONY: dev claude sandbox-deps test lint format demo wheel clean-tools
+.PHONY: dev claude bun sandbox-deps chromium test lint format demo wheel clean-tools \
+	webview desktop desktop-mac desktop-win desktop-linux
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +35,13 @@ $(CLAUDE_BIN):
 
 claude: $(CLAUDE_BIN)
 
+$(BUN_BIN):
+	mkdir -p $(BUN_DIR)
+	npm install --prefix $(BUN_DIR) --no-audit --no-fund --loglevel=error bun@$(BUN_VERSION)
+	$(BUN_BIN) --version
+
+bun: $(BUN_BIN)
+
 # Claude Code's sandbox needs bubblewrap and socat on Linux (docs/sandbox.md). Installed
 # with apt where missing and we are root (CI: Debian, as root); otherwise one line saying what to install.
 sandbox-deps:
@@ -37,7 +53,18 @@ sandbox-deps:
 		fi; \
 	fi
 
-test: dev claude sandbox-deps
+# Debian's chromium for tests/desktop (headless, through Playwright's executable_path):
+# installed with apt where missing and we are root; otherwise one line saying what to install.
+chromium:
+	@if ! command -v $(CHROMIUM) >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else \
+			echo "the web view's tests need Chromium: sudo apt-get install chromium" >&2; exit 1; \
+		fi; \
+	fi
+
+test: dev claude bun sandbox-deps chromium
 	$(PY) -m pytest -q
 
 # A full offline run of the company on autonoma/examples/todo: simulated model, real claude.
@@ -50,6 +77,25 @@ wheel: dev
 	rm -f dist/autonoma-*.whl
 	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps -w dist .
 	@ls dist/autonoma-*.whl
+
+# The web view, rebuilt from desktop/src into autonoma/desktop/static (committed: the wheel
+# needs no Node; tests/desktop/test_build.py checks the committed build is the sources').
+webview: bun
+	$(BUN_BIN) desktop/build-web.ts
+
+# The Electrobun app (desktop/): for this machine, or for macOS, Windows, Linux. Electrobun's
+# npm package downloads its toolchain from GitHub: where that fails, one line and exit 1.
+desktop: dev bun
+	$(VENV)/bin/autonoma build-desktop
+
+desktop-mac: dev bun
+	$(VENV)/bin/autonoma build-desktop --platform darwin
+
+desktop-win: dev bun
+	$(VENV)/bin/autonoma build-desktop --platform win32
+
+desktop-linux: dev bun
+	$(VENV)/bin/autonoma build-desktop --platform linux
 
 lint: dev
 	$(VENV)/bin/ruff check autonoma tests bench

@@ -471,12 +471,22 @@ def replay(at_seq: int | None, run_id: str | None, as_json: bool) -> None:
     help="Open at this message (time travel); `end` or `l` goes live.",
 )
 @click.option("--no-notify", is_flag=True, help="No bell or desktop notification.")
-def dashboard(run_id: str | None, at_seq: int | None, no_notify: bool) -> None:
+@click.option(
+    "--web",
+    is_flag=True,
+    help="The web view in the browser instead (starts `autonoma serve` if none runs).",
+)
+def dashboard(run_id: str | None, at_seq: int | None, no_notify: bool, web: bool) -> None:
     """The live dashboard of a run: attached to an active run, or on a finished one."""
     from autonoma.tui.run import open_dashboard
 
     proj = project.require_initialised(_here())
     settings = _settings(proj.root)
+    if web:
+        if run_id is not None or at_seq is not None:
+            fail("--run and --at are for the terminal dashboard: the web view has its own", 2)
+        _web_dashboard(proj)
+        return
     if run_id is not None and run_id not in reader.run_ids(proj.state_db):
         fail(f"--run {run_id}: no such run in {proj.state_db}", 2)
     if not sys.stdout.isatty():
@@ -485,6 +495,58 @@ def dashboard(run_id: str | None, at_seq: int | None, no_notify: bool) -> None:
         run = reader.replay(proj.state_db, run_id=run_id or reader.latest_run(proj.state_db)).run
         if run is not None and run.outcome is not None:
             click.echo(inert(f"Run {run.run_id}: {run.outcome}. {run.summary}"))
+
+
+def _web_dashboard(proj: project.Project) -> None:
+    """Open the web view of ``proj``'s gateway in the browser (or print where it is)."""
+    from autonoma.desktop import launch
+
+    try:
+        found = launch.find_or_start(proj)
+    except launch.LaunchError as err:
+        fail(str(err))
+    url = found.info.browser_url()
+    if found.started is not None:
+        pid = found.started
+        click.echo(f"Started the gateway (autonoma serve, pid {pid}); `kill {pid}` stops it")
+    if launch.open_browser(url):
+        click.echo(f"Opened the dashboard in the browser: {url}")
+    else:
+        click.echo(f"No browser to open here: open {url}")
+
+
+@main.command()
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port on 127.0.0.1 (0 picks a free one).",
+)
+def serve(port: int) -> None:
+    """Serve the web view and its live feed on 127.0.0.1 until Ctrl-C (docs/gateway.md)."""
+    from autonoma.desktop import info
+    from autonoma.desktop.gateway import Gateway, serve_forever
+
+    proj = project.require_initialised(_here())
+    settings = _settings(proj.root)
+    running = info.live(info.path_in(proj.dir))
+    if running is not None:
+        fail(f"a gateway of this project already runs (pid {running.pid}) at {running.http}")
+
+    def ready(found: info.GatewayInfo) -> None:
+        click.echo(f"autonoma serve: {proj.root} at {found.http} (websocket {found.url})")
+        click.echo(f"The web view: {found.browser_url()}")
+        click.echo(f"Address and token: {info.path_in(proj.dir)}. Press Ctrl-C to stop.")
+        sys.stdout.flush()
+
+    try:
+        serve_forever(Gateway(proj, settings, port=port), ready)
+    except KeyboardInterrupt:
+        pass
+    except OSError as err:
+        fail(f"cannot listen on 127.0.0.1:{port}: {err.strerror or err}", 2)
+    click.echo("autonoma serve: stopped")
 
 
 _NOTE = click.option(
@@ -633,3 +695,34 @@ def sim(port: int, scenario_file: Path) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     click.echo("autonoma sim: stopped")
+
+
+@main.command("build-desktop")
+@click.option(
+    "--platform",
+    "choice",
+    type=click.Choice(["darwin", "win32", "linux", "all"]),
+    default=None,
+    help="Which app to build (default: this machine's). Electrobun builds on the system it is for.",
+)
+def build_desktop(choice: str | None) -> None:
+    """Build the desktop app (Electrobun, from desktop/ of a source checkout).
+
+    Electrobun downloads its toolchain from GitHub on first use: where it cannot, one line
+    says so and the exit code is 1. The web view needs none of it: `autonoma dashboard --web`.
+    """
+    from autonoma import desktop_build
+
+    here, elsewhere = desktop_build.plan(choice, desktop_build.host())
+    if not here and not elsewhere:
+        fail(f"Electrobun builds no app on this system ({sys.platform})")
+    for platform in here:
+        try:
+            artifacts = desktop_build.build(platform)
+        except desktop_build.BuildFailed as err:
+            fail(str(err), err.exit_code)
+        click.echo(f"the {desktop_build.NAMES[platform]} app: {artifacts}")
+    for platform in elsewhere:
+        click.echo(f"autonoma: {desktop_build.elsewhere_line(platform)}", err=True)
+    if elsewhere:
+        sys.exit(1)

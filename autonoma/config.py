@@ -49,6 +49,7 @@ class Settings:
     setup_command: str = ""
     test_command: str = ""
     agent_env: str = ""
+    gateway: bool = True
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,13 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0,
         exclusive_minimum=True,
         maximum=_WEEK,
+    ),
+    Option(
+        "gateway",
+        bool,
+        "Run the gateway (the web view and its websocket feed, on 127.0.0.1) inside "
+        "`autonoma start`; its address and token go to .autonoma/gateway.json "
+        "(docs/gateway.md).",
     ),
 )
 

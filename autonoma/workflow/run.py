@@ -34,7 +34,7 @@ from autonoma.journal.fold import State, fold_rows
 from autonoma.project import Project, ProjectError, RunLock, acquire_run_lock
 from autonoma.protocol import Envelope, Escalation, RunFinished, StopRequested
 from autonoma.runtime.bus import Listener
-from autonoma.runtime.supervisor import ChildSpec
+from autonoma.runtime.supervisor import ChildSpec, ChildStartRefused
 from autonoma.sim import ScenarioError, SimServer, load_scenario
 from autonoma.system import JOURNAL, ROOT, StartError, System, start
 from autonoma.vcs import excludes, workspace
@@ -424,6 +424,8 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
                 project_dir=project.root,
             )
         )
+        if settings.gateway:
+            _start_gateway(system, project, settings)
         try:
             while not finished.wait(0.5):
                 if stop_asked and time.monotonic() - stop_asked[0] > _stop_grace(settings):
@@ -452,6 +454,15 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
     return RunResult(
         prepared.run_id, "stopped", f"the run {reason}; `{_resume(prepared)}` resumes it"
     )
+
+
+def _start_gateway(system: System, project: Project, settings: config.Settings) -> None:
+    """The gateway, last under the root (a restart of another child leaves it be); a
+    gateway that cannot start (its failure is journaled) leaves the run going."""
+    from autonoma.desktop.child import gateway_spec
+
+    with contextlib.suppress(ChildStartRefused):
+        system.start_child(gateway_spec(project, settings))
 
 
 def _resume_root(system: System, reason: str) -> None:
