@@ -19,7 +19,6 @@ from autonoma.journal import reader
 from autonoma.protocol import decode_message
 from autonoma.words import describe
 from tests.desktop.gatewaylib import (
-    DEMO,
     Writer,
     client,
     collect_until,
@@ -284,15 +283,17 @@ def _read_until_close(sock: socket.socket) -> tuple[list[dict[str, object]], int
 
 @pytest.mark.trio
 async def test_a_slow_client_catching_up_is_paced_not_dropped(tmp_path: Path) -> None:
-    project = make_project(tmp_path, DEMO)
+    project = make_project(tmp_path)
+    # 2,280 rows: a catch-up of several batches, more than the outbox holds.
+    await trio.to_thread.run_sync(Writer(project.state_db, recorded() * 5, pause=0).run)
     async with running_gateway(project, outbox_frames=1000, drop_grace=30) as gateway:
         info = gateway.info
         assert info is not None
         frames: list[dict[str, object]] = []
         async with open_websocket_url(ws_url(info)) as ws:
             await ws.send_message(json.dumps({"type": "subscribe", "from_seq": 0}))
-            # Not read while 456 rows are caught up... the catch-up waits for the client,
-            # so nothing is dropped: it is only the live feed that drops.
+            # Not read for a while: the catch-up waits for the client, so nothing is
+            # dropped (only the live feed drops, and a client that stops reading).
             await trio.sleep(0.5)
             with trio.fail_after(30):
                 try:
