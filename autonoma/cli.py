@@ -228,7 +228,7 @@ def _run_in_background(proj: project.Project, options: Any) -> Literal["ended", 
         fail(
             f"run {detached.run_id} ended without a result (exit code {code}): "
             f"its log: {detached.log}",
-            code or 1,
+            code if code is not None and code > 0 else 1,  # killed by a signal: 1
         )
     _say_end(run.run_id, run.outcome, run.summary)
     if code is None:
@@ -297,7 +297,9 @@ def start(
     """Build what REQUIREMENTS asks for: plan, split, implement, review, merge into main.
 
     An unfinished run of this project (interrupted, or with escalated tasks) is
-    resumed where it stopped; Ctrl-C stops it cleanly.
+    resumed where it stopped. With the dashboard, the run goes on in a process of its
+    own: quitting while it goes on asks whether to stop it or leave it running; with
+    the plain log, Ctrl-C stops it cleanly.
     """
     from autonoma.workflow.run import RunOptions
 
@@ -390,7 +392,16 @@ def status(as_json: bool) -> None:
     proj = project.require_initialised(_here())
     _settings(proj.root)
     state = reader.replay(proj.state_db, run_id=reader.latest_run(proj.state_db))
-    click.echo(report.state_json(state) if as_json else report.state_text(state))
+    if as_json:
+        click.echo(report.state_json(state))
+        return
+    text = report.state_text(state)
+    pid = project.active_run(proj)
+    if pid and state.run is not None and state.run.outcome is None:
+        # The process running it (the run lock's holder): the run goes on there.
+        first, _, rest = text.partition("\n")
+        text = f"{first}\n  process: pid {pid} (`{hints.command('stop')}` stops the run)\n{rest}"
+    click.echo(text)
 
 
 # SQLite's LIMIT is a signed 64-bit integer: past it, an OverflowError.

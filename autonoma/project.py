@@ -50,7 +50,7 @@ class RunActiveError(ProjectError):
     def __init__(self, pid: int) -> None:
         super().__init__(
             f"a run is already active in this project (pid {pid}): "
-            "wait for it to end, or stop it with Ctrl-C"
+            f"wait for it to end, or stop it: `{hints.command('stop')}`"
         )
         self.pid = pid
 

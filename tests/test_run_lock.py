@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from autonoma import hints
 from autonoma.project import (
     Project,
     ProjectError,
@@ -85,7 +86,7 @@ def test_another_process_holds_it(tmp_path: Path) -> None:
             acquire_run_lock(project)
         assert str(refused.value) == (
             f"a run is already active in this project (pid {holder.pid}): "
-            "wait for it to end, or stop it with Ctrl-C"
+            f"wait for it to end, or stop it: `{hints.command('stop')}`"
         )
         assert "\n" not in str(refused.value)
         assert holder.stdin is not None
@@ -153,7 +154,7 @@ def test_clean_refuses_while_a_run_is_active(git_repo: Path, clean_env: dict[str
         assert result.returncode == 1
         assert result.stderr == (
             f"autonoma: a run is already active in this project (pid {holder.pid}): "
-            "wait for it to end, or stop it with Ctrl-C\n"
+            f"wait for it to end, or stop it: `{hints.command('stop')}`\n"
         )
     assert (git_repo / ".autonoma" / "state.db").exists()
     assert run_autonoma("clean", "--yes", cwd=git_repo, env=clean_env).returncode == 0

@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Label
+from textual.widgets import Footer, Label, Static
 
 from autonoma.hints import command
 
@@ -43,7 +43,7 @@ class QuitDialog(ModalScreen[Choice]):
         where = "in the background" if self.started_here else "in its own process"
         with Vertical():
             yield Label(f"Run {self.run_id} is still going.", id="quit-title", markup=False)
-            yield Label(
+            yield Static(
                 "s  stop it, cleanly (starting it again resumes it)\n"
                 f"l  leave it running {where}:\n"
                 f"   `{command('dashboard')}` comes back to it,\n"
@@ -71,7 +71,7 @@ class Stopping(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label("stopping…", id="quit-title")
-            yield Label(
+            yield Static(
                 f"{self.said}\nNew work stops, the merge under way finishes, the agents' "
                 "turns are stopped.",
                 markup=False,

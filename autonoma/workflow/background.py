@@ -89,7 +89,8 @@ def start_detached(project: Project, options: RunOptions, *, timeout_s: float = 
     Blocks up to ``timeout_s`` (claude's login check and the sim's start take a few
     seconds). Raises `DetachFailed` with the child's own one-line error and exit code if
     it exits before; on timeout, asks the child to stop (SIGTERM: a clean stop) and
-    raises `DetachFailed` (exit code 1) naming its log.
+    raises `DetachFailed` (exit code 1) naming its log. Interrupted (Ctrl-C), it asks the
+    child to stop too.
     """
     _reap()
     project.logs.mkdir(parents=True, exist_ok=True)
@@ -116,6 +117,9 @@ def start_detached(project: Project, options: RunOptions, *, timeout_s: float = 
     _children[child.pid] = child
     try:
         run_id = _await_start(project, child, ready, before, log, timeout_s)
+    except KeyboardInterrupt:
+        child.terminate()  # Ctrl-C while it starts: it stops cleanly, as a run does
+        raise
     finally:
         ready.unlink(missing_ok=True)
         spec.unlink(missing_ok=True)
@@ -189,7 +193,7 @@ def _last_line(log: Path, code: int) -> str:
         lines = []
     lines = [line for line in lines if line]
     if not lines:
-        return f"the run exited with code {code} before it started; its log: {log}"
+        return f"the run exited with code {code} before it started, saying nothing"
     return lines[-1].removeprefix("autonoma: ")
 
 

@@ -17,7 +17,7 @@ from autonoma.journal import reader
 from autonoma.journal.schema import open_write
 from autonoma.project import find
 from autonoma.protocol import Escalation, RetryRequested
-from autonoma.tui.app import ConfirmQuit, Dashboard, HelpScreen, RunLink
+from autonoma.tui.app import Dashboard, HelpScreen
 from autonoma.tui.notify import escape
 from autonoma.tui.run import human_command
 from autonoma.tui.source import JournalSource
@@ -204,28 +204,6 @@ def partial_journal(
     with target:
         target.executemany(f"INSERT INTO messages VALUES ({marks})", every[:rows])
     return target, list(every[rows:])
-
-
-@sync
-async def test_quitting_while_the_run_goes_on_asks_and_s_stops_it(
-    demo_run: OnScreen, tmp_path: Path
-) -> None:
-    stopped: list[bool] = []
-    link = RunLink(running=lambda: not stopped, stop=lambda: stopped.append(True))
-    partial_journal(demo_run.db, tmp_path / "state.db", 200)
-    app = Dashboard(JournalSource(tmp_path / "state.db"), link=link)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("q")
-        await pilot.pause()
-        assert isinstance(app.screen, ConfirmQuit)
-        await pilot.press("escape")
-        await pilot.pause()
-        assert not isinstance(app.screen, ConfirmQuit) and not stopped
-        await pilot.press("q")
-        await pilot.pause()
-        await pilot.press("s")
-        await pilot.pause()
-    assert stopped == [True]
 
 
 @sync
