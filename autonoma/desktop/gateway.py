@@ -31,7 +31,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_st
 
 from autonoma.config import Settings
 from autonoma.desktop import commands, files, info, web
-from autonoma.desktop.feed import BATCH, INTERVAL, OUTBOX_FRAMES, Feed, Outbox, dropped_frame
+from autonoma.desktop.feed import BATCH, INTERVAL, OUTBOX_FRAMES, STALL, Feed, Outbox, dropped_frame
 from autonoma.desktop.frames import (
     CLOSE_DROPPED,
     CLOSE_GOING_AWAY,
@@ -102,6 +102,7 @@ class Gateway:
         interval: float = INTERVAL,
         max_clients: int = MAX_CLIENTS,
         drop_grace: float = DROP_GRACE,
+        stall: float = STALL,
     ) -> None:
         if outbox_frames < 2 * BATCH:
             # One look at the journal offers up to BATCH frames at once.
@@ -118,7 +119,7 @@ class Gateway:
         self.info_path = info.path_in(project.dir)
         self.db_limiter = trio.CapacityLimiter(DB_THREADS)
         self.command_limiter = trio.CapacityLimiter(COMMAND_THREADS)
-        self.feed = Feed(project.state_db, interval=interval, limiter=self.db_limiter)
+        self.feed = Feed(project.state_db, interval=interval, limiter=self.db_limiter, stall=stall)
         self.feed.on_drop = self._dropped
         self.snapshots = Snapshots(project.state_db, settings)
         self.clients: dict[Outbox, _Client] = {}

@@ -305,3 +305,23 @@ async def test_a_slow_client_catching_up_is_paced_not_dropped(tmp_path: Path) ->
                     pass
         assert seqs(frames) == journal_seqs(project.state_db)
         assert not [f for f in frames if f["type"] == "dropped"]
+
+
+@pytest.mark.trio
+async def test_a_client_that_stops_reading_during_its_catch_up_is_dropped(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    await trio.to_thread.run_sync(Writer(project.state_db, recorded() * 5, pause=0).run)
+    async with running_gateway(project, outbox_frames=1000, stall=1.0, drop_grace=30) as gateway:
+        info = gateway.info
+        assert info is not None
+        stuck = _raw_subscriber(info.url, info.token, 0)
+        try:
+            await trio.sleep(2.5)
+            stuck.settimeout(30)
+            frames, code = await trio.to_thread.run_sync(_read_until_close, stuck)
+        finally:
+            stuck.close()
+    (dropped,) = [f for f in frames if f["type"] == "dropped"]
+    assert dropped["reason"] == "not reading: 1000 frames waited 1 s"
+    assert seqs(frames) == list(range(1, dropped["last_seq"] + 1))
+    assert code == 4000
