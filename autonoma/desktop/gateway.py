@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
 import signal
 import threading
 import urllib.parse
@@ -30,7 +31,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_st
 
 from autonoma.config import Settings
 from autonoma.desktop import commands, files, info, web
-from autonoma.desktop.feed import BATCH, INTERVAL, OUTBOX_FRAMES, Feed, Outbox, dropped_frame
+from autonoma.desktop.feed import BATCH, INTERVAL, OUTBOX_FRAMES, STALL, Feed, Outbox, dropped_frame
 from autonoma.desktop.frames import (
     CLOSE_DROPPED,
     CLOSE_GOING_AWAY,
@@ -52,6 +53,8 @@ from autonoma.desktop.snapshots import NoRun, Snapshots
 from autonoma.journal import reader
 from autonoma.journal.schema import JournalError
 from autonoma.project import Project
+
+logger = logging.getLogger("autonoma.desktop")
 
 MAX_CLIENTS = 256
 """Websocket clients at once, at most: one more is refused with 503."""
@@ -99,6 +102,7 @@ class Gateway:
         interval: float = INTERVAL,
         max_clients: int = MAX_CLIENTS,
         drop_grace: float = DROP_GRACE,
+        stall: float = STALL,
     ) -> None:
         if outbox_frames < 2 * BATCH:
             # One look at the journal offers up to BATCH frames at once.
@@ -115,10 +119,12 @@ class Gateway:
         self.info_path = info.path_in(project.dir)
         self.db_limiter = trio.CapacityLimiter(DB_THREADS)
         self.command_limiter = trio.CapacityLimiter(COMMAND_THREADS)
-        self.feed = Feed(project.state_db, interval=interval, limiter=self.db_limiter)
+        self.feed = Feed(project.state_db, interval=interval, limiter=self.db_limiter, stall=stall)
         self.feed.on_drop = self._dropped
         self.snapshots = Snapshots(project.state_db, settings)
         self.clients: dict[Outbox, _Client] = {}
+        self.failures = 0
+        """Connections ended by an error of their own (logged at debug level)."""
         self.rejected = 0
         """Websocket handshakes refused (no token, a wrong one, too many clients)."""
 
@@ -182,6 +188,11 @@ class Gateway:
                 await web.serve_static(stream, conn, request, port)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
             pass  # the client went away: nothing to tell it
+        except Exception:
+            # One connection's failure (a journal that cannot be read for its catch-up,
+            # a bug) ends that connection only, never the gateway and its other clients.
+            self.failures += 1
+            logger.debug("gateway connection from %s failed", peer, exc_info=True)
         finally:
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await stream.aclose()

@@ -19,7 +19,6 @@ from autonoma.journal import reader
 from autonoma.protocol import decode_message
 from autonoma.words import describe
 from tests.desktop.gatewaylib import (
-    DEMO,
     Writer,
     client,
     collect_until,
@@ -45,14 +44,24 @@ async def test_catch_up_then_live_with_no_gap_and_no_duplicate_across_a_kill(
         writer.start()
         # Subscribed while the journal is being written: part catch-up, part live.
         await trio.to_thread.run_sync(lambda: _wait_rows(project.state_db, 200))
+        # The first client, in a process of its own, is killed (SIGKILL) mid-stream.
         first: list[dict[str, object]] = []
-        async with client(gateway.info) as ws:
-            await ws.send_message(json.dumps({"type": "subscribe", "from_seq": 0}))
-            with trio.fail_after(60):
-                while len(seqs(first)) < 400:
-                    first.append(await receive(ws))
-            # Killed mid-stream: the TCP connection cut, no closing handshake.
-            ws._stream.socket.close()  # type: ignore[attr-defined]
+        killed = subprocess.Popen(
+            [sys.executable, "-m", "tests.desktop.subscriber", ws_url(gateway.info), "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert killed.stdout is not None
+            # Killed once live, at least 400 rows in: part catch-up, part live.
+            while len(seqs(first)) < 400 or not [f for f in first if f["type"] == "live"]:
+                line = await trio.to_thread.run_sync(killed.stdout.readline)
+                assert line, "the subscriber ended"
+                kind, seq = line.split()
+                first.append({"type": kind, "seq": int(seq)})
+        finally:
+            killed.kill()
+            killed.wait()
         last_received = seqs(first)[-1]
         second: list[dict[str, object]] = []
         async with client(gateway.info) as ws:
@@ -72,7 +81,7 @@ async def test_catch_up_then_live_with_no_gap_and_no_duplicate_across_a_kill(
         assert not before or live["seq"] >= before[-1]
     # Each frame is its row: the envelope, the message as journaled, its words.
     rows = {row[0]: row for row in reader.rows(project.state_db)}
-    for frame in [f for f in first + second if f["type"] == "message"][::97]:
+    for frame in [f for f in second if f["type"] == "message"][::37]:
         _, ts, run_id, sender, recipient, kind, body = rows[frame["seq"]]  # type: ignore[index]
         assert (frame["ts"], frame["run_id"], frame["sender"], frame["recipient"]) == (
             ts,
@@ -274,15 +283,17 @@ def _read_until_close(sock: socket.socket) -> tuple[list[dict[str, object]], int
 
 @pytest.mark.trio
 async def test_a_slow_client_catching_up_is_paced_not_dropped(tmp_path: Path) -> None:
-    project = make_project(tmp_path, DEMO)
+    project = make_project(tmp_path)
+    # 2,280 rows: a catch-up of several batches, more than the outbox holds.
+    await trio.to_thread.run_sync(Writer(project.state_db, recorded() * 5, pause=0).run)
     async with running_gateway(project, outbox_frames=1000, drop_grace=30) as gateway:
         info = gateway.info
         assert info is not None
         frames: list[dict[str, object]] = []
         async with open_websocket_url(ws_url(info)) as ws:
             await ws.send_message(json.dumps({"type": "subscribe", "from_seq": 0}))
-            # Not read while 456 rows are caught up... the catch-up waits for the client,
-            # so nothing is dropped: it is only the live feed that drops.
+            # Not read for a while: the catch-up waits for the client, so nothing is
+            # dropped (only the live feed drops, and a client that stops reading).
             await trio.sleep(0.5)
             with trio.fail_after(30):
                 try:
@@ -294,3 +305,23 @@ async def test_a_slow_client_catching_up_is_paced_not_dropped(tmp_path: Path) ->
                     pass
         assert seqs(frames) == journal_seqs(project.state_db)
         assert not [f for f in frames if f["type"] == "dropped"]
+
+
+@pytest.mark.trio
+async def test_a_client_that_stops_reading_during_its_catch_up_is_dropped(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    await trio.to_thread.run_sync(Writer(project.state_db, recorded() * 5, pause=0).run)
+    async with running_gateway(project, outbox_frames=1000, stall=1.0, drop_grace=30) as gateway:
+        info = gateway.info
+        assert info is not None
+        stuck = _raw_subscriber(info.url, info.token, 0)
+        try:
+            await trio.sleep(2.5)
+            stuck.settimeout(30)
+            frames, code = await trio.to_thread.run_sync(_read_until_close, stuck)
+        finally:
+            stuck.close()
+    (dropped,) = [f for f in frames if f["type"] == "dropped"]
+    assert dropped["reason"] == "not reading: 1000 frames waited 1 s"
+    assert seqs(frames) == list(range(1, dropped["last_seq"] + 1))
+    assert code == 4000

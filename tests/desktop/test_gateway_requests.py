@@ -19,6 +19,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 from autonoma.config import Settings
 from autonoma.desktop.snapshots import view_of
 from autonoma.journal import reader
+from autonoma.project import acquire_run_lock
 from autonoma.protocol import ResolveRequested, RetryRequested
 from autonoma.tui import views
 from tests.desktop.gatewaylib import (
@@ -308,6 +309,21 @@ async def test_retry_and_resolve_commands_are_journaled_and_fed_back(tmp_path: P
                     ws, {"type": "command", "command": "start", "requirements": bad, "id": 4}
                 )
                 assert started["type"] == "error", bad
+            # A run is active (its lock is held): no second one is started.
+            (project.root / "requirements.md").write_text("Build it.\n")
+            lock = acquire_run_lock(project)
+            try:
+                started = await request(
+                    ws,
+                    {"type": "command", "command": "start", "requirements": "requirements.md"},
+                )
+            finally:
+                lock.release()
+            assert started == {
+                "type": "error",
+                "id": None,
+                "error": f"a run is already active (pid {os.getpid()}): stop it first",
+            }
     rows = list(reader.read(db, after_seq=head))
     assert [type(e.message) for e in rows] == [RetryRequested]
     assert not [e for e in rows if isinstance(e.message, ResolveRequested)]
