@@ -32,6 +32,7 @@ from pykka import ActorDeadError, ActorRef, ActorRegistry
 from pykka._envelope import Envelope
 from pykka.messages import _ActorStop
 
+from autonoma.protocol import Envelope as BusEnvelope
 from autonoma.runtime.bus import Bus, Listener
 
 logger = logging.getLogger("autonoma.runtime")
@@ -99,10 +100,12 @@ class StartFailed(Exception):
 
 
 class Refusal(Exception):
-    """Raise in an ask handler to refuse a request without crashing (OTP's error reply).
+    """Raise in a handler to refuse a request without crashing (OTP's error reply).
 
-    The asker gets the exception and the actor keeps running. In a tell handler
-    there is nobody to refuse to, so it crashes the actor like any exception.
+    The asker of an ask gets the exception and the actor keeps running. After a
+    tell there is nobody to refuse to: the refusal is logged and dropped, and the
+    actor keeps running too (a typo in a fire-and-forget ``terminate_child`` must
+    not take a subtree down).
     """
 
 
@@ -292,8 +295,17 @@ class Actor(pykka.ThreadingActor):
         """Call ``listener`` with every envelope on ``bus`` until this actor ends, however.
 
         The listener runs in the publisher's thread: it should only ``tell`` this actor.
+        Once this actor is stopping, a ``tell`` raises `pykka.ActorDeadError`: the
+        listener is unsubscribed as soon as the actor stops (not only at teardown), and
+        an envelope that still reaches it in between is dropped, never raised into the
+        publisher (e.g. a supervisor reporting a crash).
         """
-        unsubscribe = bus.subscribe(listener)
+
+        def shielded(envelope: BusEnvelope) -> None:
+            with contextlib.suppress(ActorDeadError):
+                listener(envelope)
+
+        unsubscribe = bus.subscribe(shielded)
         with self._listen_lock:
             self._unsubscribes.append(unsubscribe)
 
@@ -335,6 +347,39 @@ class Actor(pykka.ThreadingActor):
     # pykka/_actor.py when upgrading). pykka's loop: _actor_loop_setup (on_start),
     # _actor_loop_running (calls _handle_receive per message, and _handle_failure +
     # on_failure when a tell handler raised), then _actor_loop_teardown, always.
+
+    def _stop(self) -> None:
+        # Stop listening before on_stop: from here on a tell raises ActorDeadError.
+        self._stop_listening()
+        super()._stop()
+
+    def _actor_loop_running(self) -> None:
+        # pykka's loop (pykka/_actor.py), but a `Refusal` raised after a tell is
+        # dropped instead of crashing the actor: nobody waits for that answer.
+        while not self.actor_stopped.is_set():
+            envelope = self.actor_inbox.get()
+            try:
+                response = self._handle_receive(envelope.message)
+                if envelope.reply_to is not None:
+                    envelope.reply_to.set(response)
+            except Refusal as refusal:
+                if envelope.reply_to is not None:
+                    envelope.reply_to.set_exception()
+                else:
+                    logger.info("%s refused a told %r: %s", self, envelope.message, refusal)
+            except Exception:
+                if envelope.reply_to is not None:
+                    envelope.reply_to.set_exception()
+                else:
+                    self._handle_failure(*sys.exc_info())
+                    try:
+                        self.on_failure(*sys.exc_info())
+                    except Exception:
+                        self._handle_failure(*sys.exc_info())
+            except BaseException:
+                logger.debug("%r in %s: stopping all actors", sys.exc_info()[1], self)
+                self._stop()
+                ActorRegistry.stop_all()
 
     def _actor_loop_setup(self) -> None:
         # Tells a crash in on_start (the child never ran) from a later one.

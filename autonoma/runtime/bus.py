@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +13,8 @@ import msgspec
 from autonoma.protocol import AnyMessage, Envelope
 
 Listener = Callable[[Envelope], None]
+
+logger = logging.getLogger("autonoma.runtime")
 
 
 class Store(Protocol):
@@ -74,7 +77,12 @@ class Bus:
         durable: bool = False,
         timeout: float | None = None,
     ) -> Envelope:
-        """Publish ``message``; with ``durable``, return only once the journal has committed it."""
+        """Publish ``message``; with ``durable``, return only once the journal has committed it.
+
+        Raises only what the store raises: a listener that fails (say an actor that is
+        stopping) is logged and skipped, and the others still hear the envelope; one
+        listener's failure never reaches the publisher.
+        """
         envelope = self.stamp(sender, message, recipient)
         store = self._store
         if store is not None:
@@ -84,5 +92,8 @@ class Bus:
             else:
                 store.append(envelope)
         for listener in self._listeners:
-            listener(envelope)
+            try:
+                listener(envelope)
+            except Exception:
+                logger.debug("listener %r failed on %s", listener, envelope, exc_info=True)
         return envelope

@@ -3,10 +3,30 @@
 The rules are OTP's ``supervisor`` (see SUPERVISION.md), so anyone who knows OTP can
 predict them. Every start, restart, crash, exit, stop, kill and give-up is published
 on the bus, with the supervisor's name as sender, in the order it happened.
+
+Child specs and supervisor flags are checked when made, as OTP's ``check_childspecs``
+and ``init`` do: a misspelt restart type, strategy or shutdown raises `BadSpec` at
+once, naming the field, and nothing starts.
+
+Threads: a supervisor's state is changed by its own thread only, except that
+`Link.kill` runs ``on_kill`` in the killer's thread; the children table and the
+link being stopped are guarded by one lock, and a killed supervisor starts nothing
+more (a child started meanwhile is killed, never left running).
+
+Significant children and ``auto_shutdown`` (OTP 24+) are not implemented, on purpose.
+OTP allows them only for transient or temporary children, and only to end a
+supervisor from inside when that child ends. A run's end is not an actor's exit: the
+orchestrator (permanent: a crash restarts it, and it goes on from the journal) decides
+the end and journals `RunFinished` first; the run's main thread, which waits for that,
+then stops the root from outside, in reverse start order, with the merge queue's grace
+for a merge in flight. A root ending itself from its own thread would race that
+ordered stop and leave the main thread to notice a vanished root; the crew and the
+gateway have no child whose end should end their parent.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +63,32 @@ from autonoma.runtime.intensity import RestartWindow
 Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
 Restart = Literal["permanent", "transient", "temporary"]
 Shutdown = float | Literal["brutal_kill", "infinity"]
+ChildState = Literal["running", "restarting", "stopped"]
+
+STRATEGIES: tuple[Strategy, ...] = ("one_for_one", "one_for_all", "rest_for_one")
+RESTARTS: tuple[Restart, ...] = ("permanent", "transient", "temporary")
+KINDS: tuple[ChildKind, ...] = ("worker", "supervisor")
+
+
+class BadSpec(ValueError):
+    """A child spec or supervisor flag is invalid; the message names the field."""
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_flags(name: str, strategy: object, intensity: object, period: object) -> None:
+    """Raise `BadSpec` unless the supervisor flags are valid (OTP's ``check_flags``)."""
+    if strategy not in STRATEGIES:
+        raise BadSpec(
+            f"supervisor {name!r}: strategy must be one of {', '.join(STRATEGIES)}, "
+            f"not {strategy!r}"
+        )
+    if not isinstance(intensity, int) or isinstance(intensity, bool) or intensity < 0:
+        raise BadSpec(f"supervisor {name!r}: intensity must be an integer >= 0, not {intensity!r}")
+    if not _is_number(period) or not period > 0:  # type: ignore[operator]
+        raise BadSpec(f"supervisor {name!r}: period must be a number > 0, not {period!r}")
 
 
 @dataclass(frozen=True)
@@ -61,8 +107,29 @@ class ChildSpec:
     kind: ChildKind = "worker"
 
     def __post_init__(self) -> None:
-        if isinstance(self.shutdown, int | float) and self.shutdown < 0:
-            raise ValueError(f"child {self.name!r}: shutdown timeout must be >= 0")
+        """Raise `BadSpec` naming the first invalid field (OTP's ``check_childspec``)."""
+        if not isinstance(self.name, str) or not self.name:
+            raise BadSpec(f"child spec: name must be a non-empty string, not {self.name!r}")
+        where = f"child {self.name!r}"
+        if not callable(self.start):
+            raise BadSpec(f"{where}: start must be callable, not {self.start!r}")
+        if self.restart not in RESTARTS:
+            raise BadSpec(
+                f"{where}: restart must be one of {', '.join(RESTARTS)}, not {self.restart!r}"
+            )
+        if self.kind not in KINDS:
+            raise BadSpec(f"{where}: kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        shutdown = self.shutdown
+        valid = (
+            shutdown is None
+            or shutdown in ("brutal_kill", "infinity")
+            or (_is_number(shutdown) and shutdown >= 0)  # type: ignore[operator]
+        )
+        if not valid:
+            raise BadSpec(
+                f"{where}: shutdown must be brutal_kill, infinity or a number of seconds "
+                f">= 0, not {shutdown!r}"
+            )
 
     @property
     def shutdown_policy(self) -> Shutdown:
@@ -74,12 +141,17 @@ class ChildSpec:
 
 @dataclass(frozen=True)
 class ChildInfo:
-    """One row of `Supervisor.which_children`; ``urn`` is None when not running."""
+    """One row of `Supervisor.which_children`; ``urn`` is None when not running.
+
+    ``state`` is ``restarting`` (OTP shows the atom in place of the pid) while a
+    restart attempt failed and is retried, or a root's pause keeps the child stopped.
+    """
 
     name: str
     urn: str | None
     kind: ChildKind
     restart: Restart
+    state: ChildState = "running"
 
 
 class NoSuchChild(Refusal):
@@ -92,6 +164,11 @@ class ChildExists(Refusal):
 
 class ChildRunning(Refusal):
     """The child is running (`Supervisor.restart_child`, `Supervisor.delete_child`)."""
+
+
+class ChildRestarting(Refusal):
+    """The child is being restarted (OTP's ``{error, restarting}``): `Supervisor.restart_child`
+    and `Supervisor.delete_child` leave it to the retry (or to a root's `Supervisor.resume`)."""
 
 
 class ChildStartRefused(Refusal):
@@ -160,9 +237,13 @@ class Supervisor(Actor):
         root: bool = False,
     ) -> None:
         # Checked before Actor.__init__ takes the link: a bad spec starts nothing.
+        check_flags(name, strategy, intensity, period)
+        for spec in children:
+            if not isinstance(spec, ChildSpec):
+                raise BadSpec(f"supervisor {name!r}: a child spec must be a ChildSpec: {spec!r}")
         names = [spec.name for spec in children]
         if len(set(names)) != len(names):
-            raise ValueError(f"supervisor {name!r}: duplicate child names in {names}")
+            raise BadSpec(f"supervisor {name!r}: duplicate child names in {names}")
         window = RestartWindow(intensity, period)
         super().__init__()
         self._bus = bus
@@ -172,6 +253,9 @@ class Supervisor(Actor):
         self._clock = clock
         self._root = root
         self._paused = False
+        # Guards _children, each child's link and _stopping against on_kill, which runs
+        # in the killer's thread (reentrant: a stop may happen while it is held).
+        self._guard = threading.RLock()
         # The child being stopped, if any: out of _children but maybe still running.
         self._stopping: tuple[str, Link] | None = None
         # In start order, which is spec order; dicts keep insertion order.
@@ -182,7 +266,7 @@ class Supervisor(Actor):
     def on_start(self) -> None:
         """Start every child in order; if one fails, stop the others and fail."""
         try:
-            for child in list(self._children.values()):
+            for child in self._snapshot():
                 self._start(child, restart=False)
         except StartFailed as failure:
             self._stop_children(list(self._children.values()))
@@ -206,10 +290,13 @@ class Supervisor(Actor):
 
     def on_kill(self) -> None:
         """Killed: kill every child too (OTP's link propagation); runs in the killer's thread."""
-        links = [(child.name, child.link) for child in self._children.values()]
-        stopping = self._stopping  # maybe being waited for by this supervisor's thread
-        if stopping is not None:
-            links.append(stopping)
+        # The link is marked killed already: from here on `_start` links no new child,
+        # so this snapshot holds every instance there is.
+        with self._guard:
+            links = [(child.name, child.link) for child in self._children.values()]
+            stopping = self._stopping  # maybe being waited for by this supervisor's thread
+            if stopping is not None:
+                links.append(stopping)
         for name, link in reversed(links):
             if link is not None and link.kill():
                 self._publish(ActorStopped(name=name, supervisor=self._name, how="killed"))
@@ -231,29 +318,41 @@ class Supervisor(Actor):
 
     def start_child(self, spec: ChildSpec) -> str:
         """Add ``spec`` as the last child and start it; its URN."""
+        if not isinstance(spec, ChildSpec):
+            raise BadSpec(f"{self._name}: a child spec must be a ChildSpec, not {spec!r}")
         if spec.name in self._children:
             raise ChildExists(f"{self._name} already has a child {spec.name!r}")
         child = _Child(spec)
+        with self._guard:
+            # In the table before it starts, so that a kill meanwhile finds it.
+            self._children[spec.name] = child
         try:
             self._start(child, restart=False)
         except StartFailed as failure:
+            self._forget(child)
             raise ChildStartRefused(failure) from None
-        self._children[spec.name] = child
+        if child.link is None:
+            self._forget(child)  # this supervisor was killed meanwhile
         return self._urn(child)
 
     def terminate_child(self, name: str) -> None:
         """Stop a child by its shutdown policy, not to be restarted; a temporary one is deleted."""
         child = self._get(name)
-        child.restarting = False
+        child.restarting = False  # ends a retry loop, as OTP's terminate_child does
         self._stop_child(child)
         if child.spec.restart == "temporary":
-            del self._children[name]
+            self._forget(child)
 
     def restart_child(self, name: str) -> str:
-        """Start a stopped child again (does not count as a restart for the intensity)."""
+        """Start a stopped child again (does not count as a restart for the intensity).
+
+        Refuses a running child (`ChildRunning`) and one being restarted (`ChildRestarting`).
+        """
         child = self._get(name)
         if child.link is not None:
             raise ChildRunning(f"{name!r} is running")
+        if child.restarting:
+            raise ChildRestarting(f"{name!r} is restarting")
         try:
             self._start(child, restart=True)
         except StartFailed as failure:
@@ -261,22 +360,31 @@ class Supervisor(Actor):
         return self._urn(child)
 
     def delete_child(self, name: str) -> None:
-        """Forget a stopped child's spec."""
+        """Forget a stopped child's spec; refuses a running or restarting one."""
         child = self._get(name)
         if child.link is not None:
             raise ChildRunning(f"{name!r} is running")
-        del self._children[name]
+        if child.restarting:
+            raise ChildRestarting(f"{name!r} is restarting")
+        self._forget(child)
 
     def which_children(self) -> list[ChildInfo]:
-        """Every child in start order, with its URN when running."""
+        """Every child in start order, with its URN when running and its state."""
         return [
             ChildInfo(
                 name=child.name,
                 urn=child.link.urn if child.link is not None else None,
                 kind=child.spec.kind,
                 restart=child.spec.restart,
+                state=(
+                    "running"
+                    if child.link is not None
+                    else "restarting"
+                    if child.restarting
+                    else "stopped"
+                ),
             )
-            for child in self._children.values()
+            for child in self._snapshot()
         ]
 
     def child_ref(self, name: str) -> ActorRef[Any] | None:
@@ -298,7 +406,7 @@ class Supervisor(Actor):
         self._paused = False
         self._window.clear()
         self._publish(WorkResumed(reason=reason))
-        for child in list(self._children.values()):
+        for child in self._snapshot():
             if child.restarting and child.link is None:
                 try:
                     self._start(child, restart=True)
@@ -315,7 +423,8 @@ class Supervisor(Actor):
         child = self._children.get(message.name)
         if child is None or child.link is None or child.link.urn != message.urn:
             return  # an instance already stopped, killed or replaced
-        child.link = None
+        with self._guard:
+            child.link = None
         reason = message.reason
         self._publish_exit(child, reason)
         if self._root and reason.gave_up:
@@ -324,7 +433,7 @@ class Supervisor(Actor):
             self._escalate_and_pause(child.name, f"{child.name} gave up: {reason.error_text}")
         restart = child.spec.restart
         if restart == "temporary":
-            del self._children[child.name]
+            self._forget(child)
         elif restart == "permanent" or reason.abnormal:
             self._restart(child, str(reason))
 
@@ -345,12 +454,14 @@ class Supervisor(Actor):
                 self._stop_child(other)
                 # A temporary child is never restarted, even when a sibling took it down.
                 if other.spec.restart == "temporary":
-                    del self._children[other.name]
+                    self._forget(other)
         group = [member for member in group if member.name in self._children]
         for member in group:
             # Until started: the ones after a failed start wait for the retry (or resume).
             member.restarting = True
         for member in group:
+            if self._link.killed:
+                return None  # killed meanwhile: start nothing more
             try:
                 self._start(member, restart=True)
             except StartFailed:
@@ -359,7 +470,7 @@ class Supervisor(Actor):
 
     def _group(self, child: _Child) -> list[_Child]:
         """``child`` and the siblings its strategy restarts along, in start order."""
-        children = list(self._children.values())
+        children = self._snapshot()
         if self._strategy == "one_for_one":
             return [child]
         if self._strategy == "one_for_all":
@@ -381,7 +492,8 @@ class Supervisor(Actor):
                 if other.link is not None:
                     self._stop_child(other)
                     if other.spec.restart == "temporary":
-                        del self._children[other.name]
+                        self._forget(other)
+            group = [member for member in group if member.name in self._children]
             for member in group:
                 member.restarting = True
             self._escalate_and_pause(child.name, detail)
@@ -408,8 +520,14 @@ class Supervisor(Actor):
     # --- starting and stopping one child ----------------------------------------------
 
     def _start(self, child: _Child, *, restart: bool) -> None:
-        """Start ``child`` and wait for its on_start; raises StartFailed (published)."""
+        """Start ``child`` and wait for its on_start; raises StartFailed (published).
+
+        Once this supervisor is killed it starts nothing: it returns with the child
+        not running.
+        """
         spec = child.spec
+        if self._link.killed:
+            return
         try:
             link = spawn(spec.start, spec.name, self.actor_ref)
             link.ping()
@@ -421,11 +539,16 @@ class Supervisor(Actor):
             reason = ExitReason.crash(error, during_start=True)
             self._publish_crash(child, reason)
             raise StartFailed(spec.name, reason) from None
-        if self._link.killed:
+        with self._guard:
+            # The check and the link are one step: on_kill (which runs after `killed` is
+            # set, and takes the guard) either sees this link or it is killed here.
+            orphan = self._link.killed
+            if not orphan:
+                child.link = link
+                child.restarting = False
+        if orphan:
             link.kill()  # this supervisor was killed meanwhile; leave no orphan
             return
-        child.link = link
-        child.restarting = False
         self._publish(
             ActorStarted(
                 name=spec.name,
@@ -442,19 +565,25 @@ class Supervisor(Actor):
 
     def _stop_child(self, child: _Child) -> None:
         """Stop one running child by its shutdown policy; publish how it ended."""
-        link = child.link
-        if link is None:
-            return
-        child.link = None  # from now on its ChildExit is stale
+        with self._guard:
+            link = child.link
+            if link is None:
+                return
+            child.link = None  # from now on its ChildExit is stale
+            # Still on_kill's to kill while it is being stopped.
+            self._stopping = (child.name, link)
+        try:
+            self._stop_link(child, link)
+        finally:
+            with self._guard:
+                self._stopping = None
+
+    def _stop_link(self, child: _Child, link: Link) -> None:
         policy = child.spec.shutdown_policy
         if policy != "brutal_kill":
-            self._stopping = (child.name, link)
-            try:
-                link.ref.stop(block=False)
-                timeout = None if policy == "infinity" else float(policy)
-                finished = link.done.wait(timeout)
-            finally:
-                self._stopping = None
+            link.ref.stop(block=False)
+            timeout = None if policy == "infinity" else float(policy)
+            finished = link.done.wait(timeout)
             if link.killed:
                 return  # this supervisor was killed meanwhile, and the child with it
             if finished:
@@ -497,6 +626,17 @@ class Supervisor(Actor):
         )
 
     # --- helpers ----------------------------------------------------------------------
+
+    def _snapshot(self) -> list[_Child]:
+        """The children in start order, copied under the guard."""
+        with self._guard:
+            return list(self._children.values())
+
+    def _forget(self, child: _Child) -> None:
+        """Drop ``child``'s spec (a temporary child that ended, `delete_child`)."""
+        with self._guard:
+            if self._children.get(child.name) is child:
+                del self._children[child.name]
 
     def _get(self, name: str) -> _Child:
         child = self._children.get(name)
