@@ -336,6 +336,8 @@ class Actor(pykka.ThreadingActor):
 
     def _crash(self, error: BaseException | None) -> None:
         reason = ExitReason.crash(error, during_start=self._starting)
+        # Before on_failure and teardown: from here on a tell raises ActorDeadError.
+        self._stop_listening()
         if self._link._set_reason(reason):
             # Debug only: the CLI must never print a traceback; the bus carries the error.
             logger.debug("%s crashed", self, exc_info=error)

@@ -26,6 +26,7 @@ gateway have no child whose end should end their parent.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -70,8 +71,12 @@ RESTARTS: tuple[Restart, ...] = ("permanent", "transient", "temporary")
 KINDS: tuple[ChildKind, ...] = ("worker", "supervisor")
 
 
-class BadSpec(ValueError):
-    """A child spec or supervisor flag is invalid; the message names the field."""
+class BadSpec(Refusal, ValueError):
+    """A child spec or supervisor flag is invalid; the message names the field.
+
+    A `Refusal`: `Supervisor.start_child` with a bad spec refuses, the supervisor
+    keeps running.
+    """
 
 
 def _is_number(value: object) -> bool:
@@ -87,7 +92,7 @@ def check_flags(name: str, strategy: object, intensity: object, period: object) 
         )
     if not isinstance(intensity, int) or isinstance(intensity, bool) or intensity < 0:
         raise BadSpec(f"supervisor {name!r}: intensity must be an integer >= 0, not {intensity!r}")
-    if not _is_number(period) or not period > 0:  # type: ignore[operator]
+    if not _is_number(period) or not 0 < period < math.inf:  # type: ignore[operator]
         raise BadSpec(f"supervisor {name!r}: period must be a number > 0, not {period!r}")
 
 
