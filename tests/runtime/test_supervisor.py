@@ -1040,3 +1040,18 @@ def test_a_listener_stopping_while_the_supervisor_reports_a_crash(world: World) 
         assert sup.urn("child1") is not None
     finally:
         release.set()
+
+
+def test_killing_a_supervisor_while_it_waits_for_a_child_to_stop(world: World) -> None:
+    """on_kill (in the killer's thread) finds the child the supervisor is stopping."""
+    world.stubborn.add("child1")
+    sup = start_sup(world, [world.spec("child1", shutdown="infinity"), world.spec("child2")])
+    child1 = world.links["child1"]
+    pending = sup.proxy.terminate_child("child1")  # the supervisor now waits for child1
+    world.wait_until(lambda: "stop child1" in world.journal, "child1 asked to stop")
+    assert sup.link.kill()
+    assert child1.killed  # killed with its supervisor, though out of the table
+    assert world.links["child2"].killed
+    assert "kill child1" in world.journal
+    with contextlib.suppress(Exception):
+        pending.get(timeout=0.1)
