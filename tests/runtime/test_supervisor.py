@@ -1055,3 +1055,89 @@ def test_killing_a_supervisor_while_it_waits_for_a_child_to_stop(world: World) -
     assert "kill child1" in world.journal
     with contextlib.suppress(Exception):
         pending.get(timeout=0.1)
+
+
+# --- OTP's *_other_child_fails_restart and do_not_save_child_specs_for_temporary_children ---
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        # rest_for_one: the retry restarts child2 only; child1 keeps its new instance.
+        (
+            "rest_for_one",
+            [
+                ("crashed", "child1", "ValueError", "boom", "running"),
+                ("stopped", "child2", "shutdown"),
+                ("started", "child1", "restart"),
+                ("crashed", "child2", "RuntimeError", "child2 cannot start", "during_start"),
+                ("started", "child2", "restart"),
+            ],
+        ),
+        # one_for_all: the retry is a group restart again: child1 is stopped and started.
+        (
+            "one_for_all",
+            [
+                ("crashed", "child1", "ValueError", "boom", "running"),
+                ("stopped", "child2", "shutdown"),
+                ("started", "child1", "restart"),
+                ("crashed", "child2", "RuntimeError", "child2 cannot start", "during_start"),
+                ("stopped", "child1", "shutdown"),
+                ("started", "child1", "restart"),
+                ("started", "child2", "restart"),
+            ],
+        ),
+    ],
+)
+def test_other_child_fails_restart(
+    world: World, strategy: Strategy, expected: list[tuple[str, ...]]
+) -> None:
+    starts = itertools.count()
+    children = [world.spec("child1"), world.spec("child2", fail_start=lambda: next(starts) == 1)]
+    sup = start_sup(world, children, strategy=strategy, intensity=3, period=3600)
+    sup.crash("child1")
+    world.wait_for(started("child2"))
+    assert world.events()[2:] == expected
+    assert set(states(sup).values()) == {"running"}
+
+
+@pytest.mark.parametrize("strategy", ["one_for_one", "one_for_all", "rest_for_one"])
+@pytest.mark.parametrize(
+    ("restart", "how", "after"),
+    [
+        ("permanent", "crash", "restarted"),
+        ("permanent", "normal", "restarted"),
+        ("permanent", "terminate_child", "present"),
+        ("transient", "crash", "restarted"),
+        ("transient", "normal", "present"),
+        ("transient", "shutdown", "present"),
+        ("transient", "terminate_child", "present"),
+        ("temporary", "crash", "gone"),
+        ("temporary", "normal", "gone"),
+        ("temporary", "terminate_child", "gone"),
+    ],
+)
+def test_do_not_save_child_specs_for_temporary_children(
+    world: World, strategy: Strategy, restart: Restart, how: str, after: str
+) -> None:
+    sup = start_sup(world, [], strategy=strategy, intensity=2, period=3600)
+    spec = world.spec("child", restart=restart)
+    first = sup.proxy.start_child(spec).get(timeout=WAIT)
+    if how == "terminate_child":
+        sup.proxy.terminate_child("child").get(timeout=WAIT)
+    else:
+        sup.child("child").tell(how)
+        world.wait_for(lambda m: isinstance(m, ActorCrashed | ActorExited) and m.name == "child")
+    if after == "restarted":
+        world.wait_for(started("child"))
+        assert sup.urn("child") not in (None, first)
+        with pytest.raises(ChildExists):  # OTP: {error, {already_started, _}}
+            sup.proxy.start_child(spec).get(timeout=WAIT)
+    elif after == "present":
+        assert states(sup) == {"child": "stopped"}
+        with pytest.raises(ChildExists):  # OTP: {error, already_present}
+            sup.proxy.start_child(spec).get(timeout=WAIT)
+        assert sup.proxy.restart_child("child").get(timeout=WAIT)
+    else:
+        assert states(sup) == {}
+        assert sup.proxy.start_child(spec).get(timeout=WAIT)
