@@ -4,7 +4,8 @@ pykka has no links or monitors, so every supervised actor derives from `Actor`. 
 records why it ended (``normal``, ``shutdown``, or a crash with the exception's type
 and text) and, once all its cleanup has run, tells its supervisor exactly once with
 a `ChildExit`. An exception escaping any handler (tell, ask or proxy call) crashes
-the actor, as in OTP; the asker of an ask still gets the exception.
+the actor, as in OTP; the asker of an ask still gets the exception. A `Refusal` is
+OTP's error reply, not a crash: the asker gets it, and after a tell it is dropped.
 
 A supervisor starts a child with `spawn`, which hands the child a `Link`: the
 supervisor's side of that one instance (its reason, a ``done`` event, `Link.ping`
