@@ -829,6 +829,13 @@ def test_a_root_pause_stops_what_rest_for_one_takes_along_and_resume_starts_it_i
     # The crew, started after the orchestrator, is stopped with it (OTP's rest_for_one).
     world.wait_for(of_type(ActorStopped, name="crew"))
     assert root.urns() == {"journal": journal_urn, "orchestrator": None, "crew": None}
+    assert states(root) == {
+        "journal": "running",
+        "orchestrator": "restarting",
+        "crew": "restarting",
+    }
+    with pytest.raises(ChildRestarting):  # `resume` starts them, in order
+        root.proxy.restart_child("crew").get(timeout=WAIT)
 
     assert root.proxy.resume("a human looked").get(timeout=WAIT)
     world.wait_for(started("crew"))
