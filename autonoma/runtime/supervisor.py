@@ -343,7 +343,13 @@ class Supervisor(Actor):
     def terminate_child(self, name: str) -> None:
         """Stop a child by its shutdown policy, not to be restarted; a temporary one is deleted."""
         child = self._get(name)
-        child.restarting = False  # ends a retry loop, as OTP's terminate_child does
+        if child.restarting:
+            # Ends its retry loop, as OTP's terminate_child does. The siblings its
+            # strategy would have started after it are left stopped (OTP: undefined),
+            # not waiting for a retry that will never come.
+            for member in self._group(child):
+                if member.link is None:
+                    member.restarting = False
         self._stop_child(child)
         if child.spec.restart == "temporary":
             self._forget(child)

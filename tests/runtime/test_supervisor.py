@@ -922,6 +922,20 @@ def test_rest_for_one_restarting_child_is_refused_and_the_later_ones_start_again
     assert sup.urn("child1") == child1
 
 
+def test_terminating_a_restarting_child_leaves_the_later_ones_stopped(world: World) -> None:
+    broken = threading.Event()
+    children = [world.spec("child1", fail_start=failing_while(broken)), world.spec("child2")]
+    sup = start_sup(world, children, strategy="rest_for_one", intensity=10**9, clock=FakeClock())
+    broken.set()
+    sup.crash("child1")
+    world.wait_for(of_type(ActorCrashed, name="child1", during_start=True), count=2)
+    sup.proxy.terminate_child("child1").get(timeout=WAIT)
+    assert states(sup) == {"child1": "stopped", "child2": "stopped"}  # nobody waits now
+    broken.clear()
+    assert sup.proxy.restart_child("child2").get(timeout=WAIT)
+    assert states(sup) == {"child1": "stopped", "child2": "running"}
+
+
 # --- child specs and supervisor flags (OTP's child_specs, sup_flags) -----------------------
 
 
