@@ -897,7 +897,7 @@ class _Step:
         if answer.wait > 0:
             self._hold(agent, task_id, answer.wait)
             return None
-        if len(m.turns) + len(m.preparing) >= agents_allowed(m):
+        if self.cfg.crew_backoff and len(m.turns) + len(m.preparing) >= agents_allowed(m):
             return None  # as many agents work as the storms allow: the next waits its turn
         if answer.run_budget_reached:
             return None
