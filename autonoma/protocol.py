@@ -603,7 +603,8 @@ class ConcurrencyChanged(Message, frozen=True):
     """How many agents may work at once changed (adaptive concurrency, AIMD).
 
     ``limit`` drops by half (never below 1) after a storm of rate limits and climbs by
-    one per turn that goes through, up to ``ceiling`` (the ``max_workers`` setting).
+    one per request that goes through (a tool call, a turn that ended well), up to
+    ``ceiling`` (the ``max_workers`` setting).
     """
 
     limit: int

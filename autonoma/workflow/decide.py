@@ -790,9 +790,9 @@ class _Step:
     def _pressure(self, envelope: Envelope) -> None:
         """Adapt the agents allowed at once to what the API answers (`next_concurrency`).
 
-        A new level of the governor's hold is a storm (or a probe that failed): halved,
-        and one turn at a time until a request goes through. A turn that ended well
-        adds one; a tool call (the model answered) ends the probe alone.
+        A storm (the governor's first new hold since a request went through) halves it,
+        and one turn at a time goes (the probe, once per window) until a request goes
+        through: a tool call or a turn that ended well. Each such request adds one.
         """
         m = self.m
         event = envelope.message
@@ -803,18 +803,21 @@ class _Step:
         if isinstance(event, SpawnsHeld) and envelope.sender == GOVERNOR:
             if event.level == m.storm_level:
                 return  # the same storm, its hold lengthened
+            new_storm = m.storm_level == 0
             m.storm_level = event.level
             lowered = next_concurrency(limit, ceiling, "storm")
-            if lowered != limit:
+            if new_storm and lowered != limit:
+                # Once per storm: a failed probe only waits for the next window.
                 reason = f"rate limited ({short(event.reason)})"
                 self._emit(ConcurrencyChanged(limit=lowered, ceiling=ceiling, reason=reason))
-        elif isinstance(event, AgentToolUse):
-            m.storm_level = 0
-        elif isinstance(event, AgentTurnFinished) and not event.is_error:
+        elif isinstance(event, AgentToolUse) or (
+            isinstance(event, AgentTurnFinished) and not event.is_error
+        ):
+            # A request went through (the model answered): the storm is over, one more.
             m.storm_level = 0
             if limit < ceiling:
                 raised = next_concurrency(limit, ceiling, "success")
-                why = f"{event.agent_id}'s turn went through"
+                why = f"a request of {event.agent_id}'s went through"
                 self._emit(ConcurrencyChanged(limit=raised, ceiling=ceiling, reason=why))
 
     # --- recovery ---------------------------------------------------------------------

@@ -223,8 +223,9 @@ class StormRow:
 
 
 STORM_ROWS = [
-    StormRow("one probe, then half the crew", True, False, 1, 2, (2,)),
-    StormRow("a failed probe halves again and probes again", True, True, 1, 1, (2, 1)),
+    # Halved once per storm; the probe's answer is a request through: one more.
+    StormRow("one probe, then half the crew and one more", True, False, 1, 3, (2, 3)),
+    StormRow("a failed probe waits for the next window", True, True, 1, 3, (2, 3)),
     StormRow("crew_backoff off: everyone resumes at once", False, False, 4, 4, ()),
 ]
 
