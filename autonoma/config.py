@@ -50,6 +50,8 @@ class Settings:
     test_command: str = ""
     agent_env: str = ""
     gateway: bool = True
+    crew_backoff: bool = True
+    agent_api_retries: int = 1
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,22 @@ OPTIONS: tuple[Option, ...] = (
         "Run the gateway (the web view and its websocket feed, on 127.0.0.1) inside "
         "`autonoma start`; its address and token go to .autonoma/gateway.json "
         "(docs/gateway.md).",
+    ),
+    Option(
+        "crew_backoff",
+        bool,
+        "One backoff for the whole crew: during a storm of rate limits (429/529) agents "
+        "retry at most `agent_api_retries` times by themselves, one turn at a time probes "
+        "the API, and fewer agents work at once after it (halved, then one more per turn "
+        "that goes through, up to max_workers). Off: claude's own retries.",
+    ),
+    Option(
+        "agent_api_retries",
+        int,
+        "With crew_backoff: how many times claude retries a failed API request by itself "
+        "(CLAUDE_CODE_MAX_RETRIES) before its turn ends and waits for the crew's backoff.",
+        minimum=0,
+        maximum=10,
     ),
 )
 

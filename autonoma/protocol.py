@@ -599,6 +599,19 @@ class CostReported(Message, frozen=True):
     session_id: str = ""
 
 
+class ConcurrencyChanged(Message, frozen=True):
+    """How many agents may work at once changed (adaptive concurrency, AIMD).
+
+    ``limit`` drops by half (never below 1) after a storm of rate limits and climbs by
+    one per request that goes through (a tool call, a turn that ended well), up to
+    ``ceiling`` (the ``max_workers`` setting).
+    """
+
+    limit: int
+    ceiling: int
+    reason: str
+
+
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     ActorStarted,
     ActorExited,
@@ -647,6 +660,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     SchemaRejected,
     AgentProcessExited,
     CostReported,
+    ConcurrencyChanged,
 )
 
 AnyMessage = (
@@ -697,6 +711,7 @@ AnyMessage = (
     | SchemaRejected
     | AgentProcessExited
     | CostReported
+    | ConcurrencyChanged
 )
 
 

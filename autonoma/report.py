@@ -16,6 +16,7 @@ from autonoma.text import inert
 from autonoma.words import (
     asked_by,
     commands_lines,
+    concurrency_text,
     describe,
     left_out_text,
     line,
@@ -266,6 +267,10 @@ def state_text(state: State) -> str:
         lines.append(
             f"Governor: spawns held until {_hhmmss(state.held_until)}: {state.hold_reason}"
         )
+    current = state.run
+    if current is not None and current.outcome is None and current.max_workers:
+        said = concurrency_text(state.concurrency, current.max_workers)
+        lines.append(said[:1].upper() + said[1:])
     if state.budget is not None:
         lines.append(_said(state.budget))
     if state.tasks:

@@ -110,6 +110,13 @@ def pause_reason(human: bool, origin: str, work_pause: str) -> str:
     return "; ".join(reasons)
 
 
+def concurrency_text(limit: int | None, ceiling: int) -> str:
+    """``agents at once: 2 of 4 (lowered after rate limits)``; None is the ceiling."""
+    if limit is None or limit >= ceiling:
+        return f"agents at once: {ceiling} (the ceiling, max_workers)"
+    return f"agents at once: {limit} of {ceiling} (lowered after rate limits)"
+
+
 def budget_text(reached: p.BudgetReached) -> str:
     """``run budget $1.00 reached ($1.02 spent)``, or the task's."""
     whose = "run" if reached.scope == "run" else (reached.task_id or "task")
@@ -337,6 +344,9 @@ def _words(m: p.Message, cwd: str) -> tuple[str, Level] | None:
         case p.SpawnsHeld(delay=delay, reason=reason):
             why = f" ({short(reason)})" if reason else ""
             return f"rate limited: new agents held for {delay:.1f} s{why}", "warn"
+        case p.ConcurrencyChanged(limit=limit, ceiling=ceiling, reason=reason):
+            line = concurrency_text(limit, ceiling)
+            return f"{line} ({short(reason)})", ("warn" if limit < ceiling else "info")
         case p.BudgetReached(scope="task"):
             return budget_text(m), "warn"
         case p.BudgetReached():

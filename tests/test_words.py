@@ -159,6 +159,16 @@ ROWS: list[tuple[p.Message, str, str, str | None, str | None, bool]] = [
         "warn", None, None, True,
     ),
     (
+        p.ConcurrencyChanged(limit=2, ceiling=4, reason="rate limited (429)"),
+        "agents at once: 2 of 4 (lowered after rate limits) (rate limited (429))",
+        "warn", None, None, True,
+    ),
+    (
+        p.ConcurrencyChanged(limit=4, ceiling=4, reason="developer-1's turn went through"),
+        "agents at once: 4 (the ceiling, max_workers) (developer-1's turn went through)",
+        "info", None, None, True,
+    ),
+    (
         p.BudgetReached(scope="run", limit_usd=5.0, spent_usd=5.01),
         "BUDGET: run budget $5.00 reached ($5.01 spent): no new work starts",
         "bad", None, None, True,

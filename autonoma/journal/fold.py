@@ -47,6 +47,7 @@ from autonoma.protocol import (
     AnswerRejected,
     AnyMessage,
     BudgetReached,
+    ConcurrencyChanged,
     CostReported,
     DeveloperReport,
     Envelope,
@@ -726,6 +727,10 @@ class State:
     held_until: float = 0.0
     """No new agent turn starts before this time (epoch seconds): the governor's backoff."""
     hold_reason: str = ""
+    concurrency: int | None = None
+    """Agents allowed to work at once after rate limits (AIMD); None: the ceiling
+    (``max_workers``). From `ConcurrencyChanged`."""
+    concurrency_reason: str = ""
     budget: BudgetReached | None = None
     """The run's budget reached: why no new work starts (None: not reached)."""
     refusals: list[Refusal] = field(default_factory=list)
@@ -758,6 +763,7 @@ class State:
             "stopped_by": self.stopped_by,
             "plan": self.plan,
             "held_until": self.held_until,
+            "concurrency": self.concurrency,
             "hold_reason": self.hold_reason,
             "budget": "" if self.budget is None else budget_text(self.budget),
             "usage": self.usage.to_dict(),
@@ -940,6 +946,7 @@ def _run_started(state: State, seq: int, ts: float, run_id: str, m: RunStarted) 
     run.sandbox = m.sandbox
     run.outcome, run.summary, run.ended = None, "", None
     state.current_run = run_id
+    state.concurrency = None  # each start begins at the ceiling; storms lower it again
 
 
 def _run_finished(state: State, seq: int, ts: float, run_id: str, m: RunFinished) -> None:
@@ -1091,6 +1098,13 @@ def _spawns_held(state: State, seq: int, ts: float, run_id: str, m: SpawnsHeld) 
     state.held_until, state.hold_reason = max(state.held_until, m.until), m.reason
 
 
+def _concurrency_changed(
+    state: State, seq: int, ts: float, run_id: str, m: ConcurrencyChanged
+) -> None:
+    state.concurrency = None if m.limit >= m.ceiling else m.limit
+    state.concurrency_reason = m.reason
+
+
 def _budget_reached(state: State, seq: int, ts: float, run_id: str, m: BudgetReached) -> None:
     if m.scope == "run":
         state.budget = m
@@ -1230,6 +1244,7 @@ _HANDLERS: dict[str, _Handler] = {
     "AgentApiRetry": _agent_api_retry,
     "AgentTurnFinished": _agent_turn_finished,
     "AgentProcessExited": _agent_process_exited,
+    "ConcurrencyChanged": _concurrency_changed,
 }
 
 # Messages that only make an agent's last action. The encoder writes the tag, then the

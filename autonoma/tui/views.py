@@ -19,7 +19,7 @@ from autonoma.protocol import (
 )
 from autonoma.text import inert
 from autonoma.tui.said import Level, said
-from autonoma.words import budget_text, describe, line, pause_reason, tool_call
+from autonoma.words import budget_text, concurrency_text, describe, line, pause_reason, tool_call
 from autonoma.workflow.dag import TaskSpec, critical_path
 
 DONE = frozenset({"merged", "resolved"})
@@ -237,6 +237,9 @@ def run_lines(
         lines.append((f"governor holds new agents {wait:.0f} s: {state.hold_reason}", "warn"))
     else:
         lines.append(("governor: new agents may start", "info"))
+    if run.max_workers and state.concurrency is not None and state.concurrency < run.max_workers:
+        # Only while lowered: at the ceiling it says nothing max_workers does not.
+        lines.append((concurrency_text(state.concurrency, run.max_workers), "warn"))
     if run.outcome is not None and run.summary:
         lines.append((short(run.summary, 300), level))
     return lines

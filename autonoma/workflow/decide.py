@@ -36,10 +36,12 @@ from autonoma.protocol import (
     ActorCrashed,
     AgentProcessExited,
     AgentStateChanged,
+    AgentToolUse,
     AgentTurnFinished,
     AnswerRejected,
     AnyMessage,
     BudgetReached,
+    ConcurrencyChanged,
     Envelope,
     Escalation,
     HumanCommandRejected,
@@ -58,6 +60,7 @@ from autonoma.protocol import (
     SchemaRejected,
     SetupPlace,
     SetupRan,
+    SpawnsHeld,
     StopRequested,
     TaskDefined,
     TaskFeedback,
@@ -72,7 +75,7 @@ from autonoma.protocol import (
 )
 from autonoma.system import ROOT
 from autonoma.vcs.workspace import INTEGRATION_BRANCH
-from autonoma.words import asked_by, budget_text
+from autonoma.words import asked_by, budget_text, short
 from autonoma.workflow import commands as project_commands
 from autonoma.workflow import prompts, scheduler
 from autonoma.workflow.answers import AnswerError, developer_report, verdict_of
@@ -134,6 +137,9 @@ class Config:
     """The run's clones folder (``.autonoma/clones/<run>``): tasks', QA's and planning's."""
     requirements_name: str = "requirements.md"
     """The requirements file's path in the planning checkout (it is copied there)."""
+    crew_backoff: bool = True
+    """One backoff for the whole crew: one probe turn while a storm lasts, and the
+    number of agents at once adapted to rate limits (AIMD). Off: only the governor's hold."""
 
     @property
     def plan_dir(self) -> Path:
@@ -230,6 +236,9 @@ class Machine:
     """How the stop is said in the run's summary (``stopped by ...``)."""
     finished: bool = False
     started_at: float = 0.0
+    storm_level: int = 0
+    """The governor's level of the storm under way (its last `SpawnsHeld`), 0 once a
+    request went through since: while it is not 0, one turn at a time (the probe)."""
     new_session: Callable[[], str] = field(default=lambda: str(uuid.uuid4()), repr=False)
     """Where new claude session ids come from (random, like claude's; tests may fix it)."""
 
@@ -577,6 +586,35 @@ def permit(m: Machine, task_id: str | None) -> Permit:
     return Permit(wait, reached, left)
 
 
+# --- adaptive concurrency ------------------------------------------------------------
+
+Pressure = Literal["storm", "success"]
+
+
+def next_concurrency(limit: int, ceiling: int, pressure: Pressure) -> int:
+    """AIMD: a storm halves the agents allowed at once (never below 1), a turn that went
+    through adds one (never above ``ceiling``, the ``max_workers`` setting)."""
+    if pressure == "storm":
+        return max(1, min(limit, ceiling) // 2)
+    return max(1, min(ceiling, limit + 1))
+
+
+def agents_allowed_limit(concurrency: int | None, ceiling: int) -> int:
+    """The folded limit as a number (None is the ceiling)."""
+    return ceiling if concurrency is None else max(1, min(concurrency, ceiling))
+
+
+def agents_allowed(m: Machine) -> int:
+    """How many agents may work at once now: one (the probe) while a storm lasts, else
+    the adapted limit (the ceiling with ``crew_backoff`` off)."""
+    ceiling = m.cfg.workers
+    if not m.cfg.crew_backoff:
+        return ceiling
+    if m.storm_level > 0:
+        return 1
+    return agents_allowed_limit(m.fold.concurrency, ceiling)
+
+
 # --- the function -----------------------------------------------------------------------
 
 
@@ -691,6 +729,7 @@ class _Step:
         m = self.m
         apply(self.fold, envelope)
         event = envelope.message
+        self._pressure(envelope)
         if isinstance(event, AgentTurnFinished):
             turn = m.turns.get(event.agent_id)
             if turn is not None:
@@ -747,6 +786,39 @@ class _Step:
                     task,
                     f"task budget ${event.limit_usd:.2f} reached (${event.spent_usd:.2f} spent)",
                 )
+
+    def _pressure(self, envelope: Envelope) -> None:
+        """Adapt the agents allowed at once to what the API answers (`next_concurrency`).
+
+        A storm (the governor's first new hold since a request went through) halves it,
+        and one turn at a time goes (the probe, once per window) until a request goes
+        through: a tool call or a turn that ended well. Each such request adds one.
+        """
+        m = self.m
+        event = envelope.message
+        if not self.cfg.crew_backoff:
+            return
+        ceiling = self.cfg.workers
+        limit = agents_allowed_limit(self.fold.concurrency, ceiling)
+        if isinstance(event, SpawnsHeld) and envelope.sender == GOVERNOR:
+            if event.level == m.storm_level:
+                return  # the same storm, its hold lengthened
+            new_storm = m.storm_level == 0
+            m.storm_level = event.level
+            lowered = next_concurrency(limit, ceiling, "storm")
+            if new_storm and lowered != limit:
+                # Once per storm: a failed probe only waits for the next window.
+                reason = f"rate limited ({short(event.reason)})"
+                self._emit(ConcurrencyChanged(limit=lowered, ceiling=ceiling, reason=reason))
+        elif isinstance(event, AgentToolUse) or (
+            isinstance(event, AgentTurnFinished) and not event.is_error
+        ):
+            # A request went through (the model answered): the storm is over, one more.
+            m.storm_level = 0
+            if limit < ceiling:
+                raised = next_concurrency(limit, ceiling, "success")
+                why = f"a request of {event.agent_id}'s went through"
+                self._emit(ConcurrencyChanged(limit=raised, ceiling=ceiling, reason=why))
 
     # --- recovery ---------------------------------------------------------------------
 
@@ -828,6 +900,8 @@ class _Step:
         if answer.wait > 0:
             self._hold(agent, task_id, answer.wait)
             return None
+        if self.cfg.crew_backoff and len(m.turns) + len(m.preparing) >= agents_allowed(m):
+            return None  # as many agents work as the storms allow: the next waits its turn
         if answer.run_budget_reached:
             return None
         return answer
@@ -1772,7 +1846,9 @@ __all__ = [
     "WorkspaceReady",
     "WorktreesRemoved",
     "WriteFile",
+    "agents_allowed",
     "decide",
+    "next_concurrency",
     "permit",
     "refusals",
     "session_lost",

@@ -3,7 +3,11 @@
 Every agent's stream reaches it through the bus: a ``system/api_retry`` line with
 429 or 529, or a turn that gave up on one, holds back new spawns for everyone
 (`SpawnsHeld`), with exponential backoff and jitter, so that a storm is not fed
-with more processes. The running agents are left alone: claude retries by itself.
+with more processes. With ``crew_backoff`` (the default) claude's own retries are
+capped (``agent_api_retries``), so a running agent gives up its turn soon and waits
+for the crew's backoff like the others; the orchestrator then lets one turn through
+per window (the probe, `autonoma.workflow.decide.agents_allowed`) and resumes the
+others' sessions once a request goes through, fewer at once (AIMD).
 A limit that lasts pauses the run (`WorkPaused`) until it lifts, then the run
 resumes by itself (`WorkResumed`); no task fails because of it.
 

@@ -56,6 +56,7 @@ from autonoma.protocol import (
     AgentProcessExited,
     AgentSessionStarted,
     AgentStateChanged,
+    AgentToolUse,
     AgentTurnFinished,
     AgentTurnStarting,
     BudgetReached,
@@ -217,6 +218,7 @@ _HEARD = (
     SpawnsHeld,
     SchemaRejected,
     SetupRan,
+    AgentToolUse,  # the model answered: a storm's probe went through (decide's AIMD)
 )
 
 _ROLES = (CEO, STAFF_ENGINEER, "developer", "qa")
@@ -324,6 +326,7 @@ class Orchestrator(Actor):
             roles={name: load_role(name, ctx.repo) for name in _ROLES},
             workers=ctx.workers,
             max_retries=self.settings.max_retries,
+            crew_backoff=self.settings.crew_backoff,
             setup_command=self.settings.setup_command,
             test_command=self.settings.test_command,
             budget_usd=self.settings.budget_usd,

@@ -262,6 +262,8 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
                 ) from None
         sim: SimServer | None = None
         parent = dict(os.environ)
+        # The crew's backoff owns storms: claude's own retries are capped (None: its default).
+        retries = settings.agent_api_retries if settings.crew_backoff else None
         if options.path_prefix:
             parent["PATH"] = os.pathsep.join([*options.path_prefix, parent.get("PATH", "")])
         if scenario is not None:
@@ -270,10 +272,15 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
             # One config folder per run, kept across restarts: --resume finds the sessions.
             home = project.sim_home / run_id
             home.mkdir(parents=True, exist_ok=True)
-            env = child_env(parent, sim_url=sim.url, config_dir=home)
+            env = child_env(parent, sim_url=sim.url, config_dir=home, max_retries=retries)
         else:
             # The user's own variables reach agents only when named (agent_env).
-            env = child_env(parent, sim_url=None, extra=config.variable_names(settings.agent_env))
+            env = child_env(
+                parent,
+                sim_url=None,
+                extra=config.variable_names(settings.agent_env),
+                max_retries=retries,
+            )
         env.update(workspace.install_push_guard(project.dir / "hooks"))
         # The agents' own `git status`/`git add -A` do not see what is never committed.
         agent_exclude = excludes.agent_excludes(project.root, project.agent_exclude)

@@ -221,10 +221,18 @@ def test_a_429_storm_holds_new_agents_back_and_fails_no_task(
     assert_clean_exit(result, 0)
     assert files_on(root, "main") == {"requirements.md", "t1.txt", "t2.txt", "t3.txt", "t4.txt"}
     rows = journal(root)
-    # claude retried the three 429s by itself (the run leaves its retry count alone).
+    # claude retries by itself only as often as the crew's backoff lets it (once): its
+    # turn then gives up on the 429 and the same session is resumed after the hold.
     retries = envelopes(rows, AgentApiRetry, error_status=429)
-    assert [r.message.task_id for r in retries] == ["t1", "t1", "t1"]
-    assert all(r.message.max_retries > 3 for r in retries)
+    assert retries and {r.message.task_id for r in retries} == {"t1"}
+    assert all(r.message.max_retries == 1 for r in retries)
+    gave_up = [
+        f for f in messages(rows, AgentTurnFinished, task_id="t1") if f.api_error_status == 429
+    ]
+    assert gave_up, "t1's turn never gave up on the 429: claude's retries were not capped"
+    t1_turns = messages(rows, AgentTurnStarting, task_id="t1", role="developer")
+    assert len(t1_turns) == 2 and t1_turns[1].resume
+    assert t1_turns[1].session_id == t1_turns[0].session_id
     holds = envelopes(rows, SpawnsHeld)
     assert holds, "the governor never held spawns back"
     assert holds[0].ts >= retries[0].ts
@@ -239,7 +247,7 @@ def test_a_429_storm_holds_new_agents_back_and_fails_no_task(
     # What was held back showed as waiting on the governor, not as busy nor dead.
     waiting = envelopes(rows, AgentStateChanged, state="waiting")
     assert waiting and all(w.ts >= holds[0].ts for w in waiting)
-    assert {w.message.task_id for w in waiting} <= {"t2", "t3", "t4"}
+    assert {w.message.task_id for w in waiting} <= {"t1", "t2", "t3", "t4"}  # t1: resumed
     # Work was waiting when the storm hit (two workers, four tasks): t3 and t4 were
     # ready before it, and started only once the first hold was over.
     for task_id in ("t3", "t4"):

@@ -1,0 +1,69 @@
+"""bench/storm.py: its scenario (no claude), and a tiny run of it with the real claude.
+
+The tiny run is the end-to-end test of the crew's backoff: a 429 storm of a few
+seconds mid-development, with the backoff on and off. With it, the run completes with
+no escalation, claude's retries are capped, and the 429s the sim served are bounded
+by one capped turn per agent at the storm's start plus one probe per backoff window.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from autonoma.sim import loads_scenario
+from autonoma.workflow.dag import parse_tasks
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "storm.py"
+RETRIES = 1  # the default of agent_api_retries
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_storm", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being made
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_scenario_has_independent_tasks_and_the_storm_window(bench: ModuleType) -> None:
+    shape = bench.Shape(tasks=3, workers=2, work=1.5, storm=4.0)
+    quiet = loads_scenario(bench.scenario_toml(shape, None))
+    assert quiet.windows == ()
+    stormy = loads_scenario(bench.scenario_toml(shape, (10.0, 14.0)))
+    (window,) = stormy.windows
+    assert (window.start, window.end, window.fault.kind) == (10.0, 14.0, "429")
+    assert window.role is None  # every request of every agent
+    (se,) = [r for r in stormy.rules if r.role == "staff_engineer"]
+    tasks = parse_tasks(se.steps[0].tools[0].input)
+    assert [t.id for t in tasks] == ["t1", "t2", "t3"] and all(not t.deps for t in tasks)
+    developers = [r for r in stormy.rules if r.role == "developer"]
+    assert [r.steps[0].latency for r in developers] == [1.5, 1.5, 1.5]
+
+
+def test_a_storm_mid_development_completes_and_its_requests_are_bounded(
+    bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shape = bench.Shape(tasks=3, workers=2, work=1.0, storm=4.0, lead=0.5)
+    quiet, results, storm = bench.bench(shape, tmp_path)
+    with capsys.disabled():
+        print("\n" + bench.table(quiet, results, shape))
+    assert quiet.outcome == "done"
+    backoff, baseline = results["backoff"], results["baseline"]
+    for figures in (backoff, baseline):
+        assert figures.outcome == "done" and figures.escalations == 0
+        assert figures.rejected > 0, "the storm missed the run"
+    # One capped turn per agent working when it began, then one probe per window.
+    assert backoff.windows >= 1
+    assert backoff.rejected <= (1 + RETRIES) * (shape.workers + backoff.windows)
+    assert backoff.lowest is not None and backoff.lowest < shape.workers
+    assert baseline.lowest is None  # off: today's behaviour, nothing adapted
+    assert backoff.claude_retries == RETRIES  # as claude reports them (CLAUDE_CODE_MAX_RETRIES)
+    assert baseline.claude_retries is not None and baseline.claude_retries > RETRIES
+    assert backoff.resumed is not None and backoff.resumed <= storm[1] - storm[0] + 5.0

@@ -1,0 +1,292 @@
+"""One backoff for the whole crew, as tables: the AIMD rule, and what `decide` starts.
+
+The first table is the pure rule (`next_concurrency`). The second plays a storm into
+the pure `decide` with four developers on four independent tasks: what the bus says
+(the governor's `SpawnsHeld`, claude's result and exit lines, a tool call once the API
+answers again) and checks what a user sees: the turns that start (how many at once),
+the `ConcurrencyChanged` rows journaled, and the fold's `concurrency` that status shows.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from autonoma.agents.roles import load_role
+from autonoma.journal.fold import State, apply
+from autonoma.protocol import (
+    AgentProcessExited,
+    AgentSessionStarted,
+    AgentToolUse,
+    AgentTurnFinished,
+    AgentTurnStarting,
+    AnyMessage,
+    ConcurrencyChanged,
+    Envelope,
+    PlanWritten,
+    RunStarted,
+    SpawnsHeld,
+    TaskDefined,
+    TaskStateChanged,
+)
+from autonoma.report import state_text
+from autonoma.tui.views import run_lines
+from autonoma.workflow.crew import CEO, STAFF_ENGINEER, developer_names, qa_names
+from autonoma.workflow.decide import (
+    Config,
+    Emit,
+    Event,
+    Heard,
+    Machine,
+    PrepareWorkspace,
+    Started,
+    StartTurn,
+    Tick,
+    TurnSpawned,
+    WorkspaceReady,
+    decide,
+    next_concurrency,
+)
+from autonoma.workflow.governor import GOVERNOR
+
+RUN = "run-1"
+NOW = 1_000_000.0
+WORKERS = 4
+TASKS = [f"t{i}" for i in range(1, WORKERS + 1)]
+
+# --- the rule ------------------------------------------------------------------------
+
+AIMD = [
+    # limit, ceiling, pressure, next
+    (4, 4, "storm", 2),
+    (2, 4, "storm", 1),
+    (1, 4, "storm", 1),  # never below one: the probe
+    (5, 5, "storm", 2),
+    (7, 4, "storm", 2),  # a ceiling lowered since (a resumed run with fewer workers)
+    (1, 4, "success", 2),
+    (3, 4, "success", 4),
+    (4, 4, "success", 4),  # never above the ceiling (max_workers)
+    (9, 4, "success", 4),
+    (1, 1, "storm", 1),
+    (1, 1, "success", 1),
+]
+
+
+@pytest.mark.parametrize(("limit", "ceiling", "pressure", "expected"), AIMD)
+def test_aimd_halves_after_a_storm_and_adds_one_per_success(
+    limit: int, ceiling: int, pressure: str, expected: int
+) -> None:
+    assert next_concurrency(limit, ceiling, pressure) == expected  # type: ignore[arg-type]
+
+
+# --- the crew in a storm ------------------------------------------------------------------
+
+
+SEQ = itertools.count(1)
+
+
+def envelope(message: AnyMessage, sender: str) -> Envelope:
+    return Envelope(
+        seq=next(SEQ), ts=NOW, run_id=RUN, sender=sender, recipient="*", message=message
+    )
+
+
+class Crew:
+    """Four developers on four independent tasks; git work is answered at once."""
+
+    def __init__(self, *, crew_backoff: bool = True) -> None:
+        roles = {name: load_role(name) for name in (CEO, STAFF_ENGINEER, "developer", "qa")}
+        config = Config(
+            run_id=RUN,
+            repo=Path("/repo"),
+            plan_path=Path("/repo/.autonoma/plan.json"),
+            requirements="A todo list.",
+            claude_md="",
+            roles=roles,
+            workers=WORKERS,
+            max_retries=2,
+            clones=Path("/repo/.autonoma/clones") / RUN,
+            crew_backoff=crew_backoff,
+        )
+        live = frozenset(
+            {CEO, STAFF_ENGINEER, GOVERNOR, *developer_names(WORKERS), *qa_names(WORKERS)}
+        )
+        ids = itertools.count(1)
+        self.m = Machine(cfg=config, now=NOW, live=live, new_session=lambda: f"s{next(ids)}")
+        self.emitted: list[AnyMessage] = []
+        self.journal: list[Envelope] = []
+        """Every row as the journal would hold it (what the bus said, what decide emitted)."""
+        self.running: dict[str, StartTurn] = {}
+        self.started: list[StartTurn] = []
+        self.pids = itertools.count(100)
+        self.hear(RunStarted(requirements="r.md", project="/repo", max_workers=WORKERS))
+        self.hear(PlanWritten(plan={"summary": "s", "milestones": []}, path="/p.json"))
+        for task in TASKS:
+            self.hear(
+                TaskDefined(task_id=task, title=task, deps=[], files=[f"{task}.py"], spec="Do.")
+            )
+            self.hear(TaskStateChanged(task_id=task, state="pending"))
+        self.feed(Started())
+
+    def feed(self, event: Event) -> None:
+        _, actions = decide(self.m, event)
+        for action in actions:
+            if isinstance(action, Emit):
+                self.emitted.append(action.message)
+                self.journal.append(envelope(action.message, "orchestrator"))
+            elif isinstance(action, PrepareWorkspace):
+                worktree = f"/work/{action.task_id}"
+                self.feed(
+                    WorkspaceReady(
+                        action.task_id, f"autonoma/{action.task_id}", worktree, "b", created=True
+                    )
+                )
+            elif isinstance(action, StartTurn):
+                self._spawn(action)
+
+    def hear(self, message: AnyMessage, sender: str = "orchestrator") -> None:
+        heard = envelope(message, sender)
+        self.journal.append(heard)
+        self.feed(Heard(heard))
+
+    def _spawn(self, turn: StartTurn) -> None:
+        self.started.append(turn)
+        self.running[turn.agent] = turn
+        pid = next(self.pids)
+        self.feed(TurnSpawned(turn.agent, pid))
+        self.hear(
+            AgentTurnStarting(
+                agent_id=turn.agent,
+                role="developer",
+                session_id=turn.session_id,
+                cwd=turn.cwd,
+                argv=["claude"],
+                resume=turn.resume,
+                task_id=turn.task_id,
+            ),
+            turn.agent,
+        )
+        self.hear(
+            AgentSessionStarted(
+                agent_id=turn.agent, session_id=turn.session_id, task_id=turn.task_id
+            ),
+            turn.agent,
+        )
+
+    def end(self, agent: str, status: int | None) -> None:
+        """The agent's turn ends: rate limited (``status``), or well (None)."""
+        turn = self.running.pop(agent)
+        finished = AgentTurnFinished(
+            agent_id=agent,
+            session_id=turn.session_id,
+            subtype="success",
+            is_error=status is not None,
+            result="API Error: Request rejected" if status else "Done.",
+            api_error_status=status,
+            task_id=turn.task_id,
+        )
+        self.hear(finished, agent)
+        pid = 100 + self.started.index(turn)
+        code = 1 if status else 0
+        self.hear(
+            AgentProcessExited(agent_id=agent, exit_code=code, task_id=turn.task_id, pid=pid),
+            agent,
+        )
+
+    def storm(self, level: int, until: float) -> None:
+        self.hear(
+            SpawnsHeld(until=until, delay=until - self.m.now, reason="429", level=level), GOVERNOR
+        )
+
+    def tick(self, at: float) -> None:
+        self.m.now = at
+        self.feed(Tick())
+
+    def limits(self) -> list[int]:
+        return [e.limit for e in self.emitted if isinstance(e, ConcurrencyChanged)]
+
+
+@dataclass(frozen=True)
+class StormRow:
+    name: str
+    crew_backoff: bool
+    probe_fails: bool
+    at_once_after_hold: int
+    """Turns that start when the hold lifts (before any answer from the API)."""
+    at_once_after_probe: int
+    """Turns at once once the probe went through."""
+    limits: tuple[int, ...]
+    """The `ConcurrencyChanged` limits journaled, in order."""
+
+
+STORM_ROWS = [
+    # Halved once per storm; the probe's answer is a request through: one more.
+    StormRow("one probe, then half the crew and one more", True, False, 1, 3, (2, 3)),
+    StormRow("a failed probe waits for the next window", True, True, 1, 3, (2, 3)),
+    StormRow("crew_backoff off: everyone resumes at once", False, False, 4, 4, ()),
+]
+
+
+@pytest.mark.parametrize("row", STORM_ROWS, ids=lambda r: r.name)
+def test_a_storm_lets_one_probe_through_and_fewer_agents_work_after_it(row: StormRow) -> None:
+    crew = Crew(crew_backoff=row.crew_backoff)
+    assert len(crew.running) == WORKERS  # the ceiling before any storm
+    crew.storm(1, NOW + 10)
+    for agent in sorted(crew.running):
+        crew.end(agent, 429)  # each gave up after its one capped retry
+    assert not crew.running
+    crew.tick(NOW + 5)
+    assert not crew.running  # the hold
+    before = len(crew.started)
+    crew.tick(NOW + 11)
+    assert len(crew.running) == row.at_once_after_hold
+    resumed = crew.started[before:]
+    assert all(turn.resume for turn in resumed)  # the same sessions, resumed
+    crew.tick(NOW + 12)
+    assert len(crew.running) == row.at_once_after_hold  # nothing more until the probe answers
+    if row.probe_fails:
+        (probe,) = crew.running
+        crew.storm(2, NOW + 30)
+        crew.end(probe, 429)
+        crew.tick(NOW + 20)
+        assert not crew.running  # the second window: nobody
+        crew.tick(NOW + 31)
+        assert len(crew.running) == 1  # one probe per window
+    probe = sorted(crew.running)[0]
+    crew.hear(AgentToolUse(agent_id=probe, tool_use_id="toolu_1", tool="Write", input={}), probe)
+    crew.tick(crew.m.now + 1)
+    assert len(crew.running) == row.at_once_after_probe
+    assert tuple(crew.limits()) == row.limits
+
+
+def test_turns_that_go_through_climb_back_one_by_one_to_the_ceiling() -> None:
+    crew = Crew()
+    crew.storm(1, NOW + 10)
+    for agent in sorted(crew.running):
+        crew.end(agent, 429)
+    crew.tick(NOW + 11)
+    seen = []
+    for _ in range(3):
+        agent = sorted(crew.running)[0]
+        crew.end(agent, None)  # went through: its work is checked next
+        seen.append((crew.m.fold.concurrency, len(crew.running)))
+    assert crew.limits() == [2, 3, 4]
+    # None: the ceiling again; the tasks whose turn went through are being checked.
+    assert seen == [(3, 3), (None, 2), (None, 1)]
+    assert crew.m.fold.concurrency is None
+
+
+def test_status_and_the_dashboard_show_the_agents_allowed_at_once() -> None:
+    crew = Crew()
+    crew.storm(1, NOW + 10)
+    state = State()
+    for row in crew.journal:  # status and the dashboard fold the journal
+        apply(state, row)
+    assert state.concurrency == 2
+    shown = state_text(state)
+    assert "Agents at once: 2 of 4 (lowered after rate limits)" in shown
+    lines = [text for text, _ in run_lines(state, live=False)]
+    assert "agents at once: 2 of 4 (lowered after rate limits)" in lines
