@@ -13,7 +13,7 @@ Speed matters (a long run has millions of messages), so:
   the front of the JSON, and the last one per agent is decoded when someone asks
   (`Agent.last_action`). Their sender is almost always that agent: once a sender's
   body has named it, its next rows are only checked to start the same way (two
-  string comparisons), so such a row costs about a third of a bare read of it.
+  string comparisons), so folding such a row adds about a fifth to reading it.
 
 No words for people are made here: a record keeps its message (a refusal, a crash, the
 budget reached) or the raw fields (who paused, the system's reason), and the views say
