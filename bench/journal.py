@@ -4,10 +4,11 @@
    append until the last is committed) vs the same envelopes, encoded the same way,
    inserted by a bare apsw loop in one transaction into the same schema.
    Target: journal >= 0.5 x bare.
-2. Fold: time to fold a journal of 1,000,000 messages (``fold_rows`` over the SELECT)
-   vs the time to merely iterate that SELECT's rows. Target: fold <= 2 x read.
+2. Fold: CPU time to fold a journal of 1,000,000 messages (``fold_rows`` over the
+   SELECT) vs the CPU time to merely iterate that SELECT's rows. Target: fold <= 1.5 x read.
 
-Run: ``.venv/bin/python bench/journal.py`` (``--quick`` for smaller counts).
+Run: ``.venv/bin/python bench/journal.py`` (``--quick`` for smaller counts,
+``--fold-only`` for the second alone).
 """
 
 from __future__ import annotations
@@ -187,6 +188,9 @@ def make_envelopes(count: int) -> list[Envelope]:
     ]
 
 
+FOLD_TARGET = 1.5
+"""The fold of the rows may take at most this many times the bare read of them."""
+
 _INSERT = (
     "INSERT INTO messages(seq, ts, run_id, sender, recipient, type, body) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -261,9 +265,15 @@ def bench_write(folder: Path, count: int, rounds: int) -> float:
 
 
 def _timed(action: Callable[[], object]) -> float:
-    start = time.perf_counter()
+    """CPU seconds of ``action`` (this process's, on one thread).
+
+    Both the read and the fold are one thread's work on a journal in the page cache,
+    so their CPU time is their cost; wall time would add however long other work on
+    the machine kept them from a core.
+    """
+    start = time.process_time()
     action()
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def bench_fold(folder: Path, count: int, rounds: int) -> float:
@@ -296,7 +306,8 @@ def bench_fold(folder: Path, count: int, rounds: int) -> float:
         )
     conn.close()
     ratio = min(folds) / min(reads)
-    print(f"  fold / read = {ratio:.2f}   (target <= 2)  {'OK' if ratio <= 2 else 'MISSED'}")
+    verdict = "OK" if ratio <= FOLD_TARGET else "MISSED"
+    print(f"  fold / read = {ratio:.2f}   (target <= {FOLD_TARGET})  {verdict}")
     return ratio
 
 
@@ -306,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller counts, fewer rounds")
     parser.add_argument("--write", type=int, help="messages for the write benchmark")
     parser.add_argument("--fold", type=int, help="messages for the fold benchmark")
+    parser.add_argument("--fold-only", action="store_true", help="only the fold benchmark")
     args = parser.parse_args(argv)
     write_count = args.write or (20_000 if args.quick else 200_000)
     fold_count = args.fold or (100_000 if args.quick else 1_000_000)
@@ -313,9 +325,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="autonoma-bench-"))
     try:
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, files in {folder}")
+        if args.fold_only:
+            bench_fold(folder, fold_count, max(rounds - 2, 2))
+            return
         write = bench_write(folder, write_count, rounds)
         fold = bench_fold(folder, fold_count, max(rounds - 2, 2))
-        print(f"summary: journal/bare write {write:.2f} (>= 0.5), fold/read {fold:.2f} (<= 2)")
+        print(
+            f"summary: journal/bare write {write:.2f} (>= 0.5), "
+            f"fold/read {fold:.2f} (<= {FOLD_TARGET})"
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

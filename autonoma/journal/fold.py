@@ -11,7 +11,9 @@ Speed matters (a long run has millions of messages), so:
   `AgentToolResult`), and the fold only needs to know which agent acted last and
   how; their bodies are not decoded while folding, only the agent id is read from
   the front of the JSON, and the last one per agent is decoded when someone asks
-  (`Agent.last_action`).
+  (`Agent.last_action`). Their sender is almost always that agent: once a sender's
+  body has named it, its next rows are only checked to start the same way (two
+  string comparisons), so folding such a row adds about a fifth to reading it.
 
 No words for people are made here: a record keeps its message (a refusal, a crash, the
 budget reached) or the raw fields (who paused, the system's reason), and the views say
@@ -1318,34 +1320,50 @@ def fold_rows(rows: Iterable[Row], state: State | None = None) -> State:
         state = State()
     handlers = _HANDLERS
     decoders = _DECODERS
-    activity = _ACTIVITY
-    agents = state.agents
-    seq, ts = state.last_seq, state.last_ts
-    tag = ""
+    # Most rows are an agent's activity, and their sender is that agent: per type, the
+    # sender's expected body start and its `Agent`, so that such a row costs two string
+    # comparisons and one attribute store (the body says who acted: it is checked).
+    by_sender: dict[str, dict[str, tuple[str, str, Agent]]] = {tag: {} for tag in _ACTIVITY}
+    activity = by_sender.get
+    row: Row | None = None
     try:
         for row in rows:
-            seq, ts, run_id, _sender, _recipient, tag, body = row
-            prefix = activity.get(tag)
-            if prefix is not None:
-                # Inlined `_agent_id_of` fast path: this branch is most of the rows.
-                if body.startswith(prefix):
-                    end = body.find('"', len(prefix))
-                    agent_id = body[len(prefix) : end]
-                    if end < 0 or "\\" in agent_id:
-                        agent_id = _agent_id_of(tag, prefix, body)
+            senders = activity(row[5])
+            if senders is not None:
+                known = senders.get(row[3])
+                # start <= body < end: the body starts with start (see `_activity_row`),
+                # without the cost of a call to `str.startswith`.
+                if known is not None and known[0] <= row[6] < known[1]:
+                    known[2].last = row
                 else:
-                    agent_id = _agent_id_of(tag, prefix, body)
-                agent = agents.get(agent_id)
-                if agent is None:
-                    agent = _agent(state, agent_id)
-                agent.last = row
+                    _activity_row(state, senders, row)
                 continue
+            seq, ts, run_id, _sender, _recipient, tag, body = row
             handler = handlers.get(tag)
             if handler is None:
                 state.unknown += 1
                 continue
             handler(state, seq, ts, run_id, decoders[tag].decode(body))
     except msgspec.DecodeError as exc:
-        raise ValueError(f"seq {seq}: cannot read the {tag} message: {exc}") from exc
-    state.last_seq, state.last_ts = seq, ts
+        assert row is not None
+        raise ValueError(f"seq {row[0]}: cannot read the {row[5]} message: {exc}") from exc
+    if row is not None:
+        state.last_seq, state.last_ts = row[0], row[1]
     return state
+
+
+def _activity_row(state: State, senders: dict[str, tuple[str, str, Agent]], row: Row) -> None:
+    """An activity row whose agent is not (yet) known by its sender: read the agent from
+    the body, and remember the sender if it is that agent."""
+    sender, tag, body = row[3], row[5], row[6]
+    prefix = _ACTIVITY[tag]
+    agent_id = _agent_id_of(tag, prefix, body)
+    agent = _agent(state, agent_id)
+    agent.last = row
+    if agent_id == sender and '"' not in sender and "\\" not in sender:
+        # The body of this sender's next rows starts with exactly ``start`` when it
+        # names the same agent (`_agent_id_of` reads the id up to the first quote).
+        # ``end`` is ``start`` with its last character (a quote) one higher: a string
+        # is >= start and < end exactly when it starts with start.
+        start = prefix + sender + '"'
+        senders[sender] = (start, start[:-1] + "#", agent)

@@ -168,6 +168,10 @@ class Turn:
     finished: AgentTurnFinished | None = None
     rejected: str = ""
     """claude's reason when it rejected the turn's structured answer against the schema."""
+    decided: bool = False
+    """Acted on at its result line (QA's approval), before its process exited."""
+    checkout: str = ""
+    """QA's checkout, when decided: removed once its process has exited."""
 
 
 @dataclass
@@ -734,6 +738,8 @@ class _Step:
             turn = m.turns.get(event.agent_id)
             if turn is not None:
                 turn.finished = event
+                if turn.kind == "review" and not m.stopping:
+                    self._approved_at_result(turn, event)
         elif isinstance(event, SchemaRejected):
             turn = m.turns.get(event.agent_id)
             if turn is not None:
@@ -743,13 +749,13 @@ class _Step:
             if turn is not None and (event.pid is None or event.pid == turn.pid):
                 del m.turns[event.agent_id]
                 self._review_over(turn)
-                if not m.stopping:
+                if not m.stopping and not turn.decided:
                     self._turn_ended(turn, event)
         elif isinstance(event, ActorCrashed):
             turn = m.turns.pop(event.name, None)
             if turn is not None:
                 self._review_over(turn)
-            if turn is not None and not m.stopping:
+            if turn is not None and not m.stopping and not turn.decided:
                 self._turn_lost(
                     turn, f"{event.name} crashed: {event.error_type}: {event.error_text}"
                 )
@@ -1322,7 +1328,40 @@ class _Step:
     def _review_over(self, turn: Turn) -> None:
         """A QA turn ended (however): its checkout goes; a next review gets a fresh one."""
         if turn.kind == "review" and turn.task_id is not None:
+            if turn.decided:
+                # Its task left review at the result: the checkout is the turn's own.
+                if turn.checkout:
+                    self.out.append(RemoveCheckout(turn.checkout))
+                return
             self._drop_review(turn.task_id)
+
+    def _approved_at_result(self, turn: Turn, finished: AgentTurnFinished) -> None:
+        """QA's approval acts at its result line, not at its process's exit.
+
+        claude takes a while to exit after its result (a tenth of a second or more, on
+        every task of the critical path), and nothing the merge does depends on QA's
+        process: it runs in its own checkout. So the task goes to the merge queue at
+        once; the agent stays busy, and its checkout stays, until the process has
+        exited. Anything else (a rejection, an error, no usable verdict) waits for the
+        exit, as before: a rejection's next review must not find this checkout.
+        """
+        if finished.is_error or turn.task_id is None:
+            return
+        task = self.fold.tasks.get(turn.task_id)
+        if task is None or task.state != "review":
+            return
+        try:
+            verdict = verdict_of(finished, self._schema("qa"))
+        except AnswerError:
+            return
+        if verdict.verdict != "approve":
+            return
+        turn.decided = True
+        path = self.m.review_dirs.pop(task.task_id, None)
+        if path is not None:
+            self.m.review_set_up.discard(path)
+            turn.checkout = path
+        self._review_ended(task, turn, finished, "")
 
     def _drop_review(self, task_id: str) -> None:
         path = self.m.review_dirs.pop(task_id, None)

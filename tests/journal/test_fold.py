@@ -669,3 +669,51 @@ def test_what_agents_say_and_what_is_refused_them() -> None:
         "was denied WebFetch: not granted"
     )
     assert [r.kind for r in state.refusals] == ["permission", "schema", "answer"]
+
+
+def test_an_agents_last_action_is_whom_the_body_names_whoever_sent_it() -> None:
+    # The row path takes an activity row's sender for its agent once the body is seen to
+    # name it: a sender whose rows name another agent (one whose name starts with the
+    # sender's, one with an escape, one that is not an agent) must not fool it.
+    said = [
+        ("dev", AgentText(agent_id="dev", text="1")),
+        ("dev", AgentToolUse(agent_id="dev", tool_use_id="u1", tool="Bash", input={})),
+        ("dev", AgentToolResult(agent_id="dev", tool_use_id="u1", content="2")),
+        ("orchestrator", AgentText(agent_id="dev", text="3")),
+        ("dev-2", AgentText(agent_id="dev-2", text="4")),
+        ('q"a', AgentText(agent_id='q"a', text="5")),
+        ('q"a', AgentText(agent_id='q"a', text="6")),
+        ("dev-2", AgentText(agent_id="dev", text="7")),
+        ("dev", AgentText(agent_id="dev", text="8")),
+        ("dev", AgentText(agent_id="de", text="9")),
+        ("a\\b", AgentText(agent_id="a\\b", text="10")),
+        ("a\\b", AgentText(agent_id="a\\b", text="11")),
+        ("a\\b", AgentText(agent_id="a\b", text="12")),  # a backspace: JSON "a\b"
+        ("dev", AgentText(agent_id="dev-2", text="13")),  # relayed by dev for dev-2
+    ]
+    envelopes = [
+        env(message, seq, sender=sender, ts=100.0 + seq)
+        for seq, (sender, message) in enumerate(said, start=1)
+    ]
+    by_envelope = fold(envelopes)
+    by_row = fold_rows(row_of(e) for e in envelopes)
+    assert by_row == by_envelope and by_row.to_dict() == by_envelope.to_dict()
+    last = {}
+    for name, agent in by_row.agents.items():
+        action = agent.last_action
+        assert action is not None
+        last[name] = action.message
+    # In order of first appearance.
+    assert list(last) == ["dev", "dev-2", 'q"a', "de", "a\\b", "a\b"]
+    assert last == {
+        "dev": said[8][1],
+        "dev-2": said[13][1],
+        'q"a': said[6][1],
+        "de": said[9][1],
+        "a\\b": said[11][1],
+        "a\b": said[12][1],
+    }
+    # Folding on from a state (as the timeline does) gives the same.
+    first = fold_rows(row_of(e) for e in envelopes[:6])
+    split = fold_rows((row_of(e) for e in envelopes[6:]), first)
+    assert split.to_dict() == by_row.to_dict()

@@ -35,6 +35,7 @@ from autonoma.protocol import (
     ProjectCommands,
     ResolveRequested,
     ResumeRequested,
+    ReviewVerdict,
     RunFinished,
     RunStarted,
     SchemaRejected,
@@ -684,6 +685,15 @@ ROWS = [
     # --- review turns ---
     Row("approved", "review", (APPROVE, EXIT_0), "merging", "approved by qa-1", "merge", False),
     Row(
+        "approved: merging at the result, before claude exits",
+        "review",
+        (APPROVE,),
+        "merging",
+        "approved by qa-1",
+        "merge",
+        False,
+    ),
+    Row(
         "changes requested",
         "review",
         (CHANGES, EXIT_0),
@@ -1100,6 +1110,8 @@ def trace(actions: list[Action]) -> list[str]:
             said.append(f"set-up ({a.place}) in {Path(a.worktree).name}")
         elif isinstance(a, StartTurn):
             said.append(f"{a.role} turn in {Path(a.cwd).name}")
+        elif isinstance(a, SubmitMerge):
+            said.append(f"merge {a.task_id}")
     return said
 
 
@@ -1168,9 +1180,31 @@ REVIEW_ROWS = [
         (
             "make review checkout t1-1 of autonoma/t1",
             "qa turn in t1-1",
+            "merge t1",
             "remove t1-1",
         ),
         "merging",
+    ),
+    ReviewRow(
+        "approved: merged from QA's result on, its checkout kept until claude exits",
+        "",
+        (MADE, Again(), APPROVE),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa turn in t1-1",
+            "merge t1",
+        ),
+        "merging",
+    ),
+    ReviewRow(
+        "changes requested: nothing happens before claude exits",
+        "",
+        (MADE, Again(), CHANGES),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa turn in t1-1",
+        ),
+        "review",
     ),
     ReviewRow(
         "changes requested: removed; the next review gets a new checkout",
@@ -1205,6 +1239,7 @@ REVIEW_ROWS = [
             "make review checkout t1-1 of autonoma/t1",
             "set-up (review) in t1-1",
             "qa turn in t1-1",
+            "merge t1",
             "remove t1-1",
         ),
         "merging",
@@ -1471,3 +1506,18 @@ def test_a_task_claimed_before_a_pause_stays_ready_and_its_turn_waits() -> None:
     h.feed(InboxCommand(ResumeRequested(origin=ORIGIN)))
     (start,) = [a for a in h.actions if isinstance(a, StartTurn)]
     assert (start.kind, start.cwd, h.task.state) == ("develop", WORKTREE, "running")
+
+
+def test_qa_approving_sends_the_task_to_merge_at_its_result_and_stays_busy_until_it_exits() -> None:
+    h = reviewing()
+    h.begin()
+    h.play(APPROVE)
+    assert h.task.state == "merging"
+    assert [a.task_id for a in h.actions if isinstance(a, SubmitMerge)] == [T]
+    assert "qa-1" in h.m.turns  # its process still runs: no new turn for it yet
+    assert not [a for a in h.actions if isinstance(a, RemoveCheckout)]
+    h.play(EXIT_0)
+    assert "qa-1" not in h.m.turns
+    assert len(h.emitted(ReviewVerdict)) == 1
+    assert [a.task_id for a in h.actions if isinstance(a, SubmitMerge)] == [T]
+    assert len([a for a in h.actions if isinstance(a, RemoveCheckout)]) == 1
