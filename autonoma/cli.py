@@ -9,6 +9,7 @@ from autonoma.supported import exit_unless_supported
 exit_unless_supported()
 
 import contextlib
+import os
 import shlex
 import shutil
 import sys
@@ -56,8 +57,25 @@ class _Group(click.Group):
             fail(str(err), next(c for t, c in _USER_ERRORS.items() if isinstance(err, t)))
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except BrokenPipeError:
+            _pipe_closed()
         except Exception as err:
             fail(f"internal error: {type(err).__name__}: {err} (details in {_crash_report()})")
+
+
+# 128 + SIGPIPE: the exit code a shell shows for any tool whose reader went away.
+PIPE_CLOSED = 141
+
+
+def _pipe_closed() -> NoReturn:
+    """The reader of stdout went away (`| head -1`): a normal end, said by no message.
+
+    What is left in stdout's buffer goes nowhere: flushed at exit into the closed pipe
+    it would raise again ("Exception ignored ... BrokenPipeError")."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(PIPE_CLOSED)
 
 
 def _crash_report() -> str:
