@@ -410,6 +410,7 @@ def status(as_json: bool) -> None:
     proj = project.require_initialised(_here())
     _settings(proj.root)
     state = reader.replay(proj.state_db, run_id=reader.latest_run(proj.state_db))
+    project.mark_interrupted(proj, state)
     if as_json:
         click.echo(report.state_json(state))
         return

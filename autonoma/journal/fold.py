@@ -154,6 +154,10 @@ class Run:
     """The project's set-up and test commands, once the task list is accepted."""
     tests_seen: bool = False
     """A merge of this run ran tests that passed: "no tests collected" fails from now on."""
+    interrupted: bool = False
+    """No outcome and no process holds the run lock: it was killed (SIGKILL, a lost
+    machine) before it could say so. Not journaled: set after the fold by
+    `autonoma.project.mark_interrupted`, from the lock, for whoever shows the run."""
 
     @property
     def setup_command(self) -> str:
@@ -204,6 +208,7 @@ class Run:
             "usage": self.usage.to_dict(),
             "commands": self.commands_dict(),
             "tests_seen": self.tests_seen,
+            "interrupted": self.interrupted,
         }
 
 
