@@ -173,6 +173,7 @@ def _run_company(
         tui = sys.stdout.isatty() and sys.stdin.isatty()
     if tui:
         return _run_in_background(proj, options)
+    _stop_on_signals()
     prepared = run.prepare(proj, options)
     if on_prepared is not None:
         on_prepared(prepared)
@@ -268,12 +269,8 @@ def run_here(spec: Path, ready: Path) -> None:
     """The run itself, in the detached process `autonoma.workflow.background` starts:
     its options from the file SPEC (msgspec JSON); its run id written to READY once
     prepared. Prints the plain progress log (into the run's log file)."""
-    import signal
-
     from autonoma.workflow.background import decode_options
 
-    # `kill PID` stops the run as Ctrl-C does: cleanly, resumable.
-    signal.signal(signal.SIGTERM, _interrupt)
     options = decode_options(spec.read_bytes())
     spec.unlink(missing_ok=True)
 
@@ -286,8 +283,21 @@ def run_here(spec: Path, ready: Path) -> None:
     _run_company(project.find(_here()), options, gate=True, tui=False, on_prepared=prepared)
 
 
+def _stop_on_signals() -> None:
+    """`kill PID` (SIGTERM) and a closed terminal (SIGHUP) stop the run as Ctrl-C does:
+    cleanly, journaled, resumable. Only in the main thread (where signals are handled)."""
+    import signal
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+
+
 def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    import signal
+
+    from autonoma.workflow.run import Signalled
+
+    raise Signalled(signal.Signals(signum).name)
 
 
 _TUI = click.option(
