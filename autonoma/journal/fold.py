@@ -969,6 +969,10 @@ def _task_state_changed(
     state: State, seq: int, ts: float, run_id: str, m: TaskStateChanged
 ) -> None:
     task = _task(state, m.task_id)
+    if task.state == "merged" and m.state == "merged":
+        # One merge said again (a run resumed after it merged but before it heard so, in
+        # journals older than the fix): counted once, its first time kept.
+        return
     task.state, task.reason, task.since = m.state, m.reason, ts
     if m.attempt:
         # A human's retry starts the count again from 1.

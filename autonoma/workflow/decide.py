@@ -716,8 +716,10 @@ class _Step:
                 )
         elif isinstance(event, TaskMerged):
             m.submitted.discard(event.task_id)
-            self._set(event.task_id, "merged", event.detail)
             task = self.fold.tasks.get(event.task_id)
+            if task is not None and task.state == "merged":
+                return  # the same merge heard again (submitted twice): said once
+            self._set(event.task_id, "merged", event.detail)
             if task is not None and task.worktree:
                 m.retired.append(task.worktree)
         elif isinstance(event, MergeFailed):

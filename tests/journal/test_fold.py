@@ -669,3 +669,20 @@ def test_what_agents_say_and_what_is_refused_them() -> None:
         "was denied WebFetch: not granted"
     )
     assert [r.kind for r in state.refusals] == ["permission", "schema", "answer"]
+
+
+def test_one_merge_said_twice_is_counted_once() -> None:
+    # As journals before the fix hold it: merged, stopped, resumed, merged again.
+    state = folded(
+        RunStarted(requirements="r.md", project="/p", max_workers=1),
+        TaskDefined(task_id="t1", title="one"),
+        TaskStateChanged(task_id="t1", state="merging"),
+        TaskMerged(task_id="t1", commit="c1", tests="passed"),
+        TaskStateChanged(task_id="t1", state="merged"),
+        RunStarted(requirements="r.md", project="/p", max_workers=1),
+        TaskMerged(task_id="t1", commit="c1", tests="passed"),
+        TaskStateChanged(task_id="t1", state="merged", reason="again"),
+    )
+    task = state.tasks["t1"]
+    assert (task.state, task.commit, task.reason) == ("merged", "c1", "")
+    assert [e.state for e in task.history] == ["merging", "merged"]

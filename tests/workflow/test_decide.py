@@ -1471,3 +1471,17 @@ def test_a_task_claimed_before_a_pause_stays_ready_and_its_turn_waits() -> None:
     h.feed(InboxCommand(ResumeRequested(origin=ORIGIN)))
     (start,) = [a for a in h.actions if isinstance(a, StartTurn)]
     assert (start.kind, start.cwd, h.task.state) == ("develop", WORKTREE, "running")
+
+
+def test_a_merge_heard_twice_is_said_once() -> None:
+    # Submitted twice (a resumed run's merge of a task merged before it heard so): the
+    # merge queue announces the same merge again; the task is merged once.
+    h = reviewing()
+    h.begin()
+    for step in (APPROVE, EXIT_0):
+        h.play(step)
+    h.hear(MERGED.message, "merge_queue")
+    h.hear(MERGED.message, "merge_queue")
+    said = [m for m in h.emitted(TaskStateChanged) if m.state == "merged"]
+    assert len(said) == 1 and h.task.state == "merged"
+    assert len([a for a in h.actions if isinstance(a, RemoveWorktrees)]) == 1
