@@ -1,0 +1,150 @@
+"""Runs stopped by signals at awkward moments (real claude, the simulated model, real git).
+
+SIGINT while a merge is under way: the stop waits for the merge (it is never cut in
+half, and never counted twice). SIGTERM and SIGHUP stop a run as Ctrl-C does,
+journaled. SIGKILL leaves no word in the journal: `status` says the run is interrupted
+(its process is gone), and the next start resumes it to the tree an uninterrupted run
+makes.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from autonoma.protocol import (
+    AgentSessionStarted,
+    AgentToolUse,
+    RunFinished,
+    StopRequested,
+    TaskMerged,
+)
+from tests.conftest import run_autonoma
+from tests.e2e.runs import (
+    envelopes,
+    files_on,
+    journal,
+    make_project,
+    messages,
+    model_file,
+    start,
+    status_json,
+)
+from tests.journal.testlib import wait_for
+
+
+def launch(root: Path, env: dict[str, str], scenario: str) -> subprocess.Popen[str]:
+    """``autonoma start`` (the plain log) with one developer, in the background."""
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "autonoma", "start", "requirements.md"),
+            *("--scenario", str(model_file(root, scenario)), "--max-workers", "1"),
+        ],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def merges(root: Path) -> Counter[tuple[str, str]]:
+    """How many times each (task, commit) merge is journaled."""
+    return Counter((m.task_id, m.commit) for m in messages(journal(root), TaskMerged))
+
+
+def test_sigint_during_a_merge_waits_for_it_and_it_is_journaled_once(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    root = make_project(tmp_path)
+    gate = root / ".autonoma" / "cache"
+    active = launch(root, clean_env, "merge_stop.toml")
+    try:
+        # The merge gate's tests run (and wait for us): the merge is under way.
+        wait_for(lambda: (gate / "gate.started").exists(), timeout=120, interval=0.05)
+        active.send_signal(signal.SIGINT)
+        wait_for(lambda: envelopes(journal(root), StopRequested), timeout=30, interval=0.05)
+        assert not messages(journal(root), TaskMerged)
+        (gate / "gate.release").touch()
+        stdout, stderr = active.communicate(timeout=120)
+    finally:
+        active.kill()
+    rows = journal(root)
+    (asked,) = envelopes(rows, StopRequested)
+    assert asked.message.origin.startswith("Ctrl-C, ")
+    (merged,) = envelopes(rows, TaskMerged, task_id="t1")
+    (end,) = envelopes(rows, RunFinished)
+    # The stop waited for the merge: journaled before the run's end, main moved then.
+    assert asked.seq < merged.seq < end.seq, stdout + stderr
+    assert files_on(root, "main") == {"requirements.md", "t1.txt"}
+    assert end.message.outcome == "done"  # the merge ended the run
+    assert active.returncode == 0, stdout + stderr
+    again = start(root, "merge_stop.toml", clean_env, "--max-workers", "1")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert set(merges(root).values()) == {1}  # no merge journaled twice
+    assert files_on(root, "main") == {"requirements.md", "t1.txt"}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_stop_the_run_as_ctrl_c_does(
+    tmp_path: Path, clean_env: dict[str, str], signum: signal.Signals
+) -> None:
+    root = make_project(tmp_path)
+    active = launch(root, clean_env, "paced.toml")
+    try:
+        wait_for(
+            lambda: messages(journal(root), AgentSessionStarted, agent_id="developer-1"),
+            timeout=90,
+            interval=0.05,
+        )
+        active.send_signal(signum)
+        stdout, stderr = active.communicate(timeout=90)
+    finally:
+        active.kill()
+    assert active.returncode == 130, stdout + stderr
+    rows = journal(root)
+    (asked,) = envelopes(rows, StopRequested)
+    (end,) = envelopes(rows, RunFinished)
+    assert asked.message.origin.startswith(f"{signum.name}, ")
+    assert end.message.outcome == "stopped"
+    assert f"interrupted ({signum.name})" in end.message.summary
+    assert f"Run {end.run_id}: stopped. interrupted ({signum.name})" in stdout
+    shown = run_autonoma("status", cwd=root, env=clean_env).stdout
+    assert shown.startswith(f"Run {end.run_id}: stopped, ")
+
+
+def test_sigkill_is_shown_interrupted_and_a_resumed_session_merges_the_same_tree(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    root = make_project(tmp_path)
+    active = launch(root, clean_env, "paced.toml")
+    try:
+        # Killed inside a developer's turn that has had answers from the model already:
+        # the resumed run resumes that claude session, which holds their ids.
+        wait_for(
+            lambda: messages(journal(root), AgentToolUse, agent_id="developer-1"),
+            timeout=90,
+            interval=0.05,
+        )
+        active.send_signal(signal.SIGKILL)
+        active.communicate(timeout=30)
+    finally:
+        active.kill()
+    rows = journal(root)
+    assert not messages(rows, RunFinished) and not messages(rows, StopRequested)
+    (run_id,) = {e.run_id for e in rows}
+    shown = run_autonoma("status", cwd=root, env=clean_env)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"Run {run_id}: interrupted, phase development")
+    assert status_json(root, clean_env)["runs"][run_id]["interrupted"] is True
+    again = start(root, "paced.toml", clean_env, "--max-workers", "1")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Resuming run " in again.stdout
+    assert messages(journal(root), RunFinished)[-1].outcome == "done"
+    assert set(merges(root).values()) == {1}
+    assert files_on(root, "main") == {"requirements.md", "t1.txt", "t2.txt", "t3.txt"}
