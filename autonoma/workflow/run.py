@@ -483,8 +483,9 @@ def _resume_root(system: System, reason: str) -> None:
 
 
 def _stop_grace(settings: config.Settings) -> float:
-    """Seconds a stop may wait for the merge under way (its tests) before cutting it."""
-    return settings.test_timeout + 30.0
+    """Seconds a stop may wait for the merge under way before cutting it: the gate's
+    set-up and its tests, each bounded by ``test_timeout``, and the git work around them."""
+    return 2 * settings.test_timeout + 30.0
 
 
 def _resume(prepared: Prepared) -> str:
