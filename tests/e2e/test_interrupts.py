@@ -28,6 +28,7 @@ from tests.conftest import run_autonoma
 from tests.e2e.runs import (
     envelopes,
     files_on,
+    git,
     journal,
     make_project,
     messages,
@@ -118,23 +119,31 @@ def test_sigterm_and_sighup_stop_the_run_as_ctrl_c_does(
     assert shown.startswith(f"Run {end.run_id}: stopped, ")
 
 
-def test_sigkill_is_shown_interrupted_and_a_resumed_session_merges_the_same_tree(
-    tmp_path: Path, clean_env: dict[str, str]
-) -> None:
-    root = make_project(tmp_path)
-    active = launch(root, clean_env, "paced.toml")
+def kill_mid_turn(root: Path, env: dict[str, str], turns_before: int) -> None:
+    """Start (or resume) the run; SIGKILL it once a developer's turn has had an answer
+    from the model (its tool call is journaled) and waits for the next one."""
+    active = launch(root, env, "resume_ids.toml")
     try:
-        # Killed inside a developer's turn that has had answers from the model already:
-        # the resumed run resumes that claude session, which holds their ids.
         wait_for(
-            lambda: messages(journal(root), AgentToolUse, agent_id="developer-1"),
-            timeout=90,
+            lambda: (
+                len(messages(journal(root), AgentToolUse, agent_id="developer-1")) > turns_before
+            ),
+            timeout=120,
             interval=0.05,
         )
         active.send_signal(signal.SIGKILL)
         active.communicate(timeout=30)
     finally:
         active.kill()
+
+
+def test_sigkill_is_shown_interrupted_and_resumed_sessions_merge_the_same_tree(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    root = make_project(tmp_path)
+    # Killed twice inside t1's turn: the twice-resumed claude session holds answers of
+    # both earlier starts of the simulated model, whose ids must not come again.
+    kill_mid_turn(root, clean_env, 0)
     rows = journal(root)
     assert not messages(rows, RunFinished) and not messages(rows, StopRequested)
     (run_id,) = {e.run_id for e in rows}
@@ -142,9 +151,13 @@ def test_sigkill_is_shown_interrupted_and_a_resumed_session_merges_the_same_tree
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith(f"Run {run_id}: interrupted, phase development")
     assert status_json(root, clean_env)["runs"][run_id]["interrupted"] is True
-    again = start(root, "paced.toml", clean_env, "--max-workers", "1")
+    kill_mid_turn(root, clean_env, 1)
+    again = start(root, "resume_ids.toml", clean_env, "--max-workers", "1")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "Resuming run " in again.stdout
     assert messages(journal(root), RunFinished)[-1].outcome == "done"
     assert set(merges(root).values()) == {1}
-    assert files_on(root, "main") == {"requirements.md", "t1.txt", "t2.txt", "t3.txt"}
+    # The tree an uninterrupted run makes.
+    assert files_on(root, "main") == {"requirements.md", "t1.txt", "t2.txt"}
+    for task in ("t1", "t2"):
+        assert git(root, "show", f"main:{task}.txt") == f"{task}\n"
