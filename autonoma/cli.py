@@ -271,6 +271,8 @@ def run_here(spec: Path, ready: Path) -> None:
     prepared. Prints the plain progress log (into the run's log file)."""
     from autonoma.workflow.background import decode_options
 
+    # At once: a SIGTERM while it starts (Ctrl-C in the starting terminal) stops it cleanly.
+    _stop_on_signals()
     options = decode_options(spec.read_bytes())
     spec.unlink(missing_ok=True)
 
