@@ -765,6 +765,10 @@ class _Step:
             # A budget reached in an earlier session of the run, since raised.
             self.fold.budget = None
         for task in tasks.values():
+            if task.state == "merging" and task.commit:
+                # Its merge was announced (`TaskMerged`: main moved) but the last run
+                # ended before it heard so (stopped at once, killed): merged, not again.
+                self._set(task.task_id, "merged", "merged as the last run ended")
             if task.state == "merged" and task.worktree:
                 m.retired.append(task.worktree)  # the last run stopped first
             if task.state == "running" and task.feedback:

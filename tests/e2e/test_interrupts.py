@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from autonoma.protocol import (
     RunFinished,
     StopRequested,
     TaskMerged,
+    TaskStateChanged,
 )
 from tests.conftest import run_autonoma
 from tests.e2e.runs import (
@@ -88,6 +90,33 @@ def test_sigint_during_a_merge_waits_for_it_and_it_is_journaled_once(
     again = start(root, "merge_stop.toml", clean_env, "--max-workers", "1")
     assert again.returncode == 0, again.stdout + again.stderr
     assert set(merges(root).values()) == {1}  # no merge journaled twice
+    assert files_on(root, "main") == {"requirements.md", "t1.txt"}
+
+
+def test_a_second_sigint_during_a_merge_never_merges_it_twice(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    root = make_project(tmp_path)
+    gate = root / ".autonoma" / "cache"
+    active = launch(root, clean_env, "merge_stop.toml")
+    try:
+        wait_for(lambda: (gate / "gate.started").exists(), timeout=120, interval=0.05)
+        active.send_signal(signal.SIGINT)
+        wait_for(lambda: envelopes(journal(root), StopRequested), timeout=30, interval=0.05)
+        active.send_signal(signal.SIGINT)  # stop now: the merge queue gets 2 s
+        time.sleep(0.3)
+        (gate / "gate.release").touch()  # ...in which the tests pass and main moves
+        stdout, stderr = active.communicate(timeout=120)
+    finally:
+        active.kill()
+    assert active.returncode == 130, stdout + stderr
+    again = start(root, "merge_stop.toml", clean_env, "--max-workers", "1")
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = journal(root)
+    # Merged once, whichever side of the stop main moved on; the run ends done.
+    assert set(merges(root).values()) == {1}
+    assert [m.state for m in messages(rows, TaskStateChanged) if m.state == "merged"] == ["merged"]
+    assert messages(rows, RunFinished)[-1].outcome == "done"
     assert files_on(root, "main") == {"requirements.md", "t1.txt"}
 
 
