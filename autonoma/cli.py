@@ -9,6 +9,7 @@ from autonoma.supported import exit_unless_supported
 exit_unless_supported()
 
 import contextlib
+import os
 import shlex
 import shutil
 import sys
@@ -56,8 +57,25 @@ class _Group(click.Group):
             fail(str(err), next(c for t, c in _USER_ERRORS.items() if isinstance(err, t)))
         except KeyboardInterrupt:
             fail("interrupted", 130)
+        except BrokenPipeError:
+            _pipe_closed()
         except Exception as err:
             fail(f"internal error: {type(err).__name__}: {err} (details in {_crash_report()})")
+
+
+# 128 + SIGPIPE: the exit code a shell shows for any tool whose reader went away.
+PIPE_CLOSED = 141
+
+
+def _pipe_closed() -> NoReturn:
+    """The reader of stdout went away (`| head -1`): a normal end, said by no message.
+
+    What is left in stdout's buffer goes nowhere: flushed at exit into the closed pipe
+    it would raise again ("Exception ignored ... BrokenPipeError")."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(PIPE_CLOSED)
 
 
 def _crash_report() -> str:
@@ -155,6 +173,7 @@ def _run_company(
         tui = sys.stdout.isatty() and sys.stdin.isatty()
     if tui:
         return _run_in_background(proj, options)
+    _stop_on_signals()
     prepared = run.prepare(proj, options)
     if on_prepared is not None:
         on_prepared(prepared)
@@ -250,12 +269,10 @@ def run_here(spec: Path, ready: Path) -> None:
     """The run itself, in the detached process `autonoma.workflow.background` starts:
     its options from the file SPEC (msgspec JSON); its run id written to READY once
     prepared. Prints the plain progress log (into the run's log file)."""
-    import signal
-
     from autonoma.workflow.background import decode_options
 
-    # `kill PID` stops the run as Ctrl-C does: cleanly, resumable.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # At once: a SIGTERM while it starts (Ctrl-C in the starting terminal) stops it cleanly.
+    _stop_on_signals()
     options = decode_options(spec.read_bytes())
     spec.unlink(missing_ok=True)
 
@@ -268,8 +285,21 @@ def run_here(spec: Path, ready: Path) -> None:
     _run_company(project.find(_here()), options, gate=True, tui=False, on_prepared=prepared)
 
 
+def _stop_on_signals() -> None:
+    """`kill PID` (SIGTERM) and a closed terminal (SIGHUP) stop the run as Ctrl-C does:
+    cleanly, journaled, resumable. Only in the main thread (where signals are handled)."""
+    import signal
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+
+
 def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    import signal
+
+    from autonoma.workflow.run import Signalled
+
+    raise Signalled(signal.Signals(signum).name)
 
 
 _TUI = click.option(
@@ -392,6 +422,7 @@ def status(as_json: bool) -> None:
     proj = project.require_initialised(_here())
     _settings(proj.root)
     state = reader.replay(proj.state_db, run_id=reader.latest_run(proj.state_db))
+    project.mark_interrupted(proj, state)
     if as_json:
         click.echo(report.state_json(state))
         return

@@ -12,10 +12,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from autonoma import config, hints
 from autonoma.journal import schema
 from autonoma.vcs import excludes, repo
+
+if TYPE_CHECKING:
+    from autonoma.journal.fold import State
 
 AUTONOMA_DIR = ".autonoma"
 
@@ -246,6 +250,19 @@ def active_run(project: Project) -> int | None:
         return None
     finally:
         os.close(fd)
+
+
+def mark_interrupted(project: Project, state: State) -> State:
+    """Mark ``state``'s run interrupted when it has no outcome and no process holds the
+    run lock (its process was killed before it could journal its end); returns ``state``.
+
+    Decided from the lock, never from the journal: a killed run writes nothing. Call it
+    on the state of the project's latest run only (an older run's lock is long gone).
+    Blocks only on the lock file."""
+    run = state.run
+    if run is not None and run.outcome is None:
+        run.interrupted = active_run(project) is None
+    return state
 
 
 def _holder_pid(fd: int) -> int:

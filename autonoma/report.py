@@ -23,6 +23,7 @@ from autonoma.words import (
     money,
     origin_text,
     pause_reason,
+    run_state,
     short,
 )
 
@@ -224,7 +225,7 @@ def state_text(state: State) -> str:
     if run is None:
         lines.append(f"No run yet; {state.last_seq} messages journaled.")
     else:
-        where = run.outcome or "running"
+        where = run_state(run.outcome, run.interrupted)
         started = iso_time(run.started) if run.started is not None else "?"
         ended = f", ended {iso_time(run.ended)}" if run.ended is not None else ""
         resumed = f", resumed {run.resumes}x" if run.resumes else ""
@@ -244,7 +245,12 @@ def state_text(state: State) -> str:
         )
         if run.summary:
             lines.append(f"  {run.summary}")
-        if run.outcome in ("failed", "stopped"):
+        if run.interrupted:
+            lines.append(
+                "  its process is gone without a word (killed?): "
+                "nothing merged is lost, and the next start resumes it"
+            )
+        if run.outcome in ("failed", "stopped") or run.interrupted:
             lines.append(f"  resume it (in {run.project or 'the project'}): {resume_command(run)}")
     plan = _plan_text(state.plan)
     if plan:

@@ -41,6 +41,16 @@ TEXT_CHARS = 240
 """How much of what an agent says, or a tool returns, one line keeps."""
 
 
+INTERRUPTED = "interrupted"
+"""How a run without an outcome whose process is gone (killed) is shown."""
+
+
+def run_state(outcome: str | None, interrupted: bool) -> str:
+    """A run's state in one word: its outcome, ``interrupted`` (its process is gone
+    without a word) or ``running``."""
+    return outcome or (INTERRUPTED if interrupted else "running")
+
+
 class Said(msgspec.Struct, frozen=True, kw_only=True):
     """A message in words: one inert line, how it reads (for a colour), whom it is about.
 
@@ -478,6 +488,7 @@ _DETAIL = (
 
 
 __all__ = [
+    "INTERRUPTED",
     "Level",
     "Said",
     "asked_by",
@@ -491,6 +502,7 @@ __all__ = [
     "origin_text",
     "pause_reason",
     "relative",
+    "run_state",
     "setup_result",
     "short",
     "tool_call",

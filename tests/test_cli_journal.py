@@ -18,6 +18,7 @@ from autonoma.hints import command as hint_command
 from autonoma.journal.writer import Journal
 from autonoma.runtime.bus import Bus
 from tests.conftest import run_autonoma
+from tests.test_run_lock import hold_run_lock
 
 
 def publish_run(db: Path) -> None:
@@ -97,7 +98,8 @@ def test_status_on_an_empty_journal(project: Path, clean_env: dict[str, str]) ->
 
 def test_status_shows_the_run(project: Path, clean_env: dict[str, str]) -> None:
     publish_run(project / ".autonoma" / "state.db")
-    result = run_autonoma("status", cwd=project, env=clean_env)
+    with hold_run_lock(project):  # its process goes on
+        result = run_autonoma("status", cwd=project, env=clean_env)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Run run-1: running, phase development" in out
@@ -115,6 +117,27 @@ def test_status_shows_the_run(project: Path, clean_env: dict[str, str]) -> None:
     assert state["agents"]["developer-1"]["restarts"] == 1
     assert state["escalations"][0]["task_id"] == "t2"
     assert state["usage"]["input_tokens"] == 1000
+
+
+def test_a_run_whose_process_was_killed_is_interrupted(
+    project: Path, clean_env: dict[str, str]
+) -> None:
+    # A SIGKILLed run journals nothing of its end: only the lock it held says it is gone.
+    publish_run(project / ".autonoma" / "state.db")
+    with hold_run_lock(project) as holder:
+        running = run_autonoma("status", "--json", cwd=project, env=clean_env)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+        result = run_autonoma("status", cwd=project, env=clean_env)
+        as_json = json.loads(run_autonoma("status", "--json", cwd=project, env=clean_env).stdout)
+    assert json.loads(running.stdout)["runs"]["run-1"]["interrupted"] is False
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Run run-1: interrupted, phase development")
+    assert "process:" not in result.stdout  # no pid of a process that is gone
+    assert any(line.startswith("  resume it (in /p): ") for line in lines)
+    run = as_json["runs"]["run-1"]
+    assert run["interrupted"] is True and run["outcome"] is None
 
 
 def test_logs_filters_and_limits(project: Path, clean_env: dict[str, str]) -> None:
@@ -301,7 +324,8 @@ def publish_busy_run(db: Path) -> None:
 
 def test_status_shows_what_a_user_needs(project: Path, clean_env: dict[str, str]) -> None:
     publish_busy_run(project / ".autonoma" / "state.db")
-    result = run_autonoma("status", cwd=project, env=clean_env)
+    with hold_run_lock(project):  # its process goes on
+        result = run_autonoma("status", cwd=project, env=clean_env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Run run-2: running, phase development, started ")

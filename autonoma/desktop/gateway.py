@@ -52,7 +52,7 @@ from autonoma.desktop.frames import (
 from autonoma.desktop.snapshots import NoRun, Snapshots
 from autonoma.journal import reader
 from autonoma.journal.schema import JournalError
-from autonoma.project import Project
+from autonoma.project import Project, active_run
 
 logger = logging.getLogger("autonoma.desktop")
 
@@ -121,7 +121,9 @@ class Gateway:
         self.command_limiter = trio.CapacityLimiter(COMMAND_THREADS)
         self.feed = Feed(project.state_db, interval=interval, limiter=self.db_limiter, stall=stall)
         self.feed.on_drop = self._dropped
-        self.snapshots = Snapshots(project.state_db, settings)
+        self.snapshots = Snapshots(
+            project.state_db, settings, alive=lambda: active_run(project) is not None
+        )
         self.clients: dict[Outbox, _Client] = {}
         self.failures = 0
         """Connections ended by an error of their own (logged at debug level)."""

@@ -13,6 +13,7 @@ import dataclasses
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,17 @@ class Snapshots:
     once a run was read, a second per 100,000 rows the first time).
     """
 
-    def __init__(self, db: Path, settings: Settings, keep: int = KEEP_RUNS) -> None:
+    def __init__(
+        self,
+        db: Path,
+        settings: Settings,
+        keep: int = KEEP_RUNS,
+        alive: Callable[[], bool] | None = None,
+    ) -> None:
         self.db = db
         self.settings = settings
+        self.alive = alive
+        """Whether a process runs the project's latest run (its lock); None: not asked."""
         self.keep = keep
         self._lock = threading.Lock()
         self._timelines: OrderedDict[str, Timeline] = OrderedDict()
@@ -120,6 +129,16 @@ class Snapshots:
         state = timeline.state_at(seq)
         run = state.run
         live = seq == head and (run is None or run.outcome is None)
+        if run is not None:
+            # Killed without a word: only the lock says its process is gone (the state
+            # may be the timeline's own, so the mark is set or cleared every time).
+            run.interrupted = (
+                live
+                and self.alive is not None
+                and run_id == reader.latest_run(self.db)
+                and not self.alive()
+            )
+            live = live and not run.interrupted
         return Snapshot(
             id=request_id,
             run_id=run_id,

@@ -157,6 +157,10 @@ class Run:
     """The project's set-up and test commands, once the task list is accepted."""
     tests_seen: bool = False
     """A merge of this run ran tests that passed: "no tests collected" fails from now on."""
+    interrupted: bool = False
+    """No outcome and no process holds the run lock: it was killed (SIGKILL, a lost
+    machine) before it could say so. Not journaled: set after the fold by
+    `autonoma.project.mark_interrupted`, from the lock, for whoever shows the run."""
 
     @property
     def setup_command(self) -> str:
@@ -207,6 +211,7 @@ class Run:
             "usage": self.usage.to_dict(),
             "commands": self.commands_dict(),
             "tests_seen": self.tests_seen,
+            "interrupted": self.interrupted,
         }
 
 
@@ -973,6 +978,10 @@ def _task_state_changed(
     state: State, seq: int, ts: float, run_id: str, m: TaskStateChanged
 ) -> None:
     task = _task(state, m.task_id)
+    if task.state == "merged" and m.state == "merged":
+        # One merge said again (a run resumed after it merged but before it heard so, in
+        # journals older than the fix): counted once, its first time kept.
+        return
     task.state, task.reason, task.since = m.state, m.reason, ts
     if m.attempt:
         # A human's retry starts the count again from 1.

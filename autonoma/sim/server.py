@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import secrets
 import socket
 import sys
 import threading
@@ -292,6 +293,9 @@ class SimServer:
         self._records: list[RecordedRequest] = []
         self._hits: dict[tuple[str, int, int], int] = {}
         self._ids = 0
+        # Ids unique across starts: a resumed `claude` session already holds the last
+        # start's `msg_sim0001` and would drop a new answer under the same id as a repeat.
+        self._id_prefix = secrets.token_hex(6)
         self.stopping = threading.Event()
         self.started = time.monotonic()
 
@@ -358,7 +362,8 @@ class SimServer:
         with self._lock:
             self._ids += 1
             n = self._ids
-        return [f"msg_sim{n:04d}"] + [f"toolu_sim{n:04d}_{i}" for i in range(tools)]
+        key = f"{self._id_prefix}_{n:04d}"
+        return [f"msg_sim{key}"] + [f"toolu_sim{key}_{i}" for i in range(tools)]
 
     def _count(self, key: tuple[str, int, int], fault: Fault) -> bool:
         """Whether ``fault`` applies to this hit (it may be limited to ``times`` hits)."""

@@ -345,6 +345,14 @@ class Dashboard(App[Quit]):
             board.move_cursor(row=list(self.state.tasks).index(selected))
 
     def _draw_run(self, live: bool) -> None:
+        run = self.state.run
+        if run is not None:
+            # Killed without a word: only the run's process (its lock) says it is gone.
+            # Set or cleared every time: the state may be the source's own.
+            run.interrupted = (
+                live and run.outcome is None and self.link is not None and not self.link.running()
+            )
+            live = live and not run.interrupted
         lines = views.run_lines(
             self.state,
             live=live,

@@ -19,7 +19,15 @@ from autonoma.protocol import (
 )
 from autonoma.text import inert
 from autonoma.tui.said import Level, said
-from autonoma.words import budget_text, concurrency_text, describe, line, pause_reason, tool_call
+from autonoma.words import (
+    INTERRUPTED,
+    budget_text,
+    concurrency_text,
+    describe,
+    line,
+    pause_reason,
+    tool_call,
+)
 from autonoma.workflow.dag import TaskSpec, critical_path
 
 DONE = frozenset({"merged", "resolved"})
@@ -216,6 +224,10 @@ def run_lines(
         ends = run.ended or state.last_ts
         level: Level = "good" if run.outcome == "done" else "bad"
         lines.append((f"run {run.run_id}: {run.outcome}", level))
+    elif run.interrupted:
+        # Its process is gone without a word (killed): the clock stopped with it.
+        ends = state.last_ts
+        lines.append((f"run {run.run_id}: {INTERRUPTED} (its process is gone)", "bad"))
     else:
         ends = (now if now is not None else time.time()) if live else state.last_ts
         lines.append((f"run {run.run_id}: {run.phase or 'starting'}", "info"))

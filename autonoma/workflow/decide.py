@@ -761,8 +761,10 @@ class _Step:
                 )
         elif isinstance(event, TaskMerged):
             m.submitted.discard(event.task_id)
-            self._set(event.task_id, "merged", event.detail)
             task = self.fold.tasks.get(event.task_id)
+            if task is not None and task.state == "merged":
+                return  # the same merge heard again (submitted twice): said once
+            self._set(event.task_id, "merged", event.detail)
             if task is not None and task.worktree:
                 m.retired.append(task.worktree)
         elif isinstance(event, MergeFailed):
@@ -841,6 +843,10 @@ class _Step:
             # A budget reached in an earlier session of the run, since raised.
             self.fold.budget = None
         for task in tasks.values():
+            if task.state == "merging" and task.commit:
+                # Its merge was announced (`TaskMerged`: main moved) but the last run
+                # ended before it heard so (stopped at once, killed): merged, not again.
+                self._set(task.task_id, "merged", "merged as the last run ended")
             if task.state == "merged" and task.worktree:
                 m.retired.append(task.worktree)  # the last run stopped first
             if task.state == "running" and task.feedback:

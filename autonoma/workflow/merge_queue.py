@@ -11,11 +11,19 @@ see `autonoma.workflow.commands.judge_tests`), move the integration branch, then
 `TaskMerged`. One actor, one mailbox: merges never run side by side.
 
 Submitting a task that is already merged (a resumed run that died before it heard
-of it) finds nothing to add, runs the tests again and announces it merged.
+of it) finds nothing to add, runs the tests again and announces it merged (the fold
+counts one merge once).
+
+A stop waits for the merge under way (`autonoma.workflow.decide`: the run ends once the
+queue answered), so a stopped run's journal says what ``main`` holds. Killed instead
+(a second Ctrl-C, or a stop that waited longer than the tests may run), the queue
+abandons it cleanly: its tests are killed and neither the integration branch nor
+``main`` moves after the kill; the resumed run merges the task again.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,9 +89,13 @@ class MergeQueue(Actor):
         self.confinement = confinement
         """Bubblewrap for the gate's set-up and tests (``sandbox`` setting); None: unconfined."""
         self._check_group: int | None = None
+        self._killed = threading.Event()
+        """Set by `on_kill` (another thread): the merge under way moves nothing more."""
 
     def on_kill(self) -> None:
-        # Stopped while the tests run (the actor's thread is inside run_check): they go too.
+        # Killed mid-merge (the actor's thread may be inside run_check or git): nothing
+        # moves after this, and the tests go too.
+        self._killed.set()
         group = self._check_group
         if group is not None:
             kill_check(group)
@@ -129,6 +141,8 @@ class MergeQueue(Actor):
             tests, detail = "passed", ""
             if checked.verdict == "no_tests":
                 tests, detail = "no_tests", f"{NO_TESTS_YET} (`{request.test_command}`)"
+        if self._killed.is_set():
+            return  # abandoned: the resumed run merges it again; nothing was moved
         if result.commit != onto:
             workspace.move_branch(self.repo, workspace.INTEGRATION_BRANCH, onto, result.commit)
         moved, why_not = workspace.advance_main(self.repo, self.main, result.commit)

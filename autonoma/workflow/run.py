@@ -319,6 +319,15 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
         raise
 
 
+class Signalled(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C's KeyboardInterrupt: the
+    run stops the same clean way, and says which signal stopped it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
 def execute(prepared: Prepared, listener: Listener | None = None) -> RunResult:
     """Run the company until the run ends or is interrupted; stop everything after."""
     try:
@@ -437,13 +446,16 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
             while not finished.wait(0.5):
                 if stop_asked and time.monotonic() - stop_asked[0] > _stop_grace(settings):
                     break  # `autonoma stop` waited long enough: the tree is stopped now
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
             interrupted = True
             orchestrator = refs.get(ORCHESTRATOR)
+            by = err.name if isinstance(err, Signalled) else "Ctrl-C"
             if orchestrator is not None:
                 # The same graceful stop as `autonoma stop`: the merge under way finishes.
                 with contextlib.suppress(Exception):
-                    orchestrator.proxy().stop_run(origin=f"Ctrl-C, {origin()}").get(timeout=10)
+                    orchestrator.proxy().stop_run(
+                        reason=f"interrupted ({by})", origin=f"{by}, {origin()}"
+                    ).get(timeout=10)
             with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop now
                 finished.wait(_stop_grace(settings))
         if fatal and not outcome:
@@ -478,8 +490,9 @@ def _resume_root(system: System, reason: str) -> None:
 
 
 def _stop_grace(settings: config.Settings) -> float:
-    """Seconds a stop may wait for the merge under way (its tests) before cutting it."""
-    return settings.test_timeout + 30.0
+    """Seconds a stop may wait for the merge under way before cutting it: the gate's
+    set-up and its tests, each bounded by ``test_timeout``, and the git work around them."""
+    return 2 * settings.test_timeout + 30.0
 
 
 def _resume(prepared: Prepared) -> str:
@@ -509,6 +522,7 @@ __all__ = [
     "RunError",
     "RunOptions",
     "RunResult",
+    "Signalled",
     "execute",
     "prepare",
     "read_requirements",

@@ -717,3 +717,20 @@ def test_an_agents_last_action_is_whom_the_body_names_whoever_sent_it() -> None:
     first = fold_rows(row_of(e) for e in envelopes[:6])
     split = fold_rows((row_of(e) for e in envelopes[6:]), first)
     assert split.to_dict() == by_row.to_dict()
+
+
+def test_one_merge_said_twice_is_counted_once() -> None:
+    # As journals before the fix hold it: merged, stopped, resumed, merged again.
+    state = folded(
+        RunStarted(requirements="r.md", project="/p", max_workers=1),
+        TaskDefined(task_id="t1", title="one"),
+        TaskStateChanged(task_id="t1", state="merging"),
+        TaskMerged(task_id="t1", commit="c1", tests="passed"),
+        TaskStateChanged(task_id="t1", state="merged"),
+        RunStarted(requirements="r.md", project="/p", max_workers=1),
+        TaskMerged(task_id="t1", commit="c1", tests="passed"),
+        TaskStateChanged(task_id="t1", state="merged", reason="again"),
+    )
+    task = state.tasks["t1"]
+    assert (task.state, task.commit, task.reason) == ("merged", "c1", "")
+    assert [e.state for e in task.history] == ["merging", "merged"]

@@ -441,3 +441,29 @@ def test_a_client_gone_mid_answer_prints_no_traceback(capfd: pytest.CaptureFixtu
             time.sleep(0.02)
         assert post(sim.url, body("bash_tool.req1"))[0] == 200  # and the sim still serves
     assert "Traceback" not in capfd.readouterr().err
+
+
+def answer_ids(data: bytes) -> set[str]:
+    """The message and tool ids of one streamed answer."""
+    ids = {e["message"]["id"] for n, e in events(data) if n == "message_start"}
+    return ids | {
+        e["content_block"]["id"]
+        for n, e in events(data)
+        if n == "content_block_start" and "id" in e["content_block"]
+    }
+
+
+def test_ids_are_unique_across_server_starts() -> None:
+    # A resumed `claude` session keeps the last start's messages: an id the new server
+    # gives again is dropped there as a repeat, and the scripted model replays old work.
+    seen: list[set[str]] = []
+    for _ in range(2):
+        with SimServer(loads_scenario(SCENARIO)) as server:
+            ids: set[str] = set()
+            for name in ("bash_tool.req1", "bash_tool.req2"):
+                status, _, data = post(server.url, body(name))
+                assert status == 200
+                ids |= answer_ids(data)
+            assert len(ids) == 3  # two messages and a tool use, all different
+            seen.append(ids)
+    assert seen[0].isdisjoint(seen[1])

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import pytest
 
 from autonoma.agents.roles import load_role
+from autonoma.journal.fold import apply
 from autonoma.protocol import (
     AgentProcessExited,
     AgentSessionStarted,
@@ -1521,3 +1522,38 @@ def test_qa_approving_sends_the_task_to_merge_at_its_result_and_stays_busy_until
     assert len(h.emitted(ReviewVerdict)) == 1
     assert [a.task_id for a in h.actions if isinstance(a, SubmitMerge)] == [T]
     assert len([a for a in h.actions if isinstance(a, RemoveCheckout)]) == 1
+
+
+def test_a_merge_heard_twice_is_said_once() -> None:
+    # Submitted twice (a resumed run's merge of a task merged before it heard so): the
+    # merge queue announces the same merge again; the task is merged once.
+    h = reviewing()
+    h.begin()
+    for step in (APPROVE, EXIT_0):
+        h.play(step)
+    h.hear(MERGED.message, "merge_queue")
+    h.hear(MERGED.message, "merge_queue")
+    said = [m for m in h.emitted(TaskStateChanged) if m.state == "merged"]
+    assert len(said) == 1 and h.task.state == "merged"
+    assert len([a for a in h.actions if isinstance(a, RemoveWorktrees)]) == 1
+
+
+def test_a_merge_announced_after_the_run_stopped_at_once_is_not_merged_again() -> None:
+    # A second Ctrl-C stopped the run while the merge queue moved main: its `TaskMerged`
+    # is journaled, but the orchestrator was gone before it could say the task merged.
+    h = reviewing()
+    h.begin()
+    for step in (APPROVE, EXIT_0):
+        h.play(step)
+    assert h.task.state == "merging"
+    journal = h.m.fold
+    apply(journal, envelope(TaskMerged(task_id=T, commit="abc"), "merge_queue"))
+    resumed = Machine(cfg=h.m.cfg, now=NOW, live=LIVE, new_session=lambda: "s9", fold=journal)
+    _, actions = decide(resumed, Started())
+    assert not [a for a in actions if isinstance(a, SubmitMerge)]  # not merged again
+    said = [a.message for a in actions if isinstance(a, Emit)]
+    assert TaskStateChanged(task_id=T, state="merged", reason="merged as the last run ended") in (
+        said
+    )
+    assert resumed.fold.tasks[T].state == "merged"
+    assert [a.paths for a in actions if isinstance(a, RemoveWorktrees)] == [(WORKTREE,)]
