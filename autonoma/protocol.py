@@ -599,6 +599,15 @@ class CostReported(Message, frozen=True):
     session_id: str = ""
 
 
+class LeftoversKilled(Message, frozen=True):
+    """Processes left working in the project's agents' folders by an earlier run whose
+    ``autonoma`` died were killed before this run (re)started (docs/sandbox.md)."""
+
+    pids: list[int] = msgspec.field(default_factory=list)
+    commands: list[str] = msgspec.field(default_factory=list)
+    """Each one's command line (cut at 200 characters), in the order of ``pids``."""
+
+
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     ActorStarted,
     ActorExited,
@@ -647,6 +656,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     SchemaRejected,
     AgentProcessExited,
     CostReported,
+    LeftoversKilled,
 )
 
 AnyMessage = (
@@ -697,6 +707,7 @@ AnyMessage = (
     | SchemaRejected
     | AgentProcessExited
     | CostReported
+    | LeftoversKilled
 )
 
 

@@ -337,6 +337,13 @@ def _words(m: p.Message, cwd: str) -> tuple[str, Level] | None:
         case p.SpawnsHeld(delay=delay, reason=reason):
             why = f" ({short(reason)})" if reason else ""
             return f"rate limited: new agents held for {delay:.1f} s{why}", "warn"
+        case p.LeftoversKilled(pids=pids, commands=commands):
+            what = "; ".join(short(c, TOOL_CHARS) for c in commands[:3])
+            more = f" (+{len(commands) - 3} more)" if len(commands) > 3 else ""
+            return (
+                f"killed {len(pids)} process(es) an earlier run left working: {what}{more}",
+                "warn",
+            )
         case p.BudgetReached(scope="task"):
             return budget_text(m), "warn"
         case p.BudgetReached():

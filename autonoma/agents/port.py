@@ -236,18 +236,22 @@ class Port:
             if self.transcript is not None:
                 self.transcript.parent.mkdir(parents=True, exist_ok=True)
                 transcript = self.transcript.open("ab")
-            self._proc = subprocess.Popen(
-                self.argv,
-                executable=executable,
-                cwd=self.cwd,
-                env=self.env,
-                stdin=slave,
-                stdout=slave,
-                stderr=slave,
-                close_fds=True,
-                start_new_session=True,
-                preexec_fn=_child_setup(process.die_with_parent(signal.SIGKILL)),
-            )
+            setup = _child_setup(process.die_with_parent(signal.SIGKILL))
+            # The child is pid 1 of a PID namespace of its own: when it dies (and it
+            # dies with this process), so does everything its tools started.
+            with process.own_pid_namespace():
+                self._proc = subprocess.Popen(
+                    self.argv,
+                    executable=executable,
+                    cwd=self.cwd,
+                    env=self.env,
+                    stdin=slave,
+                    stdout=slave,
+                    stderr=slave,
+                    close_fds=True,
+                    start_new_session=True,
+                    preexec_fn=setup,
+                )
         except (OSError, subprocess.SubprocessError) as exc:
             os.close(master)
             if transcript is not None:

@@ -52,6 +52,7 @@ from autonoma.protocol import (
     Envelope,
     Escalation,
     HumanCommandRejected,
+    LeftoversKilled,
     MergeFailed,
     PauseRequested,
     PermissionDenied,
@@ -1091,6 +1092,12 @@ def _spawns_held(state: State, seq: int, ts: float, run_id: str, m: SpawnsHeld) 
     state.held_until, state.hold_reason = max(state.held_until, m.until), m.reason
 
 
+def _leftovers_killed(state: State, seq: int, ts: float, run_id: str, m: LeftoversKilled) -> None:
+    # What an earlier run left running was killed: nothing of the state depends on it
+    # (the turns it belonged to already ended in the fold); the journal row is the record.
+    return None
+
+
 def _budget_reached(state: State, seq: int, ts: float, run_id: str, m: BudgetReached) -> None:
     if m.scope == "run":
         state.budget = m
@@ -1230,6 +1237,7 @@ _HANDLERS: dict[str, _Handler] = {
     "AgentApiRetry": _agent_api_retry,
     "AgentTurnFinished": _agent_turn_finished,
     "AgentProcessExited": _agent_process_exited,
+    "LeftoversKilled": _leftovers_killed,
 }
 
 # Messages that only make an agent's last action. The encoder writes the tag, then the
