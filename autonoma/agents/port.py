@@ -58,7 +58,7 @@ import termios
 import threading
 import time
 import tty
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -169,9 +169,14 @@ class Port:
         idle_timeout: float | None = None,
         grace: float = 5.0,
         transcript: Path | None = None,
+        own_namespace: bool = False,
     ) -> None:
         """``timeout``: seconds the child may run; ``idle_timeout``: seconds it may go
-        without writing anything; None: no such limit."""
+        without writing anything; None: no such limit. ``own_namespace``: the child is
+        pid 1 of a PID namespace of its own where this machine allows it (root), so
+        nothing it starts outlives it (`process.own_pid_namespace`); the child must
+        then handle SIGTERM itself (pid 1 ignores a signal it has no handler for:
+        `stop` then kills it after the grace period), as ``claude`` does."""
         if not argv:
             raise PortError("nothing to run: empty command")
         self.argv = list(argv)
@@ -181,6 +186,7 @@ class Port:
         self.idle_timeout = idle_timeout
         self.grace = grace
         self.transcript = transcript
+        self.own_namespace = own_namespace
         self._on_line = on_line
         self._on_exit = on_exit
         self._lock = threading.Lock()
@@ -239,7 +245,7 @@ class Port:
             setup = _child_setup(process.die_with_parent(signal.SIGKILL))
             # The child is pid 1 of a PID namespace of its own: when it dies (and it
             # dies with this process), so does everything its tools started.
-            with process.own_pid_namespace():
+            with process.own_pid_namespace() if self.own_namespace else _no_namespace():
                 self._proc = subprocess.Popen(
                     self.argv,
                     executable=executable,
@@ -544,6 +550,11 @@ class Port:
                 log.warning("pid %s: processes of its tree remain: %s", pid, rest)
                 return
             time.sleep(_POLL_INTERVAL)
+
+
+@contextlib.contextmanager
+def _no_namespace() -> Iterator[bool]:
+    yield False
 
 
 def _same(entry: process.ProcEntry | None, start: int | None) -> bool:

@@ -114,11 +114,18 @@ def reap_strays(table: list[ProcEntry] | None = None) -> list[int]:
     waits for. ``table``: a fresh enough `processes` list (read here when None).
     """
     me, mine = os.getpid(), os.getsid(0)
+    # Once children get a PID namespace of their own (`own_pid_namespace`), a zombie in
+    # a nested namespace is one of them (a turn's claude, a check's shell), and nothing
+    # below them is ever reparented out of their namespace to here.
+    nested_are_ours = _namespaces_work is True
     reaped: list[int] = []
     for entry in processes() if table is None else table:
         if entry.ppid != me or entry.alive:
             continue
-        if entry.sid in (mine, entry.pid) and not _nested_namespace(entry.pid):
+        nested = _nested_namespace(entry.pid)
+        if entry.sid in (mine, entry.pid) and not nested:
+            continue
+        if nested and nested_are_ours:
             continue
         with contextlib.suppress(ChildProcessError):
             if os.waitpid(entry.pid, os.WNOHANG)[0] == entry.pid:

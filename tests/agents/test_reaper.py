@@ -130,3 +130,39 @@ def test_leftovers_are_the_processes_working_in_the_projects_agent_folders(
         for proc in (in_clone, by_env, unrelated):
             proc.kill()
             proc.wait()
+
+
+def test_a_port_in_its_own_namespace_stops_its_child_and_everything_it_started(
+    tmp_path: Path,
+) -> None:
+    """A turn's child (pid 1 of its namespace) handles SIGTERM as claude does; the
+    setsid, double-forked grandchild goes with it, though no group or session holds it."""
+    from autonoma.agents.port import Port
+
+    mark = uuid.uuid4().hex
+    script = (
+        f"trap 'exit 3' TERM; (setsid sh -c '(REAPER_MARK={mark} sleep 300 &)' &);"
+        " echo ready; while :; do sleep 0.05; done"
+    )
+    lines: list[bytes] = []
+    port = Port(
+        ["bash", "-c", script],
+        tmp_path,
+        dict(os.environ),
+        on_line=lines.append,
+        on_exit=lambda *_: None,
+        own_namespace=True,
+        grace=30,
+    )
+    pid = port.start()
+    try:
+        assert wait(lambda: len(marked(mark)) == 1 and lines == [b"ready"], 10)
+        assert process.in_own_namespace(pid)
+        port.stop()
+        result = port.wait(10)
+        assert result is not None and (result.exit_code, result.signal) == (3, None)
+        assert wait(lambda: not marked(mark), 3)
+    finally:
+        port.kill()
+        for left in marked(mark):
+            os.kill(left, signal.SIGKILL)
