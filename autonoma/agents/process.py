@@ -39,6 +39,8 @@ class ProcEntry:
     state: str
     start: int = 0
     """Start time (clock ticks after boot): tells a process from a later one with its pid."""
+    tty: int = 0
+    """Its controlling terminal's device number; 0: none."""
 
     @property
     def alive(self) -> bool:
@@ -64,6 +66,7 @@ def read_entry(pid: int) -> ProcEntry | None:
         sid=int(fields[3]),
         state=fields[0].decode("ascii", "replace"),
         start=int(fields[19]) if len(fields) > 19 else 0,
+        tty=int(fields[4]),
     )
 
 
@@ -315,7 +318,10 @@ def _command(pid: int) -> str:
 
 def leftovers(autonoma_dir: Path) -> list[Leftover]:
     """Processes working in the project's agents' folders (``clones``, ``tmp``, ``worktrees``
-    under ``autonoma_dir``), other than this one and its ancestors.
+    under ``autonoma_dir``), other than this one and its ancestors, and without a
+    controlling terminal: a person's shell opened in a clone has one; what a turn's Bash
+    tool or a check started has none (each runs in a session of its own, or with no
+    terminal at all), and a turn's ``claude`` dies with Autonoma.
 
     Called before a run starts or resumes (the run lock held: no run of the project is
     active), so each is left from an earlier run whose ``autonoma`` died. Reads ``/proc``;
@@ -330,7 +336,7 @@ def leftovers(autonoma_dir: Path) -> list[Leftover]:
         entry = read_entry(entry.ppid)
     found: list[Leftover] = []
     for row in processes():
-        if row.pid in spared or not row.alive:
+        if row.pid in spared or not row.alive or row.tty != 0:
             continue
         where = _points_into(row.pid, folders)
         if where is not None:

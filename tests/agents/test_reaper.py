@@ -8,6 +8,7 @@ searched for the marker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -166,3 +167,30 @@ def test_a_port_in_its_own_namespace_stops_its_child_and_everything_it_started(
         port.kill()
         for left in marked(mark):
             os.kill(left, signal.SIGKILL)
+
+
+def test_a_process_with_a_terminal_in_a_clone_is_a_persons_and_is_spared(tmp_path: Path) -> None:
+    autonoma = tmp_path / ".autonoma"
+    clone = autonoma / "clones" / "r1" / "t1"
+    clone.mkdir(parents=True)
+    # `script` gives its shell a terminal of its own, as a person's shell has.
+    person = subprocess.Popen(
+        ["script", "-qc", "sleep 300", "/dev/null"],
+        cwd=clone,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    shell: list[int] = []
+    try:
+        assert wait(lambda: any(e.tty != 0 for e in process.processes() if e.ppid == person.pid), 5)
+        found = process.leftovers(autonoma)
+        assert person.pid in {x.pid for x in found}  # `script` itself has no terminal
+        shell[:] = [e.pid for e in process.processes() if e.ppid == person.pid]
+        assert not set(shell) & {x.pid for x in found}
+    finally:
+        person.kill()
+        person.wait()
+        for pid in shell:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
