@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import logging
 import os
 import threading
 import time
@@ -22,6 +23,8 @@ from pathlib import Path
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_PDEATHSIG = 1
 _CLONE_NEWPID = 0x20000000
+
+log = logging.getLogger(__name__)
 
 _libc_lock = threading.Lock()
 _libc_handle: ctypes.CDLL | None = None
@@ -250,6 +253,11 @@ def own_pid_namespace() -> Iterator[bool]:
     try:
         if int(libc.unshare(_CLONE_NEWPID)) != 0:
             _namespaces_work = False  # EPERM without CAP_SYS_ADMIN: it will not change
+            log.warning(
+                "no PID namespace for children (%s): what a turn starts may outlive a "
+                "killed autonoma until the next start",
+                os.strerror(ctypes.get_errno()),
+            )
             yield False
             return
         _namespaces_work = True
