@@ -151,7 +151,9 @@ def test_a_process_left_in_a_task_clone_is_killed_and_journaled_when_the_run_res
         assert killed.pids == [stray.pid]
         assert killed.commands == ["sleep 300"]
         assert "t1.txt" in files_on(root, "main")
-        status = run_autonoma("logs", cwd=root, env=env)
+        status = run_autonoma(
+            "logs", "--agent", "orchestrator", "--limit", "10000", cwd=root, env=env
+        )
         assert "killed 1 process(es) an earlier run left working: sleep 300" in status.stdout
     finally:
         for proc in (active, stray):
