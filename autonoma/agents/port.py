@@ -146,9 +146,12 @@ def _take_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def _child_setup(die: Callable[[], None]) -> Callable[[], None]:
+def _child_setup(
+    die: Callable[[], None], proc: Callable[[], None] = lambda: None
+) -> Callable[[], None]:
     def setup() -> None:
         die()
+        proc()
         _take_terminal()
 
     return setup
@@ -242,7 +245,8 @@ class Port:
             if self.transcript is not None:
                 self.transcript.parent.mkdir(parents=True, exist_ok=True)
                 transcript = self.transcript.open("ab")
-            setup = _child_setup(process.die_with_parent(signal.SIGKILL))
+            proc = process.fresh_proc() if self.own_namespace else (lambda: None)
+            setup = _child_setup(process.die_with_parent(signal.SIGKILL), proc)
             # The child is pid 1 of a PID namespace of its own: when it dies (and it
             # dies with this process), so does everything its tools started.
             with process.own_pid_namespace() if self.own_namespace else _no_namespace():

@@ -374,3 +374,29 @@ def kill_leftovers(autonoma_dir: Path, timeout: float = 5.0) -> list[Leftover]:
             break
         time.sleep(0.05)
     return list(killed.values())
+
+
+_CLONE_NEWNS = 0x00020000
+_MS_REC = 0x4000
+_MS_PRIVATE = 1 << 18
+
+
+def fresh_proc() -> Callable[[], None]:
+    """A ``preexec_fn`` step for pid 1 of a new PID namespace: a mount namespace of its
+    own with a ``/proc`` of that PID namespace, so that the pids it and its children see
+    (``getpid``, ``$$``) name the same processes in ``/proc``. Does nothing (and changes
+    nothing) when the child is not pid 1. libc is looked up here, in the parent."""
+    libc = _libc()
+    if libc is None:
+        return lambda: None
+    unshare, mount = libc.unshare, libc.mount
+
+    def remount() -> None:
+        if os.getpid() != 1:
+            return
+        if unshare(_CLONE_NEWNS) != 0:
+            return
+        mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None)
+        mount(b"proc", b"/proc", b"proc", 0, None)
+
+    return remount
