@@ -612,6 +612,15 @@ class ConcurrencyChanged(Message, frozen=True):
     reason: str
 
 
+class LeftoversKilled(Message, frozen=True):
+    """Processes left working in the project's agents' folders by an earlier run whose
+    ``autonoma`` died were killed before this run (re)started (docs/sandbox.md)."""
+
+    pids: list[int] = msgspec.field(default_factory=list)
+    commands: list[str] = msgspec.field(default_factory=list)
+    """Each one's command line (cut at 200 characters), in the order of ``pids``."""
+
+
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     ActorStarted,
     ActorExited,
@@ -661,6 +670,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     AgentProcessExited,
     CostReported,
     ConcurrencyChanged,
+    LeftoversKilled,
 )
 
 AnyMessage = (
@@ -712,6 +722,7 @@ AnyMessage = (
     | AgentProcessExited
     | CostReported
     | ConcurrencyChanged
+    | LeftoversKilled
 )
 
 

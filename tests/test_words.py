@@ -315,6 +315,11 @@ ROWS: list[tuple[p.Message, str, str, str | None, str | None, bool]] = [
         "cost $0.2500 (1,000 in, 200 out, 5 cache)",
         "info", "t1", "qa", False,
     ),
+    (
+        p.LeftoversKilled(pids=[41, 42], commands=["sleep 300", "claude -p go"]),
+        "killed 2 process(es) an earlier run left working: sleep 300; claude -p go",
+        "warn", None, None, True,
+    ),
 ]  # fmt: skip
 
 

@@ -58,7 +58,7 @@ import termios
 import threading
 import time
 import tty
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -146,9 +146,12 @@ def _take_terminal() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def _child_setup(die: Callable[[], None]) -> Callable[[], None]:
+def _child_setup(
+    die: Callable[[], None], proc: Callable[[], None] = lambda: None
+) -> Callable[[], None]:
     def setup() -> None:
         die()
+        proc()
         _take_terminal()
 
     return setup
@@ -169,9 +172,14 @@ class Port:
         idle_timeout: float | None = None,
         grace: float = 5.0,
         transcript: Path | None = None,
+        own_namespace: bool = False,
     ) -> None:
         """``timeout``: seconds the child may run; ``idle_timeout``: seconds it may go
-        without writing anything; None: no such limit."""
+        without writing anything; None: no such limit. ``own_namespace``: the child is
+        pid 1 of a PID namespace of its own where this machine allows it (root), so
+        nothing it starts outlives it (`process.own_pid_namespace`); the child must
+        then handle SIGTERM itself (pid 1 ignores a signal it has no handler for:
+        `stop` then kills it after the grace period), as ``claude`` does."""
         if not argv:
             raise PortError("nothing to run: empty command")
         self.argv = list(argv)
@@ -181,6 +189,7 @@ class Port:
         self.idle_timeout = idle_timeout
         self.grace = grace
         self.transcript = transcript
+        self.own_namespace = own_namespace
         self._on_line = on_line
         self._on_exit = on_exit
         self._lock = threading.Lock()
@@ -236,18 +245,23 @@ class Port:
             if self.transcript is not None:
                 self.transcript.parent.mkdir(parents=True, exist_ok=True)
                 transcript = self.transcript.open("ab")
-            self._proc = subprocess.Popen(
-                self.argv,
-                executable=executable,
-                cwd=self.cwd,
-                env=self.env,
-                stdin=slave,
-                stdout=slave,
-                stderr=slave,
-                close_fds=True,
-                start_new_session=True,
-                preexec_fn=_child_setup(process.die_with_parent(signal.SIGKILL)),
-            )
+            proc = process.fresh_proc() if self.own_namespace else (lambda: None)
+            setup = _child_setup(process.die_with_parent(signal.SIGKILL), proc)
+            # The child is pid 1 of a PID namespace of its own: when it dies (and it
+            # dies with this process), so does everything its tools started.
+            with process.own_pid_namespace() if self.own_namespace else _no_namespace():
+                self._proc = subprocess.Popen(
+                    self.argv,
+                    executable=executable,
+                    cwd=self.cwd,
+                    env=self.env,
+                    stdin=slave,
+                    stdout=slave,
+                    stderr=slave,
+                    close_fds=True,
+                    start_new_session=True,
+                    preexec_fn=setup,
+                )
         except (OSError, subprocess.SubprocessError) as exc:
             os.close(master)
             if transcript is not None:
@@ -540,6 +554,11 @@ class Port:
                 log.warning("pid %s: processes of its tree remain: %s", pid, rest)
                 return
             time.sleep(_POLL_INTERVAL)
+
+
+@contextlib.contextmanager
+def _no_namespace() -> Iterator[bool]:
+    yield False
 
 
 def _same(entry: process.ProcEntry | None, start: int | None) -> bool:

@@ -12,12 +12,23 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_PDEATHSIG = 1
+_CLONE_NEWPID = 0x20000000
+
+log = logging.getLogger(__name__)
+
+_libc_lock = threading.Lock()
+_libc_handle: ctypes.CDLL | None = None
+_namespaces_work: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,8 @@ class ProcEntry:
     state: str
     start: int = 0
     """Start time (clock ticks after boot): tells a process from a later one with its pid."""
+    tty: int = 0
+    """Its controlling terminal's device number; 0: none."""
 
     @property
     def alive(self) -> bool:
@@ -56,6 +69,7 @@ def read_entry(pid: int) -> ProcEntry | None:
         sid=int(fields[3]),
         state=fields[0].decode("ascii", "replace"),
         start=int(fields[19]) if len(fields) > 19 else 0,
+        tty=int(fields[4]),
     )
 
 
@@ -106,11 +120,18 @@ def reap_strays(table: list[ProcEntry] | None = None) -> list[int]:
     waits for. ``table``: a fresh enough `processes` list (read here when None).
     """
     me, mine = os.getpid(), os.getsid(0)
+    # Once children get a PID namespace of their own (`own_pid_namespace`), a zombie in
+    # a nested namespace is one of them (a turn's claude, a check's shell), and nothing
+    # below them is ever reparented out of their namespace to here.
+    nested_are_ours = _namespaces_work is True
     reaped: list[int] = []
     for entry in processes() if table is None else table:
         if entry.ppid != me or entry.alive:
             continue
-        if entry.sid in (mine, entry.pid) and not _nested_namespace(entry.pid):
+        nested = _nested_namespace(entry.pid)
+        if entry.sid in (mine, entry.pid) and not nested:
+            continue
+        if nested and nested_are_ours:
             continue
         with contextlib.suppress(ChildProcessError):
             if os.waitpid(entry.pid, os.WNOHANG)[0] == entry.pid:
@@ -164,14 +185,16 @@ def die_with_parent(sig: int) -> Callable[[], None]:
     child only makes the call.
     """
     parent = os.getpid()
-    try:
-        prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
-    except (OSError, AttributeError):
+    libc = _libc()  # looked up once: find_library may run a process (ldconfig)
+    if libc is None:
         return lambda: None
+    prctl = libc.prctl
 
     def set_signal() -> None:
         prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the call: too late to learn it
+        # The parent died before the call: too late to learn it. (The first process of a
+        # PID namespace of its own sees its parent, outside, as 0.)
+        if os.getppid() not in (parent, 0):
             os._exit(1)
 
     return set_signal
@@ -190,3 +213,190 @@ def become_subreaper() -> bool:
         return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
+
+
+def _libc() -> ctypes.CDLL | None:
+    global _libc_handle
+    with _libc_lock:
+        if _libc_handle is None:
+            with contextlib.suppress(OSError, AttributeError):
+                _libc_handle = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        return _libc_handle
+
+
+@contextlib.contextmanager
+def own_pid_namespace() -> Iterator[bool]:
+    """While the block runs, the next child this thread forks is pid 1 of a new PID namespace.
+
+    Yields whether it could be arranged (Linux, CAP_SYS_ADMIN: root here); when not, the
+    block runs as usual. Why: when the first process of a PID namespace dies, however it
+    dies, the kernel SIGKILLs every process of the namespace: ``setsid``, ``nohup`` and
+    double-forked children included, which no process group, session or parent link
+    holds. With ``die_with_parent`` on that child, a SIGKILLed Autonoma takes all of it
+    along. ``unshare(CLONE_NEWPID)`` changes only the calling thread's namespace for its
+    next children (``pid_for_children``); it is set back to this process's own after
+    the block, so no other spawn is affected. Nothing else may fork in the block (the
+    first child takes the namespace; once it ends, forks fail with ENOMEM): build the
+    ``preexec_fn`` before it. Raises OSError only if the thread cannot get its own
+    namespace back.
+    """
+    global _namespaces_work
+    libc = _libc()
+    if libc is None or _namespaces_work is False:
+        yield False
+        return
+    try:
+        home = os.open("/proc/thread-self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        yield False
+        return
+    try:
+        if int(libc.unshare(_CLONE_NEWPID)) != 0:
+            _namespaces_work = False  # EPERM without CAP_SYS_ADMIN: it will not change
+            log.warning(
+                "no PID namespace for children (%s): what a turn starts may outlive a "
+                "killed autonoma until the next start",
+                os.strerror(ctypes.get_errno()),
+            )
+            yield False
+            return
+        _namespaces_work = True
+        try:
+            yield True
+        finally:
+            # Back to this process's own, for later children (os.setns is 3.12+).
+            if int(libc.setns(home, _CLONE_NEWPID)) != 0:
+                err = ctypes.get_errno()
+                raise OSError(
+                    err, f"cannot return to this process's PID namespace: {os.strerror(err)}"
+                )
+    finally:
+        os.close(home)
+
+
+def in_own_namespace(pid: int) -> bool:
+    """Whether ``pid`` is the first process of a PID namespace below this process's."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"NSpid:"):
+                    ids = line.split()[1:]
+                    return len(ids) > 1 and ids[-1] == b"1"
+    except OSError:
+        pass
+    return False
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A process found still working for an earlier run of the project."""
+
+    pid: int
+    command: str
+    where: str
+    """What tied it to the project: the folder it works in, or an environment entry."""
+
+
+def _points_into(pid: int, folders: tuple[str, ...]) -> str | None:
+    """What of ``pid`` (its cwd, root or an environment value) lies in one of ``folders``."""
+    for link in ("cwd", "root"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/{link}")
+            if any(target == f or target.startswith(f + "/") for f in folders):
+                return target
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            environ = handle.read()
+    except OSError:
+        return None
+    for entry in environ.split(b"\0"):
+        value = entry.partition(b"=")[2].decode("utf-8", "replace")
+        if any(f in value for f in folders):
+            return entry.decode("utf-8", "replace")
+    return None
+
+
+def _command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()[:200]
+    except OSError:
+        return ""
+
+
+def leftovers(autonoma_dir: Path) -> list[Leftover]:
+    """Processes working in the project's agents' folders (``clones``, ``tmp``, ``worktrees``
+    under ``autonoma_dir``), other than this one and its ancestors, and without a
+    controlling terminal: a person's shell opened in a clone has one; what a turn's Bash
+    tool or a check started has none (each runs in a session of its own, or with no
+    terminal at all), and a turn's ``claude`` dies with Autonoma.
+
+    Called before a run starts or resumes (the run lock held: no run of the project is
+    active), so each is left from an earlier run whose ``autonoma`` died. Reads ``/proc``;
+    never raises.
+    """
+    base = str(autonoma_dir.resolve())
+    folders = tuple(f"{base}/{name}" for name in ("clones", "tmp", "worktrees"))
+    spared = {os.getpid()}
+    entry = read_entry(os.getpid())
+    while entry is not None and entry.ppid > 1 and entry.ppid not in spared:
+        spared.add(entry.ppid)
+        entry = read_entry(entry.ppid)
+    found: list[Leftover] = []
+    for row in processes():
+        if row.pid in spared or not row.alive or row.tty != 0:
+            continue
+        where = _points_into(row.pid, folders)
+        if where is not None:
+            found.append(Leftover(pid=row.pid, command=_command(row.pid), where=where))
+    return found
+
+
+def kill_leftovers(autonoma_dir: Path, timeout: float = 5.0) -> list[Leftover]:
+    """SIGKILL every one of `leftovers` (again, until none is found or ``timeout``); those killed.
+
+    Blocks up to ``timeout`` seconds. A pid is killed only after it was found, in the same
+    pass, to point into the project (its start time checked again first, so a pid reused
+    meanwhile is spared).
+    """
+    killed: dict[int, Leftover] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        found = leftovers(autonoma_dir)
+        if not found:
+            break
+        for item in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(item.pid, 9)
+            killed.setdefault(item.pid, item)
+        reap_strays()
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    return list(killed.values())
+
+
+_CLONE_NEWNS = 0x00020000
+_MS_REC = 0x4000
+_MS_PRIVATE = 1 << 18
+
+
+def fresh_proc() -> Callable[[], None]:
+    """A ``preexec_fn`` step for pid 1 of a new PID namespace: a mount namespace of its
+    own with a ``/proc`` of that PID namespace, so that the pids it and its children see
+    (``getpid``, ``$$``) name the same processes in ``/proc``. Does nothing (and changes
+    nothing) when the child is not pid 1. libc is looked up here, in the parent."""
+    libc = _libc()
+    if libc is None:
+        return lambda: None
+    unshare, mount = libc.unshare, libc.mount
+
+    def remount() -> None:
+        if os.getpid() != 1:
+            return
+        if unshare(_CLONE_NEWNS) != 0:
+            return
+        mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None)
+        mount(b"proc", b"/proc", b"proc", 0, None)
+
+    return remount

@@ -188,6 +188,9 @@ class Turn:
             timeout=role.timeout_for(settings),
             idle_timeout=role.idle_timeout_for(settings),
             transcript=transcript,
+            # What its Bash tool starts (each command in a session of its own, daemons,
+            # double forks) dies with claude, and claude dies with Autonoma.
+            own_namespace=True,
         )
 
     def _make_tmpdir(self) -> None:

@@ -55,6 +55,7 @@ from autonoma.protocol import (
     Envelope,
     Escalation,
     HumanCommandRejected,
+    LeftoversKilled,
     MergeFailed,
     PauseRequested,
     PermissionDenied,
@@ -1116,6 +1117,12 @@ def _concurrency_changed(
     state.concurrency_reason = m.reason
 
 
+def _leftovers_killed(state: State, seq: int, ts: float, run_id: str, m: LeftoversKilled) -> None:
+    # What an earlier run left running was killed: nothing of the state depends on it
+    # (the turns it belonged to already ended in the fold); the journal row is the record.
+    return None
+
+
 def _budget_reached(state: State, seq: int, ts: float, run_id: str, m: BudgetReached) -> None:
     if m.scope == "run":
         state.budget = m
@@ -1256,6 +1263,7 @@ _HANDLERS: dict[str, _Handler] = {
     "AgentTurnFinished": _agent_turn_finished,
     "AgentProcessExited": _agent_process_exited,
     "ConcurrencyChanged": _concurrency_changed,
+    "LeftoversKilled": _leftovers_killed,
 }
 
 # Messages that only make an agent's last action. The encoder writes the tag, then the

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from autonoma.agents.process import die_with_parent
+from autonoma.agents.process import die_with_parent, own_pid_namespace
 from autonoma.workflow.confine import Confinement, Network
 
 OUTPUT_TAIL = 4000
@@ -119,13 +119,14 @@ def run_check(
     if not command.strip():
         raise ValueError("the check command is empty")
     if confinement is None:
-        return _run(["/bin/sh", "-c", command], cwd, env, timeout, started)
+        return _run(["/bin/sh", "-c", command], cwd, env, timeout, started, namespace=True)
     why_not = confinement.unavailable(network)
     if why_not is not None:
         output = f"autonoma: {why_not}"
         return CheckResult(passed=False, exit_code=None, timed_out=False, output=output)
     with confinement.argv(command, cwd, env, network) as (argv, refused):
-        result = _run(argv, cwd, env, timeout, started)
+        # bwrap makes the PID namespace itself (--unshare-pid --die-with-parent).
+        result = _run(argv, cwd, env, timeout, started, namespace=False)
         if not refused:
             return result
         # Said once, after the command's own words (pip's and npm's are obscure).
@@ -140,17 +141,23 @@ def _run(
     env: Mapping[str, str],
     timeout: float,
     started: Callable[[int], None] | None,
+    *,
+    namespace: bool,
 ) -> CheckResult:
-    process = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=die_with_parent(signal.SIGKILL),
-    )
+    # Unconfined, the shell is pid 1 of a PID namespace of its own: when it ends or dies
+    # with Autonoma, the kernel kills everything the command started.
+    setup = die_with_parent(signal.SIGKILL)  # before: nothing else may fork in the block
+    with own_pid_namespace() if namespace else contextlib.nullcontext(False):
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=setup,
+        )
     assert process.stdout is not None
     if started is not None:
         started(process.pid)

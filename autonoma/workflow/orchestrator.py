@@ -43,6 +43,7 @@ import pygit2
 import pykka
 
 from autonoma import inputfile
+from autonoma.agents import process
 from autonoma.agents.agent import AgentBusy, TurnRefused, TurnRequest
 from autonoma.agents.roles import load_role
 from autonoma.agents.turn import WRITE_LEFTOVER
@@ -62,6 +63,7 @@ from autonoma.protocol import (
     BudgetReached,
     CostReported,
     Envelope,
+    LeftoversKilled,
     MergeFailed,
     RunStarted,
     SchemaRejected,
@@ -310,6 +312,15 @@ class Orchestrator(Actor):
             ),
             durable=True,
         )
+        # What an earlier run left working in the agents' folders (its autonoma died
+        # before it could end them) must not work beside the turns about to start.
+        left = process.kill_leftovers(ctx.project.dir)
+        if left:
+            self.bus.publish(
+                ORCHESTRATOR,
+                LeftoversKilled(pids=[x.pid for x in left], commands=[x.command for x in left]),
+                durable=True,
+            )
         fold = fold_rows(reader.rows(ctx.project.state_db, run_id=ctx.run_id))
         run = fold.run
         resume = (

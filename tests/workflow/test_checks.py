@@ -24,6 +24,12 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+# A command's own pids are those of its PID namespace (it is pid 1 of one): this
+# writes the host's pid of a background `sleep 600` (/proc is the host's, and the
+# shell itself opens /proc/self for `read`).
+SLEEPER = "sh -c 'read -r pid rest < /proc/self/stat; echo $pid > child.pid; exec sleep 600'"
+
+
 def gone(pid: int) -> bool:
     """Whether a process is dead, allowing the moment SIGKILL takes to be delivered."""
     deadline = time.monotonic() + 2
@@ -77,9 +83,7 @@ def test_the_environment_is_the_one_given(tmp_path: Path) -> None:
 
 def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     started = time.monotonic()
-    result = run_check(
-        "sleep 600 & echo $! > child.pid; echo started; wait", tmp_path, ENV, timeout=1
-    )
+    result = run_check(f"{SLEEPER} & sleep 0.2; echo started; wait", tmp_path, ENV, timeout=1)
     elapsed = time.monotonic() - started
 
     assert result.timed_out
@@ -93,7 +97,10 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
 
 
 def test_a_child_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
-    command = "trap '' TERM; sh -c 'trap \"\" TERM; echo $$ > child.pid; sleep 600' & wait"
+    command = (
+        "trap '' TERM; sh -c 'trap \"\" TERM; read -r pid rest < /proc/self/stat;"
+        " echo $pid > child.pid; sleep 600' & wait"
+    )
     result = run_check(command, tmp_path, ENV, timeout=1)
     assert result.timed_out
     child = int((tmp_path / "child.pid").read_text())
@@ -107,7 +114,7 @@ def test_a_command_that_closes_its_output_still_runs_to_its_end(tmp_path: Path) 
 
 
 def test_processes_left_behind_are_killed_when_the_check_ends(tmp_path: Path) -> None:
-    result = run_check("sleep 600 & echo $! > child.pid; echo ok", tmp_path, ENV, timeout=30)
+    result = run_check(f"{SLEEPER} & sleep 0.2; echo ok", tmp_path, ENV, timeout=30)
     assert result.passed
     assert result.output == "ok\n"
     assert gone(int((tmp_path / "child.pid").read_text()))

@@ -36,7 +36,12 @@ def test_stop_kills_the_set_ups_under_way_and_reports_nothing(tmp_path: Path) ->
     runner = SetupRunner(dict(os.environ), timeout=60)
     heard: queue.Queue[SetupRan] = queue.Queue()
     pid_file = tmp_path / "pid"
-    assert runner.start("t1", f"echo $$ > {pid_file}; exec sleep 60", tmp_path, heard.put)
+    assert runner.start(
+        "t1",
+        f"read -r pid rest < /proc/self/stat; echo $pid > {pid_file}; exec sleep 60",
+        tmp_path,
+        heard.put,
+    )
     wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=10)
     pid = int(pid_file.read_text())
     runner.stop()

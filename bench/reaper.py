@@ -1,0 +1,130 @@
+"""Reaper bench: one developer turn (sandboxed, five Bash calls), claude in a PID
+namespace of its own (what Autonoma does) vs not.
+
+Both go through `Turn` against the same sim scenario as ``bench/sandbox.py``; the only
+difference is `Port.own_namespace` (``unshare(CLONE_NEWPID)`` before the fork, so the
+``claude`` process is pid 1 of its namespace and everything its tools start dies with
+it). Measured per run: from just before ``Turn.start`` to the end of the turn. The two
+kinds alternate; the medians and their ratio (namespace / none) are printed, and the
+median cost of the spawn itself (``Popen`` of ``true``, with and without the namespace).
+
+Run: ``.venv/bin/python bench/reaper.py [-n 5]`` (as root; needs bubblewrap and socat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from autonoma.agents import process
+from autonoma.agents.environment import child_env
+from autonoma.agents.executable import LOCAL_INSTALL
+from autonoma.agents.roles import load_role
+from autonoma.agents.turn import Turn
+from autonoma.config import Settings
+from autonoma.runtime.bus import Bus
+from autonoma.sim import SimServer, loads_scenario
+
+CALLS = 5
+CLAUDE = LOCAL_INSTALL / "claude"
+TIMEOUT = 120.0
+
+
+def scenario(calls: int = CALLS) -> str:
+    """The sim scenario: ``calls`` Bash calls, then a text answer (as bench/sandbox.py)."""
+    steps = "".join(
+        '[[rule.step]]\n[[rule.step.tool]]\nname = "Bash"\n'
+        f'input = {{ command = "echo {i}", description = "call {i}" }}\n'
+        for i in range(calls)
+    )
+    return (
+        'usage = { input_tokens = 10, output_tokens = 2 }\n[[rule]]\nname = "bash"\n'
+        f'{steps}[[rule.step]]\ntext = "Done."\n'
+    )
+
+
+def one_turn(namespace: bool, repo: Path, work: Path, sim_url: str) -> float:
+    """Seconds one sandboxed developer turn takes, claude in its own namespace or not."""
+    home = work / f"home-{uuid.uuid4().hex[:8]}"
+    home.mkdir()
+    turn = Turn(
+        Bus(run_id="bench"),
+        agent_id="developer-1",
+        role=dataclasses.replace(load_role("developer"), schema=None),
+        prompt="go",
+        session_id=str(uuid.uuid4()),
+        resume=False,
+        cwd=repo,
+        settings=Settings(sandbox=True),
+        env=child_env(dict(os.environ), sim_url=sim_url, config_dir=home),
+        claude=CLAUDE,
+        task_id="t1",
+        tmpdir=work / "tmp" / "developer-1",
+    )
+    turn.port.own_namespace = namespace
+    began = time.perf_counter()
+    pid = turn.start()
+    if process.in_own_namespace(pid) is not namespace:
+        raise SystemExit(f"claude in its own namespace: expected {namespace}")
+    outcome = turn.wait(TIMEOUT)
+    took = time.perf_counter() - began
+    if outcome is None or outcome.failed:
+        raise SystemExit(f"a turn with namespace={namespace} failed: {outcome}")
+    return took
+
+
+def spawn(namespace: bool) -> float:
+    """Seconds to spawn and reap ``true``, in a namespace of its own or not."""
+    setup = process.die_with_parent(9)
+    began = time.perf_counter()
+    with process.own_pid_namespace() if namespace else open(os.devnull):
+        child = subprocess.Popen(["true"], start_new_session=True, preexec_fn=setup)
+    child.wait()
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    """Alternate turns with and without the namespace; print the medians and the ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=5, help="turns of each kind")
+    args = parser.parse_args()
+    if shutil.which("bwrap") is None or shutil.which("socat") is None:
+        sys.exit("bench/reaper.py: needs bubblewrap and socat (apt install bubblewrap socat)")
+    with process.own_pid_namespace() as works:
+        pass
+    if not works:
+        sys.exit("bench/reaper.py: this machine gives no PID namespace (run as root)")
+    times: dict[bool, list[float]] = {True: [], False: []}
+    spawns: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(200):
+        for namespace in (True, False):
+            spawns[namespace].append(spawn(namespace))
+    with tempfile.TemporaryDirectory(prefix="autonoma-bench-") as folder:
+        work = Path(folder)
+        repo = work / "repo"
+        subprocess.run(["git", "init", "-q", str(repo)], check=True)
+        with SimServer(loads_scenario(scenario())) as sim:
+            one_turn(False, repo, work, sim.url)  # warm the caches
+            for _ in range(args.n):
+                for namespace in (True, False):
+                    times[namespace].append(one_turn(namespace, repo, work, sim.url))
+    on, off = statistics.median(times[True]), statistics.median(times[False])
+    s_on, s_off = statistics.median(spawns[True]), statistics.median(spawns[False])
+    print(f"sandboxed developer turn with {CALLS} Bash calls, median of {args.n}:")
+    print(f"  own PID namespace: {on:.3f} s")
+    print(f"  none             : {off:.3f} s")
+    print(f"  ratio: {on / off:.3f}  ({(on - off) * 1000:+.0f} ms per turn)")
+    print(f"spawn + reap of `true`, median of 200: {s_on * 1000:.2f} ms vs {s_off * 1000:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""What a child starts dies with its owner (`process.own_pid_namespace`), and what an
+earlier run left in the project's folders is found and killed (`process.kill_leftovers`).
+
+Real processes: a Python owner spawns a shell whose command leaves a ``setsid``,
+double-forked ``sleep`` (marked in its environment), the owner is SIGKILLed, and /proc is
+searched for the marker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from autonoma.agents import process
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a PID namespace needs root here")
+
+OWNER = """
+import signal, subprocess, sys, time
+from autonoma.agents import process
+mark, namespace = sys.argv[1], sys.argv[2] == "1"
+command = (
+    "(setsid sh -c '(REAPER_MARK=%s nohup sleep 300 >/dev/null 2>&1 &)' &);"
+    " REAPER_MARK=%s sleep 300" % (mark, mark)
+)
+setup = process.die_with_parent(signal.SIGKILL)
+with process.own_pid_namespace() if namespace else open("/dev/null"):
+    subprocess.Popen(["/bin/sh", "-c", command], start_new_session=True, preexec_fn=setup)
+print("spawned", flush=True)
+time.sleep(300)
+"""
+
+
+def marked(mark: str) -> list[int]:
+    needle = f"REAPER_MARK={mark}".encode()
+    found = []
+    for entry in process.processes():
+        try:
+            with open(f"/proc/{entry.pid}/environ", "rb") as handle:
+                if needle in handle.read().split(b"\0") and entry.alive:
+                    found.append(entry.pid)
+        except OSError:
+            continue
+    return found
+
+
+def wait(condition: object, timeout: float) -> bool:
+    assert callable(condition)
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return bool(condition())
+
+
+@pytest.mark.parametrize(("namespace", "survivors"), [(True, False), (False, True)])
+def test_a_double_forked_setsid_child_dies_with_its_sigkilled_owner_only_in_a_namespace(
+    namespace: bool, survivors: bool
+) -> None:
+    """Without the namespace (the fault) the grandchild survives: the check can see it."""
+    mark = uuid.uuid4().hex
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, mark, "1" if namespace else "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None and owner.stdout.readline() == "spawned\n"
+        assert wait(lambda: len(marked(mark)) == 2, 10)
+        owner.kill()
+        owner.wait()
+        assert wait(lambda: not marked(mark), 3) is not survivors
+    finally:
+        owner.kill()
+        owner.wait()
+        for pid in marked(mark):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_the_namespace_is_only_for_the_next_child_of_the_thread() -> None:
+    with process.own_pid_namespace() as inside:
+        child = subprocess.Popen(["sleep", "5"])
+    other = subprocess.Popen(["sleep", "5"])
+    try:
+        assert inside
+        assert process.in_own_namespace(child.pid)
+        assert not process.in_own_namespace(other.pid)
+    finally:
+        for proc in (child, other):
+            proc.kill()
+            proc.wait()
+
+
+def test_leftovers_are_the_processes_working_in_the_projects_agent_folders(
+    tmp_path: Path,
+) -> None:
+    autonoma = tmp_path / ".autonoma"
+    clone = autonoma / "clones" / "r1" / "t1"
+    clone.mkdir(parents=True)
+    (autonoma / "tmp" / "r1").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"PATH": os.environ["PATH"]}
+    in_clone = subprocess.Popen(["sleep", "300"], cwd=clone, start_new_session=True, env=env)
+    by_env = subprocess.Popen(
+        ["sleep", "301"],
+        cwd=elsewhere,
+        env={**env, "TMPDIR": str(autonoma / "tmp" / "r1")},
+        start_new_session=True,
+    )
+    unrelated = subprocess.Popen(["sleep", "302"], cwd=elsewhere, env=env)
+    try:
+        found = {x.pid: x for x in process.leftovers(autonoma)}
+        assert set(found) == {in_clone.pid, by_env.pid}
+        assert found[in_clone.pid].command == "sleep 300"
+        assert found[in_clone.pid].where == str(clone.resolve())
+        assert found[by_env.pid].where == f"TMPDIR={autonoma / 'tmp' / 'r1'}"
+        killed = process.kill_leftovers(autonoma)
+        assert {x.pid for x in killed} == {in_clone.pid, by_env.pid}
+        assert in_clone.wait(2) == by_env.wait(2) == -signal.SIGKILL
+        assert unrelated.poll() is None
+        assert process.kill_leftovers(autonoma) == []
+    finally:
+        for proc in (in_clone, by_env, unrelated):
+            proc.kill()
+            proc.wait()
+
+
+def test_a_port_in_its_own_namespace_stops_its_child_and_everything_it_started(
+    tmp_path: Path,
+) -> None:
+    """A turn's child (pid 1 of its namespace) handles SIGTERM as claude does; the
+    setsid, double-forked grandchild goes with it, though no group or session holds it."""
+    from autonoma.agents.port import Port
+
+    mark = uuid.uuid4().hex
+    script = (
+        f"trap 'exit 3' TERM; (setsid sh -c '(REAPER_MARK={mark} sleep 300 &)' &);"
+        " echo ready; while :; do sleep 0.05; done"
+    )
+    lines: list[bytes] = []
+    port = Port(
+        ["bash", "-c", script],
+        tmp_path,
+        dict(os.environ),
+        on_line=lines.append,
+        on_exit=lambda *_: None,
+        own_namespace=True,
+        grace=30,
+    )
+    pid = port.start()
+    try:
+        assert wait(lambda: len(marked(mark)) == 1 and lines == [b"ready"], 10)
+        assert process.in_own_namespace(pid)
+        port.stop()
+        result = port.wait(10)
+        assert result is not None and (result.exit_code, result.signal) == (3, None)
+        assert wait(lambda: not marked(mark), 3)
+    finally:
+        port.kill()
+        for left in marked(mark):
+            os.kill(left, signal.SIGKILL)
+
+
+def test_a_process_with_a_terminal_in_a_clone_is_a_persons_and_is_spared(tmp_path: Path) -> None:
+    autonoma = tmp_path / ".autonoma"
+    clone = autonoma / "clones" / "r1" / "t1"
+    clone.mkdir(parents=True)
+    # `script` gives its shell a terminal of its own, as a person's shell has.
+    person = subprocess.Popen(
+        ["script", "-qc", "sleep 300", "/dev/null"],
+        cwd=clone,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    shell: list[int] = []
+    try:
+        assert wait(lambda: any(e.tty != 0 for e in process.processes() if e.ppid == person.pid), 5)
+        found = process.leftovers(autonoma)
+        assert person.pid in {x.pid for x in found}  # `script` itself has no terminal
+        shell[:] = [e.pid for e in process.processes() if e.ppid == person.pid]
+        assert not set(shell) & {x.pid for x in found}
+    finally:
+        person.kill()
+        person.wait()
+        for pid in shell:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
