@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,20 @@ def marked(mark: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+@pytest.fixture(autouse=True)
+def _reap_what_the_test_orphaned() -> Iterator[None]:
+    """The processes these tests kill on purpose may be reparented to this one (a child
+    subreaper once a port ran here) and left as zombies: reap the new ones after each
+    test, so that the later no-zombie checks (tests/agents/test_sandbox.py) see only theirs."""
+    me = os.getpid()
+    before = {e.pid for e in process.processes() if e.ppid == me}
+    yield
+    for entry in process.processes():
+        if entry.ppid == me and not entry.alive and entry.pid not in before:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(entry.pid, os.WNOHANG)
 
 
 def wait(condition: object, timeout: float) -> bool:
