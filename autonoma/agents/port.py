@@ -262,6 +262,8 @@ class Port:
                     start_new_session=True,
                     preexec_fn=setup,
                 )
+                if self.own_namespace:
+                    process.claim(self._proc.pid)
         except (OSError, subprocess.SubprocessError) as exc:
             os.close(master)
             if transcript is not None:
@@ -467,6 +469,7 @@ class Port:
             log.exception("port waiter for pid %s failed", pid)
         with self._lock:
             returncode = self._proc.wait()
+            process.release(self._proc.pid)
             self._reaped = True
             timers, self._timers = self._timers, []
             timeout = self._timeout

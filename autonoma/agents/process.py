@@ -120,10 +120,12 @@ def reap_strays(table: list[ProcEntry] | None = None) -> list[int]:
     waits for. ``table``: a fresh enough `processes` list (read here when None).
     """
     me, mine = os.getpid(), os.getsid(0)
-    # Once children get a PID namespace of their own (`own_pid_namespace`), a zombie in
-    # a nested namespace is one of them (a turn's claude, a check's shell), and nothing
-    # below them is ever reparented out of their namespace to here.
-    nested_are_ours = _namespaces_work is True
+    # A child started as pid 1 of a namespace of its own (`own_pid_namespace`: a turn's
+    # claude, a check's shell) is claimed by its owner, which waits for it. Any other
+    # zombie from a nested namespace was reparented here, such as a sandbox's inner bwrap
+    # whose claude was not given a namespace of its own.
+    with _claimed_lock:
+        claimed = set(_claimed)
     reaped: list[int] = []
     for entry in processes() if table is None else table:
         if entry.ppid != me or entry.alive:
@@ -131,12 +133,29 @@ def reap_strays(table: list[ProcEntry] | None = None) -> list[int]:
         nested = _nested_namespace(entry.pid)
         if entry.sid in (mine, entry.pid) and not nested:
             continue
-        if nested and nested_are_ours:
+        if nested and entry.pid in claimed:
             continue
         with contextlib.suppress(ChildProcessError):
             if os.waitpid(entry.pid, os.WNOHANG)[0] == entry.pid:
                 reaped.append(entry.pid)
     return reaped
+
+
+_claimed: set[int] = set()
+_claimed_lock = threading.Lock()
+
+
+def claim(pid: int) -> None:
+    """Say that ``pid``, a child started in a PID namespace of its own, is waited for by
+    its owner: `reap_strays` leaves it alone until `release`. Returns at once."""
+    with _claimed_lock:
+        _claimed.add(pid)
+
+
+def release(pid: int) -> None:
+    """``pid`` was waited for by its owner (see `claim`). Returns at once."""
+    with _claimed_lock:
+        _claimed.discard(pid)
 
 
 def _nested_namespace(pid: int) -> bool:

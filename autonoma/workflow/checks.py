@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from autonoma.agents.process import die_with_parent, own_pid_namespace
+from autonoma.agents.process import claim, die_with_parent, own_pid_namespace, release
 from autonoma.workflow.confine import Confinement, Network
 
 OUTPUT_TAIL = 4000
@@ -147,7 +147,7 @@ def _run(
     # Unconfined, the shell is pid 1 of a PID namespace of its own: when it ends or dies
     # with Autonoma, the kernel kills everything the command started.
     setup = die_with_parent(signal.SIGKILL)  # before: nothing else may fork in the block
-    with own_pid_namespace() if namespace else contextlib.nullcontext(False):
+    with own_pid_namespace() if namespace else contextlib.nullcontext(False) as inside:
         process = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -158,6 +158,8 @@ def _run(
             start_new_session=True,
             preexec_fn=setup,
         )
+    if inside:
+        claim(process.pid)
     assert process.stdout is not None
     if started is not None:
         started(process.pid)
@@ -170,6 +172,7 @@ def _run(
         _signal_group(process.pid, signal.SIGKILL)
         process.stdout.close()
         returncode = process.wait()
+        release(process.pid)
     output = tail.decode("utf-8", errors="replace")[-OUTPUT_TAIL:]
     if timed_out:
         note = f"\nautonoma: the check timed out after {timeout:g}s; its processes were killed"
