@@ -81,8 +81,12 @@ def test_forged_and_hostile_commands_never_act(tmp_path: Path, clean_env: dict[s
             "3-1.json": inbox.encode(key, "run-earlier", resolve),
         }
         for name, body in hostile.items():
-            (folder / name).write_bytes(body)
-            os.chmod(folder / name, 0o600)
+            # Made whole beside the inbox, then moved in: the run takes a file as soon
+            # as it appears, before a chmod after the write could run.
+            made = folder.parent / f"made-{name}"
+            made.write_bytes(body)
+            os.chmod(made, 0o600)
+            os.replace(made, folder / name)
         genuine = tmp_path / "genuine.json"
         genuine.write_bytes(inbox.encode(key, run_id, resolve))
         (folder / "4-1.json").symlink_to(genuine)
