@@ -302,6 +302,14 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise Signalled(signal.Signals(signum).name)
 
 
+_PORT = click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port on 127.0.0.1 (0 picks a free one).",
+)
+
 _TUI = click.option(
     "--tui/--no-tui",
     default=None,
@@ -547,13 +555,7 @@ def _web_dashboard(proj: project.Project) -> None:
 
 
 @main.command()
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=0,
-    show_default=True,
-    help="Port on 127.0.0.1 (0 picks a free one).",
-)
+@_PORT
 def serve(port: int) -> None:
     """Serve the web view and its live feed on 127.0.0.1 until Ctrl-C (docs/gateway.md)."""
     from autonoma.desktop import info
@@ -691,13 +693,7 @@ def clean(yes: bool) -> None:
 
 
 @main.command()
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=0,
-    show_default=True,
-    help="Port on 127.0.0.1 (0 picks a free one).",
-)
+@_PORT
 @click.option(
     "--scenario",
     "scenario_file",

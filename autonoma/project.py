@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from autonoma import config, hints
+from autonoma import config, hints, privatefile
 from autonoma.journal import schema
 from autonoma.vcs import excludes, repo
 
@@ -387,13 +387,8 @@ def secret_key(project: Project) -> bytes:
 def _make_key(path: Path) -> None:
     """Write a new key whole, or leave the one another process made first."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    privatefile.write_new(temporary, secrets.token_hex(_KEY_BYTES).encode() + b"\n")
     try:
-        try:
-            os.write(fd, secrets.token_hex(_KEY_BYTES).encode() + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         # link, not rename: it never replaces a key another process made meanwhile.
         with contextlib.suppress(FileExistsError):
             os.link(temporary, path)

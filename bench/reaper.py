@@ -14,7 +14,6 @@ Run: ``.venv/bin/python bench/reaper.py [-n 5]`` (as root; needs bubblewrap and 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shutil
 import statistics
@@ -22,64 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
+# The same turn as bench/sandbox.py (this folder is first on sys.path when a bench runs).
+from sandbox import CALLS, one_turn, scenario
+
 from autonoma.agents import process
-from autonoma.agents.environment import child_env
-from autonoma.agents.executable import LOCAL_INSTALL
-from autonoma.agents.roles import load_role
-from autonoma.agents.turn import Turn
-from autonoma.config import Settings
-from autonoma.runtime.bus import Bus
 from autonoma.sim import SimServer, loads_scenario
-
-CALLS = 5
-CLAUDE = LOCAL_INSTALL / "claude"
-TIMEOUT = 120.0
-
-
-def scenario(calls: int = CALLS) -> str:
-    """The sim scenario: ``calls`` Bash calls, then a text answer (as bench/sandbox.py)."""
-    steps = "".join(
-        '[[rule.step]]\n[[rule.step.tool]]\nname = "Bash"\n'
-        f'input = {{ command = "echo {i}", description = "call {i}" }}\n'
-        for i in range(calls)
-    )
-    return (
-        'usage = { input_tokens = 10, output_tokens = 2 }\n[[rule]]\nname = "bash"\n'
-        f'{steps}[[rule.step]]\ntext = "Done."\n'
-    )
-
-
-def one_turn(namespace: bool, repo: Path, work: Path, sim_url: str) -> float:
-    """Seconds one sandboxed developer turn takes, claude in its own namespace or not."""
-    home = work / f"home-{uuid.uuid4().hex[:8]}"
-    home.mkdir()
-    turn = Turn(
-        Bus(run_id="bench"),
-        agent_id="developer-1",
-        role=dataclasses.replace(load_role("developer"), schema=None),
-        prompt="go",
-        session_id=str(uuid.uuid4()),
-        resume=False,
-        cwd=repo,
-        settings=Settings(sandbox=True),
-        env=child_env(dict(os.environ), sim_url=sim_url, config_dir=home),
-        claude=CLAUDE,
-        task_id="t1",
-        tmpdir=work / "tmp" / "developer-1",
-    )
-    turn.port.own_namespace = namespace
-    began = time.perf_counter()
-    pid = turn.start()
-    if process.in_own_namespace(pid) is not namespace:
-        raise SystemExit(f"claude in its own namespace: expected {namespace}")
-    outcome = turn.wait(TIMEOUT)
-    took = time.perf_counter() - began
-    if outcome is None or outcome.failed:
-        raise SystemExit(f"a turn with namespace={namespace} failed: {outcome}")
-    return took
 
 
 def spawn(namespace: bool) -> float:
@@ -113,10 +61,12 @@ def main() -> None:
         repo = work / "repo"
         subprocess.run(["git", "init", "-q", str(repo)], check=True)
         with SimServer(loads_scenario(scenario())) as sim:
-            one_turn(False, repo, work, sim.url)  # warm the caches
+            one_turn(True, repo, work, sim.url, namespace=False)  # warm the caches
             for _ in range(args.n):
                 for namespace in (True, False):
-                    times[namespace].append(one_turn(namespace, repo, work, sim.url))
+                    times[namespace].append(
+                        one_turn(True, repo, work, sim.url, namespace=namespace)
+                    )
     on, off = statistics.median(times[True]), statistics.median(times[False])
     s_on, s_off = statistics.median(spawns[True]), statistics.median(spawns[False])
     print(f"sandboxed developer turn with {CALLS} Bash calls, median of {args.n}:")

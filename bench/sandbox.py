@@ -23,6 +23,7 @@ import time
 import uuid
 from pathlib import Path
 
+from autonoma.agents import process
 from autonoma.agents.environment import child_env
 from autonoma.agents.executable import LOCAL_INSTALL
 from autonoma.agents.roles import load_role
@@ -49,8 +50,11 @@ def scenario(calls: int = CALLS) -> str:
     )
 
 
-def one_turn(sandbox: bool, repo: Path, work: Path, sim_url: str) -> float:
-    """Seconds one developer turn takes, with the sandbox on or off."""
+def one_turn(
+    sandbox: bool, repo: Path, work: Path, sim_url: str, *, namespace: bool = True
+) -> float:
+    """Seconds one developer turn takes, with the sandbox on or off, and claude in a PID
+    namespace of its own (what Autonoma does where it can) or not (bench/reaper.py)."""
     home = work / f"home-{uuid.uuid4().hex[:8]}"
     home.mkdir()
     turn = Turn(
@@ -67,12 +71,15 @@ def one_turn(sandbox: bool, repo: Path, work: Path, sim_url: str) -> float:
         task_id="t1",
         tmpdir=work / "tmp" / "developer-1",
     )
+    turn.port.own_namespace = namespace
     began = time.perf_counter()
-    turn.start()
+    pid = turn.start()
+    if namespace is False and process.in_own_namespace(pid):
+        raise SystemExit("claude is in a PID namespace of its own: expected none")
     outcome = turn.wait(TIMEOUT)
     took = time.perf_counter() - began
     if outcome is None or outcome.failed:
-        raise SystemExit(f"a turn with sandbox={sandbox} failed: {outcome}")
+        raise SystemExit(f"a turn with sandbox={sandbox}, namespace={namespace} failed: {outcome}")
     return took
 
 

@@ -2,50 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from autonoma.sim import RequestInfo, Scenario, loads_scenario
+from autonoma.sim import Scenario, loads_scenario
 from autonoma.workflow.dag import critical_path, lower_bound, parse_tasks, topological_order
 from autonoma.workflow.plan import parse_plan
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "makespan.py"
+from tests.benchlib import load_bench, request
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_makespan", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being made
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("makespan")
 
 
 @pytest.fixture(scope="module")
 def scenario(bench: ModuleType) -> Scenario:
     return loads_scenario(bench.scenario_toml(bench.make_dag()))
-
-
-def request(role: str, task: str | None) -> RequestInfo:
-    tail = f"ROLE: {role}" + (f" TASK: {task}" if task else "")
-    return RequestInfo(
-        role=role,
-        task=task,
-        turn=1,
-        step=0,
-        prompt="Do it.",
-        system=tail,
-        system_tail=tail,
-        session_id=None,
-        cwd="/work",
-        model="claude-sim",
-        stream=True,
-    )
 
 
 def structured_output(scenario: Scenario, role: str) -> object:

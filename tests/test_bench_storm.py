@@ -8,8 +8,6 @@ by one capped turn per agent at the storm's start plus one probe per backoff win
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -17,19 +15,14 @@ import pytest
 
 from autonoma.sim import loads_scenario
 from autonoma.workflow.dag import parse_tasks
+from tests.benchlib import load_bench
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "storm.py"
 RETRIES = 1  # the default of agent_api_retries
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_storm", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being made
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("storm")
 
 
 def test_the_scenario_has_independent_tasks_and_the_storm_window(bench: ModuleType) -> None:

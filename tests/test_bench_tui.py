@@ -3,45 +3,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from autonoma.sim import RequestInfo, loads_scenario
+from autonoma.sim import loads_scenario
 from autonoma.workflow.dag import parse_tasks
+from tests.benchlib import load_bench, request
 from tests.tui.conftest import DATA
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "tui.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_tui", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while being made
-    spec.loader.exec_module(module)
-    return module
-
-
-def request(role: str, task: str | None) -> RequestInfo:
-    tail = f"ROLE: {role}" + (f" TASK: {task}" if task else "")
-    return RequestInfo(
-        role=role,
-        task=task,
-        turn=1,
-        step=0,
-        prompt="Do it.",
-        system=tail,
-        system_tail=tail,
-        session_id=None,
-        cwd="/work",
-        model="claude-sim",
-        stream=True,
-    )
+    return load_bench("tui")
 
 
 def test_every_developer_streams_its_steps_then_commits(bench: ModuleType) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 
+from autonoma import privatefile
 from autonoma.desktop.frames import PROTOCOL
 
 NAME = "gateway.json"
@@ -67,13 +68,8 @@ def write(path: Path, info: GatewayInfo) -> None:
     """Write ``info`` to ``path`` atomically, mode 0600. Raises OSError."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    privatefile.write_new(temporary, msgspec.json.encode(info) + b"\n")
     try:
-        try:
-            os.write(fd, msgspec.json.encode(info) + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -459,6 +459,19 @@ class Supervisor(Actor):
 
     def _restart_group(self, child: _Child) -> _Child | None:
         """Restart ``child`` and the siblings its strategy takes along; the one that failed."""
+        group = self._stop_group(child)
+        for member in group:
+            if self._link.killed:
+                return None  # killed meanwhile: start nothing more
+            try:
+                self._start(member, restart=True)
+            except StartFailed:
+                return member
+        return None
+
+    def _stop_group(self, child: _Child) -> list[_Child]:
+        """Stop ``child`` and the siblings its strategy takes along, last started first,
+        and mark them restarting; the ones left to start again, in start order."""
         group = self._group(child)
         for other in reversed(group):
             if other.link is not None:
@@ -470,14 +483,7 @@ class Supervisor(Actor):
         for member in group:
             # Until started: the ones after a failed start wait for the retry (or resume).
             member.restarting = True
-        for member in group:
-            if self._link.killed:
-                return None  # killed meanwhile: start nothing more
-            try:
-                self._start(member, restart=True)
-            except StartFailed:
-                return member
-        return None
+        return group
 
     def _group(self, child: _Child) -> list[_Child]:
         """``child`` and the siblings its strategy restarts along, in start order."""
@@ -498,15 +504,7 @@ class Supervisor(Actor):
             # The root has nobody to escalate to: pause and wait for a human. What the
             # strategy restarts along with the child (rest_for_one: the ones after it)
             # stays stopped with it until `resume` starts them again, in order.
-            group = self._group(child)
-            for other in reversed(group):
-                if other.link is not None:
-                    self._stop_child(other)
-                    if other.spec.restart == "temporary":
-                        self._forget(other)
-            group = [member for member in group if member.name in self._children]
-            for member in group:
-                member.restarting = True
+            self._stop_group(child)
             self._escalate_and_pause(child.name, detail)
             return
         self._stop_children(list(self._children.values()))

@@ -13,6 +13,7 @@ from autonoma.sim.scenario import (
     load_scenario,
     loads_scenario,
     parse_scenario,
+    toml_value,
 )
 from autonoma.sim.server import RecordedRequest, SimServer
 
@@ -31,4 +32,5 @@ __all__ = [
     "load_scenario",
     "loads_scenario",
     "parse_scenario",
+    "toml_value",
 ]

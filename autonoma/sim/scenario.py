@@ -356,6 +356,23 @@ class _Checker:
         )
 
 
+def toml_value(value: Any) -> str:
+    """``value`` as a TOML value, for code that writes scenarios (the benches): strings as
+    JSON strings (valid TOML basic strings), numbers, booleans, lists, inline tables.
+    Raises TypeError for anything else."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML for {type(value).__name__}")
+
+
 def parse_scenario(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
     """Check a scenario already read as a dict (the TOML layout) and build it."""
     check = _Checker(source)

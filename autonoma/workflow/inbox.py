@@ -37,6 +37,7 @@ from pathlib import Path
 
 import msgspec
 
+from autonoma import privatefile
 from autonoma.protocol import (
     AnyMessage,
     HumanCommandRejected,
@@ -162,13 +163,8 @@ def post(inbox: Path, key: bytes, run_id: str, message: Command) -> Path:
     final = inbox / name
     # A leading dot and another suffix: `take` never sees a file still being written.
     temporary = inbox / f".{name}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    privatefile.write_new(temporary, body)
     try:
-        try:
-            os.write(fd, body)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         os.rename(temporary, final)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -243,8 +242,6 @@ def test_build_desktop_for_another_system_says_where_to_build_it() -> None:
 
 
 def test_the_make_targets_call_build_desktop() -> None:
-    if shutil.which("make") is None:
-        pytest.skip("no make")
     for target, option in [
         ("desktop", ""),
         ("desktop-mac", " --platform darwin"),
