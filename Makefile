@@ -98,13 +98,13 @@ desktop-linux: dev bun
 	$(VENV)/bin/autonoma build-desktop --platform linux
 
 lint: dev
-	$(VENV)/bin/ruff check autonoma tests bench
-	$(VENV)/bin/ruff format --check autonoma tests bench
+	$(VENV)/bin/ruff check autonoma tests bench docs
+	$(VENV)/bin/ruff format --check autonoma tests bench docs
 	$(VENV)/bin/mypy
 
 format: dev
-	$(VENV)/bin/ruff check --fix autonoma tests bench
-	$(VENV)/bin/ruff format autonoma tests bench
+	$(VENV)/bin/ruff check --fix autonoma tests bench docs
+	$(VENV)/bin/ruff format autonoma tests bench docs
 
 clean-tools:
 	rm -rf $(VENV) .tools
