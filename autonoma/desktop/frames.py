@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from autonoma.journal.timeline import TASK_EVENTS
 from autonoma.words import Said
 
 PROTOCOL = 1
@@ -173,6 +174,9 @@ class Hello(_Out, tag="hello", frozen=True, kw_only=True):
     project: str
     run_id: str | None
     head: int
+    task_events: list[str] = msgspec.field(default_factory=lambda: sorted(TASK_EVENTS))
+    """The message kinds that move the board (`TASK_EVENTS`): where the web view's "one
+    task event back / forward" stops. Sent, so the clients keep no copy of the list."""
 
 
 class MessageFrame(_Out, tag="message", frozen=True, kw_only=True):

@@ -20,7 +20,6 @@ import pytest
 
 from autonoma import desktop_build
 from autonoma.desktop_build import Platform, plan, why_failed
-from autonoma.journal.timeline import TASK_EVENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 DESKTOP = ROOT / "desktop"
@@ -91,12 +90,6 @@ def test_the_page_and_the_shell_type_check_against_electrobuns_api(node_modules:
     # Electrobun ships its API as TypeScript sources, checked with ours: only ours count.
     ours = [line for line in errors if not line.startswith("node_modules/")]
     assert ours == [], "\n".join(ours)
-
-
-def test_the_task_events_of_the_page_are_the_dashboards() -> None:
-    source = (DESKTOP / "src" / "shared" / "protocol.ts").read_text()
-    block = source.split("export const TASK_EVENTS", 1)[1].split("]);", 1)[0]
-    assert set(re.findall(r'"(\w+)"', block)) == set(TASK_EVENTS)
 
 
 def test_the_page_inserts_text_as_text_and_fetches_nothing_remote() -> None:

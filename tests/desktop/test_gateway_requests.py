@@ -19,6 +19,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 from autonoma.config import Settings
 from autonoma.desktop.snapshots import view_of
 from autonoma.journal import reader
+from autonoma.journal.timeline import TASK_EVENTS
 from autonoma.project import acquire_run_lock
 from autonoma.protocol import ResolveRequested, RetryRequested
 from autonoma.tui import views
@@ -178,6 +179,19 @@ async def test_bad_frames_get_an_error_frame_and_the_connection_stays_usable(
 def _plain(data: Any) -> Any:
     """``data`` as the JSON a client decodes."""
     return json.loads(msgspec.json.encode(data))
+
+
+@pytest.mark.trio
+async def test_the_hello_frame_names_the_task_events(tmp_path: Path) -> None:
+    """The web view and the desktop shell step through task events with this list: the
+    gateway sends the dashboard's own (`TASK_EVENTS`), the clients keep no copy."""
+    project = make_project(tmp_path, DEMO)
+    async with running_gateway(project) as gateway:
+        assert gateway.info is not None
+        async with open_websocket_url(ws_url(gateway.info)) as ws:
+            hello = json.loads(await ws.get_message())
+    assert hello["type"] == "hello" and hello["head"] == 456
+    assert hello["task_events"] == sorted(TASK_EVENTS)
 
 
 @pytest.mark.trio

@@ -2,26 +2,6 @@
 (() => {
   // desktop/src/shared/protocol.ts
   var PROTOCOL = 1;
-  var TASK_EVENTS = new Set([
-    "RunStarted",
-    "RunFinished",
-    "PhaseChanged",
-    "PlanWritten",
-    "TaskStateChanged",
-    "TaskMerged",
-    "MergeFailed",
-    "ReviewVerdict",
-    "Escalation",
-    "RetryRequested",
-    "ResolveRequested",
-    "WorkPaused",
-    "WorkResumed",
-    "BudgetReached",
-    "SupervisorGaveUp",
-    "PauseRequested",
-    "ResumeRequested",
-    "StopRequested"
-  ]);
   function socketUrl(host, token) {
     return `ws://${host}/ws?token=${encodeURIComponent(token)}`;
   }
@@ -102,6 +82,10 @@
     latestRun = null;
     runs = new Map;
     messages = [];
+    taskEvents;
+    constructor(taskEvents = []) {
+      this.taskEvents = new Set(taskEvents);
+    }
     add(frame) {
       if (frame.seq <= this.lastSeq)
         return false;
@@ -113,7 +97,7 @@
         this.runs.set(frame.run_id, run);
       }
       run.seqs.push(frame.seq);
-      if (TASK_EVENTS.has(frame.kind))
+      if (this.taskEvents.has(frame.kind))
         run.events.push(frame.seq);
       this.messages.push({ ...frame, message: {} });
       if (this.messages.length > KEEP_MESSAGES * 1.25) {
@@ -261,6 +245,7 @@
     switch (frame.type) {
       case "hello":
         hello = frame;
+        feed.taskEvents = new Set(frame.task_events ?? []);
         byId("project").textContent = frame.project;
         if (frame.protocol !== PROTOCOL) {
           banner(`This page speaks protocol ${PROTOCOL}, the gateway ${frame.protocol}: reload the page.`, "warn", false);

@@ -20,6 +20,11 @@ export interface Hello {
 	project: string;
 	run_id: string | null;
 	head: number;
+	/**
+	 * Message kinds that move the board: where "one task event back / forward" stops
+	 * (autonoma.journal.timeline.TASK_EVENTS, sent by the gateway: no copy is kept here).
+	 */
+	task_events: string[];
 }
 
 export interface MessageFrame {
@@ -133,31 +138,6 @@ export type ClientFrame =
 			requirements?: string;
 	  }
 	| { type: "list"; id?: string; path: string };
-
-/**
- * Message kinds that move the board: where "one task event back / forward" stops.
- * The same set as autonoma.journal.timeline.TASK_EVENTS (a test compares them).
- */
-export const TASK_EVENTS: ReadonlySet<string> = new Set([
-	"RunStarted",
-	"RunFinished",
-	"PhaseChanged",
-	"PlanWritten",
-	"TaskStateChanged",
-	"TaskMerged",
-	"MergeFailed",
-	"ReviewVerdict",
-	"Escalation",
-	"RetryRequested",
-	"ResolveRequested",
-	"WorkPaused",
-	"WorkResumed",
-	"BudgetReached",
-	"SupervisorGaveUp",
-	"PauseRequested",
-	"ResumeRequested",
-	"StopRequested",
-]);
 
 /** The websocket URL of the gateway that served this page (same host and port). */
 export function socketUrl(host: string, token: string): string {

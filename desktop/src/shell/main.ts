@@ -7,7 +7,6 @@ import Electrobun, { BrowserWindow, Tray, Utils } from "electrobun/bun";
 import { existsSync, readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import type { ClientFrame, MessageFrame, ServerFrame, Snapshot } from "../shared/protocol";
-import { TASK_EVENTS } from "../shared/protocol";
 import {
 	type GatewayInfo,
 	notice,
@@ -102,6 +101,8 @@ class Watcher {
 	private asked = 0;
 	private waiting = false;
 	private stale = false;
+	/** The message kinds that move the board: the hello frame's `task_events`. */
+	private taskEvents: ReadonlySet<string> = new Set();
 	snapshot: Snapshot | null = null;
 	connected = false;
 
@@ -156,7 +157,9 @@ class Watcher {
 	}
 
 	private receive(frame: ServerFrame): void {
-		if (frame.type === "message") {
+		if (frame.type === "hello") {
+			this.taskEvents = new Set(frame.task_events ?? []);
+		} else if (frame.type === "message") {
 			this.message(frame);
 		} else if (frame.type === "live") {
 			this.live = true;
@@ -178,7 +181,7 @@ class Watcher {
 	private message(frame: MessageFrame): void {
 		if (frame.seq <= this.lastSeq) return;
 		this.lastSeq = frame.seq;
-		if (TASK_EVENTS.has(frame.kind) && this.live) this.ask();
+		if (this.taskEvents.has(frame.kind) && this.live) this.ask();
 		// What happened before the app connected is no news.
 		const said = this.live ? notice(frame) : null;
 		if (said !== null) Utils.showNotification({ title: said.title, body: said.body });

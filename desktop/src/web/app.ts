@@ -156,6 +156,8 @@ function receive(frame: ServerFrame): void {
 	switch (frame.type) {
 		case "hello":
 			hello = frame;
+			// Which kinds are task events is the gateway's to say (the page keeps no copy).
+			feed.taskEvents = new Set(frame.task_events ?? []);
 			byId("project").textContent = frame.project;
 			if (frame.protocol !== PROTOCOL) {
 				banner(

@@ -53,8 +53,8 @@ describe("Feed: no gap, no duplicate, seqs per run", () => {
 		expect(feed.lastSeq).toBe(2);
 		expect(feed.messages.map((m) => m.seq)).toEqual([1, 2]);
 	});
-	test("task events are marked, runs kept apart", () => {
-		const feed = new Feed();
+	test("task events (the kinds the hello frame names) are marked, runs kept apart", () => {
+		const feed = new Feed(["RunStarted", "TaskStateChanged"]);
 		feed.add(frame(1, "RunStarted", "root", "*", null, "r1"));
 		feed.add(frame(2, "AgentText", "d", "*", "d", "r1"));
 		feed.add(frame(3, "TaskStateChanged", "orchestrator", "*", null, "r1"));
@@ -63,6 +63,11 @@ describe("Feed: no gap, no duplicate, seqs per run", () => {
 		expect(feed.seqsOf("r2")).toEqual({ seqs: [4], events: [4] });
 		expect(feed.latestRun).toBe("r2");
 		expect(feed.seqsOf("nope")).toEqual({ seqs: [], events: [] });
+	});
+	test("before a hello, no kind is a task event", () => {
+		const feed = new Feed();
+		feed.add(frame(1, "RunStarted", "root", "*", null));
+		expect(feed.seqsOf("r1")).toEqual({ seqs: [1], events: [] });
 	});
 });
 

@@ -1,7 +1,7 @@
 // What the web view knows of the journal: the seqs it received, per run, and the
 // messages kept for the agents' streams. Pure: no DOM, no socket (tested with `bun test`).
 
-import { type MessageFrame, TASK_EVENTS } from "../shared/protocol";
+import type { MessageFrame } from "../shared/protocol";
 
 /** Messages kept for the streams; older ones are forgotten (the snapshot has the state). */
 export const KEEP_MESSAGES = 20000;
@@ -69,6 +69,12 @@ export class Feed {
 	latestRun: string | null = null;
 	readonly runs = new Map<string, RunSeqs>();
 	messages: MessageFrame[] = [];
+	/** The message kinds that are task events: the hello frame's `task_events`. */
+	taskEvents: ReadonlySet<string>;
+
+	constructor(taskEvents: Iterable<string> = []) {
+		this.taskEvents = new Set(taskEvents);
+	}
 
 	/** Takes a message frame; false (and nothing kept) for one already received. */
 	add(frame: MessageFrame): boolean {
@@ -81,7 +87,7 @@ export class Feed {
 			this.runs.set(frame.run_id, run);
 		}
 		run.seqs.push(frame.seq);
-		if (TASK_EVENTS.has(frame.kind)) run.events.push(frame.seq);
+		if (this.taskEvents.has(frame.kind)) run.events.push(frame.seq);
 		// The message's body is not drawn (its words are in `said`): not kept.
 		this.messages.push({ ...frame, message: {} });
 		if (this.messages.length > KEEP_MESSAGES * 1.25) {
