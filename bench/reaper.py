@@ -2,9 +2,9 @@
 namespace of its own (what Autonoma does) vs not.
 
 Both go through `Turn` against the same sim scenario as ``bench/sandbox.py``; the only
-difference is `Port.own_namespace` (``unshare(CLONE_NEWPID)`` before the fork, so the
-``claude`` process is pid 1 of its namespace and everything its tools start dies with
-it). Measured per run: from just before ``Turn.start`` to the end of the turn. The two
+difference is `Port.own_namespace` (``unshare(CLONE_NEWPID)`` before the forks: a
+reaper is pid 1 of the namespace, ``claude`` pid 2, and everything its tools start dies
+with it). Measured per run: from just before ``Turn.start`` to the end of the turn. The two
 kinds alternate; the medians and their ratio (namespace / none) are printed, and the
 median cost of the spawn itself (``Popen`` of ``true``, with and without the namespace).
 
@@ -14,7 +14,7 @@ Run: ``.venv/bin/python bench/reaper.py [-n 5]`` (as root; needs bubblewrap and 
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import shutil
 import statistics
 import subprocess
@@ -31,12 +31,15 @@ from autonoma.sim import SimServer, loads_scenario
 
 
 def spawn(namespace: bool) -> float:
-    """Seconds to spawn and reap ``true``, in a namespace of its own or not."""
+    """Seconds to spawn and reap ``true``, in a namespace of its own (its reaper started
+    and reaped too) or not."""
     setup = process.die_with_parent(9)
     began = time.perf_counter()
-    with process.own_pid_namespace() if namespace else open(os.devnull):
+    with process.own_pid_namespace() if namespace else contextlib.nullcontext(None) as space:
         child = subprocess.Popen(["true"], start_new_session=True, preexec_fn=setup)
     child.wait()
+    if space is not None:
+        space.reap()
     return time.perf_counter() - began
 
 
@@ -49,8 +52,9 @@ def main() -> None:
         sys.exit("bench/reaper.py: needs bubblewrap and socat (apt install bubblewrap socat)")
     with process.own_pid_namespace() as works:
         pass
-    if not works:
+    if works is None:
         sys.exit("bench/reaper.py: this machine gives no PID namespace (run as root)")
+    works.reap()
     times: dict[bool, list[float]] = {True: [], False: []}
     spawns: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(200):

@@ -176,10 +176,9 @@ class Port:
     ) -> None:
         """``timeout``: seconds the child may run; ``idle_timeout``: seconds it may go
         without writing anything; None: no such limit. ``own_namespace``: the child is
-        pid 1 of a PID namespace of its own where this machine allows it (root), so
-        nothing it starts outlives it (`process.own_pid_namespace`); the child must
-        then handle SIGTERM itself (pid 1 ignores a signal it has no handler for:
-        `stop` then kills it after the grace period), as ``claude`` does."""
+        in a PID namespace of its own where this machine allows it (root), whose pid 1
+        reaps what its tools orphan; nothing it starts outlives it: the namespace ends
+        when the child does (`process.own_pid_namespace`)."""
         if not argv:
             raise PortError("nothing to run: empty command")
         self.argv = list(argv)
@@ -213,6 +212,8 @@ class Port:
         self._waiter: threading.Thread | None = None
         self._known: dict[int, int] = {}
         """Descendants seen by parent link (pid: start time), in or out of the session."""
+        self._namespace: process.Namespace | None = None
+        """The child's PID namespace (``own_namespace``), whose reaper adopts its orphans."""
 
     # -- public API --------------------------------------------------------
 
@@ -247,9 +248,10 @@ class Port:
                 transcript = self.transcript.open("ab")
             proc = process.fresh_proc() if self.own_namespace else (lambda: None)
             setup = _child_setup(process.die_with_parent(signal.SIGKILL), proc)
-            # The child is pid 1 of a PID namespace of its own: when it dies (and it
-            # dies with this process), so does everything its tools started.
-            with process.own_pid_namespace() if self.own_namespace else _no_namespace():
+            # The child is in a PID namespace of its own whose pid 1 reaps what its tools
+            # leave: when the child ends (or this process dies), so does all of it.
+            with process.own_pid_namespace() if self.own_namespace else _no_namespace() as ns:
+                self._namespace = ns
                 self._proc = subprocess.Popen(
                     self.argv,
                     executable=executable,
@@ -262,7 +264,7 @@ class Port:
                     start_new_session=True,
                     preexec_fn=setup,
                 )
-                if self.own_namespace:
+                if ns is not None:
                     process.claim(self._proc.pid)
         except (OSError, subprocess.SubprocessError) as exc:
             os.close(master)
@@ -346,6 +348,8 @@ class Port:
         roots = {self._pid} | {
             pid for pid, start in self._known.items() if _same(by_pid.get(pid), start)
         }
+        if self._namespace is not None:
+            roots.add(self._namespace.pid)  # what the tools orphaned was adopted there
         for entry in process.descendants(roots, table):
             self._known.setdefault(entry.pid, entry.start)
         return table
@@ -464,6 +468,9 @@ class Port:
             self._await_exit(pid)
             with self._lock:
                 self._exited = True  # a turn timeout from now on is not the turn's
+            if self._namespace is not None:
+                # The child has ended: so does its namespace, whatever is left in it.
+                self._namespace.end()
             self._clear_tree(pid)
         except Exception:
             log.exception("port waiter for pid %s failed", pid)
@@ -473,6 +480,8 @@ class Port:
             self._reaped = True
             timers, self._timers = self._timers, []
             timeout = self._timeout
+        if self._namespace is not None:
+            self._namespace.reap()  # after the child: the kernel keeps pid 1 until then
         for timer in timers:
             timer.cancel()
         assert self._reader is not None
@@ -560,8 +569,8 @@ class Port:
 
 
 @contextlib.contextmanager
-def _no_namespace() -> Iterator[bool]:
-    yield False
+def _no_namespace() -> Iterator[process.Namespace | None]:
+    yield None
 
 
 def _same(entry: process.ProcEntry | None, start: int | None) -> bool:

@@ -14,6 +14,9 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -243,31 +246,91 @@ def _libc() -> ctypes.CDLL | None:
         return _libc_handle
 
 
-@contextlib.contextmanager
-def own_pid_namespace() -> Iterator[bool]:
-    """While the block runs, the next child this thread forks is pid 1 of a new PID namespace.
+# pid 1 of a turn's (or a check's) PID namespace: it reaps every process of the namespace
+# that ends as an orphan (a Bash command's background job, a double fork, a sandboxed Bash
+# call's inner bwrap), which claude, pid 1 before, never did: their zombies piled up until
+# the turn ended. It starts nothing itself: its owner forks the turn's process into the
+# namespace (pid 2), keeps it as its own child (its exit code and signal are its own), and
+# SIGKILLs the reaper when that process ends, which kills the rest of the namespace. Python
+# without site (-I -S): a few milliseconds to start. SIGCHLD blocked and waited for, so no
+# end is missed between a reap and the wait. As pid 1 it ignores every signal it has no
+# handler for (SIGTERM, SIGINT once reset), even from outside; SIGKILL from outside ends it.
+_REAPER = """
+import os, signal
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+while True:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+    signal.sigwaitinfo({signal.SIGCHLD})
+"""
 
-    Yields whether it could be arranged (Linux, CAP_SYS_ADMIN: root here); when not, the
-    block runs as usual. Why: when the first process of a PID namespace dies, however it
-    dies, the kernel SIGKILLs every process of the namespace: ``setsid``, ``nohup`` and
+
+class Namespace:
+    """A PID namespace of its own whose pid 1 is a reaper (`own_pid_namespace`).
+
+    The owner ends it with `end` once its own child of the namespace has ended (the
+    kernel then kills every other process of the namespace), and reaps the reaper with
+    `reap` after reaping that child: until the child's zombie is gone, the kernel keeps
+    the reaper from exiting (pid 1 outlives every pid of its namespace).
+    """
+
+    def __init__(self, reaper: subprocess.Popen[bytes]) -> None:
+        self.reaper = reaper
+
+    @property
+    def pid(self) -> int:
+        """The reaper's pid (in this process's namespace)."""
+        return self.reaper.pid
+
+    def end(self) -> None:
+        """SIGKILL the reaper: every process of the namespace dies. Returns at once."""
+        if self.reaper.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.reaper.pid, signal.SIGKILL)
+
+    def reap(self, timeout: float | None = 10.0) -> None:
+        """`end`, then wait for the reaper (up to ``timeout`` seconds) and reap it.
+
+        Call it after reaping your own children of the namespace. Never raises: a
+        reaper still there after ``timeout`` is left to `reap_strays`.
+        """
+        self.end()
+        with contextlib.suppress(subprocess.TimeoutExpired, ChildProcessError):
+            self.reaper.wait(timeout)
+        release(self.reaper.pid)
+
+
+@contextlib.contextmanager
+def own_pid_namespace() -> Iterator[Namespace | None]:
+    """While the block runs, the children this thread forks are in a new PID namespace.
+
+    Yields the `Namespace` (its pid 1, a reaper, is already running) or None when it could
+    not be arranged (not Linux, no CAP_SYS_ADMIN: root here); then the block runs as
+    usual. Why: when the first process of a PID namespace dies, however it dies, the
+    kernel SIGKILLs every process of the namespace: ``setsid``, ``nohup`` and
     double-forked children included, which no process group, session or parent link
-    holds. With ``die_with_parent`` on that child, a SIGKILLed Autonoma takes all of it
+    holds. The reaper has PDEATHSIG (SIGKILL): a SIGKILLed Autonoma takes all of it
     along. ``unshare(CLONE_NEWPID)`` changes only the calling thread's namespace for its
-    next children (``pid_for_children``); it is set back to this process's own after
-    the block, so no other spawn is affected. Nothing else may fork in the block (the
-    first child takes the namespace; once it ends, forks fail with ENOMEM): build the
-    ``preexec_fn`` before it. Raises OSError only if the thread cannot get its own
-    namespace back.
+    next children (``pid_for_children``); it is set back to this process's own after the
+    block, so no other spawn is affected. Fork only the owner's child in the block, and
+    build its ``preexec_fn`` before. Blocks while the reaper starts (milliseconds). The
+    caller must `Namespace.end` and `Namespace.reap` it. Raises OSError only if the thread
+    cannot get its own namespace back.
     """
     global _namespaces_work
     libc = _libc()
     if libc is None or _namespaces_work is False:
-        yield False
+        yield None
         return
+    setup = die_with_parent(signal.SIGKILL)  # before: it may look libc up
     try:
         home = os.open("/proc/thread-self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        yield False
+        yield None
         return
     try:
         if int(libc.unshare(_CLONE_NEWPID)) != 0:
@@ -277,33 +340,53 @@ def own_pid_namespace() -> Iterator[bool]:
                 "killed autonoma until the next start",
                 os.strerror(ctypes.get_errno()),
             )
-            yield False
+            yield None
             return
         _namespaces_work = True
         try:
-            yield True
-        finally:
-            # Back to this process's own, for later children (os.setns is 3.12+).
-            if int(libc.setns(home, _CLONE_NEWPID)) != 0:
-                err = ctypes.get_errno()
-                raise OSError(
-                    err, f"cannot return to this process's PID namespace: {os.strerror(err)}"
-                )
+            reaper = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _REAPER],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd="/",
+                env={},
+                close_fds=True,
+                start_new_session=True,
+                preexec_fn=setup,
+            )
+        except (OSError, subprocess.SubprocessError) as err:
+            # A namespace whose pid 1 is gone takes no child (ENOMEM): back home first.
+            _return_home(libc, home)
+            log.warning("no reaper for a PID namespace (%s): the child gets none", err)
+            yield None
+            return
+        claim(reaper.pid)
+        space = Namespace(reaper)
+        try:
+            yield space
+        except BaseException:
+            space.reap(5.0)  # the block failed: nothing of it may be left running
+            raise
     finally:
-        os.close(home)
+        try:
+            _return_home(libc, home)
+        finally:
+            os.close(home)
+
+
+def _return_home(libc: ctypes.CDLL, home: int) -> None:
+    """Set the calling thread's namespace for children back to ``home`` (an fd of this
+    process's own PID namespace; os.setns is 3.12+). Raises OSError if it cannot."""
+    if int(libc.setns(home, _CLONE_NEWPID)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"cannot return to this process's PID namespace: {os.strerror(err)}")
 
 
 def in_own_namespace(pid: int) -> bool:
-    """Whether ``pid`` is the first process of a PID namespace below this process's."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as handle:
-            for line in handle:
-                if line.startswith(b"NSpid:"):
-                    ids = line.split()[1:]
-                    return len(ids) > 1 and ids[-1] == b"1"
-    except OSError:
-        pass
-    return False
+    """Whether ``pid`` lives in a PID namespace below this process's (``NSpid`` has more
+    than one id: a turn's claude, a check's shell, a sandbox's bwrap)."""
+    return _nested_namespace(pid)
 
 
 @dataclass(frozen=True)
@@ -401,17 +484,21 @@ _MS_PRIVATE = 1 << 18
 
 
 def fresh_proc() -> Callable[[], None]:
-    """A ``preexec_fn`` step for pid 1 of a new PID namespace: a mount namespace of its
+    """A ``preexec_fn`` step for a child in a new PID namespace: a mount namespace of its
     own with a ``/proc`` of that PID namespace, so that the pids it and its children see
     (``getpid``, ``$$``) name the same processes in ``/proc``. Does nothing (and changes
-    nothing) when the child is not pid 1. libc is looked up here, in the parent."""
+    nothing) when ``/proc`` already shows the child's own pid (no new namespace). libc is
+    looked up here, in the parent."""
     libc = _libc()
     if libc is None:
         return lambda: None
     unshare, mount = libc.unshare, libc.mount
 
     def remount() -> None:
-        if os.getpid() != 1:
+        try:
+            if os.readlink("/proc/self") == str(os.getpid()):
+                return
+        except OSError:
             return
         if unshare(_CLONE_NEWNS) != 0:
             return

@@ -54,10 +54,16 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-def _watch(process: subprocess.Popen[bytes], pipe: int, timeout: float) -> tuple[bytes, bool]:
+def _watch(
+    process: subprocess.Popen[bytes],
+    pipe: int,
+    timeout: float,
+    exited_first: Callable[[], None] = lambda: None,
+) -> tuple[bytes, bool]:
     # One thread reads the pipe and watches the clock, so a flood of output can neither
     # fill the pipe nor hold the timeout off. The shell's exit ends the check, not the
-    # pipe's end: a command may close its output and keep working.
+    # pipe's end: a command may close its output and keep working. ``exited_first`` is
+    # called once, when the shell's exit is first seen.
     tail = bytearray()
     timed_out = False
     reading = True
@@ -75,6 +81,7 @@ def _watch(process: subprocess.Popen[bytes], pipe: int, timeout: float) -> tuple
                     stop_at = now + TERM_GRACE
                 elif exited:
                     stop_at = now + LEFTOVER_GRACE
+                    exited_first()
             if (exited and not reading) or (stop_at is not None and now >= stop_at):
                 break
             wait = min(max((stop_at or deadline) - now, 0.0), 0.1)
@@ -144,10 +151,11 @@ def _run(
     *,
     namespace: bool,
 ) -> CheckResult:
-    # Unconfined, the shell is pid 1 of a PID namespace of its own: when it ends or dies
-    # with Autonoma, the kernel kills everything the command started.
+    # Unconfined, the shell runs in a PID namespace of its own (whose pid 1 reaps what the
+    # command orphans): when the shell ends or dies with Autonoma, the namespace ends and
+    # the kernel kills everything the command started.
     setup = die_with_parent(signal.SIGKILL)  # before: nothing else may fork in the block
-    with own_pid_namespace() if namespace else contextlib.nullcontext(False) as inside:
+    with own_pid_namespace() if namespace else contextlib.nullcontext(None) as space:
         process = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -158,21 +166,26 @@ def _run(
             start_new_session=True,
             preexec_fn=setup,
         )
-    if inside:
-        claim(process.pid)
+        if space is not None:
+            claim(process.pid)
     assert process.stdout is not None
     if started is not None:
         started(process.pid)
     try:
-        tail, timed_out = _watch(process, process.stdout.fileno(), timeout)
+        ended = space.end if space is not None else (lambda: None)
+        tail, timed_out = _watch(process, process.stdout.fileno(), timeout, ended)
     finally:
         # Whatever is left of the group (a server the tests started, a child that ignored
         # SIGTERM) goes with the check, so nothing outlives it. Confined, the group is
         # bwrap itself: its death ends the sandbox's PID namespace, setsid'd children too.
         _signal_group(process.pid, signal.SIGKILL)
+        if space is not None:
+            space.end()
         process.stdout.close()
         returncode = process.wait()
         release(process.pid)
+        if space is not None:
+            space.reap()  # after the shell: the kernel keeps pid 1 until then
     output = tail.decode("utf-8", errors="replace")[-OUTPUT_TAIL:]
     if timed_out:
         note = f"\nautonoma: the check timed out after {timeout:g}s; its processes were killed"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,18 +100,86 @@ def test_a_double_forked_setsid_child_dies_with_its_sigkilled_owner_only_in_a_na
             os.kill(pid, signal.SIGKILL)
 
 
-def test_the_namespace_is_only_for_the_next_child_of_the_thread() -> None:
-    with process.own_pid_namespace() as inside:
+def test_the_namespace_is_only_for_the_children_forked_in_the_block() -> None:
+    with process.own_pid_namespace() as space:
         child = subprocess.Popen(["sleep", "5"])
     other = subprocess.Popen(["sleep", "5"])
     try:
-        assert inside
+        assert space is not None
         assert process.in_own_namespace(child.pid)
         assert not process.in_own_namespace(other.pid)
+        assert _namespace_of(child.pid) == _namespace_of(space.pid) != _namespace_of(other.pid)
+        space.end()  # its end kills every process of the namespace
+        assert child.wait(5) == -signal.SIGKILL
+        assert other.poll() is None
     finally:
         for proc in (child, other):
             proc.kill()
             proc.wait()
+        if space is not None:
+            space.reap()
+
+
+def _namespace_of(pid: int) -> str:
+    return os.readlink(f"/proc/{pid}/ns/pid")
+
+
+def lingering_zombies(pid: int, samples: list[dict[int, int]]) -> set[int]:
+    """Add to ``samples`` the zombies (pid: start time) whose parent is in the PID
+    namespace of ``pid``; those in every sample since the first are returned."""
+    space = _namespace_of(pid)
+    now: dict[int, int] = {}
+    for entry in process.processes():
+        if entry.alive:
+            continue
+        with contextlib.suppress(OSError):
+            if _namespace_of(entry.ppid) == space:
+                now[entry.pid] = entry.start
+    samples.append(now)
+    return {z for z, start in samples[0].items() if all(s.get(z) == start for s in samples)}
+
+
+# The child is pid 2 of its namespace; its pid 1 reaps. A Python child does not reap
+# children it did not start: as pid 1 (before) it kept the zombie of every orphan.
+ORPHANS = """
+import os, subprocess, sys, time
+for _ in range(3):
+    subprocess.run(["sh", "-c", "(setsid sleep 0.05 &)"])
+print("orphaned", flush=True)
+time.sleep(30)
+"""
+
+
+def test_orphans_of_a_port_in_its_own_namespace_are_reaped_while_it_runs(
+    tmp_path: Path,
+) -> None:
+    """Orphans (a setsid background job of a shell that exited) end as zombies of the
+    namespace's pid 1: reaped at once, not kept until the port's child ends."""
+    from autonoma.agents.port import Port
+
+    lines: list[bytes] = []
+    port = Port(
+        [sys.executable, "-c", ORPHANS],
+        tmp_path,
+        dict(os.environ),
+        on_line=lines.append,
+        on_exit=lambda *_: None,
+        own_namespace=True,
+    )
+    pid = port.start()
+    try:
+        assert wait(lambda: lines == [b"orphaned"], 10)
+        assert process.in_own_namespace(pid)
+        time.sleep(0.3)  # the sleeps have ended
+        samples: list[dict[int, int]] = []
+        lingering_zombies(pid, samples)
+        time.sleep(1.0)
+        assert lingering_zombies(pid, samples) == set(), samples
+        assert port.result is None  # still running
+    finally:
+        port.kill()
+        result = port.wait(10)
+    assert result is not None and result.signal == signal.SIGKILL
 
 
 def test_leftovers_are_the_processes_working_in_the_projects_agent_folders(
@@ -209,3 +278,77 @@ def test_a_process_with_a_terminal_in_a_clone_is_a_persons_and_is_spared(tmp_pat
         for pid in shell:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+TURN = """
+usage = { input_tokens = 10, output_tokens = 2 }
+[[rule]]
+name = "orphans"
+prompt_contains = "go"
+[[rule.step]]
+[[rule.step.tool]]
+name = "Bash"
+input = { command = "(setsid sleep 0.05 &); echo one", description = "an orphan" }
+[[rule.step]]
+[[rule.step.tool]]
+name = "Bash"
+input = { command = "echo two", description = "another call" }
+[[rule.step]]
+latency = 4
+text = "Done."
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="make test installs bubblewrap")
+@pytest.mark.parametrize("sandbox", [True, False])
+def test_a_turns_bash_calls_leave_no_zombie_in_its_namespace_while_it_runs(
+    sandbox: bool, git_repo: Path, tmp_path: Path
+) -> None:
+    """The real claude's Bash tool orphans a background job (and, sandboxed, each call's
+    inner bwrap): while the turn still runs (the model's next answer takes 4 s), no zombie
+    of claude's PID namespace lingers. Before, claude was its pid 1 and reaped none."""
+    import dataclasses
+
+    from autonoma.agents.environment import child_env
+    from autonoma.agents.executable import LOCAL_INSTALL
+    from autonoma.agents.roles import load_role
+    from autonoma.agents.turn import Turn
+    from autonoma.config import Settings
+    from autonoma.protocol import AgentToolResult
+    from autonoma.runtime.bus import Bus
+    from autonoma.sim import SimServer, loads_scenario
+
+    home = tmp_path / "home"
+    home.mkdir()
+    seen: list[object] = []
+    with SimServer(loads_scenario(TURN)) as sim:
+        bus = Bus(run_id="test")
+        bus.subscribe(lambda envelope: seen.append(envelope.message))
+        turn = Turn(
+            bus,
+            agent_id="dev-1",
+            role=dataclasses.replace(load_role("developer"), schema=None),
+            prompt="go",
+            session_id=str(uuid.uuid4()),
+            resume=False,
+            cwd=git_repo,
+            settings=Settings(sandbox=sandbox),
+            env=child_env(dict(os.environ), sim_url=sim.url, config_dir=home),
+            claude=LOCAL_INSTALL / "claude",
+            task_id="t1",
+        )
+        pid = turn.start()
+        results = lambda: [m for m in seen if isinstance(m, AgentToolResult)]  # noqa: E731
+        assert wait(lambda: len(results()) == 2, 40), seen
+        time.sleep(0.5)  # the orphan's sleep has ended
+        samples: list[dict[int, int]] = []
+        lingering_zombies(pid, samples)
+        time.sleep(1.0)
+        lingering = lingering_zombies(pid, samples)
+        running = turn.port.result is None
+        outcome = turn.wait(30)
+    assert running
+    assert lingering == set(), samples
+    assert [r.content.strip() for r in results()] == ["one", "two"]
+    assert outcome is not None and outcome.exit_code == 0 and not outcome.failed

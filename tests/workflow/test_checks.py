@@ -24,7 +24,7 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-# A command's own pids are those of its PID namespace (it is pid 1 of one): this
+# A command's own pids are those of its PID namespace (it runs in one of its own): this
 # writes the host's pid of a background `sleep 600` (/proc is the host's, and the
 # shell itself opens /proc/self for `read`).
 SLEEPER = "sh -c 'read -r pid rest < /proc/self/stat; echo $pid > child.pid; exec sleep 600'"
@@ -124,6 +124,41 @@ def test_processes_left_behind_are_killed_when_the_check_ends(tmp_path: Path) ->
 def test_an_empty_command_is_refused(tmp_path: Path, command: str) -> None:
     with pytest.raises(ValueError):
         run_check(command, tmp_path, ENV, timeout=30)
+
+
+# Three orphans (a setsid background job of a shell that exited), then a wait. Python
+# reaps no child it did not start: exec'd as pid 1 of the namespace (before), it kept the
+# zombie of each until the check ended.
+ORPHANS = (
+    "exec python3 -c 'import subprocess, time\n"
+    'for _ in range(3): subprocess.run(["sh", "-c", "(setsid sleep 0.05 &)"])\n'
+    'print("orphaned", flush=True)\ntime.sleep(3)\''
+)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a PID namespace needs root here")
+def test_the_orphans_of_an_unconfined_check_are_reaped_while_it_runs(tmp_path: Path) -> None:
+    from tests.agents.test_reaper import lingering_zombies
+
+    shells: list[int] = []
+    results: list[CheckResult] = []
+    worker = threading.Thread(
+        target=lambda: results.append(run_check(ORPHANS, tmp_path, ENV, 60, started=shells.append))
+    )
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not shells and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(1.0)  # the orphans were made and have ended
+        samples: list[dict[int, int]] = []
+        lingering_zombies(shells[0], samples)
+        time.sleep(1.0)
+        assert lingering_zombies(shells[0], samples) == set(), samples
+        assert not results  # still running
+    finally:
+        worker.join(30)
+    assert results[0].passed and results[0].output == "orphaned\n"
 
 
 def test_a_check_can_be_killed_from_another_thread(tmp_path: Path) -> None:
