@@ -1,6 +1,7 @@
 """What each panel of the dashboard shows, as pure functions of the folded `State`.
 
-No Textual here: the widgets only lay these lines out, and the tests read them as tables.
+No Textual here: the TUI's widgets only lay these lines out, the gateway sends them to the
+web view (`autonoma.desktop.snapshots`), and the tests read them as tables.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from autonoma import protocol as p
 from autonoma.journal.fold import Agent, Row, State, Task
 from autonoma.protocol import (
     AgentText,
@@ -18,9 +20,9 @@ from autonoma.protocol import (
     PermissionDenied,
 )
 from autonoma.text import inert
-from autonoma.tui.said import Level, said
 from autonoma.words import (
     INTERRUPTED,
+    Level,
     budget_text,
     concurrency_text,
     describe,
@@ -44,6 +46,20 @@ STATE_WORDS = {
     "resolved": "resolved",
 }
 """A task's state as the board says it."""
+
+
+def said(message: p.Message) -> tuple[str, Level]:
+    """One inert line for ``message`` and how it reads (info, good, warn or bad).
+
+    Shown in an agent's own stream: the words of what the agent did itself leave the
+    agent out (`words.describe`), and keep its task."""
+    words = describe(message)
+    if words is None:
+        return type(message).__name__, "info"
+    if words.agent_id and words.task_id:
+        # The agent is the stream's own; which task it was on still matters.
+        return f"[{words.task_id}] {words.text}", words.level
+    return words.text, words.level
 
 
 def money(usd: float) -> str:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from autonoma import protocol as p
+from autonoma import views
 from autonoma.journal.fold import fold
 from autonoma.progress import Progress
 from autonoma.report import envelope_text, state_text
-from autonoma.tui import views
 from autonoma.words import describe, line
 
 ORIGIN = "user ada (uid 1000), pid 7, tty none, host box"

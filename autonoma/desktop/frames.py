@@ -199,7 +199,7 @@ class Live(_Out, tag="live", frozen=True, kw_only=True):
 
 
 class SnapshotView(msgspec.Struct, frozen=True, kw_only=True):
-    """What the dashboard's panels show, from `autonoma.tui.views`."""
+    """What the dashboard's panels show, from `autonoma.views`."""
 
     tree: dict[str, Any]
     board: list[dict[str, Any]]

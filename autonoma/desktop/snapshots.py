@@ -1,6 +1,6 @@
 """Snapshots: a run's folded state at a seq, and what the dashboard's panels show of it.
 
-`view_of` is pure (the views of `autonoma.tui.views`, as plain data: the web view shows
+`view_of` is pure (the views of `autonoma.views`, as plain data: the web view shows
 the same rows and words as the terminal dashboard). `Snapshots` keeps one checkpointed
 `autonoma.journal.timeline.Timeline` per run asked for (a few, least recently used
 dropped), so time travel answers in milliseconds; its `Snapshots.take` blocks on SQLite
@@ -17,12 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from autonoma import views
 from autonoma.config import Settings
 from autonoma.desktop.frames import Snapshot, SnapshotView
 from autonoma.journal import reader
 from autonoma.journal.fold import State
 from autonoma.journal.timeline import Timeline
-from autonoma.tui import views
 
 KEEP_RUNS = 4
 """Timelines kept at once (each holds its run's seqs and checkpoints)."""

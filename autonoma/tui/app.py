@@ -25,12 +25,12 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Label, RichLog, Static, Tree
 from textual.widgets.tree import TreeNode
 
+from autonoma import views
 from autonoma.journal.fold import State
-from autonoma.tui import views
 from autonoma.tui.notify import escape
 from autonoma.tui.quit import Quit, QuitDialog, Stopping
-from autonoma.tui.said import Level
 from autonoma.tui.source import STREAM_ROWS, JournalSource
+from autonoma.words import Level
 
 STYLES: dict[Level, str] = {"info": "", "good": "green", "warn": "yellow", "bad": "bold red"}
 

@@ -16,13 +16,13 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
+from autonoma import views
 from autonoma.config import Settings
 from autonoma.desktop.snapshots import view_of
 from autonoma.journal import reader
 from autonoma.journal.timeline import TASK_EVENTS
 from autonoma.project import acquire_run_lock
 from autonoma.protocol import ResolveRequested, RetryRequested
-from autonoma.tui import views
 from tests.desktop.gatewaylib import (
     DEMO,
     ESCALATED,

@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, WebSocketRoute, sync_playwright
 
+from autonoma import views
 from autonoma.journal import reader
 from autonoma.journal.timeline import Timeline
 from autonoma.protocol import RetryRequested
-from autonoma.tui import views
 from autonoma.words import describe
 from autonoma.workflow.human import NO_ACTIVE_RUN
 from tests.conftest import run_autonoma

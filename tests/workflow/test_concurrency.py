@@ -33,7 +33,7 @@ from autonoma.protocol import (
     TaskStateChanged,
 )
 from autonoma.report import state_text
-from autonoma.tui.views import run_lines
+from autonoma.views import run_lines
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER, developer_names, qa_names
 from autonoma.workflow.decide import (
     Config,
