@@ -123,7 +123,7 @@ def reap_strays(table: list[ProcEntry] | None = None) -> list[int]:
     waits for. ``table``: a fresh enough `processes` list (read here when None).
     """
     me, mine = os.getpid(), os.getsid(0)
-    # A child started as pid 1 of a namespace of its own (`own_pid_namespace`: a turn's
+    # A child started in a namespace of its own (`own_pid_namespace`: its reaper, a turn's
     # claude, a check's shell) is claimed by its owner, which waits for it. Any other
     # zombie from a nested namespace was reparented here, such as a sandbox's inner bwrap
     # whose claude was not given a namespace of its own.
