@@ -37,6 +37,10 @@ class State:
     """A git bundle holding ``commit`` and what it needs beyond ``known`` (b"": nothing)."""
     patch: bytes
     """``git diff --binary`` of the working tree against ``commit`` (b"": clean)."""
+    merge_heads: tuple[str, ...] = ()
+    """A merge under way (``MERGE_HEAD``: the orchestrator's conflict merge, left for
+    the developer to resolve): its other parents, in the bundle too."""
+    merge_msg: bytes = b""
 
 
 def git(
@@ -88,48 +92,78 @@ def working_patch(cwd: Path, env: Mapping[str, str] | None = None) -> bytes:
         return git(cwd, "diff", "--cached", "--binary", "--no-color", "HEAD", env=genv)
 
 
+def _git_file(cwd: Path, name: str, env: Mapping[str, str] | None) -> Path:
+    """A file of ``cwd``'s git folder (``MERGE_HEAD``), wherever that folder is."""
+    return cwd / git(cwd, "rev-parse", "--git-path", name, env=env).decode().strip()
+
+
+_MERGE_FILES = ("MERGE_HEAD", "MERGE_MSG", "MERGE_MODE", "AUTO_MERGE")
+
+
 def capture(cwd: Path, known: str = "", env: Mapping[str, str] | None = None) -> State:
-    """The state of ``cwd``: its commit, a bundle of it past ``known``, its uncommitted patch.
+    """The state of ``cwd``: its commit (and a merge under way), a bundle of them past
+    ``known``, its uncommitted patch.
 
     ``known``: a commit the other side has (its bundle then holds only what came after);
-    "": the whole history. No bundle at all when the other side has the commit already.
+    "": the whole history. No bundle at all when the other side has every commit already.
     """
+    genv = git_env(env)
     commit = head_commit(cwd)
+    merge_file = _git_file(cwd, "MERGE_HEAD", genv)
+    merge_heads: tuple[str, ...] = ()
+    merge_msg = b""
+    if merge_file.is_file():
+        merge_heads = tuple(merge_file.read_text().split())
+        msg = _git_file(cwd, "MERGE_MSG", genv)
+        merge_msg = msg.read_bytes() if msg.is_file() else b""
+    tips = [commit, *merge_heads]
     bundle = b""
-    if commit != known:
-        genv = git_env(env)
-        new = b"1"
-        if known:
-            new = git(cwd, "rev-list", "--count", "--max-count=1", commit, f"^{known}", env=genv)
-        if new.strip() != b"0":
-            with tempfile.TemporaryDirectory(prefix="autonoma-bundle-") as tmp:
-                out = Path(tmp) / "state.bundle"
-                # A ref of its own: a bundle names what it holds by refs.
-                ref = "refs/autonoma/state"
-                git(cwd, "update-ref", ref, commit, env=genv)
-                try:
-                    spec = [ref, f"^{known}"] if known else [ref]
-                    git(cwd, "bundle", "create", "-q", str(out), *spec, env=genv)
-                finally:
+    exclude = [f"^{known}"] if known else []
+    count = git(cwd, "rev-list", "--count", "--max-count=1", *tips, *exclude, env=genv)
+    if count.strip() != b"0":
+        merges = [f"refs/autonoma/merge-{i}" for i in range(len(merge_heads))]
+        refs = ["refs/autonoma/state", *merges]
+        with tempfile.TemporaryDirectory(prefix="autonoma-bundle-") as tmp:
+            out = Path(tmp) / "state.bundle"
+            # Refs of their own: a bundle names what it holds by refs.
+            for ref, tip in zip(refs, tips, strict=True):
+                git(cwd, "update-ref", ref, tip, env=genv)
+            try:
+                git(cwd, "bundle", "create", "-q", str(out), *refs, *exclude, env=genv)
+            finally:
+                for ref in refs:
                     git(cwd, "update-ref", "-d", ref, env=genv)
-                bundle = out.read_bytes()
-    return State(commit=commit, bundle=bundle, patch=working_patch(cwd, env))
+            bundle = out.read_bytes()
+    return State(commit, bundle, working_patch(cwd, env), merge_heads, merge_msg)
 
 
 def restore(cwd: Path, state: State, branch: str, env: Mapping[str, str] | None = None) -> None:
     """Make ``cwd`` (a git repository) hold ``state`` on ``branch``: the bundle's objects
     fetched, ``branch`` at its commit and checked out, every other change dropped (ignored
-    files stay: a set-up's installs), then the patch applied to the working tree."""
+    files stay: a set-up's installs), the patch applied to the working tree, and a merge
+    under way left under way."""
     genv = git_env(env)
     if state.bundle:
         with tempfile.TemporaryDirectory(prefix="autonoma-bundle-") as tmp:
             path = Path(tmp) / "state.bundle"
             path.write_bytes(state.bundle)
-            git(cwd, "fetch", "-q", "--no-tags", str(path), "refs/autonoma/state", env=genv)
+            refspec = "refs/autonoma/*:refs/autonoma/*"
+            git(cwd, "fetch", "-q", "--no-tags", str(path), refspec, env=genv)
+    for name in _MERGE_FILES:
+        _git_file(cwd, name, genv).unlink(missing_ok=True)
     git(cwd, "checkout", "-q", "-f", "-B", branch, state.commit, env=genv)
     git(cwd, "clean", "-q", "-f", "-d", env=genv)
     if state.patch:
         git(cwd, "apply", "--binary", "--whitespace=nowarn", "-", env=genv, stdin=state.patch)
+    if state.merge_heads:
+        # What `git commit` reads to make the merge commit the developer was asked for.
+        heads = "".join(f"{h}\n" for h in state.merge_heads)
+        _git_file(cwd, "MERGE_HEAD", genv).write_text(heads)
+        _git_file(cwd, "MERGE_MSG", genv).write_bytes(state.merge_msg)
+    # The bundle's refs served their turn: the branch and MERGE_HEAD hold the commits.
+    fetched = git(cwd, "for-each-ref", "--format=%(refname)", "refs/autonoma/", env=genv)
+    for ref in fetched.decode().split():
+        git(cwd, "update-ref", "-d", ref, env=genv)
 
 
 def clone_into(cwd: Path, state: State, branch: str, env: Mapping[str, str] | None = None) -> None:

@@ -127,7 +127,7 @@ class RemoteAgentActor(Actor):
         try:
             if not self._where:
                 where = ray.get(self._remote.where.remote(), timeout=START_TIMEOUT)
-                self._where = f"{where['host']} (pid {where['pid']})"
+                self._where = f"node {where['node']} ({where['host']}, pid {where['pid']})"
             shipped = ray.put(state)
             pid: int = ray.get(self._remote.start_turn.remote(spec, shipped), timeout=START_TIMEOUT)
         except (BundleError, PortError) as error:

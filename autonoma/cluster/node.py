@@ -189,8 +189,20 @@ class NodeAgent:
         self._changed = threading.Condition()
 
     def where(self) -> dict[str, str]:
-        """Where this agent runs: the node's host name, process id and folder."""
-        return {"host": socket.gethostname(), "pid": str(os.getpid()), "root": str(self.root)}
+        """Where this agent runs: the Ray node's id, the host name, process id and folder."""
+        node = ""
+        try:  # inside a Ray actor: its node (imported here: this module needs no Ray)
+            import ray
+
+            node = ray.get_runtime_context().get_node_id()
+        except Exception:  # not in Ray (a test): no node id
+            node = ""
+        return {
+            "node": node,
+            "host": socket.gethostname(),
+            "pid": str(os.getpid()),
+            "root": str(self.root),
+        }
 
     def start_turn(self, spec: TurnSpec, state: State) -> int:
         """Bring the task's clone to ``state``, spawn claude; its pid (blocks for the git

@@ -118,3 +118,28 @@ def test_the_push_guard_and_the_excludes_are_shipped_and_renamed(tmp_path: Path)
     assert Path(local["CLAUDE_CONFIG_DIR"]).is_dir()
     assert local["CLAUDE_CONFIG_DIR"].startswith(str(node))
     assert local["PATH"] == env["PATH"]
+
+
+def test_a_merge_left_to_resolve_crosses_and_becomes_a_merge_commit(
+    repo: Path, tmp_path: Path
+) -> None:
+    """The orchestrator's conflict merge leaves MERGE_HEAD for the developer: on the node
+    the developer's commit must still be the merge, or the conflict comes back."""
+    git(repo, "checkout", "-q", "-b", "other")
+    (repo / "a.txt").write_text("theirs\n")
+    git(repo, "commit", "-q", "-am", "theirs")
+    git(repo, "checkout", "-q", "task")
+    (repo / "a.txt").write_text("ours\n")
+    git(repo, "commit", "-q", "-am", "ours")
+    theirs = git(repo, "rev-parse", "other").strip()
+    assert subprocess.run(["git", "merge", "-q", "other"], cwd=repo).returncode != 0
+    node = tmp_path / "node"
+    clone_into(node, capture(repo), "task")
+    (node / "a.txt").write_text("both\n")
+    git(node, "add", "-A")
+    git(node, "commit", "-q", "--no-edit")
+    assert git(node, "rev-parse", "HEAD^2").strip() == theirs
+    restore(repo, capture(node, known=head_commit(repo)), "task")
+    assert git(repo, "rev-parse", "HEAD^2").strip() == theirs
+    assert git(repo, "status", "--porcelain") == ""
+    assert git(repo, "for-each-ref", "refs/autonoma/") == ""
