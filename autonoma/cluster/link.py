@@ -29,7 +29,7 @@ from typing import Any
 
 import pykka
 import ray
-from ray.exceptions import GetTimeoutError, RayError
+from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
 from autonoma.agents.agent import AgentBusy, TurnRefused, TurnRequest
 from autonoma.agents.port import PortError
@@ -38,7 +38,7 @@ from autonoma.agents.turn import TurnOutcome
 from autonoma.cluster.bundle import BundleError, capture, git, git_env, restore
 from autonoma.cluster.node import Batch, NodeAgent, TurnResult, TurnSpec, shipped_files
 from autonoma.config import Settings
-from autonoma.protocol import AgentState, AgentStateChanged, AgentText
+from autonoma.protocol import AgentState, AgentStateChanged, AgentText, SetupRan
 from autonoma.runtime.actor import Actor
 from autonoma.runtime.bus import Bus
 
@@ -69,6 +69,11 @@ class _Lost:
     error: BaseException
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    future: Future[SetupRan | None]
+
+
 class RemoteAgentActor(Actor):
     """``developer-1``, ``qa-2``, ...: an agent whose turns run on a cluster's node."""
 
@@ -96,6 +101,7 @@ class RemoteAgentActor(Actor):
         self._generation = 0
         self._last_outcome: TurnOutcome | None = None
         self._role = ""
+        self._preparing = False
 
     def on_start(self) -> None:
         # max_restarts=0: a dead actor is this link's crash, for the crew supervisor to
@@ -124,11 +130,24 @@ class RemoteAgentActor(Actor):
         except (RoleError, BundleError, OSError) as error:
             self._publish("idle", request.task_id, f"could not start a turn: {error}")
             raise TurnRefused(str(error)) from None
+        if self._preparing:
+            raise AgentBusy(f"{self.agent_id} is running the set-up on its node")
         try:
             if not self._where:
                 where = ray.get(self._remote.where.remote(), timeout=START_TIMEOUT)
                 self._where = f"node {where['node']} ({where['host']}, pid {where['pid']})"
             shipped = ray.put(state)
+            if spec.setup_command and ray.get(
+                self._remote.needs_setup.remote(spec), timeout=START_TIMEOUT
+            ):
+                # Minutes, maybe: not waited for here. The orchestrator hears "busy" and
+                # asks again; by then the clone is set up.
+                self._preparing = True
+                ref = self.actor_ref
+                future = self._remote.prepare.remote(spec, shipped).future()
+                future.add_done_callback(lambda f: _tell(ref, _Prepared(f)))
+                self._publish("idle", request.task_id, f"running the set-up on {self._where}")
+                raise AgentBusy(f"{self.agent_id} is running the set-up on its node")
             pid: int = ray.get(self._remote.start_turn.remote(spec, shipped), timeout=START_TIMEOUT)
         except (BundleError, PortError) as error:
             self._publish("idle", request.task_id, f"could not start a turn: {error}")
@@ -169,7 +188,20 @@ class RemoteAgentActor(Actor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, _Lost):
             raise NodeLost(f"{self.agent_id} on {self._where or 'its node'}: {message.error}")
-        if isinstance(message, _Polled) and message.generation == self._generation:
+        if isinstance(message, _Prepared):
+            self._preparing = False
+            try:
+                ran = message.future.result()
+            except RayTaskError as error:  # the node's own error (git), not a lost node
+                text = f"autonoma: could not set up: {_first_line(error)}"
+                ran = SetupRan(task_id=None, command="", output_tail=text, place="node")
+            except RayError as error:
+                raise NodeLost(
+                    f"{self.agent_id} on {self._where or 'its node'}: {_first_line(error)}"
+                ) from None
+            if ran is not None:
+                self.bus.publish(self.agent_id, ran)
+        elif isinstance(message, _Polled) and message.generation == self._generation:
             try:
                 batch = message.future.result()
             except RayError as error:
@@ -247,6 +279,7 @@ class RemoteAgentActor(Actor):
             settings=self.settings,
             env=self.env,
             claude=str(self.claude),
+            setup_command=request.setup_command,
             branch=_branch_of(cwd, self.env),
             git_config=identity,
             info_exclude=exclude,

@@ -30,9 +30,14 @@ from autonoma.agents.roles import Role
 from autonoma.agents.sandbox import secret_paths
 from autonoma.agents.turn import Turn, TurnOutcome
 from autonoma.cluster.bundle import BundleError, State, capture, clone_into, git, git_env, restore
-from autonoma.config import Settings
-from autonoma.protocol import AgentProcessExited, AgentTurnFinished, AnyMessage, Envelope
+from autonoma.config import Settings, domain_names
+from autonoma.protocol import AgentProcessExited, AgentTurnFinished, AnyMessage, Envelope, SetupRan
 from autonoma.runtime.bus import Bus
+from autonoma.workflow.confine import Confinement
+from autonoma.workflow.setup import run_setup
+
+_SETUP_MARKER = "autonoma-setup"
+"""In a node's clone's git folder: the set-up command that ran there."""
 
 _LOCAL_IF_MISSING = ("HOME", "CLAUDE_CONFIG_DIR", "PIP_CACHE_DIR", "npm_config_cache")
 """Folders of the child environment that need not be the head's: where the head's path
@@ -68,6 +73,8 @@ class TurnSpec:
     info_exclude: bytes = b""
     """The head clone's ``.git/info/exclude``: the same files stay out of the state."""
     shipped: Shipped = field(default_factory=dict)
+    setup_command: str = ""
+    """The project's set-up command: run once in each new clone of the node (`prepare`)."""
 
 
 @dataclass(frozen=True)
@@ -204,13 +211,46 @@ class NodeAgent:
             "root": str(self.root),
         }
 
-    def start_turn(self, spec: TurnSpec, state: State) -> int:
-        """Bring the task's clone to ``state``, spawn claude; its pid (blocks for the git
-        work and the spawn). Raises `BundleError` or `PortError` (one line) if it cannot."""
-        with self._changed:
-            if self._turn is not None and self._result is None:
-                raise PortError(f"{self.agent_id} is already running a turn")
-            self._messages, self._held, self._result = [], -1, None
+    def needs_setup(self, spec: TurnSpec) -> bool:
+        """Whether the task's clone on this node has not run ``spec``'s set-up command yet."""
+        if not spec.setup_command:
+            return False
+        marker = clone_path(spec.run_id, spec.task_id) / ".git" / _SETUP_MARKER
+        return not marker.is_file() or marker.read_text() != spec.setup_command
+
+    def prepare(self, spec: TurnSpec, state: State) -> SetupRan | None:
+        """Bring the task's clone to ``state`` and run the set-up command in it, once per
+        clone and command, whatever its outcome (the agent sees a failed set-up as it would
+        locally: in its own test runs). Blocks for the set-up (up to the ``test_timeout``
+        setting); its `SetupRan` (place ``node``), None when there was none to run."""
+        cwd = self._clone(spec, state)
+        if not self.needs_setup(spec):
+            return None
+        env = localise(spec.env, spec.shipped, self.root)
+        confinement = None
+        if spec.settings.sandbox:
+            # The same confinement as the head's set-ups: bubblewrap, registries only.
+            confinement = Confinement(
+                autonoma_dir=self.root / "autonoma",
+                repo=cwd,
+                extra_domains=tuple(
+                    d.removeprefix("*.") for d in domain_names(spec.settings.agent_domains)
+                ),
+            )
+        ran = run_setup(
+            spec.setup_command,
+            cwd,
+            env,
+            spec.settings.test_timeout,
+            task_id=spec.task_id,
+            place="node",
+            confinement=confinement,
+        )
+        (cwd / ".git" / _SETUP_MARKER).write_text(spec.setup_command)
+        return ran
+
+    def _clone(self, spec: TurnSpec, state: State) -> Path:
+        """The task's clone on this node, made or brought to ``state``."""
         cwd = clone_path(spec.run_id, spec.task_id)
         genv = spec.env
         if (cwd / ".git").is_dir():
@@ -224,6 +264,16 @@ class NodeAgent:
         if spec.info_exclude:
             (cwd / ".git" / "info").mkdir(parents=True, exist_ok=True)
             (cwd / ".git" / "info" / "exclude").write_bytes(spec.info_exclude)
+        return cwd
+
+    def start_turn(self, spec: TurnSpec, state: State) -> int:
+        """Bring the task's clone to ``state``, spawn claude; its pid (blocks for the git
+        work and the spawn). Raises `BundleError` or `PortError` (one line) if it cannot."""
+        with self._changed:
+            if self._turn is not None and self._result is None:
+                raise PortError(f"{self.agent_id} is already running a turn")
+            self._messages, self._held, self._result = [], -1, None
+        cwd = self._clone(spec, state)
         env = localise(spec.env, spec.shipped, self.root)
         bus = Bus(spec.run_id)
         bus.subscribe(self._heard)
