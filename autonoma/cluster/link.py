@@ -300,6 +300,9 @@ class RemoteAgentActor(Actor):
                 for message in batch.messages:
                     self.bus.publish(self.agent_id, message)
             self._publish("dead", request.task_id, "stopped")
+        if self._remote is not None:
+            with contextlib.suppress(RayError, GetTimeoutError):
+                ray.get(self._remote.cleanup.remote(self.bus.run_id), timeout=5.0)
         self._kill_remote()
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:

@@ -353,6 +353,13 @@ class NodeAgent:
             if wait_s > 0:
                 turn.wait(wait_s)
 
+    def cleanup(self, run_id: str) -> None:
+        """Remove what this agent made on the node: its folder and the run's clones (the
+        head holds every clone's state; a later turn ships it again)."""
+        self.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(clone_path(run_id, None).parent, ignore_errors=True)
+
     def kill(self) -> None:
         """SIGKILL the turn's process tree now."""
         if self._turn is not None:
