@@ -138,9 +138,9 @@ def capture(cwd: Path, known: str = "", env: Mapping[str, str] | None = None) ->
 
 
 def restore(cwd: Path, state: State, branch: str, env: Mapping[str, str] | None = None) -> None:
-    """Make ``cwd`` (a git repository) hold ``state`` on ``branch``: the bundle's objects
-    fetched, ``branch`` at its commit and checked out, every other change dropped (ignored
-    files stay: a set-up's installs), the patch applied to the working tree, and a merge
+    """Make ``cwd`` (a git repository) hold ``state`` on ``branch`` ("": detached): the
+    bundle's objects fetched, ``branch`` at its commit and checked out, every other change
+    dropped (ignored files stay: a set-up's installs), the patch applied, and a merge
     under way left under way."""
     genv = git_env(env)
     if state.bundle:
@@ -151,7 +151,10 @@ def restore(cwd: Path, state: State, branch: str, env: Mapping[str, str] | None 
             git(cwd, "fetch", "-q", "--no-tags", str(path), refspec, env=genv)
     for name in _MERGE_FILES:
         _git_file(cwd, name, genv).unlink(missing_ok=True)
-    git(cwd, "checkout", "-q", "-f", "-B", branch, state.commit, env=genv)
+    if branch:
+        git(cwd, "checkout", "-q", "-f", "-B", branch, state.commit, env=genv)
+    else:  # a detached checkout stays detached
+        git(cwd, "checkout", "-q", "-f", "--detach", state.commit, env=genv)
     git(cwd, "clean", "-q", "-f", "-d", env=genv)
     if state.patch:
         git(cwd, "apply", "--binary", "--whitespace=nowarn", "-", env=genv, stdin=state.patch)

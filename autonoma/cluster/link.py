@@ -331,11 +331,11 @@ class RemoteAgentActor(Actor):
 
 
 def _branch_of(cwd: Path, env: Mapping[str, str]) -> str:
-    """The branch checked out in ``cwd`` (`BundleError` when detached)."""
-    out = git(cwd, "symbolic-ref", "-q", "--short", "HEAD", env=git_env(env)).decode().strip()
-    if not out:
-        raise BundleError(f"{cwd}: no branch checked out")
-    return out
+    """The branch checked out in ``cwd``; "" when it is detached."""
+    try:
+        return git(cwd, "symbolic-ref", "-q", "--short", "HEAD", env=git_env(env)).decode().strip()
+    except BundleError:  # exit 1: detached
+        return ""
 
 
 def _first_line(error: BaseException) -> str:
