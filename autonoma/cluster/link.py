@@ -106,8 +106,13 @@ class RemoteAgentActor(Actor):
     def on_start(self) -> None:
         # max_restarts=0: a dead actor is this link's crash, for the crew supervisor to
         # handle by its policy (Ray's own restarts are not relied on).
+        # SPREAD: agents over as many nodes as there are, so one node lost costs few.
         self._remote = _RemoteNode.options(
-            num_cpus=AGENT_CPUS, max_concurrency=4, max_restarts=0, max_task_retries=0
+            num_cpus=AGENT_CPUS,
+            max_concurrency=4,
+            max_restarts=0,
+            max_task_retries=0,
+            scheduling_strategy="SPREAD",
         ).remote(self.agent_id)
 
     # --- what the orchestrator asks (as of an AgentActor) -----------------------------
