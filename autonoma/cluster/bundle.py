@@ -41,6 +41,10 @@ class State:
     """A merge under way (``MERGE_HEAD``: the orchestrator's conflict merge, left for
     the developer to resolve): its other parents, in the bundle too."""
     merge_msg: bytes = b""
+    index: bytes = b""
+    """With a merge under way: the index itself (its conflicts and the merged-in files
+    staged, all of whose blobs the bundle holds), so that the commit that ends the merge
+    holds what the merge brought and git refuses it while conflicts remain."""
 
 
 def git(
@@ -112,10 +116,12 @@ def capture(cwd: Path, known: str = "", env: Mapping[str, str] | None = None) ->
     merge_file = _git_file(cwd, "MERGE_HEAD", genv)
     merge_heads: tuple[str, ...] = ()
     merge_msg = b""
+    index = b""
     if merge_file.is_file():
         merge_heads = tuple(merge_file.read_text().split())
         msg = _git_file(cwd, "MERGE_MSG", genv)
         merge_msg = msg.read_bytes() if msg.is_file() else b""
+        index = _git_file(cwd, "index", genv).read_bytes()
     tips = [commit, *merge_heads]
     bundle = b""
     exclude = [f"^{known}"] if known else []
@@ -134,7 +140,7 @@ def capture(cwd: Path, known: str = "", env: Mapping[str, str] | None = None) ->
                 for ref in refs:
                     git(cwd, "update-ref", "-d", ref, env=genv)
             bundle = out.read_bytes()
-    return State(commit, bundle, working_patch(cwd, env), merge_heads, merge_msg)
+    return State(commit, bundle, working_patch(cwd, env), merge_heads, merge_msg, index)
 
 
 def restore(cwd: Path, state: State, branch: str, env: Mapping[str, str] | None = None) -> None:
@@ -163,6 +169,17 @@ def restore(cwd: Path, state: State, branch: str, env: Mapping[str, str] | None 
         heads = "".join(f"{h}\n" for h in state.merge_heads)
         _git_file(cwd, "MERGE_HEAD", genv).write_text(heads)
         _git_file(cwd, "MERGE_MSG", genv).write_bytes(state.merge_msg)
+        if state.index:
+            _git_file(cwd, "index", genv).write_bytes(state.index)
+            # Its stat data is the other side's: git re-reads the files (exit 1: changes).
+            subprocess.run(
+                ["git", "update-index", "-q", "--refresh"],
+                cwd=cwd,
+                env=genv,
+                capture_output=True,
+                timeout=GIT_TIMEOUT,
+                check=False,
+            )
     # The bundle's refs served their turn: the branch and MERGE_HEAD hold the commits.
     fetched = git(cwd, "for-each-ref", "--format=%(refname)", "refs/autonoma/", env=genv)
     for ref in fetched.decode().split():

@@ -127,7 +127,9 @@ def test_a_merge_left_to_resolve_crosses_and_becomes_a_merge_commit(
     the developer's commit must still be the merge, or the conflict comes back."""
     git(repo, "checkout", "-q", "-b", "other")
     (repo / "a.txt").write_text("theirs\n")
-    git(repo, "commit", "-q", "-am", "theirs")
+    (repo / "merged-in.txt").write_text("what the merge brings\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "theirs")
     git(repo, "checkout", "-q", "task")
     (repo / "a.txt").write_text("ours\n")
     git(repo, "commit", "-q", "-am", "ours")
@@ -135,10 +137,16 @@ def test_a_merge_left_to_resolve_crosses_and_becomes_a_merge_commit(
     assert subprocess.run(["git", "merge", "-q", "other"], cwd=repo).returncode != 0
     node = tmp_path / "node"
     clone_into(node, capture(repo), "task")
+    # The conflict is still one: git refuses to commit until it is resolved.
+    assert git(node, "diff", "--name-only", "--diff-filter=U").split() == ["a.txt"]
+    refused = subprocess.run(["git", "commit", "-q", "--no-edit"], cwd=node, capture_output=True)
+    assert refused.returncode != 0
     (node / "a.txt").write_text("both\n")
-    git(node, "add", "-A")
+    git(node, "add", "a.txt")  # what a developer does: only the file it resolved
     git(node, "commit", "-q", "--no-edit")
     assert git(node, "rev-parse", "HEAD^2").strip() == theirs
+    # The merge commit holds what the merge brought, not only what was resolved.
+    assert git(node, "show", "HEAD:merged-in.txt") == "what the merge brings\n"
     restore(repo, capture(node, known=head_commit(repo)), "task")
     assert git(repo, "rev-parse", "HEAD^2").strip() == theirs
     assert git(repo, "status", "--porcelain") == ""

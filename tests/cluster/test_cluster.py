@@ -33,7 +33,8 @@ from tests.e2e.test_demo import main_tree
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-pytestmark = pytest.mark.ray
+# Three runs of the sample on 2 shared cores: beyond the suite's 300 s default.
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
 
 SAMPLE = demo.sample_dir("todo")
 SCENARIO = SAMPLE / "scenario.toml"
