@@ -9,5 +9,8 @@ orchestrator, the governor and the merge queue stay in the process of ``autonoma
 - `node`: what runs on a node: a clone of its own, the same `Turn` as a local agent.
 - `link`: the pykka actor in the crew supervisor that stands for one remote agent.
 
-Dependencies point one way: link -> node -> bundle; link -> connect.
+Dependencies point one way: link -> node -> bundle; only connect and link import Ray.
+The node reuses the agents' `Turn` and the workflow's set-up runner and confinement
+(leaf modules); workflow reaches this package only through `connect` (run.py) and
+`link` (crew.py), each imported only with a cluster asked for.
 """
