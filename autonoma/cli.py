@@ -329,8 +329,20 @@ _TUI = click.option(
     metavar="FILE",
     help="Play this simulated-model scenario instead of a real model (offline; see the demo).",
 )
+@click.option(
+    "--cluster",
+    default=None,
+    metavar="ADDRESS",
+    help="Run developer and QA agents on this Ray cluster (a Ray address, or auto: the one "
+    "on this machine; default: the cluster setting). Needs pip install 'autonoma[ray]'.",
+)
 def start(
-    requirements: Path, tui: bool | None, max_workers: int | None, new: bool, scenario: Path | None
+    requirements: Path,
+    tui: bool | None,
+    max_workers: int | None,
+    new: bool,
+    scenario: Path | None,
+    cluster: str | None,
 ) -> None:
     """Build what REQUIREMENTS asks for: plan, split, implement, review, merge into main.
 
@@ -351,6 +363,7 @@ def start(
             max_workers=max_workers,
             scenario=None if scenario is None else scenario.absolute(),
             new=new,
+            cluster=cluster,
         ),
         tui=tui,
     )

@@ -52,6 +52,7 @@ class Settings:
     gateway: bool = True
     crew_backoff: bool = True
     agent_api_retries: int = 1
+    cluster: str = ""
 
 
 @dataclass(frozen=True)
@@ -265,6 +266,16 @@ OPTIONS: tuple[Option, ...] = (
         "(CLAUDE_CODE_MAX_RETRIES) before its turn ends and waits for the crew's backoff.",
         minimum=0,
         maximum=10,
+    ),
+    Option(
+        "cluster",
+        str,
+        "Run developer and QA agents as actors on a Ray cluster (docs/scale-out.md): "
+        '"auto" joins the cluster running on this machine, or a Ray address '
+        "(host:6379, ray://host:10001); empty: every agent on this machine, Ray never "
+        "imported. Needs `pip install 'autonoma[ray]'`.",
+        word=True,
+        optional=True,
     ),
 )
 

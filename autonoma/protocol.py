@@ -309,8 +309,9 @@ class ProjectCommands(Message, frozen=True):
     proposed_test_command: str = ""
 
 
-SetupPlace = Literal["task", "merge_gate", "review"]
-"""Where a set-up ran: a task's clone, the merge gate, or QA's review checkout."""
+SetupPlace = Literal["task", "merge_gate", "review", "node"]
+"""Where a set-up ran: a task's clone, the merge gate, QA's review checkout, or a task's
+clone on a cluster's node (`autonoma.cluster`)."""
 
 
 class SetupRan(Message, frozen=True):

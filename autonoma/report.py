@@ -183,7 +183,11 @@ def _task_lines(task: Task, widths: list[int], tasks: dict[str, Task]) -> list[s
 
     if task.setups and not task.setups[-1].ok and task.state not in ("merged", "resolved"):
         last = task.setups[-1]
-        where = {"merge_gate": "merge gate", "review": "QA's checkout"}.get(last.place, "worktree")
+        where = {
+            "merge_gate": "merge gate",
+            "review": "QA's checkout",
+            "node": "clone on a cluster's node",
+        }.get(last.place, "worktree")
         how = "timed out" if last.timed_out else f"exit code {last.exit_code}"
         tail = short(last.output_tail[-_HISTORY_REASON:], _HISTORY_REASON)
         lines.append(f"{pad}last set-up ({where}) failed, {how}: {tail}")

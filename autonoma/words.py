@@ -335,7 +335,11 @@ def _words(m: p.Message, cwd: str) -> tuple[str, Level] | None:
         case p.ProjectCommands():
             return "project " + "; ".join(commands_lines(m)), "info"
         case p.SetupRan(task_id=task, place=place):
-            where = {"merge_gate": " (merge gate)", "review": " (QA's checkout)"}.get(place, "")
+            where = {
+                "merge_gate": " (merge gate)",
+                "review": " (QA's checkout)",
+                "node": " (on a cluster's node)",
+            }.get(place, "")
             return f"{task or '-'} set-up{where}: {short(setup_result(m), 2 * REASON_CHARS)}", (
                 "info" if m.ok else "warn"
             )

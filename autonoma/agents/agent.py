@@ -44,6 +44,9 @@ class TurnRequest:
     session_usd: float = 0.0
     """claude's running total of the session before this turn (0: a new session). A
     resumed turn reports that total again; its own cost is the change from it."""
+    setup_command: str = ""
+    """The project's set-up command: a remote agent runs it in its node's clone (a local
+    agent's clone was set up by the orchestrator)."""
 
 
 class AgentBusy(Refusal):

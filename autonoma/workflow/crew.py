@@ -42,6 +42,12 @@ def qa_names(workers: int) -> list[str]:
     return [f"qa-{i}" for i in range(1, workers + 1)]
 
 
+def is_remote(agent: str) -> bool:
+    """Whether ``agent`` runs on the cluster when there is one: developers and QA (the CEO
+    and the Staff Engineer plan in the head's checkout)."""
+    return agent.startswith(("developer-", "qa-"))
+
+
 def role_of(agent: str) -> str:
     """The role an agent of the crew plays: ``developer-2`` is a developer, ``qa-1`` QA."""
     return agent.rsplit("-", 1)[0] if agent[-1:].isdigit() and "-" in agent else agent
@@ -79,12 +85,20 @@ def crew_spec(
 ) -> ChildSpec:
     """The crew supervisor's child spec, for the root."""
 
+    kind: Any = AgentActor
+    if settings.cluster:
+        # Only with a cluster: the link imports Ray (docs/scale-out.md).
+        from autonoma.cluster.link import RemoteAgentActor
+
+        kind = RemoteAgentActor
+
     def agent(name: str) -> ChildSpec:
+        actor = kind if is_remote(name) else AgentActor
         return ChildSpec(
             name,
             start=lambda: refs.set(
                 name,
-                AgentActor.start(
+                actor.start(
                     bus,
                     name,
                     settings=settings,
@@ -119,6 +133,7 @@ __all__ = [
     "AgentRefs",
     "crew_spec",
     "developer_names",
+    "is_remote",
     "qa_names",
     "role_of",
 ]

@@ -479,6 +479,7 @@ class Orchestrator(Actor):
             transcript=self.ctx.logs / f"{action.agent}-{action.session_id}.log",
             budget_usd=action.budget_usd,
             session_usd=action.session_usd,
+            setup_command=self._setup_command(),
         )
         try:
             pid: int = ref.proxy().run_turn(request).get(timeout=30)
@@ -487,6 +488,11 @@ class Orchestrator(Actor):
         except TurnRefused as refused:
             return SpawnRefused(action.agent, str(refused))
         return TurnSpawned(action.agent, pid)
+
+    def _setup_command(self) -> str:
+        """The run's set-up command as chosen so far ("" for none)."""
+        run = None if self.machine is None else self.machine.fold.run
+        return "" if run is None or run.commands is None else run.commands.setup_command
 
     def _run_setup(self, action: RunSetup) -> None:
         ref = self.actor_ref

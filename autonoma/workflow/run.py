@@ -72,6 +72,8 @@ class RunOptions:
     """Folders put first on the agents' and the checks' PATH (the demo's Python)."""
     policy: Literal["critical_path", "fifo"] = "critical_path"
     durations: Mapping[str, float] | None = None
+    cluster: str | None = None
+    """``--cluster``: a Ray address or ``auto`` (None: the ``cluster`` setting)."""
 
 
 @dataclass
@@ -185,6 +187,13 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
                 f"--max-workers must be from 1 to {config.MAX_WORKERS}, not {options.max_workers}"
             )
         settings = dataclasses.replace(settings, max_workers=options.max_workers)
+    if options.cluster is not None:
+        settings = dataclasses.replace(settings, cluster=options.cluster.strip())
+    if settings.cluster:
+        # Ray is imported only here, only with a cluster asked for (an optional extra).
+        from autonoma.cluster.connect import require_ray
+
+        require_ray(config.setting_source("cluster", project.root), options.cluster)
     for name in ROLE_NAMES:
         try:
             role = load_role(name, project.root)
@@ -310,6 +319,11 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
             check_auth(claude, env, options=isolation_args(settings))
         except AuthError as err:
             raise RunError(str(err)) from None
+        if settings.cluster:
+            from autonoma.cluster.connect import connect, disconnect
+
+            connect(settings.cluster)
+            prepared.cleanup.append(disconnect)
         return prepared
     except BaseException:
         if prepared is not None:

@@ -1,0 +1,68 @@
+"""The set-up command on a node: run once in the node's clone of a task, confined as on
+the head, told as a `SetupRan` with place ``node``; `NodeAgent` itself, without Ray (the
+real git and bubblewrap)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from autonoma.agents.roles import load_role
+from autonoma.cluster.bundle import capture
+from autonoma.cluster.node import NodeAgent, TurnSpec, clone_path
+from autonoma.config import Settings
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.mark.parametrize("sandbox", [True, False])
+def test_the_set_up_runs_once_per_node_clone(tmp_path: Path, sandbox: bool) -> None:
+    if sandbox and shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    head = tmp_path / "head"
+    head.mkdir()
+    git(head, "init", "-q", "-b", "task")
+    (head / "a.txt").write_text("a\n")
+    (head / ".gitignore").write_text("made.txt\n")
+    git(head, "add", "-A")
+    git(head, "-c", "user.name=T", "-c", "user.email=t@x.invalid", "commit", "-q", "-m", "one")
+    run_id = f"test-{tmp_path.name}"
+    spec = TurnSpec(
+        agent_id="developer-1",
+        run_id=run_id,
+        role=load_role("developer", None),
+        prompt="",
+        session_id="",
+        resume=False,
+        task_id="t1",
+        budget_usd=None,
+        session_usd=0.0,
+        settings=Settings(sandbox=sandbox, test_timeout=60.0),
+        env={"PATH": "/usr/bin:/bin"},
+        claude="",
+        branch="task",
+        setup_command="echo installed >> made.txt",
+    )
+    node = NodeAgent("developer-1", str(tmp_path / "node"))
+    try:
+        assert node.needs_setup(spec)
+        ran = node.prepare(spec, capture(head))
+        assert ran is not None and ran.ok, ran
+        assert ran.place == "node" and ran.task_id == "t1"
+        clone = clone_path(run_id, "t1")
+        assert ran.worktree == str(clone)
+        assert (clone / "made.txt").read_text() == "installed\n"
+        # Once per clone and command: the next turn's clone keeps what it installed.
+        assert not node.needs_setup(spec)
+        assert node.prepare(spec, capture(head)) is None
+        assert (clone / "made.txt").read_text() == "installed\n"
+    finally:
+        node.cleanup(run_id)
+    assert not clone_path(run_id, "t1").exists()
