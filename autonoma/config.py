@@ -52,6 +52,7 @@ class Settings:
     gateway: bool = True
     crew_backoff: bool = True
     agent_api_retries: int = 1
+    prestart_agents: bool = True
 
 
 @dataclass(frozen=True)
@@ -265,6 +266,13 @@ OPTIONS: tuple[Option, ...] = (
         "(CLAUDE_CODE_MAX_RETRIES) before its turn ends and waits for the crew's backoff.",
         minimum=0,
         maximum=10,
+    ),
+    Option(
+        "prestart_agents",
+        bool,
+        "Start QA's claude while the developer's turn ends, before its prompt is ready "
+        "(it waits for it on its stdin), so that claude's start-up (a second or more) is "
+        "not added to every task. Off: each turn's claude starts when its prompt is ready.",
     ),
 )
 

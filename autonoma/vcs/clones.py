@@ -201,6 +201,28 @@ def make_checkout(
     return path
 
 
+def move_checkout(repo_path: Path, path: Path, rev: str, *, branch: str) -> Path:
+    """Move a throwaway clone that `make_checkout` made on ``branch`` to commit ``rev``
+    of the user's repository: the branch, the tracked files and the integration head, as
+    a new `make_checkout` would have them, in the same folder.
+
+    For a checkout made ahead, in which nothing ran yet but a process waiting in it:
+    its folder stays. The clone is verified first (`verify_clone`). Raises `VcsError`.
+    """
+    user = _open(repo_path)
+    path = path.absolute()
+    clone = _verified(path, branch)
+    commit = _commit(user, rev).id
+    try:
+        _check_out(clone, commit, branch)
+        with contextlib.suppress(KeyError, VcsError):
+            integration = user.lookup_reference(_ref_name(INTEGRATION_BRANCH)).target
+            clone.references.create(_ref_name(INTEGRATION_BRANCH), integration, force=True)
+    except (OSError, pygit2.GitError) as error:
+        raise VcsError(f"{path}: cannot move the checkout to {rev}: {error}") from error
+    return path
+
+
 def remove_clone(path: Path) -> None:
     """Delete a clone's folder (missing: nothing happens). Never follows a symlink."""
     if path.is_symlink():
@@ -328,6 +350,7 @@ __all__ = [
     "create_clone",
     "fetch_branch",
     "make_checkout",
+    "move_checkout",
     "remove_clone",
     "remove_clones_under",
     "set_local_ref",

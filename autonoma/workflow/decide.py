@@ -140,6 +140,10 @@ class Config:
     crew_backoff: bool = True
     """One backoff for the whole crew: one probe turn while a storm lasts, and the
     number of agents at once adapted to rate limits (AIMD). Off: only the governor's hold."""
+    prestart: bool = False
+    """Start QA's claude ahead, while the developer's turn ends (`Turn.waiting`), so its
+    start-up overlaps the developer's exit and the commit check (the setting
+    ``prestart_agents``; off here so that a table row says when it is on)."""
 
     @property
     def plan_dir(self) -> Path:
@@ -172,6 +176,18 @@ class Turn:
     """Acted on at its result line (QA's approval), before its process exited."""
     checkout: str = ""
     """QA's checkout, when decided: removed once its process has exited."""
+    waiting: bool = False
+    """Pre-started: its process runs and waits for its prompt (`GivePrompt`). Makes no
+    request until then: not counted among the agents working; an exit before it is no
+    failure of anything."""
+    cwd: str = ""
+    """Where it runs (a pre-started QA turn's checkout)."""
+    budget: float | None = None
+    """The ``--max-budget-usd`` it was started with (the task's budget left then)."""
+    giving: bool = False
+    """`GivePrompt` asked, not answered yet."""
+    unused: bool = False
+    """Pre-started and no longer wanted: stopped, its exit awaited."""
 
 
 @dataclass
@@ -233,6 +249,11 @@ class Machine:
     """Tasks whose QA checkout is being made."""
     review_set_up: set[str] = field(default_factory=set)
     """QA checkouts in which the project's set-up command succeeded."""
+    review_stale: set[str] = field(default_factory=set)
+    """QA checkouts made ahead (at the developer's result), not yet moved to the head of
+    the branch QA reviews (`MoveCheckout`)."""
+    review_tried: set[str] = field(default_factory=set)
+    """QA checkouts asked for ahead: each once."""
     stopping: bool = False
     """A stop was asked: nothing new starts, the turns under way are stopped; the run
     ends once they exited, the merges submitted are answered and the git work is done."""
@@ -350,11 +371,29 @@ class ConflictMergeDone:
 
 @dataclass(frozen=True, slots=True)
 class CheckoutReady:
-    """`PrepareCheckout` is done: the checkout at ``path`` exists, or ``error`` says why not."""
+    """`PrepareCheckout` is done: the checkout at ``path`` exists, or ``error`` says why not.
+    ``moved``: `MoveCheckout` is done (the checkout is at the branch's head now)."""
 
     purpose: Literal["plan", "review"]
     path: str
     task_id: str | None = None
+    error: str = ""
+    moved: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PromptGiven:
+    """`GivePrompt` worked: the pre-started turn has its prompt."""
+
+    agent: str
+
+
+@dataclass(frozen=True, slots=True)
+class PromptNotGiven:
+    """`GivePrompt` found no turn waiting (it ended), or claude could not take the prompt
+    (the agent stopped the turn). Its exit follows, or came already."""
+
+    agent: str
     error: str = ""
 
 
@@ -396,6 +435,8 @@ Event = (
     | MergeNotSubmitted
     | SetupDone
     | WorktreesRemoved
+    | PromptGiven
+    | PromptNotGiven
 )
 
 
@@ -425,6 +466,28 @@ class StartTurn:
     budget_usd: float | None = None
     session_usd: float = 0.0
     """claude's running total of a resumed session: the turn's cost counts from it."""
+    ahead: bool = False
+    """Pre-start the process (no prompt yet: ``prompt`` is empty); `GivePrompt` follows."""
+
+
+@dataclass(frozen=True, slots=True)
+class GivePrompt:
+    """Give ``agent``'s pre-started turn its prompt; `PromptGiven` or `PromptNotGiven`
+    answers."""
+
+    agent: str
+    prompt: str
+
+
+@dataclass(frozen=True, slots=True)
+class MoveCheckout:
+    """Off the mailbox: move a throwaway clone made ahead (nothing ran in it yet) to
+    ``rev`` on its branch; `CheckoutReady` with ``moved``."""
+
+    path: str
+    rev: str
+    task_id: str
+    branch: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,6 +617,8 @@ class RemoveWorktrees:
 Action = (
     Emit
     | StartTurn
+    | GivePrompt
+    | MoveCheckout
     | PrepareWorkspace
     | CommitForAgent
     | ConflictMerge
@@ -676,6 +741,16 @@ class _Step:
         elif isinstance(event, WorktreesRemoved):
             self._emit(event.then, durable=True)
             return
+        elif isinstance(event, PromptGiven):
+            turn = m.turns.get(event.agent)
+            if turn is not None and turn.giving:
+                turn.giving = turn.waiting = False
+                m.waiting.discard(event.agent)
+        elif isinstance(event, PromptNotGiven):
+            turn = m.turns.get(event.agent)
+            if turn is not None and turn.giving:
+                # It ended, or is stopped: its exit drops it, and QA starts anew.
+                turn.giving, turn.unused = False, True
         if m.finished:
             return
         if m.stopping:
@@ -749,13 +824,14 @@ class _Step:
             if turn is not None and (event.pid is None or event.pid == turn.pid):
                 del m.turns[event.agent_id]
                 self._review_over(turn)
-                if not m.stopping and not turn.decided:
+                # A pre-started turn that never had its prompt did no work: nothing failed.
+                if not m.stopping and not turn.decided and not turn.waiting:
                     self._turn_ended(turn, event)
         elif isinstance(event, ActorCrashed):
             turn = m.turns.pop(event.name, None)
             if turn is not None:
                 self._review_over(turn)
-            if turn is not None and not m.stopping and not turn.decided:
+            if turn is not None and not m.stopping and not turn.decided and not turn.waiting:
                 self._turn_lost(
                     turn, f"{event.name} crashed: {event.error_type}: {event.error_text}"
                 )
@@ -902,7 +978,8 @@ class _Step:
         self._maybe_finish()
 
     def _permit(self, agent: str, task_id: str | None) -> Permit | None:
-        """The governor's answer, or None when new work must wait."""
+        """The governor's answer, or None when new work must wait. A pre-started turn
+        makes no request until its prompt: it counts among the agents working from then."""
         m = self.m
         if self._paused():
             return None  # a human paused, or the root after a subtree kept crashing
@@ -912,7 +989,8 @@ class _Step:
         if answer.wait > 0:
             self._hold(agent, task_id, answer.wait)
             return None
-        if self.cfg.crew_backoff and len(m.turns) + len(m.preparing) >= agents_allowed(m):
+        working = sum(1 for t in m.turns.values() if not t.waiting) + len(m.preparing)
+        if self.cfg.crew_backoff and working >= agents_allowed(m):
             return None  # as many agents work as the storms allow: the next waits its turn
         if answer.run_budget_reached:
             return None
@@ -930,12 +1008,34 @@ class _Step:
         cwd: str,
         task_id: str | None = None,
         budget: float | None = None,
+        ahead: bool = False,
     ) -> None:
-        self.m.turns[agent] = Turn(agent, kind, task_id, session_id, 0, resume, prompt)
+        self.m.turns[agent] = Turn(
+            agent,
+            kind,
+            task_id,
+            session_id,
+            0,
+            resume,
+            prompt,
+            waiting=ahead,
+            cwd=cwd,
+            budget=budget,
+        )
         session_usd = self.fold.session_usd.get(session_id, 0.0) if resume else 0.0
         self.out.append(
             StartTurn(
-                agent, kind, role, prompt, session_id, resume, cwd, task_id, budget, session_usd
+                agent,
+                kind,
+                role,
+                prompt,
+                session_id,
+                resume,
+                cwd,
+                task_id,
+                budget,
+                session_usd,
+                ahead,
             )
         )
 
@@ -959,6 +1059,8 @@ class _Step:
         if turn is None:
             return
         self._review_over(turn)
+        if turn.waiting:
+            return  # pre-started: QA starts as usual at the review (and fails there if so)
         why = f"the turn could not start: {event.error}"
         task = None if turn.task_id is None else self.fold.tasks.get(turn.task_id)
         if task is None:
@@ -1134,10 +1236,17 @@ class _Step:
         for task in list(tasks.values()):
             if task.state == "merging" and task.task_id not in m.submitted:
                 self._submit(task)
+        self._drop_unused()
         for task in list(tasks.values()):
-            in_review = task.state == "review" and not self._in_flight(task.task_id)
-            if in_review and not self._start_review(task):
+            if task.state != "review":
+                continue
+            ahead = self._waiting_review(task.task_id)
+            if ahead is not None:
+                if not self._give_review(task, ahead):
+                    break
+            elif not self._in_flight(task.task_id) and not self._start_review(task):
                 break
+        self._prestart_reviews()
         for task in list(tasks.values()):
             needs_turn = task.state == "running" and not self._in_flight(task.task_id)
             if needs_turn and not self._start_development(task):
@@ -1319,10 +1428,23 @@ class _Step:
         task_id = event.task_id or ""
         m.review_preparing.discard(task_id)
         task = self.fold.tasks.get(task_id)
-        if task is None or task.state != "review" or m.finished or m.stopping:
+        if event.moved:
+            if m.review_dirs.get(task_id) != event.path:
+                return  # dropped meanwhile (its pre-started QA ended): removed already
+            if event.error:
+                self._drop_review(task_id)  # the review makes a fresh one
+                return
+            m.review_stale.discard(event.path)
+            return
+        ahead = task is not None and task.state == "running" and event.path in m.review_stale
+        if task is None or not (task.state == "review" or ahead) or m.finished or m.stopping:
+            m.review_stale.discard(event.path)
             if not event.error:
                 self.out.append(RemoveCheckout(event.path))
             return
+        if ahead and event.error:
+            m.review_stale.discard(event.path)
+            return  # made again when the review starts
         if event.error:
             failures = m.qa_failures[task_id] = m.qa_failures.get(task_id, 0) + 1
             why = f"could not make QA's checkout: {event.error}"
@@ -1373,6 +1495,7 @@ class _Step:
         path = self.m.review_dirs.pop(task_id, None)
         if path is not None:
             self.m.review_set_up.discard(path)
+            self.m.review_stale.discard(path)
             self.out.append(RemoveCheckout(path))
 
     def _start_review(self, task: Task) -> bool:
@@ -1388,11 +1511,7 @@ class _Step:
                 PrepareCheckout("review", where, task.branch, task.task_id, branch=task.branch)
             )
             return True
-        command = self._commands().setup_command
-        if command and path not in m.review_set_up:
-            if task.task_id not in m.setting_up:
-                m.setting_up.add(task.task_id)
-                self.out.append(RunSetup(task.task_id, command, path, place="review"))
+        if not self._review_checkout_ready(task, path):
             return True
         claimed = self._claim(qa_names(self.cfg.workers), task.task_id)
         if claimed is None:
@@ -1418,6 +1537,139 @@ class _Step:
             budget=answer.task_budget_left,
         )
         return True
+
+    def _review_checkout_ready(self, task: Task, path: str) -> bool:
+        """Whether QA's checkout at ``path`` is at the branch's head and set up; if not,
+        what makes it so is asked for (once)."""
+        m = self.m
+        if path in m.review_stale:
+            # Made ahead, at the developer's result: the branch has moved since.
+            if task.task_id not in m.review_preparing:
+                m.review_preparing.add(task.task_id)
+                self.out.append(MoveCheckout(path, task.branch, task.task_id, task.branch))
+            return False
+        command = self._commands().setup_command
+        if command and path not in m.review_set_up:
+            if task.task_id not in m.setting_up:
+                m.setting_up.add(task.task_id)
+                self.out.append(RunSetup(task.task_id, command, path, place="review"))
+            return False
+        return True
+
+    # --- QA started ahead ----------------------------------------------------------------
+
+    def _waiting_review(self, task_id: str) -> Turn | None:
+        """The pre-started QA turn of ``task_id`` still waiting for its prompt, if any."""
+        for turn in self.m.turns.values():
+            if turn.kind == "review" and turn.task_id == task_id and turn.waiting:
+                return turn
+        return None
+
+    def _ending_well(self, task_id: str) -> bool:
+        """Whether ``task_id``'s developer turn gave its result without an error and its
+        work goes (or is about to go) to QA: the moment to start QA ahead."""
+        m = self.m
+        if task_id in m.checking:
+            return True
+        return any(
+            t.kind == "develop"
+            and t.task_id == task_id
+            and t.finished is not None
+            and not t.finished.is_error
+            for t in m.turns.values()
+        )
+
+    def _prestart_reviews(self) -> None:
+        """QA's process starts while the developer's turn ends (its result given, the
+        process exiting, its work checked): a checkout of the branch is made now, and
+        moved to the branch's head once the work is checked (`MoveCheckout`); the prompt
+        follows then (`_give_review`). Its start-up is then off the critical path."""
+        m = self.m
+        if not self.cfg.prestart or m.storm_level > 0:
+            return
+        for task in list(self.fold.tasks.values()):
+            task_id = task.task_id
+            if task.state != "running" or not self._ending_well(task_id):
+                continue
+            if any(t.kind == "review" and t.task_id == task_id for t in m.turns.values()):
+                continue
+            if task_id in m.review_preparing:
+                continue
+            path = m.review_dirs.get(task_id)
+            if path is None:
+                where = str(self.cfg.review_dir(task_id, task.reviews + 1))
+                if not task.branch or where in m.review_tried:
+                    continue
+                m.review_tried.add(where)  # once: a failure waits for the review itself
+                m.review_preparing.add(task_id)
+                m.review_stale.add(where)
+                self.out.append(
+                    PrepareCheckout("review", where, task.branch, task_id, branch=task.branch)
+                )
+                continue
+            if path not in m.review_stale:
+                continue  # not made ahead: the review starts QA as usual
+            agent = self._free(qa_names(self.cfg.workers))
+            if agent is None or self._paused() or GOVERNOR not in m.live:
+                return
+            answer = permit(m, task_id)
+            if answer.wait > 0 or answer.run_budget_reached:
+                return
+            self._start_turn(
+                agent,
+                "review",
+                "qa",
+                "",
+                session_id=self._uuid(),
+                resume=False,
+                cwd=path,
+                task_id=task_id,
+                budget=answer.task_budget_left,
+                ahead=True,
+            )
+
+    def _give_review(self, task: Task, turn: Turn) -> bool:
+        """The pre-started QA turn of ``task`` (in review) gets its prompt once its
+        checkout is at the branch's head and set up; False: wait (no permit)."""
+        if turn.giving or turn.unused:
+            return True
+        if not self._review_checkout_ready(task, turn.cwd):
+            return True
+        answer = self._permit(turn.agent, task.task_id)
+        if answer is None:
+            return False
+        if self.cfg.task_budget_usd > 0 and answer.task_budget_left != turn.budget:
+            # Its --max-budget-usd is not what is left now: a QA started now gets it.
+            turn.unused = True
+            self.out.append(StopTurns((turn.agent,)))
+            return True
+        prompt = prompts.qa_prompt(
+            self.cfg.roles["qa"],
+            task,
+            INTEGRATION_BRANCH,
+            task.reviews + 1,
+            self.cfg.claude_md,
+            self._commands(),
+        )
+        turn.giving, turn.prompt = True, prompt
+        self.out.append(GivePrompt(turn.agent, prompt))
+        return True
+
+    def _drop_unused(self) -> None:
+        """Stop the pre-started QA turns no longer wanted (their task failed, was
+        escalated, resolved or stopped): their exit removes their checkout."""
+        m = self.m
+        for turn in m.turns.values():
+            if not turn.waiting or turn.unused or turn.giving or turn.task_id is None:
+                continue
+            task = self.fold.tasks.get(turn.task_id)
+            wanted = task is not None and (
+                task.state == "review"
+                or (task.state == "running" and self._ending_well(task.task_id))
+            )
+            if not wanted:
+                turn.unused = True
+                self.out.append(StopTurns((turn.agent,)))
 
     def _submit(self, task: Task) -> None:
         commands = self._commands()

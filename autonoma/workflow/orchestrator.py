@@ -30,6 +30,7 @@ the merge queue, then done. Failures are retried with their reason up to
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import threading
 import time
@@ -44,7 +45,7 @@ import pykka
 
 from autonoma import inputfile
 from autonoma.agents import process
-from autonoma.agents.agent import AgentBusy, TurnRefused, TurnRequest
+from autonoma.agents.agent import AgentBusy, NotWaiting, TurnRefused, TurnRequest
 from autonoma.agents.roles import load_role
 from autonoma.agents.turn import WRITE_LEFTOVER
 from autonoma.config import Settings
@@ -96,12 +97,16 @@ from autonoma.workflow.decide import (
     Emit,
     EnsureIntegration,
     Event,
+    GivePrompt,
     Heard,
     InboxCommand,
     Machine,
     MergeNotSubmitted,
+    MoveCheckout,
     PrepareCheckout,
     PrepareWorkspace,
+    PromptGiven,
+    PromptNotGiven,
     RemoveCheckout,
     RemoveWorktrees,
     ResumeRoot,
@@ -338,6 +343,7 @@ class Orchestrator(Actor):
             workers=ctx.workers,
             max_retries=self.settings.max_retries,
             crew_backoff=self.settings.crew_backoff,
+            prestart=self.settings.prestart_agents,
             setup_command=self.settings.setup_command,
             test_command=self.settings.test_command,
             budget_usd=self.settings.budget_usd,
@@ -441,6 +447,8 @@ class Orchestrator(Actor):
             self.bus.publish(ORCHESTRATOR, action.message, durable=action.durable)
         elif isinstance(action, StartTurn):
             return self._start_turn(action)
+        elif isinstance(action, GivePrompt):
+            return self._give_prompt(action)
         elif isinstance(action, SubmitMerge):
             merge_queue = self.ctx.merge_queue()
             if merge_queue is None:
@@ -470,7 +478,7 @@ class Orchestrator(Actor):
             return TurnNotStarted(action.agent)
         request = TurnRequest(
             role=action.role,
-            prompt=action.prompt,
+            prompt=None if action.ahead else action.prompt,
             session_id=action.session_id,
             cwd=Path(action.cwd),
             resume=action.resume,
@@ -487,6 +495,16 @@ class Orchestrator(Actor):
         except TurnRefused as refused:
             return SpawnRefused(action.agent, str(refused))
         return TurnSpawned(action.agent, pid)
+
+    def _give_prompt(self, action: GivePrompt) -> Event:
+        ref = self.ctx.agents.get(action.agent)
+        if ref is None:
+            return PromptNotGiven(action.agent, "the agent is gone")
+        try:
+            ref.proxy().give_prompt(action.prompt).get(timeout=30)
+        except (NotWaiting, TurnRefused, pykka.ActorDeadError) as error:
+            return PromptNotGiven(action.agent, str(error))
+        return PromptGiven(action.agent)
 
     def _run_setup(self, action: RunSetup) -> None:
         ref = self.actor_ref
@@ -514,6 +532,8 @@ class Orchestrator(Actor):
             return lambda: _remove_worktrees(repo, ctx.clones, action)
         if isinstance(action, PrepareCheckout):
             return lambda: _prepare_checkout(repo, action)
+        if isinstance(action, MoveCheckout):
+            return lambda: _move_checkout(repo, ctx.clones, action)
         if isinstance(action, RemoveCheckout):
             return lambda: _remove_checkout(ctx.clones, action)
         raise TypeError(f"not an action: {action!r}")
@@ -654,6 +674,21 @@ def _prepare_checkout(repo: Path, action: PrepareCheckout) -> Event:
     except (OSError, pygit2.GitError) as error:
         return CheckoutReady(action.purpose, action.path, action.task_id, _one_line(error))
     return CheckoutReady(action.purpose, str(path), action.task_id)
+
+
+def _move_checkout(repo: Path, run_clones: Path, action: MoveCheckout) -> Event:
+    """Move QA's checkout made ahead to the head of the branch it reviews."""
+    path = Path(action.path)
+    done = CheckoutReady("review", action.path, action.task_id, moved=True)
+    if not path.absolute().is_relative_to(run_clones.absolute()):
+        return dataclasses.replace(done, error=f"{path}: not a checkout of this run")
+    try:
+        clones.move_checkout(repo, path, action.rev, branch=action.branch)
+    except VcsError as error:
+        return dataclasses.replace(done, error=str(error))
+    except (OSError, pygit2.GitError) as error:
+        return dataclasses.replace(done, error=_one_line(error))
+    return done
 
 
 def _remove_checkout(run_clones: Path, action: RemoveCheckout) -> None:
