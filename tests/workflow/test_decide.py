@@ -59,11 +59,15 @@ from autonoma.workflow.decide import (
     ConflictMerge,
     Emit,
     Event,
+    GivePrompt,
     Heard,
     InboxCommand,
     Machine,
+    MoveCheckout,
     PrepareCheckout,
     PrepareWorkspace,
+    PromptGiven,
+    PromptNotGiven,
     RemoveCheckout,
     RemoveWorktrees,
     ResumeRoot,
@@ -310,6 +314,7 @@ class Harness:
         commands: ProjectCommands | None = None,
         checkouts: bool = True,
         workspaces: bool = True,
+        prestart: bool = False,
     ) -> None:
         self.checkouts = checkouts
         self.workspaces = workspaces
@@ -328,6 +333,7 @@ class Harness:
             clones=CLONES,
             budget_usd=budget,
             task_budget_usd=task_budget,
+            prestart=prestart,
         )
         ids = itertools.count(1)
         self.m = Machine(cfg=config, now=NOW, live=LIVE, new_session=lambda: f"s{next(ids)}")
@@ -1109,8 +1115,16 @@ def trace(actions: list[Action]) -> list[str]:
             said.append(f"remove {Path(a.path).name}")
         elif isinstance(a, RunSetup):
             said.append(f"set-up ({a.place}) in {Path(a.worktree).name}")
+        elif isinstance(a, StartTurn) and a.ahead:
+            said.append(f"{a.role} started ahead in {Path(a.cwd).name}")
         elif isinstance(a, StartTurn):
             said.append(f"{a.role} turn in {Path(a.cwd).name}")
+        elif isinstance(a, MoveCheckout):
+            said.append(f"move {Path(a.path).name} to {a.rev}")
+        elif isinstance(a, GivePrompt):
+            said.append(f"{a.agent} given its prompt")
+        elif isinstance(a, StopTurns):
+            said.append(f"stop {', '.join(a.agents)}")
         elif isinstance(a, SubmitMerge):
             said.append(f"merge {a.task_id}")
     return said
@@ -1557,3 +1571,214 @@ def test_a_merge_announced_after_the_run_stopped_at_once_is_not_merged_again() -
     )
     assert resumed.fold.tasks[T].state == "merged"
     assert [a.paths for a in actions if isinstance(a, RemoveWorktrees)] == [(WORKTREE,)]
+
+
+# --- QA started ahead (prestart_agents) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """The QA turn asked ahead is spawned (its process waits for its prompt)."""
+
+
+@dataclass(frozen=True)
+class ByQA:
+    """A step of the QA turn started ahead (its result, its exit)."""
+
+    step: AgentTurnFinished | AgentProcessExited
+
+
+@dataclass(frozen=True)
+class AheadRow:
+    name: str
+    events: tuple[Event | Step | Ahead | ByQA, ...]
+    """Played from the developer's turn begun on."""
+    trace: tuple[str, ...]
+    state: str
+    task_budget: float = 0.0
+    gives: int = 0
+    """`GivePrompt` actions."""
+
+
+MOVED = CheckoutReady("review", REVIEW_1, T, moved=True)
+SPENT = FromGovernor(
+    CostReported(agent_id=DEV, usd=0.5, session_usd=0.5, session_id="s1", task_id=T)
+)
+
+AHEAD_ROWS = [
+    AheadRow(
+        "at the developer's result a checkout is made and QA started in it; once the work "
+        "is checked the checkout moves to the branch's head and QA gets its prompt",
+        (SUCCESS, MADE, Ahead(), EXIT_0, Checked(), MOVED, PromptGiven(QA), ByQA(APPROVE)),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "move t1-1 to autonoma/t1",
+            "qa-1 given its prompt",
+            "merge t1",
+        ),
+        "merging",
+        gives=1,
+    ),
+    AheadRow(
+        "no prompt before the checkout has moved",
+        (SUCCESS, MADE, Ahead(), EXIT_0, Checked()),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "move t1-1 to autonoma/t1",
+        ),
+        "review",
+    ),
+    AheadRow(
+        "the work is refused: QA started ahead is stopped (no failed review), its checkout "
+        "removed at its exit, and the developer runs again",
+        (SUCCESS, MADE, Ahead(), EXIT_0, NOTHING_COMMITTED, ByQA(TERMINATED)),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "stop qa-1",
+            "remove t1-1",
+            "developer turn in t1",
+        ),
+        "running",
+    ),
+    AheadRow(
+        "a failed developer turn: nothing is started ahead",
+        (FAILED_500, EXIT_1),
+        ("developer turn in t1",),
+        "running",
+    ),
+    AheadRow(
+        "QA started ahead dies before its prompt: no failed review; the review makes a "
+        "fresh checkout and starts QA as usual",
+        (SUCCESS, MADE, Ahead(), ByQA(KILLED), EXIT_0, Checked(), MADE),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "remove t1-1",
+            "make review checkout t1-1 of autonoma/t1",
+            "qa turn in t1-1",
+        ),
+        "review",
+    ),
+    AheadRow(
+        "QA started ahead fails before its prompt while its checkout moves: no failed review; "
+        "the move's answer is ignored and QA starts as usual in a fresh checkout",
+        (SUCCESS, MADE, Ahead(), EXIT_0, Checked(), ByQA(EXIT_1), MOVED, MADE),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "move t1-1 to autonoma/t1",
+            "remove t1-1",
+            "make review checkout t1-1 of autonoma/t1",
+            "qa turn in t1-1",
+        ),
+        "review",
+    ),
+    AheadRow(
+        "its prompt could not be given (the turn ended meanwhile): QA starts anew at its exit",
+        (
+            SUCCESS,
+            MADE,
+            Ahead(),
+            EXIT_0,
+            Checked(),
+            MOVED,
+            PromptNotGiven(QA, "gone"),
+            ByQA(KILLED),
+            MADE,
+        ),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "move t1-1 to autonoma/t1",
+            "qa-1 given its prompt",
+            "remove t1-1",
+            "make review checkout t1-1 of autonoma/t1",
+            "qa turn in t1-1",
+        ),
+        "review",
+        gives=1,
+    ),
+    AheadRow(
+        "a task budget spent since QA was started ahead: it is stopped, and QA starts anew "
+        "with what is left",
+        (SUCCESS, MADE, Ahead(), SPENT, EXIT_0, Checked(), MOVED, ByQA(TERMINATED), MADE),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "move t1-1 to autonoma/t1",
+            "stop qa-1",
+            "remove t1-1",
+            "make review checkout t1-1 of autonoma/t1",
+            "qa turn in t1-1",
+        ),
+        "review",
+        task_budget=5.0,
+    ),
+    AheadRow(
+        "a task budget nothing was spent of since: its prompt is given",
+        (SUCCESS, SPENT, MADE, Ahead(), EXIT_0, Checked(), MOVED),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "move t1-1 to autonoma/t1",
+            "qa-1 given its prompt",
+        ),
+        "review",
+        task_budget=5.0,
+        gives=1,
+    ),
+    AheadRow(
+        "a stop while QA waits for its prompt stops it too",
+        (SUCCESS, MADE, Ahead(), StopRun()),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "stop developer-1, qa-1",
+        ),
+        "running",
+    ),
+]
+
+
+@pytest.mark.parametrize("row", AHEAD_ROWS, ids=[r.name for r in AHEAD_ROWS])
+def test_qa_is_started_ahead_and_given_its_prompt_when_the_work_is_checked(row: AheadRow) -> None:
+    h = Harness("development", checkouts=False, prestart=True, task_budget=row.task_budget)
+    h.begin()
+    start = len(h.actions)
+    qa: StartTurn | None = None
+    qa_pid = 0
+    for event in row.events:
+        if isinstance(event, Ahead):
+            (qa,) = [a for a in h.actions if isinstance(a, StartTurn) and a.ahead]
+            assert (qa.prompt, qa.kind, qa.cwd, qa.task_id) == ("", "review", REVIEW_1, T)
+            qa_pid = next(h.pids)
+            h.feed(TurnSpawned(qa.agent, qa_pid))
+        elif isinstance(event, ByQA):
+            assert qa is not None
+            (h.turn, h.pid), (developer, dev_pid) = (qa, qa_pid), (h.turn, h.pid)
+            h.play(event.step)
+            h.turn, h.pid = developer, dev_pid
+        elif isinstance(event, AgentTurnFinished | AgentProcessExited | Checked | FromGovernor):
+            h.play(event)
+        else:
+            h.feed(event)
+    h.feed(Tick())
+    assert trace(h.actions[start:]) == list(row.trace)
+    assert h.task.state == row.state
+    assert not h.m.qa_failures  # a turn started ahead never counts as a review
+    gives = [a for a in h.actions if isinstance(a, GivePrompt)]
+    assert len(gives) == row.gives
+    for give in gives:
+        assert "review number 1" in give.prompt and T in give.prompt
+
+
+def test_nothing_is_started_ahead_with_prestart_off() -> None:
+    h = Harness("development", checkouts=False)
+    h.begin()
+    start = len(h.actions)
+    h.play(SUCCESS)
+    h.feed(Tick())
+    assert trace(h.actions[start:]) == []
