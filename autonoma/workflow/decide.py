@@ -1587,6 +1587,10 @@ class _Step:
         m = self.m
         if not self.cfg.prestart or m.storm_level > 0:
             return
+        if self._commands().setup_command:
+            # The set-up runs in QA's checkout first and takes far longer than claude's
+            # start-up: nothing to win, and a QA waiting through it could be stopped idle.
+            return
         for task in list(self.fold.tasks.values()):
             task_id = task.task_id
             if task.state != "running" or not self._ending_well(task_id):

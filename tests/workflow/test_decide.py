@@ -1775,6 +1775,22 @@ def test_qa_is_started_ahead_and_given_its_prompt_when_the_work_is_checked(row: 
         assert "review number 1" in give.prompt and T in give.prompt
 
 
+def test_nothing_is_started_ahead_for_a_project_with_a_set_up_command() -> None:
+    commands = ProjectCommands(
+        setup_command=SETUP,
+        test_command="pytest -q",
+        proposed_setup_command=SETUP,
+        proposed_test_command="pytest -q",
+    )
+    h = Harness("development", checkouts=False, commands=commands, prestart=True)
+    h.feed(SetupDone(SetupRan(task_id=T, command=SETUP, exit_code=0, worktree=WORKTREE)))
+    h.begin()
+    start = len(h.actions)
+    h.play(SUCCESS)
+    h.feed(Tick())
+    assert trace(h.actions[start:]) == []
+
+
 def test_nothing_is_started_ahead_with_prestart_off() -> None:
     h = Harness("development", checkouts=False)
     h.begin()
