@@ -174,6 +174,38 @@ def create_clone(
     return branch, path
 
 
+def catch_up(repo_path: Path, clone_dir: Path, branch: str, base: str) -> bool:
+    """Move a task's untouched clone to ``base`` (the integration head now); whether it moved.
+
+    Untouched: no commit of its own (its branch, in the clone and in the user's
+    repository, is an ancestor of ``base``) and nothing changed in its files (ignored
+    ones aside): a clone made ahead for a task whose dependency was merging, or one
+    whose agent never worked. Anything else is left as it is. The clone is verified
+    first (`verify_clone`). Raises `VcsError`.
+    """
+    user = _open(repo_path)
+    clone = _verified(clone_dir, branch)
+    try:
+        target = _commit(user, base).id
+        head = clone.lookup_reference(_ref_name(branch)).peel(pygit2.Commit).id
+        ours = user.lookup_reference(_ref_name(branch)).peel(pygit2.Commit).id
+        if head == target or ours != head:
+            return False
+        if not user.descendant_of(target, head):
+            return False  # work of its own, or a base that is not ahead of it
+        if any(
+            flags != pygit2.enums.FileStatus.IGNORED
+            for flags in clone.status(untracked_files="all").values()
+        ):
+            return False
+        user.references.create(_ref_name(branch), target, force=True)
+        _check_out(clone, target, branch)
+        clone.references.create(_ref_name(INTEGRATION_BRANCH), target, force=True)
+    except (KeyError, ValueError, OSError, pygit2.GitError) as error:
+        raise VcsError(f"{clone_dir}: cannot move {branch} to {base[:10]}: {error}") from error
+    return True
+
+
 def make_checkout(
     repo_path: Path, path: Path, rev: str, *, branch: str | None = None, fresh: bool = True
 ) -> Path:
@@ -346,6 +378,7 @@ def remove_clones_under(folder: Path) -> list[str]:
 __all__ = [
     "FETCH_LIMIT_BYTES",
     "FETCH_LIMIT_OBJECTS",
+    "catch_up",
     "clone_path",
     "create_clone",
     "fetch_branch",

@@ -285,3 +285,35 @@ def test_moving_a_checkout_refuses_one_outside_the_run_or_not_a_clone(user: Path
         user, run_clones, orchestrator.MoveCheckout(str(fake), BRANCH, "t1", BRANCH)
     )
     assert refused.error and "no longer the clone's own folder" in refused.error  # type: ignore[union-attr]
+
+
+def test_an_untouched_clone_catches_up_with_the_integration_head(user: Path) -> None:
+    path = make(user)
+    # Another task merged meanwhile: the integration head moved on.
+    other = user / "other"
+    git(user, "worktree", "add", "-q", "-b", "tmp-other", str(other), workspace.INTEGRATION_BRANCH)
+    head = commit(other, "other.txt")
+    git(user, "update-ref", f"refs/heads/{workspace.INTEGRATION_BRANCH}", head)
+
+    assert clones.catch_up(user, path, BRANCH, head)
+
+    assert workspace.head_of(user, BRANCH) == head
+    assert git(path, "rev-parse", "HEAD").strip() == head
+    assert (path / "other.txt").exists()
+    assert git(path, "rev-parse", workspace.INTEGRATION_BRANCH).strip() == head
+    assert not clones.catch_up(user, path, BRANCH, head)  # there already
+
+
+def test_a_clone_with_work_of_its_own_does_not_catch_up(user: Path) -> None:
+    path = make(user)
+    base = workspace.head_of(user, workspace.INTEGRATION_BRANCH)
+    other = user / "other"
+    git(user, "worktree", "add", "-q", "-b", "tmp-other", str(other), workspace.INTEGRATION_BRANCH)
+    head = commit(other, "other.txt")
+    (path / "draft.txt").write_text("uncommitted\n")
+    assert not clones.catch_up(user, path, BRANCH, head)  # a file of its own
+    (path / "draft.txt").unlink()
+    mine = commit(path, "mine.txt")
+    clones.fetch_branch(user, path, BRANCH)
+    assert not clones.catch_up(user, path, BRANCH, head)  # a commit of its own
+    assert workspace.head_of(user, BRANCH) == mine != base
