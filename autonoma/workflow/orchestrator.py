@@ -565,6 +565,9 @@ def _prepare(repo: Path, clones_dir: Path, run_id: str, action: PrepareWorkspace
         try:
             base = workspace.head_of(repo, workspace.INTEGRATION_BRANCH)
             branch, made = clones.create_clone(repo, clones_dir, action.task_id, base, run=run_id)
+            # A clone made ahead (its dependency was merging then) and untouched since
+            # starts from the integration head of now.
+            clones.catch_up(repo, made, branch, base)
         except VcsError as error:
             return WorkspaceFailed(action.task_id, str(error))
         except (OSError, pygit2.GitError) as error:
@@ -573,7 +576,7 @@ def _prepare(repo: Path, clones_dir: Path, run_id: str, action: PrepareWorkspace
     # A claude killed mid-Write (a crash, a restart) leaves its temp file behind.
     with contextlib.suppress(VcsError, OSError):
         workspace.remove_untracked(Path(path or action.worktree), WRITE_LEFTOVER)
-    return WorkspaceReady(action.task_id, branch, path, base, created)
+    return WorkspaceReady(action.task_id, branch, path, base, created, ahead=action.ahead)
 
 
 def _is_clone(repo: Path, worktree: Path) -> bool:
