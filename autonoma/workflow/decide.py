@@ -803,6 +803,8 @@ class _Step:
         m = self.m
         if m.turns or m.submitted or m.preparing or m.checking or m.review_preparing:
             return
+        if m.dev_ahead:
+            return
         self._maybe_finish()  # the last merge may have ended the run: it is done then
         self._finish("stopped", f"{m.stop_reason}; `{self.cfg.resume_command}` resumes the run")
 
@@ -1095,6 +1097,7 @@ class _Step:
     def _free(self, names: list[str]) -> str | None:
         m = self.m
         busy = set(m.turns) | {agent for agent, _ in m.preparing.values()}
+        busy |= set(m.dev_ahead.values())  # its clone is being made: it starts next
         for name in names:
             if name not in busy and name in m.live:
                 return name

@@ -1,7 +1,8 @@
-"""QA's claude started ahead (``prestart_agents``), end to end: started while the
-developer's turn ends, given its prompt once the work is checked, the same merged result
-as without; one not wanted any more is stopped, and every process started is journaled
-as ended.
+"""Agents started ahead (``prestart_agents``), end to end: QA's claude started while
+the developer's turn ends and given its prompt once the work is checked, a dependent
+task's developer given its prompt once its dependency merged; the same prompts and the
+same merged result as without; one not wanted any more is stopped, and every process
+started is journaled as ended.
 
 The real ``autonoma start``, the real ``claude`` and the scenarios in ``scenarios/``.
 """
@@ -17,7 +18,9 @@ from autonoma.protocol import (
     AgentTurnStarting,
     Envelope,
     ReviewVerdict,
+    TaskMerged,
     TaskStateChanged,
+    TaskWorkspace,
 )
 from tests.e2e.runs import (
     assert_clean_exit,
@@ -57,6 +60,17 @@ def test_qa_starts_ahead_gets_its_prompt_at_the_review_and_the_result_is_the_sam
         assert turn.seq < review.seq < given.seq
         assert f"task {task}" in given.message.prompt
     assert len(messages(rows, ReviewVerdict)) == 3
+    # A developer started ahead (t3's, while t2 was reviewed and merged) was given its
+    # prompt only once its dependency had merged, or was stopped unused.
+    merged = {e.message.task_id: e for e in envelopes(rows, TaskMerged)}
+    prompted = {e.message.session_id: e for e in envelopes(rows, AgentPromptGiven)}
+    for turn in envelopes(rows, AgentTurnStarting, role="developer", waits_for_prompt=True):
+        given = prompted.get(turn.message.session_id)
+        if given is not None:
+            assert turn.message.task_id == "t3" and given.seq > merged["t2"].seq
+    # However it started, t3's branch holds t2's work: its clone began after t2 merged.
+    [workspace] = [m for m in messages(rows, TaskWorkspace, task_id="t3")][-1:]
+    assert "t2.txt" in files_on(ahead, workspace.branch)
     every_process_ended(rows)
     assert not list((ahead / ".autonoma" / "clones").glob("*/_review/*"))
 
@@ -67,8 +81,10 @@ def test_qa_starts_ahead_gets_its_prompt_at_the_review_and_the_result_is_the_sam
     plain_rows = journal(plain)
     assert not [m for m in messages(plain_rows, AgentTurnStarting) if m.waits_for_prompt]
     assert messages(plain_rows, AgentPromptGiven) == []
-    # What QA was told and what was merged are the same either way.
-    assert sorted(prompts(rows, role="qa")) == sorted(prompts(plain_rows, role="qa"))
+    # What QA and the developers were told and what was merged are the same either way.
+    for role in ("qa", "developer"):
+        told = sorted(p for p in prompts(rows, role=role) if p)
+        assert told == sorted(prompts(plain_rows, role=role))
     assert files_on(ahead, "main") == files_on(plain, "main")
 
 
