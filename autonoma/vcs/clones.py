@@ -233,26 +233,28 @@ def make_checkout(
     return path
 
 
-def move_checkout(repo_path: Path, path: Path, rev: str, *, branch: str) -> Path:
+def move_checkout(repo_path: Path, path: Path, rev: str, *, branch: str) -> bool:
     """Move a throwaway clone that `make_checkout` made on ``branch`` to commit ``rev``
     of the user's repository: the branch, the tracked files and the integration head, as
     a new `make_checkout` would have them, in the same folder.
 
     For a checkout made ahead, in which nothing ran yet but a process waiting in it:
-    its folder stays. The clone is verified first (`verify_clone`). Raises `VcsError`.
+    its folder stays. Returns whether its head changed. The clone is verified first
+    (`verify_clone`). Raises `VcsError`.
     """
     user = _open(repo_path)
     path = path.absolute()
     clone = _verified(path, branch)
     commit = _commit(user, rev).id
     try:
+        before = clone.head.target if not clone.head_is_unborn else None
         _check_out(clone, commit, branch)
         with contextlib.suppress(KeyError, VcsError):
             integration = user.lookup_reference(_ref_name(INTEGRATION_BRANCH)).target
             clone.references.create(_ref_name(INTEGRATION_BRANCH), integration, force=True)
     except (OSError, pygit2.GitError) as error:
         raise VcsError(f"{path}: cannot move the checkout to {rev}: {error}") from error
-    return path
+    return before != commit
 
 
 def remove_clone(path: Path) -> None:

@@ -383,6 +383,8 @@ class CheckoutReady:
     task_id: str | None = None
     error: str = ""
     moved: bool = False
+    changed: bool = False
+    """With ``moved``: the checkout's head changed (a QA started in it before saw another)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,7 +542,9 @@ class PrepareCheckout:
 
     ``branch``: checked out on a local branch of that name (else detached). ``fresh``:
     a leftover folder goes first (else one found there is kept). ``files``: written into
-    it after the checkout (relative path, content).
+    it after the checkout (relative path, content). ``bring_back``: a task's clone whose
+    ``branch`` is brought back into the user's repository first (a checkout made ahead,
+    at the developer's result: what the developer committed is in it).
     """
 
     purpose: Literal["plan", "review"]
@@ -550,6 +554,7 @@ class PrepareCheckout:
     branch: str = ""
     fresh: bool = True
     files: tuple[tuple[str, bytes], ...] = ()
+    bring_back: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1472,6 +1477,12 @@ class _Step:
                 self._drop_review(task_id)  # the review makes a fresh one
                 return
             m.review_stale.discard(event.path)
+            waiting = self._waiting_turn("review", task_id)
+            if event.changed and waiting is not None and not waiting.unused:
+                # Its claude took the git status of the checkout when it started (it is in
+                # its context): not the commits to review now. A fresh QA reviews them.
+                waiting.unused = True
+                self.out.append(StopTurns((waiting.agent,)))
             return
         ahead = task is not None and task.state == "running" and event.path in m.review_stale
         if task is None or not (task.state == "review" or ahead) or m.finished or m.stopping:
@@ -1644,8 +1655,17 @@ class _Step:
                 m.review_tried.add(where)  # once: a failure waits for the review itself
                 m.review_preparing.add(task_id)
                 m.review_stale.add(where)
+                # What the developer committed is brought back first: QA's claude takes
+                # the checkout's git status into its context when it starts.
                 self.out.append(
-                    PrepareCheckout("review", where, task.branch, task_id, branch=task.branch)
+                    PrepareCheckout(
+                        "review",
+                        where,
+                        task.branch,
+                        task_id,
+                        branch=task.branch,
+                        bring_back=task.worktree,
+                    )
                 )
                 continue
             if path not in m.review_stale:

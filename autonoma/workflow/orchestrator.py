@@ -659,6 +659,9 @@ def _prepare_checkout(repo: Path, action: PrepareCheckout) -> Event:
     """Make QA's or planning's throwaway clone; write the files it needs."""
     path = Path(action.path)
     try:
+        if action.bring_back:
+            clones.verify_clone(Path(action.bring_back), action.branch)
+            _bring_back(repo, Path(action.bring_back), action.branch)
         clones.make_checkout(
             repo, path, action.rev, branch=action.branch or None, fresh=action.fresh
         )
@@ -686,12 +689,12 @@ def _move_checkout(repo: Path, run_clones: Path, action: MoveCheckout) -> Event:
     if not path.absolute().is_relative_to(run_clones.absolute()):
         return dataclasses.replace(done, error=f"{path}: not a checkout of this run")
     try:
-        clones.move_checkout(repo, path, action.rev, branch=action.branch)
+        changed = clones.move_checkout(repo, path, action.rev, branch=action.branch)
     except VcsError as error:
         return dataclasses.replace(done, error=str(error))
     except (OSError, pygit2.GitError) as error:
         return dataclasses.replace(done, error=_one_line(error))
-    return done
+    return dataclasses.replace(done, changed=changed)
 
 
 def _remove_checkout(run_clones: Path, action: RemoveCheckout) -> None:

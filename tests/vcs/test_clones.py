@@ -261,13 +261,19 @@ def test_a_review_checkout_made_ahead_moves_to_the_branchs_new_head_in_place(
         orchestrator.MoveCheckout(str(review), BRANCH, "t1", BRANCH),
     )
 
-    assert event == CheckoutReady("review", str(review), "t1", moved=True)
+    assert event == CheckoutReady("review", str(review), "t1", moved=True, changed=True)
     assert review.stat().st_ino == inode  # the same folder: a process working in it stays
     assert git(review, "rev-parse", "HEAD").strip() == head
     assert git(review, "rev-parse", "--abbrev-ref", "HEAD").strip() == BRANCH
     assert (review / "work.txt").exists() and not (review / "a.txt").exists()
     assert git(review, "status", "--porcelain") == ""
     assert refs(user) == before  # nothing of the user's moved
+    again = orchestrator._move_checkout(
+        user,
+        user / ".autonoma" / "clones" / RUN,
+        orchestrator.MoveCheckout(str(review), BRANCH, "t1", BRANCH),
+    )
+    assert again == CheckoutReady("review", str(review), "t1", moved=True, changed=False)
 
 
 def test_moving_a_checkout_refuses_one_outside_the_run_or_not_a_clone(user: Path) -> None:
@@ -317,3 +323,17 @@ def test_a_clone_with_work_of_its_own_does_not_catch_up(user: Path) -> None:
     clones.fetch_branch(user, path, BRANCH)
     assert not clones.catch_up(user, path, BRANCH, head)  # a commit of its own
     assert workspace.head_of(user, BRANCH) == mine != base
+
+
+def test_a_review_checkout_made_ahead_holds_what_the_developer_committed(user: Path) -> None:
+    path = make(user)
+    head = commit(path, "work.txt")  # not brought back yet: the developer's claude exits
+    review = user / ".autonoma" / "clones" / RUN / "_review" / "t1-1"
+    action = PrepareCheckout("review", str(review), BRANCH, "t1", BRANCH, bring_back=str(path))
+
+    event = orchestrator._prepare_checkout(user, action)
+
+    assert event == CheckoutReady("review", str(review), "t1")
+    assert workspace.head_of(user, BRANCH) == head
+    assert git(review, "rev-parse", "HEAD").strip() == head
+    assert (review / "work.txt").exists()

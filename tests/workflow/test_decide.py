@@ -1623,6 +1623,7 @@ class AheadRow:
 
 
 MOVED = CheckoutReady("review", REVIEW_1, T, moved=True)
+CHANGED = CheckoutReady("review", REVIEW_1, T, moved=True, changed=True)
 SPENT = FromGovernor(
     CostReported(agent_id=DEV, usd=0.5, session_usd=0.5, session_id="s1", task_id=T)
 )
@@ -1641,6 +1642,21 @@ AHEAD_ROWS = [
         ),
         "merging",
         gives=1,
+    ),
+    AheadRow(
+        "the branch changed since the checkout was made (work committed for the developer): "
+        "QA started ahead saw another git status, so it is stopped and a fresh QA reviews",
+        (SUCCESS, MADE, Ahead(), EXIT_0, Checked(), CHANGED, ByQA(TERMINATED), MADE),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "move t1-1 to autonoma/t1",
+            "stop qa-1",
+            "remove t1-1",
+            "make review checkout t1-1 of autonoma/t1",
+            "qa turn in t1-1",
+        ),
+        "review",
     ),
     AheadRow(
         "no prompt before the checkout has moved",
@@ -1791,6 +1807,9 @@ def test_qa_is_started_ahead_and_given_its_prompt_when_the_work_is_checked(row: 
     assert trace(h.actions[start:]) == list(row.trace)
     assert h.task.state == row.state
     assert not h.m.qa_failures  # a turn started ahead never counts as a review
+    made = [a for a in h.actions[start:] if isinstance(a, PrepareCheckout)]
+    if made and row.events[0] == SUCCESS:
+        assert made[0].bring_back == WORKTREE  # the developer's commits, into its checkout
     gives = [a for a in h.actions if isinstance(a, GivePrompt)]
     assert len(gives) == row.gives
     for give in gives:
