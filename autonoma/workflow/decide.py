@@ -253,7 +253,7 @@ class Machine:
     """QA checkouts made ahead (at the developer's result), not yet moved to the head of
     the branch QA reviews (`MoveCheckout`)."""
     review_tried: set[str] = field(default_factory=set)
-    """QA checkouts asked for ahead: each once."""
+    """QA checkouts asked for ahead: each once per attempt of its task."""
     dev_ahead: dict[str, str] = field(default_factory=dict)
     """Task -> developer, while the task's clone is made for a developer started ahead."""
     stopping: bool = False
@@ -1650,9 +1650,10 @@ class _Step:
             path = m.review_dirs.get(task_id)
             if path is None:
                 where = str(self.cfg.review_dir(task_id, task.reviews + 1))
-                if not task.branch or where in m.review_tried:
+                tried = f"{where}#{task.attempts}"  # once per attempt of the task
+                if not task.branch or tried in m.review_tried:
                     continue
-                m.review_tried.add(where)  # once: a failure waits for the review itself
+                m.review_tried.add(tried)  # a failure waits for the review itself
                 m.review_preparing.add(task_id)
                 m.review_stale.add(where)
                 # What the developer committed is brought back first: QA's claude takes

@@ -58,7 +58,7 @@ def test_qa_starts_ahead_gets_its_prompt_at_the_review_and_the_result_is_the_sam
         [given] = envelopes(rows, AgentPromptGiven, session_id=turn.message.session_id)
         # Started before the task reached review; told what to do only after.
         assert turn.seq < review.seq < given.seq
-        assert f"task {task}" in given.message.prompt
+        assert f"## The task: {task}" in given.message.prompt
     assert len(messages(rows, ReviewVerdict)) == 3
     # A developer started ahead (t3's, while t2 was reviewed and merged) was given its
     # prompt only once its dependency had merged, or was stopped unused.

@@ -1604,6 +1604,11 @@ class Ahead:
 
 
 @dataclass(frozen=True)
+class DevAgain:
+    """The developer's next turn (asked for by the decisions so far) runs."""
+
+
+@dataclass(frozen=True)
 class ByQA:
     """A step of the QA turn started ahead (its result, its exit)."""
 
@@ -1613,7 +1618,7 @@ class ByQA:
 @dataclass(frozen=True)
 class AheadRow:
     name: str
-    events: tuple[Event | Step | Ahead | ByQA, ...]
+    events: tuple[Event | Step | Ahead | ByQA | DevAgain, ...]
     """Played from the developer's turn begun on."""
     trace: tuple[str, ...]
     state: str
@@ -1678,6 +1683,19 @@ AHEAD_ROWS = [
             "stop qa-1",
             "remove t1-1",
             "developer turn in t1",
+        ),
+        "running",
+    ),
+    AheadRow(
+        "the developer's next attempt ending well starts QA ahead again",
+        (SUCCESS, MADE, Ahead(), EXIT_0, NOTHING_COMMITTED, ByQA(TERMINATED), DevAgain(), SUCCESS),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "stop qa-1",
+            "remove t1-1",
+            "developer turn in t1",
+            "make review checkout t1-1 of autonoma/t1",
         ),
         "running",
     ),
@@ -1799,6 +1817,10 @@ def test_qa_is_started_ahead_and_given_its_prompt_when_the_work_is_checked(row: 
             (h.turn, h.pid), (developer, dev_pid) = (qa, qa_pid), (h.turn, h.pid)
             h.play(event.step)
             h.turn, h.pid = developer, dev_pid
+        elif isinstance(event, DevAgain):
+            again = [a for a in h.actions if isinstance(a, StartTurn) and a.kind == "develop"]
+            h.turn = again[-1]
+            h.run(again[-1])
         elif isinstance(event, AgentTurnFinished | AgentProcessExited | Checked | FromGovernor):
             h.play(event)
         else:
