@@ -345,9 +345,13 @@ def task_marks(run: Run, dag: Dag) -> dict[str, dict[str, float | None]]:
         dev_reqs = sorted(requests.get(("developer", task.id), []))
         qa_reqs = sorted(requests.get(("qa", task.id), []))
 
-        def agent_exit(prefix: str, events: list[tuple[float, Any]] = events) -> float | None:
+        def agent_exit(
+            prefix: str, after: float | None, events: list[tuple[float, Any]] = events
+        ) -> float | None:
+            # The exit of the turn that made the requests: not of one started ahead and
+            # stopped unused before.
             return _first(
-                events,
+                [(ts, m) for ts, m in events if after is None or ts >= after],
                 lambda m: isinstance(m, AgentProcessExited) and m.agent_id.startswith(prefix),
             )
 
@@ -367,11 +371,11 @@ def task_marks(run: Run, dag: Dag) -> dict[str, dict[str, float | None]]:
             # The sim answers the first request D seconds after receiving it.
             "tool_end": None if req2 is None else req2 - dag.durations[task.id],
             "req2": req2,
-            "exit": agent_exit("developer"),
+            "exit": agent_exit("developer", req2),
             "review": _first(events, lambda m: _is_state(m, "review")),
             "qa_spawn": turn_start("qa"),
             "qa_req": qa_reqs[0] if qa_reqs else None,
-            "qa_exit": agent_exit("qa"),
+            "qa_exit": agent_exit("qa", qa_reqs[0] if qa_reqs else None),
             "merging": _first(events, lambda m: _is_state(m, "merging")),
             "merged": merged_at.get(task.id),
         }
