@@ -144,6 +144,11 @@ class Config:
     """Start QA's claude ahead, while the developer's turn ends (`Turn.waiting`), so its
     start-up overlaps the developer's exit and the commit check (the setting
     ``prestart_agents``; off here so that a table row says when it is on)."""
+    prestart_developers: bool = False
+    """Also start a dependent task's developer ahead, while its last dependency is
+    reviewed and merged (`_prestart_developers`). Off in runs: claude reads the project's
+    settings, its CLAUDE.md files and the git status from its folder when it starts,
+    and those would be the ones from before the dependency's merge."""
 
     @property
     def plan_dir(self) -> Path:
@@ -1750,9 +1755,9 @@ class _Step:
         given then (`_workspace_ready`). One per task near its merge, highest priority
         first, while a developer is free."""
         m = self.m
-        if not self.cfg.prestart or m.storm_level > 0 or self._commands().setup_command:
+        if not (self.cfg.prestart and self.cfg.prestart_developers) or m.storm_level > 0:
             return
-        if self._paused() or GOVERNOR not in m.live:
+        if self._commands().setup_command or self._paused() or GOVERNOR not in m.live:
             return
         near = self._soon_done()
         if not near:

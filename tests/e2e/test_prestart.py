@@ -1,8 +1,7 @@
 """Agents started ahead (``prestart_agents``), end to end: QA's claude started while
-the developer's turn ends and given its prompt once the work is checked, a dependent
-task's developer given its prompt once its dependency merged; the same prompts and the
-same merged result as without; one not wanted any more is stopped, and every process
-started is journaled as ended.
+the developer's turn ends and given its prompt once the work is checked; the same
+prompts and the same merged result as without; one not wanted any more is stopped, and
+every process started is journaled as ended.
 
 The real ``autonoma start``, the real ``claude`` and the scenarios in ``scenarios/``.
 """

@@ -317,6 +317,7 @@ class Harness:
         prestart: bool = False,
         workers: int = 1,
         then: tuple[str, ...] = (),
+        developers_ahead: bool = False,
     ) -> None:
         """``then``: tasks defined after t1, each depending on t1."""
         self.checkouts = checkouts
@@ -339,6 +340,7 @@ class Harness:
             budget_usd=budget,
             task_budget_usd=task_budget,
             prestart=prestart,
+            prestart_developers=developers_ahead,
         )
         ids = itertools.count(1)
         live = LIVE | {f"{r}-{i}" for r in ("developer", "qa") for i in range(1, workers + 1)}
@@ -1902,7 +1904,14 @@ def merge_t1_with_t2_ahead(h: Harness) -> tuple[StartTurn, int]:
 
 
 def test_the_next_tasks_developer_starts_ahead_and_gets_its_prompt_once_its_dep_merged() -> None:
-    h = Harness("development", prestart=True, workers=2, then=("t2",), checkouts=False)
+    h = Harness(
+        "development",
+        prestart=True,
+        workers=2,
+        then=("t2",),
+        checkouts=False,
+        developers_ahead=True,
+    )
     start = len(h.actions)
 
     def made(action: Action) -> None:
@@ -1942,7 +1951,7 @@ def test_the_next_tasks_developer_starts_ahead_and_gets_its_prompt_once_its_dep_
 
 
 def test_a_developer_started_ahead_for_a_task_whose_dependency_failed_is_stopped() -> None:
-    h = Harness("development", prestart=True, workers=2, then=("t2",))
+    h = Harness("development", prestart=True, workers=2, then=("t2",), developers_ahead=True)
     h.begin()
     h.play(SUCCESS)
     (ahead,) = [
@@ -1959,3 +1968,13 @@ def test_a_developer_started_ahead_for_a_task_whose_dependency_failed_is_stopped
     assert ahead.agent not in h.m.turns
     assert h.m.fold.tasks["t2"].state == "pending"
     assert not [e for e in h.emitted(TaskStateChanged) if e.task_id == "t2" and e.state == "failed"]
+
+
+def test_no_developer_is_started_ahead_in_a_run_without_it() -> None:
+    h = Harness("development", prestart=True, workers=2, then=("t2",))
+    h.begin()
+    h.play(SUCCESS)
+    assert not [
+        a for a in h.actions if isinstance(a, StartTurn) and a.role == "developer" and a.ahead
+    ]
+    assert [a for a in h.actions if isinstance(a, StartTurn) and a.role == "qa" and a.ahead]
