@@ -53,6 +53,7 @@ class Settings:
     crew_backoff: bool = True
     agent_api_retries: int = 1
     cluster: str = ""
+    prestart_agents: bool = True
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,11 @@ OPTIONS: tuple[Option, ...] = (
         "imported. Needs `pip install 'autonoma[ray]'`.",
         word=True,
         optional=True,
+        "prestart_agents",
+        bool,
+        "Start QA's claude while the developer's turn ends, before its prompt is ready "
+        "(it waits for it on its stdin), so that claude's start-up (a second or more) is "
+        "not added to every task. Off: each turn's claude starts when its prompt is ready.",
     ),
 )
 

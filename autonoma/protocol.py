@@ -466,6 +466,10 @@ class AgentTurnStarting(Message, frozen=True):
     model: str = ""
     """The ``--model`` asked for (an alias or an id); claude's answer is in
     `AgentSessionStarted.model`."""
+    waits_for_prompt: bool = False
+    """Pre-started: the process starts before its prompt is known (``--input-format
+    stream-json``, no prompt argument); `AgentPromptGiven` gives it, or the process is
+    stopped unused."""
 
 
 class AgentProcessStarted(Message, frozen=True):
@@ -622,6 +626,18 @@ class LeftoversKilled(Message, frozen=True):
     """Each one's command line (cut at 200 characters), in the order of ``pids``."""
 
 
+class AgentPromptGiven(Message, frozen=True):
+    """A pre-started turn (`AgentTurnStarting.waits_for_prompt`) is given its prompt;
+    journaled (durably) before it is written to claude's stdin. From here on the turn
+    is the turn it would have been had it started with this prompt."""
+
+    agent_id: str
+    role: str
+    session_id: str
+    prompt: str
+    task_id: str | None = None
+
+
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     ActorStarted,
     ActorExited,
@@ -672,6 +688,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     CostReported,
     ConcurrencyChanged,
     LeftoversKilled,
+    AgentPromptGiven,
 )
 
 AnyMessage = (
@@ -724,6 +741,7 @@ AnyMessage = (
     | CostReported
     | ConcurrencyChanged
     | LeftoversKilled
+    | AgentPromptGiven
 )
 
 

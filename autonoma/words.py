@@ -402,10 +402,13 @@ def _words(m: p.Message, cwd: str) -> tuple[str, Level] | None:
             if is_error:
                 return f"error: {short(content, TEXT_CHARS)}", "bad"
             return f"→ {short(content, TEXT_CHARS)}", "info"
-        case p.AgentTurnStarting(resume=resume, model=model):
+        case p.AgentTurnStarting(resume=resume, model=model, waits_for_prompt=early):
             how = "resumes its session" if resume else "starts a turn"
             on = f" on {model}" if model else ""
-            return f"{how}{on} in {short(m.cwd, TOOL_CHARS)}", "info"
+            ahead = " (started ahead, waiting for its prompt)" if early else ""
+            return f"{how}{on} in {short(m.cwd, TOOL_CHARS)}{ahead}", "info"
+        case p.AgentPromptGiven(prompt=prompt):
+            return f"given its prompt: {short(prompt, TEXT_CHARS)}", "info"
         case p.AgentProcessStarted(pid=pid):
             return f"claude started (pid {pid})", "info"
         case p.AgentSessionStarted(model=model):
@@ -492,6 +495,7 @@ _DETAIL = (
     p.AgentToolResult,
     p.AgentTurnStarting,
     p.AgentProcessStarted,
+    p.AgentPromptGiven,
     p.AgentStreamLine,
     p.CostReported,
 )

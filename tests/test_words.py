@@ -249,6 +249,21 @@ ROWS: list[tuple[p.Message, str, str, str | None, str | None, bool]] = [
         "info", None, "qa", False,
     ),
     (
+        p.AgentTurnStarting(
+            agent_id="qa", role="qa", session_id="s", cwd="/w/r", argv=[], task_id="t3",
+            waits_for_prompt=True,
+        ),
+        "starts a turn in /w/r (started ahead, waiting for its prompt)",
+        "info", "t3", "qa", False,
+    ),
+    (
+        p.AgentPromptGiven(
+            agent_id="qa", role="qa", session_id="s", prompt="Review t3.\nNow.", task_id="t3"
+        ),
+        "given its prompt: Review t3. Now.",
+        "info", "t3", "qa", False,
+    ),
+    (
         p.AgentProcessStarted(agent_id="qa", pid=4242),
         "claude started (pid 4242)",
         "info", None, "qa", False,

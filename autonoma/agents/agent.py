@@ -33,7 +33,8 @@ class TurnRequest:
     """What one turn is: the role, the prompt, the session and where it runs."""
 
     role: str
-    prompt: str
+    prompt: str | None
+    """None: pre-start the turn's process; its prompt comes with `AgentActor.give_prompt`."""
     session_id: str
     cwd: Path
     resume: bool = False
@@ -51,6 +52,11 @@ class TurnRequest:
 
 class AgentBusy(Refusal):
     """A turn is already running for this agent: a second one would double its work."""
+
+
+class NotWaiting(Refusal):
+    """`AgentActor.give_prompt` found no pre-started turn waiting for its prompt (it
+    ended meanwhile, or was never pre-started): its end is reported as any end is."""
 
 
 class TurnRefused(Refusal):
@@ -90,7 +96,10 @@ class AgentActor(Actor):
         self._role = ""
 
     def run_turn(self, request: TurnRequest) -> int:
-        """Spawn the turn and return its pid at once; `AgentBusy` if one is running."""
+        """Spawn the turn and return its pid at once; `AgentBusy` if one is running.
+
+        With ``request.prompt`` None the process is pre-started: the agent stays
+        "starting" until `give_prompt`."""
         if self._turn is not None:
             raise AgentBusy(f"{self.agent_id} is already running a turn")
         ref = self.actor_ref
@@ -124,8 +133,27 @@ class AgentActor(Actor):
             self._publish("idle", request.task_id, f"could not start a turn: {error}")
             raise TurnRefused(str(error)) from None
         self._turn = turn
-        self._publish("working", request.task_id)
+        if not turn.waiting:
+            self._publish("working", request.task_id)
         return pid
+
+    def give_prompt(self, prompt: str) -> None:
+        """Give the pre-started turn its prompt (`Turn.give`); returns at once.
+
+        `NotWaiting` when no pre-started turn waits (it ended, or got one already);
+        `TurnRefused` when claude could not take this prompt (the turn is stopped: its
+        end is reported as any end is)."""
+        turn = self._turn
+        if turn is None or not turn.waiting:
+            raise NotWaiting(f"{self.agent_id} has no turn waiting for a prompt")
+        try:
+            turn.give(prompt)
+        except CommandError as error:
+            turn.stop()
+            raise TurnRefused(str(error)) from None
+        except PortError as error:
+            raise NotWaiting(str(error)) from None
+        self._publish("working", turn.task_id)
 
     def _tmpdir(self) -> Path | None:
         """This agent's private temp folder in the project: ``.autonoma/tmp/<run>/<agent>``."""

@@ -77,10 +77,28 @@ def root_bypass_problem(
     )
 
 
+def check_prompt(role: Role, prompt: str) -> None:
+    """`CommandError` when ``prompt`` cannot be given to claude (a NUL, or too long)."""
+    if "\0" in prompt:
+        raise CommandError(f"the prompt of role {role.name} contains a NUL character")
+    if len(prompt.encode("utf-8")) > MAX_PROMPT_BYTES:
+        raise CommandError(
+            f"the prompt of role {role.name} is over {MAX_PROMPT_BYTES} bytes, "
+            "more than one command-line argument may hold: shorten what it includes"
+        )
+
+
+def stream_message(prompt: str) -> bytes:
+    """The one stdin line (``--input-format stream-json``) that gives ``prompt`` as the
+    user's message, as the ``-p`` argument would."""
+    message = {"type": "user", "message": {"role": "user", "content": prompt}}
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
 def build_argv(
     claude: Path,
     role: Role,
-    prompt: str,
+    prompt: str | None,
     *,
     session_id: str,
     resume: bool,
@@ -97,6 +115,11 @@ def build_argv(
     ``settings.task_budget_usd`` (0: no cap). claude compares it with this
     invocation's own cost, not the resumed session's running total (checked with
     2.1.331), so what is left is passed as it is.
+
+    ``prompt`` None: the turn is started before its prompt is known (a pre-started
+    process): ``--input-format stream-json`` and no prompt argument; the prompt is then
+    written to its stdin as `stream_message` (and stdin closed). Everything else is the
+    same argv.
     """
     env = os.environ if child_env is None else child_env
     try:
@@ -106,13 +129,8 @@ def build_argv(
     for label, value in (("role", role.name), ("task id", task_id or "x")):
         if not value or any(c.isspace() for c in value):
             raise CommandError(f"{label} {value!r} must be one word (no spaces or newlines)")
-    if "\0" in prompt:
-        raise CommandError(f"the prompt of role {role.name} contains a NUL character")
-    if len(prompt.encode("utf-8")) > MAX_PROMPT_BYTES:
-        raise CommandError(
-            f"the prompt of role {role.name} is over {MAX_PROMPT_BYTES} bytes, "
-            "more than one command-line argument may hold: shorten what it includes"
-        )
+    if prompt is not None:
+        check_prompt(role, prompt)
 
     problem = root_bypass_problem(role, settings, env, os.geteuid())
     if problem is not None:
@@ -120,6 +138,8 @@ def build_argv(
     skip = settings.dangerously_skip_permissions
 
     argv = [str(claude), "-p", "--output-format", "stream-json", "--verbose"]
+    if prompt is None:
+        argv += ["--input-format", "stream-json"]
     argv += ["--resume", session_id] if resume else ["--session-id", session_id]
     model = role.model_for(settings)
     for label, value in (("model", model), ("fallback model", settings.fallback_model or "x")):
@@ -141,5 +161,6 @@ def build_argv(
     # --allowedTools takes several values, so it comes last among the options,
     # and "--" ends them: a prompt that starts with "-" stays the prompt.
     argv += ["--allowedTools", *role.allowed_tools]
-    argv += ["--", prompt]
+    if prompt is not None:
+        argv += ["--", prompt]
     return argv

@@ -141,18 +141,18 @@ def resolve_executable(argv0: str, cwd: Path, env: Mapping[str, str]) -> str:
     return candidate
 
 
-def _take_terminal() -> None:
-    """In the child, after setsid: make the PTY on fd 0 the controlling terminal."""
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+def _take_terminal(fd: int = 0) -> None:
+    """In the child, after setsid: make the PTY on ``fd`` the controlling terminal."""
+    fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
 
 
 def _child_setup(
-    die: Callable[[], None], proc: Callable[[], None] = lambda: None
+    die: Callable[[], None], proc: Callable[[], None] = lambda: None, terminal: int = 0
 ) -> Callable[[], None]:
     def setup() -> None:
         die()
         proc()
-        _take_terminal()
+        _take_terminal(terminal)
 
     return setup
 
@@ -173,12 +173,17 @@ class Port:
         grace: float = 5.0,
         transcript: Path | None = None,
         own_namespace: bool = False,
+        stdin_pipe: bool = False,
     ) -> None:
         """``timeout``: seconds the child may run; ``idle_timeout``: seconds it may go
         without writing anything; None: no such limit. ``own_namespace``: the child is
         in a PID namespace of its own where this machine allows it (root), whose pid 1
         reaps what its tools orphan; nothing it starts outlives it: the namespace ends
-        when the child does (`process.own_pid_namespace`)."""
+        when the child does (`process.own_pid_namespace`).
+        ``stdin_pipe``: the child's stdin is a pipe this port writes once (`send`, which
+        closes it) instead of the PTY, whose end could never say EOF in raw mode; its
+        output stays on the PTY, its controlling terminal. Its wall clock starts at
+        `send`; its idle clock runs from the spawn and starts again at `send`."""
         if not argv:
             raise PortError("nothing to run: empty command")
         self.argv = list(argv)
@@ -189,6 +194,9 @@ class Port:
         self.grace = grace
         self.transcript = transcript
         self.own_namespace = own_namespace
+        self.stdin_pipe = stdin_pipe
+        self._stdin = -1
+        """The write end of the child's stdin pipe (``stdin_pipe``), until closed."""
         self._on_line = on_line
         self._on_exit = on_exit
         self._lock = threading.Lock()
@@ -240,14 +248,19 @@ class Port:
         _ensure_subreaper()
         transcript: BinaryIO | None = None
         master, slave = os.openpty()
+        stdin_r = stdin_w = -1
         try:
+            if self.stdin_pipe:
+                stdin_r, stdin_w = os.pipe()  # both close-on-exec: Popen dups the read end
             tty.setraw(slave, termios.TCSANOW)  # no echo, no ICANON, no OPOST/ONLCR
             fcntl.ioctl(slave, termios.TIOCSWINSZ, _WINDOW)
             if self.transcript is not None:
                 self.transcript.parent.mkdir(parents=True, exist_ok=True)
                 transcript = self.transcript.open("ab")
             proc = process.fresh_proc() if self.own_namespace else (lambda: None)
-            setup = _child_setup(process.die_with_parent(signal.SIGKILL), proc)
+            setup = _child_setup(
+                process.die_with_parent(signal.SIGKILL), proc, terminal=1 if self.stdin_pipe else 0
+            )
             # The child is in a PID namespace of its own whose pid 1 reaps what its tools
             # leave: when the child ends (or this process dies), so does all of it.
             with process.own_pid_namespace() if self.own_namespace else _no_namespace() as ns:
@@ -257,7 +270,7 @@ class Port:
                     executable=executable,
                     cwd=self.cwd,
                     env=self.env,
-                    stdin=slave,
+                    stdin=stdin_r if self.stdin_pipe else slave,
                     stdout=slave,
                     stderr=slave,
                     close_fds=True,
@@ -268,11 +281,16 @@ class Port:
                     process.claim(self._proc.pid)
         except (OSError, subprocess.SubprocessError) as exc:
             os.close(master)
+            if stdin_w >= 0:
+                os.close(stdin_w)
             if transcript is not None:
                 transcript.close()
             raise PortError(f"could not start {self.argv[0]}: {exc}") from exc
         finally:
             os.close(slave)  # only the child holds it now: EOF/EIO when the tree is done
+            if stdin_r >= 0:
+                os.close(stdin_r)
+        self._stdin = stdin_w
         self._pid = self._proc.pid
         self._master = master
         self._wake_r, self._wake_w = os.pipe()
@@ -284,11 +302,38 @@ class Port:
         self._last_output = time.monotonic()
         self._reader.start()
         self._waiter.start()
-        if self.timeout is not None:
+        if self.timeout is not None and not self.stdin_pipe:
             self._add_timer(self.timeout, self._on_timeout)
         if self.idle_timeout is not None:
             self._add_timer(self.idle_timeout, self._check_idle)
         return self._pid
+
+    def send(self, data: bytes) -> None:
+        """Write ``data`` to the child's stdin pipe (``stdin_pipe``), then close it (EOF);
+        returns at once: a thread writes, so a child that does not read never blocks the
+        caller. A child already gone loses the data (its exit says the rest). Raises
+        `PortError` if the port has no stdin pipe, or it was written or closed already."""
+        with self._lock:
+            fd, self._stdin = self._stdin, -1
+        if fd < 0:
+            raise PortError("the child's stdin is not open for writing")
+        # The turn starts now: its clocks too (the idle one ran from the spawn, so a
+        # child never given its input still ends).
+        self._last_output = time.monotonic()
+        if self.timeout is not None:
+            self._add_timer(self.timeout, self._on_timeout)
+        thread = threading.Thread(
+            target=_write_all, args=(fd, data), name=f"port-stdin-{self._pid}", daemon=True
+        )
+        thread.start()
+
+    def close_stdin(self) -> None:
+        """Close the child's stdin pipe (EOF for the child), if open. Never blocks."""
+        with self._lock:
+            fd, self._stdin = self._stdin, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def tool_running(self, running: bool) -> None:
         """Say whether a tool call of the child is running now (never blocks).
@@ -474,6 +519,7 @@ class Port:
             self._clear_tree(pid)
         except Exception:
             log.exception("port waiter for pid %s failed", pid)
+        self.close_stdin()
         with self._lock:
             returncode = self._proc.wait()
             process.release(self._proc.pid)
@@ -589,6 +635,20 @@ class _Poller:
     def wait(self) -> tuple[bool, bool]:
         events = dict(self._poll.poll())
         return self._master in events, self._wake in events
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (blocking: a thread of its own), then close it.
+    A reader gone (EPIPE: SIGPIPE is ignored in Python) ends the writing quietly."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        log.debug("stdin of a port's child: %s", exc)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _read(fd: int) -> bytes:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from autonoma.agents.command import build_argv
+from autonoma.agents.command import build_argv, check_prompt, stream_message
 from autonoma.agents.port import Port, PortError, TimeoutKind
 from autonoma.agents.roles import Role
 from autonoma.agents.sandbox import (
@@ -37,6 +37,7 @@ from autonoma.config import Settings, domain_names
 from autonoma.protocol import (
     AgentProcessExited,
     AgentProcessStarted,
+    AgentPromptGiven,
     AgentToolResult,
     AgentToolUse,
     AgentTurnFinished,
@@ -82,7 +83,7 @@ class Turn:
         *,
         agent_id: str,
         role: Role,
-        prompt: str,
+        prompt: str | None,
         session_id: str,
         resume: bool,
         cwd: Path,
@@ -97,10 +98,12 @@ class Turn:
         tmpdir: Path | None = None,
         deny_read: Sequence[Path] = (),
     ) -> None:
-        """``session_usd``: claude's running total of the session before this turn
-        (0 for a new one), what this turn's cost is counted from. ``tmpdir``: the
-        turn's private temp folder (its TMPDIR), made at `start` and removed when
-        the turn ends. ``deny_read``: what its sandboxed Bash may not read.
+        """``prompt`` None: a pre-started turn, whose process starts now and waits for
+        its prompt (`give`); everything else (argv, sandbox, environment, folders) is
+        what the turn would have had. ``session_usd``: claude's running total of the
+        session before this turn (0 for a new one), what this turn's cost is counted
+        from. ``tmpdir``: the turn's private temp folder (its TMPDIR), made at `start`
+        and removed when the turn ends. ``deny_read``: what its sandboxed Bash may not read.
 
         The role's plain ``Read``/``Write``/``Edit`` are granted only in ``cwd`` and
         ``tmpdir``; with the ``sandbox`` setting on (the default) its Bash runs in
@@ -115,6 +118,9 @@ class Turn:
         self.task_id = task_id
         self.model = role.model_for(settings)
         self.session_usd = session_usd
+        self.prompt = prompt
+        self.waiting = prompt is None
+        """Started before its prompt, which `give` has not written yet."""
         env = dict(env)
         workdir = PurePosixPath(self.cwd.resolve())
         self.tmpdir = tmpdir.absolute() if tmpdir is not None else None
@@ -191,6 +197,7 @@ class Turn:
             # What its Bash tool starts (each command in a session of its own, daemons,
             # double forks) dies with claude, and claude dies with Autonoma.
             own_namespace=True,
+            stdin_pipe=prompt is None,
         )
 
     def _make_tmpdir(self) -> None:
@@ -249,6 +256,7 @@ class Turn:
                 resume=self.resume,
                 task_id=self.task_id,
                 model=self.model,
+                waits_for_prompt=self.waiting,
             ),
             durable=True,
         )
@@ -266,6 +274,29 @@ class Turn:
             AgentProcessStarted(agent_id=self.agent_id, pid=pid, task_id=self.task_id),
         )
         return pid
+
+    def give(self, prompt: str) -> None:
+        """Give a pre-started turn its prompt: journaled (durably, as the argv of a turn
+        started with its prompt is), then written to claude's stdin, which is closed.
+        Returns at once. Raises `CommandError` for a prompt claude could not take, and
+        `PortError` when the turn was not pre-started or was given its prompt already."""
+        if not self.waiting:
+            raise PortError(f"{self.agent_id}'s turn is not waiting for a prompt")
+        check_prompt(self.role, prompt)
+        self.bus.publish(
+            self.agent_id,
+            AgentPromptGiven(
+                agent_id=self.agent_id,
+                role=self.role.name,
+                session_id=self.session_id,
+                prompt=prompt,
+                task_id=self.task_id,
+            ),
+            durable=True,
+        )
+        self.waiting = False
+        self.prompt = prompt
+        self.port.send(stream_message(prompt))
 
     def stop(self) -> None:
         """SIGTERM to the turn's process tree, SIGKILL after the grace period."""

@@ -38,6 +38,7 @@ from autonoma.protocol import (
     AgentApiRetry,
     AgentProcessExited,
     AgentProcessStarted,
+    AgentPromptGiven,
     AgentSessionStarted,
     AgentStateChanged,
     AgentStreamLine,
@@ -1117,6 +1118,16 @@ def _concurrency_changed(
     state.concurrency_reason = m.reason
 
 
+def _agent_prompt_given(
+    state: State, seq: int, ts: float, run_id: str, m: AgentPromptGiven
+) -> None:
+    # What `AgentTurnStarting`'s last argument says of a turn started with its prompt.
+    if m.task_id is not None and m.role == "developer":
+        task = _task(state, m.task_id)
+        if task.session_id == m.session_id:
+            task.prompt = m.prompt
+
+
 def _leftovers_killed(state: State, seq: int, ts: float, run_id: str, m: LeftoversKilled) -> None:
     # What an earlier run left running was killed: nothing of the state depends on it
     # (the turns it belonged to already ended in the fold); the journal row is the record.
@@ -1158,7 +1169,8 @@ def _agent_turn_starting(
         if task.session_id != m.session_id:
             task.session_id, task.session_turns, task.session_started = m.session_id, 0, False
         task.session_turns += 1
-        task.prompt = m.argv[-1] if m.argv else ""
+        # A pre-started turn's prompt comes in its `AgentPromptGiven`.
+        task.prompt = "" if m.waits_for_prompt or not m.argv else m.argv[-1]
         task.feedback = ""
 
 
@@ -1264,6 +1276,7 @@ _HANDLERS: dict[str, _Handler] = {
     "AgentProcessExited": _agent_process_exited,
     "ConcurrencyChanged": _concurrency_changed,
     "LeftoversKilled": _leftovers_killed,
+    "AgentPromptGiven": _agent_prompt_given,
 }
 
 # Messages that only make an agent's last action. The encoder writes the tag, then the

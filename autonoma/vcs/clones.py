@@ -174,6 +174,38 @@ def create_clone(
     return branch, path
 
 
+def catch_up(repo_path: Path, clone_dir: Path, branch: str, base: str) -> bool:
+    """Move a task's untouched clone to ``base`` (the integration head now); whether it moved.
+
+    Untouched: no commit of its own (its branch, in the clone and in the user's
+    repository, is an ancestor of ``base``) and nothing changed in its files (ignored
+    ones aside): a clone made ahead for a task whose dependency was merging, or one
+    whose agent never worked. Anything else is left as it is. The clone is verified
+    first (`verify_clone`). Raises `VcsError`.
+    """
+    user = _open(repo_path)
+    clone = _verified(clone_dir, branch)
+    try:
+        target = _commit(user, base).id
+        head = clone.lookup_reference(_ref_name(branch)).peel(pygit2.Commit).id
+        ours = user.lookup_reference(_ref_name(branch)).peel(pygit2.Commit).id
+        if head == target or ours != head:
+            return False
+        if not user.descendant_of(target, head):
+            return False  # work of its own, or a base that is not ahead of it
+        if any(
+            flags != pygit2.enums.FileStatus.IGNORED
+            for flags in clone.status(untracked_files="all").values()
+        ):
+            return False
+        user.references.create(_ref_name(branch), target, force=True)
+        _check_out(clone, target, branch)
+        clone.references.create(_ref_name(INTEGRATION_BRANCH), target, force=True)
+    except (KeyError, ValueError, OSError, pygit2.GitError) as error:
+        raise VcsError(f"{clone_dir}: cannot move {branch} to {base[:10]}: {error}") from error
+    return True
+
+
 def make_checkout(
     repo_path: Path, path: Path, rev: str, *, branch: str | None = None, fresh: bool = True
 ) -> Path:
@@ -199,6 +231,30 @@ def make_checkout(
         shutil.rmtree(path, ignore_errors=True)
         raise
     return path
+
+
+def move_checkout(repo_path: Path, path: Path, rev: str, *, branch: str) -> bool:
+    """Move a throwaway clone that `make_checkout` made on ``branch`` to commit ``rev``
+    of the user's repository: the branch, the tracked files and the integration head, as
+    a new `make_checkout` would have them, in the same folder.
+
+    For a checkout made ahead, in which nothing ran yet but a process waiting in it:
+    its folder stays. Returns whether its head changed. The clone is verified first
+    (`verify_clone`). Raises `VcsError`.
+    """
+    user = _open(repo_path)
+    path = path.absolute()
+    clone = _verified(path, branch)
+    commit = _commit(user, rev).id
+    try:
+        before = clone.head.target if not clone.head_is_unborn else None
+        _check_out(clone, commit, branch)
+        with contextlib.suppress(KeyError, VcsError):
+            integration = user.lookup_reference(_ref_name(INTEGRATION_BRANCH)).target
+            clone.references.create(_ref_name(INTEGRATION_BRANCH), integration, force=True)
+    except (OSError, pygit2.GitError) as error:
+        raise VcsError(f"{path}: cannot move the checkout to {rev}: {error}") from error
+    return before != commit
 
 
 def remove_clone(path: Path) -> None:
@@ -324,10 +380,12 @@ def remove_clones_under(folder: Path) -> list[str]:
 __all__ = [
     "FETCH_LIMIT_BYTES",
     "FETCH_LIMIT_OBJECTS",
+    "catch_up",
     "clone_path",
     "create_clone",
     "fetch_branch",
     "make_checkout",
+    "move_checkout",
     "remove_clone",
     "remove_clones_under",
     "set_local_ref",

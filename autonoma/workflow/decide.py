@@ -140,6 +140,15 @@ class Config:
     crew_backoff: bool = True
     """One backoff for the whole crew: one probe turn while a storm lasts, and the
     number of agents at once adapted to rate limits (AIMD). Off: only the governor's hold."""
+    prestart: bool = False
+    """Start QA's claude ahead, while the developer's turn ends (`Turn.waiting`), so its
+    start-up overlaps the developer's exit and the commit check (the setting
+    ``prestart_agents``; off here so that a table row says when it is on)."""
+    prestart_developers: bool = False
+    """Also start a dependent task's developer ahead, while its last dependency is
+    reviewed and merged (`_prestart_developers`). Off in runs: claude reads the project's
+    settings, its CLAUDE.md files and the git status from its folder when it starts,
+    and those would be the ones from before the dependency's merge."""
 
     @property
     def plan_dir(self) -> Path:
@@ -172,6 +181,18 @@ class Turn:
     """Acted on at its result line (QA's approval), before its process exited."""
     checkout: str = ""
     """QA's checkout, when decided: removed once its process has exited."""
+    waiting: bool = False
+    """Pre-started: its process runs and waits for its prompt (`GivePrompt`). Makes no
+    request until then: not counted among the agents working; an exit before it is no
+    failure of anything."""
+    cwd: str = ""
+    """Where it runs (a pre-started QA turn's checkout)."""
+    budget: float | None = None
+    """The ``--max-budget-usd`` it was started with (the task's budget left then)."""
+    giving: bool = False
+    """`GivePrompt` asked, not answered yet."""
+    unused: bool = False
+    """Pre-started and no longer wanted: stopped, its exit awaited."""
 
 
 @dataclass
@@ -233,6 +254,13 @@ class Machine:
     """Tasks whose QA checkout is being made."""
     review_set_up: set[str] = field(default_factory=set)
     """QA checkouts in which the project's set-up command succeeded."""
+    review_stale: set[str] = field(default_factory=set)
+    """QA checkouts made ahead (at the developer's result), not yet moved to the head of
+    the branch QA reviews (`MoveCheckout`)."""
+    review_tried: set[str] = field(default_factory=set)
+    """QA checkouts asked for ahead: each once per attempt of its task."""
+    dev_ahead: dict[str, str] = field(default_factory=dict)
+    """Task -> developer, while the task's clone is made for a developer started ahead."""
     stopping: bool = False
     """A stop was asked: nothing new starts, the turns under way are stopped; the run
     ends once they exited, the merges submitted are answered and the git work is done."""
@@ -314,6 +342,8 @@ class WorkspaceReady:
     worktree: str = ""
     base: str = ""
     created: bool = False
+    ahead: bool = False
+    """Made for a developer started ahead (`PrepareWorkspace.ahead`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,11 +380,31 @@ class ConflictMergeDone:
 
 @dataclass(frozen=True, slots=True)
 class CheckoutReady:
-    """`PrepareCheckout` is done: the checkout at ``path`` exists, or ``error`` says why not."""
+    """`PrepareCheckout` is done: the checkout at ``path`` exists, or ``error`` says why not.
+    ``moved``: `MoveCheckout` is done (the checkout is at the branch's head now)."""
 
     purpose: Literal["plan", "review"]
     path: str
     task_id: str | None = None
+    error: str = ""
+    moved: bool = False
+    changed: bool = False
+    """With ``moved``: the checkout's head changed (a QA started in it before saw another)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PromptGiven:
+    """`GivePrompt` worked: the pre-started turn has its prompt."""
+
+    agent: str
+
+
+@dataclass(frozen=True, slots=True)
+class PromptNotGiven:
+    """`GivePrompt` found no turn waiting (it ended), or claude could not take the prompt
+    (the agent stopped the turn). Its exit follows, or came already."""
+
+    agent: str
     error: str = ""
 
 
@@ -396,6 +446,8 @@ Event = (
     | MergeNotSubmitted
     | SetupDone
     | WorktreesRemoved
+    | PromptGiven
+    | PromptNotGiven
 )
 
 
@@ -425,6 +477,28 @@ class StartTurn:
     budget_usd: float | None = None
     session_usd: float = 0.0
     """claude's running total of a resumed session: the turn's cost counts from it."""
+    ahead: bool = False
+    """Pre-start the process (no prompt yet: ``prompt`` is empty); `GivePrompt` follows."""
+
+
+@dataclass(frozen=True, slots=True)
+class GivePrompt:
+    """Give ``agent``'s pre-started turn its prompt; `PromptGiven` or `PromptNotGiven`
+    answers."""
+
+    agent: str
+    prompt: str
+
+
+@dataclass(frozen=True, slots=True)
+class MoveCheckout:
+    """Off the mailbox: move a throwaway clone made ahead (nothing ran in it yet) to
+    ``rev`` on its branch; `CheckoutReady` with ``moved``."""
+
+    path: str
+    rev: str
+    task_id: str
+    branch: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,6 +510,9 @@ class PrepareWorkspace:
     task_id: str
     worktree: str
     create: bool
+    ahead: bool = False
+    """For a developer started ahead (`_prestart_developers`): answered `WorkspaceReady`
+    with ``ahead``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,7 +547,9 @@ class PrepareCheckout:
 
     ``branch``: checked out on a local branch of that name (else detached). ``fresh``:
     a leftover folder goes first (else one found there is kept). ``files``: written into
-    it after the checkout (relative path, content).
+    it after the checkout (relative path, content). ``bring_back``: a task's clone whose
+    ``branch`` is brought back into the user's repository first (a checkout made ahead,
+    at the developer's result: what the developer committed is in it).
     """
 
     purpose: Literal["plan", "review"]
@@ -480,6 +559,7 @@ class PrepareCheckout:
     branch: str = ""
     fresh: bool = True
     files: tuple[tuple[str, bytes], ...] = ()
+    bring_back: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,6 +634,8 @@ class RemoveWorktrees:
 Action = (
     Emit
     | StartTurn
+    | GivePrompt
+    | MoveCheckout
     | PrepareWorkspace
     | CommitForAgent
     | ConflictMerge
@@ -676,6 +758,16 @@ class _Step:
         elif isinstance(event, WorktreesRemoved):
             self._emit(event.then, durable=True)
             return
+        elif isinstance(event, PromptGiven):
+            turn = m.turns.get(event.agent)
+            if turn is not None and turn.giving:
+                turn.giving = turn.waiting = False
+                m.waiting.discard(event.agent)
+        elif isinstance(event, PromptNotGiven):
+            turn = m.turns.get(event.agent)
+            if turn is not None and turn.giving:
+                # It ended, or is stopped: its exit drops it, and QA starts anew.
+                turn.giving, turn.unused = False, True
         if m.finished:
             return
         if m.stopping:
@@ -721,6 +813,8 @@ class _Step:
         m = self.m
         if m.turns or m.submitted or m.preparing or m.checking or m.review_preparing:
             return
+        if m.dev_ahead:
+            return
         self._maybe_finish()  # the last merge may have ended the run: it is done then
         self._finish("stopped", f"{m.stop_reason}; `{self.cfg.resume_command}` resumes the run")
 
@@ -749,13 +843,14 @@ class _Step:
             if turn is not None and (event.pid is None or event.pid == turn.pid):
                 del m.turns[event.agent_id]
                 self._review_over(turn)
-                if not m.stopping and not turn.decided:
+                # A pre-started turn that never had its prompt did no work: nothing failed.
+                if not m.stopping and not turn.decided and not turn.waiting:
                     self._turn_ended(turn, event)
         elif isinstance(event, ActorCrashed):
             turn = m.turns.pop(event.name, None)
             if turn is not None:
                 self._review_over(turn)
-            if turn is not None and not m.stopping and not turn.decided:
+            if turn is not None and not m.stopping and not turn.decided and not turn.waiting:
                 self._turn_lost(
                     turn, f"{event.name} crashed: {event.error_type}: {event.error_text}"
                 )
@@ -902,7 +997,8 @@ class _Step:
         self._maybe_finish()
 
     def _permit(self, agent: str, task_id: str | None) -> Permit | None:
-        """The governor's answer, or None when new work must wait."""
+        """The governor's answer, or None when new work must wait. A pre-started turn
+        makes no request until its prompt: it counts among the agents working from then."""
         m = self.m
         if self._paused():
             return None  # a human paused, or the root after a subtree kept crashing
@@ -912,7 +1008,8 @@ class _Step:
         if answer.wait > 0:
             self._hold(agent, task_id, answer.wait)
             return None
-        if self.cfg.crew_backoff and len(m.turns) + len(m.preparing) >= agents_allowed(m):
+        working = sum(1 for t in m.turns.values() if not t.waiting) + len(m.preparing)
+        if self.cfg.crew_backoff and working >= agents_allowed(m):
             return None  # as many agents work as the storms allow: the next waits its turn
         if answer.run_budget_reached:
             return None
@@ -930,12 +1027,34 @@ class _Step:
         cwd: str,
         task_id: str | None = None,
         budget: float | None = None,
+        ahead: bool = False,
     ) -> None:
-        self.m.turns[agent] = Turn(agent, kind, task_id, session_id, 0, resume, prompt)
+        self.m.turns[agent] = Turn(
+            agent,
+            kind,
+            task_id,
+            session_id,
+            0,
+            resume,
+            prompt,
+            waiting=ahead,
+            cwd=cwd,
+            budget=budget,
+        )
         session_usd = self.fold.session_usd.get(session_id, 0.0) if resume else 0.0
         self.out.append(
             StartTurn(
-                agent, kind, role, prompt, session_id, resume, cwd, task_id, budget, session_usd
+                agent,
+                kind,
+                role,
+                prompt,
+                session_id,
+                resume,
+                cwd,
+                task_id,
+                budget,
+                session_usd,
+                ahead,
             )
         )
 
@@ -959,6 +1078,8 @@ class _Step:
         if turn is None:
             return
         self._review_over(turn)
+        if turn.waiting:
+            return  # pre-started: QA starts as usual at the review (and fails there if so)
         why = f"the turn could not start: {event.error}"
         task = None if turn.task_id is None else self.fold.tasks.get(turn.task_id)
         if task is None:
@@ -986,6 +1107,7 @@ class _Step:
     def _free(self, names: list[str]) -> str | None:
         m = self.m
         busy = set(m.turns) | {agent for agent, _ in m.preparing.values()}
+        busy |= set(m.dev_ahead.values())  # its clone is being made: it starts next
         for name in names:
             if name not in busy and name in m.live:
                 return name
@@ -1134,15 +1256,23 @@ class _Step:
         for task in list(tasks.values()):
             if task.state == "merging" and task.task_id not in m.submitted:
                 self._submit(task)
+        self._drop_unused()
         for task in list(tasks.values()):
-            in_review = task.state == "review" and not self._in_flight(task.task_id)
-            if in_review and not self._start_review(task):
+            if task.state != "review":
+                continue
+            ahead = self._waiting_turn("review", task.task_id)
+            if ahead is not None:
+                if not self._give_review(task, ahead):
+                    break
+            elif not self._in_flight(task.task_id) and not self._start_review(task):
                 break
+        self._prestart_reviews()
         for task in list(tasks.values()):
             needs_turn = task.state == "running" and not self._in_flight(task.task_id)
             if needs_turn and not self._start_development(task):
                 break
         self._schedule()
+        self._prestart_developers()
 
     def _in_flight(self, task_id: str) -> bool:
         m = self.m
@@ -1180,7 +1310,14 @@ class _Step:
         )
         for task_id in chosen:
             # Claimed before the task is marked running: one permit, asked once.
-            claimed = self._claim(developer_names(self.cfg.workers), task_id)
+            waiting = self._waiting_turn("develop", task_id)
+            if waiting is not None and not waiting.unused and not waiting.giving:
+                answer = self._permit(waiting.agent, task_id)
+                claimed = None if answer is None else (waiting.agent, answer)
+            else:
+                claimed = self._claim(developer_names(self.cfg.workers), task_id)
+                if claimed is None:
+                    self._reclaim(chosen)
             if claimed is None:
                 return
             agent, answer = claimed
@@ -1205,11 +1342,16 @@ class _Step:
 
     def _workspace_ready(self, event: WorkspaceReady) -> None:
         m = self.m
+        if event.ahead:
+            self._developer_ahead(event)
+            return
         reserved = m.preparing.pop(event.task_id, None)
         task = self.fold.tasks.get(event.task_id)
         if task is None or reserved is None or m.finished:
             return
-        if event.created and task.worktree != event.worktree:
+        # A clone made ahead has caught up with the integration head since: said again.
+        made = (task.worktree, task.base) != (event.worktree, event.base)
+        if event.created and made:
             self._emit(
                 TaskWorkspace(
                     task_id=task.task_id,
@@ -1229,6 +1371,20 @@ class _Step:
         agent, budget = reserved
         work = m.work.get(task.task_id)
         role = self.cfg.roles["developer"]
+        ahead = self._waiting_turn("develop", task.task_id)
+        if ahead is not None and ahead.agent == agent and not ahead.giving:
+            if work is None and (not self.cfg.task_budget_usd or ahead.budget == budget):
+                prompt = prompts.developer_prompt(
+                    role, task, self.cfg.claude_md, "", self._commands()
+                )
+                ahead.giving, ahead.prompt = True, prompt
+                self.out.append(GivePrompt(agent, prompt))
+                return
+            # Not the turn it was started for (a follow-up, another budget): it goes,
+            # and the task's turn starts as usual once it has.
+            ahead.unused = True
+            self.out.append(StopTurns((agent,)))
+            return
         resume = bool(task.session_id) and task.session_started and not (work and work.fresh)
         if resume and work is not None and work.prompt:
             prompt, session = work.prompt, task.session_id
@@ -1319,10 +1475,29 @@ class _Step:
         task_id = event.task_id or ""
         m.review_preparing.discard(task_id)
         task = self.fold.tasks.get(task_id)
-        if task is None or task.state != "review" or m.finished or m.stopping:
+        if event.moved:
+            if m.review_dirs.get(task_id) != event.path:
+                return  # dropped meanwhile (its pre-started QA ended): removed already
+            if event.error:
+                self._drop_review(task_id)  # the review makes a fresh one
+                return
+            m.review_stale.discard(event.path)
+            waiting = self._waiting_turn("review", task_id)
+            if event.changed and waiting is not None and not waiting.unused:
+                # Its claude took the git status of the checkout when it started (it is in
+                # its context): not the commits to review now. A fresh QA reviews them.
+                waiting.unused = True
+                self.out.append(StopTurns((waiting.agent,)))
+            return
+        ahead = task is not None and task.state == "running" and event.path in m.review_stale
+        if task is None or not (task.state == "review" or ahead) or m.finished or m.stopping:
+            m.review_stale.discard(event.path)
             if not event.error:
                 self.out.append(RemoveCheckout(event.path))
             return
+        if ahead and event.error:
+            m.review_stale.discard(event.path)
+            return  # made again when the review starts
         if event.error:
             failures = m.qa_failures[task_id] = m.qa_failures.get(task_id, 0) + 1
             why = f"could not make QA's checkout: {event.error}"
@@ -1373,6 +1548,7 @@ class _Step:
         path = self.m.review_dirs.pop(task_id, None)
         if path is not None:
             self.m.review_set_up.discard(path)
+            self.m.review_stale.discard(path)
             self.out.append(RemoveCheckout(path))
 
     def _start_review(self, task: Task) -> bool:
@@ -1388,11 +1564,7 @@ class _Step:
                 PrepareCheckout("review", where, task.branch, task.task_id, branch=task.branch)
             )
             return True
-        command = self._commands().setup_command
-        if command and path not in m.review_set_up:
-            if task.task_id not in m.setting_up:
-                m.setting_up.add(task.task_id)
-                self.out.append(RunSetup(task.task_id, command, path, place="review"))
+        if not self._review_checkout_ready(task, path):
             return True
         claimed = self._claim(qa_names(self.cfg.workers), task.task_id)
         if claimed is None:
@@ -1418,6 +1590,271 @@ class _Step:
             budget=answer.task_budget_left,
         )
         return True
+
+    def _review_checkout_ready(self, task: Task, path: str) -> bool:
+        """Whether QA's checkout at ``path`` is at the branch's head and set up; if not,
+        what makes it so is asked for (once)."""
+        m = self.m
+        if path in m.review_stale:
+            # Made ahead, at the developer's result: the branch has moved since.
+            if task.task_id not in m.review_preparing:
+                m.review_preparing.add(task.task_id)
+                self.out.append(MoveCheckout(path, task.branch, task.task_id, task.branch))
+            return False
+        command = self._commands().setup_command
+        if command and path not in m.review_set_up:
+            if task.task_id not in m.setting_up:
+                m.setting_up.add(task.task_id)
+                self.out.append(RunSetup(task.task_id, command, path, place="review"))
+            return False
+        return True
+
+    # --- QA started ahead ----------------------------------------------------------------
+
+    def _waiting_turn(self, kind: TurnKind, task_id: str) -> Turn | None:
+        """The pre-started turn of ``kind`` for ``task_id`` still waiting for its prompt."""
+        for turn in self.m.turns.values():
+            if turn.kind == kind and turn.task_id == task_id and turn.waiting:
+                return turn
+        return None
+
+    def _ending_well(self, task_id: str) -> bool:
+        """Whether ``task_id``'s developer turn gave its result without an error and its
+        work goes (or is about to go) to QA: the moment to start QA ahead."""
+        m = self.m
+        if task_id in m.checking:
+            return True
+        return any(
+            t.kind == "develop"
+            and t.task_id == task_id
+            and t.finished is not None
+            and not t.finished.is_error
+            for t in m.turns.values()
+        )
+
+    def _prestart_reviews(self) -> None:
+        """QA's process starts while the developer's turn ends (its result given, the
+        process exiting, its work checked): a checkout of the branch is made now, and
+        moved to the branch's head once the work is checked (`MoveCheckout`); the prompt
+        follows then (`_give_review`). Its start-up is then off the critical path."""
+        m = self.m
+        if not self.cfg.prestart or m.storm_level > 0:
+            return
+        if self._commands().setup_command:
+            # The set-up runs in QA's checkout first and takes far longer than claude's
+            # start-up: nothing to win, and a QA waiting through it could be stopped idle.
+            return
+        for task in list(self.fold.tasks.values()):
+            task_id = task.task_id
+            if task.state != "running" or not self._ending_well(task_id):
+                continue
+            if any(t.kind == "review" and t.task_id == task_id for t in m.turns.values()):
+                continue
+            if task_id in m.review_preparing:
+                continue
+            path = m.review_dirs.get(task_id)
+            if path is None:
+                where = str(self.cfg.review_dir(task_id, task.reviews + 1))
+                tried = f"{where}#{task.attempts}"  # once per attempt of the task
+                if not task.branch or tried in m.review_tried:
+                    continue
+                m.review_tried.add(tried)  # a failure waits for the review itself
+                m.review_preparing.add(task_id)
+                m.review_stale.add(where)
+                # What the developer committed is brought back first: QA's claude takes
+                # the checkout's git status into its context when it starts.
+                self.out.append(
+                    PrepareCheckout(
+                        "review",
+                        where,
+                        task.branch,
+                        task_id,
+                        branch=task.branch,
+                        bring_back=task.worktree,
+                    )
+                )
+                continue
+            if path not in m.review_stale:
+                continue  # not made ahead: the review starts QA as usual
+            agent = self._free(qa_names(self.cfg.workers))
+            if agent is None or self._paused() or GOVERNOR not in m.live:
+                return
+            answer = permit(m, task_id)
+            if answer.wait > 0 or answer.run_budget_reached:
+                return
+            self._start_turn(
+                agent,
+                "review",
+                "qa",
+                "",
+                session_id=self._uuid(),
+                resume=False,
+                cwd=path,
+                task_id=task_id,
+                budget=answer.task_budget_left,
+                ahead=True,
+            )
+
+    def _give_review(self, task: Task, turn: Turn) -> bool:
+        """The pre-started QA turn of ``task`` (in review) gets its prompt once its
+        checkout is at the branch's head and set up; False: wait (no permit)."""
+        if turn.giving or turn.unused:
+            return True
+        if not self._review_checkout_ready(task, turn.cwd):
+            return True
+        answer = self._permit(turn.agent, task.task_id)
+        if answer is None:
+            return False
+        if self.cfg.task_budget_usd > 0 and answer.task_budget_left != turn.budget:
+            # Its --max-budget-usd is not what is left now: a QA started now gets it.
+            turn.unused = True
+            self.out.append(StopTurns((turn.agent,)))
+            return True
+        prompt = prompts.qa_prompt(
+            self.cfg.roles["qa"],
+            task,
+            INTEGRATION_BRANCH,
+            task.reviews + 1,
+            self.cfg.claude_md,
+            self._commands(),
+        )
+        turn.giving, turn.prompt = True, prompt
+        self.out.append(GivePrompt(turn.agent, prompt))
+        return True
+
+    def _soon_done(self) -> set[str]:
+        """Tasks whose merge is near: under review, merging, or their developer's turn
+        ended well."""
+        return {
+            task.task_id
+            for task in self.fold.tasks.values()
+            if task.state in ("review", "merging")
+            or (task.state == "running" and self._ending_well(task.task_id))
+        }
+
+    def _soon_ready(self, task_id: str) -> bool:
+        """Whether ``task_id`` waits to start and every dependency of it is merged or
+        near its merge (`_soon_done`): a developer started ahead for it is wanted."""
+        task = self.fold.tasks.get(task_id)
+        spec = self.m.specs.get(task_id)
+        if task is None or spec is None or task.state not in ("pending", "ready"):
+            return False
+        if task_id in self.m.preparing:
+            return True
+        near = self._soon_done()
+        return all(
+            (dep_task := self.fold.tasks.get(dep)) is not None
+            and (dep_task.state in _DONE_STATES or dep in near)
+            for dep in spec.deps
+        )
+
+    def _prestart_developers(self) -> None:
+        """The developer of a task about to be ready (its last dependencies near their
+        merge) starts ahead: the task's clone is made now from the integration head, and
+        caught up with it (`clones.catch_up`) when the task really starts; the prompt is
+        given then (`_workspace_ready`). One per task near its merge, highest priority
+        first, while a developer is free."""
+        m = self.m
+        if not (self.cfg.prestart and self.cfg.prestart_developers) or m.storm_level > 0:
+            return
+        if self._commands().setup_command or self._paused() or GOVERNOR not in m.live:
+            return
+        near = self._soon_done()
+        if not near:
+            return
+        ahead = {t.task_id for t in m.turns.values() if t.kind == "develop" and t.waiting}
+        ahead |= set(m.dev_ahead)
+        if len(ahead) >= len(near):
+            return
+        states = self._states()
+        candidates = [
+            spec.id
+            for spec in m.specs.values()
+            if spec.deps
+            and spec.id not in ahead
+            and spec.id not in m.preparing
+            and any(dep in near for dep in spec.deps)
+            and self._soon_ready(spec.id)
+            and states.get(spec.id) == "pending"
+        ]
+        candidates.sort(key=lambda tid: -m.priority.get(tid, 0.0))
+        for task_id in candidates[: len(near) - len(ahead)]:
+            agent = self._free(developer_names(self.cfg.workers))
+            if agent is None:
+                return
+            answer = permit(m, task_id)
+            if answer.wait > 0 or answer.run_budget_reached:
+                return
+            if answer.task_budget_left is not None and answer.task_budget_left <= 0:
+                continue
+            task = self.fold.tasks[task_id]
+            m.dev_ahead[task_id] = agent
+            self.out.append(PrepareWorkspace(task_id, task.worktree, create=True, ahead=True))
+
+    def _developer_ahead(self, event: WorkspaceReady) -> None:
+        """A clone made ahead is ready: its developer starts, and waits for its prompt."""
+        m = self.m
+        agent = m.dev_ahead.pop(event.task_id, None)
+        task = self.fold.tasks.get(event.task_id)
+        if task is None or agent is None or m.finished:
+            return
+        if event.created and (task.worktree, task.base) != (event.worktree, event.base):
+            self._emit(
+                TaskWorkspace(
+                    task_id=task.task_id,
+                    branch=event.branch,
+                    worktree=event.worktree,
+                    base=event.base,
+                )
+            )
+        if m.stopping or not self._soon_ready(task.task_id) or task.task_id in m.preparing:
+            return
+        if agent in m.turns or self._paused() or GOVERNOR not in m.live:
+            return
+        answer = permit(m, task.task_id)
+        if answer.wait > 0 or answer.run_budget_reached:
+            return
+        self._start_turn(
+            agent,
+            "develop",
+            "developer",
+            "",
+            session_id=self._uuid(),
+            resume=False,
+            cwd=task.worktree,
+            task_id=task.task_id,
+            budget=answer.task_budget_left,
+            ahead=True,
+        )
+
+    def _reclaim(self, chosen: list[str]) -> None:
+        """No developer is free for a task chosen to start: a developer started ahead for
+        a task not chosen now gives way (stopped; free once its process has ended)."""
+        for turn in self.m.turns.values():
+            spare = turn.kind == "develop" and turn.waiting and not turn.unused
+            if spare and not turn.giving and turn.task_id not in chosen:
+                turn.unused = True
+                self.out.append(StopTurns((turn.agent,)))
+                return
+
+    def _drop_unused(self) -> None:
+        """Stop the pre-started QA turns no longer wanted (their task failed, was
+        escalated, resolved or stopped): their exit removes their checkout."""
+        m = self.m
+        for turn in m.turns.values():
+            if not turn.waiting or turn.unused or turn.giving or turn.task_id is None:
+                continue
+            task = self.fold.tasks.get(turn.task_id)
+            if turn.kind == "develop":
+                wanted = task is not None and self._soon_ready(task.task_id)
+            else:
+                wanted = task is not None and (
+                    task.state == "review"
+                    or (task.state == "running" and self._ending_well(task.task_id))
+                )
+            if not wanted:
+                turn.unused = True
+                self.out.append(StopTurns((turn.agent,)))
 
     def _submit(self, task: Task) -> None:
         commands = self._commands()

@@ -30,6 +30,7 @@ the merge queue, then done. Failures are retried with their reason up to
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import threading
 import time
@@ -44,7 +45,7 @@ import pykka
 
 from autonoma import inputfile
 from autonoma.agents import process
-from autonoma.agents.agent import AgentBusy, TurnRefused, TurnRequest
+from autonoma.agents.agent import AgentBusy, NotWaiting, TurnRefused, TurnRequest
 from autonoma.agents.roles import load_role
 from autonoma.agents.turn import WRITE_LEFTOVER
 from autonoma.config import Settings
@@ -96,12 +97,16 @@ from autonoma.workflow.decide import (
     Emit,
     EnsureIntegration,
     Event,
+    GivePrompt,
     Heard,
     InboxCommand,
     Machine,
     MergeNotSubmitted,
+    MoveCheckout,
     PrepareCheckout,
     PrepareWorkspace,
+    PromptGiven,
+    PromptNotGiven,
     RemoveCheckout,
     RemoveWorktrees,
     ResumeRoot,
@@ -338,6 +343,9 @@ class Orchestrator(Actor):
             workers=ctx.workers,
             max_retries=self.settings.max_retries,
             crew_backoff=self.settings.crew_backoff,
+            # A cluster's agents start on their node when their prompt is shipped with
+            # the clone (autonoma/cluster/link.py): nothing to start ahead there.
+            prestart=self.settings.prestart_agents and not self.settings.cluster,
             setup_command=self.settings.setup_command,
             test_command=self.settings.test_command,
             budget_usd=self.settings.budget_usd,
@@ -441,6 +449,8 @@ class Orchestrator(Actor):
             self.bus.publish(ORCHESTRATOR, action.message, durable=action.durable)
         elif isinstance(action, StartTurn):
             return self._start_turn(action)
+        elif isinstance(action, GivePrompt):
+            return self._give_prompt(action)
         elif isinstance(action, SubmitMerge):
             merge_queue = self.ctx.merge_queue()
             if merge_queue is None:
@@ -470,7 +480,7 @@ class Orchestrator(Actor):
             return TurnNotStarted(action.agent)
         request = TurnRequest(
             role=action.role,
-            prompt=action.prompt,
+            prompt=None if action.ahead else action.prompt,
             session_id=action.session_id,
             cwd=Path(action.cwd),
             resume=action.resume,
@@ -493,6 +503,15 @@ class Orchestrator(Actor):
         """The run's set-up command as chosen so far ("" for none)."""
         run = None if self.machine is None else self.machine.fold.run
         return "" if run is None or run.commands is None else run.commands.setup_command
+    def _give_prompt(self, action: GivePrompt) -> Event:
+        ref = self.ctx.agents.get(action.agent)
+        if ref is None:
+            return PromptNotGiven(action.agent, "the agent is gone")
+        try:
+            ref.proxy().give_prompt(action.prompt).get(timeout=30)
+        except (NotWaiting, TurnRefused, pykka.ActorDeadError) as error:
+            return PromptNotGiven(action.agent, str(error))
+        return PromptGiven(action.agent)
 
     def _run_setup(self, action: RunSetup) -> None:
         ref = self.actor_ref
@@ -520,6 +539,8 @@ class Orchestrator(Actor):
             return lambda: _remove_worktrees(repo, ctx.clones, action)
         if isinstance(action, PrepareCheckout):
             return lambda: _prepare_checkout(repo, action)
+        if isinstance(action, MoveCheckout):
+            return lambda: _move_checkout(repo, ctx.clones, action)
         if isinstance(action, RemoveCheckout):
             return lambda: _remove_checkout(ctx.clones, action)
         raise TypeError(f"not an action: {action!r}")
@@ -551,6 +572,9 @@ def _prepare(repo: Path, clones_dir: Path, run_id: str, action: PrepareWorkspace
         try:
             base = workspace.head_of(repo, workspace.INTEGRATION_BRANCH)
             branch, made = clones.create_clone(repo, clones_dir, action.task_id, base, run=run_id)
+            # A clone made ahead (its dependency was merging then) and untouched since
+            # starts from the integration head of now.
+            clones.catch_up(repo, made, branch, base)
         except VcsError as error:
             return WorkspaceFailed(action.task_id, str(error))
         except (OSError, pygit2.GitError) as error:
@@ -559,7 +583,7 @@ def _prepare(repo: Path, clones_dir: Path, run_id: str, action: PrepareWorkspace
     # A claude killed mid-Write (a crash, a restart) leaves its temp file behind.
     with contextlib.suppress(VcsError, OSError):
         workspace.remove_untracked(Path(path or action.worktree), WRITE_LEFTOVER)
-    return WorkspaceReady(action.task_id, branch, path, base, created)
+    return WorkspaceReady(action.task_id, branch, path, base, created, ahead=action.ahead)
 
 
 def _is_clone(repo: Path, worktree: Path) -> bool:
@@ -642,6 +666,9 @@ def _prepare_checkout(repo: Path, action: PrepareCheckout) -> Event:
     """Make QA's or planning's throwaway clone; write the files it needs."""
     path = Path(action.path)
     try:
+        if action.bring_back:
+            clones.verify_clone(Path(action.bring_back), action.branch)
+            _bring_back(repo, Path(action.bring_back), action.branch)
         clones.make_checkout(
             repo, path, action.rev, branch=action.branch or None, fresh=action.fresh
         )
@@ -660,6 +687,21 @@ def _prepare_checkout(repo: Path, action: PrepareCheckout) -> Event:
     except (OSError, pygit2.GitError) as error:
         return CheckoutReady(action.purpose, action.path, action.task_id, _one_line(error))
     return CheckoutReady(action.purpose, str(path), action.task_id)
+
+
+def _move_checkout(repo: Path, run_clones: Path, action: MoveCheckout) -> Event:
+    """Move QA's checkout made ahead to the head of the branch it reviews."""
+    path = Path(action.path)
+    done = CheckoutReady("review", action.path, action.task_id, moved=True)
+    if not path.absolute().is_relative_to(run_clones.absolute()):
+        return dataclasses.replace(done, error=f"{path}: not a checkout of this run")
+    try:
+        changed = clones.move_checkout(repo, path, action.rev, branch=action.branch)
+    except VcsError as error:
+        return dataclasses.replace(done, error=str(error))
+    except (OSError, pygit2.GitError) as error:
+        return dataclasses.replace(done, error=_one_line(error))
+    return dataclasses.replace(done, changed=changed)
 
 
 def _remove_checkout(run_clones: Path, action: RemoveCheckout) -> None:

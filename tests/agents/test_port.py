@@ -415,3 +415,83 @@ def test_the_wall_clock_stops_a_child_that_prints_steadily(tmp_path: Path) -> No
     assert port.result is not None
     assert (port.result.timeout, port.result.timeout_s) == ("wall", 1.0)
     assert len(rec.lines) > 5
+
+
+# --- a child started before its input (a pre-started turn) ----------------------------
+
+
+def test_a_pre_started_child_reads_what_is_sent_then_eof(tmp_path: Path) -> None:
+    rec = Recorder()
+    # stdin is the pipe, not the terminal; the PTY stays the controlling terminal.
+    script = (
+        "test -t 0 || echo stdin-is-a-pipe; test -t 1 && echo stdout-is-the-pty; "
+        "echo via-dev-tty > /dev/tty; echo waiting; cat; echo eof"
+    )
+    port = make_port(tmp_path, script, rec, stdin_pipe=True)
+    port.start()
+    rec.until(lambda: b"waiting" in rec.lines)
+    time.sleep(0.2)
+    assert rec.exits == []  # it waits for its input
+    big = b"x" * 200_000 + b"\n"  # more than a pipe holds: written by a thread
+    port.send(b"hello\n" + big)
+    assert rec.exited() == (0, None, False)
+    assert rec.lines == [
+        b"stdin-is-a-pipe",
+        b"stdout-is-the-pty",
+        b"via-dev-tty",
+        b"waiting",
+        b"hello",
+        big.rstrip(b"\n"),
+        b"eof",
+    ]
+    with pytest.raises(PortError):
+        port.send(b"again")  # written once: stdin is closed
+
+
+def test_a_port_without_a_stdin_pipe_refuses_to_send(tmp_path: Path) -> None:
+    rec = Recorder()
+    port = make_port(tmp_path, "echo up", rec)
+    port.start()
+    with pytest.raises(PortError):
+        port.send(b"nothing")
+    assert rec.exited() == (0, None, False)
+
+
+def test_the_wall_clock_of_a_pre_started_child_starts_at_send(tmp_path: Path) -> None:
+    rec = Recorder()
+    script = "echo up; cat; while :; do echo tick; sleep 0.05; done"
+    port = make_port(tmp_path, script, rec, timeout=1.0, stdin_pipe=True)
+    port.start()
+    time.sleep(1.5)  # longer than its wall clock, waiting for its input
+    assert rec.exits == []
+    sent = time.monotonic()
+    port.send(b"go\n")
+    assert rec.exited() == (None, signal.SIGTERM, True)
+    assert 0.9 <= time.monotonic() - sent < 4.0
+    assert port.result is not None and port.result.timeout == "wall"
+
+
+def test_a_pre_started_child_never_given_its_input_ends_by_its_idle_limit(
+    tmp_path: Path,
+) -> None:
+    rec = Recorder()
+    port = make_port(tmp_path, "echo up; cat", rec, idle_timeout=0.5, stdin_pipe=True)
+    pid = port.start()
+    assert rec.exited() == (None, signal.SIGTERM, True)
+    assert port.result is not None and port.result.timeout == "idle"
+    assert tree_left(pid) == []
+
+
+def test_stopping_a_pre_started_child_leaks_no_fd(tmp_path: Path) -> None:
+    before = _fds()
+    rec = Recorder()
+    port = make_port(tmp_path, "echo up; cat; sleep 600", rec, grace=0.5, stdin_pipe=True)
+    pid = port.start()
+    rec.until(lambda: bool(rec.lines))
+    port.stop("unused")
+    assert rec.exited() == (None, signal.SIGTERM, False)
+    assert tree_left(pid) == []
+    end = time.monotonic() + DEADLINE
+    while _fds() != before and time.monotonic() < end:
+        time.sleep(0.01)
+    assert _fds() == before

@@ -18,7 +18,7 @@ from autonoma.agents import process
 from autonoma.agents.auth import NOT_AUTHENTICATED, AuthError, check_auth
 from autonoma.agents.environment import SIM_API_KEY, child_env
 from autonoma.agents.executable import LOCAL_INSTALL
-from autonoma.agents.port import CLAUDE_NOT_FOUND
+from autonoma.agents.port import CLAUDE_NOT_FOUND, PortError
 from autonoma.agents.roles import Role, load_role
 from autonoma.agents.turn import Turn
 from autonoma.config import Settings
@@ -29,6 +29,7 @@ from autonoma.protocol import (
     AgentApiRetry,
     AgentProcessExited,
     AgentProcessStarted,
+    AgentPromptGiven,
     AgentSessionStarted,
     AgentToolUse,
     AgentTurnFinished,
@@ -203,6 +204,8 @@ def make_turn(
     role: Role | None = None,
     budget_usd: float | None = None,
     session_usd: float = 0.0,
+    ahead: bool = False,
+    tmpdir: Path | None = None,
 ) -> Turn:
     return Turn(
         run.bus,
@@ -210,7 +213,7 @@ def make_turn(
         # Without the developer's --json-schema: these tests are about the turn itself,
         # and each answer of the sim's would be asked again by claude's nudge.
         role=role or dataclasses.replace(load_role("developer"), schema=None),
-        prompt=f"Do task {task}",
+        prompt=None if ahead else f"Do task {task}",
         session_id=session,
         resume=resume,
         cwd=git_repo,
@@ -221,6 +224,7 @@ def make_turn(
         transcript=git_repo.parent / f"{task}.jsonl",
         budget_usd=budget_usd,
         session_usd=session_usd,
+        tmpdir=tmpdir,
     )
 
 
@@ -549,3 +553,66 @@ def test_max_budget_usd_gets_what_is_left_and_claude_ends_the_turn_over_it(
     assert third.finished.errors == [f"Reached maximum budget (${budgets[2]:g})"]
     reported = [m for m in run.messages() if isinstance(m, CostReported)]
     assert sum(c.usd for c in reported) == pytest.approx(3 * price)
+
+
+# --- a turn started ahead of its prompt ---------------------------------------------------
+
+
+def test_a_turn_started_ahead_waits_for_its_prompt_then_is_the_turn_it_would_have_been(
+    sim: SimServer, git_repo: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    run = Run(tmp_path)
+    session = str(uuid.uuid4())
+    turn = make_turn(run, git_repo, env, "write", session, ahead=True)
+    plain = make_turn(run, git_repo, env, "write", session)
+    # The same command but the prompt, which comes on stdin (stream-json).
+    at = turn.argv.index("--input-format")
+    assert turn.argv[at : at + 2] == ["--input-format", "stream-json"]
+    assert turn.argv[:at] + turn.argv[at + 2 :] == plain.argv[:-2]
+    assert plain.argv[-2:] == ["--", "Do task write"]
+    pid = turn.start()
+    time.sleep(3)  # claude starts and waits: no request, no answer
+    assert not [r for r in sim.messages_requests if r.session_id == session]
+    assert turn.outcome is None and process.read_entry(pid) is not None
+    turn.give("Do task write")
+    outcome = turn.wait(40)
+    assert outcome is not None and outcome.exit_code == 0 and not outcome.failed
+    assert (git_repo / "hello.txt").read_text() == "hi from the sim\n"
+    with pytest.raises(PortError):
+        turn.give("again")
+
+    messages = run.messages()
+    kinds = [type(m) for m in messages]
+    assert kinds[:3] == [AgentTurnStarting, AgentProcessStarted, AgentPromptGiven]
+    assert kinds[-3:] == [AgentTurnFinished, CostReported, AgentProcessExited]
+    starting, _, given = messages[:3]
+    assert isinstance(starting, AgentTurnStarting) and starting.waits_for_prompt
+    assert isinstance(given, AgentPromptGiven)
+    assert (given.prompt, given.session_id, given.task_id) == ("Do task write", session, "write")
+    # The fold knows the developer's prompt from it, as from a prompt argument.
+    state = State()
+    for envelope in reader.read(run.db):
+        apply(state, envelope)
+    assert state.tasks["write"].prompt == "Do task write"
+    [first] = [r for r in sim.messages_requests if r.session_id == session][:1]
+    assert "Do task write" in json.dumps(first.body["messages"][0])
+
+
+def test_a_turn_started_ahead_and_never_given_a_prompt_is_stopped_and_leaves_nothing(
+    git_repo: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    run = Run(tmp_path)
+    tmp = tmp_path / "agent-tmp"
+    turn = make_turn(run, git_repo, env, "write", str(uuid.uuid4()), ahead=True, tmpdir=tmp)
+    pid = turn.start()
+    time.sleep(1)
+    assert tmp.is_dir()
+    tree = [pid, *(e.pid for e in process.descendants({pid}, list(process.processes())))]
+    turn.stop()
+    outcome = turn.wait(20)
+    assert outcome is not None and outcome.failed and outcome.finished is None
+    assert all(process.read_entry(p) is None or not process.read_entry(p).alive for p in tree)  # type: ignore[union-attr]
+    assert not tmp.exists()
+    kinds = [type(m) for m in run.messages()]
+    assert kinds[0] is AgentTurnStarting and kinds[-1] is AgentProcessExited
+    assert AgentPromptGiven not in kinds and AgentTurnFinished not in kinds

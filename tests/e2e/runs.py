@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from autonoma.journal import reader
-from autonoma.protocol import AgentTurnStarting, Envelope
+from autonoma.protocol import AgentPromptGiven, AgentTurnStarting, Envelope
 from tests.conftest import run_autonoma
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -113,6 +113,18 @@ def autonoma_branches(root: Path) -> list[str]:
 
 def developer_turns(rows: Iterable[Envelope], task_id: str) -> list[AgentTurnStarting]:
     return messages(rows, AgentTurnStarting, role="developer", task_id=task_id)
+
+
+def prompts(rows: Iterable[Envelope], **fields: Any) -> list[str]:
+    """The prompt of each turn whose `AgentTurnStarting` has these field values, in order:
+    its last argument, or for a turn started ahead (``waits_for_prompt``) what its
+    `AgentPromptGiven` gave it ("" if none did: it was stopped unused)."""
+    rows = list(rows)
+    given = {m.session_id: m.prompt for m in messages(rows, AgentPromptGiven)}
+    return [
+        given.get(m.session_id, "") if m.waits_for_prompt else m.argv[-1]
+        for m in messages(rows, AgentTurnStarting, **fields)
+    ]
 
 
 def status_json(root: Path, env: dict[str, str]) -> dict[str, Any]:

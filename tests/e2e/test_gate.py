@@ -29,6 +29,7 @@ from tests.e2e.runs import (
     journal,
     make_project,
     messages,
+    prompts,
     start,
     status_json,
 )
@@ -64,9 +65,9 @@ def test_a_docs_only_first_task_merges_although_pytest_collects_nothing(
     assert messages(rows, MergeFailed) == []
     assert {"README.md", "test_hello.py"} <= files_on(root, "main")
     # QA was told the exact command, and that no tests yet is no failure.
-    qa = [m for m in messages(rows, AgentTurnStarting) if m.role == "qa"]
-    assert "run `python3 -m pytest -q -p no:cacheprovider`" in qa[0].argv[-1]
-    assert "pytest's exit code 5" in qa[0].argv[-1]
+    qa = [p for p in prompts(rows, role="qa") if p]
+    assert "run `python3 -m pytest -q -p no:cacheprovider`" in qa[0]
+    assert "pytest's exit code 5" in qa[0]
     assert "tests: `python3 -m pytest -q -p no:cacheprovider` (from the Staff Engineer)" in (
         status_text(root, env)
     )
@@ -124,8 +125,8 @@ def test_a_user_who_opted_out_of_tests_gets_merges_that_say_so(
     assert messages(rows, MergeFailed) == []
     assert "t1.txt" in files_on(root, "main")
     assert "tests: none, by the user's choice" in status_text(root, env)
-    qa = [m for m in messages(rows, AgentTurnStarting) if m.role == "qa"]
-    assert "the user opted out of automated tests" in qa[0].argv[-1]
+    qa = [p for p in prompts(rows, role="qa") if p]
+    assert "the user opted out of automated tests" in qa[0]
 
 
 def test_a_failing_set_up_is_retried_then_escalated_with_its_output(

@@ -13,7 +13,6 @@ from pathlib import Path
 from autonoma import hints
 from autonoma.journal.writer import Journal
 from autonoma.protocol import (
-    AgentTurnStarting,
     AnswerRejected,
     DeveloperReport,
     Escalation,
@@ -33,13 +32,14 @@ from tests.e2e.runs import (
     make_project,
     messages,
     model_file,
+    prompts,
     start,
     status_json,
 )
 
 
 def _prompts(rows: list, role: str, task: str) -> list[str]:  # type: ignore[type-arg]
-    return [m.argv[-1] for m in messages(rows, AgentTurnStarting, role=role, task_id=task)]
+    return [p for p in prompts(rows, role=role, task_id=task) if p]
 
 
 def test_reports_reach_qa_a_re_review_sees_its_verdict_and_refusals_show(

@@ -239,3 +239,101 @@ def test_the_planning_checkout_holds_the_requirements_even_untracked(user: Path)
     assert not (plan.parent / "escape.txt").exists()
     missing = orchestrator._prepare_checkout(user, PrepareCheckout("plan", str(plan), "nope"))
     assert missing.error.startswith(str(user)) and "no commit nope" in missing.error
+
+
+def test_a_review_checkout_made_ahead_moves_to_the_branchs_new_head_in_place(
+    user: Path,
+) -> None:
+    # QA's checkout made at the developer's result (the branch at its base), with QA's
+    # claude already waiting in the folder; the developer's work then brought back.
+    path = make(user)
+    review = user / ".autonoma" / "clones" / RUN / "_review" / "t1-1"
+    clones.make_checkout(user, review, BRANCH, branch=BRANCH)
+    inode = review.stat().st_ino
+    git(path, "rm", "-q", "a.txt")
+    head = commit(path, "work.txt")
+    clones.fetch_branch(user, path, BRANCH)
+    before = refs(user)
+
+    event = orchestrator._move_checkout(
+        user,
+        user / ".autonoma" / "clones" / RUN,
+        orchestrator.MoveCheckout(str(review), BRANCH, "t1", BRANCH),
+    )
+
+    assert event == CheckoutReady("review", str(review), "t1", moved=True, changed=True)
+    assert review.stat().st_ino == inode  # the same folder: a process working in it stays
+    assert git(review, "rev-parse", "HEAD").strip() == head
+    assert git(review, "rev-parse", "--abbrev-ref", "HEAD").strip() == BRANCH
+    assert (review / "work.txt").exists() and not (review / "a.txt").exists()
+    assert git(review, "status", "--porcelain") == ""
+    assert refs(user) == before  # nothing of the user's moved
+    again = orchestrator._move_checkout(
+        user,
+        user / ".autonoma" / "clones" / RUN,
+        orchestrator.MoveCheckout(str(review), BRANCH, "t1", BRANCH),
+    )
+    assert again == CheckoutReady("review", str(review), "t1", moved=True, changed=False)
+
+
+def test_moving_a_checkout_refuses_one_outside_the_run_or_not_a_clone(user: Path) -> None:
+    run_clones = user / ".autonoma" / "clones" / RUN
+    elsewhere = user / "elsewhere"
+    elsewhere.mkdir()
+    outside = orchestrator._move_checkout(
+        user, run_clones, orchestrator.MoveCheckout(str(elsewhere), BRANCH, "t1", BRANCH)
+    )
+    assert outside.error and outside.moved  # type: ignore[union-attr]
+    fake = run_clones / "_review" / "t1-1"
+    fake.mkdir(parents=True)
+    (fake / ".git").write_text(f"gitdir: {user / '.git'}\n")  # pointing at the user's
+    refused = orchestrator._move_checkout(
+        user, run_clones, orchestrator.MoveCheckout(str(fake), BRANCH, "t1", BRANCH)
+    )
+    assert refused.error and "no longer the clone's own folder" in refused.error  # type: ignore[union-attr]
+
+
+def test_an_untouched_clone_catches_up_with_the_integration_head(user: Path) -> None:
+    path = make(user)
+    # Another task merged meanwhile: the integration head moved on.
+    other = user / "other"
+    git(user, "worktree", "add", "-q", "-b", "tmp-other", str(other), workspace.INTEGRATION_BRANCH)
+    head = commit(other, "other.txt")
+    git(user, "update-ref", f"refs/heads/{workspace.INTEGRATION_BRANCH}", head)
+
+    assert clones.catch_up(user, path, BRANCH, head)
+
+    assert workspace.head_of(user, BRANCH) == head
+    assert git(path, "rev-parse", "HEAD").strip() == head
+    assert (path / "other.txt").exists()
+    assert git(path, "rev-parse", workspace.INTEGRATION_BRANCH).strip() == head
+    assert not clones.catch_up(user, path, BRANCH, head)  # there already
+
+
+def test_a_clone_with_work_of_its_own_does_not_catch_up(user: Path) -> None:
+    path = make(user)
+    base = workspace.head_of(user, workspace.INTEGRATION_BRANCH)
+    other = user / "other"
+    git(user, "worktree", "add", "-q", "-b", "tmp-other", str(other), workspace.INTEGRATION_BRANCH)
+    head = commit(other, "other.txt")
+    (path / "draft.txt").write_text("uncommitted\n")
+    assert not clones.catch_up(user, path, BRANCH, head)  # a file of its own
+    (path / "draft.txt").unlink()
+    mine = commit(path, "mine.txt")
+    clones.fetch_branch(user, path, BRANCH)
+    assert not clones.catch_up(user, path, BRANCH, head)  # a commit of its own
+    assert workspace.head_of(user, BRANCH) == mine != base
+
+
+def test_a_review_checkout_made_ahead_holds_what_the_developer_committed(user: Path) -> None:
+    path = make(user)
+    head = commit(path, "work.txt")  # not brought back yet: the developer's claude exits
+    review = user / ".autonoma" / "clones" / RUN / "_review" / "t1-1"
+    action = PrepareCheckout("review", str(review), BRANCH, "t1", BRANCH, bring_back=str(path))
+
+    event = orchestrator._prepare_checkout(user, action)
+
+    assert event == CheckoutReady("review", str(review), "t1")
+    assert workspace.head_of(user, BRANCH) == head
+    assert git(review, "rev-parse", "HEAD").strip() == head
+    assert (review / "work.txt").exists()

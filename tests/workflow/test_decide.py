@@ -59,11 +59,15 @@ from autonoma.workflow.decide import (
     ConflictMerge,
     Emit,
     Event,
+    GivePrompt,
     Heard,
     InboxCommand,
     Machine,
+    MoveCheckout,
     PrepareCheckout,
     PrepareWorkspace,
+    PromptGiven,
+    PromptNotGiven,
     RemoveCheckout,
     RemoveWorktrees,
     ResumeRoot,
@@ -310,9 +314,16 @@ class Harness:
         commands: ProjectCommands | None = None,
         checkouts: bool = True,
         workspaces: bool = True,
+        prestart: bool = False,
+        workers: int = 1,
+        then: tuple[str, ...] = (),
+        developers_ahead: bool = False,
     ) -> None:
+        """``then``: tasks defined after t1, each depending on t1."""
         self.checkouts = checkouts
         self.workspaces = workspaces
+        self.base = "base"
+        """The integration head a clone is made from (or caught up with)."""
         """Answer `PrepareWorkspace` at once (else the test feeds `WorkspaceReady`)."""
         """Answer `PrepareCheckout` at once (else the row feeds `CheckoutReady` itself)."""
         roles = {name: load_role(name) for name in (CEO, STAFF_ENGINEER, "developer", "qa")}
@@ -323,14 +334,17 @@ class Harness:
             requirements="A todo list.",
             claude_md="",
             roles=roles,
-            workers=1,
+            workers=workers,
             max_retries=max_retries,
             clones=CLONES,
             budget_usd=budget,
             task_budget_usd=task_budget,
+            prestart=prestart,
+            prestart_developers=developers_ahead,
         )
         ids = itertools.count(1)
-        self.m = Machine(cfg=config, now=NOW, live=LIVE, new_session=lambda: f"s{next(ids)}")
+        live = LIVE | {f"{r}-{i}" for r in ("developer", "qa") for i in range(1, workers + 1)}
+        self.m = Machine(cfg=config, now=NOW, live=live, new_session=lambda: f"s{next(ids)}")
         self.actions: list[Action] = []
         self.mark = 0
         """Actions before this index belong to turns already begun."""
@@ -353,6 +367,17 @@ class Harness:
             )
             self.hear(defined, "orchestrator")
             self.hear(TaskStateChanged(task_id=T, state="pending"), "orchestrator")
+            for tid in then:
+                after = TaskDefined(
+                    task_id=tid,
+                    title=f"Then {tid}",
+                    deps=[T],
+                    files=[f"{tid}.py"],
+                    spec="Build on t1.",
+                    acceptance=["pytest passes"],
+                )
+                self.hear(after, "orchestrator")
+                self.hear(TaskStateChanged(task_id=tid, state="pending"), "orchestrator")
             if commands is not None:
                 self.hear(commands, "orchestrator")
         self.feed(Started())  # what the journal says: the phase follows from it
@@ -365,10 +390,15 @@ class Harness:
         self.actions.extend(actions)
         for action in actions:
             if isinstance(action, PrepareWorkspace) and self.workspaces:  # done at once
+                tid = action.task_id
+                where = WORKTREE if tid == T else f"/work/{tid}"
                 if action.create:
-                    self.feed(WorkspaceReady(T, "autonoma/t1", WORKTREE, "base", created=True))
+                    ready = WorkspaceReady(
+                        tid, f"autonoma/{tid}", where, self.base, created=True, ahead=action.ahead
+                    )
+                    self.feed(ready)
                 else:
-                    self.feed(WorkspaceReady(T))
+                    self.feed(WorkspaceReady(tid))
             elif isinstance(action, PrepareCheckout) and self.checkouts:  # made at once
                 self.feed(CheckoutReady(action.purpose, action.path, action.task_id))
         return actions
@@ -1109,8 +1139,16 @@ def trace(actions: list[Action]) -> list[str]:
             said.append(f"remove {Path(a.path).name}")
         elif isinstance(a, RunSetup):
             said.append(f"set-up ({a.place}) in {Path(a.worktree).name}")
+        elif isinstance(a, StartTurn) and a.ahead:
+            said.append(f"{a.role} started ahead in {Path(a.cwd).name}")
         elif isinstance(a, StartTurn):
             said.append(f"{a.role} turn in {Path(a.cwd).name}")
+        elif isinstance(a, MoveCheckout):
+            said.append(f"move {Path(a.path).name} to {a.rev}")
+        elif isinstance(a, GivePrompt):
+            said.append(f"{a.agent} given its prompt")
+        elif isinstance(a, StopTurns):
+            said.append(f"stop {', '.join(a.agents)}")
         elif isinstance(a, SubmitMerge):
             said.append(f"merge {a.task_id}")
     return said
@@ -1557,3 +1595,386 @@ def test_a_merge_announced_after_the_run_stopped_at_once_is_not_merged_again() -
     )
     assert resumed.fold.tasks[T].state == "merged"
     assert [a.paths for a in actions if isinstance(a, RemoveWorktrees)] == [(WORKTREE,)]
+
+
+# --- QA started ahead (prestart_agents) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """The QA turn asked ahead is spawned (its process waits for its prompt)."""
+
+
+@dataclass(frozen=True)
+class DevAgain:
+    """The developer's next turn (asked for by the decisions so far) runs."""
+
+
+@dataclass(frozen=True)
+class ByQA:
+    """A step of the QA turn started ahead (its result, its exit)."""
+
+    step: AgentTurnFinished | AgentProcessExited
+
+
+@dataclass(frozen=True)
+class AheadRow:
+    name: str
+    events: tuple[Event | Step | Ahead | ByQA | DevAgain, ...]
+    """Played from the developer's turn begun on."""
+    trace: tuple[str, ...]
+    state: str
+    task_budget: float = 0.0
+    gives: int = 0
+    """`GivePrompt` actions."""
+
+
+MOVED = CheckoutReady("review", REVIEW_1, T, moved=True)
+CHANGED = CheckoutReady("review", REVIEW_1, T, moved=True, changed=True)
+SPENT = FromGovernor(
+    CostReported(agent_id=DEV, usd=0.5, session_usd=0.5, session_id="s1", task_id=T)
+)
+
+AHEAD_ROWS = [
+    AheadRow(
+        "at the developer's result a checkout is made and QA started in it; once the work "
+        "is checked the checkout moves to the branch's head and QA gets its prompt",
+        (SUCCESS, MADE, Ahead(), EXIT_0, Checked(), MOVED, PromptGiven(QA), ByQA(APPROVE)),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "move t1-1 to autonoma/t1",
+            "qa-1 given its prompt",
+            "merge t1",
+        ),
+        "merging",
+        gives=1,
+    ),
+    AheadRow(
+        "the branch changed since the checkout was made (work committed for the developer): "
+        "QA started ahead saw another git status, so it is stopped and a fresh QA reviews",
+        (SUCCESS, MADE, Ahead(), EXIT_0, Checked(), CHANGED, ByQA(TERMINATED), MADE),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "move t1-1 to autonoma/t1",
+            "stop qa-1",
+            "remove t1-1",
+            "make review checkout t1-1 of autonoma/t1",
+            "qa turn in t1-1",
+        ),
+        "review",
+    ),
+    AheadRow(
+        "no prompt before the checkout has moved",
+        (SUCCESS, MADE, Ahead(), EXIT_0, Checked()),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "move t1-1 to autonoma/t1",
+        ),
+        "review",
+    ),
+    AheadRow(
+        "the work is refused: QA started ahead is stopped (no failed review), its checkout "
+        "removed at its exit, and the developer runs again",
+        (SUCCESS, MADE, Ahead(), EXIT_0, NOTHING_COMMITTED, ByQA(TERMINATED)),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "stop qa-1",
+            "remove t1-1",
+            "developer turn in t1",
+        ),
+        "running",
+    ),
+    AheadRow(
+        "the developer's next attempt ending well starts QA ahead again",
+        (SUCCESS, MADE, Ahead(), EXIT_0, NOTHING_COMMITTED, ByQA(TERMINATED), DevAgain(), SUCCESS),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "stop qa-1",
+            "remove t1-1",
+            "developer turn in t1",
+            "make review checkout t1-1 of autonoma/t1",
+        ),
+        "running",
+    ),
+    AheadRow(
+        "a failed developer turn: nothing is started ahead",
+        (FAILED_500, EXIT_1),
+        ("developer turn in t1",),
+        "running",
+    ),
+    AheadRow(
+        "QA started ahead dies before its prompt: no failed review; the review makes a "
+        "fresh checkout and starts QA as usual",
+        (SUCCESS, MADE, Ahead(), ByQA(KILLED), EXIT_0, Checked(), MADE),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "remove t1-1",
+            "make review checkout t1-1 of autonoma/t1",
+            "qa turn in t1-1",
+        ),
+        "review",
+    ),
+    AheadRow(
+        "QA started ahead fails before its prompt while its checkout moves: no failed review; "
+        "the move's answer is ignored and QA starts as usual in a fresh checkout",
+        (SUCCESS, MADE, Ahead(), EXIT_0, Checked(), ByQA(EXIT_1), MOVED, MADE),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "move t1-1 to autonoma/t1",
+            "remove t1-1",
+            "make review checkout t1-1 of autonoma/t1",
+            "qa turn in t1-1",
+        ),
+        "review",
+    ),
+    AheadRow(
+        "its prompt could not be given (the turn ended meanwhile): QA starts anew at its exit",
+        (
+            SUCCESS,
+            MADE,
+            Ahead(),
+            EXIT_0,
+            Checked(),
+            MOVED,
+            PromptNotGiven(QA, "gone"),
+            ByQA(KILLED),
+            MADE,
+        ),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "move t1-1 to autonoma/t1",
+            "qa-1 given its prompt",
+            "remove t1-1",
+            "make review checkout t1-1 of autonoma/t1",
+            "qa turn in t1-1",
+        ),
+        "review",
+        gives=1,
+    ),
+    AheadRow(
+        "a task budget spent since QA was started ahead: it is stopped, and QA starts anew "
+        "with what is left",
+        (SUCCESS, MADE, Ahead(), SPENT, EXIT_0, Checked(), MOVED, ByQA(TERMINATED), MADE),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "move t1-1 to autonoma/t1",
+            "stop qa-1",
+            "remove t1-1",
+            "make review checkout t1-1 of autonoma/t1",
+            "qa turn in t1-1",
+        ),
+        "review",
+        task_budget=5.0,
+    ),
+    AheadRow(
+        "a task budget nothing was spent of since: its prompt is given",
+        (SUCCESS, SPENT, MADE, Ahead(), EXIT_0, Checked(), MOVED),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "move t1-1 to autonoma/t1",
+            "qa-1 given its prompt",
+        ),
+        "review",
+        task_budget=5.0,
+        gives=1,
+    ),
+    AheadRow(
+        "a stop while QA waits for its prompt stops it too",
+        (SUCCESS, MADE, Ahead(), StopRun()),
+        (
+            "make review checkout t1-1 of autonoma/t1",
+            "qa started ahead in t1-1",
+            "stop developer-1, qa-1",
+        ),
+        "running",
+    ),
+]
+
+
+@pytest.mark.parametrize("row", AHEAD_ROWS, ids=[r.name for r in AHEAD_ROWS])
+def test_qa_is_started_ahead_and_given_its_prompt_when_the_work_is_checked(row: AheadRow) -> None:
+    h = Harness("development", checkouts=False, prestart=True, task_budget=row.task_budget)
+    h.begin()
+    start = len(h.actions)
+    qa: StartTurn | None = None
+    qa_pid = 0
+    for event in row.events:
+        if isinstance(event, Ahead):
+            (qa,) = [a for a in h.actions if isinstance(a, StartTurn) and a.ahead]
+            assert (qa.prompt, qa.kind, qa.cwd, qa.task_id) == ("", "review", REVIEW_1, T)
+            qa_pid = next(h.pids)
+            h.feed(TurnSpawned(qa.agent, qa_pid))
+        elif isinstance(event, ByQA):
+            assert qa is not None
+            (h.turn, h.pid), (developer, dev_pid) = (qa, qa_pid), (h.turn, h.pid)
+            h.play(event.step)
+            h.turn, h.pid = developer, dev_pid
+        elif isinstance(event, DevAgain):
+            again = [a for a in h.actions if isinstance(a, StartTurn) and a.kind == "develop"]
+            h.turn = again[-1]
+            h.run(again[-1])
+        elif isinstance(event, AgentTurnFinished | AgentProcessExited | Checked | FromGovernor):
+            h.play(event)
+        else:
+            h.feed(event)
+    h.feed(Tick())
+    assert trace(h.actions[start:]) == list(row.trace)
+    assert h.task.state == row.state
+    assert not h.m.qa_failures  # a turn started ahead never counts as a review
+    made = [a for a in h.actions[start:] if isinstance(a, PrepareCheckout)]
+    if made and row.events[0] == SUCCESS:
+        assert made[0].bring_back == WORKTREE  # the developer's commits, into its checkout
+    gives = [a for a in h.actions if isinstance(a, GivePrompt)]
+    assert len(gives) == row.gives
+    for give in gives:
+        assert "review number 1" in give.prompt and T in give.prompt
+
+
+def test_nothing_is_started_ahead_for_a_project_with_a_set_up_command() -> None:
+    commands = ProjectCommands(
+        setup_command=SETUP,
+        test_command="pytest -q",
+        proposed_setup_command=SETUP,
+        proposed_test_command="pytest -q",
+    )
+    h = Harness("development", checkouts=False, commands=commands, prestart=True)
+    h.feed(SetupDone(SetupRan(task_id=T, command=SETUP, exit_code=0, worktree=WORKTREE)))
+    h.begin()
+    start = len(h.actions)
+    h.play(SUCCESS)
+    h.feed(Tick())
+    assert trace(h.actions[start:]) == []
+
+
+def test_nothing_is_started_ahead_with_prestart_off() -> None:
+    h = Harness("development", checkouts=False)
+    h.begin()
+    start = len(h.actions)
+    h.play(SUCCESS)
+    h.feed(Tick())
+    assert trace(h.actions[start:]) == []
+
+
+# --- a developer started ahead ---------------------------------------------------------------
+
+
+def dev_trace(actions: list[Action]) -> list[str]:
+    """`trace`, with each developer turn's agent and task."""
+    said: list[str] = []
+    for a in actions:
+        if isinstance(a, StartTurn) and a.role == "developer":
+            how = "started ahead" if a.ahead else "turn"
+            said.append(f"{a.agent} {how} for {a.task_id}")
+        elif isinstance(a, PrepareWorkspace):
+            said.append(f"clone {a.task_id}{' ahead' if a.ahead else ''}")
+        else:
+            said += trace([a])
+    return said
+
+
+def merge_t1_with_t2_ahead(h: Harness) -> tuple[StartTurn, int]:
+    """t1 is developed, reviewed (its QA started ahead) and approved; t2's developer is
+    started ahead meanwhile. Returns t2's developer turn and its pid."""
+    h.begin()
+    h.play(SUCCESS)
+    (ahead,) = [
+        a for a in h.actions if isinstance(a, StartTurn) and a.role == "developer" and a.ahead
+    ]
+    pid = next(h.pids)
+    h.feed(TurnSpawned(ahead.agent, pid))
+    h.play(EXIT_0)
+    h.play(Checked())
+    h.feed(MOVED)
+    (qa,) = [a for a in h.actions if isinstance(a, StartTurn) and a.role == "qa"]
+    h.feed(TurnSpawned(qa.agent, next(h.pids)))
+    h.feed(PromptGiven(qa.agent))
+    h.turn = qa
+    h.play(APPROVE)
+    return ahead, pid
+
+
+def test_the_next_tasks_developer_starts_ahead_and_gets_its_prompt_once_its_dep_merged() -> None:
+    h = Harness(
+        "development",
+        prestart=True,
+        workers=2,
+        then=("t2",),
+        checkouts=False,
+        developers_ahead=True,
+    )
+    start = len(h.actions)
+
+    def made(action: Action) -> None:
+        if isinstance(action, PrepareCheckout):
+            h.feed(CheckoutReady(action.purpose, action.path, action.task_id))
+
+    original = h.feed
+
+    def feed(event: Event) -> list[Action]:
+        actions = original(event)
+        for action in actions:
+            made(action)
+        return actions
+
+    h.feed = feed  # type: ignore[method-assign]
+    ahead, _ = merge_t1_with_t2_ahead(h)
+    assert ahead.task_id == "t2" and ahead.prompt == "" and ahead.cwd == "/work/t2"
+    assert h.m.fold.tasks["t2"].state == "pending"  # started ahead, not running
+    h.base = "after-t1"
+    h.hear(TaskMerged(task_id=T, commit="after-t1"), "merge_queue")
+    gives = [a for a in h.actions if isinstance(a, GivePrompt)]
+    assert [g.agent for g in gives] == ["qa-1", ahead.agent]
+    assert "t2" in gives[-1].prompt
+    assert dev_trace(h.actions[start:]) == [
+        "make review checkout t1-1 of autonoma/t1",
+        "clone t2 ahead",
+        "developer-2 started ahead for t2",
+        "qa started ahead in t1-1",
+        "move t1-1 to autonoma/t1",
+        "qa-1 given its prompt",
+        "merge t1",
+        "clone t2",
+        "developer-2 given its prompt",
+    ]
+    t2 = h.m.fold.tasks["t2"]
+    assert t2.state == "running" and t2.base == "after-t1"  # caught up: said again
+
+
+def test_a_developer_started_ahead_for_a_task_whose_dependency_failed_is_stopped() -> None:
+    h = Harness("development", prestart=True, workers=2, then=("t2",), developers_ahead=True)
+    h.begin()
+    h.play(SUCCESS)
+    (ahead,) = [
+        a for a in h.actions if isinstance(a, StartTurn) and a.role == "developer" and a.ahead
+    ]
+    h.feed(TurnSpawned(ahead.agent, 555))
+    start = len(h.actions)
+    h.play(EXIT_0)
+    h.play(NOTHING_COMMITTED)  # t1's work refused: t2 is no longer about to be ready
+    assert "stop developer-2" in dev_trace(h.actions[start:])
+    h.hear(
+        AgentProcessExited(agent_id=ahead.agent, exit_code=None, signal=15, task_id="t2", pid=555)
+    )
+    assert ahead.agent not in h.m.turns
+    assert h.m.fold.tasks["t2"].state == "pending"
+    assert not [e for e in h.emitted(TaskStateChanged) if e.task_id == "t2" and e.state == "failed"]
+
+
+def test_no_developer_is_started_ahead_in_a_run_without_it() -> None:
+    h = Harness("development", prestart=True, workers=2, then=("t2",))
+    h.begin()
+    h.play(SUCCESS)
+    assert not [
+        a for a in h.actions if isinstance(a, StartTurn) and a.role == "developer" and a.ahead
+    ]
+    assert [a for a in h.actions if isinstance(a, StartTurn) and a.role == "qa" and a.ahead]
