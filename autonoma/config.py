@@ -277,6 +277,8 @@ OPTIONS: tuple[Option, ...] = (
         "imported. Needs `pip install 'autonoma[ray]'`.",
         word=True,
         optional=True,
+    ),
+    Option(
         "prestart_agents",
         bool,
         "Start QA's claude while the developer's turn ends, before its prompt is ready "

@@ -259,6 +259,10 @@ class RemoteAgentActor(Actor):
 
     def _spec(self, request: TurnRequest, role: Any) -> TurnSpec:
         cwd = request.cwd
+        if request.prompt is None:
+            # A turn started ahead of its prompt (prestart_agents) is local only: the
+            # orchestrator never asks it of a cluster (the clone ships with the prompt).
+            raise RoleError("a turn on a cluster node cannot start before its prompt")
         identity: dict[str, str] = {}
         for key in ("user.name", "user.email"):
             with contextlib.suppress(BundleError):

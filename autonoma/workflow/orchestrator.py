@@ -503,6 +503,7 @@ class Orchestrator(Actor):
         """The run's set-up command as chosen so far ("" for none)."""
         run = None if self.machine is None else self.machine.fold.run
         return "" if run is None or run.commands is None else run.commands.setup_command
+
     def _give_prompt(self, action: GivePrompt) -> Event:
         ref = self.ctx.agents.get(action.agent)
         if ref is None:
