@@ -13,6 +13,16 @@ import random
 # "lasts" and the run shows Paused.
 PAUSE_LEVEL = 5
 
+# The longest hold between two probes with the crew's backoff (seconds, before jitter).
+# One probe turn per window costs the API one request and its capped retries, so the
+# windows need not grow the way each agent's own retries must: capped, work resumes
+# within one window of a storm's end (an exponential 16 s window cost a run 16 s after a
+# 20 s storm). A server that asks for longer still gets it: its retry-after wins.
+CREW_WINDOW = 4.0
+
+# The cap without the crew's backoff (claude's own retries, only new spawns held).
+SOLO_WINDOW = 120.0
+
 # Costs add up in floats: 0.7 + 0.1 is 0.7999999999999999, which must still reach a 0.8 cap.
 _EPSILON = 1e-9
 
@@ -29,7 +39,7 @@ class Backoff:
     def __init__(
         self,
         base: float = 2.0,
-        cap: float = 120.0,
+        cap: float = SOLO_WINDOW,
         jitter: float = 0.25,
         pause_after: float = 300.0,
         rng: random.Random | None = None,
@@ -48,6 +58,14 @@ class Backoff:
         # Latched for the current hold: a long limit stays one until the hold ends, even
         # though the time left shrinks below pause_after on the way.
         self._long = False
+
+    @classmethod
+    def for_run(
+        cls, crew_backoff: bool, *, jitter: float = 0.25, rng: random.Random | None = None
+    ) -> Backoff:
+        """The run's backoff: windows capped at `CREW_WINDOW` with the crew's backoff (the
+        probes), at `SOLO_WINDOW` without it."""
+        return cls(cap=CREW_WINDOW if crew_backoff else SOLO_WINDOW, jitter=jitter, rng=rng)
 
     @property
     def level(self) -> int:

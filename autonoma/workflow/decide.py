@@ -34,6 +34,7 @@ from autonoma.agents.roles import Role
 from autonoma.journal.fold import State, Task, apply
 from autonoma.protocol import (
     ActorCrashed,
+    AgentApiRetry,
     AgentProcessExited,
     AgentStateChanged,
     AgentToolUse,
@@ -81,7 +82,7 @@ from autonoma.workflow import prompts, scheduler
 from autonoma.workflow.answers import AnswerError, developer_report, verdict_of
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER, developer_names, qa_names, role_of
 from autonoma.workflow.dag import TaskSpec, critical_path
-from autonoma.workflow.governor import GOVERNOR, Permit, is_rate_limited
+from autonoma.workflow.governor import GOVERNOR, RATE_LIMITED, Permit, is_rate_limited
 from autonoma.workflow.merge_queue import MergeRequest
 from autonoma.workflow.plan import parse_plan, plan_dict, plan_json, plan_text
 from autonoma.workflow.setup import failure_reason
@@ -243,6 +244,13 @@ class Machine:
     storm_level: int = 0
     """The governor's level of the storm under way (its last `SpawnsHeld`), 0 once a
     request went through since: while it is not 0, one turn at a time (the probe)."""
+    witnesses: set[str] = field(default_factory=set)
+    """Agents whose next request that goes through proves the storm over: the probe (a
+    turn started during the storm) and those whose own retry of a 429/529 is under way.
+    Another agent's answer may be to a request sent before the storm began."""
+    lifted: float = 0.0
+    """The hold (`State.held_until`) that a witness's request going through lifted: the
+    held turns resume at once rather than at the end of the window."""
     new_session: Callable[[], str] = field(default=lambda: str(uuid.uuid4()), repr=False)
     """Where new claude session ids come from (random, like claude's; tests may fix it)."""
 
@@ -579,6 +587,8 @@ def permit(m: Machine, task_id: str | None) -> Permit:
     the task's cap against the task's costs (the governor counts the same `CostReported`).
     """
     wait = max(0.0, m.fold.held_until - m.now)
+    if m.cfg.crew_backoff and m.fold.held_until <= m.lifted:
+        wait = 0.0  # a request went through since the hold began: the storm is over
     run = m.fold.run
     spent = run.usage.usd if run is not None else m.fold.usage.usd
     reached = m.cfg.budget_usd > 0 and spent >= m.cfg.budget_usd - _EPSILON
@@ -799,8 +809,10 @@ class _Step:
         """Adapt the agents allowed at once to what the API answers (`next_concurrency`).
 
         A storm (the governor's first new hold since a request went through) halves it,
-        and one turn at a time goes (the probe, once per window) until a request goes
-        through: a tool call or a turn that ended well. Each such request adds one.
+        and one turn at a time goes (the probe, once per window) until a request of a
+        witness goes through (a tool call or a turn that ended well): the storm is over,
+        its hold lifted, and the held turns resume at once. Each request that goes
+        through outside a storm adds one.
         """
         m = self.m
         event = envelope.message
@@ -818,11 +830,20 @@ class _Step:
                 # Once per storm: a failed probe only waits for the next window.
                 reason = f"rate limited ({short(event.reason)})"
                 self._emit(ConcurrencyChanged(limit=lowered, ceiling=ceiling, reason=reason))
+        elif isinstance(event, AgentApiRetry) and event.error_status in RATE_LIMITED:
+            m.witnesses.add(event.agent_id)  # its retry is sent after the limit was seen
+        elif isinstance(event, AgentProcessExited):
+            m.witnesses.discard(event.agent_id)
         elif isinstance(event, AgentToolUse) or (
             isinstance(event, AgentTurnFinished) and not event.is_error
         ):
-            # A request went through (the model answered): the storm is over, one more.
-            m.storm_level = 0
+            if m.storm_level > 0:
+                if event.agent_id not in m.witnesses:
+                    return  # maybe sent before the storm: the probe will tell
+                # The storm is over: its hold lifted, the held turns resume now.
+                m.storm_level = 0
+                m.lifted = self.fold.held_until
+                m.witnesses.clear()
             if limit < ceiling:
                 raised = next_concurrency(limit, ceiling, "success")
                 why = f"a request of {event.agent_id}'s went through"
@@ -932,6 +953,8 @@ class _Step:
         budget: float | None = None,
     ) -> None:
         self.m.turns[agent] = Turn(agent, kind, task_id, session_id, 0, resume, prompt)
+        if self.m.storm_level > 0:
+            self.m.witnesses.add(agent)  # the probe: its requests are sent during the storm
         session_usd = self.fold.session_usd.get(session_id, 0.0) if resume else 0.0
         self.out.append(
             StartTurn(

@@ -7,7 +7,9 @@ with more processes. With ``crew_backoff`` (the default) claude's own retries ar
 capped (``agent_api_retries``), so a running agent gives up its turn soon and waits
 for the crew's backoff like the others; the orchestrator then lets one turn through
 per window (the probe, `autonoma.workflow.decide.agents_allowed`) and resumes the
-others' sessions once a request goes through, fewer at once (AIMD).
+others' sessions as soon as a request goes through, fewer at once (AIMD). With it
+the windows stop growing at `autonoma.workflow.backoff.CREW_WINDOW` (a few seconds):
+one probe per window is cheap, and work resumes within one window of the storm's end.
 A limit that lasts pauses the run (`WorkPaused`) until it lifts, then the run
 resumes by itself (`WorkResumed`); no task fails because of it.
 
@@ -83,7 +85,7 @@ class Governor(Actor):
         super().__init__()
         self.bus = bus
         self.clock = clock
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff.for_run(settings.crew_backoff)
         self.budget = Budget(settings.budget_usd, settings.task_budget_usd)
         for task_id, usd in (spent or {}).items():  # a resumed run's costs so far
             if usd > 0:

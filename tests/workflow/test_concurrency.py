@@ -18,6 +18,7 @@ import pytest
 from autonoma.agents.roles import load_role
 from autonoma.journal.fold import State, apply
 from autonoma.protocol import (
+    AgentApiRetry,
     AgentProcessExited,
     AgentSessionStarted,
     AgentToolUse,
@@ -290,3 +291,79 @@ def test_status_and_the_dashboard_show_the_agents_allowed_at_once() -> None:
     assert "Agents at once: 2 of 4 (lowered after rate limits)" in shown
     lines = [text for text, _ in run_lines(state, live=False)]
     assert "agents at once: 2 of 4 (lowered after rate limits)" in lines
+
+
+# --- what ends a storm ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndRow:
+    name: str
+    answers: str
+    """Who the API answers: ``probe`` (the turn started when the hold ended) or
+    ``running`` (a turn that was at work when the storm began)."""
+    retried: bool
+    """The answer is to claude's own retry of a 429 it saw (an ``api_retry`` line)."""
+    ends: bool
+    """The storm is over: its hold lifted, the held turns start at once."""
+
+
+END_ROWS = [
+    EndRow("the probe's request goes through, its window not over", "probe", True, True),
+    EndRow("the probe's first request goes through", "probe", False, True),
+    EndRow("a running turn's retry of its 429 goes through", "running", True, True),
+    # Its request may have been sent before the storm: it says nothing of the storm's end.
+    EndRow("a running turn answered, no 429 seen", "running", False, False),
+]
+
+
+def api_retry(agent: str, task_id: str | None) -> AgentApiRetry:
+    return AgentApiRetry(
+        agent_id=agent,
+        attempt=1,
+        max_retries=1,
+        retry_delay_ms=1000.0,
+        error_status=429,
+        task_id=task_id,
+    )
+
+
+@pytest.mark.parametrize("row", END_ROWS, ids=lambda r: r.name)
+def test_a_request_of_a_witness_ends_the_storm_and_the_held_turns_start_at_once(
+    row: EndRow,
+) -> None:
+    crew = Crew()
+    crew.storm(1, NOW + 10)
+    agents = sorted(crew.running)
+    if row.answers == "probe":
+        for agent in agents:
+            crew.end(agent, 429)
+        crew.tick(NOW + 11)
+        (agent,) = crew.running
+        if row.retried:  # its first request was refused: a new window, until NOW + 16
+            crew.hear(api_retry(agent, crew.running[agent].task_id), agent)
+            crew.storm(2, NOW + 16)
+        crew.m.now = NOW + 12.5
+    else:
+        agent = agents[0]
+        for other in agents[1:]:
+            crew.end(other, 429)
+        crew.m.now = NOW + 2.0
+        if row.retried:
+            crew.hear(api_retry(agent, crew.running[agent].task_id), agent)
+    before = len(crew.started)
+    # The answer, heard within the hold; no tick follows: what starts, starts now.
+    crew.hear(AgentToolUse(agent_id=agent, tool_use_id="toolu_1", tool="Write", input={}), agent)
+    started = crew.started[before:]
+    if row.ends:
+        assert crew.m.storm_level == 0
+        assert tuple(crew.limits()) == (2, 3)  # halved, then one more: this request
+        assert len(crew.running) == 3 and len(started) == 2
+        assert all(turn.resume for turn in started)  # the held sessions, resumed
+    else:
+        assert crew.m.storm_level == 1
+        assert tuple(crew.limits()) == (2,)  # not raised by an answer from before
+        assert started == [] and list(crew.running) == [agent]
+        crew.end(agent, None)
+        crew.tick(NOW + 11)
+        assert len(crew.running) == 1  # the hold ended: one probe, as in any storm

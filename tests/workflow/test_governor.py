@@ -268,3 +268,25 @@ def test_a_stopped_governor_stops_listening(gov: Setup) -> None:
     # Publishing after the stop reaches no dead mailbox (no error) and holds nothing.
     gov.bus.publish("developer-1", api_retry(429, delay_s=5.0))
     assert gov.published(SpawnsHeld) == []
+
+
+@pytest.mark.parametrize(("crew_backoff", "longest"), [(True, 5.0), (False, 120.0 * 1.25)])
+def test_with_the_crews_backoff_the_windows_between_probes_stay_short(
+    crew_backoff: bool, longest: float
+) -> None:
+    bus = Bus(run_id="r1")
+    seen: list[Envelope] = []
+    bus.subscribe(seen.append)
+    clock = Clock()
+    governor = Governor.start(bus, Settings(crew_backoff=crew_backoff), clock=clock)
+    try:
+        for _ in range(8):  # a long storm: each probe refused as its window ends
+            bus.publish("developer-1", finished(is_error=True, status=429))
+            clock.now += governor.proxy().permit().get(timeout=10).wait
+    finally:
+        governor.stop()
+    delays = [e.message.delay for e in seen if isinstance(e.message, SpawnsHeld)]
+    assert len(delays) == 8
+    # The crew's windows: 2 s, 4 s, then 4 s at most (with a quarter of jitter).
+    assert max(delays) <= longest
+    assert (max(delays) > 5.0) is not crew_backoff
