@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import random
 
-# Hits in a row (as counted by the level, see `Backoff.hit`) after which the limit
-# "lasts" and the run shows Paused.
+# Storms in a row (as counted by the level, see `Backoff.hit`) after which the limit
+# "lasts" and the run shows Paused until a request goes through.
 PAUSE_LEVEL = 5
 
 # The longest hold between two probes with the crew's backoff (seconds, before jitter).
@@ -55,8 +55,8 @@ class Backoff:
         self._rng = rng if rng is not None else random.Random()
         self._level = 0
         self._until = 0.0
-        # Latched for the current hold: a long limit stays one until the hold ends, even
-        # though the time left shrinks below pause_after on the way.
+        # Latched for the current hold: a long hold stays one until it ends, even though
+        # the time left shrinks below pause_after on the way.
         self._long = False
 
     @classmethod
@@ -91,7 +91,7 @@ class Backoff:
         if retry_after is not None:
             delay = max(delay, retry_after)
         self._until = max(self._until, now + delay)
-        if self._until - now > self.pause_after or self._level >= PAUSE_LEVEL:
+        if self._until - now > self.pause_after:
             self._long = True
         return self._until
 
@@ -105,8 +105,13 @@ class Backoff:
         return max(0.0, self._until - now)
 
     def long_limit(self, now: float) -> bool:
-        """True while a hold that is long (or the fifth storm in a row) lasts: the run is Paused."""
-        return self.held(now) > 0 and self._long
+        """True while a long hold lasts (over ``pause_after``), and from the fifth storm in
+        a row until a request goes through (`success`): the run is Paused meanwhile."""
+        return (self.held(now) > 0 and self._long) or self.storms_last()
+
+    def storms_last(self) -> bool:
+        """The fifth storm in a row (or more) since a request went through."""
+        return self._level >= PAUSE_LEVEL
 
 
 class Budget:

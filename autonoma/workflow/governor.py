@@ -10,8 +10,9 @@ per window (the probe, `autonoma.workflow.decide.agents_allowed`) and resumes th
 others' sessions as soon as a request goes through, fewer at once (AIMD). With it
 the windows stop growing at `autonoma.workflow.backoff.CREW_WINDOW` (a few seconds):
 one probe per window is cheap, and work resumes within one window of the storm's end.
-A limit that lasts pauses the run (`WorkPaused`) until it lifts, then the run
-resumes by itself (`WorkResumed`); no task fails because of it.
+A limit that lasts pauses the run (`WorkPaused`): a long hold until it ends, five
+storms in a row until a request goes through; then the run resumes by itself
+(`WorkResumed`); no task fails because of it.
 
 Costs come from `CostReported`; past the run's cap no new work starts, past a
 task's cap that task stops.
@@ -29,6 +30,7 @@ from typing import Any
 from autonoma.config import Settings
 from autonoma.protocol import (
     AgentApiRetry,
+    AgentToolUse,
     AgentTurnFinished,
     BudgetReached,
     CostReported,
@@ -97,7 +99,8 @@ class Governor(Actor):
         ref = self.actor_ref
 
         def forward(envelope: Envelope) -> None:
-            if isinstance(envelope.message, AgentApiRetry | AgentTurnFinished | CostReported):
+            kinds = AgentApiRetry | AgentTurnFinished | AgentToolUse | CostReported
+            if isinstance(envelope.message, kinds):
                 ref.tell(envelope)
 
         self.listen(self.bus, forward)
@@ -124,7 +127,9 @@ class Governor(Actor):
                     f"{event.agent_id} gave up on {event.api_error_status} after claude's retries",
                 )
             elif not event.is_error:
-                self.backoff.success(now)
+                self._went_through(now)
+        elif isinstance(event, AgentToolUse):
+            self._went_through(now)  # the model answered: a request went through
         elif isinstance(event, CostReported):
             self.budget.add(event.task_id, event.usd)
             self._check_budget(event.task_id)
@@ -134,11 +139,19 @@ class Governor(Actor):
         """Whether a new turn (for ``task_id``) may start now."""
         now = self.clock()
         wait = self.backoff.held(now)
-        if self._paused and wait <= 0:
+        if self._paused and not self.backoff.long_limit(now):
             self._paused = False
             self.bus.publish(GOVERNOR, WorkResumed(reason="the rate limit lifted"))
         left = None if task_id is None else self.budget.task_remaining(task_id)
         return Permit(wait, self.budget.run_reached(), left)
+
+    def _went_through(self, now: float) -> None:
+        """A request went through: the next storm starts at the base again, and a pause
+        for storms in a row ends."""
+        if self.backoff.level == 0:
+            return  # nothing to end: most answers come outside storms
+        self.backoff.success(now)
+        self.permit()
 
     def _hit(self, now: float, retry_after: float | None, reason: str) -> None:
         before = self.backoff.held(now)
@@ -156,14 +169,18 @@ class Governor(Actor):
             timer = threading.Timer(max(until - now, 0.0) + 0.05, _tell, (ref, _Wake()))
             timer.daemon = True
             timer.start()
-            resume_at = time.strftime("%H:%M:%S", time.localtime(until))
-            self.bus.publish(
-                GOVERNOR,
-                WorkPaused(
-                    reason=f"usage limit ({reason}): paused until about {resume_at}, "
+            if self.backoff.storms_last() and until - now <= self.backoff.pause_after:
+                why = (
+                    f"rate limited ({reason}): {self.backoff.level} storms in a row; the run "
+                    "resumes by itself once a request goes through"
+                )
+            else:
+                resume_at = time.strftime("%H:%M:%S", time.localtime(until))
+                why = (
+                    f"usage limit ({reason}): paused until about {resume_at}, "
                     "then the run resumes by itself"
-                ),
-            )
+                )
+            self.bus.publish(GOVERNOR, WorkPaused(reason=why))
 
     def _check_budget(self, task_id: str | None) -> None:
         if "*run*" not in self._budget_told and self.budget.run_reached():

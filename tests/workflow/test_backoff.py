@@ -154,6 +154,17 @@ def test_the_fifth_storm_in_a_row_is_a_long_limit() -> None:
     assert backoff.long_limit(now - 0.5)
 
 
+def test_storms_in_a_row_stay_a_long_limit_between_holds_until_a_success() -> None:
+    backoff = steady(base=1.0, cap=4.0)
+    now = 0.0
+    for _ in range(5):
+        now = backoff.hit(now)
+    assert backoff.held(now + 1.0) == 0.0
+    assert backoff.long_limit(now + 1.0)  # between two windows: still paused
+    backoff.success(now + 2.0)
+    assert not backoff.long_limit(now + 2.0)
+
+
 def test_five_agents_reporting_one_storm_are_not_a_long_limit() -> None:
     backoff = steady(base=1.0)
     for _ in range(5):

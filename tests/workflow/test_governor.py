@@ -18,6 +18,7 @@ import pytest
 from autonoma.config import Settings
 from autonoma.protocol import (
     AgentApiRetry,
+    AgentToolUse,
     AgentTurnFinished,
     BudgetReached,
     CostReported,
@@ -189,7 +190,8 @@ def test_a_long_limit_pauses_the_run_which_resumes_by_itself_when_it_lifts(gov: 
     assert len(gov.published(WorkResumed)) == 1  # said once
 
 
-def test_the_fifth_storm_in_a_row_pauses_even_when_short() -> None:
+@pytest.mark.parametrize("went_through", ["tool call", "turn"])
+def test_the_fifth_storm_in_a_row_pauses_until_a_request_goes_through(went_through: str) -> None:
     with running_governor(pause_after=1000.0) as gov:  # 32 s, the fifth hold, is not long
         for _ in range(4):
             gov.bus.publish("developer-1", api_retry(429, delay_s=0.0))
@@ -198,10 +200,28 @@ def test_the_fifth_storm_in_a_row_pauses_even_when_short() -> None:
         gov.bus.publish("developer-1", api_retry(429, delay_s=0.0))
         assert gov.permit().wait == pytest.approx(32.0)
         assert [h.level for h in gov.published(SpawnsHeld)] == [1, 2, 3, 4, 5]
-        assert len(gov.published(WorkPaused)) == 1
+        (paused,) = gov.published(WorkPaused)
+        assert "5 storms in a row" in paused.reason and "resumes by itself" in paused.reason
+        # Its hold ends, the probe is refused again: still the same pause, said once.
         gov.clock.now += 32.0
         assert gov.permit().wait == 0.0
+        gov.bus.publish("developer-1", api_retry(429, delay_s=0.0))
+        assert gov.permit().wait > 0
+        assert len(gov.published(WorkPaused)) == 1 and gov.published(WorkResumed) == []
+        # A request goes through: the run resumes, and the next storm starts at the base.
+        if went_through == "tool call":
+            gov.bus.publish(
+                "developer-1",
+                AgentToolUse(agent_id="developer-1", tool_use_id="toolu_1", tool="Write", input={}),
+            )
+        else:
+            gov.bus.publish("developer-1", finished())
+        gov.permit()
         assert len(gov.published(WorkResumed)) == 1
+        gov.clock.now += 64.0  # the sixth storm's hold over
+        gov.bus.publish("developer-1", api_retry(429, delay_s=0.0))
+        assert gov.permit().wait == pytest.approx(2.0)
+        assert len(gov.published(WorkPaused)) == 1
 
 
 def test_a_success_starts_the_next_storm_at_the_base_again(gov: Setup) -> None:
