@@ -254,9 +254,10 @@ OPTIONS: tuple[Option, ...] = (
         "crew_backoff",
         bool,
         "One backoff for the whole crew: during a storm of rate limits (429/529) agents "
-        "retry at most `agent_api_retries` times by themselves, one turn at a time probes "
-        "the API, and fewer agents work at once after it (halved, then one more per turn "
-        "that goes through, up to max_workers). Off: claude's own retries.",
+        "retry at most `agent_api_retries` times by themselves, one turn probes the API "
+        "every few seconds, the others resume once a request goes through, and fewer agents "
+        "work at once after it (halved, then one more per request that goes through, up to "
+        "max_workers). Off: claude's own retries.",
     ),
     Option(
         "agent_api_retries",
