@@ -621,6 +621,14 @@ class LeftoversKilled(Message, frozen=True):
     """Each one's command line (cut at 200 characters), in the order of ``pids``."""
 
 
+class HoldLifted(Message, frozen=True):
+    """The hold on new agents (`SpawnsHeld`) ends before its window does: a request that
+    was sent during the storm went through (the probe's, or an agent's own retry of a
+    429/529), so the storm is over and the held turns resume (``crew_backoff``)."""
+
+    reason: str
+
+
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     ActorStarted,
     ActorExited,
@@ -671,6 +679,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     CostReported,
     ConcurrencyChanged,
     LeftoversKilled,
+    HoldLifted,
 )
 
 AnyMessage = (
@@ -723,6 +732,7 @@ AnyMessage = (
     | CostReported
     | ConcurrencyChanged
     | LeftoversKilled
+    | HoldLifted
 )
 
 

@@ -54,6 +54,7 @@ from autonoma.protocol import (
     DeveloperReport,
     Envelope,
     Escalation,
+    HoldLifted,
     HumanCommandRejected,
     LeftoversKilled,
     MergeFailed,
@@ -1117,6 +1118,11 @@ def _concurrency_changed(
     state.concurrency_reason = m.reason
 
 
+def _hold_lifted(state: State, seq: int, ts: float, run_id: str, m: HoldLifted) -> None:
+    # The storm is over before the hold's window: new agents may start from now on.
+    state.held_until = min(state.held_until, ts)
+
+
 def _leftovers_killed(state: State, seq: int, ts: float, run_id: str, m: LeftoversKilled) -> None:
     # What an earlier run left running was killed: nothing of the state depends on it
     # (the turns it belonged to already ended in the fold); the journal row is the record.
@@ -1264,6 +1270,7 @@ _HANDLERS: dict[str, _Handler] = {
     "AgentProcessExited": _agent_process_exited,
     "ConcurrencyChanged": _concurrency_changed,
     "LeftoversKilled": _leftovers_killed,
+    "HoldLifted": _hold_lifted,
 }
 
 # Messages that only make an agent's last action. The encoder writes the tag, then the

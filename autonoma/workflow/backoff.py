@@ -100,6 +100,12 @@ class Backoff:
         del now  # the rule does not depend on time; the argument keeps callers uniform
         self._level = 0
 
+    def lift(self, now: float) -> None:
+        """The storm is over (a request sent during it went through): the hold ends at
+        ``now``, and the next storm starts at ``base`` again."""
+        self._until = min(self._until, now)
+        self._level = 0
+
     def held(self, now: float) -> float:
         """Seconds left before a new spawn may start (0 when free)."""
         return max(0.0, self._until - now)

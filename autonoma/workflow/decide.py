@@ -45,6 +45,7 @@ from autonoma.protocol import (
     ConcurrencyChanged,
     Envelope,
     Escalation,
+    HoldLifted,
     HumanCommandRejected,
     MergeFailed,
     MergeFailure,
@@ -248,9 +249,6 @@ class Machine:
     """Agents whose next request that goes through proves the storm over: the probe (a
     turn started during the storm) and those whose own retry of a 429/529 is under way.
     Another agent's answer may be to a request sent before the storm began."""
-    lifted: float = 0.0
-    """The hold (`State.held_until`) that a witness's request going through lifted: the
-    held turns resume at once rather than at the end of the window."""
     new_session: Callable[[], str] = field(default=lambda: str(uuid.uuid4()), repr=False)
     """Where new claude session ids come from (random, like claude's; tests may fix it)."""
 
@@ -587,8 +585,6 @@ def permit(m: Machine, task_id: str | None) -> Permit:
     the task's cap against the task's costs (the governor counts the same `CostReported`).
     """
     wait = max(0.0, m.fold.held_until - m.now)
-    if m.cfg.crew_backoff and m.fold.held_until <= m.lifted:
-        wait = 0.0  # a request went through since the hold began: the storm is over
     run = m.fold.run
     spent = run.usage.usd if run is not None else m.fold.usage.usd
     reached = m.cfg.budget_usd > 0 and spent >= m.cfg.budget_usd - _EPSILON
@@ -842,8 +838,10 @@ class _Step:
                     return  # maybe sent before the storm: the probe will tell
                 # The storm is over: its hold lifted, the held turns resume now.
                 m.storm_level = 0
-                m.lifted = self.fold.held_until
                 m.witnesses.clear()
+                if self.fold.held_until > m.now:
+                    why = f"a request of {event.agent_id}'s went through"
+                    self._emit(HoldLifted(reason=why))
             if limit < ceiling:
                 raised = next_concurrency(limit, ceiling, "success")
                 why = f"a request of {event.agent_id}'s went through"

@@ -35,6 +35,7 @@ from autonoma.protocol import (
     BudgetReached,
     CostReported,
     Envelope,
+    HoldLifted,
     SpawnsHeld,
     WorkPaused,
     WorkResumed,
@@ -99,7 +100,7 @@ class Governor(Actor):
         ref = self.actor_ref
 
         def forward(envelope: Envelope) -> None:
-            kinds = AgentApiRetry | AgentTurnFinished | AgentToolUse | CostReported
+            kinds = AgentApiRetry | AgentTurnFinished | AgentToolUse | HoldLifted | CostReported
             if isinstance(envelope.message, kinds):
                 ref.tell(envelope)
 
@@ -130,6 +131,11 @@ class Governor(Actor):
                 self._went_through(now)
         elif isinstance(event, AgentToolUse):
             self._went_through(now)  # the model answered: a request went through
+        elif isinstance(event, HoldLifted):
+            # The orchestrator saw a request sent during the storm go through: a new 429
+            # from now on is a new storm, held at once.
+            self.backoff.lift(now)
+            self.permit()
         elif isinstance(event, CostReported):
             self.budget.add(event.task_id, event.usd)
             self._check_budget(event.task_id)

@@ -296,3 +296,14 @@ def test_the_crews_windows_stop_growing_at_a_few_seconds(
 def test_a_crew_window_still_waits_as_long_as_the_server_asks() -> None:
     backoff = Backoff.for_run(True, jitter=0.0)
     assert backoff.hit(0.0, retry_after=60.0) == 60.0
+
+
+def test_a_lifted_hold_ends_now_and_the_next_storm_starts_at_the_base() -> None:
+    backoff = Backoff.for_run(True, jitter=0.0)
+    now = 0.0
+    for _ in range(3):
+        now = backoff.hit(now)
+    assert backoff.held(now - 1.0) == 1.0
+    backoff.lift(now - 1.0)
+    assert backoff.held(now - 1.0) == 0.0 and backoff.level == 0
+    assert backoff.hit(now) == now + 2.0  # a new storm, at once

@@ -27,6 +27,7 @@ from autonoma.protocol import (
     AnyMessage,
     ConcurrencyChanged,
     Envelope,
+    HoldLifted,
     PlanWritten,
     RunStarted,
     SpawnsHeld,
@@ -305,15 +306,17 @@ class EndRow:
     retried: bool
     """The answer is to claude's own retry of a 429 it saw (an ``api_retry`` line)."""
     ends: bool
-    """The storm is over: its hold lifted, the held turns start at once."""
+    """The storm is over: the held turns start at once."""
+    lifts: bool
+    """A hold was in force: `HoldLifted` is journaled (status no longer shows it)."""
 
 
 END_ROWS = [
-    EndRow("the probe's request goes through, its window not over", "probe", True, True),
-    EndRow("the probe's first request goes through", "probe", False, True),
-    EndRow("a running turn's retry of its 429 goes through", "running", True, True),
+    EndRow("the probe's request goes through, its window not over", "probe", True, True, True),
+    EndRow("the probe's first request goes through", "probe", False, True, False),
+    EndRow("a running turn's retry of its 429 goes through", "running", True, True, True),
     # Its request may have been sent before the storm: it says nothing of the storm's end.
-    EndRow("a running turn answered, no 429 seen", "running", False, False),
+    EndRow("a running turn answered, no 429 seen", "running", False, False, False),
 ]
 
 
@@ -355,6 +358,12 @@ def test_a_request_of_a_witness_ends_the_storm_and_the_held_turns_start_at_once(
     # The answer, heard within the hold; no tick follows: what starts, starts now.
     crew.hear(AgentToolUse(agent_id=agent, tool_use_id="toolu_1", tool="Write", input={}), agent)
     started = crew.started[before:]
+    lifted = [m for m in crew.emitted if isinstance(m, HoldLifted)]
+    assert len(lifted) == row.lifts
+    state = State()
+    for envelope_ in crew.journal:  # what status folds
+        apply(state, envelope_)
+    assert ("Governor: spawns held" in state_text(state)) is (not row.lifts)
     if row.ends:
         assert crew.m.storm_level == 0
         assert tuple(crew.limits()) == (2, 3)  # halved, then one more: this request

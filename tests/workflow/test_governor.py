@@ -23,6 +23,7 @@ from autonoma.protocol import (
     BudgetReached,
     CostReported,
     Envelope,
+    HoldLifted,
     SpawnsHeld,
     WorkPaused,
     WorkResumed,
@@ -310,3 +311,17 @@ def test_with_the_crews_backoff_the_windows_between_probes_stay_short(
     # The crew's windows: 2 s, 4 s, then 4 s at most (with a quarter of jitter).
     assert max(delays) <= longest
     assert (max(delays) > 5.0) is not crew_backoff
+
+
+def test_a_lifted_hold_lets_the_next_rate_limit_hold_spawns_at_once(gov: Setup) -> None:
+    gov.bus.publish("developer-1", api_retry(429, delay_s=0.0))
+    gov.clock.now += gov.permit().wait
+    gov.bus.publish("developer-1", api_retry(429, delay_s=0.0))  # the probe: level 2, 4 s
+    assert gov.permit().wait == pytest.approx(4.0)
+    gov.clock.now += 1.0
+    gov.bus.publish("orchestrator", HoldLifted(reason="a request of developer-1's went through"))
+    assert gov.permit().wait == 0.0
+    gov.clock.now += 0.5
+    gov.bus.publish("developer-2", api_retry(529, delay_s=0.0))  # a new storm, held now
+    assert gov.permit().wait == pytest.approx(2.0)
+    assert [h.level for h in gov.published(SpawnsHeld)] == [1, 2, 1]
