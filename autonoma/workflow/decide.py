@@ -246,9 +246,10 @@ class Machine:
     """The governor's level of the storm under way (its last `SpawnsHeld`), 0 once a
     request went through since: while it is not 0, one turn at a time (the probe)."""
     witnesses: set[str] = field(default_factory=set)
-    """Agents whose next request that goes through proves the storm over: the probe (a
-    turn started during the storm) and those whose own retry of a 429/529 is under way.
-    Another agent's answer may be to a request sent before the storm began."""
+    """Agents whose next request that goes through proves the storm over, as it was sent
+    during the storm: the probe (a turn started during it), an agent whose own retry of
+    a 429/529 is under way, and one answered during it (its next request follows). The
+    first answer of another agent may be to a request sent before the storm began."""
     new_session: Callable[[], str] = field(default=lambda: str(uuid.uuid4()), repr=False)
     """Where new claude session ids come from (random, like claude's; tests may fix it)."""
 
@@ -835,7 +836,9 @@ class _Step:
         ):
             if m.storm_level > 0:
                 if event.agent_id not in m.witnesses:
-                    return  # maybe sent before the storm: the probe will tell
+                    # Maybe sent before the storm; its next request is sent during it.
+                    m.witnesses.add(event.agent_id)
+                    return
                 # The storm is over: its hold lifted, the held turns resume now.
                 m.storm_level = 0
                 m.witnesses.clear()

@@ -302,7 +302,8 @@ class EndRow:
     name: str
     answers: str
     """Who the API answers: ``probe`` (the turn started when the hold ended) or
-    ``running`` (a turn that was at work when the storm began)."""
+    ``running`` (a turn that was at work when the storm began; ``running twice``: it
+    was answered once already during the storm)."""
     retried: bool
     """The answer is to claude's own retry of a 429 it saw (an ``api_retry`` line)."""
     ends: bool
@@ -317,6 +318,8 @@ END_ROWS = [
     EndRow("a running turn's retry of its 429 goes through", "running", True, True, True),
     # Its request may have been sent before the storm: it says nothing of the storm's end.
     EndRow("a running turn answered, no 429 seen", "running", False, False, False),
+    # Its second answer is to a request sent after the first one: during the storm.
+    EndRow("a running turn answered twice during the storm", "running twice", False, True, True),
 ]
 
 
@@ -354,6 +357,8 @@ def test_a_request_of_a_witness_ends_the_storm_and_the_held_turns_start_at_once(
         crew.m.now = NOW + 2.0
         if row.retried:
             crew.hear(api_retry(agent, crew.running[agent].task_id), agent)
+        if row.answers == "running twice":
+            crew.hear(AgentToolUse(agent_id=agent, tool_use_id="toolu_0", tool="Bash", input={}))
     before = len(crew.started)
     # The answer, heard within the hold; no tick follows: what starts, starts now.
     crew.hear(AgentToolUse(agent_id=agent, tool_use_id="toolu_1", tool="Write", input={}), agent)
@@ -373,6 +378,5 @@ def test_a_request_of_a_witness_ends_the_storm_and_the_held_turns_start_at_once(
         assert crew.m.storm_level == 1
         assert tuple(crew.limits()) == (2,)  # not raised by an answer from before
         assert started == [] and list(crew.running) == [agent]
-        crew.end(agent, None)
         crew.tick(NOW + 11)
-        assert len(crew.running) == 1  # the hold ended: one probe, as in any storm
+        assert list(crew.running) == [agent]  # the hold ended: it is the one at work
