@@ -17,7 +17,7 @@ temporary repository:
 Measured per storm run:
 
 - refused: the requests the sim refused (429 or 529; all of them fall in the storm), and
-  the governor's backoff windows (`SpawnsHeld` rows with a new level);
+  the governor's backoff windows (`backoff_windows`);
 - resumed: seconds from the storm's end to the first request answered 200 after it;
 - full speed: seconds from the storm's end to the first moment that as many agents
   work as can (``min(workers, tasks not merged yet)``; "-" if never again);
@@ -246,12 +246,24 @@ class Figures:
     """The retries claude allows itself, as its ``api_retry`` lines say (None: none seen)."""
 
 
+def backoff_windows(envelopes: list[Envelope]) -> int:
+    """The governor's backoff windows: its `SpawnsHeld` rows that began a new hold (a
+    new level, or after the last hold ended), not those that only lengthened one."""
+    count, last = 0, None
+    for e in envelopes:
+        if isinstance(m := e.message, SpawnsHeld):
+            if last is None or m.level != last.level or e.ts >= last.until:
+                count += 1
+            last = m
+    return count
+
+
 def figures(run: Run, quiet: Run | None, shape: Shape) -> Figures:
     """The figures of a storm run against the quiet one (None: extra is not known)."""
     workers = shape.workers
     end = storm_of(run, shape)[1]
     rejected = sum(1 for _, status, _ in run.requests if status in (429, 529))
-    windows = len({m.level for e in run.envelopes if isinstance(m := e.message, SpawnsHeld)})
+    windows = backoff_windows(run.envelopes)
     after = [t for t, status, _ in run.requests if t >= end and status == 200]
     resumed = min(after) - end if after else None
     full = next(

@@ -13,6 +13,7 @@ from types import ModuleType
 
 import pytest
 
+from autonoma.protocol import Envelope, SpawnsHeld
 from autonoma.sim import loads_scenario
 from autonoma.workflow.backoff import CREW_WINDOW
 from autonoma.workflow.dag import parse_tasks
@@ -73,3 +74,19 @@ def test_a_storm_mid_development_completes_and_its_requests_are_bounded(
     assert baseline.claude_retries is not None and baseline.claude_retries > RETRIES
     # Work resumes within one window (and the probe's start-up) of the storm's end.
     assert backoff.resumed is not None and backoff.resumed <= 1.25 * CREW_WINDOW + 5.0
+
+
+def test_a_window_is_a_new_hold_not_a_lengthened_one(bench: ModuleType) -> None:
+    def held(ts: float, until: float, level: int) -> Envelope:
+        message = SpawnsHeld(until=until, delay=until - ts, reason="429", level=level)
+        return Envelope(seq=1, ts=ts, run_id="r", sender="governor", recipient="*", message=message)
+
+    rows = [
+        held(0.0, 2.0, 1),
+        held(1.0, 3.0, 1),  # lengthened by a retry-after: the same window
+        held(3.5, 7.5, 2),
+        held(8.0, 12.0, 3),
+        held(20.0, 22.0, 1),  # a later storm, back at the base
+        held(22.5, 24.5, 1),  # the level was reset by a request that went through
+    ]
+    assert bench.backoff_windows(rows) == 5

@@ -25,15 +25,17 @@ from types import ModuleType
 
 import pytest
 
-from autonoma.protocol import Envelope, SpawnsHeld, TaskMerged, TaskStateChanged, WorkPaused
+from autonoma.protocol import Envelope, TaskMerged, TaskStateChanged, WorkPaused
 from autonoma.workflow.backoff import CREW_WINDOW
 from tests.benchlib import load_bench
 from tests.chaos.chaoslib import record
 
 RETRIES = 1  # the default of agent_api_retries: claude's own retries of one request
 MIXED = ("429", "529")
+SHORT_TRIALS_AT_MOST = 10
 LONG_TRIALS_AT_MOST = 5
-"""A 2-minute storm trial takes about three minutes: more than this asks for hours."""
+"""A short storm trial takes about half a minute, a 2-minute one about three: more
+trials than these (``TRIALS=40`` is for the kills) would ask for hours."""
 
 
 def trials(default: int, at_most: int | None = None) -> int:
@@ -133,13 +135,13 @@ def play(bench: ModuleType, shape: object, tmp_path: Path, quiet: bool, trial: i
     # The storm hit development, and with the crew's backoff the requests it refused are
     # one capped turn per agent at work when it began, then one probe per window.
     assert figures.rejected > 0
-    assert windows >= 1 and len({m.level for m in during(run.envelopes, SpawnsHeld)}) == windows
+    assert windows >= 1
     assert figures.rejected <= (1 + RETRIES) * (shape.workers + windows)
     # Work resumes within one window (and a probe's start-up) of the storm's end.
     assert figures.resumed is not None and figures.resumed <= 1.25 * CREW_WINDOW + 8.0
 
 
-@pytest.mark.parametrize("trial", range(trials(1)))
+@pytest.mark.parametrize("trial", range(trials(1, SHORT_TRIALS_AT_MOST)))
 def test_a_short_storm_of_429s_and_529s_mid_development_loses_nothing(
     bench: ModuleType, tmp_path: Path, trial: int
 ) -> None:
