@@ -250,6 +250,13 @@ class Machine:
     during the storm: the probe (a turn started during it), an agent whose own retry of
     a 429/529 is under way, and one answered during it (its next request follows). The
     first answer of another agent may be to a request sent before the storm began."""
+    frozen: list[str] = field(default_factory=list)
+    """Agents whose turn waits out the storm frozen (`FreezeTurns`), the longest first."""
+    probe: str = ""
+    """The frozen agent thawed to probe the API (its retry is the probe), until it is
+    refused again (frozen), gets through or its turn ends."""
+    probed_at: float = 0.0
+    """When the last probe was thawed: the next one waits for a hold that began after."""
     new_session: Callable[[], str] = field(default=lambda: str(uuid.uuid4()), repr=False)
     """Where new claude session ids come from (random, like claude's; tests may fix it)."""
 
@@ -542,6 +549,16 @@ class StopTurns:
 
 
 @dataclass(frozen=True, slots=True)
+class FreezeTurns:
+    """Freeze (SIGSTOP, ``frozen``) or thaw (SIGCONT) these agents' turns under way: a
+    ``claude`` refused by a rate limit waits frozen, sending nothing, until the crew's
+    probe gets through (its own retry goes once thawed). Never blocks."""
+
+    agents: tuple[str, ...]
+    frozen: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ResumeRoot:
     """Ask the root supervisor to end its pause (a subtree that kept crashing): it starts
     what it left stopped and says `WorkResumed`. Nothing answers; never blocks."""
@@ -572,6 +589,7 @@ Action = (
     | WriteFile
     | ResumeRoot
     | StopTurns
+    | FreezeTurns
     | RemoveWorktrees
 )
 
@@ -829,8 +847,19 @@ class _Step:
                 self._emit(ConcurrencyChanged(limit=lowered, ceiling=ceiling, reason=reason))
         elif isinstance(event, AgentApiRetry) and event.error_status in RATE_LIMITED:
             m.witnesses.add(event.agent_id)  # its retry is sent after the limit was seen
+            agent = event.agent_id
+            if agent in m.turns and agent not in m.frozen and not m.stopping:
+                # It waits out the storm frozen: its retry goes when the crew's turns it.
+                m.frozen.append(agent)
+                self.out.append(FreezeTurns((agent,), True))
+            if m.probe == agent:
+                m.probe = ""  # refused: the next probe goes after the next window
         elif isinstance(event, AgentProcessExited):
             m.witnesses.discard(event.agent_id)
+            if event.agent_id in m.frozen:
+                m.frozen.remove(event.agent_id)
+            if m.probe == event.agent_id:
+                m.probe, m.probed_at = "", 0.0
         elif isinstance(event, AgentToolUse) or (
             isinstance(event, AgentTurnFinished) and not event.is_error
         ):
@@ -842,6 +871,10 @@ class _Step:
                 # The storm is over: its hold lifted, the held turns resume now.
                 m.storm_level = 0
                 m.witnesses.clear()
+                if m.frozen:
+                    self.out.append(FreezeTurns(tuple(m.frozen), False))
+                    m.frozen.clear()
+                m.probe, m.probed_at = "", 0.0
                 if self.fold.held_until > m.now:
                     why = f"a request of {event.agent_id}'s went through"
                     self._emit(HoldLifted(reason=why))
@@ -912,8 +945,26 @@ class _Step:
 
     # --- the pump: start whatever may start -------------------------------------------
 
+    def _thaw_probe(self) -> None:
+        """Once a window is over, thaw one frozen turn (the longest frozen): its retry is
+        the crew's probe. One at a time, and only after a hold that began after the last
+        probe (its refusal's) has ended."""
+        m = self.m
+        m.frozen = [agent for agent in m.frozen if agent in m.turns]  # a crash ends a turn
+        if m.probe not in m.turns:
+            m.probe = ""
+        if not m.frozen or m.probe or self._paused() or GOVERNOR not in m.live:
+            return
+        held_until = self.fold.held_until
+        if m.now < held_until or held_until <= m.probed_at:
+            return
+        m.probe, m.probed_at = m.frozen.pop(0), m.now
+        self.out.append(FreezeTurns((m.probe,), False))
+
     def _pump(self) -> None:
         self._human_requests()
+        if self.cfg.crew_backoff:
+            self._thaw_probe()
         phase = self.fold.run.phase if self.fold.run else ""
         if phase == "planning":
             self._start_phase_turn("plan")
@@ -1890,6 +1941,7 @@ __all__ = [
     "Emit",
     "EnsureIntegration",
     "Event",
+    "FreezeTurns",
     "Heard",
     "InboxCommand",
     "Machine",

@@ -415,3 +415,26 @@ def test_the_wall_clock_stops_a_child_that_prints_steadily(tmp_path: Path) -> No
     assert port.result is not None
     assert (port.result.timeout, port.result.timeout_s) == ("wall", 1.0)
     assert len(rec.lines) > 5
+
+
+def test_a_frozen_child_sends_nothing_outlives_the_idle_limit_and_goes_on_once_thawed(
+    tmp_path: Path,
+) -> None:
+    rec = Recorder()
+    # It handles SIGTERM itself, as claude does: a stopped process runs no handler.
+    script = "trap 'echo bye; exit 3' TERM; while :; do echo tick; sleep 0.05; done"
+    port = make_port(tmp_path, script, rec, timeout=30.0, idle_timeout=0.5, grace=5.0)
+    port.start()
+    rec.until(lambda: len(rec.lines) >= 3)
+    port.freeze(True)
+    time.sleep(0.2)  # a line on its way when frozen may still come
+    seen = len(rec.lines)
+    time.sleep(1.2)  # more than twice the idle limit
+    assert len(rec.lines) == seen and rec.exits == []  # silent, and not stopped for it
+    port.freeze(False)
+    rec.until(lambda: len(rec.lines) >= seen + 3)  # it goes on where it was
+    assert rec.exits == []
+    port.freeze(True)
+    port.stop()  # a frozen child still handles SIGTERM: continued after it
+    assert rec.exited(deadline=4.0)[0] == 3  # its handler ran, before the grace period
+    assert rec.lines[-1] == b"bye"

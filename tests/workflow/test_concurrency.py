@@ -41,6 +41,7 @@ from autonoma.workflow.decide import (
     Config,
     Emit,
     Event,
+    FreezeTurns,
     Heard,
     Machine,
     PrepareWorkspace,
@@ -123,6 +124,8 @@ class Crew:
         """Every row as the journal would hold it (what the bus said, what decide emitted)."""
         self.running: dict[str, StartTurn] = {}
         self.started: list[StartTurn] = []
+        self.freezes: list[tuple[tuple[str, ...], bool]] = []
+        """Every `FreezeTurns` decided: (agents, frozen)."""
         self.pids = itertools.count(100)
         self.hear(RunStarted(requirements="r.md", project="/repo", max_workers=WORKERS))
         self.hear(PlanWritten(plan={"summary": "s", "milestones": []}, path="/p.json"))
@@ -148,6 +151,8 @@ class Crew:
                 )
             elif isinstance(action, StartTurn):
                 self._spawn(action)
+            elif isinstance(action, FreezeTurns):
+                self.freezes.append((action.agents, action.frozen))
 
     def hear(self, message: AnyMessage, sender: str = "orchestrator") -> None:
         heard = envelope(message, sender)
@@ -380,3 +385,64 @@ def test_a_request_of_a_witness_ends_the_storm_and_the_held_turns_start_at_once(
         assert started == [] and list(crew.running) == [agent]
         crew.tick(NOW + 11)
         assert list(crew.running) == [agent]  # the hold ended: it is the one at work
+
+
+# --- refused turns wait frozen ---------------------------------------------------------
+
+
+def refuse(crew: Crew, agent: str) -> None:
+    """claude's ``api_retry`` line: its request was refused with a 429."""
+    crew.hear(api_retry(agent, crew.running[agent].task_id), agent)
+
+
+@pytest.mark.parametrize(("crew_backoff", "frozen"), [(True, True), (False, False)])
+def test_a_refused_agent_waits_frozen_instead_of_retrying(crew_backoff: bool, frozen: bool) -> None:
+    crew = Crew(crew_backoff=crew_backoff)
+    refuse(crew, "developer-1")
+    assert crew.freezes == ([(("developer-1",), True)] if frozen else [])
+    refuse(crew, "developer-1")  # frozen already: nothing more
+    assert len(crew.freezes) == (1 if frozen else 0)
+
+
+def test_one_frozen_agent_probes_per_window_and_all_thaw_when_it_gets_through() -> None:
+    crew = Crew()
+    agents = sorted(crew.running)
+    for agent in agents:
+        refuse(crew, agent)
+    crew.storm(1, NOW + 10)
+    assert crew.freezes == [((agent,), True) for agent in agents]
+    del crew.freezes[:]
+    crew.tick(NOW + 5)
+    assert crew.freezes == []  # the window
+    crew.tick(NOW + 11)
+    assert crew.freezes == [(("developer-1",), False)]  # the longest frozen: the probe
+    crew.tick(NOW + 12)
+    assert len(crew.freezes) == 1  # one probe at a time
+    refuse(crew, "developer-1")  # the probe refused: frozen again, before the new hold
+    crew.tick(NOW + 12.5)
+    assert crew.freezes[1:] == [(("developer-1",), True)]  # no second probe meanwhile
+    crew.storm(2, NOW + 16)
+    crew.tick(NOW + 15)
+    assert len(crew.freezes) == 2
+    crew.tick(NOW + 17)
+    assert crew.freezes[2:] == [(("developer-2",), False)]  # the next probe, in turn
+    # Its request goes through: the storm is over, every frozen turn thaws at once.
+    crew.m.now = NOW + 17.5
+    tool = AgentToolUse(agent_id="developer-2", tool_use_id="toolu_1", tool="Bash", input={})
+    crew.hear(tool, "developer-2")
+    assert crew.freezes[3:] == [(("developer-3", "developer-4", "developer-1"), False)]
+    assert crew.m.storm_level == 0 and [m for m in crew.emitted if isinstance(m, HoldLifted)] == []
+    assert len(crew.started) == WORKERS  # no turn started again: the same ones go on
+
+
+def test_a_probe_whose_turn_ended_lets_the_next_frozen_one_probe() -> None:
+    crew = Crew()
+    for agent in sorted(crew.running):
+        refuse(crew, agent)
+    crew.storm(1, NOW + 10)
+    del crew.freezes[:]
+    crew.tick(NOW + 11)
+    assert crew.freezes == [(("developer-1",), False)]
+    crew.end("developer-1", 429)  # its last retry refused: its turn gave up
+    crew.tick(NOW + 11.5)
+    assert crew.freezes[1:] == [(("developer-2",), False)]
