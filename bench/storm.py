@@ -9,8 +9,8 @@ temporary repository:
 - backoff: ``[[window]]``s of HTTP 429 (every request, every role; ``--faults 429,529``
   alternates them every `SLICE` seconds) for ``--storm`` seconds, from ``--lead``
   seconds after the first developer request (``since = "developer"``), with
-  ``crew_backoff`` on (the default: claude's retries capped at ``agent_api_retries``,
-  one probe turn per backoff window, AIMD concurrency);
+  ``crew_backoff`` on (the default: a refused agent waits frozen, one of them probes
+  per backoff window, all go on once a request goes through; AIMD concurrency);
 - baseline: the same storm with ``crew_backoff = false`` (the behaviour before it:
   claude's own retries, only new spawns held).
 

@@ -3,13 +3,13 @@
 Every agent's stream reaches it through the bus: a ``system/api_retry`` line with
 429 or 529, or a turn that gave up on one, holds back new spawns for everyone
 (`SpawnsHeld`), with exponential backoff and jitter, so that a storm is not fed
-with more processes. With ``crew_backoff`` (the default) claude's own retries are
-capped (``agent_api_retries``), so a running agent gives up its turn soon and waits
-for the crew's backoff like the others; the orchestrator then lets one turn through
-per window (the probe, `autonoma.workflow.decide.agents_allowed`) and resumes the
-others' sessions as soon as a request goes through, fewer at once (AIMD). With it
-the windows stop growing at `autonoma.workflow.backoff.CREW_WINDOW` (a few seconds):
-one probe per window is cheap, and work resumes within one window of the storm's end.
+with more processes. With ``crew_backoff`` (the default) an agent refused does not
+retry on its own: the orchestrator freezes it (SIGSTOP) until a window is over, then
+thaws one frozen agent, whose retry is the crew's probe, and all of them once a
+request goes through (`autonoma.workflow.decide`); fewer agents work at once after a
+storm (AIMD). With it the windows stop growing at
+`autonoma.workflow.backoff.CREW_WINDOW` (a few seconds): one probe per window is
+cheap, and work resumes within one window of the storm's end.
 A limit that lasts pauses the run (`WorkPaused`): a long hold until it ends, five
 storms in a row until a request goes through; then the run resumes by itself
 (`WorkResumed`); no task fails because of it.
