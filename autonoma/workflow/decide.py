@@ -255,6 +255,9 @@ class Machine:
     probe: str = ""
     """The frozen agent thawed to probe the API (its retry is the probe), until it is
     refused again (frozen), gets through or its turn ends."""
+    due: dict[str, float] = field(default_factory=dict)
+    """When each frozen agent's own retry is due (its ``api_retry`` line's delay): once
+    thawed it waits until then, so the probe is the one due first."""
     probed_at: float = 0.0
     """When the last probe was thawed: the next one waits for a hold that began after."""
     new_session: Callable[[], str] = field(default=lambda: str(uuid.uuid4()), repr=False)
@@ -848,6 +851,7 @@ class _Step:
         elif isinstance(event, AgentApiRetry) and event.error_status in RATE_LIMITED:
             m.witnesses.add(event.agent_id)  # its retry is sent after the limit was seen
             agent = event.agent_id
+            m.due[agent] = m.now + event.retry_delay_ms / 1000.0
             if agent in m.turns and agent not in m.frozen and not m.stopping:
                 # It waits out the storm frozen: its retry goes when the crew's turns it.
                 m.frozen.append(agent)
@@ -958,7 +962,11 @@ class _Step:
         held_until = self.fold.held_until
         if m.now < held_until or held_until <= m.probed_at:
             return
-        m.probe, m.probed_at = m.frozen.pop(0), m.now
+        # The one whose own retry is due first (claude's delays grow with its attempts);
+        # the longest frozen among equals.
+        probe = min(m.frozen, key=lambda agent: max(m.due.get(agent, 0.0), m.now))
+        m.frozen.remove(probe)
+        m.probe, m.probed_at = probe, m.now
         self.out.append(FreezeTurns((m.probe,), False))
 
     def _pump(self) -> None:

@@ -42,7 +42,7 @@ from autonoma.protocol import (
 )
 from autonoma.runtime.actor import Actor
 from autonoma.runtime.bus import Bus
-from autonoma.workflow.backoff import Backoff, Budget
+from autonoma.workflow.backoff import CREW_WINDOW, Backoff, Budget
 
 GOVERNOR = "governor"
 RATE_LIMITED = frozenset({429, 529})
@@ -89,6 +89,7 @@ class Governor(Actor):
         self.bus = bus
         self.clock = clock
         self.backoff = backoff or Backoff.for_run(settings.crew_backoff)
+        self.crew_backoff = settings.crew_backoff
         self.budget = Budget(settings.budget_usd, settings.task_budget_usd)
         for task_id, usd in (spent or {}).items():  # a resumed run's costs so far
             if usd > 0:
@@ -117,9 +118,12 @@ class Governor(Actor):
         now = self.clock()
         if isinstance(event, AgentApiRetry):
             if event.error_status in RATE_LIMITED:
-                self._hit(
-                    now, event.retry_delay_ms / 1000.0, f"{event.agent_id} saw {event.error_status}"
-                )
+                # claude's first retry waits what the server asked (retry-after); its later
+                # ones grow on their own, which the crew's backoff overrides (it thaws them).
+                asked = event.retry_delay_ms / 1000.0
+                if self.crew_backoff and event.attempt > 1:
+                    asked = min(asked, CREW_WINDOW)
+                self._hit(now, asked, f"{event.agent_id} saw {event.error_status}")
         elif isinstance(event, AgentTurnFinished):
             if is_rate_limited(event):
                 self._hit(

@@ -446,3 +446,23 @@ def test_a_probe_whose_turn_ended_lets_the_next_frozen_one_probe() -> None:
     crew.end("developer-1", 429)  # its last retry refused: its turn gave up
     crew.tick(NOW + 11.5)
     assert crew.freezes[1:] == [(("developer-2",), False)]
+
+
+def test_the_probe_is_the_frozen_agent_whose_own_retry_is_due_first() -> None:
+    crew = Crew()
+    # claude's own delays grow with its attempts: a thawed agent waits them out first.
+    delays = {"developer-1": 32.0, "developer-2": 1.0, "developer-3": 16.0, "developer-4": 8.0}
+    for agent, delay in delays.items():
+        retry = AgentApiRetry(
+            agent_id=agent,
+            attempt=5,
+            max_retries=8,
+            retry_delay_ms=delay * 1000.0,
+            error_status=429,
+            task_id=crew.running[agent].task_id,
+        )
+        crew.hear(retry, agent)
+    crew.storm(1, NOW + 10)
+    del crew.freezes[:]
+    crew.tick(NOW + 11)
+    assert crew.freezes == [(("developer-2",), False)]  # due already, and frozen first

@@ -325,3 +325,27 @@ def test_a_lifted_hold_lets_the_next_rate_limit_hold_spawns_at_once(gov: Setup) 
     gov.bus.publish("developer-2", api_retry(529, delay_s=0.0))  # a new storm, held now
     assert gov.permit().wait == pytest.approx(2.0)
     assert [h.level for h in gov.published(SpawnsHeld)] == [1, 2, 1]
+
+
+@pytest.mark.parametrize(
+    ("crew_backoff", "attempt", "held"),
+    [
+        (True, 1, 32.0),  # claude's first retry waits what the server asked: honoured
+        (True, 5, 4.0),  # a later one grew on its own: the crew thaws it after a window
+        (False, 5, 32.0),  # without the crew's backoff claude's own delay is the hold
+    ],
+)
+def test_claudes_own_growing_delays_do_not_lengthen_the_crews_windows(
+    crew_backoff: bool, attempt: int, held: float
+) -> None:
+    with running_governor(Settings(crew_backoff=crew_backoff)) as gov:
+        retry = AgentApiRetry(
+            agent_id="developer-1",
+            attempt=attempt,
+            max_retries=8,
+            retry_delay_ms=32_000.0,
+            error_status=429,
+            task_id="t1",
+        )
+        gov.bus.publish("developer-1", retry)
+        assert gov.permit().wait == pytest.approx(held)
