@@ -14,7 +14,7 @@ BUN_BIN := $(BUN_DIR)/node_modules/.bin/bun
 # The web view's Chromium tests drive Debian's chromium (Playwright's own download is a CDN).
 CHROMIUM ?= chromium
 
-.PHONY: dev claude bun sandbox-deps chromium test lint format demo wheel clean-tools \
+.PHONY: dev claude bun sandbox-deps chromium test chaos lint format demo wheel clean-tools \
 	webview desktop desktop-mac desktop-win desktop-linux
 
 $(VENV)/.installed: pyproject.toml
@@ -65,7 +65,11 @@ chromium:
 	fi
 
 test: dev claude bun sandbox-deps chromium
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not chaos_long"
+
+# The chaos suite, long trials included, and its tables (TRIALS=40: trials per experiment).
+chaos: dev claude sandbox-deps
+	AUTONOMA_CHAOS_TRIALS=$(TRIALS) $(PY) -m pytest -q tests/chaos
 
 # A full offline run of the company on autonoma/examples/todo: simulated model, real claude.
 demo: dev claude

@@ -51,7 +51,7 @@ class Settings:
     agent_env: str = ""
     gateway: bool = True
     crew_backoff: bool = True
-    agent_api_retries: int = 1
+    agent_api_retries: int = 8
     cluster: str = ""
     prestart_agents: bool = True
 
@@ -255,16 +255,18 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "crew_backoff",
         bool,
-        "One backoff for the whole crew: during a storm of rate limits (429/529) agents "
-        "retry at most `agent_api_retries` times by themselves, one turn at a time probes "
-        "the API, and fewer agents work at once after it (halved, then one more per turn "
-        "that goes through, up to max_workers). Off: claude's own retries.",
+        "One backoff for the whole crew: during a storm of rate limits (429/529) an agent "
+        "refused waits frozen (SIGSTOP) instead of retrying, one of them probes the API "
+        "every few seconds, all resume at once when a request goes through, and fewer agents "
+        "work at once after it (halved, then one more per request that goes through, up to "
+        "max_workers). Off: claude's own retries.",
     ),
     Option(
         "agent_api_retries",
         int,
-        "With crew_backoff: how many times claude retries a failed API request by itself "
-        "(CLAUDE_CODE_MAX_RETRIES) before its turn ends and waits for the crew's backoff.",
+        "With crew_backoff: how many times claude retries a failed API request "
+        "(CLAUDE_CODE_MAX_RETRIES; the crew's backoff paces them: each is a probe) before "
+        "its turn ends and waits for the crew's backoff.",
         minimum=0,
         maximum=10,
     ),

@@ -638,6 +638,14 @@ class AgentPromptGiven(Message, frozen=True):
     task_id: str | None = None
 
 
+class HoldLifted(Message, frozen=True):
+    """The hold on new agents (`SpawnsHeld`) ends before its window does: a request that
+    was sent during the storm went through (the probe's, or an agent's own retry of a
+    429/529), so the storm is over and the held turns resume (``crew_backoff``)."""
+
+    reason: str
+
+
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     ActorStarted,
     ActorExited,
@@ -689,6 +697,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     ConcurrencyChanged,
     LeftoversKilled,
     AgentPromptGiven,
+    HoldLifted,
 )
 
 AnyMessage = (
@@ -742,6 +751,7 @@ AnyMessage = (
     | ConcurrencyChanged
     | LeftoversKilled
     | AgentPromptGiven
+    | HoldLifted
 )
 
 

@@ -361,6 +361,8 @@ def _words(m: p.Message, cwd: str) -> tuple[str, Level] | None:
         case p.ConcurrencyChanged(limit=limit, ceiling=ceiling, reason=reason):
             line = concurrency_text(limit, ceiling)
             return f"{line} ({short(reason)})", ("warn" if limit < ceiling else "info")
+        case p.HoldLifted(reason=reason):
+            return f"the storm is over: new agents may start again ({short(reason)})", "info"
         case p.LeftoversKilled(pids=pids, commands=commands):
             what = "; ".join(short(c, TOOL_CHARS) for c in commands[:3])
             more = f" (+{len(commands) - 3} more)" if len(commands) > 3 else ""

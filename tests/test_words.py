@@ -331,6 +331,11 @@ ROWS: list[tuple[p.Message, str, str, str | None, str | None, bool]] = [
         "info", "t1", "qa", False,
     ),
     (
+        p.HoldLifted(reason="a request of developer-1's went through"),
+        "the storm is over: new agents may start again (a request of developer-1's went through)",
+        "info", None, None, True,
+    ),
+    (
         p.LeftoversKilled(pids=[41, 42], commands=["sleep 300", "claude -p go"]),
         "killed 2 process(es) an earlier run left working: sleep 300; claude -p go",
         "warn", None, None, True,

@@ -185,6 +185,17 @@ class AgentActor(Actor):
         if self._turn is not None:
             self._turn.stop()
 
+    def freeze_turn(self, frozen: bool) -> None:
+        """Freeze the turn under way (SIGSTOP: a ``claude`` waiting out a rate-limit storm
+        sends nothing until the crew's backoff thaws it) or thaw it. Never blocks."""
+        if self._turn is None:
+            return
+        self._turn.freeze(frozen)
+        if frozen:
+            self._publish("waiting", self._turn.task_id, "frozen until the rate-limit storm ends")
+        else:
+            self._publish("working", self._turn.task_id, "thawed")
+
     def busy(self) -> bool:
         """Whether a turn's process is running now."""
         return self._turn is not None

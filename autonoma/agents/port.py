@@ -48,6 +48,7 @@ import contextlib
 import errno
 import fcntl
 import logging
+import math
 import os
 import select
 import shutil
@@ -208,6 +209,7 @@ class Port:
         self._timeout: TimeoutKind = ""
         self._last_output = 0.0
         self._tool_running = False
+        self._frozen = False
         self._idle_fired = 0.0
         self._stop_reason: str | None = None
         self._kill_at: float | None = None
@@ -346,8 +348,30 @@ class Port:
                 self._last_output = time.monotonic()
             self._tool_running = running
 
+    def freeze(self, frozen: bool) -> None:
+        """SIGSTOP (``frozen``) or SIGCONT to the whole tree; never blocks.
+
+        A frozen child sends nothing (a ``claude`` waiting out a rate-limit storm: its
+        retry goes once it is thawed) and its silence is on purpose: the idle limit
+        does not run meanwhile, and thawing counts as output. The wall clock runs on.
+        """
+        with self._lock:
+            if self._pid is None or self._exited or self._reaped or frozen == self._frozen:
+                return
+            self._frozen = frozen
+            if not frozen:
+                self._last_output = time.monotonic()
+            self._signal_all(signal.SIGSTOP if frozen else signal.SIGCONT)
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the child is frozen (`freeze`)."""
+        return self._frozen
+
     def _idle_limit(self) -> float:
         assert self.idle_timeout is not None
+        if self._frozen:
+            return math.inf
         if self._tool_running:
             return max(self.idle_timeout, TOOL_QUIET_LIMIT)
         return self.idle_timeout
@@ -360,6 +384,9 @@ class Port:
             self._stop_reason = reason
             self._kill_at = time.monotonic() + self.grace
             self._signal_all(signal.SIGTERM)
+            if self._frozen:  # a stopped process handles SIGTERM only once continued
+                self._frozen = False
+                self._signal_all(signal.SIGCONT)
         self._add_timer(self.grace, self._escalate)
 
     def kill(self) -> None:

@@ -306,6 +306,10 @@ class Turn:
         """SIGKILL to the turn's process tree, now."""
         self.port.kill()
 
+    def freeze(self, frozen: bool) -> None:
+        """Freeze (SIGSTOP) or thaw (SIGCONT) the turn's process tree (`Port.freeze`)."""
+        self.port.freeze(frozen)
+
     def wait(self, timeout: float | None = None) -> TurnOutcome | None:
         """Block until the turn has ended (not for actors); None on timeout."""
         self._done.wait(timeout)

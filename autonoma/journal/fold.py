@@ -55,6 +55,7 @@ from autonoma.protocol import (
     DeveloperReport,
     Envelope,
     Escalation,
+    HoldLifted,
     HumanCommandRejected,
     LeftoversKilled,
     MergeFailed,
@@ -1128,6 +1129,11 @@ def _agent_prompt_given(
             task.prompt = m.prompt
 
 
+def _hold_lifted(state: State, seq: int, ts: float, run_id: str, m: HoldLifted) -> None:
+    # The storm is over before the hold's window: new agents may start from now on.
+    state.held_until = min(state.held_until, ts)
+
+
 def _leftovers_killed(state: State, seq: int, ts: float, run_id: str, m: LeftoversKilled) -> None:
     # What an earlier run left running was killed: nothing of the state depends on it
     # (the turns it belonged to already ended in the fold); the journal row is the record.
@@ -1277,6 +1283,7 @@ _HANDLERS: dict[str, _Handler] = {
     "ConcurrencyChanged": _concurrency_changed,
     "LeftoversKilled": _leftovers_killed,
     "AgentPromptGiven": _agent_prompt_given,
+    "HoldLifted": _hold_lifted,
 }
 
 # Messages that only make an agent's last action. The encoder writes the tag, then the

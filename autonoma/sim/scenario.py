@@ -78,7 +78,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class Window:
-    """A fault applied to every matching request between ``start`` and ``end`` seconds."""
+    """A fault applied to every matching request between ``start`` and ``end`` seconds
+    (since the server started, or since the first request of role ``since``)."""
 
     start: float
     end: float
@@ -86,10 +87,16 @@ class Window:
     role: str | None = None
     task: str | None = None
     latency: float = 0.0
+    since: str | None = None
+    """A role: the window's clock starts at that role's first request (None: the server's
+    start). Until that request, the window is closed."""
 
-    def applies(self, elapsed: float, info: RequestInfo) -> bool:
+    def applies(self, elapsed: float | None, info: RequestInfo) -> bool:
+        """Whether the window faults this request, ``elapsed`` seconds on its clock (None:
+        its clock has not started)."""
         return (
-            self.start <= elapsed < self.end
+            elapsed is not None
+            and self.start <= elapsed < self.end
             and (self.role is None or self.role == info.role)
             and (self.task is None or self.task == info.task)
         )
@@ -339,7 +346,7 @@ class _Checker:
         data = self.table(
             value,
             where,
-            {"start", "end", "fault", "retry_after", "times", "role", "task", "latency"},
+            {"start", "end", "fault", "retry_after", "times", "role", "task", "latency", "since"},
         )
         fault = self.fault(data, where)
         if fault is None:
@@ -353,6 +360,7 @@ class _Checker:
             role=self.opt(data, "role", str, where),
             task=self.opt(data, "task", str, where),
             latency=float(self.opt(data, "latency", (int, float), where) or 0.0),
+            since=self.opt(data, "since", str, where),
         )
 
 

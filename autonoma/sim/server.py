@@ -292,6 +292,9 @@ class SimServer:
         self._lock = threading.Lock()
         self._records: list[RecordedRequest] = []
         self._hits: dict[tuple[str, int, int], int] = {}
+        # When each role's first request arrived (monotonic): the clock of a window
+        # with ``since``.
+        self._first_of: dict[str, float] = {}
         self._ids = 0
         # Ids unique across starts: a resumed `claude` session already holds the last
         # start's `msg_sim0001` and would drop a new answer under the same id as a repeat.
@@ -375,17 +378,31 @@ class SimServer:
     def _active_fault(
         self, info: RequestInfo, index: int, step_no: int, step: Step | None
     ) -> tuple[Fault | None, float]:
-        elapsed = time.monotonic() - self.started
+        """The fault this request gets (None: the step's answer) and the seconds to wait
+        first: the step's latency, and a window's own; a window's error status comes after
+        the window's latency only (a server refusing a request does not think first)."""
+        now = time.monotonic()
+        with self._lock:
+            if info.role is not None:
+                self._first_of.setdefault(info.role, now)
+            first_of = dict(self._first_of)
+        thinking = 0.0 if step is None else step.latency
         for w_index, window in enumerate(self.scenario.windows):
+            if window.since is None:
+                elapsed: float | None = now - self.started
+            else:
+                began = first_of.get(window.since)
+                elapsed = None if began is None else now - began
             if window.applies(elapsed, info) and self._count(("window", w_index, 0), window.fault):
-                return window.fault, window.latency
+                refused = window.fault.kind in _ERROR_TYPES
+                return window.fault, window.latency + (0.0 if refused else thinking)
         if (
             step is not None
             and step.fault is not None
             and self._count(("rule", index, step_no), step.fault)
         ):
-            return step.fault, 0.0
-        return None, 0.0
+            return step.fault, thinking
+        return None, thinking
 
     def _play(self, handler: _Handler, record: RecordedRequest, body: dict[str, Any]) -> None:
         info = describe_request(body)
@@ -406,8 +423,6 @@ class SimServer:
             record.rule, record.step = NUDGE_RULE, 0
             step = Step(text=_last_text(body) or "Done.")
         fault, latency = self._active_fault(info, index, record.step or 0, step)
-        if step is not None:
-            latency += step.latency
         if latency and self.stopping.wait(latency):
             handler.close_connection = True  # stopped while waiting: no answer
             return

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import random
 
-# Hits in a row (as counted by the level, see `Backoff.hit`) after which the limit
-# "lasts" and the run shows Paused.
+# Storms in a row (as counted by the level, see `Backoff.hit`) after which the limit
+# "lasts" and the run shows Paused until a request goes through.
 PAUSE_LEVEL = 5
+
+# The longest hold between two probes with the crew's backoff (seconds, before jitter).
+# One probe turn per window costs the API one request and its capped retries, so the
+# windows need not grow the way each agent's own retries must: capped, work resumes
+# within one window of a storm's end (an exponential 16 s window cost a run 16 s after a
+# 20 s storm). A server that asks for longer still gets it: its retry-after wins.
+CREW_WINDOW = 4.0
+
+# The cap without the crew's backoff (claude's own retries, only new spawns held).
+SOLO_WINDOW = 120.0
 
 # Costs add up in floats: 0.7 + 0.1 is 0.7999999999999999, which must still reach a 0.8 cap.
 _EPSILON = 1e-9
@@ -29,7 +39,7 @@ class Backoff:
     def __init__(
         self,
         base: float = 2.0,
-        cap: float = 120.0,
+        cap: float = SOLO_WINDOW,
         jitter: float = 0.25,
         pause_after: float = 300.0,
         rng: random.Random | None = None,
@@ -45,9 +55,17 @@ class Backoff:
         self._rng = rng if rng is not None else random.Random()
         self._level = 0
         self._until = 0.0
-        # Latched for the current hold: a long limit stays one until the hold ends, even
-        # though the time left shrinks below pause_after on the way.
+        # Latched for the current hold: a long hold stays one until it ends, even though
+        # the time left shrinks below pause_after on the way.
         self._long = False
+
+    @classmethod
+    def for_run(
+        cls, crew_backoff: bool, *, jitter: float = 0.25, rng: random.Random | None = None
+    ) -> Backoff:
+        """The run's backoff: windows capped at `CREW_WINDOW` with the crew's backoff (the
+        probes), at `SOLO_WINDOW` without it."""
+        return cls(cap=CREW_WINDOW if crew_backoff else SOLO_WINDOW, jitter=jitter, rng=rng)
 
     @property
     def level(self) -> int:
@@ -73,7 +91,7 @@ class Backoff:
         if retry_after is not None:
             delay = max(delay, retry_after)
         self._until = max(self._until, now + delay)
-        if self._until - now > self.pause_after or self._level >= PAUSE_LEVEL:
+        if self._until - now > self.pause_after:
             self._long = True
         return self._until
 
@@ -82,13 +100,24 @@ class Backoff:
         del now  # the rule does not depend on time; the argument keeps callers uniform
         self._level = 0
 
+    def lift(self, now: float) -> None:
+        """The storm is over (a request sent during it went through): the hold ends at
+        ``now``, and the next storm starts at ``base`` again."""
+        self._until = min(self._until, now)
+        self._level = 0
+
     def held(self, now: float) -> float:
         """Seconds left before a new spawn may start (0 when free)."""
         return max(0.0, self._until - now)
 
     def long_limit(self, now: float) -> bool:
-        """True while a hold that is long (or the fifth storm in a row) lasts: the run is Paused."""
-        return self.held(now) > 0 and self._long
+        """True while a long hold lasts (over ``pause_after``), and from the fifth storm in
+        a row until a request goes through (`success`): the run is Paused meanwhile."""
+        return (self.held(now) > 0 and self._long) or self.storms_last()
+
+    def storms_last(self) -> bool:
+        """The fifth storm in a row (or more) since a request went through."""
+        return self._level >= PAUSE_LEVEL
 
 
 class Budget:

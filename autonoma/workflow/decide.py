@@ -34,6 +34,7 @@ from autonoma.agents.roles import Role
 from autonoma.journal.fold import State, Task, apply
 from autonoma.protocol import (
     ActorCrashed,
+    AgentApiRetry,
     AgentProcessExited,
     AgentStateChanged,
     AgentToolUse,
@@ -44,6 +45,7 @@ from autonoma.protocol import (
     ConcurrencyChanged,
     Envelope,
     Escalation,
+    HoldLifted,
     HumanCommandRejected,
     MergeFailed,
     MergeFailure,
@@ -81,7 +83,7 @@ from autonoma.workflow import prompts, scheduler
 from autonoma.workflow.answers import AnswerError, developer_report, verdict_of
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER, developer_names, qa_names, role_of
 from autonoma.workflow.dag import TaskSpec, critical_path
-from autonoma.workflow.governor import GOVERNOR, Permit, is_rate_limited
+from autonoma.workflow.governor import GOVERNOR, RATE_LIMITED, Permit, is_rate_limited
 from autonoma.workflow.merge_queue import MergeRequest
 from autonoma.workflow.plan import parse_plan, plan_dict, plan_json, plan_text
 from autonoma.workflow.setup import failure_reason
@@ -271,6 +273,21 @@ class Machine:
     storm_level: int = 0
     """The governor's level of the storm under way (its last `SpawnsHeld`), 0 once a
     request went through since: while it is not 0, one turn at a time (the probe)."""
+    witnesses: set[str] = field(default_factory=set)
+    """Agents whose next request that goes through proves the storm over, as it was sent
+    during the storm: the probe (a turn started during it), an agent whose own retry of
+    a 429/529 is under way, and one answered during it (its next request follows). The
+    first answer of another agent may be to a request sent before the storm began."""
+    frozen: list[str] = field(default_factory=list)
+    """Agents whose turn waits out the storm frozen (`FreezeTurns`), the longest first."""
+    probe: str = ""
+    """The frozen agent thawed to probe the API (its retry is the probe), until it is
+    refused again (frozen), gets through or its turn ends."""
+    due: dict[str, float] = field(default_factory=dict)
+    """When each frozen agent's own retry is due (its ``api_retry`` line's delay): once
+    thawed it waits until then, so the probe is the one due first."""
+    probed_at: float = 0.0
+    """When the last probe was thawed: the next one waits for a hold that began after."""
     new_session: Callable[[], str] = field(default=lambda: str(uuid.uuid4()), repr=False)
     """Where new claude session ids come from (random, like claude's; tests may fix it)."""
 
@@ -615,6 +632,16 @@ class StopTurns:
 
 
 @dataclass(frozen=True, slots=True)
+class FreezeTurns:
+    """Freeze (SIGSTOP, ``frozen``) or thaw (SIGCONT) these agents' turns under way: a
+    ``claude`` refused by a rate limit waits frozen, sending nothing, until the crew's
+    probe gets through (its own retry goes once thawed). Never blocks."""
+
+    agents: tuple[str, ...]
+    frozen: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ResumeRoot:
     """Ask the root supervisor to end its pause (a subtree that kept crashing): it starts
     what it left stopped and says `WorkResumed`. Nothing answers; never blocks."""
@@ -647,6 +674,7 @@ Action = (
     | WriteFile
     | ResumeRoot
     | StopTurns
+    | FreezeTurns
     | RemoveWorktrees
 )
 
@@ -894,8 +922,10 @@ class _Step:
         """Adapt the agents allowed at once to what the API answers (`next_concurrency`).
 
         A storm (the governor's first new hold since a request went through) halves it,
-        and one turn at a time goes (the probe, once per window) until a request goes
-        through: a tool call or a turn that ended well. Each such request adds one.
+        and one turn at a time goes (the probe, once per window) until a request of a
+        witness goes through (a tool call or a turn that ended well): the storm is over,
+        its hold lifted, and the held turns resume at once. Each request that goes
+        through outside a storm adds one.
         """
         m = self.m
         event = envelope.message
@@ -913,11 +943,40 @@ class _Step:
                 # Once per storm: a failed probe only waits for the next window.
                 reason = f"rate limited ({short(event.reason)})"
                 self._emit(ConcurrencyChanged(limit=lowered, ceiling=ceiling, reason=reason))
+        elif isinstance(event, AgentApiRetry) and event.error_status in RATE_LIMITED:
+            m.witnesses.add(event.agent_id)  # its retry is sent after the limit was seen
+            agent = event.agent_id
+            m.due[agent] = m.now + event.retry_delay_ms / 1000.0
+            if agent in m.turns and agent not in m.frozen and not m.stopping:
+                # It waits out the storm frozen: its retry goes when the crew's turns it.
+                m.frozen.append(agent)
+                self.out.append(FreezeTurns((agent,), True))
+            if m.probe == agent:
+                m.probe = ""  # refused: the next probe goes after the next window
+        elif isinstance(event, AgentProcessExited):
+            m.witnesses.discard(event.agent_id)
+            if event.agent_id in m.frozen:
+                m.frozen.remove(event.agent_id)
+            if m.probe == event.agent_id:
+                m.probe, m.probed_at = "", 0.0
         elif isinstance(event, AgentToolUse) or (
             isinstance(event, AgentTurnFinished) and not event.is_error
         ):
-            # A request went through (the model answered): the storm is over, one more.
-            m.storm_level = 0
+            if m.storm_level > 0:
+                if event.agent_id not in m.witnesses:
+                    # Maybe sent before the storm; its next request is sent during it.
+                    m.witnesses.add(event.agent_id)
+                    return
+                # The storm is over: its hold lifted, the held turns resume now.
+                m.storm_level = 0
+                m.witnesses.clear()
+                if m.frozen:
+                    self.out.append(FreezeTurns(tuple(m.frozen), False))
+                    m.frozen.clear()
+                m.probe, m.probed_at = "", 0.0
+                if self.fold.held_until > m.now:
+                    why = f"a request of {event.agent_id}'s went through"
+                    self._emit(HoldLifted(reason=why))
             if limit < ceiling:
                 raised = next_concurrency(limit, ceiling, "success")
                 why = f"a request of {event.agent_id}'s went through"
@@ -985,8 +1044,30 @@ class _Step:
 
     # --- the pump: start whatever may start -------------------------------------------
 
+    def _thaw_probe(self) -> None:
+        """Once a window is over, thaw one frozen turn (the longest frozen): its retry is
+        the crew's probe. One at a time, and only after a hold that began after the last
+        probe (its refusal's) has ended."""
+        m = self.m
+        m.frozen = [agent for agent in m.frozen if agent in m.turns]  # a crash ends a turn
+        if m.probe not in m.turns:
+            m.probe = ""
+        if not m.frozen or m.probe or self._paused() or GOVERNOR not in m.live:
+            return
+        held_until = self.fold.held_until
+        if m.now < held_until or held_until <= m.probed_at:
+            return
+        # The one whose own retry is due first (claude's delays grow with its attempts);
+        # the longest frozen among equals.
+        probe = min(m.frozen, key=lambda agent: max(m.due.get(agent, 0.0), m.now))
+        m.frozen.remove(probe)
+        m.probe, m.probed_at = probe, m.now
+        self.out.append(FreezeTurns((m.probe,), False))
+
     def _pump(self) -> None:
         self._human_requests()
+        if self.cfg.crew_backoff:
+            self._thaw_probe()
         phase = self.fold.run.phase if self.fold.run else ""
         if phase == "planning":
             self._start_phase_turn("plan")
@@ -1041,6 +1122,8 @@ class _Step:
             cwd=cwd,
             budget=budget,
         )
+        if self.m.storm_level > 0:
+            self.m.witnesses.add(agent)  # the probe: its requests are sent during the storm
         session_usd = self.fold.session_usd.get(session_id, 0.0) if resume else 0.0
         self.out.append(
             StartTurn(
@@ -2303,6 +2386,7 @@ __all__ = [
     "Emit",
     "EnsureIntegration",
     "Event",
+    "FreezeTurns",
     "Heard",
     "InboxCommand",
     "Machine",

@@ -3,13 +3,16 @@
 Every agent's stream reaches it through the bus: a ``system/api_retry`` line with
 429 or 529, or a turn that gave up on one, holds back new spawns for everyone
 (`SpawnsHeld`), with exponential backoff and jitter, so that a storm is not fed
-with more processes. With ``crew_backoff`` (the default) claude's own retries are
-capped (``agent_api_retries``), so a running agent gives up its turn soon and waits
-for the crew's backoff like the others; the orchestrator then lets one turn through
-per window (the probe, `autonoma.workflow.decide.agents_allowed`) and resumes the
-others' sessions once a request goes through, fewer at once (AIMD).
-A limit that lasts pauses the run (`WorkPaused`) until it lifts, then the run
-resumes by itself (`WorkResumed`); no task fails because of it.
+with more processes. With ``crew_backoff`` (the default) an agent refused does not
+retry on its own: the orchestrator freezes it (SIGSTOP) until a window is over, then
+thaws one frozen agent, whose retry is the crew's probe, and all of them once a
+request goes through (`autonoma.workflow.decide`); fewer agents work at once after a
+storm (AIMD). With it the windows stop growing at
+`autonoma.workflow.backoff.CREW_WINDOW` (a few seconds): one probe per window is
+cheap, and work resumes within one window of the storm's end.
+A limit that lasts pauses the run (`WorkPaused`): a long hold until it ends, five
+storms in a row until a request goes through; then the run resumes by itself
+(`WorkResumed`); no task fails because of it.
 
 Costs come from `CostReported`; past the run's cap no new work starts, past a
 task's cap that task stops.
@@ -27,17 +30,19 @@ from typing import Any
 from autonoma.config import Settings
 from autonoma.protocol import (
     AgentApiRetry,
+    AgentToolUse,
     AgentTurnFinished,
     BudgetReached,
     CostReported,
     Envelope,
+    HoldLifted,
     SpawnsHeld,
     WorkPaused,
     WorkResumed,
 )
 from autonoma.runtime.actor import Actor
 from autonoma.runtime.bus import Bus
-from autonoma.workflow.backoff import Backoff, Budget
+from autonoma.workflow.backoff import CREW_WINDOW, Backoff, Budget
 
 GOVERNOR = "governor"
 RATE_LIMITED = frozenset({429, 529})
@@ -83,7 +88,8 @@ class Governor(Actor):
         super().__init__()
         self.bus = bus
         self.clock = clock
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff.for_run(settings.crew_backoff)
+        self.crew_backoff = settings.crew_backoff
         self.budget = Budget(settings.budget_usd, settings.task_budget_usd)
         for task_id, usd in (spent or {}).items():  # a resumed run's costs so far
             if usd > 0:
@@ -95,7 +101,8 @@ class Governor(Actor):
         ref = self.actor_ref
 
         def forward(envelope: Envelope) -> None:
-            if isinstance(envelope.message, AgentApiRetry | AgentTurnFinished | CostReported):
+            kinds = AgentApiRetry | AgentTurnFinished | AgentToolUse | HoldLifted | CostReported
+            if isinstance(envelope.message, kinds):
                 ref.tell(envelope)
 
         self.listen(self.bus, forward)
@@ -111,9 +118,12 @@ class Governor(Actor):
         now = self.clock()
         if isinstance(event, AgentApiRetry):
             if event.error_status in RATE_LIMITED:
-                self._hit(
-                    now, event.retry_delay_ms / 1000.0, f"{event.agent_id} saw {event.error_status}"
-                )
+                # claude's first retry waits what the server asked (retry-after); its later
+                # ones grow on their own, which the crew's backoff overrides (it thaws them).
+                asked = event.retry_delay_ms / 1000.0
+                if self.crew_backoff and event.attempt > 1:
+                    asked = min(asked, CREW_WINDOW)
+                self._hit(now, asked, f"{event.agent_id} saw {event.error_status}")
         elif isinstance(event, AgentTurnFinished):
             if is_rate_limited(event):
                 self._hit(
@@ -122,7 +132,14 @@ class Governor(Actor):
                     f"{event.agent_id} gave up on {event.api_error_status} after claude's retries",
                 )
             elif not event.is_error:
-                self.backoff.success(now)
+                self._went_through(now)
+        elif isinstance(event, AgentToolUse):
+            self._went_through(now)  # the model answered: a request went through
+        elif isinstance(event, HoldLifted):
+            # The orchestrator saw a request sent during the storm go through: a new 429
+            # from now on is a new storm, held at once.
+            self.backoff.lift(now)
+            self.permit()
         elif isinstance(event, CostReported):
             self.budget.add(event.task_id, event.usd)
             self._check_budget(event.task_id)
@@ -132,11 +149,19 @@ class Governor(Actor):
         """Whether a new turn (for ``task_id``) may start now."""
         now = self.clock()
         wait = self.backoff.held(now)
-        if self._paused and wait <= 0:
+        if self._paused and not self.backoff.long_limit(now):
             self._paused = False
             self.bus.publish(GOVERNOR, WorkResumed(reason="the rate limit lifted"))
         left = None if task_id is None else self.budget.task_remaining(task_id)
         return Permit(wait, self.budget.run_reached(), left)
+
+    def _went_through(self, now: float) -> None:
+        """A request went through: the next storm starts at the base again, and a pause
+        for storms in a row ends."""
+        if self.backoff.level == 0:
+            return  # nothing to end: most answers come outside storms
+        self.backoff.success(now)
+        self.permit()
 
     def _hit(self, now: float, retry_after: float | None, reason: str) -> None:
         before = self.backoff.held(now)
@@ -154,14 +179,18 @@ class Governor(Actor):
             timer = threading.Timer(max(until - now, 0.0) + 0.05, _tell, (ref, _Wake()))
             timer.daemon = True
             timer.start()
-            resume_at = time.strftime("%H:%M:%S", time.localtime(until))
-            self.bus.publish(
-                GOVERNOR,
-                WorkPaused(
-                    reason=f"usage limit ({reason}): paused until about {resume_at}, "
+            if self.backoff.storms_last() and until - now <= self.backoff.pause_after:
+                why = (
+                    f"rate limited ({reason}): {self.backoff.level} storms in a row; the run "
+                    "resumes by itself once a request goes through"
+                )
+            else:
+                resume_at = time.strftime("%H:%M:%S", time.localtime(until))
+                why = (
+                    f"usage limit ({reason}): paused until about {resume_at}, "
                     "then the run resumes by itself"
-                ),
-            )
+                )
+            self.bus.publish(GOVERNOR, WorkPaused(reason=why))
 
     def _check_budget(self, task_id: str | None) -> None:
         if "*run*" not in self._budget_told and self.budget.run_reached():

@@ -55,6 +55,7 @@ from autonoma.journal.fold import fold_rows
 from autonoma.project import Project, secret_key
 from autonoma.protocol import (
     ActorCrashed,
+    AgentApiRetry,
     AgentProcessExited,
     AgentSessionStarted,
     AgentStateChanged,
@@ -97,6 +98,7 @@ from autonoma.workflow.decide import (
     Emit,
     EnsureIntegration,
     Event,
+    FreezeTurns,
     GivePrompt,
     Heard,
     InboxCommand,
@@ -226,6 +228,7 @@ _HEARD = (
     SchemaRejected,
     SetupRan,
     AgentToolUse,  # the model answered: a storm's probe went through (decide's AIMD)
+    AgentApiRetry,  # a request refused: its agent waits frozen (decide's crew backoff)
 )
 
 _ROLES = (CEO, STAFF_ENGINEER, "developer", "qa")
@@ -463,6 +466,11 @@ class Orchestrator(Actor):
         elif isinstance(action, ResumeRoot):
             if self.ctx.resume_root is not None:
                 self.ctx.resume_root(action.reason)
+        elif isinstance(action, FreezeTurns):
+            for name in action.agents:
+                ref = self.ctx.agents.get(name)
+                if ref is not None:
+                    ref.proxy().freeze_turn(action.frozen)  # not waited for
         elif isinstance(action, StopTurns):
             for name in action.agents:
                 ref = self.ctx.agents.get(name)

@@ -495,3 +495,26 @@ def test_stopping_a_pre_started_child_leaks_no_fd(tmp_path: Path) -> None:
     while _fds() != before and time.monotonic() < end:
         time.sleep(0.01)
     assert _fds() == before
+
+
+def test_a_frozen_child_sends_nothing_outlives_the_idle_limit_and_goes_on_once_thawed(
+    tmp_path: Path,
+) -> None:
+    rec = Recorder()
+    # It handles SIGTERM itself, as claude does: a stopped process runs no handler.
+    script = "trap 'echo bye; exit 3' TERM; while :; do echo tick; sleep 0.05; done"
+    port = make_port(tmp_path, script, rec, timeout=30.0, idle_timeout=0.5, grace=5.0)
+    port.start()
+    rec.until(lambda: len(rec.lines) >= 3)
+    port.freeze(True)
+    time.sleep(0.2)  # a line on its way when frozen may still come
+    seen = len(rec.lines)
+    time.sleep(1.2)  # more than twice the idle limit
+    assert len(rec.lines) == seen and rec.exits == []  # silent, and not stopped for it
+    port.freeze(False)
+    rec.until(lambda: len(rec.lines) >= seen + 3)  # it goes on where it was
+    assert rec.exits == []
+    port.freeze(True)
+    port.stop()  # a frozen child still handles SIGTERM: continued after it
+    assert rec.exited(deadline=4.0)[0] == 3  # its handler ran, before the grace period
+    assert rec.lines[-1] == b"bye"

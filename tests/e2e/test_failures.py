@@ -17,6 +17,7 @@ import pytest
 
 from autonoma import project
 from autonoma.agents.agent import AgentActor
+from autonoma.config import Settings
 from autonoma.journal import reader
 from autonoma.protocol import (
     ActorCrashed,
@@ -30,6 +31,7 @@ from autonoma.protocol import (
     AgentTurnStarting,
     Envelope,
     Escalation,
+    HoldLifted,
     ResumeRequested,
     RetryRequested,
     ReviewVerdict,
@@ -221,27 +223,36 @@ def test_a_429_storm_holds_new_agents_back_and_fails_no_task(
     assert_clean_exit(result, 0)
     assert files_on(root, "main") == {"requirements.md", "t1.txt", "t2.txt", "t3.txt", "t4.txt"}
     rows = journal(root)
-    # claude retries by itself only as often as the crew's backoff lets it (once): its
-    # turn then gives up on the 429 and the same session is resumed after the hold.
+    # claude does not retry by itself: refused, it waits frozen, and each of its retries
+    # is the crew's probe, one per window, until one goes through; its turn goes on.
     retries = envelopes(rows, AgentApiRetry, error_status=429)
     assert retries and {r.message.task_id for r in retries} == {"t1"}
-    assert all(r.message.max_retries == 1 for r in retries)
+    assert [r.message.attempt for r in retries] == [1, 2, 3]
+    assert all(r.message.max_retries == Settings().agent_api_retries for r in retries)
+    frozen = envelopes(rows, AgentStateChanged, task_id="t1", state="waiting")
+    assert [f.sender for f in frozen] == ["developer-1"] * 3  # frozen after each refusal
     gave_up = [
         f for f in messages(rows, AgentTurnFinished, task_id="t1") if f.api_error_status == 429
     ]
-    assert gave_up, "t1's turn never gave up on the 429: claude's retries were not capped"
+    assert gave_up == []
     t1_turns = messages(rows, AgentTurnStarting, task_id="t1", role="developer")
-    assert len(t1_turns) == 2 and t1_turns[1].resume
-    assert t1_turns[1].session_id == t1_turns[0].session_id
+    assert len(t1_turns) == 1  # never started again: no start-up, no work done twice
     holds = envelopes(rows, SpawnsHeld)
     assert holds, "the governor never held spawns back"
     assert holds[0].ts >= retries[0].ts
     starts = envelopes(rows, AgentTurnStarting)
+    # A hold ends when its window does, or when the journal says it was lifted (a request
+    # sent during the storm went through): the held turns then resume at once.
+    through = [e.ts for e in envelopes(rows, HoldLifted)]
+
+    def held(began: float, until: float, at: float) -> bool:
+        return began <= at < until and not any(began <= ts <= at for ts in through)
+
     spawned_while_held = [
         (s.message.agent_id, s.message.task_id)
         for s in starts
-        if retries[0].ts <= s.ts < holds[0].message.until
-        or any(h.ts <= s.ts < h.message.until for h in holds)
+        if held(retries[0].ts, holds[0].message.until, s.ts)
+        or any(held(h.ts, h.message.until, s.ts) for h in holds)
     ]
     assert spawned_while_held == []
     # What was held back showed as waiting on the governor, not as busy nor dead.

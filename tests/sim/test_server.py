@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -284,6 +285,38 @@ def test_fault_window_by_time() -> None:
         assert post(sim.url, body("bash_tool.req1"))[0] == 200  # no role: outside the window
         time.sleep(0.6)
         assert post(sim.url, body("write_then_text.req1"))[0] == 200
+
+
+def test_a_window_since_a_role_counts_from_that_roles_first_request() -> None:
+    # 0.3 s to 0.8 s after the developer's first request; closed until that request.
+    scenario = loads_scenario(
+        '[[window]]\nsince = "developer"\nstart = 0.3\nend = 0.8\nfault = "429"\n'
+        '[[rule]]\n[[rule.step]]\ntext = "ok"\n'
+    )
+    with SimServer(scenario) as sim:
+        time.sleep(0.4)  # past the server's own 0.3 s: the window has not opened
+        assert post(sim.url, body("bash_tool.req1"))[0] == 200  # not a developer: no clock
+        assert post(sim.url, body("write_then_text.req1"))[0] == 200  # the clock starts
+        time.sleep(0.35)
+        assert post(sim.url, body("bash_tool.req1"))[0] == 429  # every role, once open
+        time.sleep(0.5)
+        assert post(sim.url, body("write_then_text.req1"))[0] == 200  # closed again
+    assert [r.fault for r in sim.messages_requests] == [None, None, "429", None]
+
+
+@pytest.mark.parametrize(("fault", "waits"), [("429", False), ("529", False), ("drop", True)])
+def test_a_windows_refusal_does_not_wait_for_the_steps_latency(fault: str, waits: bool) -> None:
+    scenario = loads_scenario(
+        f'[[window]]\nfault = "{fault}"\nlatency = 0.1\n'
+        '[[rule]]\n[[rule.step]]\ntext = "a long answer"\nlatency = 0.6\n'
+    )
+    with SimServer(scenario) as sim:
+        began = time.monotonic()
+        with contextlib.suppress(http.client.IncompleteRead):
+            post(sim.url, body("bash_tool.req1"))
+        took = time.monotonic() - began
+    assert took >= 0.1  # the window's own latency
+    assert (took >= 0.6) is waits  # a dropped stream comes after the model thought
 
 
 def test_latency() -> None:

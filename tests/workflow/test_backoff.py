@@ -154,6 +154,17 @@ def test_the_fifth_storm_in_a_row_is_a_long_limit() -> None:
     assert backoff.long_limit(now - 0.5)
 
 
+def test_storms_in_a_row_stay_a_long_limit_between_holds_until_a_success() -> None:
+    backoff = steady(base=1.0, cap=4.0)
+    now = 0.0
+    for _ in range(5):
+        now = backoff.hit(now)
+    assert backoff.held(now + 1.0) == 0.0
+    assert backoff.long_limit(now + 1.0)  # between two windows: still paused
+    backoff.success(now + 2.0)
+    assert not backoff.long_limit(now + 2.0)
+
+
 def test_five_agents_reporting_one_storm_are_not_a_long_limit() -> None:
     backoff = steady(base=1.0)
     for _ in range(5):
@@ -258,3 +269,41 @@ def test_a_negative_cost_is_refused() -> None:
 def test_a_negative_cap_is_refused() -> None:
     with pytest.raises(ValueError, match="negative"):
         Budget(run_usd=-1.0, task_usd=0.0)
+
+
+# --- Backoff: the run's windows ----------------------------------------------------------
+
+RUN_WINDOWS = [
+    # crew_backoff, the holds of eight storms in a row (no jitter)
+    (True, [2.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0]),  # one probe per window: capped short
+    (False, [2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 120.0, 120.0]),  # each agent on its own
+]
+
+
+@pytest.mark.parametrize(("crew_backoff", "holds"), RUN_WINDOWS)
+def test_the_crews_windows_stop_growing_at_a_few_seconds(
+    crew_backoff: bool, holds: list[float]
+) -> None:
+    backoff = Backoff.for_run(crew_backoff, jitter=0.0)
+    now, seen = 0.0, []
+    for _ in holds:
+        until = backoff.hit(now)  # the probe (or a turn) is refused when the hold ends
+        seen.append(until - now)
+        now = until
+    assert seen == holds
+
+
+def test_a_crew_window_still_waits_as_long_as_the_server_asks() -> None:
+    backoff = Backoff.for_run(True, jitter=0.0)
+    assert backoff.hit(0.0, retry_after=60.0) == 60.0
+
+
+def test_a_lifted_hold_ends_now_and_the_next_storm_starts_at_the_base() -> None:
+    backoff = Backoff.for_run(True, jitter=0.0)
+    now = 0.0
+    for _ in range(3):
+        now = backoff.hit(now)
+    assert backoff.held(now - 1.0) == 1.0
+    backoff.lift(now - 1.0)
+    assert backoff.held(now - 1.0) == 0.0 and backoff.level == 0
+    assert backoff.hit(now) == now + 2.0  # a new storm, at once

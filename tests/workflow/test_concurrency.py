@@ -18,6 +18,7 @@ import pytest
 from autonoma.agents.roles import load_role
 from autonoma.journal.fold import State, apply
 from autonoma.protocol import (
+    AgentApiRetry,
     AgentProcessExited,
     AgentSessionStarted,
     AgentToolUse,
@@ -26,6 +27,7 @@ from autonoma.protocol import (
     AnyMessage,
     ConcurrencyChanged,
     Envelope,
+    HoldLifted,
     PlanWritten,
     RunStarted,
     SpawnsHeld,
@@ -39,6 +41,7 @@ from autonoma.workflow.decide import (
     Config,
     Emit,
     Event,
+    FreezeTurns,
     Heard,
     Machine,
     PrepareWorkspace,
@@ -121,6 +124,8 @@ class Crew:
         """Every row as the journal would hold it (what the bus said, what decide emitted)."""
         self.running: dict[str, StartTurn] = {}
         self.started: list[StartTurn] = []
+        self.freezes: list[tuple[tuple[str, ...], bool]] = []
+        """Every `FreezeTurns` decided: (agents, frozen)."""
         self.pids = itertools.count(100)
         self.hear(RunStarted(requirements="r.md", project="/repo", max_workers=WORKERS))
         self.hear(PlanWritten(plan={"summary": "s", "milestones": []}, path="/p.json"))
@@ -146,6 +151,8 @@ class Crew:
                 )
             elif isinstance(action, StartTurn):
                 self._spawn(action)
+            elif isinstance(action, FreezeTurns):
+                self.freezes.append((action.agents, action.frozen))
 
     def hear(self, message: AnyMessage, sender: str = "orchestrator") -> None:
         heard = envelope(message, sender)
@@ -290,3 +297,172 @@ def test_status_and_the_dashboard_show_the_agents_allowed_at_once() -> None:
     assert "Agents at once: 2 of 4 (lowered after rate limits)" in shown
     lines = [text for text, _ in run_lines(state, live=False)]
     assert "agents at once: 2 of 4 (lowered after rate limits)" in lines
+
+
+# --- what ends a storm ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndRow:
+    name: str
+    answers: str
+    """Who the API answers: ``probe`` (the turn started when the hold ended) or
+    ``running`` (a turn that was at work when the storm began; ``running twice``: it
+    was answered once already during the storm)."""
+    retried: bool
+    """The answer is to claude's own retry of a 429 it saw (an ``api_retry`` line)."""
+    ends: bool
+    """The storm is over: the held turns start at once."""
+    lifts: bool
+    """A hold was in force: `HoldLifted` is journaled (status no longer shows it)."""
+
+
+END_ROWS = [
+    EndRow("the probe's request goes through, its window not over", "probe", True, True, True),
+    EndRow("the probe's first request goes through", "probe", False, True, False),
+    EndRow("a running turn's retry of its 429 goes through", "running", True, True, True),
+    # Its request may have been sent before the storm: it says nothing of the storm's end.
+    EndRow("a running turn answered, no 429 seen", "running", False, False, False),
+    # Its second answer is to a request sent after the first one: during the storm.
+    EndRow("a running turn answered twice during the storm", "running twice", False, True, True),
+]
+
+
+def api_retry(agent: str, task_id: str | None) -> AgentApiRetry:
+    return AgentApiRetry(
+        agent_id=agent,
+        attempt=1,
+        max_retries=1,
+        retry_delay_ms=1000.0,
+        error_status=429,
+        task_id=task_id,
+    )
+
+
+@pytest.mark.parametrize("row", END_ROWS, ids=lambda r: r.name)
+def test_a_request_of_a_witness_ends_the_storm_and_the_held_turns_start_at_once(
+    row: EndRow,
+) -> None:
+    crew = Crew()
+    crew.storm(1, NOW + 10)
+    agents = sorted(crew.running)
+    if row.answers == "probe":
+        for agent in agents:
+            crew.end(agent, 429)
+        crew.tick(NOW + 11)
+        (agent,) = crew.running
+        if row.retried:  # its first request was refused: a new window, until NOW + 16
+            crew.hear(api_retry(agent, crew.running[agent].task_id), agent)
+            crew.storm(2, NOW + 16)
+        crew.m.now = NOW + 12.5
+    else:
+        agent = agents[0]
+        for other in agents[1:]:
+            crew.end(other, 429)
+        crew.m.now = NOW + 2.0
+        if row.retried:
+            crew.hear(api_retry(agent, crew.running[agent].task_id), agent)
+        if row.answers == "running twice":
+            crew.hear(AgentToolUse(agent_id=agent, tool_use_id="toolu_0", tool="Bash", input={}))
+    before = len(crew.started)
+    # The answer, heard within the hold; no tick follows: what starts, starts now.
+    crew.hear(AgentToolUse(agent_id=agent, tool_use_id="toolu_1", tool="Write", input={}), agent)
+    started = crew.started[before:]
+    lifted = [m for m in crew.emitted if isinstance(m, HoldLifted)]
+    assert len(lifted) == row.lifts
+    state = State()
+    for envelope_ in crew.journal:  # what status folds
+        apply(state, envelope_)
+    assert ("Governor: spawns held" in state_text(state)) is (not row.lifts)
+    if row.ends:
+        assert crew.m.storm_level == 0
+        assert tuple(crew.limits()) == (2, 3)  # halved, then one more: this request
+        assert len(crew.running) == 3 and len(started) == 2
+        assert all(turn.resume for turn in started)  # the held sessions, resumed
+    else:
+        assert crew.m.storm_level == 1
+        assert tuple(crew.limits()) == (2,)  # not raised by an answer from before
+        assert started == [] and list(crew.running) == [agent]
+        crew.tick(NOW + 11)
+        assert list(crew.running) == [agent]  # the hold ended: it is the one at work
+
+
+# --- refused turns wait frozen ---------------------------------------------------------
+
+
+def refuse(crew: Crew, agent: str) -> None:
+    """claude's ``api_retry`` line: its request was refused with a 429."""
+    crew.hear(api_retry(agent, crew.running[agent].task_id), agent)
+
+
+@pytest.mark.parametrize(("crew_backoff", "frozen"), [(True, True), (False, False)])
+def test_a_refused_agent_waits_frozen_instead_of_retrying(crew_backoff: bool, frozen: bool) -> None:
+    crew = Crew(crew_backoff=crew_backoff)
+    refuse(crew, "developer-1")
+    assert crew.freezes == ([(("developer-1",), True)] if frozen else [])
+    refuse(crew, "developer-1")  # frozen already: nothing more
+    assert len(crew.freezes) == (1 if frozen else 0)
+
+
+def test_one_frozen_agent_probes_per_window_and_all_thaw_when_it_gets_through() -> None:
+    crew = Crew()
+    agents = sorted(crew.running)
+    for agent in agents:
+        refuse(crew, agent)
+    crew.storm(1, NOW + 10)
+    assert crew.freezes == [((agent,), True) for agent in agents]
+    del crew.freezes[:]
+    crew.tick(NOW + 5)
+    assert crew.freezes == []  # the window
+    crew.tick(NOW + 11)
+    assert crew.freezes == [(("developer-1",), False)]  # the longest frozen: the probe
+    crew.tick(NOW + 12)
+    assert len(crew.freezes) == 1  # one probe at a time
+    refuse(crew, "developer-1")  # the probe refused: frozen again, before the new hold
+    crew.tick(NOW + 12.5)
+    assert crew.freezes[1:] == [(("developer-1",), True)]  # no second probe meanwhile
+    crew.storm(2, NOW + 16)
+    crew.tick(NOW + 15)
+    assert len(crew.freezes) == 2
+    crew.tick(NOW + 17)
+    assert crew.freezes[2:] == [(("developer-2",), False)]  # the next probe, in turn
+    # Its request goes through: the storm is over, every frozen turn thaws at once.
+    crew.m.now = NOW + 17.5
+    tool = AgentToolUse(agent_id="developer-2", tool_use_id="toolu_1", tool="Bash", input={})
+    crew.hear(tool, "developer-2")
+    assert crew.freezes[3:] == [(("developer-3", "developer-4", "developer-1"), False)]
+    assert crew.m.storm_level == 0 and [m for m in crew.emitted if isinstance(m, HoldLifted)] == []
+    assert len(crew.started) == WORKERS  # no turn started again: the same ones go on
+
+
+def test_a_probe_whose_turn_ended_lets_the_next_frozen_one_probe() -> None:
+    crew = Crew()
+    for agent in sorted(crew.running):
+        refuse(crew, agent)
+    crew.storm(1, NOW + 10)
+    del crew.freezes[:]
+    crew.tick(NOW + 11)
+    assert crew.freezes == [(("developer-1",), False)]
+    crew.end("developer-1", 429)  # its last retry refused: its turn gave up
+    crew.tick(NOW + 11.5)
+    assert crew.freezes[1:] == [(("developer-2",), False)]
+
+
+def test_the_probe_is_the_frozen_agent_whose_own_retry_is_due_first() -> None:
+    crew = Crew()
+    # claude's own delays grow with its attempts: a thawed agent waits them out first.
+    delays = {"developer-1": 32.0, "developer-2": 1.0, "developer-3": 16.0, "developer-4": 8.0}
+    for agent, delay in delays.items():
+        retry = AgentApiRetry(
+            agent_id=agent,
+            attempt=5,
+            max_retries=8,
+            retry_delay_ms=delay * 1000.0,
+            error_status=429,
+            task_id=crew.running[agent].task_id,
+        )
+        crew.hear(retry, agent)
+    crew.storm(1, NOW + 10)
+    del crew.freezes[:]
+    crew.tick(NOW + 11)
+    assert crew.freezes == [(("developer-2",), False)]  # due already, and frozen first

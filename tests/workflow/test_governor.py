@@ -18,10 +18,12 @@ import pytest
 from autonoma.config import Settings
 from autonoma.protocol import (
     AgentApiRetry,
+    AgentToolUse,
     AgentTurnFinished,
     BudgetReached,
     CostReported,
     Envelope,
+    HoldLifted,
     SpawnsHeld,
     WorkPaused,
     WorkResumed,
@@ -189,7 +191,8 @@ def test_a_long_limit_pauses_the_run_which_resumes_by_itself_when_it_lifts(gov: 
     assert len(gov.published(WorkResumed)) == 1  # said once
 
 
-def test_the_fifth_storm_in_a_row_pauses_even_when_short() -> None:
+@pytest.mark.parametrize("went_through", ["tool call", "turn"])
+def test_the_fifth_storm_in_a_row_pauses_until_a_request_goes_through(went_through: str) -> None:
     with running_governor(pause_after=1000.0) as gov:  # 32 s, the fifth hold, is not long
         for _ in range(4):
             gov.bus.publish("developer-1", api_retry(429, delay_s=0.0))
@@ -198,10 +201,28 @@ def test_the_fifth_storm_in_a_row_pauses_even_when_short() -> None:
         gov.bus.publish("developer-1", api_retry(429, delay_s=0.0))
         assert gov.permit().wait == pytest.approx(32.0)
         assert [h.level for h in gov.published(SpawnsHeld)] == [1, 2, 3, 4, 5]
-        assert len(gov.published(WorkPaused)) == 1
+        (paused,) = gov.published(WorkPaused)
+        assert "5 storms in a row" in paused.reason and "resumes by itself" in paused.reason
+        # Its hold ends, the probe is refused again: still the same pause, said once.
         gov.clock.now += 32.0
         assert gov.permit().wait == 0.0
+        gov.bus.publish("developer-1", api_retry(429, delay_s=0.0))
+        assert gov.permit().wait > 0
+        assert len(gov.published(WorkPaused)) == 1 and gov.published(WorkResumed) == []
+        # A request goes through: the run resumes, and the next storm starts at the base.
+        if went_through == "tool call":
+            gov.bus.publish(
+                "developer-1",
+                AgentToolUse(agent_id="developer-1", tool_use_id="toolu_1", tool="Write", input={}),
+            )
+        else:
+            gov.bus.publish("developer-1", finished())
+        gov.permit()
         assert len(gov.published(WorkResumed)) == 1
+        gov.clock.now += 64.0  # the sixth storm's hold over
+        gov.bus.publish("developer-1", api_retry(429, delay_s=0.0))
+        assert gov.permit().wait == pytest.approx(2.0)
+        assert len(gov.published(WorkPaused)) == 1
 
 
 def test_a_success_starts_the_next_storm_at_the_base_again(gov: Setup) -> None:
@@ -268,3 +289,63 @@ def test_a_stopped_governor_stops_listening(gov: Setup) -> None:
     # Publishing after the stop reaches no dead mailbox (no error) and holds nothing.
     gov.bus.publish("developer-1", api_retry(429, delay_s=5.0))
     assert gov.published(SpawnsHeld) == []
+
+
+@pytest.mark.parametrize(("crew_backoff", "longest"), [(True, 5.0), (False, 120.0 * 1.25)])
+def test_with_the_crews_backoff_the_windows_between_probes_stay_short(
+    crew_backoff: bool, longest: float
+) -> None:
+    bus = Bus(run_id="r1")
+    seen: list[Envelope] = []
+    bus.subscribe(seen.append)
+    clock = Clock()
+    governor = Governor.start(bus, Settings(crew_backoff=crew_backoff), clock=clock)
+    try:
+        for _ in range(8):  # a long storm: each probe refused as its window ends
+            bus.publish("developer-1", finished(is_error=True, status=429))
+            clock.now += governor.proxy().permit().get(timeout=10).wait
+    finally:
+        governor.stop()
+    delays = [e.message.delay for e in seen if isinstance(e.message, SpawnsHeld)]
+    assert len(delays) == 8
+    # The crew's windows: 2 s, 4 s, then 4 s at most (with a quarter of jitter).
+    assert max(delays) <= longest
+    assert (max(delays) > 5.0) is not crew_backoff
+
+
+def test_a_lifted_hold_lets_the_next_rate_limit_hold_spawns_at_once(gov: Setup) -> None:
+    gov.bus.publish("developer-1", api_retry(429, delay_s=0.0))
+    gov.clock.now += gov.permit().wait
+    gov.bus.publish("developer-1", api_retry(429, delay_s=0.0))  # the probe: level 2, 4 s
+    assert gov.permit().wait == pytest.approx(4.0)
+    gov.clock.now += 1.0
+    gov.bus.publish("orchestrator", HoldLifted(reason="a request of developer-1's went through"))
+    assert gov.permit().wait == 0.0
+    gov.clock.now += 0.5
+    gov.bus.publish("developer-2", api_retry(529, delay_s=0.0))  # a new storm, held now
+    assert gov.permit().wait == pytest.approx(2.0)
+    assert [h.level for h in gov.published(SpawnsHeld)] == [1, 2, 1]
+
+
+@pytest.mark.parametrize(
+    ("crew_backoff", "attempt", "held"),
+    [
+        (True, 1, 32.0),  # claude's first retry waits what the server asked: honoured
+        (True, 5, 4.0),  # a later one grew on its own: the crew thaws it after a window
+        (False, 5, 32.0),  # without the crew's backoff claude's own delay is the hold
+    ],
+)
+def test_claudes_own_growing_delays_do_not_lengthen_the_crews_windows(
+    crew_backoff: bool, attempt: int, held: float
+) -> None:
+    with running_governor(Settings(crew_backoff=crew_backoff)) as gov:
+        retry = AgentApiRetry(
+            agent_id="developer-1",
+            attempt=attempt,
+            max_retries=8,
+            retry_delay_ms=32_000.0,
+            error_status=429,
+            task_id="t1",
+        )
+        gov.bus.publish("developer-1", retry)
+        assert gov.permit().wait == pytest.approx(held)
