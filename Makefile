@@ -14,7 +14,7 @@ BUN_BIN := $(BUN_DIR)/node_modules/.bin/bun
 # The web view's Chromium tests drive Debian's chromium (Playwright's own download is a CDN).
 CHROMIUM ?= chromium
 
-.PHONY: dev claude bun sandbox-deps chromium test lint format demo wheel clean-tools \
+.PHONY: dev claude bun sandbox-deps chromium test chaos lint format demo wheel clean-tools \
 	webview desktop desktop-mac desktop-win desktop-linux
 
 $(VENV)/.installed: pyproject.toml
@@ -66,6 +66,14 @@ chromium:
 
 test: dev claude bun sandbox-deps chromium
 	$(PY) -m pytest -q
+
+# The chaos suite (tests/chaos), long trials included, then its tables: things killed at
+# random moments in real runs. `make test` runs only its short trials. TRIALS=N trials per
+# scenario (default: 20 for the SIGKILLs), SEED=S the first seed (a failed trial names its).
+chaos: dev claude sandbox-deps
+	$(if $(TRIALS),AUTONOMA_CHAOS_TRIALS=$(TRIALS)) $(if $(SEED),AUTONOMA_CHAOS_SEED=$(SEED)) \
+		$(PY) -m pytest -q -p no:cacheprovider --timeout 0 tests/chaos \
+		-m "chaos_long or not chaos_long"
 
 # A full offline run of the company on autonoma/examples/todo: simulated model, real claude.
 demo: dev claude
