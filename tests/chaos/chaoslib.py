@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from autonoma.journal import reader
 from autonoma.journal.schema import JournalError
 from autonoma.protocol import (
@@ -70,6 +72,15 @@ def _read_int(name: str) -> int | None:
 # would refuse them as unknown settings (every AUTONOMA_* variable is one).
 _TRIALS = _read_int(TRIALS_VARIABLE)
 _SEED = _read_int(SEED_VARIABLE)
+
+
+LENGTHS = [
+    pytest.param(False, id="short"),
+    pytest.param(True, id="long", marks=(pytest.mark.chaos_long, pytest.mark.timeout(4 * 3600))),
+]
+"""A scenario's two versions, for ``@pytest.mark.parametrize("long", LENGTHS)``: one
+trial in ``make test``, the long one (marked ``chaos_long``, hours allowed) in
+``make chaos``."""
 
 
 def trials(long: bool, default: int) -> int:

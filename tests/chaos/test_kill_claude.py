@@ -18,6 +18,7 @@ import pytest
 
 from autonoma.workflow.decide import MAX_INTERRUPTIONS
 from tests.chaos.chaoslib import (
+    LENGTHS,
     Company,
     Reference,
     Trial,
@@ -68,9 +69,7 @@ def play(trial: Trial, ref: Reference) -> None:
         trial.fail("run", f"{trial.starts} starts")
 
 
-@pytest.mark.parametrize(
-    "long", [False, pytest.param(True, marks=pytest.mark.chaos_long)], ids=["short", "long"]
-)
+@pytest.mark.parametrize("long", LENGTHS)
 def test_sigkill_of_a_random_claude_the_run_merges_everything_itself(
     tmp_path: Path, uninterrupted: Callable[[Company], Reference], long: bool
 ) -> None:

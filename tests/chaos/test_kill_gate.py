@@ -20,6 +20,7 @@ import pytest
 
 from autonoma.protocol import MergeFailed
 from tests.chaos.chaoslib import (
+    LENGTHS,
     Company,
     Proc,
     Reference,
@@ -67,9 +68,7 @@ def play(trial: Trial, ref: Reference) -> None:
         trial.fail("run", f"{trial.starts} starts")
 
 
-@pytest.mark.parametrize(
-    "long", [False, pytest.param(True, marks=pytest.mark.chaos_long)], ids=["short", "long"]
-)
+@pytest.mark.parametrize("long", LENGTHS)
 def test_sigkill_of_the_merge_gates_tests_fails_that_merge_and_the_task_merges_later(
     tmp_path: Path, uninterrupted: Callable[[Company], Reference], long: bool
 ) -> None:

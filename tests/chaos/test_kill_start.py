@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.chaoslib import Company, Reference, Trial, kill_group, play_trials, trials
+from tests.chaos.chaoslib import LENGTHS, Company, Reference, Trial, kill_group, play_trials, trials
 
 COMPANY = Company()
 
@@ -40,9 +40,7 @@ def play(trial: Trial, ref: Reference) -> None:
     trial.finish(trial.wait(trial.launch()), ref.tree)
 
 
-@pytest.mark.parametrize(
-    "long", [False, pytest.param(True, marks=pytest.mark.chaos_long)], ids=["short", "long"]
-)
+@pytest.mark.parametrize("long", LENGTHS)
 def test_sigkill_of_the_whole_start_then_resume(
     tmp_path: Path, uninterrupted: Callable[[Company], Reference], long: bool
 ) -> None:

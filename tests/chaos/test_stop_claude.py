@@ -17,6 +17,7 @@ import pytest
 
 from autonoma.protocol import AgentProcessExited
 from tests.chaos.chaoslib import (
+    LENGTHS,
     Company,
     Proc,
     Reference,
@@ -78,9 +79,7 @@ def play(trial: Trial, ref: Reference) -> None:
         trial.fail("run", f"{trial.starts} starts")
 
 
-@pytest.mark.parametrize(
-    "long", [False, pytest.param(True, marks=pytest.mark.chaos_long)], ids=["short", "long"]
-)
+@pytest.mark.parametrize("long", LENGTHS)
 def test_sigstop_of_a_claude_past_the_idle_timeout_is_stopped_and_retried(
     tmp_path: Path, uninterrupted: Callable[[Company], Reference], long: bool
 ) -> None:
