@@ -40,6 +40,9 @@ import pytest
 from autonoma.journal import reader
 from autonoma.journal.schema import JournalError
 from autonoma.protocol import (
+    AgentProcessStarted,
+    AgentToolResult,
+    AgentToolUse,
     Envelope,
     Escalation,
     RunFinished,
@@ -144,14 +147,14 @@ GATE_MARK = "chaos-gate"
 
 @dataclass(frozen=True)
 class Company:
-    """What a trial runs: ``tasks`` small independent tasks (the last depends on the
-    first), each developer answering after ``latency`` s, the merge gate's tests taking
+    """What a trial runs: ``tasks`` small independent tasks, each developer answering
+    after ``latency`` s (a little more for some), the merge gate's tests taking
     ``gate_sleep`` s, ``workers`` developers, and extra settings (``AUTONOMA_*``)."""
 
-    tasks: int = 4
+    tasks: int = 3
     latency: float = 0.5
     gate_sleep: float = 0.3
-    workers: int = 2
+    workers: int = 3
     settings: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -171,7 +174,7 @@ class Company:
                 "id": t,
                 "title": f"Write {t}",
                 "spec": f"Create {t}.txt holding `{t}` and commit it.",
-                "deps": ["t1"] if t != "t1" and t == self.task_ids[-1] else [],
+                "deps": [],
                 "files": [f"{t}.txt"],
                 "acceptance": [f"{t}.txt holds `{t}`"],
             }
@@ -224,6 +227,15 @@ class Company:
         }
         lines += _rule("qa", None, [_answer(verdict)])
         return "\n".join(lines) + "\n"
+
+
+IDLE = 20.0
+"""The trials' turn idle timeout (``turn_idle_timeout``): longer than any quiet moment of
+a turn here, a claude's start-up included (up to 10 s seen on the loaded machine), so
+that only a stopped claude meets it."""
+
+COMPANY = Company(gate_sleep=1.0, settings=(("AUTONOMA_TURN_IDLE_TIMEOUT", str(IDLE)),))
+"""The company every scenario plays: one uninterrupted reference run per session."""
 
 
 def _answer(value: dict[str, object]) -> dict[str, object]:
@@ -591,6 +603,19 @@ class Trial:
             time.sleep(0.05)
         return False
 
+    def moment(self, ref: Reference, start: float = 0.0, end: float = 0.95) -> int:
+        """A random moment of the run: a journal row between ``start`` and ``end`` of
+        the uninterrupted run's rows."""
+        return self.rng.randint(max(1, int(start * ref.rows)), max(1, int(end * ref.rows)))
+
+    def reach(self, active: subprocess.Popen[bytes], row: int) -> bool:
+        """Wait until the journal holds ``row`` rows (the rows of earlier starts count),
+        then a random fraction of a second; False when the run ended first."""
+        if not self.until(active, lambda: len(self.journal()) >= row):
+            return False
+        time.sleep(self.rng.uniform(0, 0.3))
+        return active.poll() is None
+
     def journal(self) -> list[Envelope]:
         """The journal so far (read on from the last row seen: polled often)."""
         db = self.root / ".autonoma" / "state.db"
@@ -630,8 +655,43 @@ class Trial:
         )
 
     def claudes(self) -> list[Proc]:
-        """The run's ``claude`` processes now."""
-        return sorted((p for p in run_processes(self.where) if p.is_claude), key=lambda p: p.pid)
+        """The run's ``claude`` processes of agents' turns now (not the short
+        ``claude auth status`` of a start: a turn is journaled with its pid)."""
+        turns = self.turn_pids()
+        return sorted(
+            (p for p in run_processes(self.where) if p.is_claude and p.pid in turns),
+            key=lambda p: p.pid,
+        )
+
+    def turn_pids(self) -> dict[int, int]:
+        """Each turn's claude pid -> the seq of its `AgentProcessStarted`."""
+        return {
+            e.message.pid: e.seq
+            for e in self.journal()
+            if isinstance(e.message, AgentProcessStarted)
+        }
+
+    def tool_running(self, pid: int) -> bool:
+        """Whether the turn of claude ``pid`` has a tool call without its result yet."""
+        rows = self.journal()
+        since = self.turn_pids().get(pid)
+        agent = next(
+            (
+                e.message.agent_id
+                for e in rows
+                if e.seq == since and isinstance(e.message, AgentProcessStarted)
+            ),
+            None,
+        )
+        used: set[str] = set()
+        for e in rows:
+            if since is None or e.seq <= since or getattr(e.message, "agent_id", None) != agent:
+                continue
+            if isinstance(e.message, AgentToolUse):
+                used.add(e.message.tool_use_id)
+            elif isinstance(e.message, AgentToolResult):
+                used.discard(e.message.tool_use_id)
+        return bool(used)
 
     def gate_tests(self) -> list[Proc]:
         """The merge gate's test command (its shell, not the sandbox around it)."""
@@ -695,10 +755,13 @@ def kill_group(active: subprocess.Popen[bytes], signum: int = signal.SIGKILL) ->
 
 @dataclass(frozen=True)
 class Reference:
-    """An uninterrupted run of a company: main's tree and how long it took."""
+    """An uninterrupted run of a company: main's tree, how long it took, and how many
+    rows it journaled (a moment of a run is drawn as a row: a wall-clock moment would
+    mean another point of the run on a busier machine)."""
 
     tree: dict[str, str]
     seconds: float
+    rows: int
 
 
 _REFERENCES: dict[Company, Reference] = {}
@@ -715,7 +778,8 @@ def reference(company: Company, where: Path) -> Reference:
         trial.finish(code, reference={})
         trial.problems.pop("trees", None)  # nothing to compare with: this is the reference
         assert not trial.problems, f"the uninterrupted run failed: {trial.problems}"
-        _REFERENCES[company] = Reference(main_tree(trial.root), trial.seconds)
+        rows = len(trial.journal())
+        _REFERENCES[company] = Reference(main_tree(trial.root), trial.seconds, rows)
     return _REFERENCES[company]
 
 
@@ -726,6 +790,8 @@ class Tally:
     scenario: str
     uninterrupted: float
     done: list[Trial] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    """Failures outside the trials (the uninterrupted run that follows them)."""
 
     def add(self, trial: Trial) -> None:
         """Count ``trial``, note it in the per-trial table, and print its line."""
@@ -775,7 +841,7 @@ class Tally:
 
     def failures(self) -> list[str]:
         """One line per broken invariant of each failed trial (its seed and folder)."""
-        return [
+        return self.extra + [
             f"trial {n} (seed {t.seed}, {t.where}): {name}: {'; '.join(problems)[:800]}"
             for n, t in enumerate(self.done, start=1)
             for name, problems in t.problems.items()
@@ -810,7 +876,11 @@ def play_trials(
 ) -> None:
     """Play ``count`` trials of scenario ``name`` (``play`` drives one), each in a
     folder of its own under ``where`` and bound to 6x the uninterrupted run (at least
-    2 minutes) plus ``slack``; record the scenario's row, then fail on any loss."""
+    2 minutes) plus ``slack``; record the scenario's row, then fail on any loss.
+
+    With more than one trial, an uninterrupted run follows them (the machine's load
+    changes over a long suite): the row compares with the mean of it and ``ref``.
+    """
     tally = Tally(name, ref.seconds)
     bound = max(120.0, 6 * ref.seconds) + slack
     for n, seed in enumerate(seeds(name, count)):
@@ -818,4 +888,11 @@ def play_trials(
         with cleanup(trial):
             play(trial, ref)
         tally.add(trial)
+    if count > 1:
+        control = Trial(where / "uninterrupted", company, 0, bound)
+        with cleanup(control):
+            control.finish(control.wait(control.launch()), ref.tree)
+        tally.uninterrupted = statistics.mean([ref.seconds, control.seconds])
+        for invariant, problems in control.problems.items():
+            tally.extra.append(f"the uninterrupted run: {invariant}: {'; '.join(problems)}")
     tally.record_and_check()

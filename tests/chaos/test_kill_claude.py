@@ -18,6 +18,7 @@ import pytest
 
 from autonoma.workflow.decide import MAX_INTERRUPTIONS
 from tests.chaos.chaoslib import (
+    COMPANY,
     LENGTHS,
     Company,
     Reference,
@@ -29,7 +30,6 @@ from tests.chaos.chaoslib import (
     trials,
 )
 
-COMPANY = Company()
 KILLS = (1, 3)
 
 
@@ -46,23 +46,20 @@ def kill_a_claude(trial: Trial) -> bool:
     except ProcessLookupError:
         return False
     trial.kills += 1
-    trial.notes.append(f"killed claude at {trial.seconds:.1f} s")
+    trial.notes.append(f"killed a claude at row {len(trial.journal())}")
     poll(lambda: not still_alive(below), 5.0, 0.1)
     trial.check("orphans", [f"outlived its claude: {p.describe()}" for p in still_alive(below)])
     return True
 
 
 def play(trial: Trial, ref: Reference) -> None:
-    """Kill 1 to 3 claudes at random moments; the run must end done by itself."""
+    """Kill 1 to 3 claudes at random rows of the run; the run must end done by itself."""
     count = trial.rng.randint(*KILLS)
-    moments = sorted(trial.rng.uniform(0.5, 0.9 * ref.seconds) for _ in range(count))
+    rows = sorted(trial.moment(ref, 0.0, 0.9) for _ in range(count))
     active = trial.launch()
-    for moment in moments:
-        wait = moment - trial.seconds
-        if wait > 0 and trial.ends_within(active, wait):
-            break
-        # At that moment, or as soon as a claude runs.
-        if not trial.until(active, lambda: kill_a_claude(trial)):
+    for row in rows:
+        # At that row, or as soon as a claude runs after it.
+        if not trial.reach(active, row) or not trial.until(active, lambda: kill_a_claude(trial)):
             break
     trial.finish(trial.wait(active), ref.tree)
     if trial.starts != 1:

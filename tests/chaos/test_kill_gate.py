@@ -20,6 +20,7 @@ import pytest
 
 from autonoma.protocol import MergeFailed
 from tests.chaos.chaoslib import (
+    COMPANY,
     LENGTHS,
     Company,
     Proc,
@@ -30,8 +31,6 @@ from tests.chaos.chaoslib import (
     still_alive,
     trials,
 )
-
-COMPANY = Company(gate_sleep=1.5)
 
 
 def play(trial: Trial, ref: Reference) -> None:
@@ -49,8 +48,8 @@ def play(trial: Trial, ref: Reference) -> None:
         return bool(found)
 
     if trial.until(active, hit):
-        # Somewhere in the sleep (the gate's checkout and set-up come before it).
-        time.sleep(trial.rng.uniform(0, COMPANY.gate_sleep * 0.7))
+        # Early in its sleep: found late on a busy machine, it may be near its end.
+        time.sleep(trial.rng.uniform(0, COMPANY.gate_sleep * 0.3))
         try:
             os.kill(victims[0].pid, signal.SIGKILL)
             trial.kills += 1
@@ -73,4 +72,4 @@ def test_sigkill_of_the_merge_gates_tests_fails_that_merge_and_the_task_merges_l
     tmp_path: Path, uninterrupted: Callable[[Company], Reference], long: bool
 ) -> None:
     ref = uninterrupted(COMPANY)
-    play_trials("SIGKILL gate tests", COMPANY, trials(long, 6), tmp_path, ref, play)
+    play_trials("SIGKILL gate tests", COMPANY, trials(long, 5), tmp_path, ref, play)

@@ -14,24 +14,43 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.chaoslib import LENGTHS, Company, Reference, Trial, kill_group, play_trials, trials
-
-COMPANY = Company()
+from tests.chaos.chaoslib import (
+    COMPANY,
+    LENGTHS,
+    Company,
+    Reference,
+    Trial,
+    kill_group,
+    play_trials,
+    trials,
+)
 
 
 def play(trial: Trial, ref: Reference) -> None:
-    """Kill the run once (one trial in three: twice), then resume it to the end."""
+    """Kill the run once (one trial in three: twice), then resume it to the end.
+
+    The first kill comes at a random row of the run's journal (one in eight: at a
+    random instant of its first 3 seconds, before it journals anything); a second
+    one, soon after the resumed run journaled its first rows again."""
     times = 2 if trial.rng.random() < 1 / 3 else 1
-    for _ in range(times):
+    for n in range(times):
         active = trial.launch()
-        moment = trial.rng.uniform(0.2, 0.9 * ref.seconds)
-        if trial.ends_within(active, moment):
-            trial.notes.append(f"ended before the kill at {moment:.1f} s")
-            trial.finish(active.returncode, ref.tree)
+        if n == 0 and trial.rng.random() < 1 / 8:
+            moment = trial.rng.uniform(0.2, 3.0)
+            hit = not trial.ends_within(active, moment)
+            where = f"{moment:.1f} s after the start"
+        else:
+            done = len(trial.journal())
+            row = trial.moment(ref) if n == 0 else done + trial.rng.randint(1, ref.rows // 3)
+            hit = trial.reach(active, row)
+            where = f"row {row}"
+        if not hit:
+            trial.notes.append(f"ended before the kill at {where}")
+            trial.finish(trial.wait(active), ref.tree)
             return
         kill_group(active)
         trial.kills += 1
-        trial.notes.append(f"killed at {moment:.1f} s")
+        trial.notes.append(f"killed at {where}")
         trial.check_owner_gone(status=trial.expected_status())
         if trial.outcome() == "done":
             trial.notes.append("after its end")  # killed while it wound down

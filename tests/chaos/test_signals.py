@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.chaoslib import LENGTHS, Company, Reference, Trial, play_trials, trials
+from tests.chaos.chaoslib import COMPANY, LENGTHS, Company, Reference, Trial, play_trials, trials
 
-COMPANY = Company(gate_sleep=1.0)
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 EXIT_CODES = {"stopped": 130, "done": 0}
 
@@ -36,9 +35,9 @@ def play(trial: Trial, ref: Reference) -> None:
         time.sleep(trial.rng.uniform(0, trial.company.gate_sleep))
         where = f"merge {k + 1}"
     else:
-        moment = trial.rng.uniform(0.5, 0.9 * ref.seconds)
-        hit = not trial.ends_within(active, moment)
-        where = f"{moment:.1f} s"
+        row = trial.moment(ref)
+        hit = trial.reach(active, row)
+        where = f"row {row}"
     if hit and active.poll() is None:
         os.kill(active.pid, signum)
         trial.kills += 1
@@ -67,4 +66,4 @@ def test_sigint_sigterm_sighup_stop_cleanly_and_the_run_resumes(
     tmp_path: Path, uninterrupted: Callable[[Company], Reference], long: bool
 ) -> None:
     ref = uninterrupted(COMPANY)
-    play_trials("SIGINT/TERM/HUP", COMPANY, trials(long, 12), tmp_path, ref, play)
+    play_trials("SIGINT/TERM/HUP", COMPANY, trials(long, 9), tmp_path, ref, play)

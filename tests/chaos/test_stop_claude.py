@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import pytest
 
 from autonoma.protocol import AgentProcessExited
 from tests.chaos.chaoslib import (
+    COMPANY,
+    IDLE,
     LENGTHS,
     Company,
     Proc,
@@ -28,16 +31,15 @@ from tests.chaos.chaoslib import (
     trials,
 )
 
-IDLE = 6.0
-"""The idle timeout of the trials: longer than any quiet moment of a turn here (the
-sim's latencies are below a second) even on a loaded machine."""
-
-COMPANY = Company(settings=(("AUTONOMA_TURN_IDLE_TIMEOUT", str(IDLE)),))
-
 
 def stop_a_claude(trial: Trial) -> Proc | None:
-    """SIGSTOP one of the run's claude processes; None when none runs."""
-    running = trial.claudes()
+    """SIGSTOP one of the run's claude processes between its tool calls; None when none
+    runs (or the one chosen started a tool meanwhile: it is continued).
+
+    While a tool runs, a turn's idle limit is claude's own tool limit (11 minutes, see
+    `autonoma.agents.port.TOOL_QUIET_LIMIT`): a claude stopped then is found that late.
+    """
+    running = [p for p in trial.claudes() if not trial.tool_running(p.pid)]
     if not running:
         return None
     victim = trial.rng.choice(running)
@@ -45,14 +47,19 @@ def stop_a_claude(trial: Trial) -> Proc | None:
         os.kill(victim.pid, signal.SIGSTOP)
     except ProcessLookupError:
         return None
+    time.sleep(0.5)  # what it wrote before it stopped reaches the journal
+    if trial.tool_running(victim.pid):
+        os.kill(victim.pid, signal.SIGCONT)
+        trial.notes.append("stopped during a tool: continued")
+        return None
     return victim
 
 
 def play(trial: Trial, ref: Reference) -> None:
-    """Stop one claude at a random moment; it must be gone after the idle timeout and
+    """Stop one claude at a random row of the run; it must be gone after the idle timeout and
     the run end done by itself."""
     active = trial.launch()
-    moment = trial.rng.uniform(0.5, 0.8 * ref.seconds)
+    row = trial.moment(ref, 0.0, 0.8)
     stopped: list[Proc] = []
 
     def stop_one() -> bool:
@@ -60,11 +67,11 @@ def play(trial: Trial, ref: Reference) -> None:
         stopped.extend([victim] if victim else [])
         return victim is not None
 
-    if not trial.ends_within(active, moment):
+    if trial.reach(active, row):
         trial.until(active, stop_one)
     if stopped:
         trial.kills += 1
-        trial.notes.append(f"stopped a claude at {trial.seconds:.1f} s")
+        trial.notes.append(f"stopped a claude at row {row} or after")
         if not poll(lambda: not still_alive(stopped), IDLE + 20, 0.1):
             trial.fail("orphans", f"still there: {still_alive(stopped)[0].describe()}")
     trial.finish(trial.wait(active), ref.tree)
@@ -79,9 +86,11 @@ def play(trial: Trial, ref: Reference) -> None:
         trial.fail("run", f"{trial.starts} starts")
 
 
-@pytest.mark.parametrize("long", LENGTHS)
+# Long only: a trial lasts the idle timeout and the grace period more (25 s), too much
+# for `make test`.
+@pytest.mark.parametrize("long", LENGTHS[1:])
 def test_sigstop_of_a_claude_past_the_idle_timeout_is_stopped_and_retried(
     tmp_path: Path, uninterrupted: Callable[[Company], Reference], long: bool
 ) -> None:
     ref = uninterrupted(COMPANY)
-    play_trials("SIGSTOP claude", COMPANY, trials(long, 6), tmp_path, ref, play, slack=IDLE)
+    play_trials("SIGSTOP claude", COMPANY, trials(long, 4), tmp_path, ref, play, slack=IDLE)
