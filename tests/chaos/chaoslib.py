@@ -144,6 +144,12 @@ def render(rows: list[dict[str, object]]) -> list[str]:
 GATE_MARK = "chaos-gate"
 """In the merge gate's test command, so that its process can be found (and hit)."""
 
+LINGER = "(setsid sh -c '(nohup sleep 120 >/dev/null 2>&1 &)' &)"
+"""What each developer's command and the gate's tests leave running, as a server or a
+watcher started in the background would: a double-forked ``sleep`` in a session of its
+own. It must die with the turn or check that started it, however that ends; left
+behind, the trial's orphan check finds it (its folder is the trial's)."""
+
 
 @dataclass(frozen=True)
 class Company:
@@ -163,12 +169,13 @@ class Company:
 
     @property
     def test_command(self) -> str:
-        return f": {GATE_MARK}; sleep {self.gate_sleep}; test -f requirements.md"
+        return f": {GATE_MARK}; {LINGER}; sleep {self.gate_sleep}; test -f requirements.md"
 
     def scenario(self) -> str:
         """The sim scenario (TOML): the CEO's plan, the Staff Engineer's tasks, one
         developer rule per task (write ``<task>.txt`` holding its name and commit it, a
-        command that may run again harmlessly), QA approving."""
+        command that may run again harmlessly, leaving a `LINGER` process), QA
+        approving."""
         tasks = [
             {
                 "id": t,
@@ -201,7 +208,7 @@ class Company:
         ]
         command = (
             "echo {task} > {task}.txt && git add {task}.txt && "
-            "(git diff --cached --quiet || git commit -q -m '{task}: file')"
+            f"(git diff --cached --quiet || git commit -q -m '{{task}}: file'); {LINGER}"
         )
         report = {
             "summary": "Wrote {task}.txt.",
