@@ -25,17 +25,18 @@ EXIT_CODES = {"stopped": 130, "done": 0}
 
 
 def play(trial: Trial, ref: Reference) -> None:
-    """One signal (by the trial's number), at a merge (even trials) or a random moment;
-    then check how the run stopped, and resume it to the end."""
+    """One signal (by the trial's number), at a random row (even trials: the short
+    one too) or at a merge (odd ones); then check how the run stopped, and resume it."""
     signum = SIGNALS[trial.index % len(SIGNALS)]
     active = trial.launch()
-    if trial.index % 2 == 0:
+    if trial.index % 2 == 1:
         k = trial.rng.randrange(trial.company.tasks)
         hit = trial.until(active, lambda: trial.merging() > k)
         time.sleep(trial.rng.uniform(0, trial.company.gate_sleep))
         where = f"merge {k + 1}"
     else:
-        row = trial.moment(ref)
+        # Past the start-up: a signal before the actors run is only shown interrupted.
+        row = trial.moment(ref, 0.15)
         hit = trial.reach(active, row)
         where = f"row {row}"
     if hit and active.poll() is None:
