@@ -473,9 +473,10 @@ def survivors(where: Path, grace: float = 5.0) -> list[str]:
 
 
 def leftover_worktrees(root: Path) -> list[str]:
-    """Worktrees and clones an ended run left: ``git worktree list`` may hold only the
-    repository and the merge gate's worktree, ``.autonoma/worktrees`` only ``_merge``,
-    ``.autonoma/clones/<run>`` nothing."""
+    """Worktrees, clones and turns' temp folders an ended run left: ``git worktree
+    list`` may hold only the repository and the merge gate's worktree,
+    ``.autonoma/worktrees`` only ``_merge``, ``.autonoma/clones/<run>`` and
+    ``.autonoma/tmp/<run>`` nothing."""
     listed = git(root, "worktree", "list", "--porcelain").split("\n\n")
     paths = {b.split("\n")[0].removeprefix("worktree ") for b in listed if b.strip()}
     allowed = {str(root), str(root / ".autonoma" / "worktrees" / "_merge")}
@@ -487,6 +488,10 @@ def leftover_worktrees(root: Path) -> list[str]:
     if clones.exists():
         for run in sorted(clones.iterdir()):
             problems += [f"clone left: {p}" for p in sorted(run.iterdir())]
+    temp = root / ".autonoma" / "tmp"
+    if temp.exists():
+        for run in sorted(temp.iterdir()):
+            problems += [f"turn temp folder left: {p}" for p in sorted(run.iterdir())]
     return problems
 
 

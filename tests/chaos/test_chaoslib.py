@@ -64,7 +64,7 @@ def test_a_process_working_in_the_trials_folder_survives_and_is_then_killed(
             proc.wait()
 
 
-def test_a_task_worktree_or_clone_left_behind_is_found(tmp_path: Path) -> None:
+def test_a_task_worktree_clone_or_temp_folder_left_behind_is_found(tmp_path: Path) -> None:
     root = make_project(tmp_path)
     merge = root / ".autonoma" / "worktrees" / "_merge"
     git(root, "worktree", "add", "-q", "--detach", str(merge))
@@ -73,10 +73,12 @@ def test_a_task_worktree_or_clone_left_behind_is_found(tmp_path: Path) -> None:
     task = root / ".autonoma" / "worktrees" / "t1"
     git(root, "worktree", "add", "-q", "--detach", str(task))
     (root / ".autonoma" / "clones" / "run1" / "t2").mkdir()
+    (root / ".autonoma" / "tmp" / "run1" / "turn-1").mkdir(parents=True)
     assert chaoslib.leftover_worktrees(root) == [
         f"worktree left: {task}",
         f"left: {task}",
         f"clone left: {root / '.autonoma' / 'clones' / 'run1' / 't2'}",
+        f"turn temp folder left: {root / '.autonoma' / 'tmp' / 'run1' / 'turn-1'}",
     ]
 
 
