@@ -779,13 +779,13 @@ class Reference:
 _REFERENCES: dict[Company, Reference] = {}
 
 
-def reference(company: Company, where: Path) -> Reference:
-    """The uninterrupted run of ``company`` (made once per session, in ``where``).
+def reference(company: Company, folder: Callable[[], Path]) -> Reference:
+    """The uninterrupted run of ``company`` (made once per session, in ``folder()``).
 
     Raises AssertionError when even that run does not end well.
     """
     if company not in _REFERENCES:
-        trial = Trial(where, company, seed=0, bound=600)
+        trial = Trial(folder(), company, seed=0, bound=600)
         code = trial.wait(trial.launch())
         trial.finish(code, reference={})
         trial.problems.pop("trees", None)  # nothing to compare with: this is the reference

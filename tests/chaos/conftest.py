@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -34,7 +33,6 @@ def uninterrupted(
     """The uninterrupted run of a company (made once per session and company)."""
 
     def made(company: chaoslib.Company) -> chaoslib.Reference:
-        where: Path = tmp_path_factory.mktemp("reference")
-        return chaoslib.reference(company, where)
+        return chaoslib.reference(company, lambda: tmp_path_factory.mktemp("reference"))
 
     return made
