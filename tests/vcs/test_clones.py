@@ -4,6 +4,8 @@ change the user's repository. Real git and real pygit2 throughout."""
 from __future__ import annotations
 
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pygit2
@@ -239,3 +241,34 @@ def test_the_planning_checkout_holds_the_requirements_even_untracked(user: Path)
     assert not (plan.parent / "escape.txt").exists()
     missing = orchestrator._prepare_checkout(user, PrepareCheckout("plan", str(plan), "nope"))
     assert missing.error.startswith(str(user)) and "no commit nope" in missing.error
+
+
+MAKE_CLONE = """
+import sys
+from pathlib import Path
+from autonoma.vcs import clones, workspace
+user = Path(sys.argv[1])
+base = workspace.head_of(user, workspace.INTEGRATION_BRANCH)
+print("go", flush=True)
+clones.create_clone(user, user / ".autonoma" / "clones", "t1", base, run=sys.argv[2])
+"""
+
+
+def test_a_clone_killed_while_it_is_made_is_made_again_next_time(user: Path) -> None:
+    # SIGKILLed at 16 moments of making the clone (found by the chaos suite: killed
+    # between `git init` and the checkout, the next start refused the half-made clone
+    # as "not a clone of this task" and escalated the task).
+    base = workspace.head_of(user, workspace.INTEGRATION_BRANCH)
+    for n in range(16):
+        run = f"r{n}"
+        maker = subprocess.Popen(
+            [sys.executable, "-c", MAKE_CLONE, str(user), run], stdout=subprocess.PIPE, text=True
+        )
+        assert maker.stdout is not None and maker.stdout.readline() == "go\n"
+        time.sleep(n * 0.002)
+        maker.kill()
+        maker.wait()
+        branch, path = clones.create_clone(user, user / ".autonoma" / "clones", "t1", base, run=run)
+        assert git(path, "rev-parse", "--abbrev-ref", "HEAD").strip() == branch
+        assert (path / "a.txt").read_text() == "a\n"
+        assert sorted(p.name for p in path.parent.iterdir()) == ["t1"]  # no partial left
