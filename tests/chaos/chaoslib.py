@@ -807,6 +807,7 @@ class Tally:
 
     def add(self, trial: Trial) -> None:
         """Count ``trial``, note it in the per-trial table, and print its line."""
+        trial.ended = trial.ended or time.monotonic()  # killed after its end: not waited for
         self.done.append(trial)
         broken = ", ".join(f"{k}: {len(v)}" for k, v in trial.problems.items()) or "ok"
         record(
