@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import shutil
 import threading
 import time
 from collections import deque
@@ -321,6 +322,9 @@ class Orchestrator(Actor):
                 LeftoversKilled(pids=[x.pid for x in left], commands=[x.command for x in left]),
                 durable=True,
             )
+        # And its turns' temp folders (claude's sandbox sockets and scratch): no turn runs
+        # yet; an agent whose turn comes makes its own anew, the others' stayed for good.
+        shutil.rmtree(ctx.project.tmp / ctx.run_id, ignore_errors=True)
         fold = fold_rows(reader.rows(ctx.project.state_db, run_id=ctx.run_id))
         run = fold.run
         resume = (
