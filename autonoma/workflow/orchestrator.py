@@ -325,6 +325,8 @@ class Orchestrator(Actor):
         # And its turns' temp folders (claude's sandbox sockets and scratch): no turn runs
         # yet; an agent whose turn comes makes its own anew, the others' stayed for good.
         shutil.rmtree(ctx.project.tmp / ctx.run_id, ignore_errors=True)
+        # And the locks of its branches git held as it was killed: each move would fail.
+        workspace.remove_stale_ref_locks(ctx.repo)
         fold = fold_rows(reader.rows(ctx.project.state_db, run_id=ctx.run_id))
         run = fold.run
         resume = (
