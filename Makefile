@@ -65,11 +65,15 @@ chromium:
 	fi
 
 test: dev claude bun sandbox-deps chromium
-	$(PY) -m pytest -q -m "not chaos_long"
+	$(PY) -m pytest -q
 
-# The chaos suite, long trials included, and its tables (TRIALS=40: trials per experiment).
+# The chaos suite (tests/chaos), long trials included, then its tables: things killed at
+# random moments in real runs. `make test` runs only its short trials. TRIALS=N trials per
+# scenario (default: 20 for the SIGKILLs), SEED=S the first seed (a failed trial names its).
 chaos: dev claude sandbox-deps
-	AUTONOMA_CHAOS_TRIALS=$(TRIALS) $(PY) -m pytest -q tests/chaos
+	$(if $(TRIALS),AUTONOMA_CHAOS_TRIALS=$(TRIALS)) $(if $(SEED),AUTONOMA_CHAOS_SEED=$(SEED)) \
+		$(PY) -m pytest -q -p no:cacheprovider --timeout 0 tests/chaos \
+		-m "chaos_long or not chaos_long"
 
 # A full offline run of the company on autonoma/examples/todo: simulated model, real claude.
 demo: dev claude

@@ -161,17 +161,38 @@ def create_clone(
     if path.exists():
         path.rmdir()
     head = reference.peel(pygit2.Commit).id
+    _make_clone(user, path, head, branch)
+    return branch, path
+
+
+def _partial(path: Path) -> Path:
+    """Where the clone of ``path`` is made before it is renamed into place."""
+    return path.with_name(f".{path.name}.partial")
+
+
+def _make_clone(
+    user: pygit2.Repository, path: Path, commit: pygit2.Oid, branch: str | None
+) -> None:
+    """A clone of ``user`` at ``path``, checked out at ``commit`` (on ``branch``, or detached).
+
+    Made beside its place and renamed into it once whole: a half-made clone would be
+    taken for a good one (or refused as a stranger's) next time, and a SIGKILL in the
+    middle leaves no word; it then leaves only the partial folder, removed first here.
+    Raises `VcsError`.
+    """
+    partial = _partial(path)
+    remove_clone(partial)
     try:
-        clone = _init_shared(user, path, _ref_name(branch))
-        _check_out(clone, head, branch)
+        clone = _init_shared(user, partial, _ref_name(branch or "autonoma/checkout"))
+        _check_out(clone, commit, branch)
         with contextlib.suppress(KeyError, VcsError):
             integration = user.lookup_reference(_ref_name(INTEGRATION_BRANCH)).target
             clone.references.create(_ref_name(INTEGRATION_BRANCH), integration, force=True)
+        del clone
+        partial.rename(path)
     except BaseException:
-        # A half-made clone would be taken for a good one next time.
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(partial, ignore_errors=True)
         raise
-    return branch, path
 
 
 def catch_up(repo_path: Path, clone_dir: Path, branch: str, base: str) -> bool:
@@ -220,16 +241,7 @@ def make_checkout(
     if not fresh and (path / ".git").is_dir() and not (path / ".git").is_symlink():
         return path
     remove_clone(path)
-    commit = _commit(user, rev).id
-    try:
-        clone = _init_shared(user, path, _ref_name(branch or "autonoma/checkout"))
-        _check_out(clone, commit, branch)
-        with contextlib.suppress(KeyError, VcsError):
-            integration = user.lookup_reference(_ref_name(INTEGRATION_BRANCH)).target
-            clone.references.create(_ref_name(INTEGRATION_BRANCH), integration, force=True)
-    except BaseException:
-        shutil.rmtree(path, ignore_errors=True)
-        raise
+    _make_clone(user, path, _commit(user, rev).id, branch)
     return path
 
 

@@ -748,3 +748,31 @@ def add_git_config(env: dict[str, str], key: str, value: str) -> None:
     env[f"GIT_CONFIG_KEY_{count}"] = key
     env[f"GIT_CONFIG_VALUE_{count}"] = value
     env["GIT_CONFIG_COUNT"] = str(count + 1)
+
+
+def remove_stale_ref_locks(repo_path: Path) -> list[Path]:
+    """Remove the ref locks (``refs/heads/autonoma/**.lock``) a killed Autonoma left.
+
+    git makes ``<ref>.lock`` while it moves a ref and renames it over the ref when done;
+    a SIGKILL in between leaves it, and every later move of that ref fails ("failed to
+    lock file"). Only Autonoma moves its own branches, so call this with the run lock
+    held (no run of the project active). Returns the locks removed; never raises.
+    """
+    try:
+        repo = _open(repo_path)
+    except VcsError:
+        return []
+    common = Path(repo.path)
+    pointer = common / "commondir"  # a linked worktree's git folder names the shared one
+    if pointer.is_file():
+        common = (common / pointer.read_text().strip()).resolve()
+    base = common / "refs" / "heads" / "autonoma"
+    removed: list[Path] = []
+    if base.is_dir() and not base.is_symlink():
+        for lock in sorted(base.rglob("*.lock")):
+            try:
+                lock.unlink()
+            except OSError:
+                continue
+            removed.append(lock)
+    return removed

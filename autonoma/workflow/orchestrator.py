@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import queue
+import shutil
 import threading
 import time
 from collections import deque
@@ -329,6 +330,11 @@ class Orchestrator(Actor):
                 LeftoversKilled(pids=[x.pid for x in left], commands=[x.command for x in left]),
                 durable=True,
             )
+        # And its turns' temp folders (claude's sandbox sockets and scratch): no turn runs
+        # yet; an agent whose turn comes makes its own anew, the others' stayed for good.
+        shutil.rmtree(ctx.project.tmp / ctx.run_id, ignore_errors=True)
+        # And the locks of its branches git held as it was killed: each move would fail.
+        workspace.remove_stale_ref_locks(ctx.repo)
         fold = fold_rows(reader.rows(ctx.project.state_db, run_id=ctx.run_id))
         run = fold.run
         resume = (

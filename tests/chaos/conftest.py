@@ -1,32 +1,38 @@
-"""The chaos suite's tables: printed at the end of the session, one per table name."""
+"""The chaos suite's tables, printed at the end of the session, and its fixtures.
+
+``make test`` runs the short trials (``-m "not chaos_long"``, pyproject's addopts);
+``make chaos`` runs them all and prints a table per name given to `chaoslib.record`.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 import pytest
 
-from tests.chaos.chaoslib import TABLES
+from tests.chaos import chaoslib
 
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    return "-" if value is None else str(value)
-
-
-def table_text(name: str, rows: list[dict[str, object]]) -> str:
-    """``rows`` as a text table headed ``name`` (columns: every key, in first-seen order)."""
-    columns: list[str] = []
-    for row in rows:
-        columns += [key for key in row if key not in columns]
-    cells = [[_cell(row.get(key)) for key in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = [name, "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(line.rstrip() for line in lines)
+# chaoslib read them at import: autonoma refuses any AUTONOMA_* variable it does not know.
+for _name in (chaoslib.TRIALS_VARIABLE, chaoslib.SEED_VARIABLE):
+    os.environ.pop(_name, None)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print the tables the chaos tests recorded (nothing when none ran)."""
-    for name, rows in TABLES.items():
-        terminalreporter.write_sep("=", f"chaos: {name}")
-        terminalreporter.write_line(table_text(name, rows))
+    """One table per name recorded with `chaoslib.record`, columns the rows' keys."""
+    for name, rows in chaoslib.tables().items():
+        terminalreporter.write_sep("=", f"chaos table: {name}")
+        for line in chaoslib.render(rows):
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[chaoslib.Company], chaoslib.Reference]:
+    """The uninterrupted run of a company (made once per session and company)."""
+
+    def made(company: chaoslib.Company) -> chaoslib.Reference:
+        return chaoslib.reference(company, lambda: tmp_path_factory.mktemp("reference"))
+
+    return made

@@ -4,6 +4,8 @@ change the user's repository. Real git and real pygit2 throughout."""
 from __future__ import annotations
 
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pygit2
@@ -337,3 +339,35 @@ def test_a_review_checkout_made_ahead_holds_what_the_developer_committed(user: P
     assert workspace.head_of(user, BRANCH) == head
     assert git(review, "rev-parse", "HEAD").strip() == head
     assert (review / "work.txt").exists()
+
+
+MAKE_CLONE = """
+import sys
+from pathlib import Path
+from autonoma.vcs import clones, workspace
+user = Path(sys.argv[1])
+base = workspace.head_of(user, workspace.INTEGRATION_BRANCH)
+print("go", flush=True)
+clones.create_clone(user, user / ".autonoma" / "clones", "t1", base, run=sys.argv[2])
+"""
+
+
+def test_a_clone_killed_while_it_is_made_is_made_again_next_time(user: Path) -> None:
+    # SIGKILLed at 16 moments of making the clone (found by the chaos suite: killed
+    # between `git init` and the checkout, the next start refused the half-made clone
+    # as "not a clone of this task" and escalated the task).
+    base = workspace.head_of(user, workspace.INTEGRATION_BRANCH)
+    for n in range(16):
+        run = f"r{n}"
+        maker = subprocess.Popen(
+            [sys.executable, "-c", MAKE_CLONE, str(user), run], stdout=subprocess.PIPE, text=True
+        )
+        assert maker.stdout is not None and maker.stdout.readline() == "go\n"
+        time.sleep(n * 0.002)
+        maker.kill()
+        maker.wait()
+        workspace.remove_stale_ref_locks(user)  # as a resumed run does first
+        branch, path = clones.create_clone(user, user / ".autonoma" / "clones", "t1", base, run=run)
+        assert git(path, "rev-parse", "--abbrev-ref", "HEAD").strip() == branch
+        assert (path / "a.txt").read_text() == "a\n"
+        assert sorted(p.name for p in path.parent.iterdir()) == ["t1"]  # no partial left

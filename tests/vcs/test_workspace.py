@@ -717,3 +717,19 @@ def test_branch_changes_ignores_what_the_integration_gained(project: Path) -> No
     workspace.commit_all(path, "T1", ["mine.txt"])
     back(project, path)
     assert workspace.branch_changes(project, newer, "autonoma/run/T1") == ["mine.txt"]
+
+
+def test_a_ref_lock_left_by_a_killed_run_is_removed(tmp_path: Path) -> None:
+    # Found by tests/chaos (SIGKILL start, seed 1118330): killed while git moved a task
+    # branch, the resumed run failed to bring the branch back four times ("failed to
+    # lock file ...t1.lock") and escalated the task.
+    root = tmp_path / "user"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
+    heads = root / ".git" / "refs" / "heads" / "autonoma" / "run1"
+    heads.mkdir(parents=True)
+    (heads / "t1.lock").write_text("0" * 40 + "\n")
+    (root / ".git" / "refs" / "heads" / "main.lock").write_text("")  # the user's: left
+    assert workspace.remove_stale_ref_locks(root) == [heads / "t1.lock"]
+    assert not (heads / "t1.lock").exists()
+    assert (root / ".git" / "refs" / "heads" / "main.lock").exists()
