@@ -64,8 +64,10 @@ chromium:
 		fi; \
 	fi
 
+# Two workers (a file each at a time: a module's fixtures, such as the Ray cluster, are
+# made once): most tests wait on claude, git and the sim, so two halve the wall time here.
 test: dev claude bun sandbox-deps chromium
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # The chaos suite (tests/chaos), long trials included, then its tables: things killed at
 # random moments in real runs. `make test` runs only its short trials. TRIALS=N trials per
