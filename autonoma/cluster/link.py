@@ -41,6 +41,7 @@ from autonoma.config import Settings
 from autonoma.protocol import AgentState, AgentStateChanged, AgentText, SetupRan
 from autonoma.runtime.actor import Actor
 from autonoma.runtime.bus import Bus
+from autonoma.workflow.setup import failure_reason
 
 AGENT_CPUS = 1.0
 """Logical CPUs a remote agent asks of the cluster: one build or test run at a time."""
@@ -102,6 +103,8 @@ class RemoteAgentActor(Actor):
         self._last_outcome: TurnOutcome | None = None
         self._role = ""
         self._preparing = False
+        self._setup_failed = ""
+        """Why the last set-up on the node failed, until the next turn is refused for it."""
 
     def on_start(self) -> None:
         # max_restarts=0: a dead actor is this link's crash, for the crew supervisor to
@@ -137,6 +140,12 @@ class RemoteAgentActor(Actor):
             raise TurnRefused(str(error)) from None
         if self._preparing:
             raise AgentBusy(f"{self.agent_id} is running the set-up on its node")
+        if self._setup_failed:
+            # Counted as a failed turn of the task (retried, then escalated), as a failed
+            # set-up on the head is; the node runs the set-up again before the next turn.
+            why, self._setup_failed = self._setup_failed, ""
+            self._publish("idle", request.task_id, f"could not start a turn: {why}")
+            raise TurnRefused(why)
         try:
             if not self._where:
                 where = ray.get(self._remote.where.remote(), timeout=START_TIMEOUT)
@@ -206,6 +215,9 @@ class RemoteAgentActor(Actor):
                 ) from None
             if ran is not None:
                 self.bus.publish(self.agent_id, ran)
+                if not ran.ok:
+                    where = self._where or "its node"
+                    self._setup_failed = f"the set-up failed on {where}: {failure_reason(ran)}"
         elif isinstance(message, _Polled) and message.generation == self._generation:
             try:
                 batch = message.future.result()

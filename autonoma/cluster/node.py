@@ -220,9 +220,10 @@ class NodeAgent:
 
     def prepare(self, spec: TurnSpec, state: State) -> SetupRan | None:
         """Bring the task's clone to ``state`` and run the set-up command in it, once per
-        clone and command, whatever its outcome (the agent sees a failed set-up as it would
-        locally: in its own test runs). Blocks for the set-up (up to the ``test_timeout``
-        setting); its `SetupRan` (place ``node``), None when there was none to run."""
+        clone and command until it succeeds (the link refuses the turn after a failed one:
+        a failed attempt of the task, as a failed set-up on the head is). Blocks for the
+        set-up (up to the ``test_timeout`` setting); its `SetupRan` (place ``node``),
+        None when there was none to run."""
         cwd = self._clone(spec, state)
         if not self.needs_setup(spec):
             return None
@@ -246,7 +247,9 @@ class NodeAgent:
             place="node",
             confinement=confinement,
         )
-        (cwd / ".git" / _SETUP_MARKER).write_text(spec.setup_command)
+        if ran.ok:
+            # A failed set-up runs again before the next turn, as on the head.
+            (cwd / ".git" / _SETUP_MARKER).write_text(spec.setup_command)
         return ran
 
     def _clone(self, spec: TurnSpec, state: State) -> Path:

@@ -66,3 +66,42 @@ def test_the_set_up_runs_once_per_node_clone(tmp_path: Path, sandbox: bool) -> N
     finally:
         node.cleanup(run_id)
     assert not clone_path(run_id, "t1").exists()
+
+
+def test_a_failed_set_up_runs_again_before_the_next_turn(tmp_path: Path) -> None:
+    """A failed set-up on a node is not marked done: the link refuses the turn (a failed
+    attempt, as on the head) and the next attempt's `prepare` runs the command again."""
+    head = tmp_path / "head"
+    head.mkdir()
+    git(head, "init", "-q", "-b", "task")
+    (head / "a.txt").write_text("a\n")
+    git(head, "add", "-A")
+    git(head, "-c", "user.name=T", "-c", "user.email=t@x.invalid", "commit", "-q", "-m", "one")
+    run_id = f"test-{tmp_path.name}"
+    spec = TurnSpec(
+        agent_id="developer-1",
+        run_id=run_id,
+        role=load_role("developer", None),
+        prompt="",
+        session_id="",
+        resume=False,
+        task_id="t1",
+        budget_usd=None,
+        session_usd=0.0,
+        settings=Settings(sandbox=False, test_timeout=60.0),
+        env={"PATH": "/usr/bin:/bin"},
+        claude="",
+        branch="task",
+        setup_command="echo tried >> ../tries.txt; exit 3",
+    )
+    node = NodeAgent("developer-1", str(tmp_path / "node"))
+    try:
+        first = node.prepare(spec, capture(head))
+        assert first is not None and not first.ok and first.exit_code == 3
+        assert node.needs_setup(spec)
+        second = node.prepare(spec, capture(head))
+        assert second is not None and not second.ok
+        tries = clone_path(run_id, "t1").parent / "tries.txt"
+        assert tries.read_text() == "tried\ntried\n"
+    finally:
+        node.cleanup(run_id)
