@@ -372,9 +372,15 @@ class Port:
         assert self.idle_timeout is not None
         if self._frozen:
             return math.inf
-        if self._tool_running:
+        if self._tool_running and not self._stopped():
             return max(self.idle_timeout, TOOL_QUIET_LIMIT)
         return self.idle_timeout
+
+    def _stopped(self) -> bool:
+        """Whether the child itself is stopped (SIGSTOP from elsewhere, not `freeze`): a
+        stopped claude waits on no tool, so its silence is idle time."""
+        entry = None if self._pid is None else process.read_entry(self._pid)
+        return entry is not None and entry.state == "T"
 
     def stop(self, reason: str = "stop") -> None:
         """SIGTERM to the whole tree; SIGKILL after ``grace`` seconds if anything still runs."""
@@ -384,9 +390,10 @@ class Port:
             self._stop_reason = reason
             self._kill_at = time.monotonic() + self.grace
             self._signal_all(signal.SIGTERM)
-            if self._frozen:  # a stopped process handles SIGTERM only once continued
-                self._frozen = False
-                self._signal_all(signal.SIGCONT)
+            # A stopped process (frozen here, or stopped by someone else) handles SIGTERM
+            # only once continued; a running one ignores SIGCONT.
+            self._frozen = False
+            self._signal_all(signal.SIGCONT)
         self._add_timer(self.grace, self._escalate)
 
     def kill(self) -> None:

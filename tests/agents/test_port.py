@@ -406,6 +406,29 @@ def test_a_running_tool_stretches_the_idle_limit_until_it_ends(tmp_path: Path) -
     assert (port.result.timeout, port.result.timeout_s) == ("idle", 0.5)
 
 
+def test_a_child_stopped_by_someone_during_a_tool_is_idle_and_ends_by_its_handler(
+    tmp_path: Path,
+) -> None:
+    rec = Recorder()
+    # SIGSTOP from outside while a tool runs: nothing runs, so the tool's longer quiet
+    # limit must not apply; continued after SIGTERM, it ends by its own handler.
+    script = "trap 'echo bye; exit 3' TERM; echo tool; while :; do sleep 0.05; done"
+    port = make_port(tmp_path, script, rec, timeout=60.0, idle_timeout=0.5, grace=5.0)
+
+    def on_line(line: bytes) -> None:
+        rec.on_line(line)
+        port.tool_running(line == b"tool")
+
+    port._on_line = on_line
+    pid = port.start()
+    rec.until(lambda: rec.lines == [b"tool"])
+    os.kill(pid, signal.SIGSTOP)
+    assert rec.exited(deadline=4.0)[0] == 3
+    assert rec.lines == [b"tool", b"bye"]
+    assert port.result is not None
+    assert (port.result.timeout, port.result.timeout_s) == ("idle", 0.5)
+
+
 def test_the_wall_clock_stops_a_child_that_prints_steadily(tmp_path: Path) -> None:
     rec = Recorder()
     script = "while :; do echo tick; sleep 0.05; done"
