@@ -240,6 +240,9 @@ def run_lines(
         ends = run.ended or state.last_ts
         level: Level = "good" if run.outcome == "done" else "bad"
         lines.append((f"run {run.run_id}: {run.outcome}", level))
+        if run.summary:
+            # First, under the outcome: a short panel must not cut off how it ended.
+            lines.append((short(run.summary, 300), level))
     elif run.interrupted:
         # Its process is gone without a word (killed): the clock stopped with it.
         ends = state.last_ts
@@ -260,7 +263,9 @@ def run_lines(
     if state.paused:
         why = pause_reason(state.human_pause, state.paused_by, state.work_pause)
         lines.append((f"PAUSED: {short(why, 120)}", "bad"))
-    if state.held_until > state.last_ts:
+    if run.outcome is not None:
+        pass  # ended: the governor has nothing left to say
+    elif state.held_until > state.last_ts:
         wait = state.held_until - state.last_ts
         lines.append((f"governor holds new agents {wait:.0f} s: {state.hold_reason}", "warn"))
     else:
@@ -268,8 +273,6 @@ def run_lines(
     if run.max_workers and state.concurrency is not None and state.concurrency < run.max_workers:
         # Only while lowered: at the ceiling it says nothing max_workers does not.
         lines.append((concurrency_text(state.concurrency, run.max_workers), "warn"))
-    if run.outcome is not None and run.summary:
-        lines.append((short(run.summary, 300), level))
     return lines
 
 

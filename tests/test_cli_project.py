@@ -109,10 +109,10 @@ def test_a_broken_config_toml_names_the_file(git_repo: Path, clean_env: dict[str
     assert result.returncode == 2
     assert result.stderr.startswith(f"autonoma: {config}: invalid TOML")
     assert result.stderr.count("\n") == 1
-    config.write_text("colour = 'blue'\n")
+    config.write_text("flavour = 'blue'\n")
     result = run_autonoma("logs", cwd=git_repo, env=clean_env)
     assert result.returncode == 2
-    assert result.stderr == f"autonoma: {config}: unknown key 'colour'\n"
+    assert result.stderr == f"autonoma: {config}: unknown key 'flavour'\n"
 
 
 def test_commands_before_init_say_what_to_do(git_repo: Path, clean_env: dict[str, str]) -> None:

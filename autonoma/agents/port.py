@@ -562,6 +562,7 @@ class Port:
             timeout = self._timeout
         if self._namespace is not None:
             self._namespace.reap()  # after the child: the kernel keeps pid 1 until then
+            process.reap_strays()  # the child's zombies, reparented here once it was reaped
         for timer in timers:
             timer.cancel()
         assert self._reader is not None
@@ -639,8 +640,11 @@ class Port:
                         killed = True
                         give_up = now + KILL_TIMEOUT
                 elif all(e.ppid != os.getpid() for e in rest):
-                    # Zombies only, and not ours to reap (no subreaper): nothing runs.
-                    log.warning("pid %s: zombies of its tree left to their reaper", pid)
+                    # Zombies only, and not ours to reap: nothing runs. In a namespace of
+                    # its own (ended above) they are the child's own, reparented to this
+                    # process once the child is reaped (reaped then, below): expected.
+                    if self._namespace is None:
+                        log.warning("pid %s: zombies of its tree left to their reaper", pid)
                     return
             if give_up is not None and now >= give_up:
                 log.warning("pid %s: processes of its tree remain: %s", pid, rest)

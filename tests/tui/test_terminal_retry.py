@@ -128,7 +128,8 @@ def test_a_finished_run_travelled_and_retried_from_the_keyboard(tmp_path: Path) 
         screen = term.wait_for(
             lambda s: board_state(s, "t2") == "escalated (retry asked)", "the retry asked"
         )
-        assert "t2 will be retried when the run resumes" in screen, screen
+        # The toast wraps where the temporary folder's length says: one line of it.
+        assert "t2 will be retried when the run" in screen, screen
         (asked,) = messages(journal(root, after_seq=head), RetryRequested)
         assert (asked.task_id, asked.note) == ("t2", note)
         assert "tty /dev/pts/" in asked.origin  # typed on a terminal
@@ -188,7 +189,7 @@ def test_a_live_run_takes_a_retry_from_the_dashboard_and_merges_the_task(
         )
         ended = run.wait_for(lambda s: "EXIT=" in s, "the run's end", timeout=60)
         assert "EXIT=0" in ended and ": done. 2 tasks: 2 merged" in ended, ended
-        term.wait_for(lambda s: "run " in s and ": done" in s, "the run done on the dashboard")
+        term.wait_for(lambda s: "2 tasks: 2 merged" in s, "the run done on the dashboard")
         term.keys("q")
         assert "EXIT=0" in term.wait_for(lambda s: "EXIT=" in s, "the dashboard's end")
     finally:
