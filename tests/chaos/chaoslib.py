@@ -360,11 +360,11 @@ def descendants(pid: int, among: Iterable[Proc] | None = None) -> list[Proc]:
     for p in table:
         children.setdefault(p.ppid, []).append(p)
     out: list[Proc] = []
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
+    pending = [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
             out.append(child)
-            todo.append(child.pid)
+            pending.append(child.pid)
     return out
 
 

@@ -22,10 +22,9 @@ def git(cwd: Path, *args: str) -> str:
     ).stdout
 
 
-@pytest.mark.parametrize("sandbox", [True, False])
-def test_the_set_up_runs_once_per_node_clone(tmp_path: Path, sandbox: bool) -> None:
-    if sandbox and shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is not installed")
+def head_and_spec(tmp_path: Path, command: str, sandbox: bool) -> tuple[Path, TurnSpec]:
+    """A head clone with one commit on ``task``, and a developer's spec with ``command``
+    as its set-up."""
     head = tmp_path / "head"
     head.mkdir()
     git(head, "init", "-q", "-b", "task")
@@ -33,10 +32,9 @@ def test_the_set_up_runs_once_per_node_clone(tmp_path: Path, sandbox: bool) -> N
     (head / ".gitignore").write_text("made.txt\n")
     git(head, "add", "-A")
     git(head, "-c", "user.name=T", "-c", "user.email=t@x.invalid", "commit", "-q", "-m", "one")
-    run_id = f"test-{tmp_path.name}"
     spec = TurnSpec(
         agent_id="developer-1",
-        run_id=run_id,
+        run_id=f"test-{tmp_path.name}",
         role=load_role("developer", None),
         prompt="",
         session_id="",
@@ -48,8 +46,17 @@ def test_the_set_up_runs_once_per_node_clone(tmp_path: Path, sandbox: bool) -> N
         env={"PATH": "/usr/bin:/bin"},
         claude="",
         branch="task",
-        setup_command="echo installed >> made.txt",
+        setup_command=command,
     )
+    return head, spec
+
+
+@pytest.mark.parametrize("sandbox", [True, False])
+def test_the_set_up_runs_once_per_node_clone(tmp_path: Path, sandbox: bool) -> None:
+    if sandbox and shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    head, spec = head_and_spec(tmp_path, "echo installed >> made.txt", sandbox)
+    run_id = spec.run_id
     node = NodeAgent("developer-1", str(tmp_path / "node"))
     try:
         assert node.needs_setup(spec)
@@ -71,29 +78,8 @@ def test_the_set_up_runs_once_per_node_clone(tmp_path: Path, sandbox: bool) -> N
 def test_a_failed_set_up_runs_again_before_the_next_turn(tmp_path: Path) -> None:
     """A failed set-up on a node is not marked done: the link refuses the turn (a failed
     attempt, as on the head) and the next attempt's `prepare` runs the command again."""
-    head = tmp_path / "head"
-    head.mkdir()
-    git(head, "init", "-q", "-b", "task")
-    (head / "a.txt").write_text("a\n")
-    git(head, "add", "-A")
-    git(head, "-c", "user.name=T", "-c", "user.email=t@x.invalid", "commit", "-q", "-m", "one")
-    run_id = f"test-{tmp_path.name}"
-    spec = TurnSpec(
-        agent_id="developer-1",
-        run_id=run_id,
-        role=load_role("developer", None),
-        prompt="",
-        session_id="",
-        resume=False,
-        task_id="t1",
-        budget_usd=None,
-        session_usd=0.0,
-        settings=Settings(sandbox=False, test_timeout=60.0),
-        env={"PATH": "/usr/bin:/bin"},
-        claude="",
-        branch="task",
-        setup_command="echo tried >> ../tries.txt; exit 3",
-    )
+    head, spec = head_and_spec(tmp_path, "echo tried >> ../tries.txt; exit 3", sandbox=False)
+    run_id = spec.run_id
     node = NodeAgent("developer-1", str(tmp_path / "node"))
     try:
         first = node.prepare(spec, capture(head))
