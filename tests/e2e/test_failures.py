@@ -256,8 +256,12 @@ def test_a_429_storm_holds_new_agents_back_and_fails_no_task(
     ]
     assert spawned_while_held == []
     # What was held back showed as waiting on the governor, not as busy nor dead.
+    # A refused agent is frozen when its refusal arrives, which may be journaled just
+    # before the orchestrator's hold; every other wait comes after the hold.
     waiting = envelopes(rows, AgentStateChanged, state="waiting")
-    assert waiting and all(w.ts >= holds[0].ts for w in waiting)
+    assert waiting and all(w.ts >= retries[0].ts for w in waiting)
+    frozen_seqs = {f.seq for f in frozen}
+    assert all(w.ts >= holds[0].ts for w in waiting if w.seq not in frozen_seqs)
     assert {w.message.task_id for w in waiting} <= {"t1", "t2", "t3", "t4"}  # t1: resumed
     # Work was waiting when the storm hit (two workers, four tasks): t3 and t4 were
     # ready before it, and started only once the first hold was over.
