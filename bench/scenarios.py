@@ -66,7 +66,7 @@ def planning(summary: str, goal: str, tasks: list[dict[str, Any]], test_command:
 
 def commit_steps(latency: float, say: str | None = None) -> list[str]:
     """A developer's last steps: after ``latency`` s (saying ``say``), write and commit;
-    then say so."""
+    then give the developer role's structured summary."""
     return [
         "[[rule.step]]",
         f"latency = {toml_value(float(latency))}",
@@ -74,8 +74,16 @@ def commit_steps(latency: float, say: str | None = None) -> list[str]:
         "[[rule.step.tool]]",
         'name = "Bash"',
         f"input = {toml_value({'command': COMMIT, 'description': 'Write and commit'})}",
+        # The closing answer is the role's structured summary, as a real model gives it:
+        # a text answer would cost one more request (claude asks for the summary).
         "[[rule.step]]",
-        'text = "Done: {task}.txt is committed."',
+        "[[rule.step.tool]]",
+        'name = "StructuredOutput"',
+        "[rule.step.tool.input]",
+        'summary = "{task}.txt is committed."',
+        f"changes = {toml_value(['{task}.txt: new, holds its name'])}",
+        'tests = "none: nothing to test"',
+        "left = []",
     ]
 
 

@@ -100,4 +100,5 @@ def test_each_developer_works_its_duration_then_commits_its_file(
         (bash,) = first.tools
         assert bash.name == "Bash"
         assert "git commit" in bash.input["command"] and "{task}.txt" in bash.input["command"]
-        assert last.latency == 0 and not last.tools and last.text
+        (summary,) = last.tools  # the role's summary at once: no request to ask for it
+        assert last.latency == 0 and summary.name == "StructuredOutput"

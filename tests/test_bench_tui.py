@@ -36,7 +36,8 @@ def test_every_developer_streams_its_steps_then_commits(bench: ModuleType) -> No
             assert [t.name for t in step.tools] == ["Read", "Bash"]
         (commit,) = steps[4].tools
         assert "git commit" in commit.input["command"]
-        assert steps[5].text and not steps[5].tools
+        (summary,) = steps[5].tools  # closes with the role's summary, as a model does
+        assert summary.name == "StructuredOutput" and summary.input["summary"]
     qa = scenario.find(request("qa", "t2"))
     assert qa is not None and qa[1].steps[0].tools[0].input["verdict"] == "approve"
 

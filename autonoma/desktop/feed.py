@@ -113,6 +113,15 @@ class Outbox:
             return True
         return False
 
+    async def drain(self, below: int, stall: float = math.inf) -> bool:
+        """Wait until fewer than ``below`` frames wait; False if that took longer than
+        ``stall`` seconds (the client does not read) or the outbox was closed."""
+        with trio.move_on_after(stall):
+            while len(self._items) >= below and self.closed_reason is None:
+                await self._wakeup.park()
+            return self.closed_reason is None
+        return False
+
     async def get(self) -> Item | None:
         """The next frame to send; None once the outbox is closed (the rest is dropped)."""
         while not self._items and self.closed_reason is None:
@@ -206,6 +215,9 @@ class Feed:
             if self.on_drop is not None:
                 self.on_drop(outbox, reason)
 
+    def _drop_stalled(self, outbox: Outbox) -> None:
+        self.drop(outbox, f"not reading: {outbox.limit} frames waited {self.stall:g} s")
+
     def leave(self, outbox: Outbox) -> None:
         """The client went away: stop feeding it."""
         self.live.discard(outbox)
@@ -220,6 +232,14 @@ class Feed:
         outbox.floor = position = from_seq
         while True:
             target = self.cursor
+            if position >= target and len(outbox) > outbox.limit // 2:
+                # Caught up at the client's pace, the outbox is full: joining now, the
+                # run's next burst would overflow it. Join once half of it is sent,
+                # catching up whatever came meanwhile.
+                if not await outbox.drain(outbox.limit // 2, self.stall):
+                    self._drop_stalled(outbox)
+                    return
+                continue
             if position >= target:
                 # Nothing the feed sent is unread: join now, in this same step.
                 outbox.force((0, encode(Live(seq=target))))
@@ -233,7 +253,7 @@ class Feed:
                 continue
             for item in items:
                 if not await outbox.put(item, self.stall):
-                    self.drop(outbox, f"not reading: {outbox.limit} frames waited {self.stall:g} s")
+                    self._drop_stalled(outbox)
                     return
             position = items[-1][0]
 

@@ -15,6 +15,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
+from autonoma.desktop.feed import BATCH, Feed, Outbox
 from autonoma.journal import reader
 from autonoma.protocol import decode_message
 from autonoma.words import describe
@@ -325,3 +326,43 @@ async def test_a_client_that_stops_reading_during_its_catch_up_is_dropped(tmp_pa
     assert dropped["reason"] == "not reading: 1000 frames waited 1 s"
     assert seqs(frames) == list(range(1, dropped["last_seq"] + 1))
     assert code == 4000
+
+
+@pytest.mark.trio
+async def test_a_client_that_caught_up_at_its_own_pace_joins_with_room_for_a_burst(
+    tmp_path: Path,
+) -> None:
+    # The catch-up waits for the client, so when it ends the outbox may be full; joining
+    # the live feed then, the run's next burst would drop a client that reads fine.
+    project = make_project(tmp_path)
+    await trio.to_thread.run_sync(Writer(project.state_db, recorded() * 3, pause=0).run)
+    feed = Feed(project.state_db)
+    feed.cursor = reader.last_seq(project.state_db)
+    feed.started.set()
+    outbox = Outbox(limit=2 * BATCH)
+    received: list[int] = []
+    async with trio.open_nursery() as nursery:
+        joined = trio.Event()
+
+        async def subscribe() -> None:
+            await feed.subscribe(outbox, 0)
+            joined.set()
+
+        nursery.start_soon(subscribe)
+        await trio.sleep(0.2)  # not read yet: the catch-up fills the outbox and waits
+        assert len(outbox) == outbox.limit
+        while not joined.is_set():  # read one frame at a time
+            item = await outbox.get()
+            assert item is not None
+            received.append(item[0])
+            await trio.sleep(0)
+    # A burst of the run as large as half the outbox, at once: nothing is dropped.
+    burst = [(feed.cursor + i, "{}") for i in range(1, outbox.limit // 2 - 1)]
+    feed._broadcast(burst)
+    assert outbox.closed_reason is None
+    while len(outbox):
+        item = await outbox.get()
+        assert item is not None
+        received.append(item[0])
+    catch_up = journal_seqs(project.state_db)
+    assert [s for s in received if s] == catch_up + [seq for seq, _ in burst]
