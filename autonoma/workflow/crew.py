@@ -73,6 +73,19 @@ class AgentRefs:
         return ref if ref is not None and ref.is_alive() else None
 
 
+def crew_intensity(settings: Settings, names: list[str]) -> int:
+    """Restarts the crew supervisor allows within ``restart_period``.
+
+    On a cluster, a node lost crashes every agent it held (each link raises `NodeLost`):
+    one incident, which must not use up the whole allowance and pause the run. So a
+    cluster's crew may also lose each of its remote agents once in the period, on top of
+    ``restart_intensity``; an agent crashing again and again still exhausts it.
+    """
+    if not settings.cluster:
+        return settings.restart_intensity
+    return settings.restart_intensity + sum(1 for name in names if is_remote(name))
+
+
 def crew_spec(
     bus: Bus,
     refs: AgentRefs,
@@ -119,7 +132,7 @@ def crew_spec(
             CREW,
             children,
             strategy="one_for_one",
-            intensity=settings.restart_intensity,
+            intensity=crew_intensity(settings, names),
             period=settings.restart_period,
         ),
         kind="supervisor",
@@ -131,6 +144,7 @@ __all__ = [
     "CREW",
     "STAFF_ENGINEER",
     "AgentRefs",
+    "crew_intensity",
     "crew_spec",
     "developer_names",
     "is_remote",
