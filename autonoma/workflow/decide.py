@@ -146,11 +146,6 @@ class Config:
     """Start QA's claude ahead, while the developer's turn ends (`Turn.waiting`), so its
     start-up overlaps the developer's exit and the commit check (the setting
     ``prestart_agents``; off here so that a table row says when it is on)."""
-    prestart_developers: bool = False
-    """Also start a dependent task's developer ahead, while its last dependency is
-    reviewed and merged (`_prestart_developers`). Off in runs: claude reads the project's
-    settings, its CLAUDE.md files and the git status from its folder when it starts,
-    and those would be the ones from before the dependency's merge."""
 
     @property
     def plan_dir(self) -> Path:
@@ -261,8 +256,6 @@ class Machine:
     the branch QA reviews (`MoveCheckout`)."""
     review_tried: set[str] = field(default_factory=set)
     """QA checkouts asked for ahead: each once per attempt of its task."""
-    dev_ahead: dict[str, str] = field(default_factory=dict)
-    """Task -> developer, while the task's clone is made for a developer started ahead."""
     stopping: bool = False
     """A stop was asked: nothing new starts, the turns under way are stopped; the run
     ends once they exited, the merges submitted are answered and the git work is done."""
@@ -359,8 +352,6 @@ class WorkspaceReady:
     worktree: str = ""
     base: str = ""
     created: bool = False
-    ahead: bool = False
-    """Made for a developer started ahead (`PrepareWorkspace.ahead`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,9 +518,6 @@ class PrepareWorkspace:
     task_id: str
     worktree: str
     create: bool
-    ahead: bool = False
-    """For a developer started ahead (`_prestart_developers`): answered `WorkspaceReady`
-    with ``ahead``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -840,8 +828,6 @@ class _Step:
         was given (a merge is never cut in half) and the git work under way is done."""
         m = self.m
         if m.turns or m.submitted or m.preparing or m.checking or m.review_preparing:
-            return
-        if m.dev_ahead:
             return
         self._maybe_finish()  # the last merge may have ended the run: it is done then
         self._finish("stopped", f"{m.stop_reason}; `{self.cfg.resume_command}` resumes the run")
@@ -1190,7 +1176,6 @@ class _Step:
     def _free(self, names: list[str]) -> str | None:
         m = self.m
         busy = set(m.turns) | {agent for agent, _ in m.preparing.values()}
-        busy |= set(m.dev_ahead.values())  # its clone is being made: it starts next
         for name in names:
             if name not in busy and name in m.live:
                 return name
@@ -1355,7 +1340,6 @@ class _Step:
             if needs_turn and not self._start_development(task):
                 break
         self._schedule()
-        self._prestart_developers()
 
     def _in_flight(self, task_id: str) -> bool:
         m = self.m
@@ -1393,14 +1377,7 @@ class _Step:
         )
         for task_id in chosen:
             # Claimed before the task is marked running: one permit, asked once.
-            waiting = self._waiting_turn("develop", task_id)
-            if waiting is not None and not waiting.unused and not waiting.giving:
-                answer = self._permit(waiting.agent, task_id)
-                claimed = None if answer is None else (waiting.agent, answer)
-            else:
-                claimed = self._claim(developer_names(self.cfg.workers), task_id)
-                if claimed is None:
-                    self._reclaim(chosen)
+            claimed = self._claim(developer_names(self.cfg.workers), task_id)
             if claimed is None:
                 return
             agent, answer = claimed
@@ -1425,14 +1402,11 @@ class _Step:
 
     def _workspace_ready(self, event: WorkspaceReady) -> None:
         m = self.m
-        if event.ahead:
-            self._developer_ahead(event)
-            return
         reserved = m.preparing.pop(event.task_id, None)
         task = self.fold.tasks.get(event.task_id)
         if task is None or reserved is None or m.finished:
             return
-        # A clone made ahead has caught up with the integration head since: said again.
+        # A kept clone caught up with the integration head (`clones.catch_up`): said again.
         made = (task.worktree, task.base) != (event.worktree, event.base)
         if event.created and made:
             self._emit(
@@ -1454,20 +1428,6 @@ class _Step:
         agent, budget = reserved
         work = m.work.get(task.task_id)
         role = self.cfg.roles["developer"]
-        ahead = self._waiting_turn("develop", task.task_id)
-        if ahead is not None and ahead.agent == agent and not ahead.giving:
-            if work is None and (not self.cfg.task_budget_usd or ahead.budget == budget):
-                prompt = prompts.developer_prompt(
-                    role, task, self.cfg.claude_md, "", self._commands()
-                )
-                ahead.giving, ahead.prompt = True, prompt
-                self.out.append(GivePrompt(agent, prompt))
-                return
-            # Not the turn it was started for (a follow-up, another budget): it goes,
-            # and the task's turn starts as usual once it has.
-            ahead.unused = True
-            self.out.append(StopTurns((agent,)))
-            return
         resume = bool(task.session_id) and task.session_started and not (work and work.fresh)
         if resume and work is not None and work.prompt:
             prompt, session = work.prompt, task.session_id
@@ -1805,121 +1765,6 @@ class _Step:
         self.out.append(GivePrompt(turn.agent, prompt))
         return True
 
-    def _soon_done(self) -> set[str]:
-        """Tasks whose merge is near: under review, merging, or their developer's turn
-        ended well."""
-        return {
-            task.task_id
-            for task in self.fold.tasks.values()
-            if task.state in ("review", "merging")
-            or (task.state == "running" and self._ending_well(task.task_id))
-        }
-
-    def _soon_ready(self, task_id: str) -> bool:
-        """Whether ``task_id`` waits to start and every dependency of it is merged or
-        near its merge (`_soon_done`): a developer started ahead for it is wanted."""
-        task = self.fold.tasks.get(task_id)
-        spec = self.m.specs.get(task_id)
-        if task is None or spec is None or task.state not in ("pending", "ready"):
-            return False
-        if task_id in self.m.preparing:
-            return True
-        near = self._soon_done()
-        return all(
-            (dep_task := self.fold.tasks.get(dep)) is not None
-            and (dep_task.state in _DONE_STATES or dep in near)
-            for dep in spec.deps
-        )
-
-    def _prestart_developers(self) -> None:
-        """The developer of a task about to be ready (its last dependencies near their
-        merge) starts ahead: the task's clone is made now from the integration head, and
-        caught up with it (`clones.catch_up`) when the task really starts; the prompt is
-        given then (`_workspace_ready`). One per task near its merge, highest priority
-        first, while a developer is free."""
-        m = self.m
-        if not (self.cfg.prestart and self.cfg.prestart_developers) or m.storm_level > 0:
-            return
-        if self._commands().setup_command or self._paused() or GOVERNOR not in m.live:
-            return
-        near = self._soon_done()
-        if not near:
-            return
-        ahead = {t.task_id for t in m.turns.values() if t.kind == "develop" and t.waiting}
-        ahead |= set(m.dev_ahead)
-        if len(ahead) >= len(near):
-            return
-        states = self._states()
-        candidates = [
-            spec.id
-            for spec in m.specs.values()
-            if spec.deps
-            and spec.id not in ahead
-            and spec.id not in m.preparing
-            and any(dep in near for dep in spec.deps)
-            and self._soon_ready(spec.id)
-            and states.get(spec.id) == "pending"
-        ]
-        candidates.sort(key=lambda tid: -m.priority.get(tid, 0.0))
-        for task_id in candidates[: len(near) - len(ahead)]:
-            agent = self._free(developer_names(self.cfg.workers))
-            if agent is None:
-                return
-            answer = permit(m, task_id)
-            if answer.wait > 0 or answer.run_budget_reached:
-                return
-            if answer.task_budget_left is not None and answer.task_budget_left <= 0:
-                continue
-            task = self.fold.tasks[task_id]
-            m.dev_ahead[task_id] = agent
-            self.out.append(PrepareWorkspace(task_id, task.worktree, create=True, ahead=True))
-
-    def _developer_ahead(self, event: WorkspaceReady) -> None:
-        """A clone made ahead is ready: its developer starts, and waits for its prompt."""
-        m = self.m
-        agent = m.dev_ahead.pop(event.task_id, None)
-        task = self.fold.tasks.get(event.task_id)
-        if task is None or agent is None or m.finished:
-            return
-        if event.created and (task.worktree, task.base) != (event.worktree, event.base):
-            self._emit(
-                TaskWorkspace(
-                    task_id=task.task_id,
-                    branch=event.branch,
-                    worktree=event.worktree,
-                    base=event.base,
-                )
-            )
-        if m.stopping or not self._soon_ready(task.task_id) or task.task_id in m.preparing:
-            return
-        if agent in m.turns or self._paused() or GOVERNOR not in m.live:
-            return
-        answer = permit(m, task.task_id)
-        if answer.wait > 0 or answer.run_budget_reached:
-            return
-        self._start_turn(
-            agent,
-            "develop",
-            "developer",
-            "",
-            session_id=self._uuid(),
-            resume=False,
-            cwd=task.worktree,
-            task_id=task.task_id,
-            budget=answer.task_budget_left,
-            ahead=True,
-        )
-
-    def _reclaim(self, chosen: list[str]) -> None:
-        """No developer is free for a task chosen to start: a developer started ahead for
-        a task not chosen now gives way (stopped; free once its process has ended)."""
-        for turn in self.m.turns.values():
-            spare = turn.kind == "develop" and turn.waiting and not turn.unused
-            if spare and not turn.giving and turn.task_id not in chosen:
-                turn.unused = True
-                self.out.append(StopTurns((turn.agent,)))
-                return
-
     def _drop_unused(self) -> None:
         """Stop the pre-started QA turns no longer wanted (their task failed, was
         escalated, resolved or stopped): their exit removes their checkout."""
@@ -1928,13 +1773,10 @@ class _Step:
             if not turn.waiting or turn.unused or turn.giving or turn.task_id is None:
                 continue
             task = self.fold.tasks.get(turn.task_id)
-            if turn.kind == "develop":
-                wanted = task is not None and self._soon_ready(task.task_id)
-            else:
-                wanted = task is not None and (
-                    task.state == "review"
-                    or (task.state == "running" and self._ending_well(task.task_id))
-                )
+            wanted = task is not None and (
+                task.state == "review"
+                or (task.state == "running" and self._ending_well(task.task_id))
+            )
             if not wanted:
                 turn.unused = True
                 self.out.append(StopTurns((turn.agent,)))

@@ -587,8 +587,8 @@ def _prepare(repo: Path, clones_dir: Path, run_id: str, action: PrepareWorkspace
         try:
             base = workspace.head_of(repo, workspace.INTEGRATION_BRANCH)
             branch, made = clones.create_clone(repo, clones_dir, action.task_id, base, run=run_id)
-            # A clone made ahead (its dependency was merging then) and untouched since
-            # starts from the integration head of now.
+            # A clone kept from before (a resumed run) whose agent never worked starts
+            # from the integration head of now.
             clones.catch_up(repo, made, branch, base)
         except VcsError as error:
             return WorkspaceFailed(action.task_id, str(error))
@@ -598,7 +598,7 @@ def _prepare(repo: Path, clones_dir: Path, run_id: str, action: PrepareWorkspace
     # A claude killed mid-Write (a crash, a restart) leaves its temp file behind.
     with contextlib.suppress(VcsError, OSError):
         workspace.remove_untracked(Path(path or action.worktree), WRITE_LEFTOVER)
-    return WorkspaceReady(action.task_id, branch, path, base, created, ahead=action.ahead)
+    return WorkspaceReady(action.task_id, branch, path, base, created)
 
 
 def _is_clone(repo: Path, worktree: Path) -> bool:

@@ -317,7 +317,6 @@ class Harness:
         prestart: bool = False,
         workers: int = 1,
         then: tuple[str, ...] = (),
-        developers_ahead: bool = False,
     ) -> None:
         """``then``: tasks defined after t1, each depending on t1."""
         self.checkouts = checkouts
@@ -340,7 +339,6 @@ class Harness:
             budget_usd=budget,
             task_budget_usd=task_budget,
             prestart=prestart,
-            prestart_developers=developers_ahead,
         )
         ids = itertools.count(1)
         live = LIVE | {f"{r}-{i}" for r in ("developer", "qa") for i in range(1, workers + 1)}
@@ -393,9 +391,7 @@ class Harness:
                 tid = action.task_id
                 where = WORKTREE if tid == T else f"/work/{tid}"
                 if action.create:
-                    ready = WorkspaceReady(
-                        tid, f"autonoma/{tid}", where, self.base, created=True, ahead=action.ahead
-                    )
+                    ready = WorkspaceReady(tid, f"autonoma/{tid}", where, self.base, created=True)
                     self.feed(ready)
                 else:
                     self.feed(WorkspaceReady(tid))
@@ -1863,118 +1859,3 @@ def test_nothing_is_started_ahead_with_prestart_off() -> None:
     h.play(SUCCESS)
     h.feed(Tick())
     assert trace(h.actions[start:]) == []
-
-
-# --- a developer started ahead ---------------------------------------------------------------
-
-
-def dev_trace(actions: list[Action]) -> list[str]:
-    """`trace`, with each developer turn's agent and task."""
-    said: list[str] = []
-    for a in actions:
-        if isinstance(a, StartTurn) and a.role == "developer":
-            how = "started ahead" if a.ahead else "turn"
-            said.append(f"{a.agent} {how} for {a.task_id}")
-        elif isinstance(a, PrepareWorkspace):
-            said.append(f"clone {a.task_id}{' ahead' if a.ahead else ''}")
-        else:
-            said += trace([a])
-    return said
-
-
-def merge_t1_with_t2_ahead(h: Harness) -> tuple[StartTurn, int]:
-    """t1 is developed, reviewed (its QA started ahead) and approved; t2's developer is
-    started ahead meanwhile. Returns t2's developer turn and its pid."""
-    h.begin()
-    h.play(SUCCESS)
-    (ahead,) = [
-        a for a in h.actions if isinstance(a, StartTurn) and a.role == "developer" and a.ahead
-    ]
-    pid = next(h.pids)
-    h.feed(TurnSpawned(ahead.agent, pid))
-    h.play(EXIT_0)
-    h.play(Checked())
-    h.feed(MOVED)
-    (qa,) = [a for a in h.actions if isinstance(a, StartTurn) and a.role == "qa"]
-    h.feed(TurnSpawned(qa.agent, next(h.pids)))
-    h.feed(PromptGiven(qa.agent))
-    h.turn = qa
-    h.play(APPROVE)
-    return ahead, pid
-
-
-def test_the_next_tasks_developer_starts_ahead_and_gets_its_prompt_once_its_dep_merged() -> None:
-    h = Harness(
-        "development",
-        prestart=True,
-        workers=2,
-        then=("t2",),
-        checkouts=False,
-        developers_ahead=True,
-    )
-    start = len(h.actions)
-
-    def made(action: Action) -> None:
-        if isinstance(action, PrepareCheckout):
-            h.feed(CheckoutReady(action.purpose, action.path, action.task_id))
-
-    original = h.feed
-
-    def feed(event: Event) -> list[Action]:
-        actions = original(event)
-        for action in actions:
-            made(action)
-        return actions
-
-    h.feed = feed  # type: ignore[method-assign]
-    ahead, _ = merge_t1_with_t2_ahead(h)
-    assert ahead.task_id == "t2" and ahead.prompt == "" and ahead.cwd == "/work/t2"
-    assert h.m.fold.tasks["t2"].state == "pending"  # started ahead, not running
-    h.base = "after-t1"
-    h.hear(TaskMerged(task_id=T, commit="after-t1"), "merge_queue")
-    gives = [a for a in h.actions if isinstance(a, GivePrompt)]
-    assert [g.agent for g in gives] == ["qa-1", ahead.agent]
-    assert "t2" in gives[-1].prompt
-    assert dev_trace(h.actions[start:]) == [
-        "make review checkout t1-1 of autonoma/t1",
-        "clone t2 ahead",
-        "developer-2 started ahead for t2",
-        "qa started ahead in t1-1",
-        "move t1-1 to autonoma/t1",
-        "qa-1 given its prompt",
-        "merge t1",
-        "clone t2",
-        "developer-2 given its prompt",
-    ]
-    t2 = h.m.fold.tasks["t2"]
-    assert t2.state == "running" and t2.base == "after-t1"  # caught up: said again
-
-
-def test_a_developer_started_ahead_for_a_task_whose_dependency_failed_is_stopped() -> None:
-    h = Harness("development", prestart=True, workers=2, then=("t2",), developers_ahead=True)
-    h.begin()
-    h.play(SUCCESS)
-    (ahead,) = [
-        a for a in h.actions if isinstance(a, StartTurn) and a.role == "developer" and a.ahead
-    ]
-    h.feed(TurnSpawned(ahead.agent, 555))
-    start = len(h.actions)
-    h.play(EXIT_0)
-    h.play(NOTHING_COMMITTED)  # t1's work refused: t2 is no longer about to be ready
-    assert "stop developer-2" in dev_trace(h.actions[start:])
-    h.hear(
-        AgentProcessExited(agent_id=ahead.agent, exit_code=None, signal=15, task_id="t2", pid=555)
-    )
-    assert ahead.agent not in h.m.turns
-    assert h.m.fold.tasks["t2"].state == "pending"
-    assert not [e for e in h.emitted(TaskStateChanged) if e.task_id == "t2" and e.state == "failed"]
-
-
-def test_no_developer_is_started_ahead_in_a_run_without_it() -> None:
-    h = Harness("development", prestart=True, workers=2, then=("t2",))
-    h.begin()
-    h.play(SUCCESS)
-    assert not [
-        a for a in h.actions if isinstance(a, StartTurn) and a.role == "developer" and a.ahead
-    ]
-    assert [a for a in h.actions if isinstance(a, StartTurn) and a.role == "qa" and a.ahead]
