@@ -1,7 +1,8 @@
 """The orchestrator's decisions: one pure function of its state and an event.
 
-In the spirit of OTP's ``gen_statem``: `decide` takes the state (`Machine`) and one
-`Event` and returns the state and a list of `Action`s. The orchestrator actor only feeds
+In the spirit of OTP's ``gen_statem``: `decide` takes the state (`Machine`, in
+`autonoma.workflow.machine`) and one `Event` (`autonoma.workflow.inputs`) and returns the
+state and a list of `Action`s (`autonoma.workflow.actions`). The orchestrator actor only feeds
 it events (bus messages, ticks, inbox commands, the results of the work it carried out)
 and carries the actions out; nothing here does I/O, reads a clock or asks an actor. The
 time and the agents alive now are inputs (`Machine.now`, `Machine.live`), set by the
@@ -24,14 +25,10 @@ slow governor only delays when a hold becomes known, as a bus message always cou
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Literal
 
-from autonoma.agents.roles import Role
-from autonoma.journal.fold import State, Task, apply
+from autonoma.journal.fold import Task, apply
 from autonoma.protocol import (
     ActorCrashed,
     AgentApiRetry,
@@ -48,7 +45,6 @@ from autonoma.protocol import (
     HoldLifted,
     HumanCommandRejected,
     MergeFailed,
-    MergeFailure,
     PauseRequested,
     PhaseChanged,
     PlanWritten,
@@ -60,7 +56,6 @@ from autonoma.protocol import (
     RunFinished,
     RunOutcome,
     SchemaRejected,
-    SetupPlace,
     SetupRan,
     SpawnsHeld,
     StopRequested,
@@ -70,8 +65,6 @@ from autonoma.protocol import (
     TaskState,
     TaskStateChanged,
     TaskWorkspace,
-    WorkCommittedForAgent,
-    WorkLeftOut,
     WorkPaused,
     WorkResumed,
 )
@@ -80,641 +73,73 @@ from autonoma.vcs.workspace import INTEGRATION_BRANCH
 from autonoma.words import asked_by, budget_text, short
 from autonoma.workflow import commands as project_commands
 from autonoma.workflow import prompts, scheduler
+from autonoma.workflow.actions import (
+    Action,
+    CommitForAgent,
+    ConflictMerge,
+    Emit,
+    EnsureIntegration,
+    FreezeTurns,
+    GivePrompt,
+    MoveCheckout,
+    PrepareCheckout,
+    PrepareWorkspace,
+    RemoveCheckout,
+    RemoveWorktrees,
+    ResumeRoot,
+    RunSetup,
+    StartTurn,
+    StopTurns,
+    SubmitMerge,
+    WriteFile,
+)
 from autonoma.workflow.answers import AnswerError, developer_report, verdict_of
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER, developer_names, qa_names, role_of
 from autonoma.workflow.dag import TaskSpec, critical_path
 from autonoma.workflow.governor import GOVERNOR, RATE_LIMITED, Permit, is_rate_limited
+from autonoma.workflow.inputs import (
+    CheckoutReady,
+    ConflictMergeDone,
+    Event,
+    Heard,
+    InboxCommand,
+    MergeNotSubmitted,
+    PromptGiven,
+    PromptNotGiven,
+    SetupDone,
+    SpawnRefused,
+    Started,
+    StopRun,
+    Tick,
+    TurnNotStarted,
+    TurnSpawned,
+    WorkChecked,
+    WorkspaceFailed,
+    WorkspaceReady,
+    WorktreesRemoved,
+)
+from autonoma.workflow.machine import (
+    Config,
+    Machine,
+    Turn,
+    TurnKind,
+    Work,
+    agents_allowed,
+    agents_allowed_limit,
+    next_concurrency,
+    permit,
+)
 from autonoma.workflow.merge_queue import MergeRequest
 from autonoma.workflow.plan import parse_plan, plan_dict, plan_json, plan_text
 from autonoma.workflow.setup import failure_reason
 
 ORCHESTRATOR = "orchestrator"
 
-PLAN_CHECKOUT = "_plan"
-"""The planning turns' scratch clone, in the run's clones folder."""
-REVIEW_CHECKOUTS = "_review"
-"""QA's throwaway checkouts, in the run's clones folder."""
-
 MAX_INTERRUPTIONS = 5
 """Turns of one task (or phase) killed from outside before that counts as a failure."""
 
-# Costs add up in floats (see `autonoma.workflow.backoff`).
-_EPSILON = 1e-9
-
-TurnKind = Literal["plan", "decompose", "develop", "review"]
-
 _DONE_STATES = frozenset({"merged", "resolved"})
 _SLOT_STATES = frozenset({"running", "review"})
-
-
-# --- configuration ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Config:
-    """What the run was given: fixed for the life of the orchestrator."""
-
-    run_id: str
-    repo: Path
-    """The user's repository (no agent works in it)."""
-    plan_path: Path
-    requirements: str
-    claude_md: str
-    roles: Mapping[str, Role]
-    """The role files by name (``ceo``, ``staff_engineer``, ``developer``, ``qa``)."""
-    workers: int
-    max_retries: int
-    setup_command: str = ""
-    """The setting: overrides the Staff Engineer's set-up command when set."""
-    test_command: str = ""
-    """The setting: overrides the Staff Engineer's test command when set."""
-    budget_usd: float = 0.0
-    task_budget_usd: float = 0.0
-    main: str = "main"
-    resume_command: str = "autonoma start requirements.md"
-    """The command that resumes this run, as the user types it (said when it stops)."""
-    policy: Literal["critical_path", "fifo"] = "critical_path"
-    durations: Mapping[str, float] | None = None
-    clones: Path = Path(".autonoma/clones/run")
-    """The run's clones folder (``.autonoma/clones/<run>``): tasks', QA's and planning's."""
-    requirements_name: str = "requirements.md"
-    """The requirements file's path in the planning checkout (it is copied there)."""
-    crew_backoff: bool = True
-    """One backoff for the whole crew: one probe turn while a storm lasts, and the
-    number of agents at once adapted to rate limits (AIMD). Off: only the governor's hold."""
-    prestart: bool = False
-    """Start QA's claude ahead, while the developer's turn ends (`Turn.waiting`), so its
-    start-up overlaps the developer's exit and the commit check (the setting
-    ``prestart_agents``; off here so that a table row says when it is on)."""
-
-    @property
-    def plan_dir(self) -> Path:
-        """The CEO's and Staff Engineer's scratch clone of ``main``."""
-        return self.clones / PLAN_CHECKOUT
-
-    def review_dir(self, task_id: str, review: int) -> Path:
-        """QA's throwaway checkout for review number ``review`` of ``task_id``."""
-        return self.clones / REVIEW_CHECKOUTS / f"{task_id}-{review}"
-
-
-# --- state --------------------------------------------------------------------------
-
-
-@dataclass
-class Turn:
-    """A turn in flight (``pid`` 0 until its process is known to have started)."""
-
-    agent: str
-    kind: TurnKind
-    task_id: str | None
-    session_id: str
-    pid: int = 0
-    resume: bool = False
-    prompt: str = ""
-    finished: AgentTurnFinished | None = None
-    rejected: str = ""
-    """claude's reason when it rejected the turn's structured answer against the schema."""
-    decided: bool = False
-    """Acted on at its result line (QA's approval), before its process exited."""
-    checkout: str = ""
-    """QA's checkout, when decided: removed once its process has exited."""
-    waiting: bool = False
-    """Pre-started: its process runs and waits for its prompt (`GivePrompt`). Makes no
-    request until then: not counted among the agents working; an exit before it is no
-    failure of anything."""
-    cwd: str = ""
-    """Where it runs (a pre-started QA turn's checkout)."""
-    budget: float | None = None
-    """The ``--max-budget-usd`` it was started with (the task's budget left then)."""
-    giving: bool = False
-    """`GivePrompt` asked, not answered yet."""
-    unused: bool = False
-    """Pre-started and no longer wanted: stopped, its exit awaited."""
-
-
-@dataclass
-class Work:
-    """What a task's next developer turn says, when it is not the first one."""
-
-    prompt: str
-    fresh: bool = False
-    """Start a new session (the old one cannot be resumed)."""
-
-
-@dataclass
-class Phase:
-    """A planning or decomposition step: its session and its failures so far."""
-
-    session: str = ""
-    started: bool = False
-    prompt: str = ""
-    failures: int = 0
-
-
-@dataclass
-class Machine:
-    """The orchestrator's whole state: the fold plus what lives only in memory."""
-
-    cfg: Config
-    fold: State = field(default_factory=State)
-    now: float = 0.0
-    """Set by the caller before each event (epoch seconds)."""
-    live: frozenset[str] = frozenset()
-    """The agents that have an actor now; set by the caller before each event."""
-    turns: dict[str, Turn] = field(default_factory=dict)
-    work: dict[str, Work] = field(default_factory=dict)
-    qa_failures: dict[str, int] = field(default_factory=dict)
-    submitted: set[str] = field(default_factory=set)
-    """Tasks handed to the merge queue (or whose conflict merge runs), not yet answered."""
-    plan: Phase = field(default_factory=Phase)
-    decompose: Phase = field(default_factory=Phase)
-    specs: dict[str, TaskSpec] = field(default_factory=dict)
-    priority: dict[str, float] = field(default_factory=dict)
-    paused_by: set[str] = field(default_factory=set)
-    interruptions: dict[str, int] = field(default_factory=dict)
-    stopped: set[str] = field(default_factory=set)
-    """Tasks (or phases) whose last turn was stopped for time and resumed once."""
-    waiting: set[str] = field(default_factory=set)
-    retired: list[str] = field(default_factory=list)
-    preparing: dict[str, tuple[str, float | None]] = field(default_factory=dict)
-    """Task -> (agent, budget left) while its worktree is made ready for a developer turn."""
-    checking: set[str] = field(default_factory=set)
-    """Tasks whose developer's work is being committed and checked."""
-    setting_up: set[str] = field(default_factory=set)
-    """Tasks whose worktree runs the project's set-up command before their first turn."""
-    plan_dir: str = ""
-    """The planning checkout, once made (planning turns run there)."""
-    plan_preparing: bool = False
-    review_dirs: dict[str, str] = field(default_factory=dict)
-    """Task -> QA's checkout for its review under way (made, not yet removed)."""
-    review_preparing: set[str] = field(default_factory=set)
-    """Tasks whose QA checkout is being made."""
-    review_set_up: set[str] = field(default_factory=set)
-    """QA checkouts in which the project's set-up command succeeded."""
-    review_stale: set[str] = field(default_factory=set)
-    """QA checkouts made ahead (at the developer's result), not yet moved to the head of
-    the branch QA reviews (`MoveCheckout`)."""
-    review_tried: set[str] = field(default_factory=set)
-    """QA checkouts asked for ahead: each once per attempt of its task."""
-    stopping: bool = False
-    """A stop was asked: nothing new starts, the turns under way are stopped; the run
-    ends once they exited, the merges submitted are answered and the git work is done."""
-    stop_reason: str = ""
-    """How the stop is said in the run's summary (``stopped by ...``)."""
-    finished: bool = False
-    started_at: float = 0.0
-    storm_level: int = 0
-    """The governor's level of the storm under way (its last `SpawnsHeld`), 0 once a
-    request went through since: while it is not 0, one turn at a time (the probe)."""
-    witnesses: set[str] = field(default_factory=set)
-    """Agents whose next request that goes through proves the storm over, as it was sent
-    during the storm: the probe (a turn started during it), an agent whose own retry of
-    a 429/529 is under way, and one answered during it (its next request follows). The
-    first answer of another agent may be to a request sent before the storm began."""
-    frozen: list[str] = field(default_factory=list)
-    """Agents whose turn waits out the storm frozen (`FreezeTurns`), the longest first."""
-    probe: str = ""
-    """The frozen agent thawed to probe the API (its retry is the probe), until it is
-    refused again (frozen), gets through or its turn ends."""
-    due: dict[str, float] = field(default_factory=dict)
-    """When each frozen agent's own retry is due (its ``api_retry`` line's delay): once
-    thawed it waits until then, so the probe is the one due first."""
-    probed_at: float = 0.0
-    """When the last probe was thawed: the next one waits for a hold that began after."""
-    new_session: Callable[[], str] = field(default=lambda: str(uuid.uuid4()), repr=False)
-    """Where new claude session ids come from (random, like claude's; tests may fix it)."""
-
-
-# --- events -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Started:
-    """The actor started; ``fold`` holds the journal of the run so far."""
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """Time passed: look at what may start."""
-
-
-@dataclass(frozen=True, slots=True)
-class Heard:
-    """A message another actor published on the bus."""
-
-    envelope: Envelope
-
-
-@dataclass(frozen=True, slots=True)
-class InboxCommand:
-    """A human's command from the inbox folder."""
-
-    message: AnyMessage
-
-
-@dataclass(frozen=True, slots=True)
-class StopRun:
-    """Ctrl-C in the run's terminal: stop as `StopRequested` from the inbox does."""
-
-    origin: str = ""
-    reason: str = "interrupted (Ctrl-C)"
-
-
-@dataclass(frozen=True, slots=True)
-class TurnSpawned:
-    """`StartTurn` worked: claude runs as ``pid``."""
-
-    agent: str
-    pid: int
-
-
-@dataclass(frozen=True, slots=True)
-class TurnNotStarted:
-    """`StartTurn` found the agent busy or gone: try again later, nothing failed."""
-
-    agent: str
-
-
-@dataclass(frozen=True, slots=True)
-class SpawnRefused:
-    """`StartTurn` was refused (`TurnRefused`: a broken role file, a missing folder...)."""
-
-    agent: str
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class WorkspaceReady:
-    """`PrepareWorkspace` is done: the task's worktree exists (``created``: made now)."""
-
-    task_id: str
-    branch: str = ""
-    worktree: str = ""
-    base: str = ""
-    created: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class WorkspaceFailed:
-    """`PrepareWorkspace` could not make the worktree."""
-
-    task_id: str
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class WorkChecked:
-    """`CommitForAgent` is done: what it journals, and why the work is refused (or "")."""
-
-    task_id: str
-    agent: str
-    journaled: WorkCommittedForAgent | WorkLeftOut | None = None
-    """The commit made for the agent (or what it left out), to journal."""
-    why: str = ""
-    refused: tuple[str, ...] = ()
-    """`CommitForAgent.refused`, passed back."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConflictMergeDone:
-    """`ConflictMerge` is done: the files left in conflict, or the error."""
-
-    task_id: str
-    kind: MergeFailure
-    output: str = ""
-    conflicts: tuple[str, ...] = ()
-    error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class CheckoutReady:
-    """`PrepareCheckout` is done: the checkout at ``path`` exists, or ``error`` says why not.
-    ``moved``: `MoveCheckout` is done (the checkout is at the branch's head now)."""
-
-    purpose: Literal["plan", "review"]
-    path: str
-    task_id: str | None = None
-    error: str = ""
-    moved: bool = False
-    changed: bool = False
-    """With ``moved``: the checkout's head changed (a QA started in it before saw another)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PromptGiven:
-    """`GivePrompt` worked: the pre-started turn has its prompt."""
-
-    agent: str
-
-
-@dataclass(frozen=True, slots=True)
-class PromptNotGiven:
-    """`GivePrompt` found no turn waiting (it ended), or claude could not take the prompt
-    (the agent stopped the turn). Its exit follows, or came already."""
-
-    agent: str
-    error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class SetupDone:
-    """`RunSetup` is done: how the set-up command ran."""
-
-    ran: SetupRan
-
-
-@dataclass(frozen=True, slots=True)
-class MergeNotSubmitted:
-    """`SubmitMerge` found no merge queue (it is restarting)."""
-
-    task_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class WorktreesRemoved:
-    """`RemoveWorktrees` is done: the run may say it finished."""
-
-    then: RunFinished
-
-
-Event = (
-    Started
-    | Tick
-    | Heard
-    | InboxCommand
-    | StopRun
-    | TurnSpawned
-    | TurnNotStarted
-    | SpawnRefused
-    | WorkspaceReady
-    | WorkspaceFailed
-    | WorkChecked
-    | ConflictMergeDone
-    | CheckoutReady
-    | MergeNotSubmitted
-    | SetupDone
-    | WorktreesRemoved
-    | PromptGiven
-    | PromptNotGiven
-)
-
-
-# --- actions ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Emit:
-    """Publish ``message`` (already folded into the state); ``durable``: wait for the journal."""
-
-    message: AnyMessage
-    durable: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class StartTurn:
-    """Ask ``agent`` to run a turn; `TurnSpawned`, `TurnNotStarted` or `SpawnRefused` answers."""
-
-    agent: str
-    kind: TurnKind
-    role: str
-    prompt: str
-    session_id: str
-    resume: bool
-    cwd: str
-    task_id: str | None = None
-    budget_usd: float | None = None
-    session_usd: float = 0.0
-    """claude's running total of a resumed session: the turn's cost counts from it."""
-    ahead: bool = False
-    """Pre-start the process (no prompt yet: ``prompt`` is empty); `GivePrompt` follows."""
-
-
-@dataclass(frozen=True, slots=True)
-class GivePrompt:
-    """Give ``agent``'s pre-started turn its prompt; `PromptGiven` or `PromptNotGiven`
-    answers."""
-
-    agent: str
-    prompt: str
-
-
-@dataclass(frozen=True, slots=True)
-class MoveCheckout:
-    """Off the mailbox: move a throwaway clone made ahead (nothing ran in it yet) to
-    ``rev`` on its branch; `CheckoutReady` with ``moved``."""
-
-    path: str
-    rev: str
-    task_id: str
-    branch: str
-
-
-@dataclass(frozen=True, slots=True)
-class PrepareWorkspace:
-    """Off the mailbox: make the task's worktree if missing (``create``: new, from the
-    integration head), drop claude's Write leftovers; answered with `WorkspaceReady` or
-    `WorkspaceFailed`."""
-
-    task_id: str
-    worktree: str
-    create: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CommitForAgent:
-    """Off the mailbox: commit what the developer left, check the branch; `WorkChecked`."""
-
-    task_id: str
-    agent: str
-    worktree: str
-    branch: str
-    refused: tuple[str, ...] = ()
-    declared: tuple[str, ...] = ()
-    """The task's declared files: new ones among them are committed too."""
-    """The tool calls claude refused in the turn (said with a refusal of the work)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConflictMerge:
-    """Off the mailbox: merge the integration head into the task's clone (and bring its
-    branch back when that merge commits); `ConflictMergeDone`."""
-
-    task_id: str
-    worktree: str
-    kind: MergeFailure
-    output: str = ""
-    branch: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class PrepareCheckout:
-    """Off the mailbox: make a throwaway clone of ``rev`` at ``path``; `CheckoutReady`.
-
-    ``branch``: checked out on a local branch of that name (else detached). ``fresh``:
-    a leftover folder goes first (else one found there is kept). ``files``: written into
-    it after the checkout (relative path, content). ``bring_back``: a task's clone whose
-    ``branch`` is brought back into the user's repository first (a checkout made ahead,
-    at the developer's result: what the developer committed is in it).
-    """
-
-    purpose: Literal["plan", "review"]
-    path: str
-    rev: str
-    task_id: str | None = None
-    branch: str = ""
-    fresh: bool = True
-    files: tuple[tuple[str, bytes], ...] = ()
-    bring_back: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RemoveCheckout:
-    """Off the mailbox: delete a throwaway clone (QA's, planning's); nothing answers."""
-
-    path: str
-
-
-@dataclass(frozen=True, slots=True)
-class SubmitMerge:
-    """Hand an approved task to the merge queue (`MergeNotSubmitted` if there is none)."""
-
-    request: MergeRequest
-
-    @property
-    def task_id(self) -> str:
-        """The task to merge."""
-        return self.request.task_id
-
-
-@dataclass(frozen=True, slots=True)
-class RunSetup:
-    """Off the mailbox: run the project's set-up command in a task's worktree; `SetupDone`."""
-
-    task_id: str
-    command: str
-    worktree: str
-    place: SetupPlace = "task"
-
-
-@dataclass(frozen=True, slots=True)
-class EnsureIntegration:
-    """Off the mailbox: make sure the integration branch exists (errors ignored)."""
-
-    main: str
-
-
-@dataclass(frozen=True, slots=True)
-class WriteFile:
-    """Write ``data`` to ``path`` (the plan), before the next action."""
-
-    path: str
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class StopTurns:
-    """Stop these agents' turns under way (SIGTERM through their ports); nothing answers
-    but their processes' exits. Never blocks."""
-
-    agents: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class FreezeTurns:
-    """Freeze (SIGSTOP, ``frozen``) or thaw (SIGCONT) these agents' turns under way: a
-    ``claude`` refused by a rate limit waits frozen, sending nothing, until the crew's
-    probe gets through (its own retry goes once thawed). Never blocks."""
-
-    agents: tuple[str, ...]
-    frozen: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeRoot:
-    """Ask the root supervisor to end its pause (a subtree that kept crashing): it starts
-    what it left stopped and says `WorkResumed`. Nothing answers; never blocks."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class RemoveWorktrees:
-    """Off the mailbox: remove merged tasks' worktrees (those that exist), then
-    `WorktreesRemoved` with ``then``."""
-
-    paths: tuple[str, ...]
-    then: RunFinished
-
-
-Action = (
-    Emit
-    | StartTurn
-    | GivePrompt
-    | MoveCheckout
-    | PrepareWorkspace
-    | CommitForAgent
-    | ConflictMerge
-    | PrepareCheckout
-    | RemoveCheckout
-    | SubmitMerge
-    | RunSetup
-    | EnsureIntegration
-    | WriteFile
-    | ResumeRoot
-    | StopTurns
-    | FreezeTurns
-    | RemoveWorktrees
-)
-
-
-# --- the permit ------------------------------------------------------------------------
-
-
-def permit(m: Machine, task_id: str | None) -> Permit:
-    """The governor's answer as a pure function of what it published and the settings.
-
-    ``wait``: the hold from its last `SpawnsHeld`; the run's cap against the run's costs;
-    the task's cap against the task's costs (the governor counts the same `CostReported`).
-    """
-    wait = max(0.0, m.fold.held_until - m.now)
-    run = m.fold.run
-    spent = run.usage.usd if run is not None else m.fold.usage.usd
-    reached = m.cfg.budget_usd > 0 and spent >= m.cfg.budget_usd - _EPSILON
-    left: float | None = None
-    if task_id is not None and m.cfg.task_budget_usd > 0:
-        task = m.fold.tasks.get(task_id)
-        used = task.usage.usd if task is not None else 0.0
-        left = max(0.0, m.cfg.task_budget_usd - used)
-    return Permit(wait, reached, left)
-
-
-# --- adaptive concurrency ------------------------------------------------------------
-
-Pressure = Literal["storm", "success"]
-
-
-def next_concurrency(limit: int, ceiling: int, pressure: Pressure) -> int:
-    """AIMD: a storm halves the agents allowed at once (never below 1), a turn that went
-    through adds one (never above ``ceiling``, the ``max_workers`` setting)."""
-    if pressure == "storm":
-        return max(1, min(limit, ceiling) // 2)
-    return max(1, min(ceiling, limit + 1))
-
-
-def agents_allowed_limit(concurrency: int | None, ceiling: int) -> int:
-    """The folded limit as a number (None is the ceiling)."""
-    return ceiling if concurrency is None else max(1, min(concurrency, ceiling))
-
-
-def agents_allowed(m: Machine) -> int:
-    """How many agents may work at once now: one (the probe) while a storm lasts, else
-    the adapted limit (the ceiling with ``crew_backoff`` off)."""
-    ceiling = m.cfg.workers
-    if not m.cfg.crew_backoff:
-        return ceiling
-    if m.storm_level > 0:
-        return 1
-    return agents_allowed_limit(m.fold.concurrency, ceiling)
 
 
 # --- the function -----------------------------------------------------------------------

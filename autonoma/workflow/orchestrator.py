@@ -15,7 +15,7 @@ of the agent, which only spawns the process (milliseconds) and answers with its 
 
 Its state is the fold of the run's messages (`autonoma.journal.fold.State`), folded from
 the journal on start, plus what dies with the process anyway (turns in flight, merges
-submitted, ...; see `autonoma.workflow.decide.Machine`). So a run killed at any moment
+submitted, ...; see `autonoma.workflow.machine.Machine`). So a run killed at any moment
 continues where it stopped: merged tasks stay merged, a task that was mid-turn resumes
 its claude session in the same worktree, a task waiting for review or merge gets it.
 
@@ -83,44 +83,47 @@ from autonoma.vcs.excludes import project_rules
 from autonoma.vcs.repo import remove_worktrees_under
 from autonoma.vcs.workspace import VcsError
 from autonoma.workflow import commits, inbox
+from autonoma.workflow.actions import (
+    Action,
+    CommitForAgent,
+    ConflictMerge,
+    Emit,
+    EnsureIntegration,
+    FreezeTurns,
+    GivePrompt,
+    MoveCheckout,
+    PrepareCheckout,
+    PrepareWorkspace,
+    RemoveCheckout,
+    RemoveWorktrees,
+    ResumeRoot,
+    RunSetup,
+    StartTurn,
+    StopTurns,
+    SubmitMerge,
+    WriteFile,
+)
 from autonoma.workflow.confine import confinement_for
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER, AgentRefs, developer_names, qa_names
 from autonoma.workflow.decide import (
     MAX_INTERRUPTIONS,
     ORCHESTRATOR,
-    PLAN_CHECKOUT,
-    REVIEW_CHECKOUTS,
-    Action,
+    decide,
+)
+from autonoma.workflow.governor import GOVERNOR
+from autonoma.workflow.inputs import (
     CheckoutReady,
-    CommitForAgent,
-    Config,
-    ConflictMerge,
     ConflictMergeDone,
-    Emit,
-    EnsureIntegration,
     Event,
-    FreezeTurns,
-    GivePrompt,
     Heard,
     InboxCommand,
-    Machine,
     MergeNotSubmitted,
-    MoveCheckout,
-    PrepareCheckout,
-    PrepareWorkspace,
     PromptGiven,
     PromptNotGiven,
-    RemoveCheckout,
-    RemoveWorktrees,
-    ResumeRoot,
-    RunSetup,
     SetupDone,
     SpawnRefused,
     Started,
-    StartTurn,
     StopRun,
-    StopTurns,
-    SubmitMerge,
     Tick,
     TurnNotStarted,
     TurnSpawned,
@@ -128,10 +131,13 @@ from autonoma.workflow.decide import (
     WorkspaceFailed,
     WorkspaceReady,
     WorktreesRemoved,
-    WriteFile,
-    decide,
 )
-from autonoma.workflow.governor import GOVERNOR
+from autonoma.workflow.machine import (
+    PLAN_CHECKOUT,
+    REVIEW_CHECKOUTS,
+    Config,
+    Machine,
+)
 from autonoma.workflow.setup import SetupRunner
 
 TICK = 0.2

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from autonoma.workflow.decide import MAX_INTERRUPTIONS
+from autonoma.workflow.decide import (
+    MAX_INTERRUPTIONS,
+)
 from tests.chaos.chaoslib import (
     COMPANY,
     LENGTHS,

@@ -45,7 +45,9 @@ from autonoma.protocol import (
 )
 from autonoma.vcs.workspace import PUSH_REFUSED
 from autonoma.workflow import run
-from autonoma.workflow.decide import _Step
+from autonoma.workflow.decide import (
+    _Step,
+)
 from autonoma.workflow.run import RunOptions, RunResult
 from tests.conftest import run_autonoma
 from tests.e2e.runs import (

@@ -14,7 +14,14 @@ import pytest
 from autonoma.vcs import clones, workspace
 from autonoma.vcs.workspace import VcsError
 from autonoma.workflow import orchestrator
-from autonoma.workflow.decide import CheckoutReady, CommitForAgent, PrepareCheckout, WorkChecked
+from autonoma.workflow.actions import (
+    CommitForAgent,
+    PrepareCheckout,
+)
+from autonoma.workflow.inputs import (
+    CheckoutReady,
+    WorkChecked,
+)
 
 RUN = "r1"
 BRANCH = "autonoma/r1/t1"

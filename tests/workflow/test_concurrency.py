@@ -36,24 +36,30 @@ from autonoma.protocol import (
 )
 from autonoma.report import state_text
 from autonoma.views import run_lines
+from autonoma.workflow.actions import (
+    Emit,
+    FreezeTurns,
+    PrepareWorkspace,
+    StartTurn,
+)
 from autonoma.workflow.crew import CEO, STAFF_ENGINEER, developer_names, qa_names
 from autonoma.workflow.decide import (
-    Config,
-    Emit,
+    decide,
+)
+from autonoma.workflow.governor import GOVERNOR
+from autonoma.workflow.inputs import (
     Event,
-    FreezeTurns,
     Heard,
-    Machine,
-    PrepareWorkspace,
     Started,
-    StartTurn,
     Tick,
     TurnSpawned,
     WorkspaceReady,
-    decide,
+)
+from autonoma.workflow.machine import (
+    Config,
+    Machine,
     next_concurrency,
 )
-from autonoma.workflow.governor import GOVERNOR
 
 RUN = "run-1"
 NOW = 1_000_000.0

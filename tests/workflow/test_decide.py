@@ -50,46 +50,52 @@ from autonoma.protocol import (
     WorkPaused,
     WorkResumed,
 )
-from autonoma.workflow.crew import CEO, STAFF_ENGINEER
-from autonoma.workflow.decide import (
+from autonoma.workflow.actions import (
     Action,
-    CheckoutReady,
     CommitForAgent,
-    Config,
     ConflictMerge,
     Emit,
-    Event,
     GivePrompt,
-    Heard,
-    InboxCommand,
-    Machine,
     MoveCheckout,
     PrepareCheckout,
     PrepareWorkspace,
-    PromptGiven,
-    PromptNotGiven,
     RemoveCheckout,
     RemoveWorktrees,
     ResumeRoot,
     RunSetup,
+    StartTurn,
+    StopTurns,
+    SubmitMerge,
+    WriteFile,
+)
+from autonoma.workflow.crew import CEO, STAFF_ENGINEER
+from autonoma.workflow.decide import (
+    decide,
+)
+from autonoma.workflow.governor import GOVERNOR
+from autonoma.workflow.inputs import (
+    CheckoutReady,
+    Event,
+    Heard,
+    InboxCommand,
+    PromptGiven,
+    PromptNotGiven,
     SetupDone,
     SpawnRefused,
     Started,
-    StartTurn,
     StopRun,
-    StopTurns,
-    SubmitMerge,
     Tick,
     TurnNotStarted,
     TurnSpawned,
     WorkChecked,
     WorkspaceReady,
     WorktreesRemoved,
-    WriteFile,
-    decide,
+)
+from autonoma.workflow.machine import (
+    Config,
+    Machine,
     permit,
 )
-from autonoma.workflow.governor import GOVERNOR
 
 RUN = "run-1"
 T = "t1"
