@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from autonoma import config, inputfile
+from autonoma import config, inputfile, signals
 from autonoma import project as project_module
 from autonoma.agents.auth import AuthError, check_auth
 from autonoma.agents.command import isolation_args, root_bypass_problem
@@ -35,6 +35,7 @@ from autonoma.project import Project, ProjectError, RunLock, acquire_run_lock
 from autonoma.protocol import Envelope, Escalation, RunFinished, StopRequested
 from autonoma.runtime.bus import Listener
 from autonoma.runtime.supervisor import ChildSpec, ChildStartRefused
+from autonoma.signals import Signalled
 from autonoma.sim import ScenarioError, SimServer, load_scenario
 from autonoma.system import JOURNAL, ROOT, StartError, System, start
 from autonoma.vcs import excludes, workspace
@@ -333,19 +334,17 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
         raise
 
 
-class Signalled(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C's KeyboardInterrupt: the
-    run stops the same clean way, and says which signal stopped it."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-
-
 def execute(prepared: Prepared, listener: Listener | None = None) -> RunResult:
-    """Run the company until the run ends or is interrupted; stop everything after."""
+    """Run the company until the run ends or is interrupted; stop everything after.
+
+    A signal (with `autonoma.signals`' handlers) that comes while the tree starts is
+    held until the orchestrator runs, then stops the run as a later one does: journaled,
+    the run ``stopped``. Raises `RunError` if the tree cannot start."""
     try:
-        return _execute(prepared, listener)
+        # From the journal's first row until the actors run, nothing could journal a
+        # stop: a signal then would leave the run "interrupted", as a SIGKILL does.
+        with signals.hold():
+            return _execute(prepared, listener)
     finally:
         prepared.close()
 
@@ -457,6 +456,7 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
         if settings.gateway:
             _start_gateway(system, project, settings)
         try:
+            signals.release()  # the orchestrator runs: a signal held meanwhile stops it now
             while not finished.wait(0.5):
                 if stop_asked and time.monotonic() - stop_asked[0] > _stop_grace(settings):
                     break  # `autonoma stop` waited long enough: the tree is stopped now
