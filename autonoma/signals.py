@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -36,6 +37,14 @@ class Signalled(KeyboardInterrupt):
         super().__init__(name)
         self.name = name
 
+
+_ORIGINAL = {signum: signal.getsignal(signum) for signum in SIGNALS}
+"""What each signal did as the process started (what `restore` puts back)."""
+
+_IGNORED = frozenset({signal.SIGINT} if _ORIGINAL[signal.SIGINT] == signal.SIG_IGN else ())
+"""Left ignored: SIGINT when started ignoring it (a script's ``cmd &``), as Python does.
+SIGTERM and SIGHUP stop a run whatever (``kill``, a closed terminal, or `autonoma stop`'s
+peers: the run must journal its end)."""
 
 _held: list[int] | None = None
 """While a start holds signals (`hold`): those that came (None: not holding)."""
@@ -56,9 +65,10 @@ def install_early() -> None:
     program = getattr(spec, "name", "") == "autonoma.__main__" or (
         os.path.basename(getattr(main, "__file__", "") or "") == "autonoma"
     )
-    if program:
+    if program and _main_thread():
         for signum in SIGNALS:
-            signal.signal(signum, _early)
+            if signum not in _IGNORED:
+                signal.signal(signum, _early)
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:
@@ -77,16 +87,26 @@ def _raise_for(signum: int) -> None:
 def install() -> None:
     """`kill PID` (SIGTERM) and a closed terminal (SIGHUP) stop the run as Ctrl-C does,
     as a `Signalled`; Ctrl-C as a KeyboardInterrupt; both held while `hold` says so.
-    Main thread only (where Python runs handlers)."""
-    for signum in SIGNALS:
-        signal.signal(signum, _raise)
+    Does nothing outside the main thread (where Python runs handlers)."""
+    if _main_thread():
+        for signum in SIGNALS:
+            if signum not in _IGNORED:
+                signal.signal(signum, _raise)
 
 
 def restore() -> None:
-    """The default handlers back (a command that stops the usual way)."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    """The handlers the process started with back (a command that stops the usual way,
+    as it did before `install_early`); does nothing
+    outside the main thread."""
+    if _main_thread():
+        for signum, original in _ORIGINAL.items():
+            if original is not None:  # None: not set from Python (never here)
+                signal.signal(signum, original)
+
+
+def _main_thread() -> bool:
+    # signal.signal raises ValueError elsewhere (a command run in a test's thread).
+    return threading.current_thread() is threading.main_thread()
 
 
 @contextmanager
