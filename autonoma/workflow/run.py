@@ -32,7 +32,7 @@ from autonoma.hints import endpoint_of, endpoint_text, resume_command, start_com
 from autonoma.journal import reader
 from autonoma.journal.fold import State, fold_rows
 from autonoma.project import Project, ProjectError, RunLock, acquire_run_lock
-from autonoma.protocol import Envelope, Escalation, RunFinished, StopRequested
+from autonoma.protocol import Envelope, Escalation, RefLockRemoved, RunFinished, StopRequested
 from autonoma.runtime.bus import Listener
 from autonoma.runtime.supervisor import ChildSpec, ChildStartRefused
 from autonoma.signals import Signalled
@@ -95,6 +95,8 @@ class Prepared:
     sim: SimServer | None = None
     spent: dict[str | None, float] = field(default_factory=dict)
     """What a resumed run spent so far, per task: its budgets start there."""
+    removed_lock: RefLockRemoved | None = None
+    """The stale lock on ``main`` removed as the run was prepared (journaled at start)."""
     cleanup: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -172,6 +174,30 @@ def _run_to_resume(project: Project, requirements: Path, new: bool, endpoint: st
             "`--new` starts over"
         )
     return state
+
+
+def _remove_stale_lock(project: Project, main: str) -> RefLockRemoved | None:
+    """Remove ``main``'s ref lock if a killed git left it (`workspace.lock_is_stale`);
+    what was removed, or None. Call with the run lock held. Raises `RunError` (one line
+    naming the file and what to do) when it may be a git of the user's, running now."""
+    try:
+        lock = workspace.branch_lock(project.root, main)
+    except VcsError as err:
+        raise RunError(str(err)) from None
+    if lock is None:
+        return None
+    if not workspace.lock_is_stale(lock):
+        raise RunError(
+            f"{lock.path}: a git command holds branch {main} ({lock.age_s:.0f} s ago): let "
+            f"it finish, then start again; if no git runs in this repository, remove the file"
+        )
+    try:
+        lock.path.unlink()
+    except FileNotFoundError:
+        pass  # its git let it go meanwhile
+    except OSError as err:
+        raise RunError(f"{lock.path}: cannot be removed ({err.strerror}): remove it") from None
+    return RefLockRemoved(path=str(lock.path), branch=main, age_s=lock.age_s, ours=lock.ours)
 
 
 def _new_run_id() -> str:
@@ -270,6 +296,9 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
                     f"{project.root}: run {run_id} moves branch {main}, which is gone: "
                     f"recreate it, or start over with --new"
                 ) from None
+        # With the run lock held (no merge queue of the project runs): a lock on main
+        # that a killed git left would fail every merge's move of main.
+        removed_lock = _remove_stale_lock(project, main)
         sim: SimServer | None = None
         parent = dict(os.environ)
         # The crew's backoff owns storms: claude's own retries are capped (None: its default).
@@ -312,6 +341,7 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
             lock=lock,
             sim=sim,
             spent=spent,
+            removed_lock=removed_lock,
         )
         prepared.cleanup.append(lock.release)
         if sim is not None:
@@ -442,6 +472,9 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
                 shutdown=30.0,
             )
         )
+        if prepared.removed_lock is not None:
+            # After the run's `RunStarted` (the orchestrator's first row): said once.
+            system.bus.publish("run", prepared.removed_lock, durable=True)
         system.start_child(
             crew_spec(
                 system.bus,
