@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from autonoma import signals
 from autonoma.supported import exit_unless_supported
 
+# First of all: a signal while the command is still imported exits 130 in one line.
+signals.install_early()
 # Before the imports below: some need Linux (fcntl, termios, /proc) and would fail with
 # a traceback elsewhere; this says in one line what is needed, and exits 2.
 exit_unless_supported()
@@ -98,6 +101,16 @@ def _settings(root: Path | None) -> config.Settings:
 @click.version_option(package_name="autonoma", prog_name="autonoma")
 def main() -> None:
     """Autonoma: a software company in a box, run by supervised Claude Code agents."""
+    # A run's process takes signals its own way from here (a stop journaled, see
+    # autonoma.signals); any other command stops the usual way.
+    if click.get_current_context().invoked_subcommand in _RUNS:
+        signals.install()
+    else:
+        signals.restore()
+
+
+_RUNS = frozenset({"start", "demo", "_run"})
+"""The commands that may run the company in this process."""
 
 
 @main.command()
@@ -172,8 +185,8 @@ def _run_company(
     if tui is None or not sys.stdout.isatty():
         tui = sys.stdout.isatty() and sys.stdin.isatty()
     if tui:
+        signals.restore()  # the dashboard's own: the run is another process's
         return _run_in_background(proj, options)
-    _stop_on_signals()
     prepared = run.prepare(proj, options)
     if on_prepared is not None:
         on_prepared(prepared)
@@ -271,8 +284,8 @@ def run_here(spec: Path, ready: Path) -> None:
     prepared. Prints the plain progress log (into the run's log file)."""
     from autonoma.workflow.background import decode_options
 
-    # At once: a SIGTERM while it starts (Ctrl-C in the starting terminal) stops it cleanly.
-    _stop_on_signals()
+    # Its signals are `autonoma.signals`' (installed by `main`): a SIGTERM while it starts
+    # (Ctrl-C in the starting terminal) stops it cleanly.
     options = decode_options(spec.read_bytes())
     spec.unlink(missing_ok=True)
 
@@ -283,23 +296,6 @@ def run_here(spec: Path, ready: Path) -> None:
         partial.replace(ready)
 
     _run_company(project.find(_here()), options, gate=True, tui=False, on_prepared=prepared)
-
-
-def _stop_on_signals() -> None:
-    """`kill PID` (SIGTERM) and a closed terminal (SIGHUP) stop the run as Ctrl-C does:
-    cleanly, journaled, resumable. Only in the main thread (where signals are handled)."""
-    import signal
-
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _interrupt)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    import signal
-
-    from autonoma.workflow.run import Signalled
-
-    raise Signalled(signal.Signals(signum).name)
 
 
 _PORT = click.option(

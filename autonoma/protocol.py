@@ -626,6 +626,20 @@ class LeftoversKilled(Message, frozen=True):
     """Each one's command line (cut at 200 characters), in the order of ``pids``."""
 
 
+class RefLockRemoved(Message, frozen=True):
+    """The lock on the branch the run moves (``refs/heads/<main>.lock``), left by a git
+    killed as it moved it (an earlier Autonoma SIGKILLed as its merge queue moved
+    ``main``), was removed before the run (re)started: every later move would have
+    failed. Removed only when stale (`autonoma.vcs.workspace.lock_is_stale`)."""
+
+    path: str
+    branch: str = ""
+    age_s: float = 0.0
+    """How old it was (seconds since it was written)."""
+    ours: bool = False
+    """It named a commit of the integration branch: Autonoma's own move of the branch."""
+
+
 class AgentPromptGiven(Message, frozen=True):
     """A pre-started turn (`AgentTurnStarting.waits_for_prompt`) is given its prompt;
     journaled (durably) before it is written to claude's stdin. From here on the turn
@@ -696,6 +710,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     CostReported,
     ConcurrencyChanged,
     LeftoversKilled,
+    RefLockRemoved,
     AgentPromptGiven,
     HoldLifted,
 )
@@ -750,6 +765,7 @@ AnyMessage = (
     | CostReported
     | ConcurrencyChanged
     | LeftoversKilled
+    | RefLockRemoved
     | AgentPromptGiven
     | HoldLifted
 )

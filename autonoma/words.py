@@ -370,6 +370,13 @@ def _words(m: p.Message, cwd: str) -> tuple[str, Level] | None:
                 f"killed {len(pids)} process(es) an earlier run left working: {what}{more}",
                 "warn",
             )
+        case p.RefLockRemoved(path=path, branch=branch, age_s=age, ours=ours):
+            why = "it named a commit this run merged" if ours else f"{age:.0f} s old"
+            return (
+                f"removed {short(path, TOOL_CHARS)}, a lock on {branch or 'the branch'} "
+                f"left by a killed git ({why})",
+                "warn",
+            )
         case p.BudgetReached(scope="task"):
             return budget_text(m), "warn"
         case p.BudgetReached():

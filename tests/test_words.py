@@ -340,6 +340,17 @@ ROWS: list[tuple[p.Message, str, str, str | None, str | None, bool]] = [
         "killed 2 process(es) an earlier run left working: sleep 300; claude -p go",
         "warn", None, None, True,
     ),
+    (
+        p.RefLockRemoved(path="/p/.git/refs/heads/main.lock", branch="main", age_s=75.4),
+        "removed /p/.git/refs/heads/main.lock, a lock on main left by a killed git (75 s old)",
+        "warn", None, None, True,
+    ),
+    (
+        p.RefLockRemoved(path="/p/.git/refs/heads/main.lock", branch="main", ours=True),
+        "removed /p/.git/refs/heads/main.lock, a lock on main left by a killed git "
+        "(it named a commit this run merged)",
+        "warn", None, None, True,
+    ),
 ]  # fmt: skip
 
 

@@ -35,11 +35,12 @@ reaps the child, lets the reader drain, and calls
 ``on_exit(exit_code, signal, timed_out)`` once, after the last ``on_line``.
 
 Two limits stop a turn (SIGTERM, then SIGKILL after the grace period): ``timeout``,
-the wall clock, and ``idle_timeout``, seconds without a byte of output. A real turn
-may stream for an hour; one that says nothing for ten minutes is stuck. `PortExit`
-says which one fired. A tool that runs prints nothing in the stream until its result
-(a test suite, a package install): while the owner says one runs (`tool_running`), the
-idle limit is at least `TOOL_QUIET_LIMIT`, the longest a claude Bash call may take.
+the wall clock (time spent frozen by `freeze` not counted), and ``idle_timeout``,
+seconds without a byte of output. A real turn may stream for an hour; one that says
+nothing for ten minutes is stuck. `PortExit` says which one fired. A tool that runs
+prints nothing in the stream until its result (a test suite, a package install): while
+the owner says one runs (`tool_running`), the idle limit is at least
+`TOOL_QUIET_LIMIT`, the longest a claude Bash call may take.
 """
 
 from __future__ import annotations
@@ -211,6 +212,12 @@ class Port:
         self._tool_running = False
         self._frozen = False
         self._idle_fired = 0.0
+        self._wall_left: float | None = None
+        """Seconds the wall clock had left when last armed (at its start or a thaw)."""
+        self._wall_armed = 0.0
+        """When it was last armed (monotonic)."""
+        self._wall_arming = 0
+        """Which arming the live wall-clock timer belongs to: older ones are stale."""
         self._stop_reason: str | None = None
         self._kill_at: float | None = None
         self._timers: list[threading.Timer] = []
@@ -305,7 +312,7 @@ class Port:
         self._reader.start()
         self._waiter.start()
         if self.timeout is not None and not self.stdin_pipe:
-            self._add_timer(self.timeout, self._on_timeout)
+            self._arm_wall(self.timeout)
         if self.idle_timeout is not None:
             self._add_timer(self.idle_timeout, self._check_idle)
         return self._pid
@@ -323,7 +330,7 @@ class Port:
         # child never given its input still ends).
         self._last_output = time.monotonic()
         if self.timeout is not None:
-            self._add_timer(self.timeout, self._on_timeout)
+            self._arm_wall(self.timeout)
         thread = threading.Thread(
             target=_write_all, args=(fd, data), name=f"port-stdin-{self._pid}", daemon=True
         )
@@ -353,15 +360,28 @@ class Port:
 
         A frozen child sends nothing (a ``claude`` waiting out a rate-limit storm: its
         retry goes once it is thawed) and its silence is on purpose: the idle limit
-        does not run meanwhile, and thawing counts as output. The wall clock runs on.
+        does not run meanwhile, and thawing counts as output. Nor does the wall clock
+        (``timeout``): a long storm is no fault of the turn's; thawed, what it had left
+        still applies.
         """
+        arming: int | None = None
         with self._lock:
             if self._pid is None or self._exited or self._reaped or frozen == self._frozen:
                 return
             self._frozen = frozen
+            now = time.monotonic()
+            left = self._wall_left
             if not frozen:
-                self._last_output = time.monotonic()
+                self._last_output = now
+                if left is not None:
+                    arming = self._arm_wall_locked(left)  # what it had left, from now
+            elif left is not None:
+                # Paused: the time run so far is kept, and the live timer goes stale.
+                self._wall_left = max(0.0, left - (now - self._wall_armed))
+                self._wall_arming += 1
             self._signal_all(signal.SIGSTOP if frozen else signal.SIGCONT)
+        if arming is not None and left is not None:
+            self._add_wall_timer(left, arming)
 
     @property
     def frozen(self) -> bool:
@@ -463,10 +483,31 @@ class Port:
             self._timers.append(timer)
         timer.start()
 
-    def _on_timeout(self) -> None:
+    def _arm_wall(self, left: float) -> None:
+        """Start the wall clock with ``left`` seconds to go (frozen: once thawed)."""
+        with self._lock:
+            arming = self._arm_wall_locked(left)
+            if self._frozen:
+                self._wall_arming += 1  # given its input while frozen: thawing arms it
+                return
+        self._add_wall_timer(left, arming)
+
+    def _arm_wall_locked(self, left: float) -> int:
+        """(Re)start the wall clock's count with ``left`` seconds to go (lock held); the
+        arming its timer must carry (`_add_wall_timer`, once the lock is released)."""
+        self._wall_left, self._wall_armed = left, time.monotonic()
+        self._wall_arming += 1
+        return self._wall_arming
+
+    def _add_wall_timer(self, left: float, arming: int) -> None:
+        self._add_timer(left, lambda: self._on_timeout(arming))
+
+    def _on_timeout(self, arming: int) -> None:
         with self._lock:
             if self._exited or self._stop_reason is not None:
                 return
+            if arming != self._wall_arming:
+                return  # frozen since it was armed: the thaw armed a later one
             self._timeout = "wall"
         self.stop("timeout")
 

@@ -64,6 +64,7 @@ from autonoma.protocol import (
     PhaseChanged,
     PlanWritten,
     ProjectCommands,
+    RefLockRemoved,
     ResolveRequested,
     ResumeRequested,
     RetryRequested,
@@ -1134,6 +1135,12 @@ def _hold_lifted(state: State, seq: int, ts: float, run_id: str, m: HoldLifted) 
     state.held_until = min(state.held_until, ts)
 
 
+def _ref_lock_removed(state: State, seq: int, ts: float, run_id: str, m: RefLockRemoved) -> None:
+    # A file of git's was removed before the run (re)started: no state depends on it;
+    # the journal row is the record.
+    return None
+
+
 def _leftovers_killed(state: State, seq: int, ts: float, run_id: str, m: LeftoversKilled) -> None:
     # What an earlier run left running was killed: nothing of the state depends on it
     # (the turns it belonged to already ended in the fold); the journal row is the record.
@@ -1282,6 +1289,7 @@ _HANDLERS: dict[str, _Handler] = {
     "AgentProcessExited": _agent_process_exited,
     "ConcurrencyChanged": _concurrency_changed,
     "LeftoversKilled": _leftovers_killed,
+    "RefLockRemoved": _ref_lock_removed,
     "AgentPromptGiven": _agent_prompt_given,
     "HoldLifted": _hold_lifted,
 }

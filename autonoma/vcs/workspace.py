@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,36 @@ _CONFLICT_BLOCK = re.compile(rb"^<<<<<<< .*?^=======\r?$.*?^>>>>>>> ", re.MULTIL
 
 class VcsError(Exception):
     """A git operation could not be done; the message names the repository and the problem."""
+
+
+STALE_LOCK_AGE = 60.0
+"""Seconds after which a lock on the user's branch (``refs/heads/<main>.lock``) is taken
+for one a killed git left: git holds a ref's lock for the milliseconds of writing one
+line and renaming it (seconds at most, with a slow ``reference-transaction`` hook), so
+a lock a minute old belongs to no git still running."""
+
+LOCK_WAIT = 5.0
+"""Seconds the merge queue waits for the user's git to let go of ``<main>.lock`` before
+leaving ``main`` where it is for this merge (the next one moves it)."""
+
+
+@dataclass(frozen=True)
+class BranchLock:
+    """A branch's lock file (``<ref>.lock``) found in the repository."""
+
+    path: Path
+    age_s: float
+    """Seconds since it was last written (its mtime)."""
+    ours: bool
+    """It moves the branch forward to a commit the integration branch holds: what
+    Autonoma's merge queue writes there as it moves ``main`` (a SIGKILL then left it)."""
+
+
+def lock_is_stale(lock: BranchLock) -> bool:
+    """Whether a start (with the run lock held: no merge queue of the project runs) may
+    remove ``lock``: it is Autonoma's own (`BranchLock.ours`), or older than
+    `STALE_LOCK_AGE`. Otherwise it may be a git of the user's, moving the branch now."""
+    return lock.ours or lock.age_s >= STALE_LOCK_AGE
 
 
 @dataclass(frozen=True)
@@ -604,8 +635,14 @@ def _checked_out_at(repo: pygit2.Repository, ref_name: str) -> Path | None:
     return None
 
 
-def advance_main(repo_path: Path, main: str, new: str) -> tuple[bool, str]:
-    """Fast-forward the user's ``main`` to ``new`` without ever losing their work."""
+def advance_main(
+    repo_path: Path, main: str, new: str, lock_wait: float = LOCK_WAIT
+) -> tuple[bool, str]:
+    """Fast-forward the user's ``main`` to ``new`` without ever losing their work.
+
+    Blocks up to ``lock_wait`` seconds while a git of the user's holds ``main``'s lock;
+    still held, ``main`` stays (False and why: the next merge moves it). Raises
+    `VcsError` if ``main`` is gone."""
     repo = _open(repo_path)
     ref_name = _ref_name(main)
     try:
@@ -622,7 +659,16 @@ def advance_main(repo_path: Path, main: str, new: str) -> tuple[bool, str]:
             f"{main} has commits that are not in the merged result "
             f"(committed on {main} meanwhile?); {kept}"
         )
+    # Before the working tree is touched: a checkout done, then the ref refused, would
+    # leave the user's files ahead of their branch (shown as their own changes).
+    lock = _lock_path(repo, main)
+    if not _wait_unlocked(lock, lock_wait):
+        return False, (
+            f"{lock} stayed there {lock_wait:g} s (a git command moving {main}? if none "
+            f"runs, remove the file); {kept}"
+        )
     holder = _checked_out_at(repo, ref_name)
+    checkout: pygit2.Repository | None = None
     if holder is not None:
         dirty = dirty_files(holder, untracked=False)
         if dirty:
@@ -632,13 +678,33 @@ def advance_main(repo_path: Path, main: str, new: str) -> tuple[bool, str]:
             # SAFE from HEAD's tree: a file that differs from what git expects is
             # reported as a conflict instead of being overwritten.
             _checkout(checkout, checkout[target.tree_id], CheckoutStrategy.SAFE)
-        except pygit2.GitError as error:
+        except (pygit2.GitError, OSError) as error:
             return False, f"could not update your working tree at {holder}: {error}; {kept}"
     try:
         reference.set_target(target.id, f"autonoma: fast-forward to {_short(target.id)}")
-    except pygit2.GitError as error:
-        return False, f"{main} moved while it was being updated ({error}); {kept}"
+    except (pygit2.GitError, OSError) as error:
+        # pygit2 says "failed to lock file" as an OSError: a git of the user's took it.
+        why = str(error)
+        if checkout is not None and _target_of(repo, ref_name) == old:
+            # The branch stayed (a git of the user's took its lock just now): its files
+            # go back to it, which they matched a moment ago (the tree was clean). Had
+            # it moved (a commit of the user's), they would be the user's: left alone.
+            old_tree = checkout[_commit(checkout, str(old)).tree_id]
+            try:
+                _checkout(checkout, old_tree, CheckoutStrategy.FORCE)
+            except (pygit2.GitError, OSError) as undo:
+                why += f"; your files are left at {_short(target.id)} ({undo})"
+        return False, f"{main} moved while it was being updated ({why}); {kept}"
     return True, ""
+
+
+def _target_of(repo: pygit2.Repository, ref_name: str) -> pygit2.Oid | None:
+    """Where ``ref_name`` points now, read afresh (None: gone, or not readable)."""
+    try:
+        target = repo.lookup_reference(ref_name).target
+    except (KeyError, pygit2.GitError):
+        return None
+    return target if isinstance(target, pygit2.Oid) else None
 
 
 def start_conflict_merge(worktree: Path, onto: str) -> list[str]:
@@ -750,6 +816,66 @@ def add_git_config(env: dict[str, str], key: str, value: str) -> None:
     env["GIT_CONFIG_COUNT"] = str(count + 1)
 
 
+def _common_dir(repo: pygit2.Repository) -> Path:
+    """The git folder holding the refs: a linked worktree's names the shared one."""
+    common = Path(repo.path)
+    pointer = common / "commondir"
+    if pointer.is_file():
+        common = (common / pointer.read_text().strip()).resolve()
+    return common
+
+
+def _lock_path(repo: pygit2.Repository, branch: str) -> Path:
+    return _common_dir(repo) / (_ref_name(branch) + ".lock")
+
+
+def branch_lock(repo_path: Path, branch: str, now: float | None = None) -> BranchLock | None:
+    """The lock file of ``branch`` (``refs/heads/<branch>.lock``), if there is one, with
+    its age at ``now`` (None: the time now, epoch seconds); None when there is none.
+    Raises `VcsError` if the repository cannot be opened."""
+    repo = _open(repo_path)
+    path = _lock_path(repo, branch)
+    try:
+        # Not followed: a link there is no lock of git's, and never read through.
+        info = path.lstat()
+        data = path.read_bytes()[:100] if path.is_file() and not path.is_symlink() else b""
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise VcsError(f"{path}: cannot be read ({err.strerror})") from None
+    age = (time.time() if now is None else now) - info.st_mtime
+    ours = _fast_forward_on_integration(repo, branch, data)
+    return BranchLock(path=path, age_s=max(0.0, age), ours=ours)
+
+
+def _fast_forward_on_integration(repo: pygit2.Repository, branch: str, data: bytes) -> bool:
+    """Whether ``data`` (a ref lock's content: the id being written) moves ``branch``
+    forward along the integration branch, as `advance_main` does (a user's reset goes
+    back, a user's commit elsewhere)."""
+    text = data.decode("ascii", "replace").strip()
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", text):
+        return False
+    try:
+        head = repo.lookup_reference(_ref_name(INTEGRATION_BRANCH)).target
+        now = repo.lookup_reference(_ref_name(branch)).target
+        oid = pygit2.Oid(hex=text)
+        on_integration = oid == head or repo.descendant_of(head, oid)
+        return bool(on_integration and oid != now and repo.descendant_of(oid, now))
+    except (KeyError, ValueError, pygit2.GitError):
+        return False
+
+
+def _wait_unlocked(lock: Path, wait: float) -> bool:
+    """Wait up to ``wait`` seconds for ``lock`` to go (a git of the user's done with the
+    ref); whether it went."""
+    deadline = time.monotonic() + wait
+    while os.path.lexists(lock):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def remove_stale_ref_locks(repo_path: Path) -> list[Path]:
     """Remove the ref locks (``refs/heads/autonoma/**.lock``) a killed Autonoma left.
 
@@ -762,11 +888,7 @@ def remove_stale_ref_locks(repo_path: Path) -> list[Path]:
         repo = _open(repo_path)
     except VcsError:
         return []
-    common = Path(repo.path)
-    pointer = common / "commondir"  # a linked worktree's git folder names the shared one
-    if pointer.is_file():
-        common = (common / pointer.read_text().strip()).resolve()
-    base = common / "refs" / "heads" / "autonoma"
+    base = _common_dir(repo) / "refs" / "heads" / "autonoma"
     removed: list[Path] = []
     if base.is_dir() and not base.is_symlink():
         for lock in sorted(base.rglob("*.lock")):

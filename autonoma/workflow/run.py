@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from autonoma import config, inputfile
+from autonoma import config, inputfile, signals
 from autonoma import project as project_module
 from autonoma.agents.auth import AuthError, check_auth
 from autonoma.agents.command import isolation_args, root_bypass_problem
@@ -32,9 +32,10 @@ from autonoma.hints import endpoint_of, endpoint_text, resume_command, start_com
 from autonoma.journal import reader
 from autonoma.journal.fold import State, fold_rows
 from autonoma.project import Project, ProjectError, RunLock, acquire_run_lock
-from autonoma.protocol import Envelope, Escalation, RunFinished, StopRequested
+from autonoma.protocol import Envelope, Escalation, RefLockRemoved, RunFinished, StopRequested
 from autonoma.runtime.bus import Listener
 from autonoma.runtime.supervisor import ChildSpec, ChildStartRefused
+from autonoma.signals import Signalled
 from autonoma.sim import ScenarioError, SimServer, load_scenario
 from autonoma.system import JOURNAL, ROOT, StartError, System, start
 from autonoma.vcs import excludes, workspace
@@ -94,6 +95,8 @@ class Prepared:
     sim: SimServer | None = None
     spent: dict[str | None, float] = field(default_factory=dict)
     """What a resumed run spent so far, per task: its budgets start there."""
+    removed_lock: RefLockRemoved | None = None
+    """The stale lock on ``main`` removed as the run was prepared (journaled at start)."""
     cleanup: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -171,6 +174,30 @@ def _run_to_resume(project: Project, requirements: Path, new: bool, endpoint: st
             "`--new` starts over"
         )
     return state
+
+
+def _remove_stale_lock(project: Project, main: str) -> RefLockRemoved | None:
+    """Remove ``main``'s ref lock if a killed git left it (`workspace.lock_is_stale`);
+    what was removed, or None. Call with the run lock held. Raises `RunError` (one line
+    naming the file and what to do) when it may be a git of the user's, running now."""
+    try:
+        lock = workspace.branch_lock(project.root, main)
+    except VcsError as err:
+        raise RunError(str(err)) from None
+    if lock is None:
+        return None
+    if not workspace.lock_is_stale(lock):
+        raise RunError(
+            f"{lock.path}: a git command holds branch {main} ({lock.age_s:.0f} s ago): let "
+            f"it finish, then start again; if no git runs in this repository, remove the file"
+        )
+    try:
+        lock.path.unlink()
+    except FileNotFoundError:
+        pass  # its git let it go meanwhile
+    except OSError as err:
+        raise RunError(f"{lock.path}: cannot be removed ({err.strerror}): remove it") from None
+    return RefLockRemoved(path=str(lock.path), branch=main, age_s=lock.age_s, ours=lock.ours)
 
 
 def _new_run_id() -> str:
@@ -269,6 +296,9 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
                     f"{project.root}: run {run_id} moves branch {main}, which is gone: "
                     f"recreate it, or start over with --new"
                 ) from None
+        # With the run lock held (no merge queue of the project runs): a lock on main
+        # that a killed git left would fail every merge's move of main.
+        removed_lock = _remove_stale_lock(project, main)
         sim: SimServer | None = None
         parent = dict(os.environ)
         # The crew's backoff owns storms: claude's own retries are capped (None: its default).
@@ -311,6 +341,7 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
             lock=lock,
             sim=sim,
             spent=spent,
+            removed_lock=removed_lock,
         )
         prepared.cleanup.append(lock.release)
         if sim is not None:
@@ -333,19 +364,17 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
         raise
 
 
-class Signalled(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C's KeyboardInterrupt: the
-    run stops the same clean way, and says which signal stopped it."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-
-
 def execute(prepared: Prepared, listener: Listener | None = None) -> RunResult:
-    """Run the company until the run ends or is interrupted; stop everything after."""
+    """Run the company until the run ends or is interrupted; stop everything after.
+
+    A signal (with `autonoma.signals`' handlers) that comes while the tree starts is
+    held until the orchestrator runs, then stops the run as a later one does: journaled,
+    the run ``stopped``. Raises `RunError` if the tree cannot start."""
     try:
-        return _execute(prepared, listener)
+        # From the journal's first row until the actors run, nothing could journal a
+        # stop: a signal then would leave the run "interrupted", as a SIGKILL does.
+        with signals.hold():
+            return _execute(prepared, listener)
     finally:
         prepared.close()
 
@@ -443,6 +472,9 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
                 shutdown=30.0,
             )
         )
+        if prepared.removed_lock is not None:
+            # After the run's `RunStarted` (the orchestrator's first row): said once.
+            system.bus.publish("run", prepared.removed_lock, durable=True)
         system.start_child(
             crew_spec(
                 system.bus,
@@ -457,6 +489,7 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
         if settings.gateway:
             _start_gateway(system, project, settings)
         try:
+            signals.release()  # the orchestrator runs: a signal held meanwhile stops it now
             while not finished.wait(0.5):
                 if stop_asked and time.monotonic() - stop_asked[0] > _stop_grace(settings):
                     break  # `autonoma stop` waited long enough: the tree is stopped now

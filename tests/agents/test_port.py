@@ -541,3 +541,44 @@ def test_a_frozen_child_sends_nothing_outlives_the_idle_limit_and_goes_on_once_t
     port.stop()  # a frozen child still handles SIGTERM: continued after it
     assert rec.exited(deadline=4.0)[0] == 3  # its handler ran, before the grace period
     assert rec.lines[-1] == b"bye"
+
+
+def test_time_frozen_does_not_count_against_the_wall_clock_and_the_rest_still_applies(
+    tmp_path: Path,
+) -> None:
+    rec = Recorder()
+    script = "while :; do echo tick; sleep 0.05; done"
+    port = make_port(tmp_path, script, rec, timeout=2.0, grace=1.0)
+    port.start()
+    rec.until(lambda: bool(rec.lines))
+    time.sleep(1.0)  # half its wall clock used
+    port.freeze(True)
+    time.sleep(2.5)  # frozen for longer than its whole wall clock (a long storm)
+    assert rec.exits == [] and port.stop_reason is None  # not stopped for the timeout
+    seen = len(rec.lines)
+    port.freeze(False)
+    thawed = time.monotonic()
+    rec.until(lambda: len(rec.lines) > seen)  # it goes on
+    assert rec.exited(deadline=5.0) == (None, signal.SIGTERM, True)
+    after = time.monotonic() - thawed
+    # What it had left (about 1 s) still applied: not the whole 2 s again, nor none.
+    assert 0.7 <= after <= 1.8, after
+    assert port.result is not None and port.result.timeout == "wall"
+    assert port.result.timeout_s == 2.0
+
+
+def test_a_child_given_its_input_while_frozen_starts_its_wall_clock_once_thawed(
+    tmp_path: Path,
+) -> None:
+    rec = Recorder()
+    port = make_port(tmp_path, "echo up; cat; sleep 600", rec, timeout=0.5, stdin_pipe=True)
+    port.start()
+    rec.until(lambda: bool(rec.lines))
+    port.freeze(True)  # pre-started, and a storm came before its prompt
+    port.send(b"go\n")
+    time.sleep(1.0)
+    assert rec.exits == []  # its wall clock waits for the thaw
+    port.freeze(False)
+    thawed = time.monotonic()
+    assert rec.exited() == (None, signal.SIGTERM, True)
+    assert 0.3 <= time.monotonic() - thawed <= 2.0

@@ -25,8 +25,9 @@ EXIT_CODES = {"stopped": 130, "done": 0}
 
 
 def play(trial: Trial, ref: Reference) -> None:
-    """One signal (by the trial's number), at a random row (even trials: the short
-    one too) or at a merge (odd ones); then check how the run stopped, and resume it."""
+    """One signal (by the trial's number), at a random row from the first (even trials:
+    the short one too) or at a merge (odd ones); then check how the run stopped, and
+    resume it."""
     signum = SIGNALS[trial.index % len(SIGNALS)]
     active = trial.launch()
     if trial.index % 2 == 1:
@@ -35,8 +36,8 @@ def play(trial: Trial, ref: Reference) -> None:
         time.sleep(trial.rng.uniform(0, trial.company.gate_sleep))
         where = f"merge {k + 1}"
     else:
-        # Past the start-up: a signal before the actors run is only shown interrupted.
-        row = trial.moment(ref, 0.15)
+        # From the first row on: a signal before the actors run is held until they do.
+        row = trial.moment(ref)
         hit = trial.reach(active, row)
         where = f"row {row}"
     if hit and active.poll() is None:
@@ -51,9 +52,6 @@ def play(trial: Trial, ref: Reference) -> None:
     outcome = trial.outcome()
     if trial.expected_status() is None:
         trial.notes.append(f"before the run started: exit {code}")
-    elif outcome is None and code == 130:
-        # Between the run's first row and its actors: nothing to stop yet, shown interrupted.
-        trial.notes.append("stopped at start-up")
     elif outcome not in EXIT_CODES or code != EXIT_CODES[outcome]:
         trial.fail("run", f"{signum.name}: exit {code}, outcome {outcome}: {trial.log()[-400:]}")
     trial.check_owner_gone(status=trial.expected_status())

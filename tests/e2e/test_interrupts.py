@@ -28,6 +28,7 @@ from autonoma.protocol import (
 )
 from tests.conftest import run_autonoma
 from tests.e2e.runs import (
+    db_of,
     envelopes,
     files_on,
     git,
@@ -38,7 +39,7 @@ from tests.e2e.runs import (
     start,
     status_json,
 )
-from tests.journal.testlib import wait_for
+from tests.journal.testlib import seqs, wait_for
 
 
 def launch(root: Path, env: dict[str, str], scenario: str) -> subprocess.Popen[str]:
@@ -192,3 +193,62 @@ def test_sigkill_is_shown_interrupted_and_resumed_sessions_merge_the_same_tree(
     assert files_on(root, "main") == {"requirements.md", "t1.txt", "t2.txt"}
     assert git(root, "show", "main:t1.txt") == "t1\n" * 3
     assert git(root, "show", "main:t2.txt") == "t2\n"
+
+
+def catches(pid: int, signum: signal.Signals) -> bool:
+    """Whether process ``pid`` has a handler of its own for ``signum`` (/proc's SigCgt)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+EARLY = ("imported", "prepared", "first row")
+
+
+@pytest.mark.parametrize("moment", EARLY)
+def test_a_signal_in_the_first_moments_of_a_start_is_journaled_or_leaves_nothing(
+    tmp_path: Path, clean_env: dict[str, str], moment: str
+) -> None:
+    """SIGINT while the command is imported (once it handles signals), while the run is
+    prepared (its claude login checked: ``.autonoma/`` is made by then), at the journal's first row
+    (the tree starting, no actor able to journal a stop yet): exit 130 in one line each
+    time; the journal holds either nothing of the start (status says no run started) or
+    its stop (status says stopped, never interrupted); the next start ends the run."""
+    root = make_project(tmp_path)
+    active = launch(root, clean_env, "approves_all.toml")
+    try:
+        if moment == "imported":
+            # As soon as it handles SIGHUP itself (Python does not): still importing.
+            wait_for(lambda: catches(active.pid, signal.SIGHUP), timeout=30, interval=0.001)
+        elif moment == "prepared":
+            wait_for(lambda: (root / ".autonoma").is_dir(), timeout=60, interval=0.002)
+        else:
+            wait_for(lambda: seqs(db_of(root)), timeout=60, interval=0.002)
+        active.send_signal(signal.SIGINT)
+        stdout, stderr = active.communicate(timeout=90)
+    finally:
+        active.kill()
+    assert active.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    rows = journal(root)
+    shown = run_autonoma("status", cwd=root, env=clean_env)
+    if moment == "first row":
+        (asked,) = envelopes(rows, StopRequested)
+        (end,) = envelopes(rows, RunFinished)
+        assert asked.message.origin.startswith("Ctrl-C, ")
+        assert end.message.outcome == "stopped"
+        assert shown.stdout.startswith(f"Run {end.run_id}: stopped, "), shown.stdout
+    elif not messages(rows, RunFinished):
+        # Stopped before its run was journaled: nothing of it, nothing shown interrupted.
+        assert "interrupted" not in shown.stdout + shown.stderr
+        assert not messages(rows, StopRequested)
+    else:
+        # A slow machine: the signal came once the tree started. Journaled all the same.
+        assert messages(rows, RunFinished)[-1].outcome == "stopped"
+        assert ": stopped, " in shown.stdout, shown.stdout
+    again = start(root, "approves_all.toml", clean_env, "--max-workers", "1")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert messages(journal(root), RunFinished)[-1].outcome == "done"
+    assert files_on(root, "main") == {"requirements.md", "t1.txt", "t2.txt", "t3.txt"}

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pygit2
@@ -733,3 +734,84 @@ def test_a_ref_lock_left_by_a_killed_run_is_removed(tmp_path: Path) -> None:
     assert workspace.remove_stale_ref_locks(root) == [heads / "t1.lock"]
     assert not (heads / "t1.lock").exists()
     assert (root / ".git" / "refs" / "heads" / "main.lock").exists()
+
+
+def _main_lock(project: Path) -> Path:
+    return project / ".git" / "refs" / "heads" / "main.lock"
+
+
+def test_advance_main_waits_for_a_users_git_holding_main_then_moves_it(project: Path) -> None:
+    merged = _merged_work(project)
+    lock = _main_lock(project)
+    lock.write_text(workspace.head_of(project, "main") + "\n")  # as git holds it, moving main
+    threading.Timer(0.5, lock.unlink).start()  # ...for half a second
+
+    assert workspace.advance_main(project, "main", merged, lock_wait=10.0) == (True, "")
+
+    assert workspace.head_of(project, "main") == merged
+    assert git(project, "status", "--porcelain") == ""
+    assert (project / "feature.py").read_text() == "x = 1\n"
+
+
+def test_advance_main_leaves_main_and_the_users_files_as_they_were_while_the_lock_stays(
+    project: Path,
+) -> None:
+    old = workspace.head_of(project, "main")
+    merged = _merged_work(project)
+    lock = _main_lock(project)
+    lock.write_text(old + "\n")
+
+    moved, reason = workspace.advance_main(project, "main", merged, lock_wait=0.3)
+
+    assert not moved
+    assert str(lock) in reason and "remove the file" in reason
+    assert workspace.head_of(project, "main") == old
+    # The user's tree untouched: not ahead of their branch (it would show as their edits).
+    assert git(project, "status", "--porcelain") == ""
+    assert not (project / "feature.py").exists()
+    lock.unlink()  # their git is done: the next merge moves main
+    assert workspace.advance_main(project, "main", merged) == (True, "")
+    assert git(project, "status", "--porcelain") == ""
+
+
+def _lock(age: float, ours: bool) -> workspace.BranchLock:
+    return workspace.BranchLock(path=Path("main.lock"), age_s=age, ours=ours)
+
+
+@pytest.mark.parametrize(
+    ("lock", "stale"),
+    [
+        (_lock(0.0, ours=True), True),  # Autonoma's own move, killed: whatever its age
+        (_lock(0.0, ours=False), False),  # a git of the user's, moving main now
+        (_lock(workspace.STALE_LOCK_AGE - 1, ours=False), False),
+        (_lock(workspace.STALE_LOCK_AGE, ours=False), True),  # no git holds one that long
+        (_lock(3600.0, ours=False), True),
+    ],
+)
+def test_which_locks_on_main_a_start_may_remove(lock: workspace.BranchLock, stale: bool) -> None:
+    assert workspace.lock_is_stale(lock) is stale
+
+
+def test_branch_lock_says_how_old_a_lock_is_and_whether_it_names_a_merged_commit(
+    project: Path,
+) -> None:
+    old = workspace.head_of(project, "main")
+    merged = _merged_work(project)
+    lock = _main_lock(project)
+    assert workspace.branch_lock(project, "main") is None
+    lock.write_text(merged + "\n")  # what the merge queue writes there as it moves main
+    os.utime(lock, (1000.0, 1000.0))
+    found = workspace.branch_lock(project, "main", now=1090.0)
+    assert found == workspace.BranchLock(path=lock, age_s=90.0, ours=True)
+    git(project, "branch", "experiment", old)
+    lock.write_text(_commit_on(project, "experiment", "x.txt") + "\n")  # not on integration
+    os.utime(lock, (1000.0, 1000.0))
+    found = workspace.branch_lock(project, "main", now=1000.5)
+    assert found == workspace.BranchLock(path=lock, age_s=0.5, ours=False)
+    lock.write_text(old + "\n")  # on integration, but no move forward: a reset of the user's
+    found = workspace.branch_lock(project, "main")
+    assert found is not None and not found.ours
+    lock.write_text("")  # killed before it wrote a line
+    found = workspace.branch_lock(project, "main")
+    assert found is not None and not found.ours
+    assert workspace.head_of(project, "main") == old
