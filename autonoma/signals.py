@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -65,10 +65,8 @@ def install_early() -> None:
     program = getattr(spec, "name", "") == "autonoma.__main__" or (
         os.path.basename(getattr(main, "__file__", "") or "") == "autonoma"
     )
-    if program and _main_thread():
-        for signum in SIGNALS:
-            if signum not in _IGNORED:
-                signal.signal(signum, _early)
+    if program:
+        _handle_with(_early)
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:
@@ -88,16 +86,20 @@ def install() -> None:
     """`kill PID` (SIGTERM) and a closed terminal (SIGHUP) stop the run as Ctrl-C does,
     as a `Signalled`; Ctrl-C as a KeyboardInterrupt; both held while `hold` says so.
     Does nothing outside the main thread (where Python runs handlers)."""
+    _handle_with(_raise)
+
+
+def _handle_with(handler: Callable[[int, FrameType | None], None]) -> None:
+    """``handler`` for every one of `SIGNALS` not left ignored (main thread only)."""
     if _main_thread():
         for signum in SIGNALS:
             if signum not in _IGNORED:
-                signal.signal(signum, _raise)
+                signal.signal(signum, handler)
 
 
 def restore() -> None:
     """The handlers the process started with back (a command that stops the usual way,
-    as it did before `install_early`); does nothing
-    outside the main thread."""
+    as it did before `install_early`); does nothing outside the main thread."""
     if _main_thread():
         for signum, original in _ORIGINAL.items():
             if original is not None:  # None: not set from Python (never here)

@@ -19,9 +19,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_PDEATHSIG = 1
@@ -90,16 +91,27 @@ def tree(leader: int) -> list[ProcEntry]:
     return [e for e in processes() if e.pgid == leader or e.sid == leader]
 
 
-def descendants(roots: set[int], table: list[ProcEntry]) -> list[ProcEntry]:
+class _Linked(Protocol):
+    @property
+    def pid(self) -> int: ...
+    @property
+    def ppid(self) -> int: ...
+
+
+_P = TypeVar("_P", bound=_Linked)
+
+
+def descendants(roots: set[int], table: Iterable[_P]) -> list[_P]:
     """The processes of ``table`` below ``roots`` by parent link (not the roots themselves).
 
     Catches what left the roots' session with ``setsid`` (claude's Bash tool runs each
-    command in a session of its own, and the sandbox's bwrap in another one).
+    command in a session of its own, and the sandbox's bwrap in another one). ``table``:
+    `ProcEntry` rows, or any rows with a pid and a parent pid.
     """
-    children: dict[int, list[ProcEntry]] = {}
+    children: dict[int, list[_P]] = {}
     for entry in table:
         children.setdefault(entry.ppid, []).append(entry)
-    found: list[ProcEntry] = []
+    found: list[_P] = []
     pending = list(roots)
     seen = set(roots)
     while pending:

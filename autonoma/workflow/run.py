@@ -569,7 +569,6 @@ __all__ = [
     "RunError",
     "RunOptions",
     "RunResult",
-    "Signalled",
     "execute",
     "prepare",
     "read_requirements",

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+from autonoma.agents import process
 from autonoma.journal import reader
 from autonoma.journal.schema import JournalError
 from autonoma.protocol import (
@@ -300,18 +301,14 @@ def _read(path: str) -> bytes | None:
         return None
 
 
-def _proc(pid: int) -> Proc | None:
-    raw = _read(f"/proc/{pid}/stat")
-    if raw is None:
-        return None
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    comm = (_read(f"/proc/{pid}/comm") or b"").decode("utf-8", "replace").strip()
-    argv = (_read(f"/proc/{pid}/cmdline") or b"").split(b"\0")
+def _with_command(entry: process.ProcEntry) -> Proc:
+    comm = (_read(f"/proc/{entry.pid}/comm") or b"").decode("utf-8", "replace").strip()
+    argv = (_read(f"/proc/{entry.pid}/cmdline") or b"").split(b"\0")
     return Proc(
-        pid=pid,
-        ppid=int(fields[1]),
-        state=fields[0].decode("ascii", "replace"),
-        start=int(fields[19]),
+        pid=entry.pid,
+        ppid=entry.ppid,
+        state=entry.state,
+        start=entry.start,
         argv=tuple(a.decode("utf-8", "replace") for a in argv if a),
         comm=comm,
     )
@@ -319,13 +316,7 @@ def _proc(pid: int) -> Proc | None:
 
 def all_processes() -> list[Proc]:
     """Every process but zombies (a zombie runs nothing; its parent reaps it)."""
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            entry = _proc(int(name))
-            if entry is not None and entry.state not in ("Z", "X", "x"):
-                found.append(entry)
-    return found
+    return [_with_command(e) for e in process.processes() if e.alive]
 
 
 def _points_into(pid: int, where: str) -> bool:
@@ -355,26 +346,16 @@ def run_processes(where: Path) -> list[Proc]:
 
 def descendants(pid: int, among: Iterable[Proc] | None = None) -> list[Proc]:
     """The processes below ``pid`` (children, theirs, ...), at this moment."""
-    table = list(all_processes() if among is None else among)
-    children: dict[int, list[Proc]] = {}
-    for p in table:
-        children.setdefault(p.ppid, []).append(p)
-    out: list[Proc] = []
-    pending = [pid]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            out.append(child)
-            pending.append(child.pid)
-    return out
+    return process.descendants({pid}, all_processes() if among is None else among)
 
 
 def still_alive(procs: Iterable[Proc]) -> list[Proc]:
     """Those of ``procs`` still running (same pid and start time, not a zombie)."""
     out = []
     for p in procs:
-        now = _proc(p.pid)
-        if now is not None and now.start == p.start and now.state not in ("Z", "X", "x"):
-            out.append(now)
+        entry = process.read_entry(p.pid)
+        if entry is not None and entry.start == p.start and entry.alive:
+            out.append(_with_command(entry))
     return out
 
 
