@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,17 @@ def git_repo(tmp_path: Path) -> Path:
     root = tmp_path / "project"
     root.mkdir()
     return repo.init_repository(root)
+
+
+@pytest.fixture
+def needs_bwrap() -> None:
+    """Fail, never skip, without bubblewrap on PATH: `make test` installs it (with socat),
+    so a missing one is a fault of the set-up, and a skip would pass the sandbox's tests
+    silently."""
+    if shutil.which("bwrap") is None:
+        pytest.fail(
+            "bubblewrap is not on PATH: `make test` installs it (apt install bubblewrap socat)"
+        )
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -300,7 +299,7 @@ text = "Done."
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="make test installs bubblewrap")
+@pytest.mark.usefixtures("needs_bwrap")
 @pytest.mark.parametrize("sandbox", [True, False])
 def test_a_turns_bash_calls_leave_no_zombie_in_its_namespace_while_it_runs(
     sandbox: bool, git_repo: Path, tmp_path: Path

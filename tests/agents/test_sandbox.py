@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import uuid
@@ -172,7 +171,7 @@ def _tool_results(lines: list[dict[str, Any]]) -> list[tuple[bool, str]]:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="make test installs bubblewrap")
+@pytest.mark.usefixtures("needs_bwrap")
 def test_bash_and_write_confined_to_the_folder(git_repo: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -221,7 +220,7 @@ def test_no_bubblewrap_refuses_to_start(git_repo: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="make test installs bubblewrap")
+@pytest.mark.usefixtures("needs_bwrap")
 @pytest.mark.parametrize("sandbox", [True, False])
 def test_turn_with_the_sandbox_setting(sandbox: bool, git_repo: Path, tmp_path: Path) -> None:
     """A developer's turn through `Turn` with ``sandbox`` on: its Bash cannot write
@@ -334,7 +333,7 @@ def _results(seen: list[Any]) -> list[tuple[bool, str]]:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="make test installs bubblewrap")
+@pytest.mark.usefixtures("needs_bwrap")
 def test_secrets_tmpdir_and_file_tools_of_a_default_turn(git_repo: Path, tmp_path: Path) -> None:
     """With the defaults (sandbox on): a planted ~/.ssh key is unreadable to Bash, the
     turn's TMPDIR is its own folder (gone after the turn), and the Write tool is refused
@@ -384,7 +383,7 @@ def _zombie_children() -> list[Any]:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="make test installs bubblewrap")
+@pytest.mark.usefixtures("needs_bwrap")
 def test_sandboxed_bash_calls_leave_no_zombie(git_repo: Path, tmp_path: Path) -> None:
     """Each sandboxed Bash call's inner bwrap is reparented here (a subreaper): the port
     reaps it (docs/sandbox.md section 5); the port tests' no-zombie check runs after."""
@@ -400,7 +399,7 @@ def test_sandboxed_bash_calls_leave_no_zombie(git_repo: Path, tmp_path: Path) ->
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="make test installs bubblewrap")
+@pytest.mark.usefixtures("needs_bwrap")
 def test_git_add_all_works_in_the_sandbox_and_keeps_a_tracked_gitmodules(
     git_repo: Path, tmp_path: Path
 ) -> None:
@@ -443,7 +442,7 @@ def test_git_add_all_works_in_the_sandbox_and_keeps_a_tracked_gitmodules(
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="make test installs bubblewrap")
+@pytest.mark.usefixtures("needs_bwrap")
 def test_skip_permissions_still_confines_bash_and_keeps_secrets(
     git_repo: Path, tmp_path: Path
 ) -> None:

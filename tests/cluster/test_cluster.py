@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 
+# `make test` installs the ray extra: without it this module fails, never skips.
+from ray.cluster_utils import Cluster
+
 from autonoma import demo
 from autonoma.protocol import (
     ActorCrashed,
@@ -29,9 +32,6 @@ from autonoma.protocol import (
 from tests.cluster.shim import MARK_VARIABLE, blocking_path
 from tests.e2e.runs import journal, messages
 from tests.e2e.test_demo import main_tree
-
-ray = pytest.importorskip("ray")
-from ray.cluster_utils import Cluster  # noqa: E402
 
 # Three runs of the sample on 2 shared cores: beyond the suite's 300 s default.
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]

@@ -8,7 +8,6 @@ for what the merge brings, and the journal names the model's commands.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from tests.e2e.runs import (
     start,
 )
 
-pytestmark = pytest.mark.skipif(not os.access("/usr/bin/bwrap", os.X_OK), reason="no bwrap")
+pytestmark = pytest.mark.usefixtures("needs_bwrap")
 
 
 def test_commands_from_the_model_cannot_write_the_users_repository(

@@ -25,7 +25,7 @@ from autonoma.protocol import LeftoversKilled, TaskMerged
 from tests.conftest import run_autonoma
 from tests.e2e.runs import SCENARIOS, assert_clean_exit, files_on, journal, make_project, messages
 
-pytestmark = pytest.mark.skipif(not os.access("/usr/bin/bwrap", os.X_OK), reason="no bwrap")
+pytestmark = pytest.mark.usefixtures("needs_bwrap")
 
 
 def marked(mark: str) -> list[int]:

@@ -20,7 +20,7 @@ from autonoma.workflow.checks import run_check
 from autonoma.workflow.confine import Confinement, Hidden, confined_argv, secrets
 from autonoma.workflow.setup import SetupRunner, run_setup
 
-pytestmark = pytest.mark.skipif(not os.access("/usr/bin/bwrap", os.X_OK), reason="no bwrap")
+pytestmark = pytest.mark.usefixtures("needs_bwrap")
 
 FOLDER = Path("/p/.autonoma/worktrees/r/t1")
 CACHE = Path("/p/.autonoma/cache")
