@@ -3,17 +3,21 @@
 The settings and rules are a table; then the real binary against the sim shows that
 with them a Bash write inside the turn's folder and its temp folder succeeds, one
 outside fails with "Read-only file system", the Write tool is refused outside the
-folder, and a machine without bubblewrap refuses to start instead of running
+folder, a unix socket (an ssh-agent's, docker's) cannot even be opened, and a machine without bubblewrap refuses to start instead of running
 unconfined (docs/sandbox.md has the findings behind each).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -203,6 +207,56 @@ def test_bash_and_write_confined_to_the_folder(git_repo: Path, tmp_path: Path) -
     assert sorted(p.name for p in outside.iterdir()) == []
     assert results[2][0] and "Read-only file system" in results[2][1]
     assert results[4][0] and "haven't granted" in results[4][1]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("needs_bwrap")
+@pytest.mark.parametrize("sandbox", [True, False])
+def test_bash_cannot_open_a_unix_socket_such_as_the_users_agents(
+    sandbox: bool, git_repo: Path, tmp_path: Path
+) -> None:
+    """A listening socket of the user's (an ssh-agent, docker's) is out of reach of a
+    sandboxed Bash: claude's seccomp filter refuses AF_UNIX sockets. Without the
+    sandbox the same command reaches it, which is what the filter changes."""
+    where = Path(tempfile.mkdtemp(prefix="us-"))  # a socket path holds 107 bytes at most
+    listening = socket.socket(socket.AF_UNIX)
+    listening.bind(str(where / "agent.sock"))
+    listening.listen(1)
+    received: list[bytes] = []
+
+    def serve() -> None:
+        # Ends at the first connection, or when the socket is closed below.
+        with contextlib.suppress(OSError):
+            connection, _ = listening.accept()
+            with connection:
+                received.append(connection.recv(16))
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    work = PurePosixPath(git_repo.resolve())
+    settings = settings_arg(sandbox_settings(work, PurePosixPath(tmp_path))) if sandbox else []
+    argv = [*settings, "--permission-mode", "default", "--allowedTools", "Bash"]
+    reach = (
+        "import socket; s = socket.socket(socket.AF_UNIX); "
+        f"s.connect({str(where / 'agent.sock')!r}); s.sendall(b'reached')"
+    )
+    calls = [("Bash", {"command": f'python3 -c "{reach}"', "description": "socket"})]
+    try:
+        proc, lines = _claude(calls, git_repo, tmp_path / "home", argv, os.environ["PATH"])
+    finally:
+        with contextlib.suppress(OSError):
+            listening.shutdown(socket.SHUT_RDWR)
+        listening.close()
+        server.join(5)
+        shutil.rmtree(where, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr
+    [(failed, output)] = _tool_results(lines)
+    if sandbox:
+        assert failed and "Operation not permitted" in output, output
+        assert received == []
+    else:
+        assert not failed, output
+        assert received == [b"reached"]
 
 
 @pytest.mark.timeout(60)
