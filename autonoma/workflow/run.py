@@ -231,11 +231,12 @@ def _finish_advance(project: Project, main: str, dirty: list[str]) -> MainAdvanc
         return None
     try:
         commit = workspace.finish_advance(project.root, main)
-        if commit is None:
-            raise _uncommitted(project.root, workspace.dirty_files(project.root, untracked=False))
+        now = [] if commit is not None else workspace.dirty_files(project.root, untracked=False)
     except VcsError as err:
         raise RunError(str(err)) from None
-    return MainAdvanceFinished(branch=main, commit=commit)
+    if now:
+        raise _uncommitted(project.root, now)
+    return None if commit is None else MainAdvanceFinished(branch=main, commit=commit)
 
 
 def _new_run_id() -> str:
