@@ -252,7 +252,9 @@ class ReviewVerdict(Message, frozen=True):
     attempt: int = 0
 
 
-MergeFailure = Literal["conflict", "tests_failed", "setup_failed", "no_test_command"]
+MergeFailure = Literal[
+    "conflict", "tests_failed", "setup_failed", "no_test_command", "integration_locked"
+]
 
 
 class MergeFailed(Message, frozen=True):
@@ -260,7 +262,10 @@ class MergeFailed(Message, frozen=True):
 
     ``kind``: it conflicted, the merged result's tests failed, the project's set-up
     command failed in the check worktree, or the project has no test command (and the
-    user did not opt out of tests), so nothing may be merged.
+    user did not opt out of tests), so nothing may be merged. ``integration_locked``: the
+    result was green, but a git of the user's held ``autonoma/integration``'s lock longer
+    than the merge queue waits (``output`` says which file): nothing moved, and the task
+    is merged again (no attempt of its developer's is counted).
     """
 
     task_id: str
@@ -640,6 +645,17 @@ class RefLockRemoved(Message, frozen=True):
     """It named a commit of the integration branch: Autonoma's own move of the branch."""
 
 
+class MainAdvanceFinished(Message, frozen=True):
+    """A move of the branch the run moves (``main``) that a kill interrupted, after the
+    user's working tree and index were updated to a merged result and before the branch
+    was, was finished as the run (re)started: the branch now points at ``commit``, the
+    commit of the integration branch those files are exactly
+    (`autonoma.vcs.workspace.interrupted_advance`)."""
+
+    branch: str
+    commit: str
+
+
 class AgentPromptGiven(Message, frozen=True):
     """A pre-started turn (`AgentTurnStarting.waits_for_prompt`) is given its prompt;
     journaled (durably) before it is written to claude's stdin. From here on the turn
@@ -711,6 +727,7 @@ MESSAGE_TYPES: tuple[type[Message], ...] = (
     ConcurrencyChanged,
     LeftoversKilled,
     RefLockRemoved,
+    MainAdvanceFinished,
     AgentPromptGiven,
     HoldLifted,
 )
@@ -766,6 +783,7 @@ AnyMessage = (
     | ConcurrencyChanged
     | LeftoversKilled
     | RefLockRemoved
+    | MainAdvanceFinished
     | AgentPromptGiven
     | HoldLifted
 )

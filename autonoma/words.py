@@ -224,6 +224,11 @@ def _merge_failed(m: p.MergeFailed) -> tuple[str, Level]:
         lines = [text for text in m.output.splitlines() if text.strip()]
         last = f": {short(lines[-1])}" if lines else ""
         return f"{task} merge failed: the set-up failed on the merged result{last}", "warn"
+    if m.kind == "integration_locked":
+        why = f": {short(m.output)}" if m.output else ""
+        return f"{task} not merged yet: autonoma/integration was locked{why}; merging again", (
+            "warn"
+        )
     if m.kind == "conflict":
         files = m.files
         shown = ", ".join(files[:5]) + (f" (+{len(files) - 5} more)" if len(files) > 5 else "")
@@ -375,6 +380,11 @@ def _words(m: p.Message, cwd: str) -> tuple[str, Level] | None:
             return (
                 f"removed {short(path, TOOL_CHARS)}, a lock on {branch or 'the branch'} "
                 f"left by a killed git ({why})",
+                "warn",
+            )
+        case p.MainAdvanceFinished(branch=branch, commit=commit):
+            return (
+                f"finished moving {branch or 'main'} to {commit[:8]} (a stop interrupted it)",
                 "warn",
             )
         case p.BudgetReached(scope="task"):

@@ -105,6 +105,16 @@ ROWS: list[tuple[p.Message, str, str, str | None, str | None, bool]] = [
         "warn", "t3", None, True,
     ),
     (
+        p.MergeFailed(
+            task_id="t3",
+            kind="integration_locked",
+            output="/p/.git/refs/heads/autonoma/integration.lock stayed there 5 s",
+        ),
+        "t3 not merged yet: autonoma/integration was locked: "
+        "/p/.git/refs/heads/autonoma/integration.lock stayed there 5 s; merging again",
+        "warn", "t3", None, True,
+    ),
+    (
         p.TaskMerged(task_id="t1", commit="0123456789", tests="no_tests"),
         "t1 merged as 01234567, no tests collected yet, main moved",
         "good", "t1", None, True,
@@ -349,6 +359,11 @@ ROWS: list[tuple[p.Message, str, str, str | None, str | None, bool]] = [
         p.RefLockRemoved(path="/p/.git/refs/heads/main.lock", branch="main", ours=True),
         "removed /p/.git/refs/heads/main.lock, a lock on main left by a killed git "
         "(it named a commit this run merged)",
+        "warn", None, None, True,
+    ),
+    (
+        p.MainAdvanceFinished(branch="main", commit="0123456789abcdef" * 2 + "01234567"),
+        "finished moving main to 01234567 (a stop interrupted it)",
         "warn", None, None, True,
     ),
 ]  # fmt: skip

@@ -58,6 +58,7 @@ from autonoma.protocol import (
     HoldLifted,
     HumanCommandRejected,
     LeftoversKilled,
+    MainAdvanceFinished,
     MergeFailed,
     PauseRequested,
     PermissionDenied,
@@ -1141,6 +1142,14 @@ def _ref_lock_removed(state: State, seq: int, ts: float, run_id: str, m: RefLock
     return None
 
 
+def _main_advance_finished(
+    state: State, seq: int, ts: float, run_id: str, m: MainAdvanceFinished
+) -> None:
+    # The user's branch was moved to a commit the run had merged already: no state
+    # depends on where it points; the journal row is the record.
+    return None
+
+
 def _leftovers_killed(state: State, seq: int, ts: float, run_id: str, m: LeftoversKilled) -> None:
     # What an earlier run left running was killed: nothing of the state depends on it
     # (the turns it belonged to already ended in the fold); the journal row is the record.
@@ -1290,6 +1299,7 @@ _HANDLERS: dict[str, _Handler] = {
     "ConcurrencyChanged": _concurrency_changed,
     "LeftoversKilled": _leftovers_killed,
     "RefLockRemoved": _ref_lock_removed,
+    "MainAdvanceFinished": _main_advance_finished,
     "AgentPromptGiven": _agent_prompt_given,
     "HoldLifted": _hold_lifted,
 }

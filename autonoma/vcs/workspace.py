@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
-from pygit2.enums import CheckoutStrategy, FileStatus, RepositoryState
+from pygit2.enums import CheckoutStrategy, FileStatus, RepositoryState, SortMode
 
 from autonoma.vcs.excludes import Excludes, project_rules
 from autonoma.vcs.excludes import declared as is_declared
@@ -40,6 +40,11 @@ class VcsError(Exception):
     """A git operation could not be done; the message names the repository and the problem."""
 
 
+class BranchLocked(VcsError):
+    """A branch could not be moved: its lock file (``<ref>.lock``) stayed held (a git of
+    the user's moving it, or packing refs). Nothing moved; the message names the file."""
+
+
 STALE_LOCK_AGE = 60.0
 """Seconds after which a lock on the user's branch (``refs/heads/<main>.lock``) is taken
 for one a killed git left: git holds a ref's lock for the milliseconds of writing one
@@ -48,7 +53,22 @@ a lock a minute old belongs to no git still running."""
 
 LOCK_WAIT = 5.0
 """Seconds the merge queue waits for the user's git to let go of ``<main>.lock`` before
-leaving ``main`` where it is for this merge (the next one moves it)."""
+leaving ``main`` where it is for this merge (the next one moves it), and of the
+integration branch's lock before refusing the merge (it is merged again)."""
+
+ADVANCE_WALK = 200
+"""How many commits of the integration branch, from its head back to ``main``,
+`interrupted_advance` looks through for the tree the user's index holds."""
+
+_UNSTAGED = (
+    FileStatus.WT_MODIFIED
+    | FileStatus.WT_DELETED
+    | FileStatus.WT_TYPECHANGE
+    | FileStatus.WT_RENAMED
+    | FileStatus.WT_UNREADABLE
+    | FileStatus.CONFLICTED
+)
+"""A tracked file's status flags that say the working tree differs from the index."""
 
 
 @dataclass(frozen=True)
@@ -594,9 +614,19 @@ def ensure_check_worktree(repo_path: Path, worktrees_dir: Path, commit: str) -> 
 
 
 def move_branch(
-    repo_path: Path, branch: str, old: str, new: str, message: str = "autonoma: move branch"
+    repo_path: Path,
+    branch: str,
+    old: str,
+    new: str,
+    message: str = "autonoma: move branch",
+    lock_wait: float = 0.0,
 ) -> None:
-    """Point ``branch`` at ``new``, only if it still points at ``old``."""
+    """Point ``branch`` at ``new``, only if it still points at ``old``.
+
+    Blocks up to ``lock_wait`` seconds while a git of the user's holds the branch's lock
+    (``<ref>.lock``: a ``git branch -f``, a ``git pack-refs``); still held, raises
+    `BranchLocked` and nothing moved. Raises `VcsError` if the branch is gone or moved.
+    """
     repo = _open(repo_path)
     target = _commit(repo, new).id
     try:
@@ -608,11 +638,28 @@ def move_branch(
             f"{_where(repo)}: {branch} moved under us "
             f"(expected {_short(old)}, found {_short(reference.target)})"
         )
-    try:
-        # libgit2 checks the old value again under the ref's lock.
-        reference.set_target(target, message)
-    except pygit2.GitError as error:
-        raise VcsError(f"{_where(repo)}: {branch} moved under us ({error})") from error
+    lock = _lock_path(repo, branch)
+    deadline = time.monotonic() + lock_wait
+    while True:
+        try:
+            # libgit2 checks the old value again under the ref's lock.
+            reference.set_target(target, message)
+            return
+        except pygit2.GitError as error:
+            raise VcsError(f"{_where(repo)}: {branch} moved under us ({error})") from error
+        except OSError as error:
+            # pygit2 says "failed to lock file" as an OSError: a git of the user's has it.
+            if "lock" not in str(error):
+                raise VcsError(f"{_where(repo)}: cannot move {branch}: {error}") from error
+            if time.monotonic() < deadline and _wait_unlocked(lock, deadline - time.monotonic()):
+                time.sleep(0.05)  # let go: try again (the old value is checked again)
+                continue
+            if not os.path.lexists(lock):
+                raise BranchLocked(f"{_where(repo)}: cannot lock {branch}: {error}") from error
+            raise BranchLocked(
+                f"{lock} stayed there {lock_wait:g} s (a git command moving {branch}? if "
+                "none runs, remove the file)"
+            ) from error
 
 
 def _on_branch(repo: pygit2.Repository, ref_name: str) -> bool:
@@ -696,6 +743,88 @@ def advance_main(
                 why += f"; your files are left at {_short(target.id)} ({undo})"
         return False, f"{main} moved while it was being updated ({why}); {kept}"
     return True, ""
+
+
+def interrupted_advance(
+    repo_path: Path, main: str | None = None, limit: int = ADVANCE_WALK
+) -> str | None:
+    """The commit an `advance_main` was moving ``main`` to when a kill stopped it between
+    its checkout and its ref update, or None when the repository is not exactly so.
+
+    That state: HEAD is on ``main`` (None: whatever branch HEAD is on); the index holds
+    the tree of a commit C of the integration branch's history, within ``limit`` commits
+    of its head, that is a strict descendant of ``main``; the working tree has no change
+    against the index (untracked files are the user's and allowed). Anything else (the
+    user's own changes, a merge in progress, HEAD detached) is None. Moves nothing (the
+    index's tree is written to the object database, as ``git write-tree`` does); never
+    raises.
+    """
+    try:
+        repo = _open(repo_path)
+        return _interrupted_advance(repo, main, limit)
+    except (VcsError, KeyError, ValueError, pygit2.GitError, OSError):
+        return None
+
+
+def _interrupted_advance(repo: pygit2.Repository, main: str | None, limit: int) -> str | None:
+    if repo.is_bare or repo.head_is_detached or repo.head_is_unborn:
+        return None
+    if main is not None and repo.head.name != _ref_name(main):
+        return None
+    if repo.state() != RepositoryState.NONE:
+        return None  # a merge, rebase or cherry-pick of the user's is under way
+    old = repo.head.peel(pygit2.Commit)
+    integration = _target_of(repo, _ref_name(INTEGRATION_BRANCH))
+    if integration is None or integration == old.id:
+        return None
+    if not repo.descendant_of(integration, old.id):
+        return None
+    index = repo.index
+    index.read(False)
+    if index.conflicts is not None:
+        return None
+    tree = index.write_tree()
+    if tree == old.tree_id:
+        return None  # nothing staged: nothing was interrupted
+    status = repo.status(untracked_files="no", ignored=False)
+    for path, flags in status.items():
+        if path == ".autonoma" or path.startswith(".autonoma/"):
+            continue  # left out of the dirty check too (`dirty_files`)
+        if flags & _UNSTAGED:
+            return None  # a file changed again after the checkout: the user's work
+    walker = repo.walk(integration, SortMode.TOPOLOGICAL)
+    walker.hide(old.id)
+    for seen, commit in enumerate(walker):
+        if seen >= limit:
+            break
+        if commit.tree_id == tree and repo.descendant_of(commit.id, old.id):
+            return str(commit.id)
+    return None
+
+
+def finish_advance(repo_path: Path, main: str) -> str | None:
+    """Finish the move of ``main`` that a kill interrupted (`interrupted_advance`): the
+    ref only, as the index and the working tree already hold its commit. Call with the
+    run lock held (no merge queue of the project moves ``main``). Returns the commit
+    ``main`` now points to, or None when the repository is not in that state (nothing
+    moved). Raises `VcsError` if the ref cannot be written (its lock held, say)."""
+    commit = interrupted_advance(repo_path, main)
+    if commit is None:
+        return None
+    repo = _open(repo_path)
+    try:
+        reference = repo.lookup_reference(_ref_name(main))
+        # libgit2 checks the old value again under the ref's lock.
+        reference.set_target(
+            pygit2.Oid(hex=commit),
+            f"autonoma: fast-forward to {_short(commit)} (finishing a move a kill interrupted)",
+        )
+    except (KeyError, pygit2.GitError, OSError) as error:
+        raise VcsError(
+            f"{_where(repo)}: cannot move {main} to {_short(commit)} as an interrupted "
+            f"merge left it: {error}"
+        ) from error
+    return commit
 
 
 def _target_of(repo: pygit2.Repository, ref_name: str) -> pygit2.Oid | None:

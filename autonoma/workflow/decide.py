@@ -310,6 +310,12 @@ class _Step:
                 # Nothing can merge until a human names the tests (or opts out): not a retry.
                 m.submitted.discard(event.task_id)
                 self._escalate(task, project_commands.no_test_command(task.task_id))
+            elif event.kind == "integration_locked":
+                # A git of the user's held autonoma/integration: nothing moved and nothing
+                # is the developer's to fix (no attempt counted): merged again, behind the
+                # merges already queued.
+                self._set(task.task_id, "merging", "autonoma/integration was locked; merging again")
+                self._submit(task)
             else:
                 # Still submitted until the conflict merge answers: nothing resubmits it.
                 self.out.append(

@@ -8,7 +8,9 @@ merged commit out in the check worktree, run the project's set-up command there
 said and moves nothing; green (or no tests collected while the project has none yet,
 see `autonoma.workflow.commands.judge_tests`), move the integration branch, then
 ``main`` (safely: see `autonoma.vcs.workspace.advance_main`), and announce
-`TaskMerged`. One actor, one mailbox: merges never run side by side.
+`TaskMerged`. One actor, one mailbox: merges never run side by side. A git of the
+user's holding the integration branch's lock longer than `workspace.LOCK_WAIT` refuses
+the merge (`MergeFailed` ``integration_locked``: nothing moved), and it is submitted again.
 
 Submitting a task that is already merged (a resumed run that died before it heard
 of it) finds nothing to add, runs the tests again and announces it merged (the fold
@@ -144,7 +146,24 @@ class MergeQueue(Actor):
         if self._killed.is_set():
             return  # abandoned: the resumed run merges it again; nothing was moved
         if result.commit != onto:
-            workspace.move_branch(self.repo, workspace.INTEGRATION_BRANCH, onto, result.commit)
+            try:
+                workspace.move_branch(
+                    self.repo,
+                    workspace.INTEGRATION_BRANCH,
+                    onto,
+                    result.commit,
+                    lock_wait=workspace.LOCK_WAIT,
+                )
+            except workspace.BranchLocked as locked:
+                # A git of the user's holds the branch's lock: nothing moved, nobody's
+                # fault; the orchestrator submits the task again.
+                self.bus.publish(
+                    MERGE_QUEUE,
+                    MergeFailed(
+                        task_id=request.task_id, kind="integration_locked", output=str(locked)
+                    ),
+                )
+                return
         moved, why_not = workspace.advance_main(self.repo, self.main, result.commit)
         self.bus.publish(
             MERGE_QUEUE,

@@ -32,7 +32,14 @@ from autonoma.hints import endpoint_of, endpoint_text, resume_command, start_com
 from autonoma.journal import reader
 from autonoma.journal.fold import State, fold_rows
 from autonoma.project import Project, ProjectError, RunLock, acquire_run_lock
-from autonoma.protocol import Envelope, Escalation, RefLockRemoved, RunFinished, StopRequested
+from autonoma.protocol import (
+    Envelope,
+    Escalation,
+    MainAdvanceFinished,
+    RefLockRemoved,
+    RunFinished,
+    StopRequested,
+)
 from autonoma.runtime.bus import Listener
 from autonoma.runtime.supervisor import ChildSpec, ChildStartRefused
 from autonoma.signals import Signalled
@@ -97,6 +104,9 @@ class Prepared:
     """What a resumed run spent so far, per task: its budgets start there."""
     removed_lock: RefLockRemoved | None = None
     """The stale lock on ``main`` removed as the run was prepared (journaled at start)."""
+    finished_advance: MainAdvanceFinished | None = None
+    """The move of ``main`` a kill interrupted, finished as the run was prepared
+    (journaled at start)."""
     cleanup: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -200,6 +210,35 @@ def _remove_stale_lock(project: Project, main: str) -> RefLockRemoved | None:
     return RefLockRemoved(path=str(lock.path), branch=main, age_s=lock.age_s, ours=lock.ours)
 
 
+def _uncommitted(root: Path, dirty: list[str]) -> RunError:
+    """The refusal of a start over the user's uncommitted changes to tracked files."""
+    shown = ", ".join(dirty[:5]) + (", ..." if len(dirty) > 5 else "")
+    return RunError(
+        f"{root}: the working tree has uncommitted changes to tracked files "
+        f"({shown}): commit or stash them first, so that moving main as tasks merge never "
+        "touches your work"
+    )
+
+
+def _finish_advance(project: Project, main: str, dirty: list[str]) -> MainAdvanceFinished | None:
+    """Move ``main`` to the merged commit the working tree already holds when a kill
+    interrupted the merge queue between updating the files and moving ``main``
+    (`workspace.finish_advance`); what was done, or None when the tree was clean. Call
+    with the run lock held, after a stale lock on ``main`` is gone. Raises `RunError`:
+    the uncommitted changes are the user's after all (they changed since the first
+    look, or HEAD is not on the run's ``main``), or ``main`` cannot be written."""
+    if not dirty:
+        return None
+    try:
+        commit = workspace.finish_advance(project.root, main)
+        now = [] if commit is not None else workspace.dirty_files(project.root, untracked=False)
+    except VcsError as err:
+        raise RunError(str(err)) from None
+    if now:
+        raise _uncommitted(project.root, now)
+    return None if commit is None else MainAdvanceFinished(branch=main, commit=commit)
+
+
 def _new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
@@ -242,13 +281,10 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
         raise RunError(str(err)) from None
     if problem is not None:
         raise RunError(problem)
-    if dirty:
-        shown = ", ".join(dirty[:5]) + (", ..." if len(dirty) > 5 else "")
-        raise RunError(
-            f"{project.root}: the working tree has uncommitted changes to tracked files "
-            f"({shown}): commit or stash them first, so that moving main as tasks merge never "
-            "touches your work"
-        )
+    # Files exactly a merged result ahead of main, staged: a kill between the merge
+    # queue's update of the working tree and its move of main. Finished once locked.
+    if dirty and workspace.interrupted_advance(project.root) is None:
+        raise _uncommitted(project.root, dirty)
     claude = find_claude(settings)
     if claude is None and settings.claude_path:
         configured = Path(settings.claude_path).expanduser()
@@ -299,6 +335,8 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
         # With the run lock held (no merge queue of the project runs): a lock on main
         # that a killed git left would fail every merge's move of main.
         removed_lock = _remove_stale_lock(project, main)
+        # Then (the lock gone, no merge queue running) main goes where its files already are.
+        finished_advance = _finish_advance(project, main, dirty)
         sim: SimServer | None = None
         parent = dict(os.environ)
         # The crew's backoff owns storms: claude's own retries are capped (None: its default).
@@ -342,6 +380,7 @@ def prepare(project: Project, options: RunOptions) -> Prepared:
             sim=sim,
             spent=spent,
             removed_lock=removed_lock,
+            finished_advance=finished_advance,
         )
         prepared.cleanup.append(lock.release)
         if sim is not None:
@@ -475,6 +514,8 @@ def _execute(prepared: Prepared, listener: Listener | None) -> RunResult:
         if prepared.removed_lock is not None:
             # After the run's `RunStarted` (the orchestrator's first row): said once.
             system.bus.publish("run", prepared.removed_lock, durable=True)
+        if prepared.finished_advance is not None:
+            system.bus.publish("run", prepared.finished_advance, durable=True)
         system.start_child(
             crew_spec(
                 system.bus,

@@ -44,6 +44,7 @@ from autonoma.protocol import (
     SpawnsHeld,
     StopRequested,
     TaskDefined,
+    TaskFeedback,
     TaskMerged,
     TaskStateChanged,
     WorkCommittedForAgent,
@@ -1576,6 +1577,67 @@ def test_a_merge_heard_twice_is_said_once() -> None:
     said = [m for m in h.emitted(TaskStateChanged) if m.state == "merged"]
     assert len(said) == 1 and h.task.state == "merged"
     assert len([a for a in h.actions if isinstance(a, RemoveWorktrees)]) == 1
+
+
+@dataclass(frozen=True)
+class RefusedRow:
+    name: str
+    refused: MergeFailed
+    state: str
+    """The task's state after."""
+    submitted_again: bool
+    """Handed to the merge queue again at once (no developer turn, no attempt counted)."""
+    conflict_merge: bool
+    """The integration head is merged into the branch first (`ConflictMerge`)."""
+
+
+REFUSED_ROWS = [
+    RefusedRow(
+        "a conflict: merged into the branch first", CONFLICT.message, "merging", False, True
+    ),
+    RefusedRow(
+        "the tests failed on the merged result: merged into the branch first",
+        MergeFailed(task_id=T, kind="tests_failed", output="$ pytest\nexit 1"),
+        "merging",
+        False,
+        True,
+    ),
+    RefusedRow(
+        "no test command: escalated, nothing resubmitted",
+        MergeFailed(task_id=T, kind="no_test_command"),
+        "escalated",
+        False,
+        False,
+    ),
+    RefusedRow(
+        "a git of the user's held autonoma/integration's lock: merged again, nobody's fault",
+        MergeFailed(task_id=T, kind="integration_locked", output="integration.lock stayed there"),
+        "merging",
+        True,
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize("row", REFUSED_ROWS, ids=[r.name for r in REFUSED_ROWS])
+def test_what_follows_a_merge_the_queue_refused(row: RefusedRow) -> None:
+    h = reviewing()
+    h.begin()
+    for step in (APPROVE, EXIT_0):
+        h.play(step)
+    attempts = h.task.attempts
+    h.mark = len(h.actions)
+    h.hear(row.refused, "merge_queue")
+    after = h.actions[h.mark :]
+    assert h.task.state == row.state
+    assert h.task.attempts == attempts  # no developer's attempt counted (yet)
+    assert [a.task_id for a in after if isinstance(a, SubmitMerge)] == (
+        [T] if row.submitted_again else []
+    )
+    assert bool([a for a in after if isinstance(a, ConflictMerge)]) is row.conflict_merge
+    assert not [a for a in after if isinstance(a, StartTurn)]
+    assert not h.emitted(TaskFeedback)  # the developer is told nothing
+    assert (T in h.m.submitted) is (row.state == "merging")
 
 
 def test_a_merge_announced_after_the_run_stopped_at_once_is_not_merged_again() -> None:

@@ -121,3 +121,24 @@ def test_no_tests_collected_passes_only_while_the_project_had_none(repo: Path, g
     [merged] = merge(MergeRequest("t1", "t1", "T1", empty), gate)
     assert isinstance(merged, TaskMerged) and merged.tests == "no_tests"
     assert merged.detail.startswith("no tests collected yet")
+
+
+def test_a_lock_held_on_the_integration_branch_refuses_the_merge_and_moves_nothing(
+    repo: Path, gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A git of the user's (a `git branch -f`, a `git pack-refs`) holds the branch's lock.
+    monkeypatch.setattr(workspace, "LOCK_WAIT", 0.5)
+    lock = repo / ".git" / "refs" / "heads" / "autonoma" / "integration.lock"
+    before = {ref: git(repo, "rev-parse", ref) for ref in ("main", "autonoma/integration")}
+    lock.write_text(before["autonoma/integration"])
+    [refused] = merge(MergeRequest("t1", "t1", "T1", "true"), gate)
+    assert isinstance(refused, MergeFailed) and refused.kind == "integration_locked"
+    assert refused.output.startswith(f"{lock} stayed there 0.5 s")
+    assert {ref: git(repo, "rev-parse", ref) for ref in before} == before  # nothing moved
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+    assert lock.exists()  # the user's: never removed
+    lock.unlink()  # their git is done: the task merged again goes through
+    [merged] = merge(MergeRequest("t1", "t1", "T1", "true"), gate)
+    assert isinstance(merged, TaskMerged) and merged.main_moved
+    assert git(repo, "show", "main:t1.txt") == "t1\n"
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
