@@ -3,8 +3,9 @@
 The settings and rules are a table; then the real binary against the sim shows that
 with them a Bash write inside the turn's folder and its temp folder succeeds, one
 outside fails with "Read-only file system", the Write tool is refused outside the
-folder, a unix socket (an ssh-agent's, docker's) cannot even be opened, and a machine without bubblewrap refuses to start instead of running
-unconfined (docs/sandbox.md has the findings behind each).
+folder, a unix socket (an ssh-agent's, docker's) cannot even be opened, and a machine
+without bubblewrap refuses to start instead of running unconfined (docs/sandbox.md has
+the findings behind each).
 """
 
 from __future__ import annotations
