@@ -635,7 +635,9 @@ class RefLockRemoved(Message, frozen=True):
     """The lock on the branch the run moves (``refs/heads/<main>.lock``), left by a git
     killed as it moved it (an earlier Autonoma SIGKILLed as its merge queue moved
     ``main``), was removed before the run (re)started: every later move would have
-    failed. Removed only when stale (`autonoma.vcs.workspace.lock_is_stale`)."""
+    failed. Removed only when stale (`autonoma.vcs.workspace.lock_is_stale`). Also the
+    merge queue's, mid-run, for a lock on ``autonoma/integration`` older than
+    `autonoma.vcs.workspace.STALE_LOCK_AGE` (only Autonoma moves that branch)."""
 
     path: str
     branch: str = ""

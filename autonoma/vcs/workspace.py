@@ -1005,6 +1005,37 @@ def _wait_unlocked(lock: Path, wait: float) -> bool:
     return True
 
 
+def clear_own_branch_lock(
+    repo_path: Path, branch: str, wait: float = LOCK_WAIT
+) -> BranchLock | None:
+    """Make sure a branch only Autonoma moves (``autonoma/integration``) can be moved now.
+
+    A lock on it older than `STALE_LOCK_AGE` is one a killed git left (git holds a ref's
+    lock for milliseconds): removed, and returned so that the caller says so. A fresher
+    one (a ``git pack-refs`` of the user's) is waited for, blocking up to ``wait``
+    seconds. Returns None when there was no lock or it went. Raises `BranchLocked`
+    (naming the file) when it stays, or cannot be removed; `VcsError` when the
+    repository cannot be opened.
+    """
+    lock = branch_lock(repo_path, branch)
+    if lock is None:
+        return None
+    if lock.age_s >= STALE_LOCK_AGE:
+        try:
+            lock.path.unlink()
+        except FileNotFoundError:
+            return None  # its git let it go meanwhile
+        except OSError as err:
+            raise BranchLocked(f"{lock.path}: cannot be removed ({err.strerror})") from None
+        return lock
+    if _wait_unlocked(lock.path, wait):
+        return None
+    raise BranchLocked(
+        f"{lock.path} stayed there {wait:g} s (a git command moving {branch}? if none "
+        "runs, remove the file)"
+    )
+
+
 def remove_stale_ref_locks(repo_path: Path) -> list[Path]:
     """Remove the ref locks (``refs/heads/autonoma/**.lock``) a killed Autonoma left.
 

@@ -10,7 +10,10 @@ see `autonoma.workflow.commands.judge_tests`), move the integration branch, then
 ``main`` (safely: see `autonoma.vcs.workspace.advance_main`), and announce
 `TaskMerged`. One actor, one mailbox: merges never run side by side. A git of the
 user's holding the integration branch's lock longer than `workspace.LOCK_WAIT` refuses
-the merge (`MergeFailed` ``integration_locked``: nothing moved), and it is submitted again.
+the merge (`MergeFailed` ``integration_locked``: nothing moved, checked before the tests
+run and again as the branch moves), and it is submitted again; a lock a minute old was
+left by a killed git and is removed (`RefLockRemoved`), since only Autonoma moves that
+branch: a lock that stays costs a refusal every few seconds for a minute at most.
 
 Submitting a task that is already merged (a resumed run that died before it heard
 of it) finds nothing to add, runs the tests again and announces it merged (the fold
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autonoma.protocol import MergeFailed, TaskMerged, TestsOutcome
+from autonoma.protocol import MergeFailed, RefLockRemoved, TaskMerged, TestsOutcome
 from autonoma.runtime.actor import Actor
 from autonoma.runtime.bus import Bus
 from autonoma.vcs import workspace
@@ -121,6 +124,8 @@ class MergeQueue(Actor):
                 ),
             )
             return
+        if not self._integration_movable(request.task_id):
+            return
         onto = workspace.head_of(self.repo, workspace.INTEGRATION_BRANCH)
         result = workspace.prepare_merge(
             self.repo, onto, request.branch, f"Merge {request.task_id}: {request.title}"
@@ -155,14 +160,8 @@ class MergeQueue(Actor):
                     lock_wait=workspace.LOCK_WAIT,
                 )
             except workspace.BranchLocked as locked:
-                # A git of the user's holds the branch's lock: nothing moved, nobody's
-                # fault; the orchestrator submits the task again.
-                self.bus.publish(
-                    MERGE_QUEUE,
-                    MergeFailed(
-                        task_id=request.task_id, kind="integration_locked", output=str(locked)
-                    ),
-                )
+                # Taken by a git of the user's while the tests ran.
+                self._refuse_locked(request.task_id, locked)
                 return
         moved, why_not = workspace.advance_main(self.repo, self.main, result.commit)
         self.bus.publish(
@@ -174,6 +173,35 @@ class MergeQueue(Actor):
                 detail="; ".join(x for x in (detail, why_not) if x),
                 tests=tests,
             ),
+        )
+
+    def _integration_movable(self, task_id: str) -> bool:
+        """Before the merge's tests run (blocks up to `workspace.LOCK_WAIT` seconds): a
+        lock a killed git left on the integration branch is removed and said; one held
+        by a git of the user's refuses the merge (False), so that a lock that stays does
+        not run the project's tests again every few seconds."""
+        try:
+            removed = workspace.clear_own_branch_lock(
+                self.repo, workspace.INTEGRATION_BRANCH, wait=workspace.LOCK_WAIT
+            )
+        except workspace.BranchLocked as locked:
+            self._refuse_locked(task_id, locked)
+            return False
+        if removed is not None:
+            self.bus.publish(
+                MERGE_QUEUE,
+                RefLockRemoved(
+                    path=str(removed.path),
+                    branch=workspace.INTEGRATION_BRANCH,
+                    age_s=removed.age_s,
+                ),
+            )
+        return True
+
+    def _refuse_locked(self, task_id: str, locked: workspace.BranchLocked) -> None:
+        """Nothing moved, nobody's fault: the orchestrator submits the task again."""
+        self.bus.publish(
+            MERGE_QUEUE, MergeFailed(task_id=task_id, kind="integration_locked", output=str(locked))
         )
 
     def _check(self, request: MergeRequest, check: Path) -> MergeFailed | Judgement:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,14 @@ from typing import Any
 import pykka
 import pytest
 
-from autonoma.protocol import AnyMessage, Envelope, MergeFailed, SetupRan, TaskMerged
+from autonoma.protocol import (
+    AnyMessage,
+    Envelope,
+    MergeFailed,
+    RefLockRemoved,
+    SetupRan,
+    TaskMerged,
+)
 from autonoma.runtime.bus import Bus
 from autonoma.vcs import workspace
 from autonoma.workflow.merge_queue import MergeQueue, MergeRequest
@@ -124,16 +132,18 @@ def test_no_tests_collected_passes_only_while_the_project_had_none(repo: Path, g
 
 
 def test_a_lock_held_on_the_integration_branch_refuses_the_merge_and_moves_nothing(
-    repo: Path, gate: Gate, monkeypatch: pytest.MonkeyPatch
+    repo: Path, gate: Gate, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # A git of the user's (a `git branch -f`, a `git pack-refs`) holds the branch's lock.
     monkeypatch.setattr(workspace, "LOCK_WAIT", 0.5)
     lock = repo / ".git" / "refs" / "heads" / "autonoma" / "integration.lock"
     before = {ref: git(repo, "rev-parse", ref) for ref in ("main", "autonoma/integration")}
     lock.write_text(before["autonoma/integration"])
-    [refused] = merge(MergeRequest("t1", "t1", "T1", "true"), gate)
+    ran = tmp_path / "tests-ran"
+    [refused] = merge(MergeRequest("t1", "t1", "T1", f"touch {ran}"), gate)
     assert isinstance(refused, MergeFailed) and refused.kind == "integration_locked"
     assert refused.output.startswith(f"{lock} stayed there 0.5 s")
+    assert not ran.exists()  # refused before its tests: a lock that stays costs no test runs
     assert {ref: git(repo, "rev-parse", ref) for ref in before} == before  # nothing moved
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
     assert lock.exists()  # the user's: never removed
@@ -142,3 +152,20 @@ def test_a_lock_held_on_the_integration_branch_refuses_the_merge_and_moves_nothi
     assert isinstance(merged, TaskMerged) and merged.main_moved
     assert git(repo, "show", "main:t1.txt") == "t1\n"
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def test_a_lock_a_killed_git_left_on_the_integration_branch_is_removed_and_said(
+    repo: Path, gate: Gate
+) -> None:
+    # Only Autonoma moves autonoma/integration, and git holds a ref's lock for
+    # milliseconds: a lock a minute old belongs to no git still running.
+    lock = repo / ".git" / "refs" / "heads" / "autonoma" / "integration.lock"
+    lock.write_text(git(repo, "rev-parse", "autonoma/integration"))
+    old = time.time() - workspace.STALE_LOCK_AGE - 5
+    os.utime(lock, (old, old))
+    removed, merged = merge(MergeRequest("t1", "t1", "T1", "true"), gate)
+    assert isinstance(removed, RefLockRemoved) and removed.path == str(lock)
+    assert removed.branch == "autonoma/integration" and removed.age_s >= workspace.STALE_LOCK_AGE
+    assert isinstance(merged, TaskMerged) and merged.main_moved
+    assert not lock.exists()
+    assert git(repo, "show", "main:t1.txt") == "t1\n"
