@@ -125,11 +125,16 @@ def test_a_finished_run_travelled_and_retried_from_the_keyboard(tmp_path: Path) 
 
         # r on t2 (the board's second row), a note, enter: journaled for the next start.
         retry_from_the_keyboard(term, 1, "t2", note)
-        screen = term.wait_for(
-            lambda s: board_state(s, "t2") == "escalated (retry asked)", "the retry asked"
+        # The board follows the journal, the toast the answer to the request: either may
+        # be drawn first. The toast wraps where the temporary folder's length says: one
+        # line of it.
+        term.wait_for(
+            lambda s: (
+                board_state(s, "t2") == "escalated (retry asked)"
+                and "t2 will be retried when the run" in s
+            ),
+            "the retry asked, and said",
         )
-        # The toast wraps where the temporary folder's length says: one line of it.
-        assert "t2 will be retried when the run" in screen, screen
         (asked,) = messages(journal(root, after_seq=head), RetryRequested)
         assert (asked.task_id, asked.note) == ("t2", note)
         assert "tty /dev/pts/" in asked.origin  # typed on a terminal
