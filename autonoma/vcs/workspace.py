@@ -804,14 +804,21 @@ def _interrupted_advance(repo: pygit2.Repository, main: str | None, limit: int) 
 
 def finish_advance(repo_path: Path, main: str) -> str | None:
     """Finish the move of ``main`` that a kill interrupted (`interrupted_advance`): the
-    ref only, as the index and the working tree already hold its commit. Call with the
-    run lock held (no merge queue of the project moves ``main``). Returns the commit
-    ``main`` now points to, or None when the repository is not in that state (nothing
-    moved). Raises `VcsError` if the ref cannot be written (its lock held, say)."""
-    commit = interrupted_advance(repo_path, main)
+    ref only, as the working tree that has ``main`` checked out (the main one, or a
+    linked worktree of the user's, as `advance_main` found it) already holds its commit.
+    Call with the run lock held (no merge queue of the project moves ``main``). Returns
+    the commit ``main`` now points to, or None when no working tree is in that state
+    (nothing moved). Raises `VcsError` if the ref cannot be written (its lock held, say)."""
+    repo = _open(repo_path)
+    try:
+        holder = _checked_out_at(repo, _ref_name(main))
+    except (pygit2.GitError, OSError):
+        return None
+    if holder is None:
+        return None
+    commit = interrupted_advance(holder, main)
     if commit is None:
         return None
-    repo = _open(repo_path)
     try:
         reference = repo.lookup_reference(_ref_name(main))
         # libgit2 checks the old value again under the ref's lock.

@@ -221,17 +221,17 @@ def _uncommitted(root: Path, dirty: list[str]) -> RunError:
 
 
 def _finish_advance(project: Project, main: str, dirty: list[str]) -> MainAdvanceFinished | None:
-    """Move ``main`` to the merged commit the working tree already holds when a kill
-    interrupted the merge queue between updating the files and moving ``main``
-    (`workspace.finish_advance`); what was done, or None when the tree was clean. Call
-    with the run lock held, after a stale lock on ``main`` is gone. Raises `RunError`:
-    the uncommitted changes are the user's after all (they changed since the first
-    look, or HEAD is not on the run's ``main``), or ``main`` cannot be written."""
-    if not dirty:
-        return None
+    """Move ``main`` to the merged commit the working tree that has it checked out (this
+    one, or a linked worktree of the user's) already holds when a kill interrupted the
+    merge queue between updating the files and moving ``main``
+    (`workspace.finish_advance`); what was done, or None. ``dirty``: this working tree's
+    uncommitted changes at the first look. Call with the run lock held, after a stale
+    lock on ``main`` is gone. Raises `RunError`: those changes are the user's after all
+    (they changed since the first look, or HEAD is not on the run's ``main``), or
+    ``main`` cannot be written."""
     try:
         commit = workspace.finish_advance(project.root, main)
-        now = [] if commit is not None else workspace.dirty_files(project.root, untracked=False)
+        now = workspace.dirty_files(project.root, untracked=False) if dirty else []
     except VcsError as err:
         raise RunError(str(err)) from None
     if now:

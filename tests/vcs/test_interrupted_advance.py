@@ -185,6 +185,22 @@ def test_finishing_moves_main_only_and_leaves_the_tree_clean(merges: Merges) -> 
     assert workspace.finish_advance(merges.root, "main") is None
 
 
+def test_finishing_in_a_linked_worktree_that_has_main_checked_out(
+    merges: Merges, tmp_path: Path
+) -> None:
+    # The user works on another branch here and keeps main in a linked worktree, which
+    # `advance_main` updated before the kill: that one is finished, this one untouched.
+    git(merges.root, "switch", "-q", "-c", "work")
+    linked = tmp_path / "main-tree"
+    git(merges.root, "worktree", "add", "-q", str(linked), "main")
+    killed_between(linked, merges.second)
+    assert workspace.finish_advance(merges.root, "main") == merges.second
+    assert workspace.head_of(merges.root, "main") == merges.second
+    assert git(linked, "status", "--porcelain") == ""
+    assert git(merges.root, "status", "--porcelain") == ""
+    assert workspace.head_of(merges.root, "work") == merges.main
+
+
 def test_finishing_refuses_the_users_own_changes_and_moves_nothing(merges: Merges) -> None:
     plus_an_unstaged_edit(merges)
     assert workspace.finish_advance(merges.root, "main") is None
