@@ -42,7 +42,13 @@ class VcsError(Exception):
 
 class BranchLocked(VcsError):
     """A branch could not be moved: its lock file (``<ref>.lock``) stayed held (a git of
-    the user's moving it, or packing refs). Nothing moved; the message names the file."""
+    the user's moving it, or packing refs), or could not be removed. Nothing moved; the
+    message names the file."""
+
+    def __init__(self, message: str, held: BranchLock | None = None) -> None:
+        super().__init__(message)
+        self.held = held
+        """The lock still held (None: it could not be removed, or was taken at once)."""
 
 
 STALE_LOCK_AGE = 60.0
@@ -638,28 +644,20 @@ def move_branch(
             f"{_where(repo)}: {branch} moved under us "
             f"(expected {_short(old)}, found {_short(reference.target)})"
         )
+    # As `advance_main`: wait for a git of the user's to let go first, then one try.
     lock = _lock_path(repo, branch)
-    deadline = time.monotonic() + lock_wait
-    while True:
-        try:
-            # libgit2 checks the old value again under the ref's lock.
-            reference.set_target(target, message)
-            return
-        except pygit2.GitError as error:
-            raise VcsError(f"{_where(repo)}: {branch} moved under us ({error})") from error
-        except OSError as error:
-            # pygit2 says "failed to lock file" as an OSError: a git of the user's has it.
-            if "lock" not in str(error):
-                raise VcsError(f"{_where(repo)}: cannot move {branch}: {error}") from error
-            if time.monotonic() < deadline and _wait_unlocked(lock, deadline - time.monotonic()):
-                time.sleep(0.05)  # let go: try again (the old value is checked again)
-                continue
-            if not os.path.lexists(lock):
-                raise BranchLocked(f"{_where(repo)}: cannot lock {branch}: {error}") from error
-            raise BranchLocked(
-                f"{lock} stayed there {lock_wait:g} s (a git command moving {branch}? if "
-                "none runs, remove the file)"
-            ) from error
+    if not _wait_unlocked(lock, lock_wait):
+        raise BranchLocked(_held_too_long(lock, lock_wait, branch))
+    try:
+        # libgit2 checks the old value again under the ref's lock.
+        reference.set_target(target, message)
+    except pygit2.GitError as error:
+        raise VcsError(f"{_where(repo)}: {branch} moved under us ({error})") from error
+    except OSError as error:
+        # pygit2 says "failed to lock file" as an OSError: a git of the user's took it.
+        if "lock" not in str(error):
+            raise VcsError(f"{_where(repo)}: cannot move {branch}: {error}") from error
+        raise BranchLocked(f"{_where(repo)}: cannot lock {branch}: {error}") from error
 
 
 def _on_branch(repo: pygit2.Repository, ref_name: str) -> bool:
@@ -710,10 +708,7 @@ def advance_main(
     # leave the user's files ahead of their branch (shown as their own changes).
     lock = _lock_path(repo, main)
     if not _wait_unlocked(lock, lock_wait):
-        return False, (
-            f"{lock} stayed there {lock_wait:g} s (a git command moving {main}? if none "
-            f"runs, remove the file); {kept}"
-        )
+        return False, f"{_held_too_long(lock, lock_wait, main)}; {kept}"
     holder = _checked_out_at(repo, ref_name)
     checkout: pygit2.Repository | None = None
     if holder is not None:
@@ -1001,6 +996,13 @@ def _fast_forward_on_integration(repo: pygit2.Repository, branch: str, data: byt
         return False
 
 
+def _held_too_long(lock: Path, wait: float, branch: str) -> str:
+    return (
+        f"{lock} stayed there {wait:g} s (a git command moving {branch}? if none runs, "
+        "remove the file)"
+    )
+
+
 def _wait_unlocked(lock: Path, wait: float) -> bool:
     """Wait up to ``wait`` seconds for ``lock`` to go (a git of the user's done with the
     ref); whether it went."""
@@ -1012,22 +1014,21 @@ def _wait_unlocked(lock: Path, wait: float) -> bool:
     return True
 
 
-def clear_own_branch_lock(
-    repo_path: Path, branch: str, wait: float = LOCK_WAIT
-) -> BranchLock | None:
-    """Make sure a branch only Autonoma moves (``autonoma/integration``) can be moved now.
+def clear_branch_lock(repo_path: Path, branch: str, wait: float = 0.0) -> BranchLock | None:
+    """Make sure no lock stops a move of ``branch`` now, with the run lock held (at a
+    start: no merge queue of the project runs) or from the merge queue itself.
 
-    A lock on it older than `STALE_LOCK_AGE` is one a killed git left (git holds a ref's
-    lock for milliseconds): removed, and returned so that the caller says so. A fresher
-    one (a ``git pack-refs`` of the user's) is waited for, blocking up to ``wait``
-    seconds. Returns None when there was no lock or it went. Raises `BranchLocked`
-    (naming the file) when it stays, or cannot be removed; `VcsError` when the
-    repository cannot be opened.
+    A stale lock (`lock_is_stale`: Autonoma's own move, killed, or one older than
+    `STALE_LOCK_AGE`, which no running git holds) is removed and returned, for the
+    caller to say so. A fresher one is waited for, blocking up to ``wait`` seconds.
+    Returns None when there was no lock or it went. Raises `BranchLocked` when it stays
+    (`BranchLocked.held` says which) or cannot be removed; `VcsError` when the
+    repository or the lock cannot be read.
     """
     lock = branch_lock(repo_path, branch)
     if lock is None:
         return None
-    if lock.age_s >= STALE_LOCK_AGE:
+    if lock_is_stale(lock):
         try:
             lock.path.unlink()
         except FileNotFoundError:
@@ -1037,10 +1038,7 @@ def clear_own_branch_lock(
         return lock
     if _wait_unlocked(lock.path, wait):
         return None
-    raise BranchLocked(
-        f"{lock.path} stayed there {wait:g} s (a git command moving {branch}? if none "
-        "runs, remove the file)"
-    )
+    raise BranchLocked(_held_too_long(lock.path, wait, branch), held=lock)
 
 
 def remove_stale_ref_locks(repo_path: Path) -> list[Path]:

@@ -181,7 +181,7 @@ class MergeQueue(Actor):
         by a git of the user's refuses the merge (False), so that a lock that stays does
         not run the project's tests again every few seconds."""
         try:
-            removed = workspace.clear_own_branch_lock(
+            removed = workspace.clear_branch_lock(
                 self.repo, workspace.INTEGRATION_BRANCH, wait=workspace.LOCK_WAIT
             )
         except workspace.BranchLocked as locked:
@@ -194,6 +194,7 @@ class MergeQueue(Actor):
                     path=str(removed.path),
                     branch=workspace.INTEGRATION_BRANCH,
                     age_s=removed.age_s,
+                    ours=removed.ours,
                 ),
             )
         return True

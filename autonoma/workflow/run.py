@@ -187,26 +187,23 @@ def _run_to_resume(project: Project, requirements: Path, new: bool, endpoint: st
 
 
 def _remove_stale_lock(project: Project, main: str) -> RefLockRemoved | None:
-    """Remove ``main``'s ref lock if a killed git left it (`workspace.lock_is_stale`);
+    """Remove ``main``'s ref lock if a killed git left it (`workspace.clear_branch_lock`);
     what was removed, or None. Call with the run lock held. Raises `RunError` (one line
     naming the file and what to do) when it may be a git of the user's, running now."""
     try:
-        lock = workspace.branch_lock(project.root, main)
+        lock = workspace.clear_branch_lock(project.root, main)
+    except workspace.BranchLocked as err:
+        if err.held is None:
+            raise RunError(f"{err}: remove it") from None
+        raise RunError(
+            f"{err.held.path}: a git command holds branch {main} ({err.held.age_s:.0f} s "
+            "ago): let it finish, then start again; if no git runs in this repository, "
+            "remove the file"
+        ) from None
     except VcsError as err:
         raise RunError(str(err)) from None
     if lock is None:
         return None
-    if not workspace.lock_is_stale(lock):
-        raise RunError(
-            f"{lock.path}: a git command holds branch {main} ({lock.age_s:.0f} s ago): let "
-            f"it finish, then start again; if no git runs in this repository, remove the file"
-        )
-    try:
-        lock.path.unlink()
-    except FileNotFoundError:
-        pass  # its git let it go meanwhile
-    except OSError as err:
-        raise RunError(f"{lock.path}: cannot be removed ({err.strerror}): remove it") from None
     return RefLockRemoved(path=str(lock.path), branch=main, age_s=lock.age_s, ours=lock.ours)
 
 
