@@ -27,6 +27,11 @@ SOLO_WINDOW = 120.0
 _EPSILON = 1e-9
 
 
+def cap_reached(spent: float, cap: float) -> bool:
+    """Whether ``spent`` (USD) reached ``cap`` (0 or less: no cap), float sums allowed for."""
+    return cap > 0 and spent >= cap - _EPSILON
+
+
 class Backoff:
     """Exponential backoff with jitter, shared by every agent.
 
@@ -149,11 +154,11 @@ class Budget:
 
     def run_reached(self) -> bool:
         """True when the run's cap is set and reached."""
-        return self.run_usd > 0 and self._total >= self.run_usd - _EPSILON
+        return cap_reached(self._total, self.run_usd)
 
     def task_reached(self, task_id: str) -> bool:
         """True when the per-task cap is set and this task reached it."""
-        return self.task_usd > 0 and self.spent_on(task_id) >= self.task_usd - _EPSILON
+        return cap_reached(self.spent_on(task_id), self.task_usd)
 
     def task_remaining(self, task_id: str) -> float | None:
         """USD this task may still spend (never below 0), or None when tasks have no cap."""

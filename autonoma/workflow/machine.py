@@ -19,6 +19,7 @@ from autonoma.journal.fold import State
 from autonoma.protocol import (
     AgentTurnFinished,
 )
+from autonoma.workflow.backoff import cap_reached
 from autonoma.workflow.dag import TaskSpec
 from autonoma.workflow.governor import Permit
 
@@ -27,9 +28,6 @@ PLAN_CHECKOUT = "_plan"
 REVIEW_CHECKOUTS = "_review"
 """QA's throwaway checkouts, in the run's clones folder."""
 
-
-# Costs add up in floats (see `autonoma.workflow.backoff`).
-_EPSILON = 1e-9
 
 TurnKind = Literal["plan", "decompose", "develop", "review"]
 
@@ -224,7 +222,7 @@ def permit(m: Machine, task_id: str | None) -> Permit:
     wait = max(0.0, m.fold.held_until - m.now)
     run = m.fold.run
     spent = run.usage.usd if run is not None else m.fold.usage.usd
-    reached = m.cfg.budget_usd > 0 and spent >= m.cfg.budget_usd - _EPSILON
+    reached = cap_reached(spent, m.cfg.budget_usd)
     left: float | None = None
     if task_id is not None and m.cfg.task_budget_usd > 0:
         task = m.fold.tasks.get(task_id)
