@@ -12,9 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pygit2
-from pygit2.enums import CheckoutStrategy
-
 from autonoma.protocol import MainAdvanceFinished, RefLockRemoved, RunStarted
 from tests.chaos.chaoslib import double_merges, kill_group, poll, run_problems
 from tests.e2e.runs import (
@@ -27,6 +24,7 @@ from tests.e2e.runs import (
     model_file,
     start,
 )
+from tests.vcs.test_interrupted_advance import killed_between
 
 DONE = {"requirements.md", "t1.txt", "t2.txt", "t3.txt"}
 TASKS = ["t1", "t2", "t3"]
@@ -47,14 +45,6 @@ def launch(root: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-
-def checkout_like_advance_main(root: Path, commit: str) -> None:
-    """What `advance_main` does before it moves ``main``: a SAFE checkout of the merged
-    tree (files and index), ``main`` left where it is."""
-    repo = pygit2.Repository(str(root))
-    tree = repo[repo.revparse_single(commit).peel(pygit2.Commit).tree_id]
-    repo.checkout_tree(tree, strategy=CheckoutStrategy.SAFE)  # type: ignore[no-untyped-call]
 
 
 def test_a_kill_between_the_checkout_and_the_move_of_main_is_finished_by_the_next_start(
@@ -86,7 +76,7 @@ def test_a_kill_between_the_checkout_and_the_move_of_main_is_finished_by_the_nex
     assert git(root, "rev-parse", "main").strip() == old
     # What the kill a moment later leaves: the files and the index at the merged commit,
     # and (killed as it wrote main) main's lock naming that commit.
-    checkout_like_advance_main(root, first)
+    killed_between(root, first)
     lock.write_text(first + "\n")
     staged = git(root, "status", "--porcelain")
     assert staged and all(line.startswith("A ") for line in staged.splitlines()), staged
