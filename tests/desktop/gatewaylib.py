@@ -148,19 +148,28 @@ async def receive(ws: WebSocketConnection, timeout: float = 30.0) -> dict[str, A
         return frame
 
 
-async def request(ws: WebSocketConnection, frame: dict[str, Any]) -> dict[str, Any]:
-    """Send ``frame``; the next frame that is not a ``message``/``live`` one."""
+async def request(
+    ws: WebSocketConnection, frame: dict[str, Any], skipped: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Send ``frame``; the next frame that is not a ``message``/``live`` one. Those it
+    passes over are appended to ``skipped`` if given (the feed may send what a command
+    journaled before the command's answer)."""
     await ws.send_message(json.dumps(frame))
     while True:
         answer = await receive(ws)
         if answer["type"] not in ("message", "live"):
             return answer
+        if skipped is not None:
+            skipped.append(answer)
 
 
 async def collect_until(
     ws: WebSocketConnection, last_seq: int, frames: list[dict[str, Any]], timeout: float = 60
 ) -> None:
-    """Append every frame received to ``frames`` until a message of ``last_seq`` arrives."""
+    """Append every frame received to ``frames`` until a message of ``last_seq`` arrives
+    (at once if ``frames`` already holds it)."""
+    if any(f["type"] == "message" and f["seq"] >= last_seq for f in frames):
+        return
     with trio.fail_after(timeout):
         while True:
             frame = json.loads(await ws.get_message())
